@@ -1,0 +1,210 @@
+# kubedirect: plain-Make build (Redis style). `make help` lists the targets.
+#   make                 libkd (static + shared), every plugin (.so), every shim, bench tools
+#   make test            unit tests, one cmocka binary per module, each its own process
+#   make check           -Werror build + unit tests under SANITIZER=address,undefined
+#   make lint            clang-tidy + cppcheck       make format / format-check
+#   make fuzz            libFuzzer targets (clang)   make deps: Debian packages (apt-get)
+# Variables: BUILD=dir (default build), SANITIZER=address|undefined|address,undefined, WERROR=1,
+#            V=1 (verbose), O=-O2 (optimisation).
+
+BUILD ?= build
+CC ?= cc
+O ?= -O2
+PKGS := libcurl json-c libwebsockets
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+ifeq ($(CI),true)
+WERROR ?= 1
+endif
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
+	-Wno-missing-field-initializers
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+SAN_FLAGS :=
+ifneq ($(SANITIZER),)
+SAN_FLAGS := -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+
+CPPFLAGS += -Ilib/include -D_GNU_SOURCE
+CFLAGS_ALL := -std=gnu11 $(O) -g -fPIC -MMD -MP $(WARN) $(SAN_FLAGS) $(PKG_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL := $(SAN_FLAGS) $(LDFLAGS)
+LIBS := $(PKG_LIBS) -ldl -lpthread -lm
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+# --- libkd -------------------------------------------------------------------------------------
+LIB_SRCS := $(wildcard lib/*.c)
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+LIBKD_A := $(BUILD)/lib/libkd.a
+LIBKD_SO := $(BUILD)/lib/libkd.so
+
+# --- plugins: plugins/<name>/*.c -> $(BUILD)/plugins/kd-<name>.so ------------------------------
+PLUGIN_DIRS := $(patsubst %/,%,$(dir $(wildcard plugins/*/*.c)))
+PLUGIN_NAMES := $(sort $(notdir $(PLUGIN_DIRS)))
+PLUGIN_SOS := $(PLUGIN_NAMES:%=$(BUILD)/plugins/kd-%.so)
+PLUGIN_CFLAGS := -fvisibility=hidden
+PLUGIN_LDFLAGS := -shared -Wl,--no-undefined -Wl,--exclude-libs,ALL
+
+# --- components: <folder>/*.c -> $(BUILD)/bin/<binary> ---------------------------------------
+COMPONENTS := autoscaler-shim:kd-autoscaler node-agent:kd-node activator-hook:kd-activator
+comp_dir = $(word 1,$(subst :, ,$(1)))
+comp_bin = $(word 2,$(subst :, ,$(1)))
+BINS := $(foreach c,$(COMPONENTS),$(if $(wildcard $(call comp_dir,$(c))/*.c),$(BUILD)/bin/$(call comp_bin,$(c))))
+
+# --- sample functions: functions/<name>/*.c -> $(BUILD)/functions/<name> -----------------------
+FUNC_NAMES := $(sort $(notdir $(patsubst %/,%,$(dir $(wildcard functions/*/*.c)))))
+FUNC_BINS := $(FUNC_NAMES:%=$(BUILD)/functions/%)
+
+# --- bench tools: bench/<name>/*.c -> $(BUILD)/bench/<name> ------------------------------------
+BENCH_NAMES := $(sort $(notdir $(patsubst %/,%,$(dir $(wildcard bench/*/*.c)))))
+BENCH_BINS := $(BENCH_NAMES:%=$(BUILD)/bench/%)
+
+# --- tests -------------------------------------------------------------------------------------
+TEST_SRCS := $(wildcard tests/unit/test_*.c)
+TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+TEST_SUPPORT_SRCS := $(wildcard tests/support/*.c)
+TEST_SUPPORT_OBJS := $(TEST_SUPPORT_SRCS:%.c=$(BUILD)/%.o)
+FIXTURE_SRCS := $(wildcard tests/fixtures/plugins/*.c)
+FIXTURE_SOS := $(FIXTURE_SRCS:tests/fixtures/plugins/%.c=$(BUILD)/tests/fixtures/%.so)
+# Multi-process harness programs: tests/harness/<name>.c -> $(BUILD)/tests/harness/<name>
+HARNESS_SRCS := $(wildcard tests/harness/*.c)
+HARNESS_BINS := $(HARNESS_SRCS:tests/harness/%.c=$(BUILD)/tests/harness/%)
+TEST_CPPFLAGS := -Itests/support -DKD_BUILD_DIR=\"$(abspath $(BUILD))\" -DKD_SRC_DIR=\"$(CURDIR)\"
+
+# --- fuzz targets (clang + libFuzzer): tests/fuzz/fuzz_<name>.c --------------------------------
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_CC ?= clang
+FUZZ_TIME ?= 60
+
+ALL_C := $(LIB_SRCS) $(wildcard plugins/*/*.c) $(foreach c,$(COMPONENTS),$(wildcard $(call comp_dir,$(c))/*.c)) \
+	$(wildcard functions/*/*.c) $(wildcard bench/*/*.c) $(TEST_SRCS) $(TEST_SUPPORT_SRCS) \
+	$(FIXTURE_SRCS) $(HARNESS_SRCS) $(FUZZ_SRCS)
+ALL_H := $(shell find lib plugins autoscaler-shim node-agent activator-hook functions bench tests \
+	-name '*.h' 2>/dev/null)
+
+.PHONY: test-all all lib plugins bins test test-unit check lint format format-check fuzz fuzz-build deps \
+	clean help test-integration rig-up rig-down rig-status bench-chan
+.DEFAULT_GOAL := all
+.SECONDARY:
+
+all: lib plugins bins $(FUNC_BINS) $(BENCH_BINS)
+lib: $(LIBKD_A) $(LIBKD_SO)
+plugins: $(PLUGIN_SOS)
+bins: $(BINS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(if $(filter tests/%,$<),$(TEST_CPPFLAGS)) \
+		$(if $(filter plugins/%,$<),$(PLUGIN_CFLAGS)) $(CFLAGS_ALL) -c $< -o $@
+
+$(LIBKD_A): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(LIBKD_SO): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -shared -Wl,-soname,libkd.so -o $@ $^ $(LDFLAGS_ALL) $(LIBS)
+
+define plugin_rule
+$(BUILD)/plugins/kd-$(1).so: $(patsubst %.c,$(BUILD)/%.o,$(wildcard plugins/$(1)/*.c)) $(LIBKD_A)
+	@mkdir -p $$(dir $$@)
+	@$$(if $$(Q),echo "  PLUGIN  $$@")
+	$$(Q)$$(CC) $(PLUGIN_LDFLAGS) -o $$@ $$(filter %.o,$$^) $(LIBKD_A) $$(LDFLAGS_ALL) $$(LIBS)
+endef
+$(foreach p,$(PLUGIN_NAMES),$(eval $(call plugin_rule,$(p))))
+
+define bin_rule
+$(BUILD)/$(2): $(patsubst %.c,$(BUILD)/%.o,$(wildcard $(1)/*.c)) $(LIBKD_A)
+	@mkdir -p $$(dir $$@)
+	@$$(if $$(Q),echo "  LINK    $$@")
+	$$(Q)$$(CC) -o $$@ $$(filter %.o,$$^) $(LIBKD_A) $$(LDFLAGS_ALL) $$(LIBS)
+endef
+$(foreach c,$(COMPONENTS),$(if $(wildcard $(call comp_dir,$(c))/*.c),$(eval $(call bin_rule,$(call comp_dir,$(c)),bin/$(call comp_bin,$(c))))))
+$(foreach f,$(FUNC_NAMES),$(eval $(call bin_rule,functions/$(f),functions/$(f))))
+$(foreach b,$(BENCH_NAMES),$(eval $(call bin_rule,bench/$(b),bench/$(b))))
+
+$(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(TEST_SUPPORT_OBJS) $(LIBKD_A)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  TEST    $@")
+	$(Q)$(CC) -o $@ $< $(TEST_SUPPORT_OBJS) $(LIBKD_A) $(LDFLAGS_ALL) $(LIBS) -lcmocka
+
+$(BUILD)/tests/harness/%: $(BUILD)/tests/harness/%.o $(TEST_SUPPORT_OBJS) $(LIBKD_A)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) -o $@ $< $(TEST_SUPPORT_OBJS) $(LIBKD_A) $(LDFLAGS_ALL) $(LIBS)
+
+$(BUILD)/tests/fixtures/%.so: tests/fixtures/plugins/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FIXTURE $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(PLUGIN_CFLAGS) -shared -o $@ $< $(LDFLAGS_ALL)
+
+test-unit test: all $(TEST_BINS) $(FIXTURE_SOS) $(HARNESS_BINS)
+	$(Q)BUILD=$(BUILD) tests/run-unit.sh $(TEST_BINS)
+
+check:
+	$(MAKE) WERROR=1 SANITIZER=address,undefined BUILD=$(BUILD)-san test
+
+# The README test command: format, lint, -Werror + sanitizer unit tests.
+test-all: format-check lint check
+
+# --- fuzzing ---------------------------------------------------------------------------------
+FUZZ_FLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Ilib/include -D_GNU_SOURCE \
+	$(PKG_CFLAGS)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZ    $@")
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(LIBS)
+fuzz-build: $(FUZZ_BINS)
+# Runs each target for FUZZ_TIME seconds on its corpus (tests/fuzz/corpus/<name>).
+fuzz: fuzz-build
+	$(Q)for f in $(FUZZ_BINS); do n=$$(basename $$f); c=$(BUILD)/fuzz/corpus-$$n; mkdir -p $$c; \
+		seeds=tests/fuzz/corpus/$$n; [ -d $$seeds ] || seeds=; \
+		echo "fuzz: $$n for $(FUZZ_TIME)s"; \
+		$$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 $$c $$seeds || exit 1; done
+
+# --- lint and format -------------------------------------------------------------------------
+TIDY_SRCS := $(filter-out tests/fuzz/%,$(ALL_C))
+lint:
+	$(Q)clang-tidy --quiet $(TIDY_SRCS) -- $(CPPFLAGS) $(TEST_CPPFLAGS) -std=gnu11 $(PKG_CFLAGS) \
+		2>&1 | grep -v -E '^[0-9]+ warnings? (and [0-9]+ errors? )?generated\.$$' | tee $(BUILD)-tidy.log; \
+		! grep -qE '(warning|error):' $(BUILD)-tidy.log
+	$(Q)cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+		--inline-suppr --std=c11 -D__GNUC__ -Ilib/include --suppress=missingIncludeSystem \
+		$(ALL_C)
+	@echo "lint: clean"
+
+format:
+	$(Q)clang-format -i $(ALL_C) $(ALL_H)
+format-check:
+	$(Q)clang-format --dry-run --Werror $(ALL_C) $(ALL_H) && echo "format: clean"
+
+deps:
+	$(Q)scripts/deps.sh
+
+# --- the embedded cluster and integration tests ----------------------------------------------
+rig-up:
+	$(Q)rig/up
+rig-down:
+	$(Q)rig/down
+rig-status:
+	$(Q)rig/status
+test-integration: all
+	$(Q)BUILD=$(BUILD) tests/integration/run.sh
+
+clean:
+	rm -rf $(BUILD) $(BUILD)-san
+
+help:
+	@sed -n '1,9p' Makefile | sed 's/^# \{0,1\}//'
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

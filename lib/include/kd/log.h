@@ -1,0 +1,59 @@
+/* kd/log.h: leveled logging with a component prefix, as text or one JSON object per line. */
+#ifndef KD_LOG_H
+#define KD_LOG_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "kd/common.h"
+
+enum kd_log_level {
+	KD_LOG_ERROR = 0,
+	KD_LOG_WARN = 1,
+	KD_LOG_INFO = 2,
+	KD_LOG_DEBUG = 3,
+	KD_LOG_TRACE = 4,
+};
+
+enum kd_log_format {
+	KD_LOG_TEXT = 0, /* "2026-11-27T07:50:29.123Z INFO  kd-node: message" */
+	KD_LOG_JSON = 1, /* {"ts":"...","level":"info","component":"kd-node","msg":"..."} */
+};
+
+/* Sets the component name (copied), level and format. Defaults: "kubedirect", INFO, TEXT, stderr.
+ * Safe to call again; not thread-safe against concurrent kd_log calls. */
+void kd_log_init(const char *component, enum kd_log_level level, enum kd_log_format format);
+void kd_log_set_level(enum kd_log_level level);
+enum kd_log_level kd_log_get_level(void);
+/* Redirects output (borrowed; must outlive logging). NULL restores stderr. */
+void kd_log_set_stream(FILE *stream);
+
+/* Parses "error|warn|info|debug|trace" (case-insensitive). Returns 0 or -EINVAL. */
+int kd_log_level_parse(const char *s, enum kd_log_level *out);
+/* Parses "text|json". Returns 0 or -EINVAL. */
+int kd_log_format_parse(const char *s, enum kd_log_format *out);
+const char *kd_log_level_name(enum kd_log_level level);
+
+static inline bool kd_log_enabled(enum kd_log_level level)
+{
+	return level <= kd_log_get_level();
+}
+
+/* Writes one line (one write(2)-sized fputs) if level is enabled. */
+void kd_log_write(enum kd_log_level level, const char *fmt, ...) KD_PRINTF(2, 3);
+
+#define kd_log_error(...) kd_log_write(KD_LOG_ERROR, __VA_ARGS__)
+#define kd_log_warn(...)  kd_log_write(KD_LOG_WARN, __VA_ARGS__)
+#define kd_log_info(...)  kd_log_write(KD_LOG_INFO, __VA_ARGS__)
+#define kd_log_debug(...)                                                                          \
+	do {                                                                                       \
+		if (kd_log_enabled(KD_LOG_DEBUG))                                                  \
+			kd_log_write(KD_LOG_DEBUG, __VA_ARGS__);                                   \
+	} while (0)
+#define kd_log_trace(...)                                                                          \
+	do {                                                                                       \
+		if (kd_log_enabled(KD_LOG_TRACE))                                                  \
+			kd_log_write(KD_LOG_TRACE, __VA_ARGS__);                                   \
+	} while (0)
+
+#endif /* KD_LOG_H */
