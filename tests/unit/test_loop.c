@@ -1,0 +1,218 @@
+/* Unit tests for kd_loop: fd readiness, timers in due order, re-arming, removal inside
+ * callbacks, cross-thread posts and stop. */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "kd/loop.h"
+
+struct io_state {
+	int calls;
+	unsigned last_events;
+	char buf[16];
+};
+
+static void on_readable(struct kd_loop *loop, int fd, unsigned events, void *arg)
+{
+	(void)loop;
+	struct io_state *s = arg;
+	s->calls++;
+	s->last_events = events;
+	ssize_t n = read(fd, s->buf, sizeof(s->buf) - 1);
+	if (n >= 0)
+		s->buf[n] = '\0';
+}
+
+static void fd_readiness_is_reported(void **state)
+{
+	(void)state;
+	struct kd_loop *loop = kd_loop_new();
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	struct io_state s = {0};
+	assert_int_equal(kd_loop_add_fd(loop, p[0], KD_LOOP_IN, on_readable, &s), 0);
+	assert_int_equal(kd_loop_add_fd(loop, p[0], KD_LOOP_IN, on_readable, &s), -EEXIST);
+	assert_int_equal(kd_loop_run_once(loop, 0), 0);
+	assert_int_equal(s.calls, 0);
+	assert_int_equal(write(p[1], "hi", 2), 2);
+	assert_int_equal(kd_loop_run_once(loop, 1000), 1);
+	assert_int_equal(s.calls, 1);
+	assert_true(s.last_events & KD_LOOP_IN);
+	assert_string_equal(s.buf, "hi");
+	assert_int_equal(kd_loop_del_fd(loop, p[0]), 0);
+	assert_int_equal(kd_loop_del_fd(loop, p[0]), -ENOENT);
+	assert_int_equal(kd_loop_mod_fd(loop, p[0], KD_LOOP_IN), -ENOENT);
+	assert_int_equal(write(p[1], "x", 1), 1);
+	assert_int_equal(kd_loop_run_once(loop, 0), 0);
+	assert_int_equal(s.calls, 1);
+	close(p[0]);
+	close(p[1]);
+	kd_loop_free(loop);
+}
+
+struct order {
+	int seq[8];
+	int n;
+};
+
+static void record(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	(void)loop;
+	(void)t;
+	struct order *o = arg;
+	o->seq[o->n++] = -1;
+}
+
+struct tagged {
+	struct order *o;
+	int tag;
+};
+
+static void record_tag(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	(void)loop;
+	(void)t;
+	struct tagged *tg = arg;
+	tg->o->seq[tg->o->n++] = tg->tag;
+}
+
+static void timers_fire_in_due_order(void **state)
+{
+	(void)state;
+	struct kd_loop *loop = kd_loop_new();
+	struct order o = {0};
+	struct tagged a = {&o, 1}, b = {&o, 2}, c = {&o, 3};
+	struct kd_timer *ta = kd_loop_timer_new(loop, record_tag, &a);
+	struct kd_timer *tb = kd_loop_timer_new(loop, record_tag, &b);
+	struct kd_timer *tc = kd_loop_timer_new(loop, record_tag, &c);
+	kd_loop_timer_start(ta, 30);
+	kd_loop_timer_start(tb, 10);
+	kd_loop_timer_start(tc, 20);
+	kd_loop_timer_start(tc, 0); /* re-arm moves it to the front */
+	assert_true(kd_loop_timer_pending(tc));
+	uint64_t start = kd_now_ns();
+	while (o.n < 3 && kd_now_ns() - start < 2000000000ull)
+		assert_true(kd_loop_run_once(loop, 100) >= 0);
+	assert_int_equal(o.n, 3);
+	assert_int_equal(o.seq[0], 3);
+	assert_int_equal(o.seq[1], 2);
+	assert_int_equal(o.seq[2], 1);
+	assert_false(kd_loop_timer_pending(ta));
+	kd_loop_timer_free(ta);
+	kd_loop_timer_free(tb);
+	kd_loop_timer_free(tc);
+	kd_loop_free(loop);
+}
+
+static void stopped_timer_never_fires(void **state)
+{
+	(void)state;
+	struct kd_loop *loop = kd_loop_new();
+	struct order o = {0};
+	struct kd_timer *t = kd_loop_timer_new(loop, record, &o);
+	kd_loop_timer_start(t, 0);
+	kd_loop_timer_stop(t);
+	assert_false(kd_loop_timer_pending(t));
+	assert_int_equal(kd_loop_run_once(loop, 20), 0);
+	assert_int_equal(o.n, 0);
+	kd_loop_timer_start(t, 0);
+	kd_loop_free(loop); /* frees the loop with the timer still armed */
+	kd_loop_timer_free(t);
+}
+
+struct del_state {
+	int p1[2], p2[2];
+	int calls;
+};
+
+static void delete_other(struct kd_loop *loop, int fd, unsigned events, void *arg)
+{
+	(void)events;
+	struct del_state *s = arg;
+	s->calls++;
+	char c;
+	assert_int_equal(read(fd, &c, 1), 1);
+	/* Whichever fires first removes the other; the other's pending event must be dropped. */
+	kd_loop_del_fd(loop, fd == s->p1[0] ? s->p2[0] : s->p1[0]);
+	kd_loop_del_fd(loop, fd);
+}
+
+static void removal_inside_callback_drops_pending_events(void **state)
+{
+	(void)state;
+	struct kd_loop *loop = kd_loop_new();
+	struct del_state s = {0};
+	assert_int_equal(pipe(s.p1), 0);
+	assert_int_equal(pipe(s.p2), 0);
+	assert_int_equal(kd_loop_add_fd(loop, s.p1[0], KD_LOOP_IN, delete_other, &s), 0);
+	assert_int_equal(kd_loop_add_fd(loop, s.p2[0], KD_LOOP_IN, delete_other, &s), 0);
+	assert_int_equal(write(s.p1[1], "a", 1), 1);
+	assert_int_equal(write(s.p2[1], "b", 1), 1);
+	usleep(1000);
+	assert_int_equal(kd_loop_run_once(loop, 100), 1);
+	assert_int_equal(s.calls, 1);
+	for (int i = 0; i < 2; i++) {
+		close(s.p1[i]);
+		close(s.p2[i]);
+	}
+	kd_loop_free(loop);
+}
+
+static void count_post(struct kd_loop *loop, void *arg)
+{
+	int *n = arg;
+	if (++*n == 100)
+		kd_loop_stop(loop);
+}
+
+static void *poster(void *arg)
+{
+	void **a = arg;
+	for (int i = 0; i < 50; i++)
+		kd_loop_post(a[0], count_post, a[1]);
+	return NULL;
+}
+
+static void posts_from_threads_run_on_loop(void **state)
+{
+	(void)state;
+	struct kd_loop *loop = kd_loop_new();
+	int n = 0;
+	void *args[2] = {loop, &n};
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, poster, args), 0);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	assert_int_equal(kd_loop_run(loop), 0);
+	assert_int_equal(n, 100);
+	kd_loop_free(loop);
+}
+
+static void stop_before_run_returns_at_once(void **state)
+{
+	(void)state;
+	struct kd_loop *loop = kd_loop_new();
+	kd_loop_stop(loop);
+	assert_int_equal(kd_loop_run(loop), 0);
+	kd_loop_free(loop);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(fd_readiness_is_reported),
+	    cmocka_unit_test(timers_fire_in_due_order),
+	    cmocka_unit_test(stopped_timer_never_fires),
+	    cmocka_unit_test(removal_inside_callback_drops_pending_events),
+	    cmocka_unit_test(posts_from_threads_run_on_loop),
+	    cmocka_unit_test(stop_before_run_returns_at_once),
+	};
+	return cmocka_run_group_tests_name("kd_loop", tests, NULL, NULL);
+}
