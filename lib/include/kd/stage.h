@@ -1,0 +1,264 @@
+/* kd/stage.h: kind-specific plugin vtables (the `ops` of struct kd_plugin) and the data they
+ * exchange: decider (metrics -> desired scale), workload (desired scale -> instance names and
+ * victims), scheduler (instances -> nodes), runtime (bound instance -> sandbox -> ready address).
+ *
+ * Rules for every vtable: the first member is `uint32_t struct_size` (sizeof of the plugin's
+ * copy); members are only appended; the host checks KD_HAS_MEMBER (kd/plugin.h) before calling a
+ * member added after version 1. Every op gets the `state` returned by the plugin's init as first
+ * argument and runs on the host's loop thread. Input pointers are borrowed for the duration of
+ * the call only (copy what you keep); `struct kd_error **err` is set on failure (may be NULL).
+ */
+#ifndef KD_STAGE_H
+#define KD_STAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kd/config.h"
+#include "kd/error.h"
+
+struct json_object;
+
+/* ==== runtime ================================================================================ */
+
+/* Longest textual IPv6 address plus NUL (INET6_ADDRSTRLEN). */
+#define KD_IP_STRLEN 46
+
+struct kd_env_var {
+	const char *name;
+	const char *value;
+};
+
+struct kd_container_port {
+	const char *name; /* may be NULL */
+	uint16_t container_port;
+	const char *protocol; /* "TCP" (NULL means TCP), "UDP", "SCTP" */
+};
+
+enum kd_probe_type {
+	KD_PROBE_NONE = 0, /* ready as soon as started */
+	KD_PROBE_HTTP = 1, /* GET http://<pod ip>:port<http_path>, 200-399 is success */
+	KD_PROBE_TCP = 2,  /* connect to <pod ip>:port */
+	KD_PROBE_EXEC = 3, /* run exec_command in the container, exit 0 is success */
+};
+
+/* Readiness probe basics (Kubernetes' Probe; zero means Kubernetes' default). */
+struct kd_probe {
+	enum kd_probe_type type;
+	const char *http_path;           /* HTTP */
+	uint16_t port;                   /* HTTP, TCP */
+	const char *const *exec_command; /* EXEC: argv, n_exec_command entries */
+	size_t n_exec_command;
+	uint32_t initial_delay_ms;
+	uint32_t period_ms;
+	uint32_t timeout_ms;
+	uint32_t success_threshold;
+	uint32_t failure_threshold;
+};
+
+struct kd_container_spec {
+	const char *name;  /* "user-container", "queue-proxy" */
+	const char *image; /* as in the pod spec; runtimes without images map it themselves */
+	const char *const *command; /* entrypoint override (n_command entries) or NULL */
+	size_t n_command;
+	const char *const *args;
+	size_t n_args;
+	const struct kd_env_var *env;
+	size_t n_env;
+	const struct kd_container_port *ports;
+	size_t n_ports;
+	struct kd_probe readiness;
+};
+
+/* What a runtime starts: one pod sandbox. Everything borrowed for the duration of start(). */
+struct kd_sandbox_spec {
+	const char *key;    /* "namespace/name": the instance identity (one sandbox per key) */
+	const char *ns;     /* pod namespace */
+	const char *name;   /* pod name */
+	const char *uid;    /* pod UID, or NULL if not yet known (not yet written back) */
+	const char *node;   /* node name the pod is bound to */
+	const char *pod_ip; /* address to use, or NULL: the runtime assigns one from pod_cidr */
+	const char
+	    *pod_cidr; /* the node's pod CIDR ("10.244.3.0/24"), or NULL: runtime's default */
+	const struct kd_container_spec *containers;
+	size_t n_containers;
+	struct json_object *pod; /* the full Pod object if the host has one, else NULL */
+};
+
+enum kd_runtime_event_type {
+	KD_RUNTIME_STARTED = 1, /* sandbox exists, has its address; containers launched */
+	KD_RUNTIME_READY = 2,   /* readiness passed: traffic may be sent to pod_ip */
+	KD_RUNTIME_FAILED =
+	    3, /* could not start or crashed; the sandbox is gone (reason/message) */
+	KD_RUNTIME_EXITED = 4, /* stopped or exited (exit_code); the sandbox is gone */
+};
+
+/* One state change. All pointers borrowed, valid only during the callback. */
+struct kd_runtime_event {
+	enum kd_runtime_event_type type;
+	const char *key;     /* the sandbox key given to start */
+	const char *uid;     /* the uid given to start, or NULL */
+	const char *pod_ip;  /* the sandbox address (all events once assigned), or NULL */
+	const char *reason;  /* FAILED/EXITED: CamelCase reason ("Stopped", "Error"), else NULL */
+	const char *message; /* human-readable detail, or NULL */
+	int exit_code;       /* EXITED */
+	uint64_t at_ms;      /* host loop time of the change */
+};
+
+/* Called on the loop thread, never from inside start/stop/status (no reentrancy). After FAILED or
+ * EXITED no further event is delivered for that sandbox. The callback may call start/stop. */
+typedef void (*kd_runtime_event_cb)(const struct kd_runtime_event *ev, void *arg);
+
+enum kd_sandbox_phase {
+	KD_SANDBOX_PENDING = 0, /* accepted, STARTED not yet reported */
+	KD_SANDBOX_STARTED = 1,
+	KD_SANDBOX_READY = 2,
+};
+
+struct kd_sandbox_status {
+	enum kd_sandbox_phase phase;
+	char pod_ip[KD_IP_STRLEN]; /* "" if none yet */
+	char uid[64];              /* uid given to start (truncated), "" if none */
+	uint64_t created_ms;       /* loop time of start() */
+	uint64_t ready_ms;         /* loop time of READY, 0 before */
+};
+
+struct kd_runtime_ops {
+	uint32_t struct_size; /* sizeof(struct kd_runtime_ops) */
+	/* Starts the sandbox for spec->key. Returns 0 once accepted; events then follow through
+	 * cb(ev, cb_arg) (cb_arg borrowed until EXITED/FAILED is delivered or fini). Idempotent:
+	 * a start for a key that already has a sandbox with the same uid (or either uid NULL)
+	 * returns 0 and changes nothing (the first cb/cb_arg stay). A different uid for a live key
+	 * is -EBUSY. No address left: -EADDRNOTAVAIL. Bad spec: -EINVAL. */
+	int (*start)(void *state, const struct kd_sandbox_spec *spec, kd_runtime_event_cb cb,
+	             void *cb_arg, struct kd_error **err);
+	/* Stops the sandbox: SIGTERM-like, SIGKILL-like after grace_ms. Its address is released and
+	 * EXITED is delivered (asynchronously). Unknown key: -ENOENT. */
+	int (*stop)(void *state, const char *key, uint32_t grace_ms, struct kd_error **err);
+	/* Current state of a live sandbox into *out (caller storage). Unknown key: -ENOENT. */
+	int (*status)(void *state, const char *key, struct kd_sandbox_status *out);
+	/* New members only below this line. */
+};
+
+/* ==== decider ================================================================================ */
+
+/* One metrics sample for a revision (from the activator or a pod's queue-proxy). */
+struct kd_metric_sample {
+	uint64_t at_ms;     /* host loop time the sample was taken */
+	const char *source; /* pod or activator name, or NULL; borrowed */
+	double concurrency; /* average concurrent requests over the sample period */
+	double rps;         /* requests per second over the sample period */
+};
+
+/* Per-revision scaling input. annotations: the revision's annotations object (Knative's
+ * per-revision autoscaling keys override the plugin config), borrowed, or NULL. */
+struct kd_scale_input {
+	uint64_t now_ms;
+	uint32_t ready;     /* ready instances now */
+	uint32_t min_scale; /* 0: none */
+	uint32_t max_scale; /* 0: unbounded */
+	struct json_object *annotations;
+};
+
+struct kd_scale_decision {
+	int32_t desired; /* desired instances, or -1: no decision yet (not enough data) */
+	double excess_burst_capacity;
+	bool panic; /* in panic mode */
+};
+
+struct kd_decider_ops {
+	uint32_t struct_size;
+	/* Adds a sample to the revision's windows ("ns/name", borrowed). 0 or -errno. */
+	int (*record)(void *state, const char *revision, const struct kd_metric_sample *sample);
+	/* Computes the desired scale of a revision into *out (caller storage). */
+	int (*decide)(void *state, const char *revision, const struct kd_scale_input *in,
+	              struct kd_scale_decision *out, struct kd_error **err);
+	/* Drops everything kept for a revision (deleted or given back to Knative). */
+	void (*forget)(void *state, const char *revision);
+	/* New members only below this line. */
+};
+
+/* ==== workload =============================================================================== */
+
+enum kd_instance_state {
+	KD_INSTANCE_EPHEMERAL = 1,  /* sent downstream, not persisted */
+	KD_INSTANCE_PERSISTING = 2, /* write in flight */
+	KD_INSTANCE_PERSISTED = 3,  /* observed through the API Server watch */
+};
+
+struct kd_instance {
+	const char *name; /* pod name */
+	const char *node; /* node, or NULL if not yet scheduled */
+	enum kd_instance_state state;
+	bool ready;
+	uint64_t created_ms;
+};
+
+struct kd_workload_input {
+	const char *revision; /* "ns/name" */
+	const char *ns;
+	const char *base_name; /* prefix for new instance names (the template Deployment's name) */
+	int32_t desired;
+	const struct kd_instance *current; /* every live instance of the revision */
+	size_t n_current;
+};
+
+/* Output of plan: owned by the caller, both lists freed with kd_strlist_clear. */
+struct kd_workload_plan {
+	struct kd_strlist create;  /* names of new instances (unique, never reused while live) */
+	struct kd_strlist victims; /* names of instances to remove */
+};
+
+struct kd_workload_ops {
+	uint32_t struct_size;
+	/* Fills *out (zeroed by the caller) so that current + create - victims == desired. */
+	int (*plan)(void *state, const struct kd_workload_input *in, struct kd_workload_plan *out,
+	            struct kd_error **err);
+	void (*forget)(void *state, const char *revision);
+	/* New members only below this line. */
+};
+
+/* ==== scheduler ============================================================================== */
+
+/* Longest node name (DNS subdomain, 253) plus NUL. */
+#define KD_NODE_NAME_MAX 254
+
+struct kd_resources {
+	int64_t cpu_milli;
+	int64_t memory_bytes;
+	int64_t pods;
+};
+
+struct kd_node_info {
+	const char *name;
+	bool ready;
+	bool schedulable; /* false when cordoned */
+	struct kd_resources allocatable;
+	const char *pod_cidr; /* or NULL */
+};
+
+struct kd_pod_request {
+	const char *key;              /* "ns/name" */
+	const char *revision;         /* "ns/name", for spreading */
+	struct kd_resources requests; /* pods is normally 1 */
+};
+
+struct kd_scheduler_ops {
+	uint32_t struct_size;
+	/* Adds or replaces a node. */
+	int (*node_update)(void *state, const struct kd_node_info *node, struct kd_error **err);
+	void (*node_remove)(void *state, const char *node);
+	/* Accounts a pod bound by someone else (seen in the API Server) on `node`; idempotent by
+	 * key. */
+	int (*pod_bound)(void *state, const struct kd_pod_request *pod, const char *node);
+	/* Chooses a node and reserves the requests on it; idempotent by key (same node again).
+	 * Writes the node name to node_out. Nothing fits: -ENOSPC with *err. */
+	int (*place)(void *state, const struct kd_pod_request *pod, char node_out[KD_NODE_NAME_MAX],
+	             struct kd_error **err);
+	/* Releases a pod's reservation (deleted, cancelled). Unknown key: no-op. */
+	void (*release)(void *state, const char *key);
+	/* New members only below this line. */
+};
+
+#endif /* KD_STAGE_H */
