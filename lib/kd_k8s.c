@@ -1,0 +1,1891 @@
+/* kd_k8s.c: Kubernetes REST client: kubeconfig/in-cluster configuration, sync calls on one reused
+ * easy handle, async calls and streams on curl multi handles driven by a kd_loop. */
+#include "kd/k8s.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "kd/json.h"
+#include "kd/log.h"
+
+#define DEFAULT_TIMEOUT_MS         30000u
+#define DEFAULT_CONNECT_TIMEOUT_MS 10000u
+#define DEFAULT_MAX_RESPONSE       (64u * 1024u * 1024u)
+#define DEFAULT_MAX_CONNECTIONS    64u
+#define DEFAULT_LIST_LIMIT         500
+#define MAX_CONFIG_FILE            (16u * 1024u * 1024u)
+#define MAX_ERROR_BODY             (64u * 1024u)
+#define DEFAULT_USER_AGENT         "kubedirect/0.1 (libkd)"
+
+/* ------------------------------------------------------------------------------------------ */
+/* Resources                                                                                   */
+
+const struct kd_k8s_resource kd_k8s_pods = {"", "v1", "pods", true};
+const struct kd_k8s_resource kd_k8s_nodes = {"", "v1", "nodes", false};
+const struct kd_k8s_resource kd_k8s_services = {"", "v1", "services", true};
+const struct kd_k8s_resource kd_k8s_endpoints = {"", "v1", "endpoints", true};
+const struct kd_k8s_resource kd_k8s_deployments = {"apps", "v1", "deployments", true};
+const struct kd_k8s_resource kd_k8s_replicasets = {"apps", "v1", "replicasets", true};
+const struct kd_k8s_resource kd_k8s_leases = {"coordination.k8s.io", "v1", "leases", true};
+const struct kd_k8s_resource kd_k8s_podautoscalers = {"autoscaling.internal.knative.dev",
+                                                      "v1alpha1", "podautoscalers", true};
+
+/* Growable byte buffer. */
+struct buf {
+	char *p;
+	size_t len, cap;
+};
+
+static void buf_add(struct buf *b, const void *data, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		b->p = kd_xrealloc(b->p, cap);
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, data, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void buf_adds(struct buf *b, const char *s)
+{
+	buf_add(b, s, strlen(s));
+}
+
+static void buf_free(struct buf *b)
+{
+	free(b->p);
+	*b = (struct buf){0};
+}
+
+/* Percent-encodes everything but RFC 3986 unreserved characters. */
+static void buf_add_escaped(struct buf *b, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+			buf_add(b, s, 1);
+		} else {
+			char e[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+			buf_add(b, e, 3);
+		}
+	}
+}
+
+char *kd_k8s_path(const struct kd_k8s_resource *res, const char *ns, const char *name,
+                  const char *subresource)
+{
+	struct buf b = {0};
+	if (!res->group || !*res->group) {
+		buf_adds(&b, "/api/");
+	} else {
+		buf_adds(&b, "/apis/");
+		buf_add_escaped(&b, res->group);
+		buf_adds(&b, "/");
+	}
+	buf_add_escaped(&b, res->version);
+	if (res->namespaced && ns && *ns) {
+		buf_adds(&b, "/namespaces/");
+		buf_add_escaped(&b, ns);
+	}
+	buf_adds(&b, "/");
+	buf_add_escaped(&b, res->resource);
+	if (name && *name) {
+		buf_adds(&b, "/");
+		buf_add_escaped(&b, name);
+		if (subresource && *subresource) {
+			buf_adds(&b, "/");
+			buf_add_escaped(&b, subresource);
+		}
+	}
+	return b.p;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Files, base64                                                                               */
+
+/* Reads a whole file (at most max bytes) into an owned NUL-terminated buffer. 0 or -errno. */
+static int read_file(const char *path, size_t max, char **out, size_t *out_len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct buf b = {0};
+	char tmp[8192];
+	for (;;) {
+		ssize_t n = read(fd, tmp, sizeof(tmp));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			int e = errno;
+			close(fd);
+			buf_free(&b);
+			return -e;
+		}
+		if (n == 0)
+			break;
+		if (b.len + (size_t)n > max) {
+			close(fd);
+			buf_free(&b);
+			return -EFBIG;
+		}
+		buf_add(&b, tmp, (size_t)n);
+	}
+	close(fd);
+	if (!b.p)
+		b.p = kd_xstrdup("");
+	*out = b.p;
+	if (out_len)
+		*out_len = b.len;
+	return 0;
+}
+
+static int b64val(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+' || c == '-')
+		return 62;
+	if (c == '/' || c == '_')
+		return 63;
+	return -1;
+}
+
+/* Decodes standard or URL-safe base64, ignoring whitespace. Returns owned or NULL if invalid. */
+static char *b64_decode(const char *s, size_t *out_len)
+{
+	size_t n = strlen(s);
+	char *out = kd_xmalloc(n / 4 * 3 + 4);
+	size_t o = 0;
+	unsigned acc = 0;
+	int bits = 0;
+	bool pad = false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t')
+			continue;
+		if (ch == '=') {
+			pad = true;
+			continue;
+		}
+		int v = b64val(ch);
+		if (v < 0 || pad) {
+			free(out);
+			return NULL;
+		}
+		acc = (acc << 6) | (unsigned)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (char)((acc >> bits) & 0xff);
+		}
+	}
+	if (bits >= 6) {
+		free(out);
+		return NULL;
+	}
+	out[o] = '\0';
+	*out_len = o;
+	return out;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Config                                                                                      */
+
+struct kd_k8s_config *kd_k8s_config_new(const char *server)
+{
+	struct kd_k8s_config *cfg = kd_xcalloc(1, sizeof(*cfg));
+	cfg->server = kd_xstrdup(server ? server : "");
+	cfg->namespace = kd_xstrdup("default");
+	return cfg;
+}
+
+static char *dupn(const char *s)
+{
+	return s ? kd_xstrdup(s) : NULL;
+}
+
+static char *dupmem(const char *p, size_t n)
+{
+	if (!p)
+		return NULL;
+	char *d = kd_xmalloc(n + 1);
+	memcpy(d, p, n);
+	d[n] = '\0';
+	return d;
+}
+
+struct kd_k8s_config *kd_k8s_config_dup(const struct kd_k8s_config *s)
+{
+	struct kd_k8s_config *d = kd_xcalloc(1, sizeof(*d));
+	d->server = dupn(s->server);
+	d->ca_file = dupn(s->ca_file);
+	d->ca_data = dupmem(s->ca_data, s->ca_len);
+	d->ca_len = s->ca_len;
+	d->insecure_skip_tls_verify = s->insecure_skip_tls_verify;
+	d->cert_file = dupn(s->cert_file);
+	d->cert_data = dupmem(s->cert_data, s->cert_len);
+	d->cert_len = s->cert_len;
+	d->key_file = dupn(s->key_file);
+	d->key_data = dupmem(s->key_data, s->key_len);
+	d->key_len = s->key_len;
+	d->token = dupn(s->token);
+	d->token_file = dupn(s->token_file);
+	d->namespace = dupn(s->namespace);
+	d->source = dupn(s->source);
+	return d;
+}
+
+void kd_k8s_config_free(struct kd_k8s_config *cfg)
+{
+	if (!cfg)
+		return;
+	free(cfg->server);
+	free(cfg->ca_file);
+	free(cfg->ca_data);
+	free(cfg->cert_file);
+	free(cfg->cert_data);
+	free(cfg->key_file);
+	free(cfg->key_data);
+	free(cfg->token);
+	free(cfg->token_file);
+	free(cfg->namespace);
+	free(cfg->source);
+	free(cfg);
+}
+
+/* Hands e to the caller's err slot (first error wins) or frees it. */
+static void propagate(struct kd_error **err, struct kd_error *e)
+{
+	if (err && !*err)
+		*err = e;
+	else
+		kd_error_free(e);
+}
+
+static void cfg_freep(struct kd_k8s_config **c)
+{
+	kd_k8s_config_free(*c);
+}
+#define autocfg __attribute__((cleanup(cfg_freep)))
+
+/* YAML document -> json-c. Plain scalars true/false/null/integers become typed values. Depth and
+ * node budget stop alias bombs. */
+static struct json_object *yaml_to_json(yaml_document_t *doc, yaml_node_t *node, int depth,
+                                        size_t *budget)
+{
+	if (!node || depth > 64 || *budget == 0)
+		return NULL;
+	(*budget)--;
+	switch (node->type) {
+	case YAML_SCALAR_NODE: {
+		const char *v = (const char *)node->data.scalar.value;
+		size_t len = node->data.scalar.length;
+		if (node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+			if (!strcmp(v, "true") || !strcmp(v, "True"))
+				return json_object_new_boolean(1);
+			if (!strcmp(v, "false") || !strcmp(v, "False"))
+				return json_object_new_boolean(0);
+			if (!strcmp(v, "null") || !strcmp(v, "~") || len == 0)
+				return NULL;
+			char *end = NULL;
+			errno = 0;
+			long long x = strtoll(v, &end, 10);
+			if (!errno && end && *end == '\0' && end != v)
+				return json_object_new_int64(x);
+		}
+		return json_object_new_string_len(v, (int)len);
+	}
+	case YAML_SEQUENCE_NODE: {
+		struct json_object *arr = json_object_new_array();
+		for (yaml_node_item_t *it = node->data.sequence.items.start;
+		     it < node->data.sequence.items.top; it++)
+			json_object_array_add(
+			    arr,
+			    yaml_to_json(doc, yaml_document_get_node(doc, *it), depth + 1, budget));
+		return arr;
+	}
+	case YAML_MAPPING_NODE: {
+		struct json_object *obj = json_object_new_object();
+		for (yaml_node_pair_t *pr = node->data.mapping.pairs.start;
+		     pr < node->data.mapping.pairs.top; pr++) {
+			yaml_node_t *k = yaml_document_get_node(doc, pr->key);
+			if (!k || k->type != YAML_SCALAR_NODE)
+				continue;
+			json_object_object_add(obj, (const char *)k->data.scalar.value,
+			                       yaml_to_json(doc,
+			                                    yaml_document_get_node(doc, pr->value),
+			                                    depth + 1, budget));
+		}
+		return obj;
+	}
+	default:
+		return NULL;
+	}
+}
+
+/* Parses YAML (or JSON) text into json-c. 0 or -EINVAL with *err naming `what`. */
+static int parse_yaml(const char *text, size_t len, const char *what, struct json_object **out,
+                      struct kd_error **err)
+{
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	if (!yaml_parser_initialize(&parser))
+		abort();
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+	if (!yaml_parser_load(&parser, &doc)) {
+		int rc =
+		    kd_error_set(err, EINVAL, 0, "%s: invalid YAML at line %zu column %zu: %s",
+		                 what, parser.problem_mark.line + 1, parser.problem_mark.column + 1,
+		                 parser.problem ? parser.problem : "parse error");
+		yaml_parser_delete(&parser);
+		return rc;
+	}
+	yaml_node_t *root = yaml_document_get_root_node(&doc);
+	size_t budget = 200000;
+	struct json_object *obj = root ? yaml_to_json(&doc, root, 0, &budget) : NULL;
+	bool exhausted = budget == 0;
+	yaml_document_delete(&doc);
+	yaml_parser_delete(&parser);
+	if (exhausted) {
+		json_object_put(obj);
+		return kd_error_set(err, EINVAL, 0, "%s: document too large or too deep", what);
+	}
+	if (!json_object_is_type(obj, json_type_object)) {
+		json_object_put(obj);
+		return kd_error_set(err, EINVAL, 0, "%s: not a YAML mapping", what);
+	}
+	*out = obj;
+	return 0;
+}
+
+/* Finds the entry named `name` in the array at key of root; returns its `field` member (an
+ * owned reference; an empty object if the entry has no such member), or NULL. */
+static struct json_object *find_named(struct json_object *root, const char *key, const char *name,
+                                      const char *field)
+{
+	struct json_object *arr = kd_json_get_array(root, key);
+	size_t n = arr ? json_object_array_length(arr) : 0;
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *e = json_object_array_get_idx(arr, i);
+		const char *en = kd_json_get_string(e, "name");
+		if (en && !strcmp(en, name)) {
+			struct json_object *v = kd_json_get_object(e, field);
+			return v ? json_object_get(v) : json_object_new_object();
+		}
+	}
+	return NULL;
+}
+
+static char *resolve_path(const char *dir, const char *p)
+{
+	if (p[0] == '/' || !dir)
+		return kd_xstrdup(p);
+	return kd_xasprintf("%s/%s", dir, p);
+}
+
+/* Reads "<field>" (a path, checked for readability) and "<field>-data" (base64) of obj. */
+static int file_or_data(struct json_object *obj, const char *field, const char *dir,
+                        const char *what, char **file_out, char **data_out, size_t *len_out,
+                        struct kd_error **err)
+{
+	kd_autofree char *data_key = kd_xasprintf("%s-data", field);
+	const char *data = kd_json_get_string(obj, data_key);
+	if (data && *data) {
+		size_t n = 0;
+		char *dec = b64_decode(data, &n);
+		if (!dec)
+			return kd_error_set(err, EINVAL, 0, "%s: %s: invalid base64", what,
+			                    data_key);
+		*data_out = dec;
+		*len_out = n;
+		return 0;
+	}
+	const char *file = kd_json_get_string(obj, field);
+	if (file && *file) {
+		char *p = resolve_path(dir, file);
+		if (access(p, R_OK) < 0) {
+			int e = errno;
+			kd_error_set(err, e, 0, "%s: %s %s: %s", what, field, p, strerror(e));
+			free(p);
+			return -e;
+		}
+		*file_out = p;
+	}
+	return 0;
+}
+
+int kd_k8s_config_from_kubeconfig(const char *path, const char *context, struct kd_k8s_config **out,
+                                  struct kd_error **err)
+{
+	if (!path || !*path)
+		return kd_error_set(err, EINVAL, 0, "kubeconfig: no path given");
+	/* Only the first entry of a KUBECONFIG-style list. */
+	kd_autofree char *first = kd_xstrndup(path, strcspn(path, ":"));
+	kd_autofree char *what = kd_xasprintf("kubeconfig %s", first);
+	kd_autofree char *text = NULL;
+	size_t len = 0;
+	int rc = read_file(first, MAX_CONFIG_FILE, &text, &len);
+	if (rc < 0)
+		return kd_error_set(err, -rc, 0, "%s: %s", what, strerror(-rc));
+	kd_autojson struct json_object *root = NULL;
+	rc = parse_yaml(text, len, what, &root, err);
+	if (rc < 0)
+		return rc;
+
+	const char *ctx_name = context;
+	if (!ctx_name || !*ctx_name)
+		ctx_name = kd_json_get_string(root, "current-context");
+	if (!ctx_name || !*ctx_name)
+		return kd_error_set(err, EINVAL, 0,
+		                    "%s: current-context is not set and no context given", what);
+	kd_autojson struct json_object *ctx = find_named(root, "contexts", ctx_name, "context");
+	if (!ctx)
+		return kd_error_set(err, ENOENT, 0, "%s: context \"%s\": no such context", what,
+		                    ctx_name);
+	const char *cluster_name = kd_json_get_string(ctx, "cluster");
+	if (!cluster_name)
+		return kd_error_set(err, EINVAL, 0, "%s: context \"%s\": missing cluster", what,
+		                    ctx_name);
+	kd_autojson struct json_object *cluster =
+	    find_named(root, "clusters", cluster_name, "cluster");
+	if (!cluster)
+		return kd_error_set(err, ENOENT, 0, "%s: cluster \"%s\": no such cluster", what,
+		                    cluster_name);
+	kd_autofree char *cwhat = kd_xasprintf("%s: cluster \"%s\"", what, cluster_name);
+	const char *server = kd_json_get_string(cluster, "server");
+	if (!server || !*server)
+		return kd_error_set(err, EINVAL, 0, "%s: missing server", cwhat);
+	if (strncmp(server, "https://", 8) && strncmp(server, "http://", 7))
+		return kd_error_set(err, EINVAL, 0, "%s: server \"%s\": not an http(s) URL", cwhat,
+		                    server);
+
+	kd_autofree char *dir = NULL;
+	const char *slash = strrchr(first, '/');
+	dir = slash ? kd_xstrndup(first, (size_t)(slash - first)) : kd_xstrdup(".");
+	if (!*dir) {
+		free(dir);
+		dir = kd_xstrdup("/");
+	}
+
+	autocfg struct kd_k8s_config *cfg = kd_k8s_config_new(NULL);
+	free(cfg->server);
+	size_t sl = strlen(server);
+	while (sl > 0 && server[sl - 1] == '/')
+		sl--;
+	cfg->server = kd_xstrndup(server, sl);
+	cfg->source = kd_xstrdup(what);
+	bool b = false;
+	if (kd_json_get_bool(cluster, "insecure-skip-tls-verify", &b) == 0)
+		cfg->insecure_skip_tls_verify = b;
+	rc = file_or_data(cluster, "certificate-authority", dir, cwhat, &cfg->ca_file,
+	                  &cfg->ca_data, &cfg->ca_len, err);
+	if (rc < 0)
+		return rc;
+	const char *ns = kd_json_get_string(ctx, "namespace");
+	if (ns && *ns) {
+		free(cfg->namespace);
+		cfg->namespace = kd_xstrdup(ns);
+	}
+
+	const char *user_name = kd_json_get_string(ctx, "user");
+	if (user_name && *user_name) {
+		kd_autojson struct json_object *user = find_named(root, "users", user_name, "user");
+		if (!user)
+			return kd_error_set(err, ENOENT, 0, "%s: user \"%s\": no such user", what,
+			                    user_name);
+		kd_autofree char *uwhat = kd_xasprintf("%s: user \"%s\"", what, user_name);
+		rc = file_or_data(user, "client-certificate", dir, uwhat, &cfg->cert_file,
+		                  &cfg->cert_data, &cfg->cert_len, err);
+		if (rc < 0)
+			return rc;
+		rc = file_or_data(user, "client-key", dir, uwhat, &cfg->key_file, &cfg->key_data,
+		                  &cfg->key_len, err);
+		if (rc < 0)
+			return rc;
+		bool has_cert = cfg->cert_file || cfg->cert_data;
+		bool has_key = cfg->key_file || cfg->key_data;
+		if (has_cert != has_key)
+			return kd_error_set(
+			    err, EINVAL, 0,
+			    "%s: client-certificate and client-key must be given together", uwhat);
+		const char *token = kd_json_get_string(user, "token");
+		const char *token_file = kd_json_get_string(user, "tokenFile");
+		if (token && *token) {
+			cfg->token = kd_xstrdup(token);
+		} else if (token_file && *token_file) {
+			cfg->token_file = resolve_path(dir, token_file);
+			if (access(cfg->token_file, R_OK) < 0) {
+				int e = errno;
+				return kd_error_set(err, e, 0, "%s: tokenFile %s: %s", uwhat,
+				                    cfg->token_file, strerror(e));
+			}
+		}
+		if (!cfg->token && !cfg->token_file && !has_cert) {
+			if (kd_json_get(user, "exec"))
+				return kd_error_set(
+				    err, ENOTSUP, 0,
+				    "%s: exec: credential plugins are not supported", uwhat);
+			if (kd_json_get(user, "auth-provider"))
+				return kd_error_set(err, ENOTSUP, 0,
+				                    "%s: auth-provider: not supported", uwhat);
+			if (kd_json_get(user, "username"))
+				return kd_error_set(
+				    err, ENOTSUP, 0,
+				    "%s: username/password: basic auth is not supported", uwhat);
+		}
+	}
+	*out = cfg;
+	cfg = NULL;
+	return 0;
+}
+
+int kd_k8s_config_in_cluster_at(const char *sa_dir, struct kd_k8s_config **out,
+                                struct kd_error **err)
+{
+	if (!sa_dir)
+		sa_dir = KD_K8S_SA_DIR;
+	const char *host = getenv("KUBERNETES_SERVICE_HOST");
+	const char *port = getenv("KUBERNETES_SERVICE_PORT");
+	if (!host || !*host || !port || !*port)
+		return kd_error_set(err, ENOENT, 0,
+		                    "in-cluster config: KUBERNETES_SERVICE_HOST/PORT are not set");
+	autocfg struct kd_k8s_config *cfg = kd_k8s_config_new(NULL);
+	free(cfg->server);
+	if (strchr(host, ':'))
+		cfg->server = kd_xasprintf("https://[%s]:%s", host, port);
+	else
+		cfg->server = kd_xasprintf("https://%s:%s", host, port);
+	cfg->source = kd_xasprintf("in-cluster (%s)", sa_dir);
+	cfg->token_file = kd_xasprintf("%s/token", sa_dir);
+	if (access(cfg->token_file, R_OK) < 0) {
+		int e = errno;
+		return kd_error_set(err, e, 0, "in-cluster config: %s: %s", cfg->token_file,
+		                    strerror(e));
+	}
+	kd_autofree char *ca = kd_xasprintf("%s/ca.crt", sa_dir);
+	if (access(ca, R_OK) == 0) {
+		cfg->ca_file = ca;
+		ca = NULL;
+	}
+	kd_autofree char *ns_path = kd_xasprintf("%s/namespace", sa_dir);
+	kd_autofree char *ns = NULL;
+	if (read_file(ns_path, 4096, &ns, NULL) == 0) {
+		size_t n = strlen(ns);
+		while (n > 0 && (ns[n - 1] == '\n' || ns[n - 1] == ' ' || ns[n - 1] == '\r'))
+			ns[--n] = '\0';
+		if (n) {
+			free(cfg->namespace);
+			cfg->namespace = kd_xstrdup(ns);
+		}
+	}
+	*out = cfg;
+	cfg = NULL;
+	return 0;
+}
+
+int kd_k8s_config_in_cluster(struct kd_k8s_config **out, struct kd_error **err)
+{
+	return kd_k8s_config_in_cluster_at(KD_K8S_SA_DIR, out, err);
+}
+
+int kd_k8s_config_auto(struct kd_k8s_config **out, struct kd_error **err)
+{
+	const char *kc = getenv("KUBECONFIG");
+	if (kc && *kc)
+		return kd_k8s_config_from_kubeconfig(kc, NULL, out, err);
+	const char *host = getenv("KUBERNETES_SERVICE_HOST");
+	if (host && *host)
+		return kd_k8s_config_in_cluster(out, err);
+	const char *home = getenv("HOME");
+	if (!home || !*home)
+		return kd_error_set(
+		    err, ENOENT, 0,
+		    "no Kubernetes config: KUBECONFIG, in-cluster env and HOME unset");
+	kd_autofree char *p = kd_xasprintf("%s/.kube/config", home);
+	int rc = kd_k8s_config_from_kubeconfig(p, NULL, out, err);
+	if (rc < 0)
+		kd_error_wrap(err, "no KUBECONFIG, not in a cluster");
+	return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Client                                                                                      */
+
+struct kd_k8s;
+
+/* One curl multi handle on the loop. */
+struct kmulti {
+	struct kd_k8s *c;
+	CURLM *multi;
+	struct kd_timer *timer;
+};
+
+/* One HTTP exchange (an async call, possibly several LIST pages) or a stream. */
+struct xfer {
+	struct xfer *prev, *next; /* c->queue or c->active */
+	bool queued, active;
+	struct kd_k8s *c;
+	bool is_stream, is_list, closed;
+	CURL *easy;
+	struct curl_slist *hdrs;
+	const char *method; /* static string */
+	char *url_base;     /* server + path + '?' + query (without continue) */
+	char *body;
+	const char *ctype;
+	char *desc;
+	char *cont; /* next LIST page token */
+	struct json_object *items;
+	char *list_kind;
+	kd_k8s_done_cb cb;
+	void *arg;
+	kd_k8s_stream_data_cb on_data;
+	kd_k8s_stream_done_cb on_done;
+	unsigned low_speed_s;
+	struct buf rbuf;
+	bool too_big;
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+struct kd_k8s_stream {
+	struct xfer x;
+};
+
+struct xlist {
+	struct xfer *head, *tail;
+};
+
+struct kd_k8s {
+	struct kd_k8s_config *cfg;
+	struct kd_loop *loop;
+	uint64_t timeout_ms, connect_timeout_ms;
+	size_t max_response;
+	char *user_agent;
+	unsigned max_connections;
+	bool http2;
+
+	CURLSH *share;
+	pthread_mutex_t share_lock;
+
+	pthread_mutex_t sync_lock;
+	CURL *sync_easy;
+
+	pthread_mutex_t auth_lock; /* token cache + rate limiter */
+	char *token;
+	struct stat token_st;
+	bool token_st_valid;
+	double qps, tokens;
+	unsigned burst;
+	uint64_t rl_last_ns;
+
+	struct kmulti req, strm;
+	struct kd_timer *kick;
+	struct xlist queue, active;
+	int in_curl;
+	bool closing;
+	struct kd_k8s_stats stats;
+};
+
+static void xlist_push(struct xlist *l, struct xfer *x)
+{
+	x->next = NULL;
+	x->prev = l->tail;
+	if (l->tail)
+		l->tail->next = x;
+	else
+		l->head = x;
+	l->tail = x;
+}
+
+static void xlist_remove(struct xlist *l, struct xfer *x)
+{
+	if (x->prev)
+		x->prev->next = x->next;
+	else
+		l->head = x->next;
+	if (x->next)
+		x->next->prev = x->prev;
+	else
+		l->tail = x->prev;
+	x->prev = x->next = NULL;
+}
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static void curl_init_once(void)
+{
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fprintf(stderr, "kd_k8s: curl_global_init failed\n");
+		abort();
+	}
+}
+
+static void share_lock_cb(CURL *h, curl_lock_data d, curl_lock_access a, void *p)
+{
+	(void)h;
+	(void)d;
+	(void)a;
+	pthread_mutex_lock(&((struct kd_k8s *)p)->share_lock);
+}
+
+static void share_unlock_cb(CURL *h, curl_lock_data d, void *p)
+{
+	(void)h;
+	(void)d;
+	pthread_mutex_unlock(&((struct kd_k8s *)p)->share_lock);
+}
+
+/* Re-reads the token file if it changed. Caller holds auth_lock. Returns the current token. */
+static const char *current_token(struct kd_k8s *c, struct kd_error **err)
+{
+	if (!c->cfg->token_file)
+		return c->cfg->token;
+	struct stat st;
+	if (stat(c->cfg->token_file, &st) < 0) {
+		int e = errno;
+		if (c->token)
+			return c->token; /* keep the last good token (file being rotated) */
+		kd_error_set(err, e, 0, "token file %s: %s", c->cfg->token_file, strerror(e));
+		return NULL;
+	}
+	if (c->token && c->token_st_valid && st.st_mtim.tv_sec == c->token_st.st_mtim.tv_sec &&
+	    st.st_mtim.tv_nsec == c->token_st.st_mtim.tv_nsec &&
+	    st.st_size == c->token_st.st_size && st.st_ino == c->token_st.st_ino)
+		return c->token;
+	char *t = NULL;
+	int rc = read_file(c->cfg->token_file, 1u << 20, &t, NULL);
+	if (rc < 0) {
+		if (c->token)
+			return c->token;
+		kd_error_set(err, -rc, 0, "token file %s: %s", c->cfg->token_file, strerror(-rc));
+		return NULL;
+	}
+	size_t n = strlen(t);
+	while (n > 0 && (t[n - 1] == '\n' || t[n - 1] == '\r' || t[n - 1] == ' '))
+		t[--n] = '\0';
+	free(c->token);
+	c->token = t;
+	c->token_st = st;
+	c->token_st_valid = true;
+	kd_log_debug("k8s: loaded token from %s", c->cfg->token_file);
+	return c->token;
+}
+
+/* Token bucket: 0 if a token was taken, else nanoseconds to wait before trying again. */
+static uint64_t rl_take(struct kd_k8s *c)
+{
+	if (c->qps <= 0)
+		return 0;
+	pthread_mutex_lock(&c->auth_lock);
+	uint64_t now = kd_now_ns();
+	c->tokens += (double)(now - c->rl_last_ns) * c->qps / 1e9;
+	if (c->tokens > (double)c->burst)
+		c->tokens = (double)c->burst;
+	c->rl_last_ns = now;
+	uint64_t wait = 0;
+	if (c->tokens >= 1.0)
+		c->tokens -= 1.0;
+	else
+		wait = (uint64_t)((1.0 - c->tokens) / c->qps * 1e9) + 1;
+	pthread_mutex_unlock(&c->auth_lock);
+	return wait;
+}
+
+static void kick_cb(struct kd_loop *loop, struct kd_timer *t, void *arg);
+static void mtimer_cb(struct kd_loop *loop, struct kd_timer *t, void *arg);
+static int msocket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp);
+static int mtimerfn_cb(CURLM *m, long timeout_ms, void *userp);
+
+static void kmulti_init(struct kd_k8s *c, struct kmulti *m, long max_conns)
+{
+	m->c = c;
+	m->multi = curl_multi_init();
+	if (!m->multi)
+		abort();
+	m->timer = kd_loop_timer_new(c->loop, mtimer_cb, m);
+	curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, msocket_cb);
+	curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m);
+	curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, mtimerfn_cb);
+	curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
+	if (max_conns > 0) {
+		curl_multi_setopt(m->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_conns);
+		curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, max_conns);
+	}
+	curl_multi_setopt(m->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+}
+
+int kd_k8s_new(const struct kd_k8s_config *cfg, struct kd_loop *loop,
+               const struct kd_k8s_opts *opts, struct kd_k8s **out, struct kd_error **err)
+{
+	static const struct kd_k8s_opts defaults = {0};
+	if (!opts)
+		opts = &defaults;
+	if (!cfg || !cfg->server || strncmp(cfg->server, "http", 4))
+		return kd_error_set(err, EINVAL, 0, "k8s client: config has no http(s) server URL");
+	pthread_once(&curl_once, curl_init_once);
+	struct kd_k8s *c = kd_xcalloc(1, sizeof(*c));
+	c->cfg = kd_k8s_config_dup(cfg);
+	size_t sl = strlen(c->cfg->server);
+	while (sl > 0 && c->cfg->server[sl - 1] == '/')
+		c->cfg->server[--sl] = '\0';
+	c->loop = loop;
+	c->timeout_ms = opts->timeout_ms ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
+	c->connect_timeout_ms =
+	    opts->connect_timeout_ms ? opts->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
+	c->max_response =
+	    opts->max_response_bytes ? opts->max_response_bytes : DEFAULT_MAX_RESPONSE;
+	c->user_agent = kd_xstrdup(opts->user_agent ? opts->user_agent : DEFAULT_USER_AGENT);
+	c->max_connections =
+	    opts->max_connections ? opts->max_connections : DEFAULT_MAX_CONNECTIONS;
+	c->http2 = opts->http2;
+	c->qps = opts->qps > 0 ? opts->qps : 0;
+	c->burst = opts->burst ? opts->burst : (unsigned)KD_MAX(1.0, c->qps);
+	c->tokens = c->burst;
+	c->rl_last_ns = kd_now_ns();
+	pthread_mutex_init(&c->share_lock, NULL);
+	pthread_mutex_init(&c->sync_lock, NULL);
+	pthread_mutex_init(&c->auth_lock, NULL);
+	c->share = curl_share_init();
+	c->sync_easy = curl_easy_init();
+	if (!c->share || !c->sync_easy)
+		abort();
+	curl_share_setopt(c->share, CURLSHOPT_LOCKFUNC, share_lock_cb);
+	curl_share_setopt(c->share, CURLSHOPT_UNLOCKFUNC, share_unlock_cb);
+	curl_share_setopt(c->share, CURLSHOPT_USERDATA, c);
+	curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+	curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+	if (loop) {
+		kmulti_init(c, &c->req, (long)c->max_connections);
+		kmulti_init(c, &c->strm, 0);
+		c->kick = kd_loop_timer_new(loop, kick_cb, c);
+	}
+	if (c->cfg->token_file) {
+		struct kd_error *e = NULL;
+		if (!current_token(c, &e)) {
+			int rc = -e->errnum;
+			propagate(err, e);
+			kd_k8s_free(c);
+			return rc;
+		}
+	}
+	*out = c;
+	return 0;
+}
+
+const struct kd_k8s_config *kd_k8s_get_config(const struct kd_k8s *c)
+{
+	return c->cfg;
+}
+
+struct kd_loop *kd_k8s_get_loop(const struct kd_k8s *c)
+{
+	return c->loop;
+}
+
+void kd_k8s_get_stats(const struct kd_k8s *c, struct kd_k8s_stats *out)
+{
+	*out = c->stats;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Errors                                                                                      */
+
+int kd_k8s_errno_for(long status, const char *reason)
+{
+	switch (status) {
+	case 400:
+	case 422:
+		return EINVAL;
+	case 401:
+		return EACCES;
+	case 403:
+		return EPERM;
+	case 404:
+		return ENOENT;
+	case 405:
+		return EOPNOTSUPP;
+	case 409:
+		return (reason && !strcmp(reason, "AlreadyExists")) ? EEXIST : EBUSY;
+	case 410:
+		return ESTALE;
+	case 413:
+		return EMSGSIZE;
+	case 429:
+	case 503:
+		return EAGAIN;
+	case 504:
+		return ETIMEDOUT;
+	default:
+		if (status >= 500)
+			return EIO;
+		if (status >= 400)
+			return EPROTO;
+		return EIO;
+	}
+}
+
+static int errno_for_curl(CURLcode cc)
+{
+	switch (cc) {
+	case CURLE_OPERATION_TIMEDOUT:
+		return ETIMEDOUT;
+	case CURLE_COULDNT_CONNECT:
+		return ECONNREFUSED;
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+		return EHOSTUNREACH;
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_SSL_INVALIDCERTSTATUS:
+	case CURLE_SSL_CRL_BADFILE:
+	case CURLE_SSL_ENGINE_INITFAILED:
+	case CURLE_SSL_ENGINE_NOTFOUND:
+	case CURLE_SSL_ENGINE_SETFAILED:
+	case CURLE_SSL_SHUTDOWN_FAILED:
+		return EPROTO;
+	case CURLE_GOT_NOTHING:
+	case CURLE_RECV_ERROR:
+	case CURLE_SEND_ERROR:
+	case CURLE_PARTIAL_FILE:
+		return ECONNRESET;
+	case CURLE_FILESIZE_EXCEEDED:
+		return EMSGSIZE;
+	case CURLE_WRITE_ERROR:
+	case CURLE_ABORTED_BY_CALLBACK:
+		return ECANCELED;
+	default:
+		return EIO;
+	}
+}
+
+static bool is_tls_error(CURLcode cc)
+{
+	return errno_for_curl(cc) == EPROTO;
+}
+
+/* Builds the error of a finished transfer (transport failure or non-2xx). */
+static int xfer_error(struct kd_k8s *c, struct xfer *x, CURLcode cc, long status,
+                      struct json_object *body, struct kd_error **err)
+{
+	if (x->too_big || cc == CURLE_FILESIZE_EXCEEDED)
+		return kd_error_set(err, EMSGSIZE, status, "%s: response exceeds %zu bytes",
+		                    x->desc, c->max_response);
+	if (cc != CURLE_OK) {
+		const char *why = x->errbuf[0] ? x->errbuf : curl_easy_strerror(cc);
+		if (is_tls_error(cc))
+			return kd_error_set(err, EPROTO, 0, "%s: TLS with %s failed: %s", x->desc,
+			                    c->cfg->server, why);
+		return kd_error_set(err, errno_for_curl(cc), 0, "%s: %s: %s", x->desc,
+		                    c->cfg->server, why);
+	}
+	const char *reason = kd_json_get_string(body, "reason");
+	const char *message = kd_json_get_string(body, "message");
+	int e = kd_k8s_errno_for(status, reason);
+	if (message && reason && *reason)
+		return kd_error_set_reason(err, e, status, reason, "%s: %ld %s: %s", x->desc,
+		                           status, reason, message);
+	if (message)
+		return kd_error_set_reason(err, e, status, reason, "%s: %ld: %s", x->desc, status,
+		                           message);
+	/* Not a Status: show the start of the body. */
+	int shown = (int)KD_MIN(x->rbuf.len, (size_t)200);
+	size_t n = 0;
+	while ((int)n < shown && x->rbuf.p[n] != '\n' && x->rbuf.p[n] != '\r')
+		n++;
+	return kd_error_set_reason(err, e, status, reason, "%s: HTTP %ld%s%.*s", x->desc, status,
+	                           n ? ": " : "", (int)n, x->rbuf.p ? x->rbuf.p : "");
+}
+
+/* Parses the response buffer. For non-2xx returns the mapped error (with *bodyp set to the
+ * parsed Status if any). */
+static int xfer_result(struct kd_k8s *c, struct xfer *x, CURLcode cc, long status,
+                       struct json_object **bodyp, struct kd_error **err)
+{
+	*bodyp = NULL;
+	if (cc != CURLE_OK || x->too_big)
+		return xfer_error(c, x, cc, status, NULL, err);
+	struct json_object *body = NULL;
+	bool empty = true;
+	for (size_t i = 0; i < x->rbuf.len; i++) {
+		char ch = x->rbuf.p[i];
+		if (ch != ' ' && ch != '\n' && ch != '\r' && ch != '\t') {
+			empty = false;
+			break;
+		}
+	}
+	if (!empty) {
+		struct kd_error *perr = NULL;
+		if (kd_json_parse(x->rbuf.p, x->rbuf.len, c->max_response, "response", &body,
+		                  &perr) < 0) {
+			if (status >= 200 && status < 300) {
+				int rc = kd_error_set(err, EBADMSG, status, "%s: %s", x->desc,
+				                      kd_error_msg(perr));
+				kd_error_free(perr);
+				return rc;
+			}
+			kd_error_free(perr);
+			body = NULL;
+		}
+	}
+	if (status < 200 || status >= 300) {
+		int rc = xfer_error(c, x, CURLE_OK, status, body, err);
+		*bodyp = body;
+		return rc;
+	}
+	*bodyp = body;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Easy handle setup                                                                           */
+
+static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+	struct xfer *x = arg;
+	size_t n = size * nmemb;
+	if (x->is_stream) {
+		if (x->closed)
+			return 0;
+		long status = 0;
+		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+		if (status >= 200 && status < 300) {
+			if (x->on_data(ptr, n, x->arg) != 0 || x->closed)
+				return 0;
+			return n;
+		}
+		if (x->rbuf.len + n > MAX_ERROR_BODY)
+			return n; /* keep the start of an error body only */
+		buf_add(&x->rbuf, ptr, n);
+		return n;
+	}
+	if (x->rbuf.len + n > x->c->max_response) {
+		x->too_big = true;
+		return 0;
+	}
+	buf_add(&x->rbuf, ptr, n);
+	return n;
+}
+
+static const char *verb_name(enum kd_k8s_verb v)
+{
+	switch (v) {
+	case KD_K8S_GET:
+		return "get";
+	case KD_K8S_LIST:
+		return "list";
+	case KD_K8S_CREATE:
+		return "create";
+	case KD_K8S_UPDATE:
+		return "update";
+	case KD_K8S_DELETE:
+		return "delete";
+	case KD_K8S_PATCH:
+		return "patch";
+	}
+	return "request";
+}
+
+static const char *patch_ctype(enum kd_k8s_patch_type t)
+{
+	switch (t) {
+	case KD_K8S_PATCH_JSON:
+		return "application/json-patch+json";
+	case KD_K8S_PATCH_STRATEGIC:
+		return "application/strategic-merge-patch+json";
+	case KD_K8S_PATCH_MERGE:
+	default:
+		return "application/merge-patch+json";
+	}
+}
+
+static void qsep(struct buf *u, bool *q)
+{
+	buf_adds(u, *q ? "&" : "?");
+	*q = true;
+}
+
+/* Fills x (method, url_base, body, desc) from req. 0 or -EINVAL. */
+static int xfer_prepare(struct kd_k8s *c, struct xfer *x, const struct kd_k8s_request *req,
+                        struct kd_error **err)
+{
+	if (!req || !req->res || !req->res->resource || !req->res->version)
+		return kd_error_set(err, EINVAL, 0, "k8s request: missing resource");
+	const struct kd_k8s_resource *res = req->res;
+	const char *vn = verb_name(req->verb);
+	const char *name = req->name;
+	if (req->verb == KD_K8S_CREATE && req->body) {
+		name = kd_json_get_string(req->body, "metadata.name");
+		if (!name)
+			name = kd_json_get_string(req->body, "metadata.generateName");
+	}
+	const char *ns = res->namespaced ? req->ns : NULL;
+	if (res->namespaced && (!ns || !*ns) && req->verb == KD_K8S_CREATE)
+		ns = kd_json_get_string(req->body, "metadata.namespace");
+	struct buf d = {0};
+	buf_adds(&d, vn);
+	buf_adds(&d, " ");
+	buf_adds(&d, res->resource);
+	if (req->subresource && *req->subresource) {
+		buf_adds(&d, "/");
+		buf_adds(&d, req->subresource);
+	}
+	if ((ns && *ns) || (name && *name)) {
+		buf_adds(&d, " ");
+		if (ns && *ns) {
+			buf_adds(&d, ns);
+			if (name && *name)
+				buf_adds(&d, "/");
+		}
+		if (name && *name)
+			buf_adds(&d, name);
+	}
+	x->desc = d.p;
+
+	bool needs_name = req->verb == KD_K8S_GET || req->verb == KD_K8S_UPDATE ||
+	                  req->verb == KD_K8S_DELETE || req->verb == KD_K8S_PATCH;
+	if (needs_name && (!req->name || !*req->name))
+		return kd_error_set(err, EINVAL, 0, "%s: missing name", x->desc);
+	bool needs_body =
+	    req->verb == KD_K8S_CREATE || req->verb == KD_K8S_UPDATE || req->verb == KD_K8S_PATCH;
+	if (needs_body && !req->body)
+		return kd_error_set(err, EINVAL, 0, "%s: missing body", x->desc);
+	if (res->namespaced && (!ns || !*ns) && req->verb != KD_K8S_LIST)
+		return kd_error_set(err, EINVAL, 0, "%s: missing namespace", x->desc);
+
+	kd_autofree char *path = kd_k8s_path(
+	    res, ns, req->verb == KD_K8S_CREATE || req->verb == KD_K8S_LIST ? NULL : req->name,
+	    req->subresource);
+	struct buf u = {0};
+	buf_adds(&u, c->cfg->server);
+	buf_adds(&u, path);
+	bool q = false;
+	if (req->verb == KD_K8S_LIST) {
+		qsep(&u, &q);
+		char lim[32];
+		snprintf(lim, sizeof(lim), "limit=%ld",
+		         req->limit > 0 ? req->limit : (long)DEFAULT_LIST_LIMIT);
+		buf_adds(&u, lim);
+		if (req->label_selector && *req->label_selector) {
+			qsep(&u, &q);
+			buf_adds(&u, "labelSelector=");
+			buf_add_escaped(&u, req->label_selector);
+		}
+		if (req->field_selector && *req->field_selector) {
+			qsep(&u, &q);
+			buf_adds(&u, "fieldSelector=");
+			buf_add_escaped(&u, req->field_selector);
+		}
+		x->is_list = true;
+	}
+	if (req->query && *req->query) {
+		qsep(&u, &q);
+		buf_adds(&u, req->query);
+	}
+	if (!q)
+		buf_adds(&u, "?");
+	x->url_base = u.p;
+
+	switch (req->verb) {
+	case KD_K8S_GET:
+	case KD_K8S_LIST:
+		x->method = "GET";
+		break;
+	case KD_K8S_CREATE:
+		x->method = "POST";
+		x->ctype = "application/json";
+		break;
+	case KD_K8S_UPDATE:
+		x->method = "PUT";
+		x->ctype = "application/json";
+		break;
+	case KD_K8S_DELETE:
+		x->method = "DELETE";
+		x->ctype = req->body ? "application/json" : NULL;
+		break;
+	case KD_K8S_PATCH:
+		x->method = "PATCH";
+		x->ctype = patch_ctype(req->patch_type);
+		break;
+	}
+	if (req->body && req->verb != KD_K8S_GET && req->verb != KD_K8S_LIST)
+		x->body = kd_json_dumps(req->body);
+	return 0;
+}
+
+static void xfer_free(struct xfer *x)
+{
+	if (!x)
+		return;
+	if (x->easy)
+		curl_easy_cleanup(x->easy);
+	curl_slist_free_all(x->hdrs);
+	free(x->url_base);
+	free(x->body);
+	free(x->desc);
+	free(x->cont);
+	free(x->list_kind);
+	if (x->items)
+		json_object_put(x->items);
+	buf_free(&x->rbuf);
+	free(x);
+}
+
+/* Configures easy handle e for the next request of x (page with x->cont for LIST). */
+static int setup_easy(struct kd_k8s *c, struct xfer *x, CURL *e, struct kd_error **err)
+{
+	x->easy = e;
+	buf_free(&x->rbuf);
+	x->too_big = false;
+	x->errbuf[0] = '\0';
+	curl_slist_free_all(x->hdrs);
+	x->hdrs = NULL;
+
+	kd_autofree char *url = NULL;
+	if (x->cont) {
+		struct buf u = {0};
+		buf_adds(&u, x->url_base);
+		size_t l = strlen(x->url_base);
+		if (l && x->url_base[l - 1] != '?')
+			buf_adds(&u, "&");
+		buf_adds(&u, "continue=");
+		buf_add_escaped(&u, x->cont);
+		url = u.p;
+	} else {
+		size_t l = strlen(x->url_base);
+		url = kd_xstrndup(x->url_base, (l && x->url_base[l - 1] == '?') ? l - 1 : l);
+	}
+
+	struct kd_error *terr = NULL;
+	pthread_mutex_lock(&c->auth_lock);
+	const char *tok = current_token(c, &terr);
+	kd_autofree char *auth = tok && *tok ? kd_xasprintf("Authorization: Bearer %s", tok) : NULL;
+	pthread_mutex_unlock(&c->auth_lock);
+	if (terr) {
+		int rc = kd_error_wrap(&terr, "%s", x->desc);
+		propagate(err, terr);
+		return rc;
+	}
+
+	x->hdrs = curl_slist_append(x->hdrs, "Accept: application/json");
+	x->hdrs = curl_slist_append(x->hdrs, "Expect:");
+	if (x->ctype) {
+		kd_autofree char *ct = kd_xasprintf("Content-Type: %s", x->ctype);
+		x->hdrs = curl_slist_append(x->hdrs, ct);
+	}
+	if (auth)
+		x->hdrs = curl_slist_append(x->hdrs, auth);
+	if (!x->hdrs)
+		abort();
+
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_SHARE, c->share);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
+	curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
+	                 c->http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
+	if (x->is_stream) {
+		if (x->low_speed_s) {
+			curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+			curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)x->low_speed_s);
+		}
+	} else {
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
+		curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_response);
+	}
+	const struct kd_k8s_config *cfg = c->cfg;
+	if (cfg->ca_data) {
+		struct curl_blob blob = {cfg->ca_data, cfg->ca_len, CURL_BLOB_COPY};
+		curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &blob);
+	} else if (cfg->ca_file) {
+		curl_easy_setopt(e, CURLOPT_CAINFO, cfg->ca_file);
+	}
+	if (cfg->insecure_skip_tls_verify) {
+		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
+	if (cfg->cert_data) {
+		struct curl_blob blob = {cfg->cert_data, cfg->cert_len, CURL_BLOB_COPY};
+		curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &blob);
+		curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
+	} else if (cfg->cert_file) {
+		curl_easy_setopt(e, CURLOPT_SSLCERT, cfg->cert_file);
+		curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
+	}
+	if (cfg->key_data) {
+		struct curl_blob blob = {cfg->key_data, cfg->key_len, CURL_BLOB_COPY};
+		curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &blob);
+		curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
+	} else if (cfg->key_file) {
+		curl_easy_setopt(e, CURLOPT_SSLKEY, cfg->key_file);
+		curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
+	}
+	if (!strcmp(x->method, "POST")) {
+		curl_easy_setopt(e, CURLOPT_POST, 1L);
+	} else if (strcmp(x->method, "GET")) {
+		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, x->method);
+	}
+	if (x->body) {
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(x->body));
+	} else if (!strcmp(x->method, "POST")) {
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+	}
+	return 0;
+}
+
+/* After a successful LIST page: merges its items into x->items and sets x->cont for the next
+ * page. Returns true when the list is complete; *final is then set to the merged list. */
+static bool list_page(struct xfer *x, struct json_object *page, struct json_object **final)
+{
+	if (!x->items)
+		x->items = json_object_new_array();
+	struct json_object *items = kd_json_get_array(page, "items");
+	size_t n = items ? json_object_array_length(items) : 0;
+	for (size_t i = 0; i < n; i++)
+		json_object_array_add(x->items,
+		                      json_object_get(json_object_array_get_idx(items, i)));
+	if (!x->list_kind) {
+		const char *k = kd_json_get_string(page, "kind");
+		x->list_kind = kd_xstrdup(k ? k : "List");
+	}
+	const char *cont = kd_json_get_string(page, "metadata.continue");
+	free(x->cont);
+	x->cont = NULL;
+	if (cont && *cont) {
+		x->cont = kd_xstrdup(cont);
+		return false;
+	}
+	struct json_object *list = json_object_new_object();
+	json_object_object_add(list, "kind", json_object_new_string(x->list_kind));
+	const char *api = kd_json_get_string(page, "apiVersion");
+	if (api)
+		json_object_object_add(list, "apiVersion", json_object_new_string(api));
+	struct json_object *md = json_object_new_object();
+	const char *rv = kd_json_get_string(page, "metadata.resourceVersion");
+	if (rv)
+		json_object_object_add(md, "resourceVersion", json_object_new_string(rv));
+	json_object_object_add(list, "metadata", md);
+	json_object_object_add(list, "items", x->items);
+	x->items = NULL;
+	*final = list;
+	return true;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Sync calls                                                                                  */
+
+int kd_k8s_do(struct kd_k8s *c, const struct kd_k8s_request *req, struct json_object **out,
+              struct kd_error **err)
+{
+	struct xfer *x = kd_xcalloc(1, sizeof(*x));
+	x->c = c;
+	int rc = xfer_prepare(c, x, req, err);
+	if (rc < 0) {
+		xfer_free(x);
+		return rc;
+	}
+	struct json_object *result = NULL;
+	pthread_mutex_lock(&c->sync_lock);
+	for (unsigned pages = 0;; pages++) {
+		uint64_t wait;
+		bool throttled = false;
+		while ((wait = rl_take(c)) != 0) {
+			throttled = true;
+			struct timespec ts = {(time_t)(wait / 1000000000ull),
+			                      (long)(wait % 1000000000ull)};
+			nanosleep(&ts, NULL);
+		}
+		if (throttled)
+			__atomic_add_fetch(&c->stats.throttled, 1, __ATOMIC_RELAXED);
+		curl_easy_reset(c->sync_easy);
+		rc = setup_easy(c, x, c->sync_easy, err);
+		if (rc < 0)
+			break;
+		__atomic_add_fetch(&c->stats.requests, 1, __ATOMIC_RELAXED);
+		CURLcode cc = curl_easy_perform(c->sync_easy);
+		long status = 0;
+		curl_easy_getinfo(c->sync_easy, CURLINFO_RESPONSE_CODE, &status);
+		struct json_object *body = NULL;
+		rc = xfer_result(c, x, cc, status, &body, err);
+		if (rc < 0) {
+			if (body)
+				json_object_put(body);
+			break;
+		}
+		if (!x->is_list) {
+			result = body;
+			break;
+		}
+		struct json_object *final = NULL;
+		bool done = list_page(x, body, &final);
+		if (body)
+			json_object_put(body);
+		if (done) {
+			result = final;
+			break;
+		}
+		if (pages > 100000) {
+			rc = kd_error_set(err, ELOOP, 0, "%s: too many pages", x->desc);
+			break;
+		}
+	}
+	x->easy = NULL; /* the sync handle is the client's */
+	pthread_mutex_unlock(&c->sync_lock);
+	xfer_free(x);
+	if (rc < 0)
+		return rc;
+	if (out)
+		*out = result;
+	else if (result)
+		json_object_put(result);
+	return 0;
+}
+
+int kd_k8s_get(struct kd_k8s *c, const struct kd_k8s_resource *res, const char *ns,
+               const char *name, struct json_object **out, struct kd_error **err)
+{
+	struct kd_k8s_request r = {.verb = KD_K8S_GET, .res = res, .ns = ns, .name = name};
+	return kd_k8s_do(c, &r, out, err);
+}
+
+int kd_k8s_list(struct kd_k8s *c, const struct kd_k8s_resource *res, const char *ns,
+                const char *label_selector, const char *field_selector, struct json_object **out,
+                struct kd_error **err)
+{
+	struct kd_k8s_request r = {.verb = KD_K8S_LIST,
+	                           .res = res,
+	                           .ns = ns,
+	                           .label_selector = label_selector,
+	                           .field_selector = field_selector};
+	return kd_k8s_do(c, &r, out, err);
+}
+
+int kd_k8s_create(struct kd_k8s *c, const struct kd_k8s_resource *res, const char *ns,
+                  struct json_object *obj, struct json_object **out, struct kd_error **err)
+{
+	struct kd_k8s_request r = {.verb = KD_K8S_CREATE, .res = res, .ns = ns, .body = obj};
+	return kd_k8s_do(c, &r, out, err);
+}
+
+int kd_k8s_update(struct kd_k8s *c, const struct kd_k8s_resource *res, const char *ns,
+                  const char *name, const char *subresource, struct json_object *obj,
+                  struct json_object **out, struct kd_error **err)
+{
+	struct kd_k8s_request r = {.verb = KD_K8S_UPDATE,
+	                           .res = res,
+	                           .ns = ns,
+	                           .name = name,
+	                           .subresource = subresource,
+	                           .body = obj};
+	return kd_k8s_do(c, &r, out, err);
+}
+
+int kd_k8s_patch(struct kd_k8s *c, const struct kd_k8s_resource *res, const char *ns,
+                 const char *name, const char *subresource, enum kd_k8s_patch_type type,
+                 struct json_object *patch, struct json_object **out, struct kd_error **err)
+{
+	struct kd_k8s_request r = {.verb = KD_K8S_PATCH,
+	                           .res = res,
+	                           .ns = ns,
+	                           .name = name,
+	                           .subresource = subresource,
+	                           .patch_type = type,
+	                           .body = patch};
+	return kd_k8s_do(c, &r, out, err);
+}
+
+int kd_k8s_delete(struct kd_k8s *c, const struct kd_k8s_resource *res, const char *ns,
+                  const char *name, struct json_object *delete_options, struct json_object **out,
+                  struct kd_error **err)
+{
+	struct kd_k8s_request r = {
+	    .verb = KD_K8S_DELETE, .res = res, .ns = ns, .name = name, .body = delete_options};
+	return kd_k8s_do(c, &r, out, err);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Async: curl multi on the loop                                                               */
+
+static void process_done(struct kmulti *m);
+static void fd_cb(struct kd_loop *loop, int fd, unsigned events, void *arg);
+
+static int msocket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	(void)e;
+	struct kmulti *m = userp;
+	struct kd_loop *loop = m->c->loop;
+	if (what == CURL_POLL_REMOVE) {
+		if (socketp) {
+			kd_loop_del_fd(loop, s);
+			curl_multi_assign(m->multi, s, NULL);
+		}
+		return 0;
+	}
+	unsigned ev =
+	    ((what & CURL_POLL_IN) ? KD_LOOP_IN : 0) | ((what & CURL_POLL_OUT) ? KD_LOOP_OUT : 0);
+	if (!socketp) {
+		int rc = kd_loop_add_fd(loop, s, ev, fd_cb, m);
+		if (rc == -EEXIST)
+			rc = kd_loop_mod_fd(loop, s, ev);
+		if (rc < 0) {
+			kd_log_error("k8s: cannot watch socket %d: %s", (int)s, strerror(-rc));
+			return -1;
+		}
+		curl_multi_assign(m->multi, s, m);
+	} else {
+		kd_loop_mod_fd(loop, s, ev);
+	}
+	return 0;
+}
+
+static void fd_cb(struct kd_loop *loop, int fd, unsigned events, void *arg)
+{
+	(void)loop;
+	struct kmulti *m = arg;
+	int flags = 0;
+	if (events & (KD_LOOP_IN | KD_LOOP_HUP))
+		flags |= CURL_CSELECT_IN;
+	if (events & KD_LOOP_OUT)
+		flags |= CURL_CSELECT_OUT;
+	if (events & KD_LOOP_ERR)
+		flags |= CURL_CSELECT_ERR;
+	int running = 0;
+	m->c->in_curl++;
+	curl_multi_socket_action(m->multi, fd, flags, &running);
+	m->c->in_curl--;
+	process_done(m);
+}
+
+static int mtimerfn_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+	(void)multi;
+	struct kmulti *m = userp;
+	if (timeout_ms < 0)
+		kd_loop_timer_stop(m->timer);
+	else
+		kd_loop_timer_start(m->timer, (uint64_t)timeout_ms);
+	return 0;
+}
+
+static void mtimer_cb(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	(void)loop;
+	(void)t;
+	struct kmulti *m = arg;
+	int running = 0;
+	m->c->in_curl++;
+	curl_multi_socket_action(m->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	m->c->in_curl--;
+	process_done(m);
+}
+
+static void kick(struct kd_k8s *c, uint64_t after_ms)
+{
+	if (!c->kick)
+		return;
+	if (kd_loop_timer_pending(c->kick) && after_ms > 0)
+		return;
+	kd_loop_timer_start(c->kick, after_ms);
+}
+
+static void finish_call(struct kd_k8s *c, struct xfer *x, struct kd_k8s_response *resp,
+                        struct kd_error *err)
+{
+	if (c->stats.pending)
+		c->stats.pending--;
+	if (x->cb)
+		x->cb(resp, err, x->arg);
+}
+
+/* Starts transfer x on its multi handle. */
+static void start_xfer(struct kd_k8s *c, struct xfer *x)
+{
+	struct kd_error *err = NULL;
+	CURL *e = x->easy ? x->easy : curl_easy_init();
+	if (!e)
+		abort();
+	if (x->easy)
+		curl_easy_reset(e);
+	if (setup_easy(c, x, e, &err) < 0) {
+		xlist_remove(&c->active, x);
+		x->active = false;
+		if (x->is_stream) {
+			if (x->on_done)
+				x->on_done(err, x->arg);
+		} else {
+			finish_call(c, x, NULL, err);
+		}
+		kd_error_free(err);
+		xfer_free(x);
+		return;
+	}
+	c->stats.requests++;
+	CURLMcode mc = curl_multi_add_handle(x->is_stream ? c->strm.multi : c->req.multi, e);
+	if (mc != CURLM_OK) {
+		kd_log_error("k8s: curl_multi_add_handle: %s", curl_multi_strerror(mc));
+		abort();
+	}
+}
+
+static void dispatch(struct kd_k8s *c)
+{
+	while (c->queue.head && !c->closing) {
+		struct xfer *x = c->queue.head;
+		if (!x->is_stream) {
+			uint64_t wait = rl_take(c);
+			if (wait) {
+				c->stats.throttled++;
+				kick(c, (wait + 999999) / 1000000);
+				return;
+			}
+		}
+		xlist_remove(&c->queue, x);
+		x->queued = false;
+		xlist_push(&c->active, x);
+		x->active = true;
+		start_xfer(c, x);
+	}
+}
+
+static void kick_cb(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	(void)loop;
+	(void)t;
+	dispatch(arg);
+}
+
+static void complete_xfer(struct kd_k8s *c, struct xfer *x, CURLcode cc)
+{
+	long status = 0;
+	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (x->is_stream) {
+		xlist_remove(&c->active, x);
+		x->active = false;
+		if (x->closed) {
+			xfer_free(x);
+			return;
+		}
+		struct kd_error *err = NULL;
+		if (cc == CURLE_WRITE_ERROR)
+			kd_error_set(&err, ECANCELED, status, "%s: aborted by consumer", x->desc);
+		else if (cc != CURLE_OK)
+			xfer_error(c, x, cc, status, NULL, &err);
+		else if (status < 200 || status >= 300) {
+			struct json_object *body = NULL;
+			xfer_result(c, x, CURLE_OK, status, &body, &err);
+			if (body)
+				json_object_put(body);
+		}
+		if (x->on_done)
+			x->on_done(err, x->arg);
+		kd_error_free(err);
+		xfer_free(x);
+		return;
+	}
+	struct kd_error *err = NULL;
+	struct json_object *body = NULL;
+	int rc = xfer_result(c, x, cc, status, &body, &err);
+	if (rc == 0 && x->is_list) {
+		struct json_object *final = NULL;
+		bool done = list_page(x, body, &final);
+		if (body)
+			json_object_put(body);
+		body = NULL;
+		if (!done) {
+			/* Next page: back to the queue, reusing the easy handle. */
+			xlist_remove(&c->active, x);
+			x->active = false;
+			xlist_push(&c->queue, x);
+			x->queued = true;
+			kick(c, 0);
+			return;
+		}
+		body = final;
+	}
+	xlist_remove(&c->active, x);
+	x->active = false;
+	struct kd_k8s_response resp = {.http_status = status, .body = body};
+	resp.resource_version = kd_json_get_string(body, "metadata.resourceVersion");
+	finish_call(c, x, (rc == 0 || body) ? &resp : NULL, err);
+	if (resp.body)
+		json_object_put(resp.body);
+	kd_error_free(err);
+	xfer_free(x);
+}
+
+static void process_done(struct kmulti *m)
+{
+	struct kd_k8s *c = m->c;
+	CURLMsg *msg;
+	int left = 0;
+	while ((msg = curl_multi_info_read(m->multi, &left))) {
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		CURL *e = msg->easy_handle;
+		CURLcode cc = msg->data.result;
+		struct xfer *x = NULL;
+		curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x);
+		curl_multi_remove_handle(m->multi, e);
+		complete_xfer(c, x, cc);
+	}
+	/* Streams closed from inside curl callbacks: detach now. */
+	for (struct xfer *x = c->active.head; x;) {
+		struct xfer *next = x->next;
+		if (x->is_stream && x->closed && c->in_curl == 0) {
+			curl_multi_remove_handle(c->strm.multi, x->easy);
+			xlist_remove(&c->active, x);
+			xfer_free(x);
+		}
+		x = next;
+	}
+	if (c->queue.head && c->in_curl == 0)
+		dispatch(c);
+}
+
+int kd_k8s_submit(struct kd_k8s *c, const struct kd_k8s_request *req, kd_k8s_done_cb cb, void *arg,
+                  struct kd_error **err)
+{
+	if (!c->loop)
+		return kd_error_set(err, EINVAL, 0,
+		                    "k8s: asynchronous call on a client without loop");
+	if (c->closing)
+		return kd_error_set(err, ECANCELED, 0, "k8s: client is shutting down");
+	struct xfer *x = kd_xcalloc(1, sizeof(*x));
+	x->c = c;
+	int rc = xfer_prepare(c, x, req, err);
+	if (rc < 0) {
+		xfer_free(x);
+		return rc;
+	}
+	x->cb = cb;
+	x->arg = arg;
+	xlist_push(&c->queue, x);
+	x->queued = true;
+	c->stats.pending++;
+	kick(c, 0);
+	return 0;
+}
+
+int kd_k8s_stream_open(struct kd_k8s *c, const char *path_and_query, unsigned low_speed_timeout_s,
+                       kd_k8s_stream_data_cb on_data, kd_k8s_stream_done_cb on_done, void *arg,
+                       struct kd_k8s_stream **out, struct kd_error **err)
+{
+	if (!c->loop)
+		return kd_error_set(err, EINVAL, 0, "k8s: stream on a client without loop");
+	if (c->closing)
+		return kd_error_set(err, ECANCELED, 0, "k8s: client is shutting down");
+	if (!path_and_query || path_and_query[0] != '/' || !on_data)
+		return kd_error_set(err, EINVAL, 0, "k8s: stream: bad path or callback");
+	struct kd_k8s_stream *s = kd_xcalloc(1, sizeof(*s));
+	struct xfer *x = &s->x;
+	x->c = c;
+	x->is_stream = true;
+	x->method = "GET";
+	x->url_base = kd_xasprintf("%s%s", c->cfg->server, path_and_query);
+	const char *q = strchr(path_and_query, '?');
+	x->desc = kd_xasprintf("watch %.*s",
+	                       (int)(q ? (size_t)(q - path_and_query) : strlen(path_and_query)),
+	                       path_and_query);
+	x->on_data = on_data;
+	x->on_done = on_done;
+	x->arg = arg;
+	x->low_speed_s = low_speed_timeout_s;
+	xlist_push(&c->queue, x);
+	x->queued = true;
+	kick(c, 0);
+	*out = s;
+	return 0;
+}
+
+void kd_k8s_stream_close(struct kd_k8s_stream *s)
+{
+	if (!s)
+		return;
+	struct xfer *x = &s->x;
+	struct kd_k8s *c = x->c;
+	x->on_done = NULL;
+	x->closed = true;
+	if (x->queued) {
+		xlist_remove(&c->queue, x);
+		xfer_free(x);
+		return;
+	}
+	if (x->active && c->in_curl == 0) {
+		curl_multi_remove_handle(c->strm.multi, x->easy);
+		xlist_remove(&c->active, x);
+		xfer_free(x);
+	}
+	/* else: inside a curl callback; the write callback aborts it and process_done frees it. */
+}
+
+void kd_k8s_free(struct kd_k8s *c)
+{
+	if (!c)
+		return;
+	c->closing = true;
+	struct xlist *lists[] = {&c->queue, &c->active};
+	for (size_t i = 0; i < KD_ARRAY_SIZE(lists); i++) {
+		while (lists[i]->head) {
+			struct xfer *x = lists[i]->head;
+			xlist_remove(lists[i], x);
+			if (x->easy && x->active)
+				curl_multi_remove_handle(
+				    x->is_stream ? c->strm.multi : c->req.multi, x->easy);
+			if (!x->is_stream) {
+				struct kd_error *err = NULL;
+				kd_error_set(&err, ECANCELED, 0, "%s: cancelled (client closed)",
+				             x->desc);
+				finish_call(c, x, NULL, err);
+				kd_error_free(err);
+			}
+			xfer_free(x);
+		}
+	}
+	if (c->loop) {
+		curl_multi_cleanup(c->req.multi);
+		curl_multi_cleanup(c->strm.multi);
+		kd_loop_timer_free(c->req.timer);
+		kd_loop_timer_free(c->strm.timer);
+		kd_loop_timer_free(c->kick);
+	}
+	curl_easy_cleanup(c->sync_easy);
+	curl_share_cleanup(c->share);
+	pthread_mutex_destroy(&c->share_lock);
+	pthread_mutex_destroy(&c->sync_lock);
+	pthread_mutex_destroy(&c->auth_lock);
+	kd_k8s_config_free(c->cfg);
+	free(c->token);
+	free(c->user_agent);
+	free(c);
+}
