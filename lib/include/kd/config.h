@@ -164,8 +164,8 @@ int kd_config_defaults(const struct kd_config_option *opts, void *cfg, struct kd
 int kd_config_apply_env(const struct kd_config_option *opts, void *cfg, struct kd_error **err);
 
 /* Sets one option from text, with the same parsing and range checks as every source. `what`
- * names the source for messages (e.g. "plugin runtime-sim"), may be NULL. -ENOENT for unknown
- * keys, -EINVAL / -ERANGE for bad values. */
+ * names the source for messages (e.g. "plugin runtime-sim"), may be NULL. -EINVAL for unknown
+ * keys and bad values, -ERANGE for values outside the option's range. */
 int kd_config_set(const struct kd_config_option *opts, void *cfg, const char *what, const char *key,
                   const char *value, struct kd_error **err);
 
