@@ -1,0 +1,1455 @@
+/* kd_chan.c: WebSocket transport of the direct channels on libwebsockets (libuv foreign loop
+ * embedded in kd_loop; see kd/chan.h for why and how). */
+#include "kd/chan.h"
+
+#include <errno.h>
+#include <libwebsockets.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <uv.h>
+
+#include "kd/log.h"
+
+#define PING_MS_DEFAULT      1000u
+#define DEAD_MS_DEFAULT      3000u
+#define HANDSHAKE_MS_DEFAULT 5000u
+#define MAX_MSGS_DEFAULT     1024u
+#define MAX_BYTES_DEFAULT    ((size_t)64 << 20)
+#define OPS_PER_FRAME_DEF    1000u
+#define BACKOFF_BASE_DEF     50u
+#define BACKOFF_CAP_DEF      2000u
+#define WRITES_PER_CB        64 /* frames written per WRITEABLE callback at most */
+#define PROTO_NAME           "kd.v1"
+
+/* ---- lws logging into kd_log ---------------------------------------------------------------- */
+
+static void lws_log_emit(int level, const char *line)
+{
+	size_t n = strlen(line);
+	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		n--;
+	if (level & LLL_ERR)
+		kd_log_warn("lws: %.*s", (int)n, line);
+	else
+		kd_log_debug("lws: %.*s", (int)n, line);
+}
+
+static pthread_once_t lws_log_once = PTHREAD_ONCE_INIT;
+static void lws_log_setup(void)
+{
+	lws_set_log_level(LLL_ERR, lws_log_emit);
+}
+
+/* ---- libuv loop embedded in kd_loop --------------------------------------------------------- */
+
+struct evl {
+	struct kd_loop *loop;
+	uv_loop_t uv;
+	int backend_fd;
+	struct kd_timer *timer;
+	bool pumping;
+};
+
+static void evl_rearm(struct evl *e)
+{
+	int t = uv_backend_timeout(&e->uv);
+	if (t < 0)
+		kd_loop_timer_stop(e->timer);
+	else
+		kd_loop_timer_start(e->timer, (uint64_t)t);
+}
+
+static void evl_pump(struct evl *e)
+{
+	if (e->pumping)
+		return;
+	e->pumping = true;
+	uv_run(&e->uv, UV_RUN_NOWAIT);
+	e->pumping = false;
+	evl_rearm(e);
+}
+
+static void evl_io_cb(struct kd_loop *loop KD_UNUSED, int fd KD_UNUSED, unsigned events KD_UNUSED,
+                      void *arg)
+{
+	evl_pump(arg);
+}
+
+static void evl_timer_cb(struct kd_loop *loop KD_UNUSED, struct kd_timer *t KD_UNUSED, void *arg)
+{
+	evl_pump(arg);
+}
+
+/* Something changed lws state from outside uv_run: service it on the next loop iteration. */
+static void evl_kick(struct evl *e)
+{
+	if (!e->pumping)
+		kd_loop_timer_start(e->timer, 0);
+}
+
+static int evl_init(struct evl *e, struct kd_loop *loop)
+{
+	int rc = uv_loop_init(&e->uv);
+	if (rc < 0)
+		return rc;
+	e->loop = loop;
+	e->backend_fd = uv_backend_fd(&e->uv);
+	e->timer = kd_loop_timer_new(loop, evl_timer_cb, e);
+	rc = kd_loop_add_fd(loop, e->backend_fd, KD_LOOP_IN, evl_io_cb, e);
+	if (rc < 0) {
+		kd_loop_timer_free(e->timer);
+		uv_loop_close(&e->uv);
+		return rc;
+	}
+	return 0;
+}
+
+static void evl_close_walk(uv_handle_t *h, void *arg KD_UNUSED)
+{
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+/* Runs the uv loop until lws has closed its handles (bounded), then closes it. */
+static void evl_fini(struct evl *e)
+{
+	for (int i = 0; i < 1000 && uv_loop_alive(&e->uv); i++)
+		uv_run(&e->uv, UV_RUN_NOWAIT);
+	if (uv_loop_close(&e->uv) == UV_EBUSY) {
+		uv_walk(&e->uv, evl_close_walk, NULL);
+		for (int i = 0; i < 100 && uv_loop_alive(&e->uv); i++)
+			uv_run(&e->uv, UV_RUN_NOWAIT);
+		if (uv_loop_close(&e->uv) == UV_EBUSY)
+			kd_log_warn("chan: libuv loop still busy at close");
+	}
+	kd_loop_del_fd(e->loop, e->backend_fd);
+	kd_loop_timer_free(e->timer);
+}
+
+/* ---- frames and connections ----------------------------------------------------------------- */
+
+struct frame {
+	struct frame *next;
+	char *buf; /* LWS_PRE headroom, then len bytes */
+	size_t len;
+};
+
+enum side { SIDE_UP, SIDE_DOWN };
+
+struct conn {
+	enum side side;
+	struct lws *wsi;
+	struct kd_chan_up *up;     /* SIDE_UP */
+	struct kd_chan_down *down; /* SIDE_DOWN */
+	struct kd_hs_conn *hs;     /* SIDE_DOWN */
+	struct conn *next;         /* downstream list */
+	char *rx;
+	size_t rx_len, rx_cap;
+	bool rx_in_msg;
+	struct frame *q_head, *q_tail; /* control / reply frames */
+	bool ping_due;
+	bool established;
+	int close_code; /* non-zero: close once q is flushed */
+	char close_reason[120];
+	uint64_t last_rx_ms;
+	uint64_t last_ping_ms;
+	struct kd_timer *ka;
+};
+
+struct xport {
+	size_t max_frame;
+	uint32_t ping_ms, dead_ms;
+	char *token;
+	char *tls_cert, *tls_key, *tls_ca;
+	char *path;
+};
+
+static void xport_init(struct xport *x, const struct kd_chan_transport_opts *o)
+{
+	x->max_frame = o->max_frame ? o->max_frame : KD_DELTA_MAX_FRAME_DEFAULT;
+	x->ping_ms = o->ping_ms ? o->ping_ms : PING_MS_DEFAULT;
+	x->dead_ms = o->dead_ms ? o->dead_ms : DEAD_MS_DEFAULT;
+	if (x->dead_ms <= x->ping_ms)
+		x->dead_ms = x->ping_ms * 2;
+	x->token = o->token ? kd_xstrdup(o->token) : NULL;
+	x->tls_cert = o->tls_cert ? kd_xstrdup(o->tls_cert) : NULL;
+	x->tls_key = o->tls_key ? kd_xstrdup(o->tls_key) : NULL;
+	x->tls_ca = o->tls_ca ? kd_xstrdup(o->tls_ca) : NULL;
+	x->path = kd_xstrdup(o->path ? o->path : KD_CHAN_PATH_DEFAULT);
+}
+
+static void xport_fini(struct xport *x)
+{
+	free(x->token);
+	free(x->tls_cert);
+	free(x->tls_key);
+	free(x->tls_ca);
+	free(x->path);
+}
+
+/* ---- upstream state ------------------------------------------------------------------------- */
+
+/* One delta: ops handed to send, stamped with (epoch, seq) when written. */
+struct pend {
+	struct pend *next;
+	struct kd_msg msg; /* KD_MSG_DELTA; epoch/seq 0 until stamped */
+	uint64_t first_id, last_id;
+	size_t bytes;   /* encoded size estimate, for back-pressure */
+	uint64_t epoch; /* epoch it was last written under (0: never) */
+	uint64_t seq;
+	bool written;      /* in the current epoch */
+	bool ever_written; /* in any epoch (retransmission accounting) */
+};
+
+enum up_state { UP_IDLE, UP_CONNECTING, UP_OPEN };
+
+struct kd_chan_up {
+	struct evl evl;
+	struct lws_context *ctx;
+	struct xport x;
+	char *host;
+	int port;
+	size_t max_msgs, max_bytes, ops_per_frame;
+	uint32_t handshake_ms, backoff_base, backoff_cap;
+	bool fault_dup, fault_reorder;
+	struct kd_chan_up_cbs cbs;
+	void *ud;
+	struct kd_hs_up *hs;
+	enum up_state state;
+	struct conn *conn;
+	struct kd_timer *retry;    /* reconnect backoff */
+	struct kd_timer *hs_timer; /* connect + handshake deadline */
+	unsigned attempt;          /* consecutive failed attempts */
+	bool connected_once;
+	bool destroying;
+	/* delta queue: head..tail; `cursor` = first not written in the current epoch */
+	struct pend *head, *tail, *cursor;
+	size_t held_msgs, held_bytes, held_ops;
+	uint64_t next_id;
+	bool want_writable;
+	uint64_t data_epoch;       /* epoch the written, unacked deltas were written under */
+	uint64_t prev_hello_epoch; /* epoch of the hello before the current one */
+	struct kd_chan_stats st;
+};
+
+/* ---- downstream state ----------------------------------------------------------------------- */
+
+struct kd_chan_down {
+	struct evl evl;
+	struct lws_context *ctx;
+	struct xport x;
+	struct kd_hs_down_cbs user_cbs;
+	void *ud;
+	struct kd_hs_down *hs;
+	struct conn *conns;
+	size_t nconns;
+	bool reading;
+	bool destroying;
+	int port;
+	struct kd_chan_stats st;
+};
+
+/* ---- shared connection helpers -------------------------------------------------------------- */
+
+static struct evl *conn_evl(struct conn *c)
+{
+	return c->side == SIDE_UP ? &c->up->evl : &c->down->evl;
+}
+
+static struct xport *conn_x(struct conn *c)
+{
+	return c->side == SIDE_UP ? &c->up->x : &c->down->x;
+}
+
+static struct kd_chan_stats *conn_st(struct conn *c)
+{
+	return c->side == SIDE_UP ? &c->up->st : &c->down->st;
+}
+
+static const char *side_name(const struct conn *c)
+{
+	return c->side == SIDE_UP ? "upstream" : "downstream";
+}
+
+static void conn_queue_raw(struct conn *c, const char *buf, size_t len)
+{
+	struct frame *f = kd_xcalloc(1, sizeof(*f));
+	f->buf = kd_xmalloc(LWS_PRE + len + 1);
+	memcpy(f->buf + LWS_PRE, buf, len);
+	f->len = len;
+	if (c->q_tail)
+		c->q_tail->next = f;
+	else
+		c->q_head = f;
+	c->q_tail = f;
+	if (c->wsi)
+		lws_callback_on_writable(c->wsi);
+}
+
+/* Encodes and queues m; returns 0 or -errno (logged). */
+static int conn_queue_msg(struct conn *c, const struct kd_msg *m)
+{
+	kd_autoerr struct kd_error *err = NULL;
+	char *buf = NULL;
+	size_t len = 0;
+	struct kd_delta_limits lim = {.max_frame = conn_x(c)->max_frame};
+	int rc = kd_msg_encode(m, LWS_PRE, &lim, &buf, &len, &err);
+	if (rc < 0) {
+		kd_log_error("chan %s: encode %s: %s", side_name(c), kd_msg_type_name(m->type),
+		             kd_error_msg(err));
+		return rc;
+	}
+	struct frame *f = kd_xcalloc(1, sizeof(*f));
+	f->buf = buf;
+	f->len = len;
+	if (c->q_tail)
+		c->q_tail->next = f;
+	else
+		c->q_head = f;
+	c->q_tail = f;
+	if (c->wsi)
+		lws_callback_on_writable(c->wsi);
+	return 0;
+}
+
+/* Asks for the connection to be closed once the queued frames are written. */
+static void conn_close_after_flush(struct conn *c, int code, const char *fmt, ...) KD_PRINTF(3, 4);
+static void conn_close_after_flush(struct conn *c, int code, const char *fmt, ...)
+{
+	if (c->close_code)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(c->close_reason, sizeof(c->close_reason), fmt, ap);
+	va_end(ap);
+	c->close_code = code;
+	kd_log_warn("chan %s: closing connection (%d): %s", side_name(c), code, c->close_reason);
+	if (c->wsi)
+		lws_callback_on_writable(c->wsi);
+}
+
+/* Closes now from a callback of this wsi: sets the close reason; the caller returns -1. */
+static int conn_close_now(struct conn *c, int code, const char *fmt, ...) KD_PRINTF(3, 4);
+static int conn_close_now(struct conn *c, int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(c->close_reason, sizeof(c->close_reason), fmt, ap);
+	va_end(ap);
+	c->close_code = code;
+	kd_log_warn("chan %s: closing connection (%d): %s", side_name(c), code, c->close_reason);
+	lws_close_reason(c->wsi, (enum lws_close_status)code, (unsigned char *)c->close_reason,
+	                 strlen(c->close_reason));
+	return -1;
+}
+
+/* Closes from outside lws callbacks (timers): lws kills the wsi on its next service. */
+static void conn_kill_async(struct conn *c, const char *reason)
+{
+	if (!c->wsi)
+		return;
+	snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
+	if (!c->close_code)
+		c->close_code = LWS_CLOSE_STATUS_GOINGAWAY;
+	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	evl_kick(conn_evl(c));
+}
+
+static void ka_timer_cb(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	struct conn *c = arg;
+	struct xport *x = conn_x(c);
+	uint64_t now = kd_loop_now_ms(loop);
+	uint64_t quiet = now - c->last_rx_ms;
+	if (quiet >= x->dead_ms) {
+		conn_st(c)->dead_peers++;
+		kd_log_warn("chan %s: dead peer: nothing received for %llu ms (limit %u ms)",
+		            side_name(c), (unsigned long long)quiet, x->dead_ms);
+		conn_kill_async(c, "dead peer");
+		return;
+	}
+	uint64_t next = x->dead_ms - quiet;
+	if (quiet >= x->ping_ms && now - c->last_ping_ms >= x->ping_ms) {
+		c->ping_due = true;
+		c->last_ping_ms = now;
+		lws_callback_on_writable(c->wsi);
+		evl_kick(conn_evl(c));
+	}
+	next = KD_MIN(next, (uint64_t)x->ping_ms);
+	kd_loop_timer_start(t, next ? next : 1);
+}
+
+static struct conn *conn_new(enum side side, struct lws *wsi)
+{
+	struct conn *c = kd_xcalloc(1, sizeof(*c));
+	c->side = side;
+	c->wsi = wsi;
+	return c;
+}
+
+static void conn_start_keepalive(struct conn *c)
+{
+	struct kd_loop *loop = conn_evl(c)->loop;
+	c->last_rx_ms = kd_loop_now_ms(loop);
+	c->last_ping_ms = c->last_rx_ms;
+	c->ka = kd_loop_timer_new(loop, ka_timer_cb, c);
+	kd_loop_timer_start(c->ka, conn_x(c)->ping_ms);
+}
+
+static void conn_free(struct conn *c)
+{
+	if (!c)
+		return;
+	kd_loop_timer_free(c->ka);
+	for (struct frame *f = c->q_head, *n; f; f = n) {
+		n = f->next;
+		free(f->buf);
+		free(f);
+	}
+	free(c->rx);
+	kd_hs_conn_free(c->hs);
+	free(c);
+}
+
+/* Writes one frame; returns 0 or -1 (lws failed; close). */
+static int write_frame(struct conn *c, char *buf, size_t len)
+{
+	int n = lws_write(c->wsi, (unsigned char *)buf + LWS_PRE, len, LWS_WRITE_TEXT);
+	if (n < (int)len)
+		return -1;
+	conn_st(c)->frames_out++;
+	return 0;
+}
+
+/* Writes the ping and control frames; returns 1 when more is pending, 0 when the control queue
+ * is empty, -1 on a write failure. */
+static int flush_control(struct conn *c, int *budget)
+{
+	if (c->ping_due) {
+		unsigned char pb[LWS_PRE + 8];
+		c->ping_due = false;
+		if (lws_write(c->wsi, pb + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+			return -1;
+		(*budget)--;
+	}
+	while (c->q_head && *budget > 0 && !lws_send_pipe_choked(c->wsi)) {
+		struct frame *f = c->q_head;
+		if (write_frame(c, f->buf, f->len) < 0)
+			return -1;
+		c->q_head = f->next;
+		if (!c->q_head)
+			c->q_tail = NULL;
+		free(f->buf);
+		free(f);
+		(*budget)--;
+	}
+	return c->q_head ? 1 : 0;
+}
+
+/* Appends one received chunk; returns 1 when a whole message is in c->rx, 0 when more is
+ * needed, -1 after deciding to close (the caller returns -1 from the callback). */
+static int rx_chunk(struct conn *c, const void *in, size_t len)
+{
+	struct xport *x = conn_x(c);
+	size_t remaining = lws_remaining_packet_payload(c->wsi);
+	if (!c->rx_in_msg) {
+		c->rx_in_msg = true;
+		c->rx_len = 0;
+		if (lws_frame_is_binary(c->wsi)) {
+			conn_st(c)->rejected++;
+			return conn_close_now(c, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
+			                      "binary frame refused (text frames only)");
+		}
+	}
+	if (c->rx_len + len + remaining > x->max_frame) {
+		conn_st(c)->rejected++;
+		return conn_close_now(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+		                      "frame of at least %zu bytes exceeds the %zu-byte cap",
+		                      c->rx_len + len + remaining, x->max_frame);
+	}
+	if (c->rx_len + len + 1 > c->rx_cap) {
+		size_t cap = KD_MAX(c->rx_cap * 2, c->rx_len + len + remaining + 1);
+		cap = KD_MIN(KD_MAX(cap, (size_t)4096), x->max_frame + 1);
+		c->rx = kd_xrealloc(c->rx, cap);
+		c->rx_cap = cap;
+	}
+	if (len)
+		memcpy(c->rx + c->rx_len, in, len);
+	c->rx_len += len;
+	c->last_rx_ms = kd_loop_now_ms(conn_evl(c)->loop);
+	if (remaining == 0 && lws_is_final_fragment(c->wsi)) {
+		c->rx_in_msg = false;
+		conn_st(c)->frames_in++;
+		return 1;
+	}
+	return 0;
+}
+
+/* Decodes c->rx; on failure queues error{MALFORMED} and requests a close (returns NULL). */
+static struct kd_msg *rx_decode(struct conn *c, uint64_t epoch)
+{
+	kd_autoerr struct kd_error *err = NULL;
+	struct kd_msg *m = NULL;
+	struct kd_delta_limits lim = {.max_frame = conn_x(c)->max_frame};
+	if (kd_msg_decode(c->rx, c->rx_len, &lim, &m, &err) < 0) {
+		conn_st(c)->rejected++;
+		kd_automsg struct kd_msg *e =
+		    kd_msg_new_error(epoch, KD_CODE_MALFORMED, "%s", kd_error_msg(err));
+		conn_queue_msg(c, e);
+		conn_close_after_flush(c, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "malformed frame: %s",
+		                       kd_error_msg(err));
+		return NULL;
+	}
+	return m;
+}
+
+/* ---- upstream ------------------------------------------------------------------------------- */
+
+static void up_connect(struct kd_chan_up *up);
+
+static void pend_free(struct pend *p)
+{
+	kd_msg_fini(&p->msg);
+	free(p);
+}
+
+static size_t op_estimate(const struct kd_op *op)
+{
+	size_t n = 48 + strlen(op->key);
+	if (op->node)
+		n += strlen(op->node) + 10;
+	if (op->has & KD_OP_HAS_TMPL)
+		n += strlen(op->tmpl.kind) + strlen(op->tmpl.name) + strlen(op->tmpl.uid) +
+		     strlen(op->tmpl.hash) + 48;
+	for (size_t i = 0; i < op->labels.n; i++)
+		n += strlen(op->labels.v[i].key) + strlen(op->labels.v[i].value) + 6;
+	for (size_t i = 0; i < op->annotations.n; i++)
+		n += strlen(op->annotations.v[i].key) + strlen(op->annotations.v[i].value) + 6;
+	if (op->ip)
+		n += strlen(op->ip) + 8;
+	if (op->reason)
+		n += strlen(op->reason) * 2 + 12;
+	return n + 80;
+}
+
+static void up_maybe_writable(struct kd_chan_up *up)
+{
+	if (!up->want_writable || up->destroying)
+		return;
+	if (up->held_msgs * 2 <= up->max_msgs && up->held_bytes * 2 <= up->max_bytes) {
+		up->want_writable = false;
+		if (up->cbs.writable)
+			up->cbs.writable(up->ud);
+	}
+}
+
+/* Pops settled deltas off the head (acked or emptied by a reconcile). */
+static void up_settle_head(struct kd_chan_up *up, uint64_t acked_seq, bool ack_path)
+{
+	uint64_t settled_id = 0;
+	uint64_t cur = kd_hs_up_epoch(up->hs);
+	while (up->head) {
+		struct pend *p = up->head;
+		bool acked = ack_path && p->written && p->epoch == cur && p->seq <= acked_seq;
+		if (!acked && p->msg.delta.ops.n > 0)
+			break;
+		if (acked)
+			up->st.acked++;
+		up->head = p->next;
+		if (up->cursor == p)
+			up->cursor = p->next;
+		if (!up->head)
+			up->tail = NULL;
+		up->held_msgs--;
+		up->held_bytes -= p->bytes;
+		up->held_ops -= p->msg.delta.ops.n;
+		settled_id = p->last_id;
+		pend_free(p);
+	}
+	if (settled_id && up->cbs.acked)
+		up->cbs.acked(up->ud, settled_id);
+	up_maybe_writable(up);
+}
+
+/* Removes, from every held delta, the ops whose key is in keys (sorted). */
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void up_filter_keys(struct kd_chan_up *up, char **keys, size_t nkeys)
+{
+	if (!nkeys)
+		return;
+	qsort(keys, nkeys, sizeof(*keys), cmp_str);
+	for (struct pend *p = up->head; p; p = p->next) {
+		struct kd_op_list *l = &p->msg.delta.ops;
+		size_t w = 0;
+		for (size_t r = 0; r < l->n; r++) {
+			const char *k = l->v[r].key;
+			if (bsearch(&k, keys, nkeys, sizeof(*keys), cmp_str)) {
+				kd_op_fini(&l->v[r]);
+				up->held_ops--;
+				continue;
+			}
+			if (w != r)
+				l->v[w] = l->v[r];
+			w++;
+		}
+		l->n = w;
+	}
+}
+
+/* A state{} arrived and kd_hs_up emitted the reconcile in `out`: drop what the downstream
+ * reported applied and what the reconcile covers, so nothing is applied twice. */
+static void up_after_reconcile(struct kd_chan_up *up, const struct kd_msg_vec *out)
+{
+	uint64_t last = kd_hs_up_peer_last_seq(up->hs);
+	bool exact = up->data_epoch != 0 && up->data_epoch == up->prev_hello_epoch;
+	if (exact) {
+		for (struct pend *p = up->head; p; p = p->next) {
+			if (p->written && p->epoch == up->data_epoch && p->seq <= last) {
+				for (size_t i = 0; i < p->msg.delta.ops.n; i++)
+					kd_op_fini(&p->msg.delta.ops.v[i]);
+				up->held_ops -= p->msg.delta.ops.n;
+				p->msg.delta.ops.n = 0;
+				up->st.acked++;
+			}
+		}
+	}
+	size_t n = 0, cap = 0;
+	char **keys = NULL;
+	for (size_t i = 0; i < out->n; i++) {
+		const struct kd_msg *m = out->v[i];
+		if (m->type != KD_MSG_RECONCILE)
+			continue;
+		const struct kd_key_list *lists[2] = {&m->reconcile.drop, &m->reconcile.keep};
+		for (size_t li = 0; li < (exact ? 1u : 2u); li++) {
+			for (size_t j = 0; j < lists[li]->n; j++) {
+				if (n == cap) {
+					cap = cap ? cap * 2 : 64;
+					keys = kd_xrealloc(keys, cap * sizeof(*keys));
+				}
+				keys[n++] = lists[li]->v[j];
+			}
+		}
+		for (size_t j = 0; j < m->reconcile.resend.n; j++) {
+			if (n == cap) {
+				cap = cap ? cap * 2 : 64;
+				keys = kd_xrealloc(keys, cap * sizeof(*keys));
+			}
+			keys[n++] = m->reconcile.resend.v[j].key;
+		}
+	}
+	up_filter_keys(up, keys, n);
+	free(keys);
+	/* Everything left is (re)sent under the new epoch once READY. */
+	for (struct pend *p = up->head; p; p = p->next) {
+		p->written = false;
+		p->seq = 0;
+	}
+	up->cursor = up->head;
+	up_settle_head(up, 0, false);
+	/* Empty deltas in the middle are dropped too. */
+	for (struct pend **pp = &up->head; *pp;) {
+		struct pend *p = *pp;
+		if (p->msg.delta.ops.n == 0) {
+			*pp = p->next;
+			if (up->cursor == p)
+				up->cursor = p->next;
+			up->held_msgs--;
+			up->held_bytes -= p->bytes;
+			pend_free(p);
+			continue;
+		}
+		pp = &p->next;
+	}
+	up->tail = NULL;
+	for (struct pend *p = up->head; p; p = p->next)
+		up->tail = p;
+	up_maybe_writable(up);
+}
+
+/* Stamps and writes one delta. Returns 0 or -1 (close). */
+static int up_write_pend(struct kd_chan_up *up, struct pend *p)
+{
+	struct conn *c = up->conn;
+	if (!p->written) {
+		kd_autoerr struct kd_error *err = NULL;
+		if (kd_hs_up_stamp(up->hs, &p->msg, &err) < 0)
+			return -1;
+		p->epoch = p->msg.epoch;
+		p->seq = p->msg.seq;
+		p->written = true;
+		if (p->ever_written)
+			up->st.retransmitted++;
+		p->ever_written = true;
+		up->data_epoch = p->epoch;
+	}
+	kd_autoerr struct kd_error *err = NULL;
+	kd_autofree char *buf = NULL;
+	size_t len = 0;
+	struct kd_delta_limits lim = {.max_frame = up->x.max_frame};
+	if (kd_msg_encode(&p->msg, LWS_PRE, &lim, &buf, &len, &err) < 0) {
+		kd_log_error("chan upstream: encode delta seq %llu: %s", (unsigned long long)p->seq,
+		             kd_error_msg(err));
+		return -1;
+	}
+	if (write_frame(c, buf, len) < 0)
+		return -1;
+	up->st.sent++;
+	if (up->fault_dup) {
+		if (write_frame(c, buf, len) < 0)
+			return -1;
+		up->st.sent++;
+	}
+	return 0;
+}
+
+static int up_writeable(struct kd_chan_up *up)
+{
+	struct conn *c = up->conn;
+	int budget = WRITES_PER_CB;
+	int rc = flush_control(c, &budget);
+	if (rc < 0)
+		return -1;
+	if (rc == 0 && c->close_code) {
+		lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
+		                 (unsigned char *)c->close_reason, strlen(c->close_reason));
+		return -1;
+	}
+	if (rc == 0 && kd_hs_up_ready(up->hs)) {
+		while (up->cursor && budget > 0 && !lws_send_pipe_choked(c->wsi)) {
+			struct pend *p = up->cursor;
+			if (up->fault_reorder && p->next) {
+				if (up_write_pend(up, p->next) < 0 || up_write_pend(up, p) < 0)
+					return -1;
+				up->cursor = p->next->next;
+				budget -= 2;
+				continue;
+			}
+			if (up_write_pend(up, p) < 0)
+				return -1;
+			up->cursor = p->next;
+			budget--;
+		}
+	}
+	if (c->q_head || c->ping_due || (kd_hs_up_ready(up->hs) && up->cursor))
+		lws_callback_on_writable(c->wsi);
+	return 0;
+}
+
+static void up_on_msg(struct kd_chan_up *up, struct kd_msg *m)
+{
+	struct conn *c = up->conn;
+	kd_autoerr struct kd_error *err = NULL;
+	struct kd_msg_vec out = {0};
+	enum kd_hs_phase before = kd_hs_up_phase(up->hs);
+	int rc = kd_hs_up_on_msg(up->hs, m, &out, &err);
+	enum kd_hs_phase after = kd_hs_up_phase(up->hs);
+	if (rc == 0 && before == KD_HS_HANDSHAKING && after == KD_HS_RECONCILING)
+		up_after_reconcile(up, &out);
+	for (size_t i = 0; i < out.n; i++)
+		conn_queue_msg(c, out.v[i]);
+	kd_msg_vec_fini(&out);
+	if (rc < 0) {
+		if (rc == -ESTALE)
+			up->st.rejected++;
+		conn_close_after_flush(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "%s message: %s",
+		                       kd_msg_type_name(m->type), kd_error_msg(err));
+		return;
+	}
+	if (m->type == KD_MSG_ACK)
+		up_settle_head(up, kd_hs_up_acked(up->hs), true);
+	if (before != KD_HS_READY && after == KD_HS_READY) {
+		up->attempt = 0;
+		kd_loop_timer_stop(up->hs_timer);
+		kd_log_info("chan upstream: %s:%d ready, epoch %llu, %zu ops to (re)send", up->host,
+		            up->port, (unsigned long long)kd_hs_up_epoch(up->hs), up->held_ops);
+		if (up->cbs.ready)
+			up->cbs.ready(up->ud, kd_hs_up_epoch(up->hs));
+		lws_callback_on_writable(c->wsi);
+	}
+}
+
+static void up_schedule_reconnect(struct kd_chan_up *up)
+{
+	if (up->destroying)
+		return;
+	uint64_t ms = kd_backoff_ms(up->attempt, up->backoff_base, up->backoff_cap);
+	if (up->attempt < 30)
+		up->attempt++;
+	kd_log_debug("chan upstream: reconnecting to %s:%d in %llu ms", up->host, up->port,
+	             (unsigned long long)ms);
+	kd_loop_timer_start(up->retry, ms);
+}
+
+static void up_conn_gone(struct kd_chan_up *up, const char *why)
+{
+	struct conn *c = up->conn;
+	up->conn = NULL;
+	up->state = UP_IDLE;
+	kd_loop_timer_stop(up->hs_timer);
+	kd_hs_up_disconnect(up->hs);
+	up->cursor = NULL; /* nothing written until the next READY */
+	const char *reason = c && c->close_reason[0] ? c->close_reason : why;
+	if (!up->destroying) {
+		kd_log_info("chan upstream: connection to %s:%d down: %s", up->host, up->port,
+		            reason);
+		if (up->cbs.down)
+			up->cbs.down(up->ud, reason);
+	}
+	conn_free(c);
+	up_schedule_reconnect(up);
+}
+
+static int up_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user KD_UNUSED,
+                     void *in, size_t len)
+{
+	struct kd_chan_up *up = lws_context_user(lws_get_context(wsi));
+	struct conn *c = lws_get_opaque_user_data(wsi);
+	if (!up || (c && c->up != up))
+		return lws_callback_http_dummy(wsi, reason, user, in, len);
+	switch (reason) {
+	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
+		if (!up->x.token)
+			break;
+		unsigned char **p = in, *end = *p + len;
+		kd_autofree char *v = kd_xasprintf("Bearer %s", up->x.token);
+		if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_AUTHORIZATION,
+		                                 (unsigned char *)v, (int)strlen(v), p, end))
+			return -1;
+		break;
+	}
+	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
+		if (!c)
+			break;
+		char why[160];
+		snprintf(why, sizeof(why), "connect failed: %.*s", in ? (int)len : 7,
+		         in ? (const char *)in : "unknown");
+		if (in && strstr(in, "401"))
+			up->st.rejected++;
+		lws_set_opaque_user_data(wsi, NULL);
+		c->wsi = NULL;
+		up_conn_gone(up, why);
+		break;
+	}
+	case LWS_CALLBACK_CLIENT_ESTABLISHED: {
+		if (!c)
+			break;
+		c->established = true;
+		up->state = UP_OPEN;
+		if (up->connected_once)
+			up->st.reconnects++;
+		up->connected_once = true;
+		conn_start_keepalive(c);
+		struct kd_msg_vec out = {0};
+		up->prev_hello_epoch = kd_hs_up_epoch(up->hs);
+		kd_hs_up_connect(up->hs, &out);
+		for (size_t i = 0; i < out.n; i++)
+			conn_queue_msg(c, out.v[i]);
+		kd_msg_vec_fini(&out);
+		break;
+	}
+	case LWS_CALLBACK_CLIENT_RECEIVE: {
+		if (!c)
+			break;
+		int r = rx_chunk(c, in, len);
+		if (r < 0)
+			return -1;
+		if (r == 0 || c->close_code)
+			break;
+		kd_automsg struct kd_msg *m = rx_decode(c, kd_hs_up_epoch(up->hs));
+		if (m)
+			up_on_msg(up, m);
+		break;
+	}
+	case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
+		if (c)
+			c->last_rx_ms = kd_loop_now_ms(up->evl.loop);
+		break;
+	case LWS_CALLBACK_CLIENT_WRITEABLE:
+		if (!c)
+			break;
+		return up_writeable(up);
+	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+		if (c && len >= 2 && !c->close_reason[0]) {
+			const unsigned char *b = in;
+			snprintf(c->close_reason, sizeof(c->close_reason), "peer closed (%d): %.*s",
+			         (b[0] << 8) | b[1], (int)(len - 2), (const char *)in + 2);
+		}
+		break;
+	case LWS_CALLBACK_CLIENT_CLOSED:
+		if (!c)
+			break;
+		lws_set_opaque_user_data(wsi, NULL);
+		c->wsi = NULL;
+		up_conn_gone(up, "closed");
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+static void up_connect(struct kd_chan_up *up)
+{
+	if (up->destroying || up->conn)
+		return;
+	struct conn *c = conn_new(SIDE_UP, NULL);
+	c->up = up;
+	up->conn = c;
+	up->state = UP_CONNECTING;
+	struct lws_client_connect_info ci = {0};
+	ci.context = up->ctx;
+	ci.address = up->host;
+	ci.port = up->port;
+	ci.path = up->x.path;
+	ci.host = up->host;
+	ci.origin = up->host;
+	ci.protocol = PROTO_NAME;
+	ci.opaque_user_data = c;
+	if (up->x.tls_ca || up->x.tls_cert)
+		ci.ssl_connection = LCCSCF_USE_SSL | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
+	kd_loop_timer_start(up->hs_timer, up->handshake_ms);
+	struct lws *wsi = lws_client_connect_via_info(&ci);
+	if (!wsi) {
+		/* lws may already have reported CONNECTION_ERROR (and freed c via up_conn_gone) */
+		if (up->conn == c) {
+			up->conn = NULL;
+			up->state = UP_IDLE;
+			conn_free(c);
+			kd_loop_timer_stop(up->hs_timer);
+			up_schedule_reconnect(up);
+		}
+		return;
+	}
+	if (up->conn == c)
+		c->wsi = wsi;
+	evl_kick(&up->evl);
+}
+
+static void up_retry_cb(struct kd_loop *loop KD_UNUSED, struct kd_timer *t KD_UNUSED, void *arg)
+{
+	up_connect(arg);
+}
+
+static void up_hs_timeout_cb(struct kd_loop *loop KD_UNUSED, struct kd_timer *t KD_UNUSED,
+                             void *arg)
+{
+	struct kd_chan_up *up = arg;
+	if (!up->conn)
+		return;
+	kd_log_warn("chan upstream: %s:%d: connect + handshake not done within %u ms", up->host,
+	            up->port, up->handshake_ms);
+	if (up->conn->wsi)
+		conn_kill_async(up->conn, "handshake timeout");
+}
+
+static const struct lws_protocols up_protocols[] = {
+    {PROTO_NAME, up_lws_cb, 0, 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+struct kd_chan_up *kd_chan_up_new(struct kd_loop *loop, const struct kd_chan_up_opts *opts,
+                                  const struct kd_chan_up_cbs *cbs, void *ud, struct kd_error **err)
+{
+	if (!opts->host || !opts->source || opts->port <= 0 || opts->port > 65535) {
+		kd_error_set(err, EINVAL, 0, "chan upstream: host, source and port are required");
+		return NULL;
+	}
+	if (!cbs->hs.wanted || !cbs->hs.persisted) {
+		kd_error_set(err, EINVAL, 0, "chan upstream: wanted and persisted are required");
+		return NULL;
+	}
+	pthread_once(&lws_log_once, lws_log_setup);
+	struct kd_chan_up *up = kd_xcalloc(1, sizeof(*up));
+	int rc = evl_init(&up->evl, loop);
+	if (rc < 0) {
+		free(up);
+		kd_error_set(err, -rc, 0, "chan upstream: event loop: %s", strerror(-rc));
+		return NULL;
+	}
+	xport_init(&up->x, &opts->t);
+	up->host = kd_xstrdup(opts->host);
+	up->port = opts->port;
+	up->max_msgs = opts->max_msgs ? opts->max_msgs : MAX_MSGS_DEFAULT;
+	up->max_bytes = opts->max_bytes ? opts->max_bytes : MAX_BYTES_DEFAULT;
+	up->ops_per_frame = opts->max_ops_per_frame ? opts->max_ops_per_frame : OPS_PER_FRAME_DEF;
+	up->handshake_ms = opts->handshake_ms ? opts->handshake_ms : HANDSHAKE_MS_DEFAULT;
+	up->backoff_base = opts->backoff_base_ms ? opts->backoff_base_ms : BACKOFF_BASE_DEF;
+	up->backoff_cap = opts->backoff_cap_ms ? opts->backoff_cap_ms : BACKOFF_CAP_DEF;
+	up->fault_dup = opts->fault_dup;
+	up->fault_reorder = opts->fault_reorder;
+	up->cbs = *cbs;
+	up->ud = ud;
+	up->next_id = 1;
+	up->hs = kd_hs_up_new(opts->source, &cbs->hs, ud);
+	up->retry = kd_loop_timer_new(loop, up_retry_cb, up);
+	up->hs_timer = kd_loop_timer_new(loop, up_hs_timeout_cb, up);
+
+	struct lws_context_creation_info info = {0};
+	void *foreign[1] = {&up->evl.uv};
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.protocols = up_protocols;
+	info.options = LWS_SERVER_OPTION_LIBUV;
+	info.foreign_loops = foreign;
+	info.user = up;
+	info.timeout_secs = (up->handshake_ms + 999) / 1000;
+	info.connect_timeout_secs = info.timeout_secs;
+	if (up->x.tls_ca || up->x.tls_cert) {
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+		info.client_ssl_ca_filepath = up->x.tls_ca;
+		info.client_ssl_cert_filepath = up->x.tls_cert;
+		info.client_ssl_private_key_filepath = up->x.tls_key;
+	}
+	up->ctx = lws_create_context(&info);
+	if (!up->ctx) {
+		kd_error_set(err, EIO, 0, "chan upstream: lws_create_context failed");
+		up->destroying = true;
+		kd_chan_up_free(up);
+		return NULL;
+	}
+	up_connect(up);
+	return up;
+}
+
+void kd_chan_up_free(struct kd_chan_up *up)
+{
+	if (!up)
+		return;
+	up->destroying = true;
+	kd_loop_timer_free(up->retry);
+	up->retry = NULL;
+	kd_loop_timer_free(up->hs_timer);
+	up->hs_timer = NULL;
+	if (up->ctx)
+		lws_context_destroy(up->ctx);
+	evl_fini(&up->evl);
+	if (up->conn) {
+		conn_free(up->conn);
+		up->conn = NULL;
+	}
+	for (struct pend *p = up->head, *n; p; p = n) {
+		n = p->next;
+		pend_free(p);
+	}
+	kd_hs_up_free(up->hs);
+	xport_fini(&up->x);
+	free(up->host);
+	free(up);
+}
+
+int kd_chan_up_send(struct kd_chan_up *up, struct kd_op_list *ops, uint64_t *id,
+                    struct kd_error **err)
+{
+	if (ops->n == 0)
+		return kd_error_set(err, EINVAL, 0, "chan send: empty op list");
+	size_t nfr = (ops->n + up->ops_per_frame - 1) / up->ops_per_frame;
+	size_t bytes = 0;
+	for (size_t i = 0; i < ops->n; i++) {
+		size_t b = op_estimate(&ops->v[i]);
+		if (b + 128 > up->x.max_frame)
+			return kd_error_set(err, EMSGSIZE, 0,
+			                    "chan send: op %s alone exceeds the %zu-byte frame cap",
+			                    ops->v[i].key, up->x.max_frame);
+		bytes += b;
+	}
+	if (up->held_msgs + nfr > up->max_msgs || up->held_bytes + bytes > up->max_bytes) {
+		up->st.eagain++;
+		up->want_writable = true;
+		return -EAGAIN;
+	}
+	/* validate as one delta so that a bad op is refused here, not at write time */
+	struct kd_msg probe;
+	kd_msg_init(&probe, KD_MSG_DELTA, 1, 1);
+	probe.delta.ops = *ops;
+	struct kd_delta_limits lim = {.max_frame = up->x.max_frame, .max_ops = SIZE_MAX / 2};
+	int rc = kd_msg_validate(&probe, &lim, err);
+	if (rc < 0)
+		return rc;
+	size_t at = 0;
+	while (at < ops->n) {
+		size_t n = KD_MIN(up->ops_per_frame, ops->n - at);
+		struct pend *p = kd_xcalloc(1, sizeof(*p));
+		kd_msg_init(&p->msg, KD_MSG_DELTA, 0, 0);
+		p->msg.delta.ops.v = kd_xmalloc(n * sizeof(struct kd_op));
+		p->msg.delta.ops.cap = n;
+		p->msg.delta.ops.n = n;
+		memcpy(p->msg.delta.ops.v, ops->v + at, n * sizeof(struct kd_op));
+		p->bytes = 0;
+		for (size_t i = 0; i < n; i++)
+			p->bytes += op_estimate(&p->msg.delta.ops.v[i]);
+		p->first_id = up->next_id;
+		up->next_id += n;
+		p->last_id = up->next_id - 1;
+		if (up->tail)
+			up->tail->next = p;
+		else
+			up->head = p;
+		up->tail = p;
+		if (!up->cursor && kd_hs_up_ready(up->hs))
+			up->cursor = p;
+		up->held_msgs++;
+		up->held_bytes += p->bytes;
+		up->held_ops += n;
+		at += n;
+	}
+	/* the ops moved into the deltas: leave the caller's list empty */
+	free(ops->v);
+	ops->v = NULL;
+	ops->n = ops->cap = 0;
+	if (id)
+		*id = up->next_id - 1;
+	if (up->conn && up->conn->wsi && kd_hs_up_ready(up->hs)) {
+		lws_callback_on_writable(up->conn->wsi);
+		evl_kick(&up->evl);
+	}
+	return 0;
+}
+
+bool kd_chan_up_ready(const struct kd_chan_up *up)
+{
+	return up->conn && kd_hs_up_ready(up->hs);
+}
+
+uint64_t kd_chan_up_epoch(const struct kd_chan_up *up)
+{
+	return kd_hs_up_epoch(up->hs);
+}
+
+size_t kd_chan_up_pending_ops(const struct kd_chan_up *up)
+{
+	return up->held_ops;
+}
+
+const struct kd_chan_stats *kd_chan_up_stats(const struct kd_chan_up *up)
+{
+	return &up->st;
+}
+
+void kd_chan_up_kick(struct kd_chan_up *up)
+{
+	if (up->conn && up->conn->wsi)
+		conn_kill_async(up->conn, "closed by kd_chan_up_kick");
+}
+
+int kd_chan_up_send_raw(struct kd_chan_up *up, const char *buf, size_t len)
+{
+	if (!up->conn || !up->conn->wsi || !up->conn->established)
+		return -ENOTCONN;
+	conn_queue_raw(up->conn, buf, len);
+	evl_kick(&up->evl);
+	return 0;
+}
+
+/* ---- downstream ----------------------------------------------------------------------------- */
+
+static int down_apply_cb(void *ud, const char *source, uint64_t epoch, const struct kd_op *op,
+                         struct kd_error **err)
+{
+	struct kd_chan_down *d = ud;
+	d->st.applied_ops++;
+	return d->user_cbs.apply(d->ud, source, epoch, op, err);
+}
+
+static int down_held_cb(void *ud, const char *source, struct kd_op_list *held,
+                        struct kd_error **err)
+{
+	struct kd_chan_down *d = ud;
+	return d->user_cbs.held(d->ud, source, held, err);
+}
+
+static int down_drop_cb(void *ud, const char *source, const char *key, struct kd_error **err)
+{
+	struct kd_chan_down *d = ud;
+	return d->user_cbs.drop(d->ud, source, key, err);
+}
+
+static int down_keep_cb(void *ud, const char *source, const char *key, struct kd_error **err)
+{
+	struct kd_chan_down *d = ud;
+	return d->user_cbs.keep ? d->user_cbs.keep(d->ud, source, key, err) : 0;
+}
+
+static bool token_ok(const char *want, const char *got, size_t got_len)
+{
+	size_t wl = strlen(want);
+	unsigned diff = (unsigned)(wl ^ got_len);
+	for (size_t i = 0; i < got_len; i++)
+		diff |= (unsigned char)got[i] ^ (unsigned char)(i < wl ? want[i] : 0);
+	return diff == 0;
+}
+
+/* Upgrade filter: path and bearer token. Returns 0 to accept. */
+static int down_filter(struct kd_chan_down *d, struct lws *wsi)
+{
+	char uri[256];
+	if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0 ||
+	    strcmp(uri, d->x.path) != 0) {
+		d->st.rejected++;
+		kd_log_warn("chan downstream: upgrade refused: path \"%s\" is not \"%s\"", uri,
+		            d->x.path);
+		lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
+		return -1;
+	}
+	if (!d->x.token)
+		return 0;
+	char auth[1024];
+	int n = lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION);
+	if (n > 7 && strncasecmp(auth, "Bearer ", 7) == 0 &&
+	    token_ok(d->x.token, auth + 7, (size_t)n - 7))
+		return 0;
+	d->st.rejected++;
+	kd_log_warn("chan downstream: upgrade refused: %s bearer token (401)",
+	            n > 0 ? "wrong" : "missing");
+	lws_return_http_status(wsi, HTTP_STATUS_UNAUTHORIZED, NULL);
+	return -1;
+}
+
+static void down_on_msg(struct kd_chan_down *d, struct conn *c, const struct kd_msg *m)
+{
+	kd_autoerr struct kd_error *err = NULL;
+	struct kd_msg_vec out = {0};
+	int rc = kd_hs_down_on_msg(c->hs, m, &out, &err);
+	for (size_t i = 0; i < out.n; i++) {
+		if (out.v[i]->type == KD_MSG_ACK)
+			d->st.acked++;
+		conn_queue_msg(c, out.v[i]);
+	}
+	kd_msg_vec_fini(&out);
+	if (m->type == KD_MSG_DELTA && rc == 0)
+		d->st.sent++; /* deltas accepted (applied or duplicate) */
+	if (rc < 0) {
+		if (rc == -ESTALE || rc == -EBUSY)
+			d->st.rejected++;
+		conn_close_after_flush(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "%s message: %s",
+		                       kd_msg_type_name(m->type), kd_error_msg(err));
+	}
+}
+
+static int down_writeable(struct conn *c)
+{
+	int budget = WRITES_PER_CB;
+	int rc = flush_control(c, &budget);
+	if (rc < 0)
+		return -1;
+	if (rc == 0 && c->close_code) {
+		lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
+		                 (unsigned char *)c->close_reason, strlen(c->close_reason));
+		return -1;
+	}
+	if (c->q_head || c->ping_due)
+		lws_callback_on_writable(c->wsi);
+	return 0;
+}
+
+static void down_unlink(struct kd_chan_down *d, struct conn *c)
+{
+	for (struct conn **pp = &d->conns; *pp; pp = &(*pp)->next) {
+		if (*pp == c) {
+			*pp = c->next;
+			d->nconns--;
+			return;
+		}
+	}
+}
+
+static int down_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                       size_t len)
+{
+	struct kd_chan_down *d = lws_context_user(lws_get_context(wsi));
+	struct conn *c = lws_get_opaque_user_data(wsi);
+	if (!d)
+		return lws_callback_http_dummy(wsi, reason, user, in, len);
+	switch (reason) {
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+		return down_filter(d, wsi) < 0 ? 1 : 0;
+	case LWS_CALLBACK_ESTABLISHED:
+		c = conn_new(SIDE_DOWN, wsi);
+		c->down = d;
+		c->hs = kd_hs_conn_new(d->hs);
+		c->established = true;
+		c->next = d->conns;
+		d->conns = c;
+		d->nconns++;
+		d->st.reconnects++;
+		lws_set_opaque_user_data(wsi, c);
+		conn_start_keepalive(c);
+		if (!d->reading) {
+			lws_rx_flow_control(wsi, 0);
+			kd_loop_timer_stop(c->ka);
+		}
+		break;
+	case LWS_CALLBACK_RECEIVE: {
+		if (!c)
+			break;
+		int r = rx_chunk(c, in, len);
+		if (r < 0)
+			return -1;
+		if (r == 0 || c->close_code)
+			break;
+		kd_automsg struct kd_msg *m = rx_decode(c, kd_hs_conn_epoch(c->hs));
+		if (m)
+			down_on_msg(d, c, m);
+		break;
+	}
+	case LWS_CALLBACK_RECEIVE_PONG:
+		if (c)
+			c->last_rx_ms = kd_loop_now_ms(d->evl.loop);
+		break;
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+		if (!c)
+			break;
+		return down_writeable(c);
+	case LWS_CALLBACK_CLOSED:
+		if (!c)
+			break;
+		lws_set_opaque_user_data(wsi, NULL);
+		down_unlink(d, c);
+		if (!d->destroying)
+			kd_log_info("chan downstream: connection from %s closed%s%s",
+			            kd_hs_conn_source(c->hs) ? kd_hs_conn_source(c->hs)
+			                                     : "(no hello)",
+			            c->close_reason[0] ? ": " : "", c->close_reason);
+		conn_free(c);
+		break;
+	default:
+		return lws_callback_http_dummy(wsi, reason, user, in, len);
+	}
+	return 0;
+}
+
+static const struct lws_protocols down_protocols[] = {
+    {"http", down_lws_cb, 0, 0, 0, NULL, 0},
+    {PROTO_NAME, down_lws_cb, 0, 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+struct kd_chan_down *kd_chan_down_new(struct kd_loop *loop, const struct kd_chan_down_opts *opts,
+                                      const struct kd_hs_down_cbs *cbs, void *ud,
+                                      struct kd_error **err)
+{
+	if (!cbs->held || !cbs->apply || !cbs->drop) {
+		kd_error_set(err, EINVAL, 0, "chan downstream: held, apply and drop are required");
+		return NULL;
+	}
+	if (opts->port < 0 || opts->port > 65535) {
+		kd_error_set(err, EINVAL, 0, "chan downstream: bad port %d", opts->port);
+		return NULL;
+	}
+	pthread_once(&lws_log_once, lws_log_setup);
+	struct kd_chan_down *d = kd_xcalloc(1, sizeof(*d));
+	int rc = evl_init(&d->evl, loop);
+	if (rc < 0) {
+		free(d);
+		kd_error_set(err, -rc, 0, "chan downstream: event loop: %s", strerror(-rc));
+		return NULL;
+	}
+	xport_init(&d->x, &opts->t);
+	d->user_cbs = *cbs;
+	d->ud = ud;
+	d->reading = true;
+	struct kd_hs_down_cbs wrap = {
+	    .held = down_held_cb,
+	    .apply = down_apply_cb,
+	    .drop = down_drop_cb,
+	    .keep = down_keep_cb,
+	};
+	struct kd_hs_down_config cfg = {.reorder_window = opts->reorder_window};
+	d->hs = kd_hs_down_new(&wrap, d, &cfg);
+
+	struct lws_context_creation_info info = {0};
+	void *foreign[1] = {&d->evl.uv};
+	info.port = opts->port;
+	info.iface = opts->bind ? opts->bind : "127.0.0.1";
+	info.protocols = down_protocols;
+	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DISABLE_IPV6;
+	info.foreign_loops = foreign;
+	info.user = d;
+	info.timeout_secs = 5;
+	if (d->x.tls_cert) {
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+		info.ssl_cert_filepath = d->x.tls_cert;
+		info.ssl_private_key_filepath = d->x.tls_key;
+		if (d->x.tls_ca) {
+			info.ssl_ca_filepath = d->x.tls_ca;
+			info.options |= LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT;
+		}
+	}
+	d->ctx = lws_create_context(&info);
+	struct lws_vhost *vh = d->ctx ? lws_get_vhost_by_name(d->ctx, "default") : NULL;
+	d->port = vh ? lws_get_vhost_listen_port(vh) : -1;
+	if (!d->ctx || d->port <= 0) {
+		kd_error_set(err, EADDRINUSE, 0, "chan downstream: cannot listen on %s:%d",
+		             info.iface, opts->port);
+		kd_chan_down_free(d);
+		return NULL;
+	}
+	evl_kick(&d->evl);
+	return d;
+}
+
+void kd_chan_down_free(struct kd_chan_down *d)
+{
+	if (!d)
+		return;
+	d->destroying = true;
+	if (d->ctx)
+		lws_context_destroy(d->ctx);
+	evl_fini(&d->evl);
+	while (d->conns) {
+		struct conn *c = d->conns;
+		d->conns = c->next;
+		conn_free(c);
+	}
+	kd_hs_down_free(d->hs);
+	xport_fini(&d->x);
+	free(d);
+}
+
+int kd_chan_down_port(const struct kd_chan_down *d)
+{
+	return d->port;
+}
+
+size_t kd_chan_down_conns(const struct kd_chan_down *d)
+{
+	return d->nconns;
+}
+
+const struct kd_chan_stats *kd_chan_down_stats(const struct kd_chan_down *d)
+{
+	return &d->st;
+}
+
+const struct kd_hs_down *kd_chan_down_hs(const struct kd_chan_down *d)
+{
+	return d->hs;
+}
+
+void kd_chan_down_set_reading(struct kd_chan_down *d, bool reading)
+{
+	d->reading = reading;
+	for (struct conn *c = d->conns; c; c = c->next) {
+		lws_rx_flow_control(c->wsi, reading ? 1 : 0);
+		/* a stuck peer runs no timers either */
+		if (reading) {
+			c->last_rx_ms = kd_loop_now_ms(d->evl.loop);
+			kd_loop_timer_start(c->ka, d->x.ping_ms);
+		} else {
+			kd_loop_timer_stop(c->ka);
+		}
+	}
+	evl_kick(&d->evl);
+}
+
+int kd_chan_down_send_raw(struct kd_chan_down *d, const char *buf, size_t len)
+{
+	int n = 0;
+	for (struct conn *c = d->conns; c; c = c->next, n++)
+		conn_queue_raw(c, buf, len);
+	evl_kick(&d->evl);
+	return n;
+}
