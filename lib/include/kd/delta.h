@@ -28,6 +28,9 @@
  *   omitted on control messages (decoded as 0); the encoder always writes it.
  * - All other integers (last_seq, code, ctime, cpu, mem) are JSON integers in documented ranges;
  *   floats, exponents and out-of-range values are rejected.
+ * - Strings: raw bytes must be valid UTF-8 (no overlongs, no surrogates) without NUL; the escape
+ *   \u0000 is rejected anywhere in the frame; a lone surrogate escape (\ud800) decodes, as json-c
+ *   does, to U+FFFD.
  * - Unknown top-level and op fields are IGNORED (forward compatibility: a newer peer may add
  *   optional fields). Known fields must have the documented type. Duplicate JSON member names in
  *   one object: json-c keeps the last one; we do not detect this (not a semantic channel).

@@ -1,0 +1,1479 @@
+/* kd_delta.c: channel message model, validation, compact JSON encoder and strict json-c based
+ * decoder. The wire format is specified in kd/delta.h. */
+#include "kd/delta.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Deepest legitimate nesting: frame object > list > op > labels. Unknown fields may nest a
+ * little; anything deeper is rejected by the tokener. */
+#define JSON_MAX_DEPTH 8
+
+/* ---- model ---------------------------------------------------------------------------------- */
+
+static void *grow(void *v, size_t *cap, size_t n, size_t elem)
+{
+	if (n < *cap)
+		return v;
+	size_t nc = *cap ? *cap * 2 : 8;
+	v = kd_xrealloc(v, nc * elem);
+	*cap = nc;
+	return v;
+}
+
+void kd_kv_list_push(struct kd_kv_list *l, const char *key, const char *value)
+{
+	l->v = grow(l->v, &l->cap, l->n, sizeof(*l->v));
+	l->v[l->n].key = kd_xstrdup(key);
+	l->v[l->n].value = kd_xstrdup(value);
+	l->n++;
+}
+
+void kd_kv_list_fini(struct kd_kv_list *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->v[i].key);
+		free(l->v[i].value);
+	}
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+void kd_key_list_push(struct kd_key_list *l, const char *key)
+{
+	l->v = grow(l->v, &l->cap, l->n, sizeof(*l->v));
+	l->v[l->n++] = kd_xstrdup(key);
+}
+
+void kd_key_list_fini(struct kd_key_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+struct kd_op *kd_op_list_push(struct kd_op_list *l)
+{
+	l->v = grow(l->v, &l->cap, l->n, sizeof(*l->v));
+	struct kd_op *op = &l->v[l->n++];
+	memset(op, 0, sizeof(*op));
+	return op;
+}
+
+void kd_op_list_fini(struct kd_op_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		kd_op_fini(&l->v[i]);
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+void kd_op_init(struct kd_op *op, enum kd_op_kind kind, const char *key)
+{
+	memset(op, 0, sizeof(*op));
+	op->kind = kind;
+	op->key = key ? kd_xstrdup(key) : NULL;
+}
+
+static void tmpl_fini(struct kd_tmpl_ref *t)
+{
+	free(t->kind);
+	free(t->name);
+	free(t->uid);
+	free(t->hash);
+	memset(t, 0, sizeof(*t));
+}
+
+void kd_op_fini(struct kd_op *op)
+{
+	if (!op)
+		return;
+	free(op->key);
+	tmpl_fini(&op->tmpl);
+	free(op->node);
+	kd_kv_list_fini(&op->labels);
+	kd_kv_list_fini(&op->annotations);
+	free(op->ip);
+	free(op->reason);
+	memset(op, 0, sizeof(*op));
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? kd_xstrdup(s) : NULL;
+}
+
+void kd_op_set_str(char **field, const char *value)
+{
+	free(*field);
+	*field = dup_or_null(value);
+}
+
+void kd_op_set_tmpl(struct kd_op *op, const char *kind, const char *name, const char *uid,
+                    const char *hash)
+{
+	tmpl_fini(&op->tmpl);
+	op->tmpl.kind = dup_or_null(kind);
+	op->tmpl.name = dup_or_null(name);
+	op->tmpl.uid = dup_or_null(uid);
+	op->tmpl.hash = dup_or_null(hash);
+	op->has |= KD_OP_HAS_TMPL;
+}
+
+static void kv_copy(struct kd_kv_list *dst, const struct kd_kv_list *src)
+{
+	memset(dst, 0, sizeof(*dst));
+	for (size_t i = 0; i < src->n; i++)
+		kd_kv_list_push(dst, src->v[i].key, src->v[i].value);
+}
+
+void kd_op_copy(struct kd_op *dst, const struct kd_op *src)
+{
+	*dst = *src;
+	dst->key = dup_or_null(src->key);
+	dst->tmpl.kind = dup_or_null(src->tmpl.kind);
+	dst->tmpl.name = dup_or_null(src->tmpl.name);
+	dst->tmpl.uid = dup_or_null(src->tmpl.uid);
+	dst->tmpl.hash = dup_or_null(src->tmpl.hash);
+	dst->node = dup_or_null(src->node);
+	dst->ip = dup_or_null(src->ip);
+	dst->reason = dup_or_null(src->reason);
+	kv_copy(&dst->labels, &src->labels);
+	kv_copy(&dst->annotations, &src->annotations);
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+	if (!a || !b)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+static bool kv_equal(const struct kd_kv_list *a, const struct kd_kv_list *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (!str_eq(a->v[i].key, b->v[i].key) || !str_eq(a->v[i].value, b->v[i].value))
+			return false;
+	return true;
+}
+
+bool kd_op_equal(const struct kd_op *a, const struct kd_op *b)
+{
+	if (a->kind != b->kind || a->has != b->has || !str_eq(a->key, b->key))
+		return false;
+	if ((a->has & KD_OP_HAS_TMPL) &&
+	    (!str_eq(a->tmpl.kind, b->tmpl.kind) || !str_eq(a->tmpl.name, b->tmpl.name) ||
+	     !str_eq(a->tmpl.uid, b->tmpl.uid) || !str_eq(a->tmpl.hash, b->tmpl.hash)))
+		return false;
+	if ((a->has & KD_OP_HAS_CTIME) && a->ctime_ms != b->ctime_ms)
+		return false;
+	if ((a->has & KD_OP_HAS_CPU) && a->cpu_millis != b->cpu_millis)
+		return false;
+	if ((a->has & KD_OP_HAS_MEM) && a->mem_bytes != b->mem_bytes)
+		return false;
+	if ((a->has & KD_OP_HAS_READY) && a->ready != b->ready)
+		return false;
+	return str_eq(a->node, b->node) && str_eq(a->ip, b->ip) && str_eq(a->reason, b->reason) &&
+	       kv_equal(&a->labels, &b->labels) && kv_equal(&a->annotations, &b->annotations);
+}
+
+static bool ops_equal(const struct kd_op_list *a, const struct kd_op_list *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (!kd_op_equal(&a->v[i], &b->v[i]))
+			return false;
+	return true;
+}
+
+static bool keys_equal(const struct kd_key_list *a, const struct kd_key_list *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (!str_eq(a->v[i], b->v[i]))
+			return false;
+	return true;
+}
+
+static void ops_copy(struct kd_op_list *dst, const struct kd_op_list *src)
+{
+	memset(dst, 0, sizeof(*dst));
+	for (size_t i = 0; i < src->n; i++)
+		kd_op_copy(kd_op_list_push(dst), &src->v[i]);
+}
+
+static void keys_copy(struct kd_key_list *dst, const struct kd_key_list *src)
+{
+	memset(dst, 0, sizeof(*dst));
+	for (size_t i = 0; i < src->n; i++)
+		kd_key_list_push(dst, src->v[i]);
+}
+
+void kd_msg_init(struct kd_msg *m, enum kd_msg_type type, uint64_t epoch, uint64_t seq)
+{
+	memset(m, 0, sizeof(*m));
+	m->type = type;
+	m->epoch = epoch;
+	m->seq = seq;
+}
+
+void kd_msg_fini(struct kd_msg *m)
+{
+	if (!m)
+		return;
+	switch (m->type) {
+	case KD_MSG_HELLO:
+		free(m->hello.source);
+		break;
+	case KD_MSG_STATE:
+		kd_op_list_fini(&m->state.held);
+		break;
+	case KD_MSG_RECONCILE:
+		kd_key_list_fini(&m->reconcile.keep);
+		kd_key_list_fini(&m->reconcile.drop);
+		kd_op_list_fini(&m->reconcile.resend);
+		break;
+	case KD_MSG_DELTA:
+		kd_op_list_fini(&m->delta.ops);
+		break;
+	case KD_MSG_ERROR:
+		free(m->error.reason);
+		break;
+	default:
+		break;
+	}
+	memset(m, 0, sizeof(*m));
+}
+
+struct kd_msg *kd_msg_new(enum kd_msg_type type, uint64_t epoch, uint64_t seq)
+{
+	struct kd_msg *m = kd_xmalloc(sizeof(*m));
+	kd_msg_init(m, type, epoch, seq);
+	return m;
+}
+
+void kd_msg_free(struct kd_msg *m)
+{
+	if (!m)
+		return;
+	kd_msg_fini(m);
+	free(m);
+}
+
+void kd_msg_copy(struct kd_msg *dst, const struct kd_msg *src)
+{
+	kd_msg_init(dst, src->type, src->epoch, src->seq);
+	switch (src->type) {
+	case KD_MSG_HELLO:
+		dst->hello.source = dup_or_null(src->hello.source);
+		break;
+	case KD_MSG_STATE:
+		dst->state.last_seq = src->state.last_seq;
+		ops_copy(&dst->state.held, &src->state.held);
+		break;
+	case KD_MSG_RECONCILE:
+		keys_copy(&dst->reconcile.keep, &src->reconcile.keep);
+		keys_copy(&dst->reconcile.drop, &src->reconcile.drop);
+		ops_copy(&dst->reconcile.resend, &src->reconcile.resend);
+		break;
+	case KD_MSG_DELTA:
+		ops_copy(&dst->delta.ops, &src->delta.ops);
+		break;
+	case KD_MSG_ERROR:
+		dst->error.code = src->error.code;
+		dst->error.reason = dup_or_null(src->error.reason);
+		break;
+	default:
+		break;
+	}
+}
+
+bool kd_msg_equal(const struct kd_msg *a, const struct kd_msg *b)
+{
+	if (a->type != b->type || a->epoch != b->epoch || a->seq != b->seq)
+		return false;
+	switch (a->type) {
+	case KD_MSG_HELLO:
+		return str_eq(a->hello.source, b->hello.source);
+	case KD_MSG_STATE:
+		return a->state.last_seq == b->state.last_seq &&
+		       ops_equal(&a->state.held, &b->state.held);
+	case KD_MSG_RECONCILE:
+		return keys_equal(&a->reconcile.keep, &b->reconcile.keep) &&
+		       keys_equal(&a->reconcile.drop, &b->reconcile.drop) &&
+		       ops_equal(&a->reconcile.resend, &b->reconcile.resend);
+	case KD_MSG_DELTA:
+		return ops_equal(&a->delta.ops, &b->delta.ops);
+	case KD_MSG_ERROR:
+		return a->error.code == b->error.code && str_eq(a->error.reason, b->error.reason);
+	default:
+		return true;
+	}
+}
+
+static const char *const type_names[] = {
+    [KD_MSG_HELLO] = "hello", [KD_MSG_STATE] = "state", [KD_MSG_RECONCILE] = "reconcile",
+    [KD_MSG_READY] = "ready", [KD_MSG_DELTA] = "delta", [KD_MSG_ACK] = "ack",
+    [KD_MSG_ERROR] = "error",
+};
+
+const char *kd_msg_type_name(enum kd_msg_type t)
+{
+	if ((unsigned)t >= KD_ARRAY_SIZE(type_names))
+		return NULL;
+	return type_names[t];
+}
+
+void kd_msg_vec_push(struct kd_msg_vec *v, struct kd_msg *m)
+{
+	v->v = grow(v->v, &v->cap, v->n, sizeof(*v->v));
+	v->v[v->n++] = m;
+}
+
+void kd_msg_vec_fini(struct kd_msg_vec *v)
+{
+	for (size_t i = 0; i < v->n; i++)
+		kd_msg_free(v->v[i]);
+	free(v->v);
+	memset(v, 0, sizeof(*v));
+}
+
+/* ---- validation ------------------------------------------------------------------------------ */
+
+/* Length of the valid UTF-8 prefix of s[0..len) that contains no NUL; == len when all valid.
+ * Rejects overlong forms, surrogates and code points above U+10FFFF. */
+static size_t utf8_valid_prefix(const unsigned char *s, size_t len)
+{
+	size_t i = 0;
+	while (i < len) {
+		unsigned char c = s[i];
+		if (c >= 0x01 && c < 0x80) {
+			i++;
+			continue;
+		}
+		size_t n;
+		unsigned lo = 0x80, hi = 0xbf;
+		if (c >= 0xc2 && c <= 0xdf) {
+			n = 1;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			n = 2;
+			if (c == 0xe0)
+				lo = 0xa0;
+			else if (c == 0xed)
+				hi = 0x9f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			n = 3;
+			if (c == 0xf0)
+				lo = 0x90;
+			else if (c == 0xf4)
+				hi = 0x8f;
+		} else {
+			return i; /* NUL, continuation byte, 0xc0/0xc1, 0xf5.. */
+		}
+		if (len - i <= n)
+			return i;
+		if (s[i + 1] < lo || s[i + 1] > hi)
+			return i;
+		for (size_t k = 2; k <= n; k++)
+			if (s[i + k] < 0x80 || s[i + k] > 0xbf)
+				return i;
+		i += n + 1;
+	}
+	return i;
+}
+
+static bool is_lower_alnum(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+static bool is_alnum(char c)
+{
+	return is_lower_alnum(c) || (c >= 'A' && c <= 'Z');
+}
+
+/* DNS-1123 label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, 1..63. NULL when fine, else why not. */
+static const char *dns_label_why(const char *s, size_t len)
+{
+	if (len == 0)
+		return "is empty";
+	if (len > 63)
+		return "is longer than 63 characters";
+	for (size_t i = 0; i < len; i++)
+		if (!is_lower_alnum(s[i]) && s[i] != '-')
+			return "has a character outside [a-z0-9-]";
+	if (s[0] == '-' || s[len - 1] == '-')
+		return "must start and end with [a-z0-9]";
+	return NULL;
+}
+
+/* DNS-1123 subdomain: labels joined by '.', 1..253. */
+static const char *dns_subdomain_why(const char *s, size_t len)
+{
+	if (len == 0)
+		return "is empty";
+	if (len > 253)
+		return "is longer than 253 characters";
+	size_t start = 0;
+	for (size_t i = 0; i <= len; i++) {
+		if (i == len || s[i] == '.') {
+			if (i == start)
+				return "has an empty DNS label";
+			for (size_t k = start; k < i; k++)
+				if (!is_lower_alnum(s[k]) && s[k] != '-')
+					return "has a character outside [a-z0-9.-]";
+			if (s[start] == '-' || s[i - 1] == '-')
+				return "has a DNS label not starting and ending with [a-z0-9]";
+			start = i + 1;
+		}
+	}
+	return NULL;
+}
+
+/* Quotes at most 64 bytes of s for error messages, escaping non-printables. Writes into buf. */
+static const char *quote(char *buf, size_t bufsz, const char *s, size_t len)
+{
+	size_t o = 0;
+	buf[o++] = '"';
+	for (size_t i = 0; i < len && o + 6 < bufsz; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (i >= 64) {
+			o += (size_t)snprintf(buf + o, bufsz - o, "...");
+			break;
+		}
+		if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+			o += (size_t)snprintf(buf + o, bufsz - o, "\\x%02x", c);
+		else
+			buf[o++] = (char)c;
+	}
+	buf[o++] = '"';
+	buf[o] = '\0';
+	return buf;
+}
+
+#define QBUF 300
+
+int kd_key_check(const char *key, size_t len, struct kd_error **err)
+{
+	char q[QBUF];
+	if (!key)
+		return kd_error_set(err, EINVAL, 0, "key is missing");
+	const char *slash = memchr(key, '/', len);
+	if (!slash)
+		return kd_error_set(err, EINVAL, 0, "key %s has no '/' (want namespace/name)",
+		                    quote(q, sizeof(q), key, len));
+	size_t nslen = (size_t)(slash - key);
+	const char *name = slash + 1;
+	size_t namelen = len - nslen - 1;
+	if (memchr(name, '/', namelen))
+		return kd_error_set(err, EINVAL, 0, "key %s has more than one '/'",
+		                    quote(q, sizeof(q), key, len));
+	const char *why = dns_label_why(key, nslen);
+	if (why)
+		return kd_error_set(err, EINVAL, 0, "key %s: namespace %s",
+		                    quote(q, sizeof(q), key, len), why);
+	why = dns_subdomain_why(name, namelen);
+	if (why)
+		return kd_error_set(err, EINVAL, 0, "key %s: name %s",
+		                    quote(q, sizeof(q), key, len), why);
+	return 0;
+}
+
+static const char *charset_why(const char *s, size_t maxlen, const char *extra, bool alnum_ends)
+{
+	size_t len = strlen(s);
+	if (len == 0)
+		return "is empty";
+	if (len > maxlen)
+		return "is too long";
+	for (size_t i = 0; i < len; i++)
+		if (!is_alnum(s[i]) && !strchr(extra, s[i]))
+			return "has a character outside the allowed set";
+	if (alnum_ends && (!is_alnum(s[0]) || !is_alnum(s[len - 1])))
+		return "must start and end with an alphanumeric character";
+	return NULL;
+}
+
+static const char *source_why(const char *s)
+{
+	return charset_why(s, KD_SOURCE_MAX, "._:/-", false);
+}
+
+/* Kubernetes qualified name: [prefix/]name; prefix a DNS subdomain, name 1..63 of
+ * [A-Za-z0-9._-] starting and ending alphanumeric. */
+static const char *kv_key_why(const char *s)
+{
+	size_t len = strlen(s);
+	if (len > KD_KV_KEY_MAX)
+		return "is too long";
+	const char *slash = strchr(s, '/');
+	const char *name = s;
+	if (slash) {
+		if (dns_subdomain_why(s, (size_t)(slash - s)))
+			return "has a prefix that is not a DNS subdomain";
+		name = slash + 1;
+	}
+	if (strchr(name, '/'))
+		return "has more than one '/'";
+	const char *why = charset_why(name, 63, "._-", true);
+	return why ? why : NULL;
+}
+
+static const char *label_value_why(const char *s)
+{
+	if (!*s)
+		return NULL;
+	return charset_why(s, KD_LABEL_VAL_MAX, "._-", true);
+}
+
+static const char *text_why(const char *s, size_t maxlen)
+{
+	size_t len = strlen(s);
+	if (len > maxlen)
+		return "is too long";
+	if (utf8_valid_prefix((const unsigned char *)s, len) != len)
+		return "is not valid UTF-8";
+	return NULL;
+}
+
+static const char *ip_why(const char *s)
+{
+	unsigned char buf[16];
+	if (strlen(s) > 45)
+		return "is not an IP address";
+	if (inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1)
+		return NULL;
+	return "is not an IP address";
+}
+
+/* Context for error messages: "<type>[ seq S][ <list> <idx>]". */
+struct vctx {
+	const struct kd_msg *m;
+	const char *list; /* "op", "held", "resend", "keep", "drop" or NULL */
+	size_t idx;
+	struct kd_error **err;
+};
+
+static const char *ctx_str(const struct vctx *c, char *buf, size_t bufsz)
+{
+	const char *tn = kd_msg_type_name(c->m->type);
+	int o = snprintf(buf, bufsz, "%s", tn ? tn : "message");
+	if ((c->m->type == KD_MSG_DELTA || c->m->type == KD_MSG_ACK) && c->m->seq)
+		o += snprintf(buf + o, bufsz - (size_t)o, " seq %llu",
+		              (unsigned long long)c->m->seq);
+	if (c->list)
+		snprintf(buf + o, bufsz - (size_t)o, " %s %zu", c->list, c->idx);
+	return buf;
+}
+
+static int vfail(const struct vctx *c, int errnum, const char *fmt, ...) KD_PRINTF(3, 4);
+static int vfail(const struct vctx *c, int errnum, const char *fmt, ...)
+{
+	char cb[96];
+	va_list ap;
+	va_start(ap, fmt);
+	kd_autofree char *detail = kd_xvasprintf(fmt, ap);
+	va_end(ap);
+	return kd_error_set(c->err, errnum, 0, "%s: %s", ctx_str(c, cb, sizeof(cb)), detail);
+}
+
+/* Open-addressing string set for duplicate detection (borrowed strings). */
+struct keyset {
+	const char **slot;
+	size_t mask;
+};
+
+static void keyset_init(struct keyset *s, size_t n)
+{
+	size_t cap = 16;
+	while (cap < n * 2)
+		cap <<= 1;
+	s->slot = kd_xcalloc(cap, sizeof(*s->slot));
+	s->mask = cap - 1;
+}
+
+static void keyset_fini(struct keyset *s)
+{
+	free(s->slot);
+	s->slot = NULL;
+}
+
+/* false when k was already present. */
+static bool keyset_add(struct keyset *s, const char *k)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (const unsigned char *p = (const unsigned char *)k; *p; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	for (size_t i = (size_t)h & s->mask;; i = (i + 1) & s->mask) {
+		if (!s->slot[i]) {
+			s->slot[i] = k;
+			return true;
+		}
+		if (strcmp(s->slot[i], k) == 0)
+			return false;
+	}
+}
+
+static int check_kvs(const struct vctx *c, const struct kd_kv_list *l, const char *what,
+                     bool labels)
+{
+	char q[QBUF];
+	if (l->n > KD_KV_MAX)
+		return vfail(c, E2BIG, "%zu %s exceed the limit of %d", l->n, what, KD_KV_MAX);
+	for (size_t i = 0; i < l->n; i++) {
+		const char *k = l->v[i].key, *v = l->v[i].value;
+		if (!k || !v)
+			return vfail(c, EINVAL, "%s entry %zu is missing its key or value", what,
+			             i);
+		const char *why = kv_key_why(k);
+		if (why)
+			return vfail(c, EINVAL, "%s key %s %s", what,
+			             quote(q, sizeof(q), k, strlen(k)), why);
+		why = labels ? label_value_why(v) : text_why(v, KD_ANNOT_VAL_MAX);
+		if (why)
+			return vfail(c, EINVAL, "%s %s: value %s", what,
+			             quote(q, sizeof(q), k, strlen(k)), why);
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(l->v[j].key, k) == 0)
+				return vfail(c, EINVAL, "%s key %s appears twice", what,
+				             quote(q, sizeof(q), k, strlen(k)));
+	}
+	return 0;
+}
+
+static int check_op(const struct vctx *c, const struct kd_op *op, bool upsert_only)
+{
+	char q[QBUF];
+	kd_autoerr struct kd_error *kerr = NULL;
+	if (op->kind != KD_OP_UPSERT && op->kind != KD_OP_DELETE)
+		return vfail(c, EINVAL, "op is neither \"upsert\" nor \"delete\"");
+	if (upsert_only && op->kind != KD_OP_UPSERT)
+		return vfail(c, EINVAL, "must be an upsert");
+	if (!op->key)
+		return vfail(c, EINVAL, "missing key");
+	if (kd_key_check(op->key, strlen(op->key), &kerr) < 0)
+		return vfail(c, EINVAL, "%s", kerr->msg);
+	const char *why;
+	if (op->reason && (why = text_why(op->reason, KD_REASON_MAX)))
+		return vfail(c, EINVAL, "reason %s", why);
+	if (op->kind == KD_OP_DELETE) {
+		if (op->has || op->node || op->ip || op->labels.n || op->annotations.n)
+			return vfail(c, EINVAL, "delete of %s carries upsert fields",
+			             quote(q, sizeof(q), op->key, strlen(op->key)));
+		return 0;
+	}
+	if (op->has & ~(unsigned)(KD_OP_HAS_CTIME | KD_OP_HAS_CPU | KD_OP_HAS_MEM |
+	                          KD_OP_HAS_READY | KD_OP_HAS_TMPL))
+		return vfail(c, EINVAL, "unknown has bits 0x%x", op->has);
+	if (op->has & KD_OP_HAS_TMPL) {
+		const struct kd_tmpl_ref *t = &op->tmpl;
+		if (!t->kind || !t->name || !t->uid || !t->hash)
+			return vfail(c, EINVAL, "tmpl needs kind, name, uid and hash");
+		if ((why = charset_why(t->kind, 63, "", false)))
+			return vfail(c, EINVAL, "tmpl kind %s %s",
+			             quote(q, sizeof(q), t->kind, strlen(t->kind)), why);
+		if ((why = dns_subdomain_why(t->name, strlen(t->name))))
+			return vfail(c, EINVAL, "tmpl name %s %s",
+			             quote(q, sizeof(q), t->name, strlen(t->name)), why);
+		if ((why = charset_why(t->uid, 128, "-", false)))
+			return vfail(c, EINVAL, "tmpl uid %s %s",
+			             quote(q, sizeof(q), t->uid, strlen(t->uid)), why);
+		if ((why = charset_why(t->hash, 64, "_-", false)))
+			return vfail(c, EINVAL, "tmpl hash %s %s",
+			             quote(q, sizeof(q), t->hash, strlen(t->hash)), why);
+	} else if (op->tmpl.kind || op->tmpl.name || op->tmpl.uid || op->tmpl.hash) {
+		return vfail(c, EINVAL, "tmpl fields set without KD_OP_HAS_TMPL");
+	}
+	if (op->node && (why = dns_subdomain_why(op->node, strlen(op->node))))
+		return vfail(c, EINVAL, "node %s %s",
+		             quote(q, sizeof(q), op->node, strlen(op->node)), why);
+	if ((op->has & KD_OP_HAS_CTIME) && (op->ctime_ms < 1 || op->ctime_ms > KD_INT_MAX))
+		return vfail(c, EINVAL, "ctime %lld out of range [1, 2^53-1]",
+		             (long long)op->ctime_ms);
+	if ((op->has & KD_OP_HAS_CPU) && (op->cpu_millis < 0 || op->cpu_millis > KD_CPU_MAX))
+		return vfail(c, EINVAL, "cpu %lld out of range [0, %lld]",
+		             (long long)op->cpu_millis, (long long)KD_CPU_MAX);
+	if ((op->has & KD_OP_HAS_MEM) && (op->mem_bytes < 0 || op->mem_bytes > KD_INT_MAX))
+		return vfail(c, EINVAL, "mem %lld out of range [0, 2^53-1]",
+		             (long long)op->mem_bytes);
+	if (op->ip && (why = ip_why(op->ip)))
+		return vfail(c, EINVAL, "ip %s %s", quote(q, sizeof(q), op->ip, strlen(op->ip)),
+		             why);
+	int rc = check_kvs(c, &op->labels, "labels", true);
+	if (rc < 0)
+		return rc;
+	return check_kvs(c, &op->annotations, "annotations", false);
+}
+
+static int check_ops(struct vctx *c, const struct kd_op_list *l, const char *list, size_t max,
+                     bool upsert_only, struct keyset *seen)
+{
+	char q[QBUF];
+	c->list = NULL;
+	if (l->n > max)
+		return vfail(c, E2BIG, "%zu %s ops exceed the limit of %zu", l->n, list, max);
+	for (size_t i = 0; i < l->n; i++) {
+		c->list = list;
+		c->idx = i;
+		int rc = check_op(c, &l->v[i], upsert_only);
+		if (rc < 0)
+			return rc;
+		if (!keyset_add(seen, l->v[i].key))
+			return vfail(c, EINVAL, "key %s appears more than once",
+			             quote(q, sizeof(q), l->v[i].key, strlen(l->v[i].key)));
+	}
+	c->list = NULL;
+	return 0;
+}
+
+static int check_keys(struct vctx *c, const struct kd_key_list *l, const char *list, size_t max,
+                      struct keyset *seen)
+{
+	char q[QBUF];
+	kd_autoerr struct kd_error *kerr = NULL;
+	c->list = NULL;
+	if (l->n > max)
+		return vfail(c, E2BIG, "%zu %s keys exceed the limit of %zu", l->n, list, max);
+	for (size_t i = 0; i < l->n; i++) {
+		c->list = list;
+		c->idx = i;
+		if (!l->v[i])
+			return vfail(c, EINVAL, "missing key");
+		if (kd_key_check(l->v[i], strlen(l->v[i]), &kerr) < 0)
+			return vfail(c, EINVAL, "%s", kerr->msg);
+		if (!keyset_add(seen, l->v[i]))
+			return vfail(c, EINVAL, "key %s appears more than once",
+			             quote(q, sizeof(q), l->v[i], strlen(l->v[i])));
+	}
+	c->list = NULL;
+	return 0;
+}
+
+static struct kd_delta_limits limits_of(const struct kd_delta_limits *lim)
+{
+	struct kd_delta_limits l = {KD_DELTA_MAX_FRAME_DEFAULT, KD_DELTA_MAX_OPS_DEFAULT,
+	                            KD_DELTA_MAX_KEYS_DEFAULT};
+	if (lim) {
+		if (lim->max_frame)
+			l.max_frame = KD_MIN(lim->max_frame, (size_t)INT_MAX);
+		if (lim->max_ops)
+			l.max_ops = lim->max_ops;
+		if (lim->max_keys)
+			l.max_keys = lim->max_keys;
+	}
+	return l;
+}
+
+int kd_msg_validate(const struct kd_msg *m, const struct kd_delta_limits *lim,
+                    struct kd_error **err)
+{
+	struct kd_delta_limits l = limits_of(lim);
+	struct vctx c = {.m = m, .err = err};
+	const char *tn = kd_msg_type_name(m->type);
+	if (!tn)
+		return kd_error_set(err, EINVAL, 0, "unknown message type %d", (int)m->type);
+	if (m->type != KD_MSG_ERROR && m->epoch == 0)
+		return vfail(&c, EINVAL, "epoch 0 is only valid in an error message");
+	bool data = m->type == KD_MSG_DELTA || m->type == KD_MSG_ACK;
+	if (data && (m->seq < 1 || m->seq > KD_SEQ_MAX))
+		return vfail(&c, EINVAL, "seq %llu out of range [1, 2^53-1]",
+		             (unsigned long long)m->seq);
+	if (!data && m->seq != 0)
+		return vfail(&c, EINVAL, "seq must be 0 on a control message, not %llu",
+		             (unsigned long long)m->seq);
+	const char *why;
+	struct keyset seen;
+	int rc = 0;
+	switch (m->type) {
+	case KD_MSG_HELLO:
+		if (!m->hello.source)
+			return vfail(&c, EINVAL, "missing source");
+		if ((why = source_why(m->hello.source)))
+			return vfail(&c, EINVAL, "source %s", why);
+		return 0;
+	case KD_MSG_STATE:
+		if (m->state.last_seq > KD_SEQ_MAX)
+			return vfail(&c, EINVAL, "last_seq out of range [0, 2^53-1]");
+		keyset_init(&seen, KD_MIN(m->state.held.n, l.max_ops));
+		rc = check_ops(&c, &m->state.held, "held", l.max_ops, true, &seen);
+		keyset_fini(&seen);
+		return rc;
+	case KD_MSG_RECONCILE: {
+		const struct kd_key_list *keep = &m->reconcile.keep, *drop = &m->reconcile.drop;
+		size_t total = KD_MIN(keep->n, l.max_keys) + KD_MIN(drop->n, l.max_keys) +
+		               KD_MIN(m->reconcile.resend.n, l.max_ops);
+		keyset_init(&seen, total);
+		rc = check_keys(&c, keep, "keep", l.max_keys, &seen);
+		if (rc == 0)
+			rc = check_keys(&c, drop, "drop", l.max_keys, &seen);
+		if (rc == 0)
+			rc = check_ops(&c, &m->reconcile.resend, "resend", l.max_ops, true, &seen);
+		keyset_fini(&seen);
+		return rc;
+	}
+	case KD_MSG_DELTA:
+		if (m->delta.ops.n == 0)
+			return vfail(&c, EINVAL, "a delta needs at least one op");
+		keyset_init(&seen, KD_MIN(m->delta.ops.n, l.max_ops));
+		rc = check_ops(&c, &m->delta.ops, "op", l.max_ops, false, &seen);
+		keyset_fini(&seen);
+		return rc;
+	case KD_MSG_ERROR:
+		if (m->error.code < 1 || m->error.code > KD_CODE_MAX)
+			return vfail(&c, EINVAL, "code %d out of range [1, 65535]", m->error.code);
+		if (m->error.reason && (why = text_why(m->error.reason, KD_REASON_MAX)))
+			return vfail(&c, EINVAL, "reason %s", why);
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+struct kd_msg *kd_msg_new_error(uint64_t epoch, int code, const char *fmt, ...)
+{
+	struct kd_msg *m = kd_msg_new(KD_MSG_ERROR, epoch, 0);
+	m->error.code = code;
+	va_list ap;
+	va_start(ap, fmt);
+	char *r = kd_xvasprintf(fmt, ap);
+	va_end(ap);
+	size_t len = strlen(r);
+	size_t ok = utf8_valid_prefix((const unsigned char *)r, KD_MIN(len, (size_t)KD_REASON_MAX));
+	r[ok] = '\0';
+	m->error.reason = r;
+	return m;
+}
+
+/* ---- encoder -------------------------------------------------------------------------------- */
+
+struct sbuf {
+	char *p;
+	size_t len, cap;
+};
+
+static void sb_need(struct sbuf *b, size_t extra)
+{
+	if (b->len + extra + 1 <= b->cap)
+		return;
+	size_t nc = b->cap ? b->cap : 256;
+	while (nc < b->len + extra + 1)
+		nc *= 2;
+	b->p = kd_xrealloc(b->p, nc);
+	b->cap = nc;
+}
+
+static void sb_mem(struct sbuf *b, const char *s, size_t n)
+{
+	sb_need(b, n);
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+#define SB_LIT(b, lit) sb_mem((b), (lit), sizeof(lit) - 1)
+
+static void sb_u64(struct sbuf *b, uint64_t v)
+{
+	char tmp[24];
+	size_t i = sizeof(tmp);
+	do {
+		tmp[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	sb_mem(b, tmp + i, sizeof(tmp) - i);
+}
+
+static void sb_str(struct sbuf *b, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = strlen(s);
+	sb_need(b, n * 6 + 2);
+	char *o = b->p + b->len;
+	*o++ = '"';
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x20 && c != '"' && c != '\\') {
+			*o++ = (char)c;
+			continue;
+		}
+		*o++ = '\\';
+		switch (c) {
+		case '"':
+			*o++ = '"';
+			break;
+		case '\\':
+			*o++ = '\\';
+			break;
+		case '\n':
+			*o++ = 'n';
+			break;
+		case '\r':
+			*o++ = 'r';
+			break;
+		case '\t':
+			*o++ = 't';
+			break;
+		default:
+			*o++ = 'u';
+			*o++ = '0';
+			*o++ = '0';
+			*o++ = hex[c >> 4];
+			*o++ = hex[c & 15];
+		}
+	}
+	*o++ = '"';
+	b->len = (size_t)(o - b->p);
+}
+
+static void sb_kvs(struct sbuf *b, const char *name, const struct kd_kv_list *l)
+{
+	if (!l->n)
+		return;
+	sb_mem(b, ",\"", 2);
+	sb_mem(b, name, strlen(name));
+	sb_mem(b, "\":{", 3);
+	for (size_t i = 0; i < l->n; i++) {
+		if (i)
+			SB_LIT(b, ",");
+		sb_str(b, l->v[i].key);
+		SB_LIT(b, ":");
+		sb_str(b, l->v[i].value);
+	}
+	SB_LIT(b, "}");
+}
+
+static void enc_op(struct sbuf *b, const struct kd_op *op)
+{
+	if (op->kind == KD_OP_UPSERT)
+		SB_LIT(b, "{\"op\":\"upsert\",\"key\":");
+	else
+		SB_LIT(b, "{\"op\":\"delete\",\"key\":");
+	sb_str(b, op->key);
+	if (op->has & KD_OP_HAS_TMPL) {
+		SB_LIT(b, ",\"tmpl\":{\"kind\":");
+		sb_str(b, op->tmpl.kind);
+		SB_LIT(b, ",\"name\":");
+		sb_str(b, op->tmpl.name);
+		SB_LIT(b, ",\"uid\":");
+		sb_str(b, op->tmpl.uid);
+		SB_LIT(b, ",\"hash\":");
+		sb_str(b, op->tmpl.hash);
+		SB_LIT(b, "}");
+	}
+	if (op->node) {
+		SB_LIT(b, ",\"node\":");
+		sb_str(b, op->node);
+	}
+	if (op->has & KD_OP_HAS_CTIME) {
+		SB_LIT(b, ",\"ctime\":");
+		sb_u64(b, (uint64_t)op->ctime_ms);
+	}
+	if (op->has & KD_OP_HAS_CPU) {
+		SB_LIT(b, ",\"cpu\":");
+		sb_u64(b, (uint64_t)op->cpu_millis);
+	}
+	if (op->has & KD_OP_HAS_MEM) {
+		SB_LIT(b, ",\"mem\":");
+		sb_u64(b, (uint64_t)op->mem_bytes);
+	}
+	sb_kvs(b, "labels", &op->labels);
+	sb_kvs(b, "annotations", &op->annotations);
+	if (op->has & KD_OP_HAS_READY) {
+		if (op->ready)
+			SB_LIT(b, ",\"ready\":true");
+		else
+			SB_LIT(b, ",\"ready\":false");
+	}
+	if (op->ip) {
+		SB_LIT(b, ",\"ip\":");
+		sb_str(b, op->ip);
+	}
+	if (op->reason) {
+		SB_LIT(b, ",\"reason\":");
+		sb_str(b, op->reason);
+	}
+	SB_LIT(b, "}");
+}
+
+static void enc_ops(struct sbuf *b, const char *name, const struct kd_op_list *l)
+{
+	sb_mem(b, ",\"", 2);
+	sb_mem(b, name, strlen(name));
+	sb_mem(b, "\":[", 3);
+	for (size_t i = 0; i < l->n; i++) {
+		if (i)
+			SB_LIT(b, ",");
+		enc_op(b, &l->v[i]);
+	}
+	SB_LIT(b, "]");
+}
+
+static void enc_keys(struct sbuf *b, const char *name, const struct kd_key_list *l)
+{
+	sb_mem(b, ",\"", 2);
+	sb_mem(b, name, strlen(name));
+	sb_mem(b, "\":[", 3);
+	for (size_t i = 0; i < l->n; i++) {
+		if (i)
+			SB_LIT(b, ",");
+		sb_str(b, l->v[i]);
+	}
+	SB_LIT(b, "]");
+}
+
+int kd_msg_encode(const struct kd_msg *m, size_t headroom, const struct kd_delta_limits *lim,
+                  char **buf, size_t *len, struct kd_error **err)
+{
+	struct kd_delta_limits l = limits_of(lim);
+	int rc = kd_msg_validate(m, &l, err);
+	if (rc < 0)
+		return kd_error_wrap(err, "encode");
+	struct sbuf b = {0};
+	sb_need(&b, headroom + 64);
+	b.len = headroom;
+	SB_LIT(&b, "{\"type\":\"");
+	const char *tn = kd_msg_type_name(m->type);
+	sb_mem(&b, tn, strlen(tn));
+	SB_LIT(&b, "\",\"epoch\":\"");
+	sb_u64(&b, m->epoch);
+	SB_LIT(&b, "\",\"seq\":");
+	sb_u64(&b, m->seq);
+	switch (m->type) {
+	case KD_MSG_HELLO:
+		SB_LIT(&b, ",\"source\":");
+		sb_str(&b, m->hello.source);
+		break;
+	case KD_MSG_STATE:
+		SB_LIT(&b, ",\"last_seq\":");
+		sb_u64(&b, m->state.last_seq);
+		enc_ops(&b, "held", &m->state.held);
+		break;
+	case KD_MSG_RECONCILE:
+		enc_keys(&b, "keep", &m->reconcile.keep);
+		enc_keys(&b, "drop", &m->reconcile.drop);
+		enc_ops(&b, "resend", &m->reconcile.resend);
+		break;
+	case KD_MSG_DELTA:
+		enc_ops(&b, "ops", &m->delta.ops);
+		break;
+	case KD_MSG_ERROR:
+		SB_LIT(&b, ",\"code\":");
+		sb_u64(&b, (uint64_t)m->error.code);
+		if (m->error.reason) {
+			SB_LIT(&b, ",\"reason\":");
+			sb_str(&b, m->error.reason);
+		}
+		break;
+	default:
+		break;
+	}
+	SB_LIT(&b, "}");
+	b.p[b.len] = '\0';
+	size_t n = b.len - headroom;
+	if (n > l.max_frame) {
+		free(b.p);
+		return kd_error_set(err, EMSGSIZE, 0,
+		                    "encode %s: %zu bytes exceed the %zu-byte frame cap", tn, n,
+		                    l.max_frame);
+	}
+	*buf = b.p;
+	*len = n;
+	return 0;
+}
+
+/* ---- decoder -------------------------------------------------------------------------------- */
+
+struct dctx {
+	struct vctx v; /* message being built, for error context */
+	struct kd_delta_limits lim;
+};
+
+static void json_putp(json_object **j)
+{
+	if (*j)
+		json_object_put(*j);
+}
+
+static void tok_freep(json_tokener **t)
+{
+	if (*t)
+		json_tokener_free(*t);
+}
+
+static const char *jtype_name(json_object *j)
+{
+	return json_type_to_name(json_object_get_type(j));
+}
+
+/* Borrowed member or NULL. */
+static json_object *member(json_object *obj, const char *name)
+{
+	json_object *v = NULL;
+	if (!json_object_object_get_ex(obj, name, &v))
+		return NULL;
+	return v;
+}
+
+/* String member: 0 with *out owned (or NULL when absent and optional), or -EINVAL. */
+static int get_str_as(const struct vctx *c, json_object *obj, const char *name, const char *shown,
+                      bool required, char **out)
+{
+	json_object *v = member(obj, name);
+	*out = NULL;
+	if (!v) {
+		if (required)
+			return vfail(c, EINVAL, "missing field \"%s\"", shown);
+		return 0;
+	}
+	if (!json_object_is_type(v, json_type_string))
+		return vfail(c, EINVAL, "field \"%s\" must be a string, not %s", shown,
+		             jtype_name(v));
+	const char *s = json_object_get_string(v);
+	size_t len = (size_t)json_object_get_string_len(v);
+	if (utf8_valid_prefix((const unsigned char *)s, len) != len)
+		return vfail(c, EINVAL, "field \"%s\" is not valid UTF-8 or contains NUL", shown);
+	*out = kd_xstrndup(s, len);
+	return 0;
+}
+
+static int get_str(const struct vctx *c, json_object *obj, const char *name, bool required,
+                   char **out)
+{
+	return get_str_as(c, obj, name, name, required, out);
+}
+
+/* Integer member in [0, max]: 0 with *out set and *present, or -EINVAL. */
+static int get_int(const struct vctx *c, json_object *obj, const char *name, bool required,
+                   int64_t max, int64_t *out, bool *present)
+{
+	json_object *v = member(obj, name);
+	*present = false;
+	if (!v) {
+		if (required)
+			return vfail(c, EINVAL, "missing field \"%s\"", name);
+		return 0;
+	}
+	if (!json_object_is_type(v, json_type_int))
+		return vfail(c, EINVAL, "field \"%s\" must be an integer, not %s", name,
+		             jtype_name(v));
+	int64_t x = json_object_get_int64(v); /* saturates at INT64_MAX/MIN */
+	if (x < 0 || x > max)
+		return vfail(c, EINVAL, "field \"%s\" out of range [0, %lld]", name,
+		             (long long)max);
+	*out = x;
+	*present = true;
+	return 0;
+}
+
+static int parse_epoch(const struct vctx *c, json_object *obj, uint64_t *out)
+{
+	json_object *v = member(obj, "epoch");
+	if (!v)
+		return vfail(c, EINVAL, "missing field \"epoch\"");
+	if (!json_object_is_type(v, json_type_string))
+		return vfail(c, EINVAL, "field \"epoch\" must be a decimal string, not %s",
+		             jtype_name(v));
+	const char *s = json_object_get_string(v);
+	size_t len = (size_t)json_object_get_string_len(v);
+	if (len == 0 || len > 20 || (len > 1 && s[0] == '0'))
+		return vfail(c, EINVAL, "field \"epoch\" is not a canonical uint64");
+	uint64_t x = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return vfail(c, EINVAL, "field \"epoch\" is not a canonical uint64");
+		unsigned d = (unsigned)(s[i] - '0');
+		if (x > (UINT64_MAX - d) / 10)
+			return vfail(c, EINVAL, "field \"epoch\" exceeds 2^64-1");
+		x = x * 10 + d;
+	}
+	*out = x;
+	return 0;
+}
+
+static int get_kvs(const struct vctx *c, json_object *obj, const char *name, struct kd_kv_list *out)
+{
+	json_object *v = member(obj, name);
+	if (!v)
+		return 0;
+	if (!json_object_is_type(v, json_type_object))
+		return vfail(c, EINVAL, "field \"%s\" must be an object, not %s", name,
+		             jtype_name(v));
+	if ((size_t)json_object_object_length(v) > KD_KV_MAX)
+		return vfail(c, E2BIG, "%d %s exceed the limit of %d", json_object_object_length(v),
+		             name, KD_KV_MAX);
+	json_object_object_foreach(v, k, val)
+	{
+		if (!json_object_is_type(val, json_type_string))
+			return vfail(c, EINVAL, "%s value of \"%.64s\" must be a string, not %s",
+			             name, k, jtype_name(val));
+		const char *s = json_object_get_string(val);
+		size_t len = (size_t)json_object_get_string_len(val);
+		if (utf8_valid_prefix((const unsigned char *)s, len) != len)
+			return vfail(c, EINVAL, "%s value is not valid UTF-8 or contains NUL",
+			             name);
+		kd_kv_list_push(out, k, s);
+	}
+	return 0;
+}
+
+static int dec_op(struct dctx *d, json_object *jo, struct kd_op *op)
+{
+	const struct vctx *c = &d->v;
+	if (!json_object_is_type(jo, json_type_object))
+		return vfail(c, EINVAL, "must be an object, not %s", jtype_name(jo));
+	json_object *jk = member(jo, "op");
+	if (!jk)
+		return vfail(c, EINVAL, "missing field \"op\"");
+	if (!json_object_is_type(jk, json_type_string))
+		return vfail(c, EINVAL, "field \"op\" must be a string, not %s", jtype_name(jk));
+	const char *ks = json_object_get_string(jk);
+	if (strcmp(ks, "upsert") == 0 && json_object_get_string_len(jk) == 6)
+		op->kind = KD_OP_UPSERT;
+	else if (strcmp(ks, "delete") == 0 && json_object_get_string_len(jk) == 6)
+		op->kind = KD_OP_DELETE;
+	else
+		return vfail(c, EINVAL, "field \"op\" must be \"upsert\" or \"delete\"");
+	int rc = get_str(c, jo, "key", true, &op->key);
+	if (rc < 0)
+		return rc;
+	if ((rc = get_str(c, jo, "reason", false, &op->reason)) < 0)
+		return rc;
+	if (op->kind == KD_OP_DELETE) {
+		static const char *const upsert_only[] = {
+		    "tmpl", "node", "ctime", "cpu", "mem", "labels", "ready", "ip", "annotations"};
+		for (size_t i = 0; i < KD_ARRAY_SIZE(upsert_only); i++)
+			if (member(jo, upsert_only[i]))
+				return vfail(c, EINVAL, "delete carries upsert field \"%s\"",
+				             upsert_only[i]);
+		return 0;
+	}
+	json_object *jt = member(jo, "tmpl");
+	if (jt) {
+		if (!json_object_is_type(jt, json_type_object))
+			return vfail(c, EINVAL, "field \"tmpl\" must be an object, not %s",
+			             jtype_name(jt));
+		op->has |= KD_OP_HAS_TMPL;
+		if ((rc = get_str_as(c, jt, "kind", "tmpl.kind", true, &op->tmpl.kind)) < 0 ||
+		    (rc = get_str_as(c, jt, "name", "tmpl.name", true, &op->tmpl.name)) < 0 ||
+		    (rc = get_str_as(c, jt, "uid", "tmpl.uid", true, &op->tmpl.uid)) < 0 ||
+		    (rc = get_str_as(c, jt, "hash", "tmpl.hash", true, &op->tmpl.hash)) < 0)
+			return rc;
+	}
+	if ((rc = get_str(c, jo, "node", false, &op->node)) < 0 ||
+	    (rc = get_str(c, jo, "ip", false, &op->ip)) < 0)
+		return rc;
+	bool present;
+	if ((rc = get_int(c, jo, "ctime", false, KD_INT_MAX, &op->ctime_ms, &present)) < 0)
+		return rc;
+	op->has |= present ? KD_OP_HAS_CTIME : 0;
+	if ((rc = get_int(c, jo, "cpu", false, KD_CPU_MAX, &op->cpu_millis, &present)) < 0)
+		return rc;
+	op->has |= present ? KD_OP_HAS_CPU : 0;
+	if ((rc = get_int(c, jo, "mem", false, KD_INT_MAX, &op->mem_bytes, &present)) < 0)
+		return rc;
+	op->has |= present ? KD_OP_HAS_MEM : 0;
+	json_object *jr = member(jo, "ready");
+	if (jr) {
+		if (!json_object_is_type(jr, json_type_boolean))
+			return vfail(c, EINVAL, "field \"ready\" must be a boolean, not %s",
+			             jtype_name(jr));
+		op->ready = json_object_get_boolean(jr);
+		op->has |= KD_OP_HAS_READY;
+	}
+	if ((rc = get_kvs(c, jo, "labels", &op->labels)) < 0)
+		return rc;
+	return get_kvs(c, jo, "annotations", &op->annotations);
+}
+
+static int dec_ops(struct dctx *d, json_object *root, const char *field, const char *list,
+                   struct kd_op_list *out)
+{
+	d->v.list = NULL;
+	json_object *ja = member(root, field);
+	if (!ja)
+		return vfail(&d->v, EINVAL, "missing field \"%s\"", field);
+	if (!json_object_is_type(ja, json_type_array))
+		return vfail(&d->v, EINVAL, "field \"%s\" must be an array, not %s", field,
+		             jtype_name(ja));
+	size_t n = json_object_array_length(ja);
+	if (n > d->lim.max_ops)
+		return vfail(&d->v, E2BIG, "%zu %s ops exceed the limit of %zu", n, field,
+		             d->lim.max_ops);
+	out->v = kd_xcalloc(n ? n : 1, sizeof(*out->v));
+	out->cap = n ? n : 1;
+	for (size_t i = 0; i < n; i++) {
+		d->v.list = list;
+		d->v.idx = i;
+		struct kd_op *op = &out->v[out->n++];
+		int rc = dec_op(d, json_object_array_get_idx(ja, i), op);
+		if (rc < 0)
+			return rc;
+	}
+	d->v.list = NULL;
+	return 0;
+}
+
+static int dec_keys(struct dctx *d, json_object *root, const char *field, struct kd_key_list *out)
+{
+	d->v.list = NULL;
+	json_object *ja = member(root, field);
+	if (!ja)
+		return vfail(&d->v, EINVAL, "missing field \"%s\"", field);
+	if (!json_object_is_type(ja, json_type_array))
+		return vfail(&d->v, EINVAL, "field \"%s\" must be an array, not %s", field,
+		             jtype_name(ja));
+	size_t n = json_object_array_length(ja);
+	if (n > d->lim.max_keys)
+		return vfail(&d->v, E2BIG, "%zu %s keys exceed the limit of %zu", n, field,
+		             d->lim.max_keys);
+	for (size_t i = 0; i < n; i++) {
+		json_object *k = json_object_array_get_idx(ja, i);
+		d->v.list = field;
+		d->v.idx = i;
+		if (!json_object_is_type(k, json_type_string))
+			return vfail(&d->v, EINVAL, "must be a string, not %s", jtype_name(k));
+		const char *s = json_object_get_string(k);
+		size_t len = (size_t)json_object_get_string_len(k);
+		if (strlen(s) != len)
+			return vfail(&d->v, EINVAL, "key contains NUL");
+		kd_key_list_push(out, s);
+	}
+	d->v.list = NULL;
+	return 0;
+}
+
+static int dec_body(struct dctx *d, json_object *root, struct kd_msg *m)
+{
+	int rc = 0;
+	int64_t x;
+	bool present;
+	switch (m->type) {
+	case KD_MSG_HELLO:
+		return get_str(&d->v, root, "source", true, &m->hello.source);
+	case KD_MSG_STATE:
+		if ((rc = get_int(&d->v, root, "last_seq", true, (int64_t)KD_SEQ_MAX, &x,
+		                  &present)) < 0)
+			return rc;
+		m->state.last_seq = (uint64_t)x;
+		return dec_ops(d, root, "held", "held", &m->state.held);
+	case KD_MSG_RECONCILE:
+		if ((rc = dec_keys(d, root, "keep", &m->reconcile.keep)) < 0 ||
+		    (rc = dec_keys(d, root, "drop", &m->reconcile.drop)) < 0)
+			return rc;
+		return dec_ops(d, root, "resend", "resend", &m->reconcile.resend);
+	case KD_MSG_DELTA:
+		return dec_ops(d, root, "ops", "op", &m->delta.ops);
+	case KD_MSG_ERROR:
+		if ((rc = get_int(&d->v, root, "code", true, KD_CODE_MAX, &x, &present)) < 0)
+			return rc;
+		m->error.code = (int)x;
+		return get_str(&d->v, root, "reason", false, &m->error.reason);
+	default:
+		return 0;
+	}
+}
+
+/* Offset of the first "\u0000" escape, or len. json-c keeps member names as C strings, so an
+ * escaped NUL would silently truncate them: such frames are rejected before parsing. Backslashes
+ * outside strings are invalid JSON anyway, so the scan need not track string boundaries. */
+static size_t escaped_nul(const char *buf, size_t len)
+{
+	const char *p = buf, *end = buf + len;
+	while ((p = memchr(p, '\\', (size_t)(end - p))) != NULL) {
+		if (end - p >= 6 && p[1] == 'u' && memcmp(p + 2, "0000", 4) == 0)
+			return (size_t)(p - buf);
+		p += 2; /* skip the escaped character (\\ included) */
+		if (p >= end)
+			break;
+	}
+	return len;
+}
+
+static bool is_ws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+int kd_msg_decode(const char *buf, size_t len, const struct kd_delta_limits *lim,
+                  struct kd_msg **out, struct kd_error **err)
+{
+	struct dctx d = {.lim = limits_of(lim)};
+	if (len > d.lim.max_frame)
+		return kd_error_set(err, EMSGSIZE, 0, "frame of %zu bytes exceeds the %zu-byte cap",
+		                    len, d.lim.max_frame);
+	if (len == 0)
+		return kd_error_set(err, EINVAL, 0, "frame is empty");
+	size_t ok = utf8_valid_prefix((const unsigned char *)buf, len);
+	if (ok != len)
+		return kd_error_set(err, EINVAL, 0, "frame byte %zu: %s", ok,
+		                    buf[ok] == '\0' ? "NUL byte" : "invalid UTF-8");
+	size_t nul = escaped_nul(buf, len);
+	if (nul != len)
+		return kd_error_set(err, EINVAL, 0, "frame byte %zu: escaped NUL (\\u0000)", nul);
+	__attribute__((cleanup(tok_freep))) json_tokener *tok = json_tokener_new_ex(JSON_MAX_DEPTH);
+	if (!tok)
+		return kd_error_set(err, ENOMEM, 0, "decode: cannot allocate a JSON tokener");
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS |
+	                                JSON_TOKENER_VALIDATE_UTF8);
+	__attribute__((cleanup(json_putp))) json_object *root =
+	    json_tokener_parse_ex(tok, buf, (int)len);
+	enum json_tokener_error jerr = json_tokener_get_error(tok);
+	if (!root || jerr != json_tokener_success) {
+		if (jerr == json_tokener_continue || jerr == json_tokener_success)
+			return kd_error_set(err, EINVAL, 0, "frame is truncated JSON");
+		return kd_error_set(err, EINVAL, 0, "frame is not valid JSON: %s at byte %zu",
+		                    json_tokener_error_desc(jerr), json_tokener_get_parse_end(tok));
+	}
+	for (size_t i = json_tokener_get_parse_end(tok); i < len; i++)
+		if (!is_ws(buf[i]))
+			return kd_error_set(err, EINVAL, 0, "frame has trailing bytes at byte %zu",
+			                    i);
+	if (!json_object_is_type(root, json_type_object))
+		return kd_error_set(err, EINVAL, 0, "frame is a JSON %s, not an object",
+		                    jtype_name(root));
+	json_object *jt = member(root, "type");
+	if (!jt)
+		return kd_error_set(err, EINVAL, 0, "frame has no \"type\"");
+	if (!json_object_is_type(jt, json_type_string))
+		return kd_error_set(err, EINVAL, 0, "frame \"type\" must be a string, not %s",
+		                    jtype_name(jt));
+	enum kd_msg_type type = KD_MSG_NONE;
+	const char *ts = json_object_get_string(jt);
+	for (size_t i = 1; i < KD_ARRAY_SIZE(type_names); i++)
+		if (strcmp(ts, type_names[i]) == 0 &&
+		    strlen(type_names[i]) == (size_t)json_object_get_string_len(jt))
+			type = (enum kd_msg_type)i;
+	if (type == KD_MSG_NONE) {
+		char q[QBUF];
+		return kd_error_set(
+		    err, EINVAL, 0, "unknown message type %s",
+		    quote(q, sizeof(q), ts, (size_t)json_object_get_string_len(jt)));
+	}
+	kd_automsg struct kd_msg *m = kd_msg_new(type, 0, 0);
+	d.v.m = m;
+	d.v.err = err;
+	int rc = parse_epoch(&d.v, root, &m->epoch);
+	if (rc < 0)
+		return rc;
+	int64_t seq = 0;
+	bool present;
+	bool data = type == KD_MSG_DELTA || type == KD_MSG_ACK;
+	if ((rc = get_int(&d.v, root, "seq", data, (int64_t)KD_SEQ_MAX, &seq, &present)) < 0)
+		return rc;
+	m->seq = (uint64_t)seq;
+	if ((rc = dec_body(&d, root, m)) < 0)
+		return rc;
+	if ((rc = kd_msg_validate(m, &d.lim, err)) < 0)
+		return rc;
+	*out = m;
+	m = NULL;
+	return 0;
+}

@@ -1,0 +1,656 @@
+/* kd_handshake.c: downstream and upstream state machines of the two-round handshake, epoch
+ * fencing and per-(source, epoch) delta sequencing. Rules are specified in kd/handshake.h. */
+#include "kd/handshake.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#define DEFAULT_REORDER_WINDOW 64u
+
+const char *kd_hs_phase_name(enum kd_hs_phase p)
+{
+	switch (p) {
+	case KD_HS_IDLE:
+		return "idle";
+	case KD_HS_HANDSHAKING:
+		return "handshaking";
+	case KD_HS_RECONCILING:
+		return "reconciling";
+	case KD_HS_READY:
+		return "ready";
+	}
+	return "?";
+}
+
+/* ---- epochs --------------------------------------------------------------------------------- */
+
+uint64_t kd_epoch_next(uint64_t wall_ms, uint64_t *last)
+{
+	uint64_t e = wall_ms << 16;
+	if (e <= *last)
+		e = *last + 1;
+	*last = e;
+	return e;
+}
+
+static _Atomic uint64_t last_epoch;
+
+uint64_t kd_epoch_mint(void)
+{
+	uint64_t wall_ms = kd_wall_ns() / 1000000u;
+	uint64_t old = atomic_load(&last_epoch);
+	for (;;) {
+		uint64_t cur = old;
+		uint64_t e = kd_epoch_next(wall_ms, &cur);
+		if (atomic_compare_exchange_weak(&last_epoch, &old, e))
+			return e;
+	}
+}
+
+/* ---- a small string -> index map (borrowed keys) -------------------------------------------- */
+
+struct idxmap {
+	const char **key;
+	size_t *val;
+	size_t mask;
+};
+
+static void idxmap_init(struct idxmap *m, size_t n)
+{
+	size_t cap = 16;
+	while (cap < n * 2)
+		cap <<= 1;
+	m->key = kd_xcalloc(cap, sizeof(*m->key));
+	m->val = kd_xcalloc(cap, sizeof(*m->val));
+	m->mask = cap - 1;
+}
+
+static void idxmap_fini(struct idxmap *m)
+{
+	free(m->key);
+	free(m->val);
+	memset(m, 0, sizeof(*m));
+}
+
+static size_t idxmap_slot(const struct idxmap *m, const char *k)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (const unsigned char *p = (const unsigned char *)k; *p; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	size_t i = (size_t)h & m->mask;
+	while (m->key[i] && strcmp(m->key[i], k) != 0)
+		i = (i + 1) & m->mask;
+	return i;
+}
+
+/* Inserts k -> v unless k is present. */
+static void idxmap_put(struct idxmap *m, const char *k, size_t v)
+{
+	size_t i = idxmap_slot(m, k);
+	if (!m->key[i]) {
+		m->key[i] = k;
+		m->val[i] = v;
+	}
+}
+
+static bool idxmap_get(const struct idxmap *m, const char *k, size_t *v)
+{
+	size_t i = idxmap_slot(m, k);
+	if (!m->key[i])
+		return false;
+	*v = m->val[i];
+	return true;
+}
+
+/* ---- downstream ----------------------------------------------------------------------------- */
+
+struct src {
+	char *name;
+	uint64_t epoch;
+	enum kd_hs_phase phase;
+	uint64_t last_seq;       /* highest seq applied in the current epoch (contiguous) */
+	struct kd_hs_conn *conn; /* connection carrying the current epoch, or NULL */
+	struct kd_msg **ring;    /* reorder buffer, slot seq % window */
+};
+
+struct kd_hs_down {
+	struct kd_hs_down_cbs cbs;
+	void *ud;
+	unsigned window;
+	struct src **srcs;
+	size_t n, cap;
+};
+
+struct kd_hs_conn {
+	struct kd_hs_down *d;
+	struct src *src; /* bound by hello; borrowed (owned by d) */
+	uint64_t epoch;  /* epoch of the hello accepted on this connection */
+};
+
+struct kd_hs_down *kd_hs_down_new(const struct kd_hs_down_cbs *cbs, void *ud,
+                                  const struct kd_hs_down_config *cfg)
+{
+	struct kd_hs_down *d = kd_xcalloc(1, sizeof(*d));
+	d->cbs = *cbs;
+	d->ud = ud;
+	d->window = cfg && cfg->reorder_window ? cfg->reorder_window : DEFAULT_REORDER_WINDOW;
+	return d;
+}
+
+static void ring_clear(struct kd_hs_down *d, struct src *s)
+{
+	if (!s->ring)
+		return;
+	for (unsigned i = 0; i < d->window; i++) {
+		kd_msg_free(s->ring[i]);
+		s->ring[i] = NULL;
+	}
+}
+
+void kd_hs_down_free(struct kd_hs_down *d)
+{
+	if (!d)
+		return;
+	for (size_t i = 0; i < d->n; i++) {
+		struct src *s = d->srcs[i];
+		ring_clear(d, s);
+		free(s->ring);
+		free(s->name);
+		free(s);
+	}
+	free(d->srcs);
+	free(d);
+}
+
+static struct src *src_find(const struct kd_hs_down *d, const char *name)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (strcmp(d->srcs[i]->name, name) == 0)
+			return d->srcs[i];
+	return NULL;
+}
+
+static struct src *src_get(struct kd_hs_down *d, const char *name)
+{
+	struct src *s = src_find(d, name);
+	if (s)
+		return s;
+	if (d->n == d->cap) {
+		d->cap = d->cap ? d->cap * 2 : 4;
+		d->srcs = kd_xrealloc(d->srcs, d->cap * sizeof(*d->srcs));
+	}
+	s = kd_xcalloc(1, sizeof(*s));
+	s->name = kd_xstrdup(name);
+	d->srcs[d->n++] = s;
+	return s;
+}
+
+struct kd_hs_conn *kd_hs_conn_new(struct kd_hs_down *d)
+{
+	struct kd_hs_conn *c = kd_xcalloc(1, sizeof(*c));
+	c->d = d;
+	return c;
+}
+
+void kd_hs_conn_free(struct kd_hs_conn *c)
+{
+	if (!c)
+		return;
+	if (c->src && c->src->conn == c)
+		c->src->conn = NULL;
+	free(c);
+}
+
+const char *kd_hs_conn_source(const struct kd_hs_conn *c)
+{
+	return c->src ? c->src->name : NULL;
+}
+
+uint64_t kd_hs_conn_epoch(const struct kd_hs_conn *c)
+{
+	return c->epoch;
+}
+
+uint64_t kd_hs_down_epoch(const struct kd_hs_down *d, const char *source)
+{
+	const struct src *s = src_find(d, source);
+	return s ? s->epoch : 0;
+}
+
+enum kd_hs_phase kd_hs_down_phase(const struct kd_hs_down *d, const char *source)
+{
+	const struct src *s = src_find(d, source);
+	return s ? s->phase : KD_HS_IDLE;
+}
+
+uint64_t kd_hs_down_last_seq(const struct kd_hs_down *d, const char *source)
+{
+	const struct src *s = src_find(d, source);
+	return s ? s->last_seq : 0;
+}
+
+/* Appends error{code} and sets *err; returns -errnum so callers can `return refuse(...)`. */
+static int refuse(struct kd_msg_vec *out, struct kd_error **err, int errnum, uint64_t epoch,
+                  int code, const char *fmt, ...) KD_PRINTF(6, 7);
+static int refuse(struct kd_msg_vec *out, struct kd_error **err, int errnum, uint64_t epoch,
+                  int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	kd_autofree char *why = kd_xvasprintf(fmt, ap);
+	va_end(ap);
+	kd_msg_vec_push(out, kd_msg_new_error(epoch, code, "%s", why));
+	return kd_error_set(err, errnum, 0, "%s", why);
+}
+
+static unsigned long long ull(uint64_t x)
+{
+	return (unsigned long long)x;
+}
+
+/* Collects stage refusals of single ops into one non-fatal error{APPLY}. */
+struct apply_report {
+	size_t failed;
+	char *first; /* owned */
+};
+
+static void report_fail(struct apply_report *r, const char *what, const char *key,
+                        const struct kd_error *e)
+{
+	if (r->failed++ == 0)
+		r->first = kd_xasprintf("%s: key \"%s\": %s", what, key, kd_error_msg(e));
+}
+
+static void report_flush(struct apply_report *r, struct kd_msg_vec *out, uint64_t epoch)
+{
+	if (r->failed == 1)
+		kd_msg_vec_push(out, kd_msg_new_error(epoch, KD_CODE_APPLY, "%s", r->first));
+	else if (r->failed > 1)
+		kd_msg_vec_push(out, kd_msg_new_error(epoch, KD_CODE_APPLY, "%s (and %zu more)",
+		                                      r->first, r->failed - 1));
+	free(r->first);
+	memset(r, 0, sizeof(*r));
+}
+
+static void apply_delta(struct kd_hs_down *d, struct src *s, const struct kd_msg *in,
+                        struct kd_msg_vec *out)
+{
+	struct apply_report rep = {0};
+	for (size_t i = 0; i < in->delta.ops.n; i++) {
+		kd_autoerr struct kd_error *e = NULL;
+		const struct kd_op *op = &in->delta.ops.v[i];
+		if (d->cbs.apply(d->ud, s->name, s->epoch, op, &e) < 0) {
+			char what[64];
+			snprintf(what, sizeof(what), "delta seq %llu op %zu", ull(in->seq), i);
+			report_fail(&rep, what, op->key, e);
+		}
+	}
+	s->last_seq = in->seq;
+	kd_msg_vec_push(out, kd_msg_new(KD_MSG_ACK, s->epoch, in->seq));
+	report_flush(&rep, out, s->epoch);
+}
+
+static int on_delta(struct kd_hs_down *d, struct src *s, const struct kd_msg *in,
+                    struct kd_msg_vec *out, struct kd_error **err)
+{
+	if (in->seq <= s->last_seq) { /* duplicate: ack again, do not re-apply */
+		kd_msg_vec_push(out, kd_msg_new(KD_MSG_ACK, s->epoch, in->seq));
+		return 0;
+	}
+	if (in->seq - s->last_seq > d->window)
+		return refuse(out, err, ERANGE, s->epoch, KD_CODE_SEQ_GAP,
+		              "delta seq %llu from source %s: gap after seq %llu exceeds the "
+		              "reorder window of %u",
+		              ull(in->seq), s->name, ull(s->last_seq), d->window);
+	if (in->seq > s->last_seq + 1) { /* early: buffer one copy */
+		if (!s->ring)
+			s->ring = kd_xcalloc(d->window, sizeof(*s->ring));
+		struct kd_msg **slot = &s->ring[in->seq % d->window];
+		if (!*slot) {
+			*slot = kd_xmalloc(sizeof(**slot));
+			kd_msg_copy(*slot, in);
+		}
+		return 0;
+	}
+	apply_delta(d, s, in, out);
+	while (s->ring) { /* drain buffered successors */
+		struct kd_msg **slot = &s->ring[(s->last_seq + 1) % d->window];
+		if (!*slot || (*slot)->seq != s->last_seq + 1)
+			break;
+		struct kd_msg *next = *slot;
+		*slot = NULL;
+		apply_delta(d, s, next, out);
+		kd_msg_free(next);
+	}
+	return 0;
+}
+
+static int on_reconcile(struct kd_hs_down *d, struct src *s, const struct kd_msg *in,
+                        struct kd_msg_vec *out)
+{
+	struct apply_report rep = {0};
+	const struct kd_key_list *drop = &in->reconcile.drop, *keep = &in->reconcile.keep;
+	for (size_t i = 0; i < drop->n; i++) {
+		kd_autoerr struct kd_error *e = NULL;
+		if (d->cbs.drop(d->ud, s->name, drop->v[i], &e) < 0)
+			report_fail(&rep, "reconcile drop", drop->v[i], e);
+	}
+	for (size_t i = 0; d->cbs.keep && i < keep->n; i++) {
+		kd_autoerr struct kd_error *e = NULL;
+		if (d->cbs.keep(d->ud, s->name, keep->v[i], &e) < 0)
+			report_fail(&rep, "reconcile keep", keep->v[i], e);
+	}
+	for (size_t i = 0; i < in->reconcile.resend.n; i++) {
+		kd_autoerr struct kd_error *e = NULL;
+		const struct kd_op *op = &in->reconcile.resend.v[i];
+		if (d->cbs.apply(d->ud, s->name, s->epoch, op, &e) < 0)
+			report_fail(&rep, "reconcile resend", op->key, e);
+	}
+	s->phase = KD_HS_READY;
+	s->last_seq = 0;
+	kd_msg_vec_push(out, kd_msg_new(KD_MSG_READY, s->epoch, 0));
+	report_flush(&rep, out, s->epoch);
+	return 0;
+}
+
+static int on_hello(struct kd_hs_conn *c, const struct kd_msg *in, struct kd_msg_vec *out,
+                    struct kd_error **err)
+{
+	struct kd_hs_down *d = c->d;
+	const char *name = in->hello.source;
+	if (c->src)
+		return refuse(out, err, EPROTO, in->epoch, KD_CODE_PROTOCOL,
+		              "hello epoch %llu from source %s on a connection already bound to "
+		              "source %s epoch %llu",
+		              ull(in->epoch), name, c->src->name, ull(c->epoch));
+	struct src *s = src_find(d, name);
+	if (s && in->epoch <= s->epoch)
+		return refuse(out, err, ESTALE, in->epoch, KD_CODE_STALE_EPOCH,
+		              "hello epoch %llu from source %s is not newer than its current epoch "
+		              "%llu",
+		              ull(in->epoch), name, ull(s->epoch));
+	struct kd_msg *st = kd_msg_new(KD_MSG_STATE, in->epoch, 0);
+	kd_autoerr struct kd_error *e = NULL;
+	if (d->cbs.held(d->ud, name, &st->state.held, &e) < 0) {
+		kd_msg_free(st);
+		return refuse(out, err, EIO, in->epoch, KD_CODE_INTERNAL,
+		              "hello epoch %llu from source %s: cannot list held objects: %s",
+		              ull(in->epoch), name, kd_error_msg(e));
+	}
+	/* Install the epoch: from now on every message of an older epoch of this source, on
+	 * whatever connection, is fenced, and deltas wait for the reconcile. */
+	s = src_get(d, name);
+	st->state.last_seq = s->last_seq;
+	s->epoch = in->epoch;
+	s->phase = KD_HS_HANDSHAKING;
+	s->last_seq = 0;
+	ring_clear(d, s);
+	s->conn = c;
+	c->src = s;
+	c->epoch = in->epoch;
+	kd_msg_vec_push(out, st);
+	return 0;
+}
+
+int kd_hs_down_on_msg(struct kd_hs_conn *c, const struct kd_msg *in, struct kd_msg_vec *out,
+                      struct kd_error **err)
+{
+	const char *tn = kd_msg_type_name(in->type);
+	if (!tn)
+		return refuse(out, err, EPROTO, in->epoch, KD_CODE_PROTOCOL,
+		              "unknown message type %d", (int)in->type);
+	if (in->type == KD_MSG_HELLO)
+		return on_hello(c, in, out, err);
+	struct src *s = c->src;
+	if (!s)
+		return refuse(out, err, EPROTO, in->epoch, KD_CODE_PROTOCOL,
+		              "%s epoch %llu before hello", tn, ull(in->epoch));
+	if (in->type == KD_MSG_ERROR)
+		return kd_error_set(err, ECONNABORTED, 0,
+		                    "source %s epoch %llu sent error code %d: %s", s->name,
+		                    ull(in->epoch), in->error.code,
+		                    in->error.reason ? in->error.reason : "(no reason)");
+	if (in->epoch != c->epoch || c->epoch != s->epoch)
+		return refuse(
+		    out, err, ESTALE, in->epoch, KD_CODE_STALE_EPOCH,
+		    "%s seq %llu epoch %llu from source %s is fenced: current epoch is %llu", tn,
+		    ull(in->seq), ull(in->epoch), s->name, ull(s->epoch));
+	switch (in->type) {
+	case KD_MSG_RECONCILE:
+		if (s->phase != KD_HS_HANDSHAKING)
+			return refuse(out, err, EPROTO, in->epoch, KD_CODE_PROTOCOL,
+			              "reconcile epoch %llu from source %s while %s",
+			              ull(in->epoch), s->name, kd_hs_phase_name(s->phase));
+		return on_reconcile(c->d, s, in, out);
+	case KD_MSG_DELTA:
+		if (s->phase != KD_HS_READY)
+			return refuse(out, err, EBUSY, in->epoch, KD_CODE_HANDSHAKING,
+			              "delta seq %llu epoch %llu from source %s refused: handshake "
+			              "not finished",
+			              ull(in->seq), ull(in->epoch), s->name);
+		return on_delta(c->d, s, in, out, err);
+	default:
+		return refuse(out, err, EPROTO, in->epoch, KD_CODE_PROTOCOL,
+		              "%s is not a message a downstream accepts (source %s)", tn, s->name);
+	}
+}
+
+/* ---- upstream ------------------------------------------------------------------------------- */
+
+struct kd_hs_up {
+	char *source;
+	struct kd_hs_up_cbs cbs;
+	void *ud;
+	enum kd_hs_phase phase;
+	uint64_t epoch;
+	uint64_t last_seq;
+	uint64_t acked;
+	uint64_t peer_last_seq;
+};
+
+struct kd_hs_up *kd_hs_up_new(const char *source, const struct kd_hs_up_cbs *cbs, void *ud)
+{
+	struct kd_hs_up *u = kd_xcalloc(1, sizeof(*u));
+	u->source = kd_xstrdup(source);
+	u->cbs = *cbs;
+	u->ud = ud;
+	return u;
+}
+
+void kd_hs_up_free(struct kd_hs_up *u)
+{
+	if (!u)
+		return;
+	free(u->source);
+	free(u);
+}
+
+int kd_hs_up_connect(struct kd_hs_up *u, struct kd_msg_vec *out)
+{
+	uint64_t e = kd_epoch_mint();
+	u->epoch = e > u->epoch ? e : u->epoch + 1;
+	u->phase = KD_HS_HANDSHAKING;
+	u->last_seq = 0;
+	u->acked = 0;
+	u->peer_last_seq = 0;
+	struct kd_msg *h = kd_msg_new(KD_MSG_HELLO, u->epoch, 0);
+	h->hello.source = kd_xstrdup(u->source);
+	kd_msg_vec_push(out, h);
+	return 0;
+}
+
+void kd_hs_up_disconnect(struct kd_hs_up *u)
+{
+	u->phase = KD_HS_IDLE;
+}
+
+enum kd_hs_phase kd_hs_up_phase(const struct kd_hs_up *u)
+{
+	return u->phase;
+}
+
+bool kd_hs_up_ready(const struct kd_hs_up *u)
+{
+	return u->phase == KD_HS_READY;
+}
+
+uint64_t kd_hs_up_epoch(const struct kd_hs_up *u)
+{
+	return u->epoch;
+}
+
+uint64_t kd_hs_up_last_seq(const struct kd_hs_up *u)
+{
+	return u->last_seq;
+}
+
+uint64_t kd_hs_up_acked(const struct kd_hs_up *u)
+{
+	return u->acked;
+}
+
+uint64_t kd_hs_up_peer_last_seq(const struct kd_hs_up *u)
+{
+	return u->peer_last_seq;
+}
+
+static bool same_identity(const struct kd_op *a, const struct kd_op *b)
+{
+	bool ta = a->has & KD_OP_HAS_TMPL, tb = b->has & KD_OP_HAS_TMPL;
+	if (ta != tb)
+		return false;
+	if (ta &&
+	    (strcmp(a->tmpl.hash, b->tmpl.hash) != 0 || strcmp(a->tmpl.uid, b->tmpl.uid) != 0))
+		return false;
+	if (!a->node || !b->node)
+		return a->node == b->node;
+	return strcmp(a->node, b->node) == 0;
+}
+
+static int on_state(struct kd_hs_up *u, const struct kd_msg *in, struct kd_msg_vec *out,
+                    struct kd_error **err)
+{
+	struct kd_op_list wanted = {0};
+	kd_autoerr struct kd_error *e = NULL;
+	if (u->cbs.wanted(u->ud, &wanted, &e) < 0) {
+		kd_op_list_fini(&wanted);
+		return refuse(out, err, EIO, u->epoch, KD_CODE_INTERNAL,
+		              "reconcile epoch %llu for %s: cannot list wanted objects: %s",
+		              ull(u->epoch), u->source, kd_error_msg(e));
+	}
+	const struct kd_op_list *held = &in->state.held;
+	struct idxmap wmap, hmap;
+	idxmap_init(&wmap, wanted.n);
+	idxmap_init(&hmap, held->n);
+	for (size_t i = 0; i < wanted.n; i++)
+		if (wanted.v[i].kind == KD_OP_UPSERT && wanted.v[i].key)
+			idxmap_put(&wmap, wanted.v[i].key, i);
+	for (size_t i = 0; i < held->n; i++)
+		idxmap_put(&hmap, held->v[i].key, i);
+
+	struct kd_msg *r = kd_msg_new(KD_MSG_RECONCILE, u->epoch, 0);
+	for (size_t i = 0; i < held->n; i++) {
+		const struct kd_op *h = &held->v[i];
+		size_t wi;
+		if (idxmap_get(&wmap, h->key, &wi)) {
+			if (same_identity(h, &wanted.v[wi]))
+				kd_key_list_push(&r->reconcile.keep, h->key);
+			/* else: resent below (the upsert by key replaces the held copy) */
+		} else if (u->cbs.persisted(u->ud, h->key)) {
+			kd_key_list_push(&r->reconcile.keep, h->key);
+		} else {
+			kd_key_list_push(&r->reconcile.drop, h->key);
+		}
+	}
+	for (size_t i = 0; i < wanted.n; i++) {
+		const struct kd_op *w = &wanted.v[i];
+		size_t hi, first;
+		if (w->kind != KD_OP_UPSERT || !w->key)
+			continue;
+		if (!idxmap_get(&wmap, w->key, &first) || first != i)
+			continue; /* a duplicate in wanted[]: the first one counts */
+		if (idxmap_get(&hmap, w->key, &hi)) {
+			if (!same_identity(&held->v[hi], w))
+				kd_op_copy(kd_op_list_push(&r->reconcile.resend), w);
+		} else if (!u->cbs.persisted(u->ud, w->key)) {
+			kd_op_copy(kd_op_list_push(&r->reconcile.resend), w);
+		}
+	}
+	idxmap_fini(&wmap);
+	idxmap_fini(&hmap);
+	kd_op_list_fini(&wanted);
+	u->peer_last_seq = in->state.last_seq;
+	u->phase = KD_HS_RECONCILING;
+	kd_msg_vec_push(out, r);
+	return 0;
+}
+
+int kd_hs_up_on_msg(struct kd_hs_up *u, const struct kd_msg *in, struct kd_msg_vec *out,
+                    struct kd_error **err)
+{
+	const char *tn = kd_msg_type_name(in->type);
+	if (!tn)
+		tn = "unknown";
+	if (u->phase == KD_HS_IDLE)
+		return kd_error_set(err, EPROTO, 0,
+		                    "%s from the downstream of %s while not connected", tn,
+		                    u->source);
+	if (in->type == KD_MSG_ERROR) {
+		if (in->error.code == KD_CODE_APPLY && in->epoch == u->epoch) {
+			if (u->cbs.remote_error)
+				u->cbs.remote_error(u->ud, in->error.code,
+				                    in->error.reason ? in->error.reason : "");
+			return 0;
+		}
+		return kd_error_set(err, ECONNABORTED, 0,
+		                    "downstream of %s refused epoch %llu: code %d: %s", u->source,
+		                    ull(in->epoch), in->error.code,
+		                    in->error.reason ? in->error.reason : "(no reason)");
+	}
+	if (in->epoch != u->epoch)
+		return refuse(out, err, ESTALE, in->epoch, KD_CODE_STALE_EPOCH,
+		              "%s epoch %llu to %s does not match the current epoch %llu", tn,
+		              ull(in->epoch), u->source, ull(u->epoch));
+	switch (in->type) {
+	case KD_MSG_STATE:
+		if (u->phase != KD_HS_HANDSHAKING)
+			break;
+		return on_state(u, in, out, err);
+	case KD_MSG_READY:
+		if (u->phase != KD_HS_RECONCILING)
+			break;
+		u->phase = KD_HS_READY;
+		return 0;
+	case KD_MSG_ACK:
+		if (u->phase != KD_HS_READY)
+			break;
+		if (in->seq > u->last_seq)
+			return refuse(out, err, EPROTO, u->epoch, KD_CODE_PROTOCOL,
+			              "ack seq %llu to %s for a delta never sent (last %llu)",
+			              ull(in->seq), u->source, ull(u->last_seq));
+		if (in->seq > u->acked)
+			u->acked = in->seq;
+		return 0;
+	default:
+		break;
+	}
+	return refuse(out, err, EPROTO, u->epoch, KD_CODE_PROTOCOL,
+	              "%s epoch %llu to %s is unexpected while %s", tn, ull(in->epoch), u->source,
+	              kd_hs_phase_name(u->phase));
+}
+
+int kd_hs_up_stamp(struct kd_hs_up *u, struct kd_msg *delta, struct kd_error **err)
+{
+	if (delta->type != KD_MSG_DELTA)
+		return kd_error_set(err, EINVAL, 0, "stamp: %s is not a delta",
+		                    kd_msg_type_name(delta->type) ? kd_msg_type_name(delta->type)
+		                                                  : "unknown");
+	if (u->phase != KD_HS_READY)
+		return kd_error_set(err, EAGAIN, 0, "stamp delta for %s: channel is %s", u->source,
+		                    kd_hs_phase_name(u->phase));
+	delta->epoch = u->epoch;
+	delta->seq = ++u->last_seq;
+	return 0;
+}

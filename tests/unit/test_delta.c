@@ -1,0 +1,435 @@
+/* Unit tests for kd_delta: every message type round-trips through encode/decode, and every
+ * validation rule rejects with the expected reason. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kd/delta.h"
+
+#define EPOCH 1763920000000065536ULL /* > 2^53 on purpose */
+
+static void fill_upsert(struct kd_op *op, const char *key, bool full)
+{
+	kd_op_init(op, KD_OP_UPSERT, key);
+	kd_op_set_tmpl(op, "PodAutoscaler", "hello-00001", "3f2a9c1e-0b7d-4c1e-9a43-1d2e3f4a5b6c",
+	               "7f9c8d6b5a");
+	kd_op_set_str(&op->node, "node-1");
+	op->has |= KD_OP_HAS_CTIME;
+	op->ctime_ms = 1763920000123;
+	if (!full)
+		return;
+	op->has |= KD_OP_HAS_CPU | KD_OP_HAS_MEM | KD_OP_HAS_READY;
+	op->cpu_millis = 250;
+	op->mem_bytes = 268435456;
+	op->ready = true;
+	kd_kv_list_push(&op->labels, "serving.knative.dev/revision", "hello-00001");
+	kd_kv_list_push(&op->labels, "kubedirect.dev/managed", "true");
+	kd_kv_list_push(&op->annotations, "kubedirect.dev/note",
+	                "caf\xc3\xa9 \"quoted\"\n\ttab\x01");
+	kd_op_set_str(&op->ip, "10.1.2.3");
+	kd_op_set_str(&op->reason, "Started \xe2\x9c\x93");
+}
+
+static struct kd_msg *sample(enum kd_msg_type t)
+{
+	struct kd_msg *m = kd_msg_new(t, EPOCH, 0);
+	switch (t) {
+	case KD_MSG_HELLO:
+		m->hello.source = kd_xstrdup("autoscaler-0/scheduler");
+		break;
+	case KD_MSG_STATE:
+		m->state.last_seq = 41;
+		fill_upsert(kd_op_list_push(&m->state.held), "default/p-1", true);
+		fill_upsert(kd_op_list_push(&m->state.held), "default/p-2", false);
+		break;
+	case KD_MSG_RECONCILE:
+		kd_key_list_push(&m->reconcile.keep, "default/p-1");
+		kd_key_list_push(&m->reconcile.drop, "default/p-2");
+		fill_upsert(kd_op_list_push(&m->reconcile.resend), "default/p-3", true);
+		break;
+	case KD_MSG_DELTA:
+		m->seq = 12;
+		fill_upsert(kd_op_list_push(&m->delta.ops), "default/p-1", true);
+		kd_op_init(kd_op_list_push(&m->delta.ops), KD_OP_DELETE, "kube-system/p.2");
+		kd_op_set_str(&m->delta.ops.v[1].reason, "scale down");
+		break;
+	case KD_MSG_ACK:
+		m->seq = 12;
+		break;
+	case KD_MSG_ERROR:
+		m->error.code = KD_CODE_STALE_EPOCH;
+		m->error.reason = kd_xstrdup("epoch 1 is stale");
+		break;
+	default:
+		break;
+	}
+	return m;
+}
+
+static char *enc(const struct kd_msg *m, size_t *len)
+{
+	char *buf = NULL;
+	struct kd_error *err = NULL;
+	int rc = kd_msg_encode(m, 0, NULL, &buf, len, &err);
+	if (rc < 0)
+		fail_msg("encode: %s", kd_error_msg(err));
+	return buf;
+}
+
+static void roundtrip_every_type(void **state)
+{
+	(void)state;
+	for (int t = KD_MSG_HELLO; t <= KD_MSG_ERROR; t++) {
+		kd_automsg struct kd_msg *m = sample((enum kd_msg_type)t);
+		size_t len;
+		kd_autofree char *buf = enc(m, &len);
+		assert_int_equal(strlen(buf), len);
+		kd_automsg struct kd_msg *back = NULL;
+		kd_autoerr struct kd_error *err = NULL;
+		if (kd_msg_decode(buf, len, NULL, &back, &err) < 0)
+			fail_msg("decode %s: %s\n%s", kd_msg_type_name(m->type), kd_error_msg(err),
+			         buf);
+		assert_true(kd_msg_equal(m, back));
+		/* and a deep copy is equal too, and a modified one is not */
+		struct kd_msg cp;
+		kd_msg_copy(&cp, back);
+		assert_true(kd_msg_equal(&cp, m));
+		cp.epoch++;
+		assert_false(kd_msg_equal(&cp, m));
+		kd_msg_fini(&cp);
+	}
+}
+
+static void epoch_is_a_string_and_exact(void **state)
+{
+	(void)state;
+	kd_automsg struct kd_msg *m = kd_msg_new(KD_MSG_READY, UINT64_MAX, 0);
+	size_t len;
+	kd_autofree char *buf = enc(m, &len);
+	assert_string_equal(buf,
+	                    "{\"type\":\"ready\",\"epoch\":\"18446744073709551615\",\"seq\":0}");
+	kd_automsg struct kd_msg *back = NULL;
+	assert_int_equal(kd_msg_decode(buf, len, NULL, &back, NULL), 0);
+	assert_true(back->epoch == UINT64_MAX);
+}
+
+static void encode_is_compact(void **state)
+{
+	(void)state;
+	kd_automsg struct kd_msg *m = kd_msg_new(KD_MSG_DELTA, 7, 3);
+	kd_op_init(kd_op_list_push(&m->delta.ops), KD_OP_UPSERT, "ns/a");
+	size_t len;
+	kd_autofree char *buf = enc(m, &len);
+	assert_string_equal(buf, "{\"type\":\"delta\",\"epoch\":\"7\",\"seq\":3,\"ops\":[{\"op\":"
+	                         "\"upsert\",\"key\":\"ns/a\"}]}");
+}
+
+static void encode_headroom(void **state)
+{
+	(void)state;
+	kd_automsg struct kd_msg *m = kd_msg_new(KD_MSG_ACK, 7, 3);
+	char *buf = NULL;
+	size_t len = 0;
+	assert_int_equal(kd_msg_encode(m, 16, NULL, &buf, &len, NULL), 0);
+	assert_string_equal(buf + 16, "{\"type\":\"ack\",\"epoch\":\"7\",\"seq\":3}");
+	assert_int_equal(len, strlen(buf + 16));
+	free(buf);
+}
+
+/* Decodes text and expects failure with errnum and a reason containing want. */
+static void expect_reject_n(const char *text, size_t len, const struct kd_delta_limits *lim,
+                            int errnum, const char *want)
+{
+	struct kd_msg *m = NULL;
+	kd_autoerr struct kd_error *err = NULL;
+	int rc = kd_msg_decode(text, len, lim, &m, &err);
+	if (rc == 0) {
+		kd_msg_free(m);
+		fail_msg("accepted: %.200s", text);
+	}
+	assert_null(m);
+	assert_non_null(err);
+	assert_int_equal(rc, -errnum);
+	if (!strstr(err->msg, want))
+		fail_msg("reason \"%s\" lacks \"%s\"", err->msg, want);
+}
+
+static void expect_reject(const char *text, int errnum, const char *want)
+{
+	expect_reject_n(text, strlen(text), NULL, errnum, want);
+}
+
+#define D(ops)  "{\"type\":\"delta\",\"epoch\":\"5\",\"seq\":12,\"ops\":[" ops "]}"
+#define UP(key) "{\"op\":\"upsert\",\"key\":\"" key "\"}"
+
+static void rejects_frame_level(void **state)
+{
+	(void)state;
+	struct kd_delta_limits small = {.max_frame = 64};
+	char big[100];
+	memset(big, ' ', sizeof(big));
+	memcpy(big, "{\"type\":\"ready\",\"epoch\":\"1\"}", 28);
+	expect_reject_n(big, sizeof(big), &small, EMSGSIZE, "frame of 100 bytes exceeds the 64");
+	/* the same frame under the default cap is fine (trailing whitespace allowed) */
+	struct kd_msg *m = NULL;
+	assert_int_equal(kd_msg_decode(big, sizeof(big), NULL, &m, NULL), 0);
+	kd_msg_free(m);
+
+	expect_reject("", EINVAL, "frame is empty");
+	expect_reject("{\"type\":\"ready\",\"epoch\":\"1\"", EINVAL, "truncated");
+	expect_reject("{\"type\":\"ready\",\"epoch\":\"1\"} x", EINVAL,
+	              "trailing bytes at byte 29");
+	expect_reject("{\"type\":\"ready\",\"epoch\":\"1\"}{}", EINVAL, "trailing bytes");
+	expect_reject("[1,2]", EINVAL, "not an object");
+	expect_reject("\"ready\"", EINVAL, "not an object");
+	expect_reject("{'type':'ready'}", EINVAL, "not valid JSON");
+	expect_reject("{\"type\":\"ready\",\"epoch\":\"1\",}", EINVAL, "not valid JSON");
+	expect_reject("{\"type\":\"caf\xc3\x28\"}", EINVAL, "frame byte 12: invalid UTF-8");
+	expect_reject("{\"type\":\"\xed\xa0\x80\"}", EINVAL, "invalid UTF-8"); /* surrogate */
+	expect_reject("{\"type\":\"\xc0\xaf\"}", EINVAL, "invalid UTF-8");     /* overlong */
+	expect_reject_n("{\"type\":\"ready\0\",\"epoch\":\"1\"}", 29, NULL, EINVAL,
+	                "frame byte 14: NUL byte");
+	expect_reject("{\"type\":\"ready\",\"epoch\":\"1\",\"x\\u0000\":1}", EINVAL, "escaped NUL");
+	expect_reject("{\"a\":[[[[[[[[[[1]]]]]]]]]],\"type\":\"ready\",\"epoch\":\"1\"}", EINVAL,
+	              "not valid JSON");
+}
+
+static void rejects_message_level(void **state)
+{
+	(void)state;
+	expect_reject("{\"epoch\":\"1\"}", EINVAL, "no \"type\"");
+	expect_reject("{\"type\":1}", EINVAL, "\"type\" must be a string");
+	expect_reject("{\"type\":\"bogus\",\"epoch\":\"1\"}", EINVAL,
+	              "unknown message type \"bogus\"");
+	expect_reject("{\"type\":\"ready\"}", EINVAL, "ready: missing field \"epoch\"");
+	expect_reject("{\"type\":\"ready\",\"epoch\":5}", EINVAL, "must be a decimal string");
+	expect_reject("{\"type\":\"ready\",\"epoch\":\"05\"}", EINVAL, "not a canonical uint64");
+	expect_reject("{\"type\":\"ready\",\"epoch\":\"-5\"}", EINVAL, "not a canonical uint64");
+	expect_reject("{\"type\":\"ready\",\"epoch\":\"18446744073709551616\"}", EINVAL,
+	              "exceeds 2^64-1");
+	expect_reject("{\"type\":\"ready\",\"epoch\":\"0\"}", EINVAL, "epoch 0 is only valid");
+	expect_reject("{\"type\":\"ready\",\"epoch\":\"1\",\"seq\":4}", EINVAL,
+	              "seq must be 0 on a control message");
+	expect_reject("{\"type\":\"ack\",\"epoch\":\"1\"}", EINVAL, "ack: missing field \"seq\"");
+	expect_reject("{\"type\":\"ack\",\"epoch\":\"1\",\"seq\":0}", EINVAL,
+	              "ack: seq 0 out of range");
+	expect_reject("{\"type\":\"ack\",\"epoch\":\"1\",\"seq\":1.5}", EINVAL,
+	              "\"seq\" must be an integer, not double");
+	expect_reject("{\"type\":\"ack\",\"epoch\":\"1\",\"seq\":\"3\"}", EINVAL,
+	              "\"seq\" must be an integer, not string");
+	expect_reject("{\"type\":\"ack\",\"epoch\":\"1\",\"seq\":9007199254740992}", EINVAL,
+	              "\"seq\" out of range");
+	expect_reject("{\"type\":\"ack\",\"epoch\":\"1\",\"seq\":99999999999999999999999}", EINVAL,
+	              "\"seq\"");
+	expect_reject("{\"type\":\"ack\",\"epoch\":\"1\",\"seq\":-1}", EINVAL,
+	              "\"seq\" out of range");
+	expect_reject("{\"type\":\"hello\",\"epoch\":\"1\"}", EINVAL, "missing field \"source\"");
+	expect_reject("{\"type\":\"hello\",\"epoch\":\"1\",\"source\":\"a b\"}", EINVAL,
+	              "hello: source has a character outside");
+	expect_reject("{\"type\":\"state\",\"epoch\":\"1\",\"held\":[]}", EINVAL,
+	              "missing field \"last_seq\"");
+	expect_reject("{\"type\":\"state\",\"epoch\":\"1\",\"last_seq\":0}", EINVAL,
+	              "missing field \"held\"");
+	expect_reject("{\"type\":\"state\",\"epoch\":\"1\",\"last_seq\":0,\"held\":{}}", EINVAL,
+	              "\"held\" must be an array, not object");
+	expect_reject("{\"type\":\"state\",\"epoch\":\"1\",\"last_seq\":0,\"held\":[{\"op\":"
+	              "\"delete\",\"key\":\"a/b\"}]}",
+	              EINVAL, "state held 0: must be an upsert");
+	expect_reject("{\"type\":\"reconcile\",\"epoch\":\"1\",\"keep\":[],\"drop\":[\"a/b\"],"
+	              "\"resend\":[" UP("a/b") "]}",
+	              EINVAL, "reconcile resend 0: key \"a/b\" appears more than once");
+	expect_reject("{\"type\":\"reconcile\",\"epoch\":\"1\",\"keep\":[3],\"drop\":[],"
+	              "\"resend\":[]}",
+	              EINVAL, "reconcile keep 0: must be a string");
+	expect_reject("{\"type\":\"reconcile\",\"epoch\":\"1\",\"keep\":[\"a\"],\"drop\":[],"
+	              "\"resend\":[]}",
+	              EINVAL, "reconcile keep 0: key \"a\" has no '/'");
+	expect_reject("{\"type\":\"error\",\"epoch\":\"0\"}", EINVAL, "missing field \"code\"");
+	expect_reject("{\"type\":\"error\",\"epoch\":\"0\",\"code\":0}", EINVAL,
+	              "code 0 out of range");
+	expect_reject("{\"type\":\"error\",\"epoch\":\"0\",\"code\":65536}", EINVAL,
+	              "\"code\" out of range");
+	expect_reject("{\"type\":\"error\",\"epoch\":\"0\",\"code\":2,\"reason\":false}", EINVAL,
+	              "\"reason\" must be a string");
+	expect_reject(D(""), EINVAL, "delta seq 12: a delta needs at least one op");
+	expect_reject("{\"type\":\"delta\",\"epoch\":\"5\",\"seq\":12}", EINVAL,
+	              "delta seq 12: missing field \"ops\"");
+}
+
+static void rejects_bad_ops(void **state)
+{
+	(void)state;
+	expect_reject(D(UP("a/b") "," UP("a/b/c")), EINVAL,
+	              "delta seq 12 op 1: key \"a/b/c\" has more than one '/'");
+	expect_reject(D(UP("ab")), EINVAL, "delta seq 12 op 0: key \"ab\" has no '/'");
+	expect_reject(D(UP("/b")), EINVAL, "namespace is empty");
+	expect_reject(D(UP("a/")), EINVAL, "name is empty");
+	expect_reject(D(UP("A/b")), EINVAL, "namespace has a character outside [a-z0-9-]");
+	expect_reject(D(UP("-a/b")), EINVAL, "namespace must start and end");
+	expect_reject(D(UP("a/b..c")), EINVAL, "name has an empty DNS label");
+	expect_reject(D(UP("a/b_c")), EINVAL, "name has a character outside");
+	expect_reject(D(UP("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/b")),
+	              EINVAL, "namespace is longer than 63");
+	expect_reject(D(UP("a/b") "," UP("a/b")), EINVAL,
+	              "delta seq 12 op 1: key \"a/b\" appears more than once");
+	expect_reject(D("3"), EINVAL, "delta seq 12 op 0: must be an object, not int");
+	expect_reject(D("{\"key\":\"a/b\"}"), EINVAL, "op 0: missing field \"op\"");
+	expect_reject(D("{\"op\":\"patch\",\"key\":\"a/b\"}"), EINVAL,
+	              "\"op\" must be \"upsert\" or \"delete\"");
+	expect_reject(D("{\"op\":\"upsert\"}"), EINVAL, "op 0: missing field \"key\"");
+	expect_reject(D("{\"op\":\"upsert\",\"key\":7}"), EINVAL, "\"key\" must be a string");
+	expect_reject(D("{\"op\":\"delete\",\"key\":\"a/b\",\"node\":\"n\"}"), EINVAL,
+	              "delete carries upsert field \"node\"");
+	expect_reject(D("{\"op\":\"upsert\",\"key\":\"a/b\",\"tmpl\":{\"kind\":\"K\"}}"), EINVAL,
+	              "missing field \"tmpl.name\"");
+	expect_reject(
+	    D("{\"op\":\"upsert\",\"key\":\"a/b\",\"tmpl\":{\"kind\":\"K!\",\"name\":\"n\","
+	      "\"uid\":\"u\",\"hash\":\"h\"}}"),
+	    EINVAL, "tmpl kind \"K!\"");
+	expect_reject(D("{\"op\":\"upsert\",\"key\":\"a/b\",\"node\":\"Node_1\"}"), EINVAL,
+	              "node \"Node_1\"");
+	expect_reject(D("{\"op\":\"upsert\",\"key\":\"a/b\",\"ctime\":0}"), EINVAL,
+	              "ctime 0 out of range");
+	expect_reject(D("{\"op\":\"upsert\",\"key\":\"a/b\",\"ctime\":1e3}"), EINVAL,
+	              "\"ctime\" must be an integer");
+	expect_reject(D("{\"op\":\"upsert\",\"key\":\"a/b\",\"cpu\":1000000001}"), EINVAL,
+	              "\"cpu\" out of range");
+	expect_reject(D("{\"op\":\"upsert\",\"key\":\"a/b\",\"mem\":18446744073709551615}"), EINVAL,
+	              "\"mem\" out of range");
+	expect_reject(D("{\"op\":\"upsert\",\"key\":\"a/b\",\"ready\":1}"), EINVAL,
+	              "\"ready\" must be a boolean");
+	expect_reject(D("{\"op\":\"upsert\",\"key\":\"a/b\",\"ip\":\"10.0.0.256\"}"), EINVAL,
+	              "ip \"10.0.0.256\" is not an IP address");
+	expect_reject(D("{\"op\":\"upsert\",\"key\":\"a/b\",\"labels\":[]}"), EINVAL,
+	              "\"labels\" must be an object");
+	expect_reject(D("{\"op\":\"upsert\",\"key\":\"a/b\",\"labels\":{\"k\":1}}"), EINVAL,
+	              "labels value of \"k\" must be a string");
+	expect_reject(D("{\"op\":\"upsert\",\"key\":\"a/b\",\"labels\":{\"a/b/c\":\"v\"}}"), EINVAL,
+	              "labels key \"a/b/c\" has more than one '/'");
+	expect_reject(D("{\"op\":\"upsert\",\"key\":\"a/b\",\"labels\":{\"k\":\"v v\"}}"), EINVAL,
+	              "labels \"k\": value has a character outside");
+}
+
+static void rejects_too_many_ops(void **state)
+{
+	(void)state;
+	struct kd_delta_limits lim = {.max_ops = 3};
+	const char *text = D(UP("a/b1") "," UP("a/b2") "," UP("a/b3") "," UP("a/b4"));
+	expect_reject_n(text, strlen(text), &lim, E2BIG, "4 ops ops exceed the limit of 3");
+	struct kd_msg *m = NULL;
+	assert_int_equal(kd_msg_decode(text, strlen(text), NULL, &m, NULL), 0);
+	assert_int_equal(m->delta.ops.n, 4);
+	/* encode enforces the same limit */
+	char *buf = NULL;
+	size_t len;
+	kd_autoerr struct kd_error *err = NULL;
+	assert_int_equal(kd_msg_encode(m, 0, &lim, &buf, &len, &err), -E2BIG);
+	assert_null(buf);
+	kd_msg_free(m);
+}
+
+static void encode_refuses_invalid_and_oversize(void **state)
+{
+	(void)state;
+	kd_automsg struct kd_msg *m = kd_msg_new(KD_MSG_DELTA, 1, 1);
+	kd_op_init(kd_op_list_push(&m->delta.ops), KD_OP_UPSERT, "a/b/c");
+	char *buf = NULL;
+	size_t len = 0;
+	kd_autoerr struct kd_error *err = NULL;
+	assert_int_equal(kd_msg_encode(m, 0, NULL, &buf, &len, &err), -EINVAL);
+	assert_string_equal(err->msg,
+	                    "encode: delta seq 1 op 0: key \"a/b/c\" has more than one '/'");
+	kd_error_free(err);
+	err = NULL;
+
+	free(m->delta.ops.v[0].key);
+	m->delta.ops.v[0].key = kd_xstrdup("a/b");
+	kd_op_set_str(&m->delta.ops.v[0].reason, "bad \xff utf8");
+	assert_int_equal(kd_msg_encode(m, 0, NULL, &buf, &len, &err), -EINVAL);
+	assert_non_null(strstr(err->msg, "reason is not valid UTF-8"));
+	kd_error_free(err);
+	err = NULL;
+
+	kd_op_set_str(&m->delta.ops.v[0].reason, NULL);
+	struct kd_delta_limits lim = {.max_frame = 40};
+	assert_int_equal(kd_msg_encode(m, 0, &lim, &buf, &len, &err), -EMSGSIZE);
+	assert_non_null(strstr(err->msg, "exceed the 40-byte frame cap"));
+	assert_null(buf);
+}
+
+static void unknown_fields_are_ignored(void **state)
+{
+	(void)state;
+	const char *text = "{\"type\":\"delta\",\"epoch\":\"5\",\"seq\":1,\"future\":{\"x\":[1]},"
+	                   "\"ops\":[{\"op\":\"upsert\",\"key\":\"a/b\",\"zone\":\"z1\"}]}";
+	kd_automsg struct kd_msg *m = NULL;
+	kd_autoerr struct kd_error *err = NULL;
+	assert_int_equal(kd_msg_decode(text, strlen(text), NULL, &m, &err), 0);
+	assert_string_equal(m->delta.ops.v[0].key, "a/b");
+	assert_int_equal(m->delta.ops.v[0].has, 0);
+}
+
+static void lone_surrogate_escape_becomes_replacement_char(void **state)
+{
+	(void)state;
+	const char *text = "{\"type\":\"error\",\"epoch\":\"0\",\"code\":2,\"reason\":\"\\ud800\"}";
+	kd_automsg struct kd_msg *m = NULL;
+	assert_int_equal(kd_msg_decode(text, strlen(text), NULL, &m, NULL), 0);
+	assert_string_equal(m->error.reason, "\xef\xbf\xbd");
+}
+
+static void key_check_rules(void **state)
+{
+	(void)state;
+	assert_int_equal(kd_key_check("default/hello-00001-abc.x", 25, NULL), 0);
+	char name[254];
+	memset(name, 'a', sizeof(name));
+	char key[300];
+	snprintf(key, sizeof(key), "ns/%.253s", name);
+	assert_int_equal(kd_key_check(key, strlen(key), NULL), 0);
+	snprintf(key, sizeof(key), "ns/%.254s", name);
+	kd_autoerr struct kd_error *err = NULL;
+	assert_int_equal(kd_key_check(key, strlen(key), &err), -EINVAL);
+	assert_non_null(strstr(err->msg, "name is longer than 253"));
+}
+
+static void error_reason_is_truncated_on_utf8_boundary(void **state)
+{
+	(void)state;
+	char longr[KD_REASON_MAX + 10];
+	memset(longr, 'x', sizeof(longr));
+	/* a 2-byte character straddling the cap */
+	longr[KD_REASON_MAX - 1] = (char)0xc3;
+	longr[KD_REASON_MAX] = (char)0xa9;
+	longr[sizeof(longr) - 1] = '\0';
+	kd_automsg struct kd_msg *m = kd_msg_new_error(3, KD_CODE_APPLY, "%s", longr);
+	assert_int_equal(strlen(m->error.reason), KD_REASON_MAX - 1);
+	size_t len;
+	kd_autofree char *buf = enc(m, &len);
+	assert_non_null(buf);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(roundtrip_every_type),
+	    cmocka_unit_test(epoch_is_a_string_and_exact),
+	    cmocka_unit_test(encode_is_compact),
+	    cmocka_unit_test(encode_headroom),
+	    cmocka_unit_test(rejects_frame_level),
+	    cmocka_unit_test(rejects_message_level),
+	    cmocka_unit_test(rejects_bad_ops),
+	    cmocka_unit_test(rejects_too_many_ops),
+	    cmocka_unit_test(encode_refuses_invalid_and_oversize),
+	    cmocka_unit_test(unknown_fields_are_ignored),
+	    cmocka_unit_test(lone_surrogate_escape_becomes_replacement_char),
+	    cmocka_unit_test(key_check_rules),
+	    cmocka_unit_test(error_reason_is_truncated_on_utf8_boundary),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
