@@ -75,6 +75,8 @@ FIXTURE_SOS := $(FIXTURE_SRCS:tests/fixtures/plugins/%.c=$(BUILD)/tests/fixtures
 # Multi-process harness programs: tests/harness/<name>.c -> $(BUILD)/tests/harness/<name>
 HARNESS_SRCS := $(wildcard tests/harness/*.c)
 HARNESS_BINS := $(HARNESS_SRCS:tests/harness/%.c=$(BUILD)/tests/harness/%)
+# tests/support may use OpenSSL directly (TLS test servers).
+TEST_LIBS := $(shell pkg-config --libs openssl 2>/dev/null || echo -lssl -lcrypto)
 TEST_CPPFLAGS := -Itests/support -DKD_BUILD_DIR=\"$(abspath $(BUILD))\" -DKD_SRC_DIR=\"$(CURDIR)\"
 
 # --- fuzz targets (clang + libFuzzer): tests/fuzz/fuzz_<name>.c --------------------------------
@@ -136,12 +138,12 @@ $(foreach b,$(BENCH_NAMES),$(eval $(call bin_rule,bench/$(b),bench/$(b))))
 $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(TEST_SUPPORT_OBJS) $(LIBKD_A)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  TEST    $@")
-	$(Q)$(CC) -o $@ $< $(TEST_SUPPORT_OBJS) $(LIBKD_A) $(LDFLAGS_ALL) $(LIBS) -lcmocka
+	$(Q)$(CC) -o $@ $< $(TEST_SUPPORT_OBJS) $(LIBKD_A) $(LDFLAGS_ALL) $(LIBS) $(TEST_LIBS) -lcmocka
 
 $(BUILD)/tests/harness/%: $(BUILD)/tests/harness/%.o $(TEST_SUPPORT_OBJS) $(LIBKD_A)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) -o $@ $< $(TEST_SUPPORT_OBJS) $(LIBKD_A) $(LDFLAGS_ALL) $(LIBS)
+	$(Q)$(CC) -o $@ $< $(TEST_SUPPORT_OBJS) $(LIBKD_A) $(LDFLAGS_ALL) $(LIBS) $(TEST_LIBS)
 
 $(BUILD)/tests/fixtures/%.so: tests/fixtures/plugins/%.c
 	@mkdir -p $(dir $@)
