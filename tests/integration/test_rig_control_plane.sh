@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The rig's control plane and Knative Serving work: API server (v1.35.x, RBAC enforced),
+# controller-manager (Deployment -> ReplicaSet -> Pod), scheduler (acts on the Pod), Knative
+# webhook (defaults a Service), controller (Configuration -> Revision -> Deployment with the
+# queue-proxy sidecar, PodAutoscaler of class kpa, ServerlessService) and the selector-less
+# Services/Endpoints wiring for webhook/autoscaler/activator.
+. "$(dirname "$0")/lib.sh"
+
+check "rig/status reports every component healthy" "$REPO/rig/status" --quiet
+expect_eq "API server /readyz" ok "$(kc get --raw /readyz)"
+expect_eq "API server version" "$KD_K8S_VERSION" "$(kc version -o json | sed -n 's/.*"gitVersion": "\(v[^"]*\)".*/\1/p' | tail -1)"
+
+# RBAC is on: an unknown user is denied, Knative's service accounts have their upstream rights.
+expect_eq "RBAC denies an unknown user" no "$(kc auth can-i create pods --as=kd-nobody 2>/dev/null || true)"
+expect_eq "RBAC grants knative controller SA deployments" yes \
+	"$(kc auth can-i create deployments.apps -A --as=system:serviceaccount:knative-serving:controller 2>/dev/null || true)"
+
+NS="$(it_namespace kd-it-cp)"
+log "namespace $NS"
+
+# kube-controller-manager + scheduler: a Deployment gets a ReplicaSet and a Pod; the scheduler
+# sets PodScheduled (False/Unschedulable without Nodes, True once kd-node registers one).
+kc -n "$NS" create deployment pending --image=dev.local/kd/none --replicas=1 >/dev/null
+wait_for "ReplicaSet created by the deployment controller" 60 \
+	bash -c "[[ -n \"\$($KUBECTL -n $NS get rs -l app=pending -o name)\" ]]"
+wait_for "Pod created by the replicaset controller" 60 \
+	bash -c "[[ -n \"\$($KUBECTL -n $NS get pods -l app=pending -o name)\" ]]"
+wait_for "scheduler set the PodScheduled condition" 60 \
+	bash -c "[[ -n \"\$($KUBECTL -n $NS get pods -l app=pending -o jsonpath='{.items[0].status.conditions[?(@.type==\"PodScheduled\")].status}')\" ]]"
+
+# Knative wiring: selector-less Services with Endpoints at the component netns IPs.
+expect_eq "webhook Endpoints" "${KD_NS_IP[kn-wh]}:8443" \
+	"$(kc -n knative-serving get endpoints webhook -o jsonpath='{.subsets[0].addresses[0].ip}:{.subsets[0].ports[0].port}' 2>/dev/null)"
+expect_eq "activator-service Endpoints" "${KD_NS_IP[kn-act]}" \
+	"$(kc -n knative-serving get endpoints activator-service -o jsonpath='{.subsets[0].addresses[0].ip}' 2>/dev/null)"
+wait_for "EndpointSlice mirrored for autoscaler" 60 \
+	bash -c "$KUBECTL -n knative-serving get endpointslices -l kubernetes.io/service-name=autoscaler -o jsonpath='{.items[*].endpoints[*].addresses[*]}' | grep -qx '${KD_NS_IP[kn-as]}'"
+
+# Knative Service -> Revision -> Deployment + PodAutoscaler(kpa) + SKS.
+kc apply -f - >/dev/null <<YAML
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: hello, namespace: $NS}
+spec:
+  template:
+    spec:
+      containers:
+      - image: dev.local/kd/hello:latest
+        ports: [{containerPort: 8080}]
+YAML
+expect_eq "webhook defaulted containerConcurrency" 0 \
+	"$(kc -n "$NS" get ksvc hello -o jsonpath='{.spec.template.spec.containerConcurrency}')"
+expect_eq "webhook defaulted timeoutSeconds" 300 \
+	"$(kc -n "$NS" get ksvc hello -o jsonpath='{.spec.template.spec.timeoutSeconds}')"
+wait_for "Revision hello-00001" 90 kc -n "$NS" get revision hello-00001
+wait_for "Deployment hello-00001-deployment" 90 kc -n "$NS" get deployment hello-00001-deployment
+wait_for "PodAutoscaler hello-00001" 90 kc -n "$NS" get podautoscaler hello-00001
+expect_eq "PodAutoscaler class" kpa.autoscaling.knative.dev \
+	"$(kc -n "$NS" get podautoscaler hello-00001 -o jsonpath='{.metadata.annotations.autoscaling\.knative\.dev/class}')"
+wait_for "ServerlessService hello-00001" 90 kc -n "$NS" get serverlessservice hello-00001
+expect_eq "queue-proxy sidecar image" "dev.local/knative-serving/queue:$KD_KNATIVE_SERVING_VERSION" \
+	"$(kc -n "$NS" get deployment hello-00001-deployment -o jsonpath='{.spec.template.spec.containers[?(@.name=="queue-proxy")].image}')"
+expect_eq "user image kept (dev.local skips tag resolution)" dev.local/kd/hello:latest \
+	"$(kc -n "$NS" get deployment hello-00001-deployment -o jsonpath='{.spec.template.spec.containers[?(@.name=="user-container")].image}')"
+wait_for "Route created" 60 kc -n "$NS" get route hello

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# kd-test: disruptive
+# Bad input to the rig gives a clear message and leaves nothing behind: unknown arguments, missing
+# binaries (--no-build), an address range already routed on the machine, and a component that
+# crashes at startup (rig/up names it and its log, tears everything down, exits non-zero).
+. "$(dirname "$0")/lib.sh"
+
+TMP="$(mktemp -d /tmp/kd-it-rigfail.XXXXXX)"
+cleanup() {
+	ip link del kdit0 2>/dev/null || true
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+assert_nothing_left() {
+	expect_eq "$1: kd-* namespaces left" "" "$(ip netns list | awk '$1 ~ /^kd-/ {print $1}' | tr '\n' ' ')"
+	expect_eq "$1: kd-* links left" "" "$(ip -o link show | awk -F': ' '$2 ~ /^kd-/ {print $2}' | tr '\n' ' ')"
+	expect_eq "$1: /etc/netns/kd-* left" "" "$(ls -d /etc/netns/kd-* 2>/dev/null | tr '\n' ' ')"
+	local stray="" e t
+	for e in /proc/[0-9]*/exe; do
+		t="$(readlink "$e" 2>/dev/null || true)"
+		[[ "$t" == "$KD_CACHE"/bin/* || "$t" == "$TMP"/* ]] && stray+="${e%/exe} $t; "
+	done
+	expect_eq "$1: rig processes left" "" "$stray"
+}
+# expect_fail DESCRIPTION PATTERN CMD...: CMD exits non-zero and its output matches PATTERN.
+expect_fail() {
+	local d="$1" pat="$2" out rc=0
+	shift 2
+	out="$("$@" 2>&1)" || rc=$?
+	((rc != 0)) || die "$d: expected failure, got exit 0: $out"
+	[[ "$out" =~ $pat ]] || die "$d: output does not match /$pat/: $out"
+	log "ok: $d (exit $rc)"
+	LAST_OUT="$out"
+}
+
+"$REPO/rig/down" --quiet
+expect_fail "rig/up rejects an unknown argument" "unknown argument '--bogus'" "$REPO/rig/up" --bogus
+expect_fail "rig/build rejects an unknown binary" "unknown binary 'nope'" "$REPO/rig/build" nope
+
+# missing binaries with --no-build: clear message, nothing created
+mkdir -p "$TMP/empty-cache"
+expect_fail "rig/up --no-build with an empty cache" "binaries missing from $TMP/empty-cache" \
+	env KD_CACHE="$TMP/empty-cache" KD_RIG_DIR="$TMP/rig" "$REPO/rig/up" --no-build
+assert_nothing_left "missing binaries"
+
+# the rig's address range is already routed on this machine
+ip link add kdit0 type dummy
+ip addr add 10.88.255.254/16 dev kdit0
+ip link set kdit0 up
+expect_fail "rig/up refuses an address range in use" "10\.88\.0\.0/16.*already routed" "$REPO/rig/up" --no-build
+ip link del kdit0
+assert_nothing_left "address in use"
+
+# kube-scheduler crashes at startup: a cache whose kube-scheduler is a failing script
+mkdir -p "$TMP/cache/bin/$KD_K8S_KEY"
+for b in "$KD_K8S_BIN"/*; do ln -s "$b" "$TMP/cache/bin/$KD_K8S_KEY/"; done
+ln -s "$KD_KN_BIN" "$TMP/cache/bin/$KD_KN_KEY"
+rm "$TMP/cache/bin/$KD_K8S_KEY/kube-scheduler"
+printf '#!/bin/sh\necho "kd-it: simulated scheduler crash" >&2\nexit 3\n' >"$TMP/cache/bin/$KD_K8S_KEY/kube-scheduler"
+chmod +x "$TMP/cache/bin/$KD_K8S_KEY/kube-scheduler"
+expect_fail "rig/up names the crashing component" "error: kube-scheduler: process exited during startup" \
+	env KD_CACHE="$TMP/cache" KD_RIG_DIR="$TMP/rig" "$REPO/rig/up" --no-build --timeout 60
+[[ "$LAST_OUT" == *"log: $TMP/rig/runs/"*"/kube-scheduler.log"* ]] || die "failure message lacks the log path: $LAST_OUT"
+log "ok: failure message names the log file"
+grep -q "simulated scheduler crash" "$TMP"/rig/runs/current/kube-scheduler.log || die "scheduler log not kept"
+log "ok: the component log is kept"
+assert_nothing_left "crashed component"
