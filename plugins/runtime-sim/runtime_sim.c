@@ -1,0 +1,545 @@
+/* plugins/runtime-sim: a runtime that runs nothing. start() assigns a unique pod IP from the pod
+ * CIDR (the spec's per-node CIDR, else the `pod-cidr` option), reports STARTED on the next loop
+ * iteration and READY `ready-delay` later, all on the host's loop timers; stop() releases the IP
+ * and reports EXITED. For scale tests of thousands of instances.
+ *
+ * Decisions:
+ *  - IPv4 only. Usable addresses of a CIDR skip the network address, the first host (the node's
+ *    bridge/gateway, as kubenet's cbr0) and the broadcast address: a /24 has 253 pod IPs. Prefix
+ *    lengths 8..30 are accepted.
+ *  - Allocation is next-fit from a cursor (O(1) amortised, like the host-local IPAM plugin), so a
+ *    released address is reused once the cursor wraps around.
+ *  - Pools are created on first use; a CIDR overlapping a pool that still has addresses in use is
+ *    refused (-EINVAL), an empty overlapping pool is dropped (e.g. the default CIDR before the
+ *    node agent learnt the node's own one). An explicit spec->pod_ip must lie in the CIDR.
+ *  - One sandbox per key (DESIGN invariant 1): duplicate starts are idempotent.
+ *  - grace_ms is ignored: a simulated sandbox exits at once, code 0, reason "Stopped".
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kd/common.h"
+#include "kd/config.h"
+#include "kd/plugin.h"
+#include "kd/stage.h"
+
+struct sim_config {
+	char *pod_cidr;
+	uint64_t ready_delay_ms;
+};
+
+static const struct kd_config_option sim_options[] = {
+    KD_OPT_STRING("pod-cidr", struct sim_config, pod_cidr, .def = "10.244.0.0/16",
+                  .metavar = "CIDR", .required = true,
+                  .help = "IPv4 CIDR pod IPs are assigned from when the sandbox spec has no "
+                          "per-node CIDR"),
+    KD_OPT_DURATION("ready-delay", struct sim_config, ready_delay_ms, .def = "0ms", .has_max = true,
+                    .max = 3600000.0, .help = "time from start until the sandbox reports ready"),
+    KD_CONFIG_END,
+};
+
+struct pool {
+	struct pool *next;
+	char cidr[64]; /* canonical "a.b.c.d/n" */
+	uint32_t base; /* network address, host order */
+	uint32_t size; /* 2^(32-prefix) */
+	uint32_t used;
+	uint32_t cursor; /* next offset to try */
+	uint8_t *bits;   /* one bit per offset */
+};
+
+struct sim;
+
+struct sandbox {
+	struct sandbox *hnext;
+	struct sim *sim;
+	char *key;
+	char *uid;
+	char ip[KD_IP_STRLEN];
+	struct pool *pool;
+	uint32_t offset;
+	enum kd_sandbox_phase phase;
+	uint64_t created_ms, ready_ms;
+	kd_runtime_event_cb cb;
+	void *cb_arg;
+	struct kd_timer *timer;
+};
+
+/* An EXITED event waiting for the next loop iteration after stop(). */
+struct exit_note {
+	struct exit_note *next, *prev;
+	struct sim *sim;
+	char *key, *uid;
+	char ip[KD_IP_STRLEN];
+	kd_runtime_event_cb cb;
+	void *cb_arg;
+	struct kd_timer *timer;
+};
+
+struct sim {
+	const struct kd_host *host;
+	const struct sim_config *cfg;
+	struct pool *pools;
+	struct sandbox **buckets;
+	size_t nbuckets, count;
+	struct exit_note *exits;
+};
+
+/* ---- CIDR pools -------------------------------------------------------------------------------
+ */
+static int parse_cidr(const char *s, uint32_t *base, unsigned *prefix)
+{
+	const char *slash = strchr(s, '/');
+	if (!slash || slash - s >= 16)
+		return -EINVAL;
+	char addr[16];
+	memcpy(addr, s, (size_t)(slash - s));
+	addr[slash - s] = '\0';
+	struct in_addr in;
+	if (inet_pton(AF_INET, addr, &in) != 1)
+		return -EINVAL;
+	char *end;
+	unsigned long p = strtoul(slash + 1, &end, 10);
+	if (!slash[1] || *end || p < 8 || p > 30)
+		return -EINVAL;
+	uint32_t mask = ~0u << (32 - p);
+	*base = ntohl(in.s_addr) & mask;
+	*prefix = (unsigned)p;
+	return 0;
+}
+
+static void ip_text(uint32_t ip, char out[KD_IP_STRLEN])
+{
+	struct in_addr in = {.s_addr = htonl(ip)};
+	inet_ntop(AF_INET, &in, out, KD_IP_STRLEN);
+}
+
+static uint32_t pool_usable(const struct pool *p)
+{
+	return p->size - 3; /* network, gateway, broadcast */
+}
+
+static bool bit_get(const struct pool *p, uint32_t off)
+{
+	return p->bits[off / 8] & (1u << (off % 8));
+}
+
+static void bit_set(struct pool *p, uint32_t off, bool v)
+{
+	if (v)
+		p->bits[off / 8] |= (uint8_t)(1u << (off % 8));
+	else
+		p->bits[off / 8] &= (uint8_t) ~(1u << (off % 8));
+}
+
+static void pool_free(struct pool *p)
+{
+	free(p->bits);
+	free(p);
+}
+
+/* Finds or creates the pool for `cidr`. */
+static int pool_get(struct sim *s, const char *cidr, struct pool **out, struct kd_error **err)
+{
+	uint32_t base;
+	unsigned prefix;
+	if (parse_cidr(cidr, &base, &prefix) < 0)
+		return s->host->error_set(
+		    err, EINVAL, 0,
+		    "pod CIDR \"%s\" is not an IPv4 CIDR with a prefix length "
+		    "between 8 and 30",
+		    cidr);
+	uint32_t size = 1u << (32 - prefix);
+	for (struct pool **pp = &s->pools; *pp;) {
+		struct pool *p = *pp;
+		if (p->base == base && p->size == size) {
+			*out = p;
+			return 0;
+		}
+		/* compare last addresses: no overflow at 255.255.255.255 */
+		uint32_t last = base + (size - 1), plast = p->base + (p->size - 1);
+		bool overlap = base <= plast && p->base <= last;
+		if (overlap && p->used)
+			return s->host->error_set(err, EINVAL, 0,
+			                          "pod CIDR %s overlaps %s, which still has %u "
+			                          "addresses in use",
+			                          cidr, p->cidr, p->used);
+		if (overlap) {
+			*pp = p->next;
+			pool_free(p);
+			continue;
+		}
+		pp = &p->next;
+	}
+	struct pool *p = kd_xcalloc(1, sizeof(*p));
+	char ip[KD_IP_STRLEN];
+	ip_text(base, ip);
+	snprintf(p->cidr, sizeof(p->cidr), "%s/%u", ip, prefix);
+	p->base = base;
+	p->size = size;
+	p->cursor = 2;
+	p->bits = kd_xcalloc(size / 8 + 1, 1);
+	p->next = s->pools;
+	s->pools = p;
+	*out = p;
+	return 0;
+}
+
+static int pool_alloc(struct sim *s, struct pool *p, uint32_t *off, struct kd_error **err)
+{
+	if (p->used >= pool_usable(p))
+		return s->host->error_set(err, EADDRNOTAVAIL, 0,
+		                          "pod CIDR %s is exhausted (%u of %u addresses in use)",
+		                          p->cidr, p->used, pool_usable(p));
+	uint32_t o = p->cursor;
+	for (;;) {
+		if (o < 2 || o > p->size - 2)
+			o = 2;
+		if (!bit_get(p, o))
+			break;
+		o++;
+	}
+	bit_set(p, o, true);
+	p->used++;
+	p->cursor = o + 1;
+	*off = o;
+	return 0;
+}
+
+static void pool_release(struct pool *p, uint32_t off)
+{
+	if (bit_get(p, off)) {
+		bit_set(p, off, false);
+		p->used--;
+	}
+}
+
+/* ---- sandbox table ----------------------------------------------------------------------------
+ */
+static size_t hash_key(const char *k)
+{
+	size_t h = 5381;
+	for (; *k; k++)
+		h = h * 33 + (unsigned char)*k;
+	return h;
+}
+
+static struct sandbox **slot(struct sim *s, const char *key)
+{
+	struct sandbox **pp = &s->buckets[hash_key(key) & (s->nbuckets - 1)];
+	while (*pp && strcmp((*pp)->key, key) != 0)
+		pp = &(*pp)->hnext;
+	return pp;
+}
+
+static void grow(struct sim *s)
+{
+	size_t n = s->nbuckets * 2;
+	struct sandbox **b = kd_xcalloc(n, sizeof(*b));
+	for (size_t i = 0; i < s->nbuckets; i++) {
+		struct sandbox *sb = s->buckets[i];
+		while (sb) {
+			struct sandbox *next = sb->hnext;
+			size_t h = hash_key(sb->key) & (n - 1);
+			sb->hnext = b[h];
+			b[h] = sb;
+			sb = next;
+		}
+	}
+	free(s->buckets);
+	s->buckets = b;
+	s->nbuckets = n;
+}
+
+static void sandbox_free(struct sandbox *sb)
+{
+	sb->sim->host->timer_free(sb->timer);
+	if (sb->pool)
+		pool_release(sb->pool, sb->offset);
+	free(sb->key);
+	free(sb->uid);
+	free(sb);
+}
+
+static void emit(struct sim *s, kd_runtime_event_cb cb, void *arg, enum kd_runtime_event_type t,
+                 const char *key, const char *uid, const char *ip, const char *reason,
+                 const char *msg)
+{
+	if (!cb)
+		return;
+	struct kd_runtime_event ev = {
+	    .type = t,
+	    .key = key,
+	    .uid = uid,
+	    .pod_ip = ip,
+	    .reason = reason,
+	    .message = msg,
+	    .exit_code = 0,
+	    .at_ms = s->host->now_ms(s->host->loop),
+	};
+	cb(&ev, arg);
+}
+
+/* The sandbox timer: PENDING -> STARTED (arming READY), STARTED -> READY. One event per firing,
+ * and nothing touches sb after the callback (which may stop it). */
+static void on_sandbox_timer(struct kd_loop *loop, struct kd_timer *timer, void *arg)
+{
+	(void)loop, (void)timer;
+	struct sandbox *sb = arg;
+	struct sim *s = sb->sim;
+	if (sb->phase == KD_SANDBOX_PENDING) {
+		sb->phase = KD_SANDBOX_STARTED;
+		s->host->timer_start(sb->timer, s->cfg->ready_delay_ms);
+		emit(s, sb->cb, sb->cb_arg, KD_RUNTIME_STARTED, sb->key, sb->uid, sb->ip, NULL,
+		     NULL);
+	} else if (sb->phase == KD_SANDBOX_STARTED) {
+		sb->phase = KD_SANDBOX_READY;
+		sb->ready_ms = s->host->now_ms(s->host->loop);
+		emit(s, sb->cb, sb->cb_arg, KD_RUNTIME_READY, sb->key, sb->uid, sb->ip, NULL, NULL);
+	}
+}
+
+static void exit_note_free(struct exit_note *n)
+{
+	struct sim *s = n->sim;
+	if (n->prev)
+		n->prev->next = n->next;
+	else
+		s->exits = n->next;
+	if (n->next)
+		n->next->prev = n->prev;
+	s->host->timer_free(n->timer);
+	free(n->key);
+	free(n->uid);
+	free(n);
+}
+
+static void on_exit_timer(struct kd_loop *loop, struct kd_timer *timer, void *arg)
+{
+	(void)loop, (void)timer;
+	struct exit_note *n = arg;
+	struct sim *s = n->sim;
+	/* unlink first: the callback may start the same key again */
+	kd_runtime_event_cb cb = n->cb;
+	void *cb_arg = n->cb_arg;
+	char *key = n->key, *uid = n->uid;
+	char ip[KD_IP_STRLEN];
+	memcpy(ip, n->ip, sizeof(ip));
+	n->key = n->uid = NULL;
+	exit_note_free(n);
+	emit(s, cb, cb_arg, KD_RUNTIME_EXITED, key, uid, ip[0] ? ip : NULL, "Stopped",
+	     "sandbox stopped");
+	free(key);
+	free(uid);
+}
+
+/* ---- ops --------------------------------------------------------------------------------------
+ */
+static int start_sandbox(struct sim *s, const struct kd_sandbox_spec *spec, kd_runtime_event_cb cb,
+                         void *cb_arg, struct kd_error **err);
+
+static int sim_start(void *state, const struct kd_sandbox_spec *spec, kd_runtime_event_cb cb,
+                     void *cb_arg, struct kd_error **err)
+{
+	struct sim *s = state;
+	if (!spec || !spec->key || !*spec->key)
+		return s->host->error_set(err, EINVAL, 0, "runtime-sim: start: spec without a key");
+	struct kd_error *e = NULL;
+	int rc = start_sandbox(s, spec, cb, cb_arg, &e);
+	if (rc) {
+		s->host->error_set(err, -rc, 0, "runtime-sim: start %s: %s", spec->key,
+		                   kd_error_msg(e));
+		kd_error_free(e);
+	}
+	return rc;
+}
+
+static int start_sandbox(struct sim *s, const struct kd_sandbox_spec *spec, kd_runtime_event_cb cb,
+                         void *cb_arg, struct kd_error **err)
+{
+	struct sandbox **pp = slot(s, spec->key);
+	if (*pp) {
+		struct sandbox *old = *pp;
+		if (old->uid && spec->uid && strcmp(old->uid, spec->uid) != 0)
+			return s->host->error_set(
+			    err, EBUSY, 0,
+			    "a sandbox with uid %s already exists (asked for uid "
+			    "%s)",
+			    old->uid, spec->uid);
+		if (!old->uid && spec->uid)
+			old->uid = kd_xstrdup(spec->uid);
+		return 0; /* idempotent */
+	}
+	const char *cidr = spec->pod_cidr && *spec->pod_cidr ? spec->pod_cidr : s->cfg->pod_cidr;
+	struct pool *pool = NULL;
+	int rc = pool_get(s, cidr, &pool, err);
+	if (rc)
+		return rc;
+	uint32_t off = 0;
+	if (spec->pod_ip && *spec->pod_ip) {
+		struct in_addr in;
+		if (inet_pton(AF_INET, spec->pod_ip, &in) != 1) {
+			return s->host->error_set(
+			    err, EINVAL, 0, "pod IP \"%s\" is not an IPv4 address", spec->pod_ip);
+		}
+		uint32_t ip = ntohl(in.s_addr);
+		off = ip - pool->base;
+		if (ip < pool->base || off < 2 || off > pool->size - 2) {
+			return s->host->error_set(
+			    err, EINVAL, 0, "pod IP %s is not a usable address of pod CIDR %s",
+			    spec->pod_ip, pool->cidr);
+		}
+		if (bit_get(pool, off)) {
+			return s->host->error_set(err, EADDRINUSE, 0, "pod IP %s is already in use",
+			                          spec->pod_ip);
+		}
+		bit_set(pool, off, true);
+		pool->used++;
+	} else {
+		rc = pool_alloc(s, pool, &off, err);
+		if (rc)
+			return rc;
+	}
+
+	struct sandbox *sb = kd_xcalloc(1, sizeof(*sb));
+	sb->sim = s;
+	sb->key = kd_xstrdup(spec->key);
+	sb->uid = spec->uid ? kd_xstrdup(spec->uid) : NULL;
+	sb->pool = pool;
+	sb->offset = off;
+	ip_text(pool->base + off, sb->ip);
+	sb->phase = KD_SANDBOX_PENDING;
+	sb->created_ms = s->host->now_ms(s->host->loop);
+	sb->cb = cb;
+	sb->cb_arg = cb_arg;
+	sb->timer = s->host->timer_new(s->host->loop, on_sandbox_timer, sb);
+	s->host->timer_start(sb->timer, 0);
+	*pp = sb;
+	if (++s->count > s->nbuckets * 2)
+		grow(s);
+	return 0;
+}
+
+static int sim_stop(void *state, const char *key, uint32_t grace_ms, struct kd_error **err)
+{
+	(void)grace_ms;
+	struct sim *s = state;
+	if (!key)
+		return s->host->error_set(err, EINVAL, 0, "runtime-sim: stop: no key");
+	struct sandbox **pp = slot(s, key);
+	struct sandbox *sb = *pp;
+	if (!sb)
+		return s->host->error_set(err, ENOENT, 0, "runtime-sim: stop %s: no such sandbox",
+		                          key);
+	*pp = sb->hnext;
+	s->count--;
+	struct exit_note *n = kd_xcalloc(1, sizeof(*n));
+	n->sim = s;
+	n->key = sb->key;
+	n->uid = sb->uid;
+	memcpy(n->ip, sb->ip, sizeof(n->ip));
+	n->cb = sb->cb;
+	n->cb_arg = sb->cb_arg;
+	n->timer = s->host->timer_new(s->host->loop, on_exit_timer, n);
+	n->next = s->exits;
+	if (s->exits)
+		s->exits->prev = n;
+	s->exits = n;
+	s->host->timer_start(n->timer, 0);
+	sb->key = sb->uid = NULL; /* moved to the note */
+	sandbox_free(sb);         /* releases the address now */
+	return 0;
+}
+
+static int sim_status(void *state, const char *key, struct kd_sandbox_status *out)
+{
+	struct sim *s = state;
+	if (!key)
+		return -EINVAL;
+	struct sandbox *sb = *slot(s, key);
+	if (!sb)
+		return -ENOENT;
+	memset(out, 0, sizeof(*out));
+	out->phase = sb->phase;
+	memcpy(out->pod_ip, sb->ip, sizeof(out->pod_ip));
+	if (sb->uid)
+		snprintf(out->uid, sizeof(out->uid), "%s", sb->uid);
+	out->created_ms = sb->created_ms;
+	out->ready_ms = sb->ready_ms;
+	return 0;
+}
+
+static const struct kd_runtime_ops sim_ops = {
+    .struct_size = sizeof(struct kd_runtime_ops),
+    .start = sim_start,
+    .stop = sim_stop,
+    .status = sim_status,
+};
+
+/* ---- lifecycle --------------------------------------------------------------------------------
+ */
+static void sim_fini(void *state)
+{
+	struct sim *s = state;
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->nbuckets; i++) {
+		struct sandbox *sb = s->buckets[i];
+		while (sb) {
+			struct sandbox *next = sb->hnext;
+			sandbox_free(sb);
+			sb = next;
+		}
+	}
+	while (s->exits)
+		exit_note_free(s->exits);
+	while (s->pools) {
+		struct pool *p = s->pools;
+		s->pools = p->next;
+		pool_free(p);
+	}
+	free(s->buckets);
+	free(s);
+}
+
+static int sim_init(const struct kd_host *host, const void *config, void **state,
+                    struct kd_error **err)
+{
+	const struct sim_config *cfg = config;
+	uint32_t base;
+	unsigned prefix;
+	if (parse_cidr(cfg->pod_cidr, &base, &prefix) < 0)
+		return host->error_set(err, EINVAL, 0,
+		                       "pod-cidr: \"%s\" is not an IPv4 CIDR with a prefix length "
+		                       "between 8 and 30",
+		                       cfg->pod_cidr);
+	struct sim *s = kd_xcalloc(1, sizeof(*s));
+	s->host = host;
+	s->cfg = cfg;
+	s->nbuckets = 256;
+	s->buckets = kd_xcalloc(s->nbuckets, sizeof(*s->buckets));
+	host->log(KD_LOG_DEBUG, "runtime-sim: pod CIDR %s, ready delay %llu ms", cfg->pod_cidr,
+	          (unsigned long long)cfg->ready_delay_ms);
+	*state = s;
+	return 0;
+}
+
+static const struct kd_plugin sim_plugin = {
+    .abi_major = KD_PLUGIN_ABI_MAJOR,
+    .struct_size = sizeof(struct kd_plugin),
+    .name = "runtime-sim",
+    .build_sig = KD_PLUGIN_BUILD_SIG,
+    .kind = KD_PLUGIN_RUNTIME,
+    .description = "simulated sandboxes: unique pod IPs, ready after a configurable delay, "
+                   "no processes",
+    .options = sim_options,
+    .config_size = sizeof(struct sim_config),
+    .init = sim_init,
+    .fini = sim_fini,
+    .ops = &sim_ops,
+};
+
+KD_PLUGIN_DEFINE(sim_plugin)
