@@ -61,9 +61,10 @@ BINS := $(foreach c,$(COMPONENTS),$(if $(wildcard $(call comp_dir,$(c))/*.c),$(B
 FUNC_NAMES := $(sort $(notdir $(patsubst %/,%,$(dir $(wildcard functions/*/*.c)))))
 FUNC_BINS := $(FUNC_NAMES:%=$(BUILD)/functions/%)
 
-# --- bench tools: bench/<name>/*.c -> $(BUILD)/bench/<name> ------------------------------------
+# --- bench tools: bench/<name>/*.c -> $(BUILD)/bench/<name>/<name> -----------------------------
+# (the binary lives inside the folder of its objects: $(BUILD)/bench/<name> is that folder)
 BENCH_NAMES := $(sort $(notdir $(patsubst %/,%,$(dir $(wildcard bench/*/*.c)))))
-BENCH_BINS := $(BENCH_NAMES:%=$(BUILD)/bench/%)
+BENCH_BINS := $(foreach b,$(BENCH_NAMES),$(BUILD)/bench/$(b)/$(b))
 
 # --- tests -------------------------------------------------------------------------------------
 TEST_SRCS := $(wildcard tests/unit/test_*.c)
@@ -133,7 +134,7 @@ $(BUILD)/$(2): $(patsubst %.c,$(BUILD)/%.o,$(wildcard $(1)/*.c)) $(LIBKD_A)
 endef
 $(foreach c,$(COMPONENTS),$(if $(wildcard $(call comp_dir,$(c))/*.c),$(eval $(call bin_rule,$(call comp_dir,$(c)),bin/$(call comp_bin,$(c))))))
 $(foreach f,$(FUNC_NAMES),$(eval $(call bin_rule,functions/$(f),functions/$(f))))
-$(foreach b,$(BENCH_NAMES),$(eval $(call bin_rule,bench/$(b),bench/$(b))))
+$(foreach b,$(BENCH_NAMES),$(eval $(call bin_rule,bench/$(b),bench/$(b)/$(b))))
 
 $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(TEST_SUPPORT_OBJS) $(LIBKD_A)
 	@mkdir -p $(dir $@)
