@@ -153,7 +153,7 @@ int kd_json_parse(const char *buf, size_t len, size_t max_bytes, const char *wha
 	struct json_tokener *tok = json_tokener_new_ex(KD_JSON_MAX_DEPTH);
 	if (!tok)
 		abort();
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS);
 	struct json_object *obj = json_tokener_parse_ex(tok, buf + start, (int)(len - start));
 	enum json_tokener_error jerr = json_tokener_get_error(tok);
 	size_t end = start + json_tokener_get_parse_end(tok);
