@@ -101,6 +101,29 @@ static const char *type_name(enum kd_config_type t)
 	return "?";
 }
 
+/* The type with its article, for "expected ..." messages. */
+static const char *type_desc(enum kd_config_type t)
+{
+	switch (t) {
+	case KD_CONFIG_STRING:
+	case KD_CONFIG_ENUM:
+		return "a string";
+	case KD_CONFIG_INT:
+		return "an integer";
+	case KD_CONFIG_UINT:
+		return "an unsigned integer";
+	case KD_CONFIG_DOUBLE:
+		return "a number";
+	case KD_CONFIG_BOOL:
+		return "a boolean";
+	case KD_CONFIG_DURATION:
+		return "a duration";
+	case KD_CONFIG_STRLIST:
+		return "a list of strings";
+	}
+	return "a value";
+}
+
 static char *choices_text(const struct kd_config_option *o, const char *sep)
 {
 	struct sb b = {0};
@@ -560,8 +583,8 @@ static int set_json(const struct kd_config_option *o, void *cfg, const char *wha
 	kd_autofree char *label = opt_label(o, what);
 	enum json_type jt = json_object_get_type(v);
 	if (jt == json_type_null)
-		return kd_error_set(err, EINVAL, 0, "%s: null is not a %s", label,
-		                    type_name(o->type));
+		return kd_error_set(err, EINVAL, 0, "%s: expected %s, got null", label,
+		                    type_desc(o->type));
 	if (o->type == KD_CONFIG_STRLIST && jt == json_type_array) {
 		struct kd_strlist *l = field(o, cfg);
 		kd_strlist_clear(l);
@@ -599,8 +622,8 @@ static int set_json(const struct kd_config_option *o, void *cfg, const char *wha
 			    "got %s %s",
 			    label, json_type_to_name(jt),
 			    json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
-		return kd_error_set(err, EINVAL, 0, "%s: expected a %s, got %s %s", label,
-		                    type_name(o->type), json_type_to_name(jt),
+		return kd_error_set(err, EINVAL, 0, "%s: expected %s, got %s %s", label,
+		                    type_desc(o->type), json_type_to_name(jt),
 		                    json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
 	}
 	return parse_value(o, cfg, json_object_get_string(v), label, err);
@@ -852,12 +875,8 @@ char *kd_config_help(const struct kd_config_option *opts, const struct kd_config
 			kd_autofree char *mv = metavar(o);
 			left = kd_xasprintf("  --%s=%s", o->key, mv);
 		}
-		size_t len = strlen(left);
-		if (len + 2 > HELP_COL)
-			sb_printf(&b, "%s\n%*s", left, HELP_COL, "");
-		else
-			sb_printf(&b, "%s%*s", left, (int)(HELP_COL - len), "");
-		sb_printf(&b, "%s", o->help ? o->help : "");
+		struct sb right = {0};
+		sb_printf(&right, "%s", o->help ? o->help : "");
 		struct sb extra = {0};
 		if (o->required)
 			sb_printf(&extra, "required");
@@ -871,9 +890,16 @@ char *kd_config_help(const struct kd_config_option *opts, const struct kd_config
 		if (o->env)
 			sb_printf(&extra, "%senv: %s", extra.len ? "; " : "", o->env);
 		if (extra.len)
-			sb_printf(&b, "%s(%s)", o->help && *o->help ? " " : "", extra.s);
+			sb_printf(&right, "%s(%s)", right.len ? " " : "", extra.s);
 		free(extra.s);
-		sb_printf(&b, "\n");
+		size_t len = strlen(left);
+		if (!right.len)
+			sb_printf(&b, "%s\n", left);
+		else if (len + 2 > HELP_COL)
+			sb_printf(&b, "%s\n%*s%s\n", left, HELP_COL, "", right.s);
+		else
+			sb_printf(&b, "%s%*s%s\n", left, (int)(HELP_COL - len), "", right.s);
+		free(right.s);
 	}
 	sb_printf(&b, "  -h, --help%*sshow this help and exit\n", HELP_COL - 12, "");
 	if (cli && cli->version)
