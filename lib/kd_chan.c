@@ -32,13 +32,15 @@ static void lws_log_emit(int level, const char *line)
 	if (level & LLL_ERR)
 		kd_log_warn("lws: %.*s", (int)n, line);
 	else
-		kd_log_debug("lws: %.*s", (int)n, line);
+		kd_log_info("lws: %.*s", (int)n, line);
 }
 
 static pthread_once_t lws_log_once = PTHREAD_ONCE_INIT;
 static void lws_log_setup(void)
 {
-	lws_set_log_level(LLL_ERR, lws_log_emit);
+	/* KD_LWS_LOG=<lws level bitmask> turns on libwebsockets' own logs (debugging aid) */
+	const char *env = getenv("KD_LWS_LOG");
+	lws_set_log_level(env ? (int)strtol(env, NULL, 0) : LLL_ERR, lws_log_emit);
 }
 
 /* ---- libuv loop embedded in kd_loop --------------------------------------------------------- */
@@ -111,6 +113,20 @@ static void evl_close_walk(uv_handle_t *h, void *arg KD_UNUSED)
 		uv_close(h, NULL);
 }
 
+/* Destroys an lws context on a foreign libuv loop: lws_context_destroy only starts closing; the
+ * loop must run until lws's handles are closed, and a second lws_context_destroy outside the
+ * loop finalizes it. lws NULLs *pctx (info.pcontext) once the context is gone. Bounded. */
+static void evl_destroy_ctx(struct evl *e, struct lws_context **pctx)
+{
+	for (int round = 0; round < 4 && *pctx; round++) {
+		lws_context_destroy(*pctx);
+		for (int i = 0; i < 200 && *pctx && uv_loop_alive(&e->uv); i++)
+			uv_run(&e->uv, UV_RUN_NOWAIT);
+	}
+	if (*pctx)
+		kd_log_warn("chan: lws context not fully destroyed");
+}
+
 /* Runs the uv loop until lws has closed its handles (bounded), then closes it. */
 static void evl_fini(struct evl *e)
 {
@@ -147,11 +163,14 @@ struct conn {
 	char *rx;
 	size_t rx_len, rx_cap;
 	bool rx_in_msg;
+	bool discard;     /* skipping the rest of an oversize message, then closing */
+	size_t discarded; /* bytes skipped so far */
+	char discard_reason[160];
 	struct frame *q_head, *q_tail; /* control / reply frames */
 	bool ping_due;
 	bool established;
 	int close_code; /* non-zero: close once q is flushed */
-	char close_reason[120];
+	char close_reason[320];
 	uint64_t last_rx_ms;
 	uint64_t last_ping_ms;
 	struct kd_timer *ka;
@@ -329,31 +348,44 @@ static void conn_close_after_flush(struct conn *c, int code, const char *fmt, ..
 		lws_callback_on_writable(c->wsi);
 }
 
-/* Closes now from a callback of this wsi: sets the close reason; the caller returns -1. */
+/* Refuses further input on c: tells the peer why in an error{MALFORMED} message (a WebSocket
+ * close frame with the reason is not reliably delivered by lws 4.1 on the libuv backend), then
+ * closes with `code` once that is written. Later input on c is ignored. Returns -1. */
 static int conn_close_now(struct conn *c, int code, const char *fmt, ...) KD_PRINTF(3, 4);
 static int conn_close_now(struct conn *c, int code, const char *fmt, ...)
 {
+	if (c->close_code)
+		return -1;
+	char reason[sizeof(c->close_reason)];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(c->close_reason, sizeof(c->close_reason), fmt, ap);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
-	c->close_code = code;
-	kd_log_warn("chan %s: closing connection (%d): %s", side_name(c), code, c->close_reason);
-	lws_close_reason(c->wsi, (enum lws_close_status)code, (unsigned char *)c->close_reason,
-	                 strlen(c->close_reason));
+	uint64_t epoch = c->side == SIDE_UP ? kd_hs_up_epoch(c->up->hs) : kd_hs_conn_epoch(c->hs);
+	kd_automsg struct kd_msg *e = kd_msg_new_error(epoch, KD_CODE_MALFORMED, "%s", reason);
+	conn_queue_msg(c, e);
+	conn_close_after_flush(c, code, "%s", reason);
 	return -1;
 }
 
-/* Closes from outside lws callbacks (timers): lws kills the wsi on its next service. */
-static void conn_kill_async(struct conn *c, const char *reason)
+/* Closes c from outside its own lws callbacks (kd_loop timers, API calls). Outside uv_run the
+ * wsi is closed synchronously, which runs the CLOSED callback: c is freed when this returns.
+ * Inside uv_run (an lws callback of some wsi) the close is scheduled instead. */
+static void conn_kill(struct conn *c, const char *reason)
 {
+	struct evl *e = conn_evl(c);
 	if (!c->wsi)
 		return;
 	snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
 	if (!c->close_code)
 		c->close_code = LWS_CLOSE_STATUS_GOINGAWAY;
-	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-	evl_kick(conn_evl(c));
+	if (e->pumping) {
+		lws_callback_on_writable(c->wsi);
+		lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+		return;
+	}
+	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+	evl_kick(e);
 }
 
 static void ka_timer_cb(struct kd_loop *loop, struct kd_timer *t, void *arg)
@@ -366,7 +398,7 @@ static void ka_timer_cb(struct kd_loop *loop, struct kd_timer *t, void *arg)
 		conn_st(c)->dead_peers++;
 		kd_log_warn("chan %s: dead peer: nothing received for %llu ms (limit %u ms)",
 		            side_name(c), (unsigned long long)quiet, x->dead_ms);
-		conn_kill_async(c, "dead peer");
+		conn_kill(c, "dead peer"); /* frees c */
 		return;
 	}
 	uint64_t next = x->dead_ms - quiet;
@@ -453,6 +485,20 @@ static int rx_chunk(struct conn *c, const void *in, size_t len)
 {
 	struct xport *x = conn_x(c);
 	size_t remaining = lws_remaining_packet_payload(c->wsi);
+	bool end = remaining == 0 && lws_is_final_fragment(c->wsi);
+	c->last_rx_ms = kd_loop_now_ms(conn_evl(c)->loop);
+	if (c->discard) {
+		/* Read the oversize message to its end so that closing does not reset the
+		 * connection (unread input) before the peer got our error message; bounded. */
+		c->discarded += len;
+		if (end || c->discarded > 16 * x->max_frame) {
+			c->discard = false;
+			c->rx_in_msg = false;
+			return conn_close_now(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "%s",
+			                      c->discard_reason);
+		}
+		return -1;
+	}
 	if (!c->rx_in_msg) {
 		c->rx_in_msg = true;
 		c->rx_len = 0;
@@ -464,9 +510,14 @@ static int rx_chunk(struct conn *c, const void *in, size_t len)
 	}
 	if (c->rx_len + len + remaining > x->max_frame) {
 		conn_st(c)->rejected++;
-		return conn_close_now(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-		                      "frame of at least %zu bytes exceeds the %zu-byte cap",
-		                      c->rx_len + len + remaining, x->max_frame);
+		snprintf(c->discard_reason, sizeof(c->discard_reason),
+		         "frame of at least %zu bytes exceeds the %zu-byte cap",
+		         c->rx_len + len + remaining, x->max_frame);
+		kd_log_warn("chan %s: %s", side_name(c), c->discard_reason);
+		c->discard = true;
+		c->discarded = c->rx_len;
+		c->rx_len = 0;
+		return rx_chunk(c, in, len);
 	}
 	if (c->rx_len + len + 1 > c->rx_cap) {
 		size_t cap = KD_MAX(c->rx_cap * 2, c->rx_len + len + remaining + 1);
@@ -477,8 +528,7 @@ static int rx_chunk(struct conn *c, const void *in, size_t len)
 	if (len)
 		memcpy(c->rx + c->rx_len, in, len);
 	c->rx_len += len;
-	c->last_rx_ms = kd_loop_now_ms(conn_evl(c)->loop);
-	if (remaining == 0 && lws_is_final_fragment(c->wsi)) {
+	if (end) {
 		c->rx_in_msg = false;
 		conn_st(c)->frames_in++;
 		return 1;
@@ -855,10 +905,9 @@ static int up_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
 	case LWS_CALLBACK_CLIENT_RECEIVE: {
 		if (!c)
 			break;
-		int r = rx_chunk(c, in, len);
-		if (r < 0)
-			return -1;
-		if (r == 0 || c->close_code)
+		if (c->close_code)
+			break; /* closing: ignore the rest */
+		if (rx_chunk(c, in, len) <= 0)
 			break;
 		kd_automsg struct kd_msg *m = rx_decode(c, kd_hs_up_epoch(up->hs));
 		if (m)
@@ -874,6 +923,7 @@ static int up_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
 			break;
 		return up_writeable(up);
 	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+		kd_log_debug("chan upstream: peer close frame, %zu bytes", len);
 		if (c && len >= 2 && !c->close_reason[0]) {
 			const unsigned char *b = in;
 			snprintf(c->close_reason, sizeof(c->close_reason), "peer closed (%d): %.*s",
@@ -944,7 +994,7 @@ static void up_hs_timeout_cb(struct kd_loop *loop KD_UNUSED, struct kd_timer *t 
 	kd_log_warn("chan upstream: %s:%d: connect + handshake not done within %u ms", up->host,
 	            up->port, up->handshake_ms);
 	if (up->conn->wsi)
-		conn_kill_async(up->conn, "handshake timeout");
+		conn_kill(up->conn, "handshake timeout");
 }
 
 static const struct lws_protocols up_protocols[] = {
@@ -996,6 +1046,7 @@ struct kd_chan_up *kd_chan_up_new(struct kd_loop *loop, const struct kd_chan_up_
 	info.options = LWS_SERVER_OPTION_LIBUV;
 	info.foreign_loops = foreign;
 	info.user = up;
+	info.pcontext = &up->ctx;
 	info.timeout_secs = (up->handshake_ms + 999) / 1000;
 	info.connect_timeout_secs = info.timeout_secs;
 	if (up->x.tls_ca || up->x.tls_cert) {
@@ -1024,8 +1075,7 @@ void kd_chan_up_free(struct kd_chan_up *up)
 	up->retry = NULL;
 	kd_loop_timer_free(up->hs_timer);
 	up->hs_timer = NULL;
-	if (up->ctx)
-		lws_context_destroy(up->ctx);
+	evl_destroy_ctx(&up->evl, &up->ctx);
 	evl_fini(&up->evl);
 	if (up->conn) {
 		conn_free(up->conn);
@@ -1132,7 +1182,7 @@ const struct kd_chan_stats *kd_chan_up_stats(const struct kd_chan_up *up)
 void kd_chan_up_kick(struct kd_chan_up *up)
 {
 	if (up->conn && up->conn->wsi)
-		conn_kill_async(up->conn, "closed by kd_chan_up_kick");
+		conn_kill(up->conn, "closed by kd_chan_up_kick");
 }
 
 int kd_chan_up_send_raw(struct kd_chan_up *up, const char *buf, size_t len)
@@ -1285,10 +1335,9 @@ static int down_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *
 	case LWS_CALLBACK_RECEIVE: {
 		if (!c)
 			break;
-		int r = rx_chunk(c, in, len);
-		if (r < 0)
-			return -1;
-		if (r == 0 || c->close_code)
+		if (c->close_code)
+			break; /* closing: ignore the rest */
+		if (rx_chunk(c, in, len) <= 0)
 			break;
 		kd_automsg struct kd_msg *m = rx_decode(c, kd_hs_conn_epoch(c->hs));
 		if (m)
@@ -1368,6 +1417,7 @@ struct kd_chan_down *kd_chan_down_new(struct kd_loop *loop, const struct kd_chan
 	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DISABLE_IPV6;
 	info.foreign_loops = foreign;
 	info.user = d;
+	info.pcontext = &d->ctx;
 	info.timeout_secs = 5;
 	if (d->x.tls_cert) {
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
@@ -1396,8 +1446,7 @@ void kd_chan_down_free(struct kd_chan_down *d)
 	if (!d)
 		return;
 	d->destroying = true;
-	if (d->ctx)
-		lws_context_destroy(d->ctx);
+	evl_destroy_ctx(&d->evl, &d->ctx);
 	evl_fini(&d->evl);
 	while (d->conns) {
 		struct conn *c = d->conns;
