@@ -1,5 +1,6 @@
-/* Unit tests for the kd-node object builders (node-agent/objects.c, compiled into this binary
- * directly): Kubernetes time formats, IPv4 CIDR splitting, Node, Lease and Pod status objects. */
+/* Unit tests for the kd-node object builders (node-agent/objects.c and podspec.c, compiled into
+ * this binary directly): Kubernetes time formats, IPv4 CIDR splitting, Node, Lease and Pod status
+ * objects. */
 #include <errno.h>
 #include <regex.h>
 #include <setjmp.h>
@@ -9,7 +10,8 @@
 
 #include <cmocka.h>
 
-#include "../../node-agent/objects.c"
+#include "../../node-agent/objects.c" /* NOLINT(bugprone-suspicious-include) */
+#include "../../node-agent/podspec.c" /* NOLINT(bugprone-suspicious-include) */
 
 /* 2023-11-14T22:13:20.123456789Z */
 #define T0 (1700000000ull * 1000000000ull + 123456789ull)
@@ -68,13 +70,13 @@ static void time_formats_are_rfc3339_and_micro(void **state)
 static void cidr_parse_accepts_networks_and_rejects_bad_input(void **state)
 {
 	(void)state;
-	struct kd_node_cidr c;
+	struct kd_node_cidr c = {0};
 	assert_int_equal(kd_node_cidr_parse("10.244.0.0/16", &c, NULL), 0);
 	assert_int_equal(c.addr, 0x0af40000u);
 	assert_int_equal(c.prefix, 16);
 	kd_autoerr struct kd_error *err = NULL;
 	assert_int_equal(kd_node_cidr_parse("10.244.1.0/16", &c, &err), -EINVAL);
-	assert_non_null(strstr(err->msg, "host bits set (network is 10.244.0.0)"));
+	assert_non_null(strstr(kd_error_msg(err), "host bits set (network is 10.244.0.0)"));
 	assert_int_equal(kd_node_cidr_parse("10.244.0.0", &c, NULL), -EINVAL);
 	assert_int_equal(kd_node_cidr_parse("10.244.0.0/33", &c, NULL), -EINVAL);
 	assert_int_equal(kd_node_cidr_parse("10.244.0.0/x", &c, NULL), -EINVAL);
@@ -87,7 +89,7 @@ static void cidr_parse_accepts_networks_and_rejects_bad_input(void **state)
 static void cidr_subnets_split_per_node(void **state)
 {
 	(void)state;
-	struct kd_node_cidr base, sub;
+	struct kd_node_cidr base = {0}, sub = {0};
 	assert_int_equal(kd_node_cidr_parse("10.244.0.0/16", &base, NULL), 0);
 	assert_int_equal(kd_node_cidr_subnet(&base, 24, 3, &sub, NULL), 0);
 	kd_autofree char *s3 = kd_node_cidr_format(&sub);
@@ -97,7 +99,7 @@ static void cidr_subnets_split_per_node(void **state)
 	assert_string_equal(s255, "10.244.255.0/24");
 	kd_autoerr struct kd_error *err = NULL;
 	assert_int_equal(kd_node_cidr_subnet(&base, 24, 256, &sub, &err), -ERANGE);
-	assert_non_null(strstr(err->msg, "only 256 subnets"));
+	assert_non_null(strstr(kd_error_msg(err), "only 256 subnets"));
 	assert_int_equal(kd_node_cidr_subnet(&base, 8, 0, &sub, NULL), -EINVAL);
 	assert_int_equal(kd_node_cidr_subnet(&base, 31, 0, &sub, NULL), -EINVAL);
 
@@ -493,6 +495,56 @@ static void synthetic_ids_are_stable_and_distinct(void **state)
 	assert_string_not_equal(i1, i2);
 }
 
+/* ---- sandbox spec from a pod ---- */
+
+static void sandbox_spec_maps_containers_env_ports_probe_and_adopted_ip(void **state)
+{
+	(void)state;
+	kd_autojson struct json_object *pod = parse(
+	    "{\"metadata\":{\"name\":\"p\",\"namespace\":\"ns\",\"uid\":\"u1\"},\"spec\":{"
+	    "\"containers\":[{\"name\":\"user-container\",\"image\":\"dev.local/hello\","
+	    "\"command\":[\"/hello\"],\"args\":[\"-v\",\"2\"],\"env\":[{\"name\":\"PORT\","
+	    "\"value\":\"8080\"},{\"name\":\"POD_IP\",\"valueFrom\":{}}],\"ports\":[{\"name\":"
+	    "\"user-port\",\"containerPort\":8080,\"protocol\":\"TCP\"}]},{\"name\":"
+	    "\"queue-proxy\",\"image\":\"dev.local/queue\",\"ports\":[{\"name\":\"http-queueadm\","
+	    "\"containerPort\":8022}],\"readinessProbe\":{\"httpGet\":{\"path\":\"/\",\"port\":"
+	    "\"http-queueadm\"},\"periodSeconds\":1,\"failureThreshold\":3}}]},"
+	    "\"status\":{\"podIP\":\"10.244.3.9\"}}");
+	struct kd_sandbox_spec spec;
+	struct kd_node_spec_buf *buf = NULL;
+	assert_int_equal(
+	    kd_node_spec_from_pod(pod, "kd-node-3", "10.244.3.0/24", &spec, &buf, NULL), 0);
+	assert_string_equal(spec.key, "ns/p");
+	assert_string_equal(spec.uid, "u1");
+	assert_string_equal(spec.node, "kd-node-3");
+	assert_string_equal(spec.pod_cidr, "10.244.3.0/24");
+	assert_string_equal(spec.pod_ip, "10.244.3.9");
+	assert_int_equal(spec.n_containers, 2);
+	const struct kd_container_spec *uc = &spec.containers[0];
+	assert_string_equal(uc->name, "user-container");
+	assert_int_equal(uc->n_command, 1);
+	assert_string_equal(uc->command[0], "/hello");
+	assert_int_equal(uc->n_args, 2);
+	assert_int_equal(uc->n_env, 2);
+	assert_string_equal(uc->env[0].value, "8080");
+	assert_string_equal(uc->env[1].value, "");
+	assert_int_equal(uc->n_ports, 1);
+	assert_int_equal(uc->ports[0].container_port, 8080);
+	assert_int_equal(uc->readiness.type, KD_PROBE_NONE);
+	const struct kd_container_spec *qp = &spec.containers[1];
+	assert_int_equal(qp->readiness.type, KD_PROBE_HTTP);
+	assert_int_equal(qp->readiness.port, 8022); /* named port resolved */
+	assert_int_equal(qp->readiness.period_ms, 1000);
+	assert_int_equal(qp->readiness.failure_threshold, 3);
+	kd_node_spec_free(buf);
+
+	kd_autoerr struct kd_error *err = NULL;
+	kd_autojson struct json_object *empty =
+	    parse("{\"metadata\":{\"name\":\"p\",\"namespace\":\"ns\"},\"spec\":{}}");
+	assert_int_equal(kd_node_spec_from_pod(empty, "n", NULL, &spec, &buf, &err), -EINVAL);
+	assert_string_equal(kd_error_msg(err), "pod ns/p: no containers");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -509,6 +561,7 @@ int main(void)
 	    cmocka_unit_test(failed_status_terminates_containers),
 	    cmocka_unit_test(running_ready_detection),
 	    cmocka_unit_test(synthetic_ids_are_stable_and_distinct),
+	    cmocka_unit_test(sandbox_spec_maps_containers_env_ports_probe_and_adopted_ip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

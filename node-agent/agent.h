@@ -1,0 +1,136 @@
+/* node-agent/agent.h: shared state of kd-node, the node agent in kubelet-compatible mode.
+ *
+ * One process serves M nodes ("<prefix>-<base+i>"). Everything runs on one kd_loop:
+ *  - nodes.c registers each Node (create, or patch if present: idempotent on restart), keeps it
+ *    Ready by renewing its Lease in kube-node-lease every --lease-interval and re-posting the
+ *    Node status (Ready heartbeat) every --status-interval.
+ *  - pods.c watches pods bound to its nodes through ONE informer over all namespaces with the
+ *    server-side field selector "spec.nodeName!=" (bound pods only) and a client-side filter on
+ *    membership of spec.nodeName in this process's node table (a field selector cannot express
+ *    "nodeName in set", and one watch per node does not scale to hundreds of nodes). Each pod
+ *    gets exactly one sandbox from the runtime plugin (keyed "ns/name", started once whatever
+ *    events repeat); when the runtime reports ready its status is patched (strategic merge
+ *    patch on pods/NAME/status with a uid precondition), asynchronously through a second
+ *    client with its own rate limit (--status-qps/--status-burst), coalesced per pod, retried
+ *    with backoff.
+ *
+ * Two Kubernetes clients: `k8s` (watch, Node, Lease; not rate limited, so heartbeats never queue
+ * behind a burst of pod writes) and `k8s_pods` (pod status patches and deletes, rate limited). */
+#ifndef KD_NODE_AGENT_H
+#define KD_NODE_AGENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+#include <json-c/linkhash.h>
+
+#include "kd/config.h"
+#include "kd/k8s.h"
+#include "kd/loop.h"
+#include "kd/plugin.h"
+#include "kd/stage.h"
+#include "kd/watch.h"
+
+#include "objects.h"
+
+/* Command-line options (main.c's option table fills this). */
+struct kd_node_cfg {
+	char *kubeconfig;
+	char *context;
+	uint64_t nodes;
+	char *node_prefix;
+	uint64_t node_index_base;
+	char *pod_cidr;
+	uint64_t node_cidr_prefix;
+	char *node_ip_cidr;
+	char *cpu;
+	char *memory;
+	uint64_t max_pods;
+	char *kubelet_version;
+	char *runtime;
+	char *runtime_config;
+	uint64_t lease_interval_ms;
+	uint64_t status_interval_ms;
+	double status_qps;
+	uint64_t status_burst;
+	uint64_t restart_backoff_ms;
+	int log_level;  /* enum kd_log_level */
+	int log_format; /* enum kd_log_format */
+};
+
+/* One node served by this process. */
+struct kd_node {
+	struct kd_node_agent *agent;
+	unsigned index;
+	char *name;
+	char *pod_cidr;    /* ours, or the existing Node's (podCIDR is immutable once set) */
+	char *internal_ip; /* owned */
+	char *uid;         /* Node UID once known, else NULL */
+	bool registered;   /* Node exists and its status was posted */
+	bool lease_ok;     /* the last lease renewal succeeded */
+	unsigned attempt;  /* consecutive failures of the current step (backoff) */
+	uint64_t ready_since_ns;
+	struct kd_timer *register_timer;
+	struct kd_timer *lease_timer;
+	struct kd_timer *status_timer;
+	bool lease_inflight, status_inflight, register_inflight;
+};
+
+struct kd_node_agent {
+	struct kd_node_cfg *cfg; /* borrowed from main */
+	struct kd_loop *loop;
+	struct kd_k8s *k8s;      /* watch + nodes + leases */
+	struct kd_k8s *k8s_pods; /* pod status + deletes, rate limited */
+	const char *server;      /* borrowed from the config, for messages */
+
+	struct kd_node *nodes;    /* cfg->nodes entries */
+	struct lh_table *by_name; /* node name -> struct kd_node * (borrowed keys) */
+
+	struct kd_host host;
+	struct kd_plugin_handle *runtime;
+	const struct kd_runtime_ops *rt;
+	void *rt_state;
+	const char *runtime_name; /* containerID scheme, e.g. "kd-sim" */
+	char *runtime_version;    /* nodeInfo.containerRuntimeVersion, owned */
+
+	struct kd_informer *pods_inf;
+	struct lh_table *pods; /* "ns/name" -> struct kd_pod * (owned) */
+	bool stopping;
+
+	/* counters, logged periodically at debug level and on exit */
+	uint64_t n_started, n_ready_patched, n_deleted, n_failed, n_patch_errors;
+};
+
+/* nodes.c */
+/* Allocates the node table from cfg (names, CIDRs, IPs). 0 or -EINVAL with *err (bad CIDR, too
+ * many nodes for the CIDR). */
+int kd_node_nodes_init(struct kd_node_agent *a, struct kd_error **err);
+/* Starts registration and heartbeats for every node (asynchronous). */
+void kd_node_nodes_start(struct kd_node_agent *a);
+/* Stops timers and frees the table. */
+void kd_node_nodes_fini(struct kd_node_agent *a);
+/* The node served here with that name, or NULL. Borrowed. */
+struct kd_node *kd_node_lookup(struct kd_node_agent *a, const char *name);
+/* Builds the params for node n (borrowed strings, valid while n lives). */
+void kd_node_params_for(const struct kd_node *n, struct kd_node_params *out);
+
+/* pods.c */
+/* Creates the pod informer and table; 0 or -errno with *err. */
+int kd_node_pods_init(struct kd_node_agent *a, struct kd_error **err);
+/* Starts the informer. */
+void kd_node_pods_start(struct kd_node_agent *a);
+/* Stops the informer, frees every pod entry (sandboxes are left to the runtime's fini). */
+void kd_node_pods_fini(struct kd_node_agent *a);
+
+/* podspec.c: the runtime's sandbox spec from a Pod object (pure; used by pods.c and tests). */
+struct kd_node_spec_buf; /* owns the arrays behind a kd_sandbox_spec */
+/* Fills *spec from pod (borrowed: strings point into pod, which must outlive *spec) for node
+ * `node` with pod_cidr; *buf owns the arrays (free with kd_node_spec_free). 0, or -EINVAL with
+ * *err when the pod has no name/namespace or no containers. */
+int kd_node_spec_from_pod(struct json_object *pod, const char *node, const char *pod_cidr,
+                          struct kd_sandbox_spec *spec, struct kd_node_spec_buf **buf,
+                          struct kd_error **err);
+void kd_node_spec_free(struct kd_node_spec_buf *buf);
+
+#endif /* KD_NODE_AGENT_H */

@@ -1,0 +1,293 @@
+/* node-agent/main.c: kd-node entry point: options (--help generated from the table), logging,
+ * Kubernetes clients, the runtime plugin, then nodes.c and pods.c on one kd_loop until SIGINT or
+ * SIGTERM. Exit status: 0 after a signal, 1 on bad options, unusable kubeconfig or a runtime
+ * plugin the loader refuses (its message is printed), 2 if the loop fails.
+ *
+ * An unreachable API Server at start is not fatal: kd-node waits, retrying with jittered
+ * backoff and saying so on every attempt, until the namespace kube-node-lease can be read. */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "kd/json.h"
+#include "kd/log.h"
+
+#define KD_NODE_VERSION "0.1.0"
+
+static const char *const log_levels[] = {"error", "warn", "info", "debug", "trace", NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
+
+#define C struct kd_node_cfg
+static const struct kd_config_option options[] = {
+    KD_OPT_STRING("kubeconfig", C, kubeconfig, .env = "KUBECONFIG", .metavar = "FILE",
+                  .help = "kubeconfig to use (default: $KUBECONFIG, in-cluster, ~/.kube/config)"),
+    KD_OPT_STRING("context", C, context, .metavar = "NAME",
+                  .help = "kubeconfig context (default: current-context)"),
+    KD_OPT_UINT("nodes", C, nodes, .def = "1", .has_min = true, .min = 1, .has_max = true,
+                .max = 65536, .help = "number of Nodes this process registers and serves"),
+    KD_OPT_STRING("node-prefix", C, node_prefix, .def = "kd-node", .required = true,
+                  .help = "node names are <prefix>-<index>"),
+    KD_OPT_UINT("node-index-base", C, node_index_base, .def = "0",
+                .help = "index of the first node (names, pod CIDR slot and node IP); lets "
+                        "several kd-node processes share one --pod-cidr"),
+    KD_OPT_STRING("pod-cidr", C, pod_cidr, .def = "10.244.0.0/16", .metavar = "CIDR",
+                  .help = "IPv4 range split into one podCIDR per node"),
+    KD_OPT_UINT("node-cidr-prefix", C, node_cidr_prefix, .def = "24", .has_min = true, .min = 8,
+                .has_max = true, .max = 30, .help = "prefix length of each node's podCIDR"),
+    KD_OPT_STRING("node-ip-cidr", C, node_ip_cidr, .def = "172.31.0.0/16", .metavar = "CIDR",
+                  .help = "IPv4 range of node InternalIPs (node i gets host address i+1)"),
+    KD_OPT_STRING("cpu", C, cpu, .def = "32", .metavar = "QUANTITY",
+                  .help = "capacity and allocatable cpu of each node"),
+    KD_OPT_STRING("memory", C, memory, .def = "128Gi", .metavar = "QUANTITY",
+                  .help = "capacity and allocatable memory of each node"),
+    KD_OPT_UINT("max-pods", C, max_pods, .def = "110", .has_min = true, .min = 1, .has_max = true,
+                .max = 100000, .help = "pods capacity of each node"),
+    KD_OPT_STRING("kubelet-version", C, kubelet_version, .def = KD_NODE_DEFAULT_KUBELET_VER,
+                  .help = "nodeInfo.kubeletVersion (match the cluster's version)"),
+    KD_OPT_STRING("runtime", C, runtime, .def = "runtime-sim", .metavar = "PLUGIN",
+                  .help = "runtime plugin: a name (kd-<name>.so in $KD_PLUGIN_DIR) or a path"),
+    KD_OPT_STRING("runtime-config", C, runtime_config, .metavar = "JSON",
+                  .help = "runtime plugin configuration, a JSON object"),
+    KD_OPT_DURATION("lease-interval", C, lease_interval_ms, .def = "10s", .has_min = true,
+                    .min = 100, .has_max = true, .max = 30000,
+                    .help = "node Lease renewal period (lease duration is 40s)"),
+    KD_OPT_DURATION("status-interval", C, status_interval_ms, .def = "60s", .has_min = true,
+                    .min = 1000, .has_max = true, .max = 300000,
+                    .help = "period of Node status updates (Ready heartbeat)"),
+    KD_OPT_DOUBLE("status-qps", C, status_qps, .def = "100", .has_min = true, .min = 0,
+                  .help = "client-side QPS limit of pod status writes and deletes, whole "
+                          "process (0: unlimited)"),
+    KD_OPT_UINT("status-burst", C, status_burst, .def = "200",
+                .help = "burst of pod status writes and deletes"),
+    KD_OPT_DURATION("restart-backoff", C, restart_backoff_ms, .def = "1s", .has_min = true,
+                    .min = 10,
+                    .help = "first delay before restarting a failed sandbox "
+                            "(doubles, capped at 5m)"),
+    KD_OPT_ENUM("log-level", C, log_level, .def = "info", .choices = log_levels,
+                .env = "KD_LOG_LEVEL", .help = "log verbosity"),
+    KD_OPT_ENUM("log-format", C, log_format, .def = "text", .choices = log_formats,
+                .env = "KD_LOG_FORMAT", .help = "log line format"),
+    KD_CONFIG_END,
+};
+#undef C
+
+static const struct kd_k8s_resource namespaces_res = {
+    .group = "", .version = "v1", .resource = "namespaces", .namespaced = false};
+
+static volatile sig_atomic_t got_signal;
+
+static void on_signal_early(int sig)
+{
+	got_signal = sig;
+}
+
+/* Waits until the API Server answers GET namespaces/kube-node-lease. 0, or -EINTR on a signal. */
+static int wait_for_api_server(struct kd_k8s *c, const char *server)
+{
+	for (unsigned attempt = 0;; attempt++) {
+		kd_autoerr struct kd_error *err = NULL;
+		if (kd_k8s_get(c, &namespaces_res, NULL, KD_NODE_LEASE_NAMESPACE, NULL, &err) ==
+		    0) {
+			if (attempt)
+				kd_log_info("API Server %s is up (after %u retries)", server,
+				            attempt);
+			return 0;
+		}
+		uint64_t ms = kd_backoff_ms(attempt, 500, 10000);
+		const char *why = err->errnum == ENOENT
+		                      ? "namespace kube-node-lease does not exist yet"
+		                  : err->http_status ? "API Server answered with an error"
+		                                     : "API Server unreachable";
+		kd_log_warn("waiting for API Server %s: %s: %s; retrying in %llu ms (attempt %u)",
+		            server, why, kd_error_msg(err), (unsigned long long)ms, attempt + 1);
+		struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
+		                      .tv_nsec = (long)(ms % 1000) * 1000000L};
+		while (!got_signal && nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+		if (got_signal)
+			return -EINTR;
+	}
+}
+
+static void on_signalfd(struct kd_loop *loop, int fd, unsigned events, void *arg)
+{
+	(void)events;
+	(void)arg;
+	struct signalfd_siginfo si;
+	if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		kd_log_info("received signal %u, stopping", si.ssi_signo);
+		kd_loop_stop(loop);
+	}
+}
+
+static void on_stats_timer(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	(void)loop;
+	struct kd_node_agent *a = arg;
+	static uint64_t last;
+	uint64_t sum = a->n_started + a->n_ready_patched + a->n_deleted + a->n_failed;
+	if (sum != last) {
+		unsigned up = 0;
+		for (uint64_t i = 0; i < a->cfg->nodes; i++)
+			up += a->nodes[i].registered && a->nodes[i].lease_ok;
+		kd_log_info("nodes %u/%" PRIu64 " up; pods: %d tracked, %" PRIu64
+		            " sandboxes started, %" PRIu64 " ready, %" PRIu64 " deleted, %" PRIu64
+		            " failed, %" PRIu64 " patch errors",
+		            up, a->cfg->nodes, a->pods ? lh_table_length(a->pods) : 0, a->n_started,
+		            a->n_ready_patched, a->n_deleted, a->n_failed, a->n_patch_errors);
+		last = sum;
+	}
+	kd_loop_timer_start(t, 10000);
+}
+
+int main(int argc, char **argv)
+{
+	struct kd_node_cfg cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	struct kd_config_cli cli = {
+	    .prog = "kd-node",
+	    .summary = "kubedirect node agent: registers Nodes, keeps them Ready and runs the pods "
+	               "bound to them through a runtime plugin (kubelet-compatible mode)",
+	    .version = "kd-node " KD_NODE_VERSION,
+	};
+	kd_autoerr struct kd_error *err = NULL;
+	int rc = kd_config_parse_argv(options, &cfg, &cli, argc, argv, 0, NULL, &err);
+	if (rc != 0) {
+		kd_config_free(options, &cfg);
+		if (rc > 0)
+			return 0;
+		fprintf(stderr, "kd-node: %s (see --help)\n", kd_error_msg(err));
+		return 1;
+	}
+	kd_log_init("kd-node", (enum kd_log_level)cfg.log_level,
+	            (enum kd_log_format)cfg.log_format);
+
+	int status = 1;
+	struct kd_node_agent a;
+	memset(&a, 0, sizeof(a));
+	a.cfg = &cfg;
+	struct kd_k8s_config *kcfg = NULL;
+	int sfd = -1;
+	struct kd_timer *stats = NULL;
+
+	a.loop = kd_loop_new();
+	if (!a.loop) {
+		kd_log_error("cannot create the event loop: %s", strerror(errno));
+		goto out;
+	}
+	if (kd_node_nodes_init(&a, &err) < 0) {
+		kd_log_error("%s", kd_error_msg(err));
+		goto out;
+	}
+	if (cfg.kubeconfig && *cfg.kubeconfig)
+		rc = kd_k8s_config_from_kubeconfig(cfg.kubeconfig, cfg.context, &kcfg, &err);
+	else
+		rc = kd_k8s_config_auto(&kcfg, &err);
+	if (rc < 0) {
+		kd_log_error("Kubernetes configuration: %s", kd_error_msg(err));
+		goto out;
+	}
+	a.server = kcfg->server;
+	struct kd_k8s_opts opts = {.user_agent = "kd-node/" KD_NODE_VERSION};
+	if (kd_k8s_new(kcfg, a.loop, &opts, &a.k8s, &err) < 0) {
+		kd_log_error("Kubernetes client: %s", kd_error_msg(err));
+		goto out;
+	}
+	struct kd_k8s_opts popts = {
+	    .user_agent = "kd-node/" KD_NODE_VERSION " (pods)",
+	    .qps = cfg.status_qps,
+	    .burst = (unsigned)cfg.status_burst,
+	};
+	if (kd_k8s_new(kcfg, a.loop, &popts, &a.k8s_pods, &err) < 0) {
+		kd_log_error("Kubernetes client: %s", kd_error_msg(err));
+		goto out;
+	}
+
+	kd_host_init(&a.host, a.loop, "kd-node");
+	a.host.k8s = a.k8s;
+	if (kd_plugin_load(cfg.runtime, KD_PLUGIN_RUNTIME, cfg.runtime_config, &a.host, &a.runtime,
+	                   &err) < 0) {
+		kd_log_error("runtime plugin: %s", kd_error_msg(err));
+		goto out;
+	}
+	a.rt = kd_plugin_ops(a.runtime);
+	a.rt_state = kd_plugin_state(a.runtime);
+	a.runtime_name = kd_plugin_name(a.runtime);
+	a.runtime_version = kd_xasprintf("%s://%s", a.runtime_name, KD_NODE_VERSION);
+	kd_log_info("runtime plugin %s loaded from %s", a.runtime_name, kd_plugin_path(a.runtime));
+
+	/* signals: a flag while waiting synchronously, then a signalfd on the loop */
+	struct sigaction sa = {.sa_handler = on_signal_early};
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (wait_for_api_server(a.k8s, a.server) < 0) {
+		kd_log_info("stopped by signal %d before the API Server was reachable", got_signal);
+		status = 0;
+		goto out;
+	}
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0 || kd_loop_add_fd(a.loop, sfd, KD_LOOP_IN, on_signalfd, NULL) < 0) {
+		kd_log_error("signalfd: %s", strerror(errno));
+		goto out;
+	}
+	if (got_signal) {
+		status = 0;
+		goto out;
+	}
+
+	if (kd_node_pods_init(&a, &err) < 0) {
+		kd_log_error("%s", kd_error_msg(err));
+		goto out;
+	}
+	kd_log_info("serving %" PRIu64 " nodes %s-%" PRIu64 "..%s-%" PRIu64 " (pods %s, /%" PRIu64
+	            " per node, max %" PRIu64 " pods each) via %s",
+	            cfg.nodes, cfg.node_prefix, cfg.node_index_base, cfg.node_prefix,
+	            cfg.node_index_base + cfg.nodes - 1, cfg.pod_cidr, cfg.node_cidr_prefix,
+	            cfg.max_pods, a.server);
+	kd_node_nodes_start(&a);
+	kd_node_pods_start(&a);
+	stats = kd_loop_timer_new(a.loop, on_stats_timer, &a);
+	kd_loop_timer_start(stats, 10000);
+
+	if (kd_loop_run(a.loop) < 0) {
+		kd_log_error("event loop: %s", strerror(errno));
+		status = 2;
+	} else {
+		status = 0;
+	}
+
+out:
+	a.stopping = true;
+	if (a.pods_inf) {
+		kd_informer_free(a.pods_inf);
+		a.pods_inf = NULL;
+	}
+	/* pending calls complete with ECANCELED inside kd_k8s_free; entries are still alive */
+	kd_k8s_free(a.k8s_pods);
+	kd_k8s_free(a.k8s);
+	kd_plugin_unload(a.runtime);
+	kd_node_pods_fini(&a);
+	kd_node_nodes_fini(&a);
+	kd_loop_timer_free(stats);
+	if (sfd >= 0) {
+		kd_loop_del_fd(a.loop, sfd);
+		close(sfd);
+	}
+	free(a.runtime_version);
+	kd_k8s_config_free(kcfg);
+	kd_loop_free(a.loop);
+	kd_config_free(options, &cfg);
+	return status;
+}

@@ -1,0 +1,200 @@
+/* node-agent/podspec.c: translates a Pod object into the runtime's struct kd_sandbox_spec.
+ * Strings are borrowed from the Pod; the arrays live in a kd_node_spec_buf. Unsupported pod
+ * features (volumes, env valueFrom, named probe ports the container does not declare) are
+ * skipped: the runtimes here do not need them. */
+#include <errno.h>
+#include <string.h>
+
+#include "agent.h"
+#include "kd/json.h"
+
+struct kd_node_spec_buf {
+	char *key; /* "ns/name" */
+	struct kd_container_spec *containers;
+	size_t n_containers;
+	/* per container: argv-like arrays, env, ports; freed together */
+	void **allocs;
+	size_t n_allocs;
+};
+
+static void *buf_alloc(struct kd_node_spec_buf *b, size_t n, size_t size)
+{
+	void *p = kd_xcalloc(n ? n : 1, size);
+	b->allocs = kd_xrealloc(b->allocs, (b->n_allocs + 1) * sizeof(*b->allocs));
+	b->allocs[b->n_allocs++] = p;
+	return p;
+}
+
+void kd_node_spec_free(struct kd_node_spec_buf *buf)
+{
+	if (!buf)
+		return;
+	for (size_t i = 0; i < buf->n_allocs; i++)
+		free(buf->allocs[i]);
+	free(buf->allocs);
+	free(buf->containers);
+	free(buf->key);
+	free(buf);
+}
+
+static const char *const *string_array(struct kd_node_spec_buf *b, struct json_object *arr,
+                                       size_t *n_out)
+{
+	size_t n = arr ? json_object_array_length(arr) : 0;
+	*n_out = 0;
+	if (!n)
+		return NULL;
+	const char **out = buf_alloc(b, n, sizeof(*out));
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *s = json_object_array_get_idx(arr, i);
+		if (json_object_is_type(s, json_type_string))
+			out[k++] = json_object_get_string(s);
+	}
+	*n_out = k;
+	return out;
+}
+
+static uint32_t seconds_ms(struct json_object *o, const char *key)
+{
+	int64_t v = 0;
+	if (kd_json_get_int64(o, key, &v) < 0 || v <= 0 || v > 86400)
+		return 0;
+	return (uint32_t)(v * 1000);
+}
+
+/* A probe port: an integer, or the name of one of the container's ports. 0 if unresolvable. */
+static uint16_t probe_port(struct json_object *port, struct json_object *ctr)
+{
+	if (json_object_is_type(port, json_type_int)) {
+		int64_t v = json_object_get_int64(port);
+		return v > 0 && v < 65536 ? (uint16_t)v : 0;
+	}
+	const char *name = json_object_get_string(port);
+	struct json_object *ports = kd_json_get_array(ctr, "ports");
+	size_t n = ports ? json_object_array_length(ports) : 0;
+	for (size_t i = 0; name && i < n; i++) {
+		struct json_object *p = json_object_array_get_idx(ports, i);
+		const char *pn = kd_json_get_string(p, "name");
+		int64_t v = 0;
+		if (pn && strcmp(pn, name) == 0 && kd_json_get_int64(p, "containerPort", &v) == 0 &&
+		    v > 0 && v < 65536)
+			return (uint16_t)v;
+	}
+	return 0;
+}
+
+static void fill_probe(struct kd_node_spec_buf *b, struct json_object *ctr, struct kd_probe *out)
+{
+	struct json_object *p = kd_json_get_object(ctr, "readinessProbe");
+	memset(out, 0, sizeof(*out));
+	if (!p)
+		return;
+	struct json_object *h;
+	if ((h = kd_json_get_object(p, "httpGet"))) {
+		out->type = KD_PROBE_HTTP;
+		out->http_path = kd_json_get_string(h, "path");
+		out->port = probe_port(kd_json_get(h, "port"), ctr);
+	} else if ((h = kd_json_get_object(p, "tcpSocket"))) {
+		out->type = KD_PROBE_TCP;
+		out->port = probe_port(kd_json_get(h, "port"), ctr);
+	} else if ((h = kd_json_get_object(p, "exec"))) {
+		out->type = KD_PROBE_EXEC;
+		out->exec_command =
+		    string_array(b, kd_json_get_array(h, "command"), &out->n_exec_command);
+	}
+	out->initial_delay_ms = seconds_ms(p, "initialDelaySeconds");
+	out->period_ms = seconds_ms(p, "periodSeconds");
+	out->timeout_ms = seconds_ms(p, "timeoutSeconds");
+	int64_t v = 0;
+	if (kd_json_get_int64(p, "successThreshold", &v) == 0 && v > 0 && v < 1000)
+		out->success_threshold = (uint32_t)v;
+	if (kd_json_get_int64(p, "failureThreshold", &v) == 0 && v > 0 && v < 1000)
+		out->failure_threshold = (uint32_t)v;
+}
+
+static void fill_container(struct kd_node_spec_buf *b, struct json_object *ctr,
+                           struct kd_container_spec *out)
+{
+	out->name = kd_json_get_string(ctr, "name");
+	out->image = kd_json_get_string(ctr, "image");
+	out->command = string_array(b, kd_json_get_array(ctr, "command"), &out->n_command);
+	out->args = string_array(b, kd_json_get_array(ctr, "args"), &out->n_args);
+
+	struct json_object *env = kd_json_get_array(ctr, "env");
+	size_t ne = env ? json_object_array_length(env) : 0;
+	if (ne) {
+		struct kd_env_var *ev = buf_alloc(b, ne, sizeof(*ev));
+		size_t k = 0;
+		for (size_t i = 0; i < ne; i++) {
+			struct json_object *e = json_object_array_get_idx(env, i);
+			const char *name = kd_json_get_string(e, "name");
+			if (!name)
+				continue;
+			/* valueFrom (downward API, secrets) is not resolved: empty value */
+			const char *val = kd_json_get_string(e, "value");
+			ev[k].name = name;
+			ev[k].value = val ? val : "";
+			k++;
+		}
+		out->env = ev;
+		out->n_env = k;
+	}
+
+	struct json_object *ports = kd_json_get_array(ctr, "ports");
+	size_t np = ports ? json_object_array_length(ports) : 0;
+	if (np) {
+		struct kd_container_port *cp = buf_alloc(b, np, sizeof(*cp));
+		size_t k = 0;
+		for (size_t i = 0; i < np; i++) {
+			struct json_object *p = json_object_array_get_idx(ports, i);
+			int64_t v = 0;
+			if (kd_json_get_int64(p, "containerPort", &v) < 0 || v <= 0 || v > 65535)
+				continue;
+			cp[k].name = kd_json_get_string(p, "name");
+			cp[k].container_port = (uint16_t)v;
+			cp[k].protocol = kd_json_get_string(p, "protocol");
+			k++;
+		}
+		out->ports = cp;
+		out->n_ports = k;
+	}
+	fill_probe(b, ctr, &out->readiness);
+}
+
+int kd_node_spec_from_pod(struct json_object *pod, const char *node, const char *pod_cidr,
+                          struct kd_sandbox_spec *spec, struct kd_node_spec_buf **buf,
+                          struct kd_error **err)
+{
+	const char *ns = kd_json_get_string(pod, "metadata.namespace");
+	const char *name = kd_json_get_string(pod, "metadata.name");
+	if (!ns || !name)
+		return kd_error_set(err, EINVAL, 0, "pod without metadata.namespace/name");
+	struct json_object *ctrs = kd_json_get_array(pod, "spec.containers");
+	size_t nc = ctrs ? json_object_array_length(ctrs) : 0;
+	if (!nc)
+		return kd_error_set(err, EINVAL, 0, "pod %s/%s: no containers", ns, name);
+
+	struct kd_node_spec_buf *b = kd_xcalloc(1, sizeof(*b));
+	b->containers = kd_xcalloc(nc, sizeof(*b->containers));
+	b->n_containers = nc;
+	for (size_t i = 0; i < nc; i++)
+		fill_container(b, json_object_array_get_idx(ctrs, i), &b->containers[i]);
+
+	b->key = kd_xasprintf("%s/%s", ns, name);
+	memset(spec, 0, sizeof(*spec));
+	spec->key = b->key;
+	spec->ns = ns;
+	spec->name = name;
+	spec->uid = kd_json_get_string(pod, "metadata.uid");
+	spec->node = node;
+	/* adoption: a pod that already has an address keeps it (the runtime re-registers it) */
+	const char *ip = kd_json_get_string(pod, "status.podIP");
+	spec->pod_ip = ip && *ip ? ip : NULL;
+	spec->pod_cidr = pod_cidr;
+	spec->containers = b->containers;
+	spec->n_containers = nc;
+	spec->pod = pod;
+	*buf = b;
+	return 0;
+}
