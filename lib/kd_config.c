@@ -669,6 +669,10 @@ int kd_config_parse_json_str(const struct kd_config_option *opts, void *cfg, con
 		json_tokener_free(tok);
 		if (!obj || jerr != json_tokener_success || json[off] != '\0') {
 			json_object_put(obj);
+			/* leave cfg valid for kd_config_free, as every parse function does */
+			for (size_t i = 0;
+			     !(flags & KD_CONFIG_F_NO_DEFAULTS) && opts && opts[i].key; i++)
+				reset_field(&opts[i], cfg);
 			if (jerr == json_tokener_success)
 				return kd_error_set(
 				    err, EINVAL, 0,

@@ -17,6 +17,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,20 @@ struct sim {
 	struct exit_note *exits;
 };
 
+/* Sets *err through the host table and returns -errnum (whatever error_set returns). */
+static int sim_err(const struct sim *s, struct kd_error **err, int errnum, const char *fmt, ...)
+    KD_PRINTF(4, 5);
+static int sim_err(const struct sim *s, struct kd_error **err, int errnum, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *msg = kd_xvasprintf(fmt, ap);
+	va_end(ap);
+	s->host->error_set(err, errnum, 0, "%s", msg);
+	free(msg);
+	return -errnum;
+}
+
 /* ---- CIDR pools -------------------------------------------------------------------------------
  */
 static int parse_cidr(const char *s, uint32_t *base, unsigned *prefix)
@@ -141,32 +156,31 @@ static void pool_free(struct pool *p)
 	free(p);
 }
 
-/* Finds or creates the pool for `cidr`. */
-static int pool_get(struct sim *s, const char *cidr, struct pool **out, struct kd_error **err)
+/* Finds or creates the pool for `cidr`. Returns it (owned by s), or NULL with *err (EINVAL). */
+static struct pool *pool_get(struct sim *s, const char *cidr, struct kd_error **err)
 {
 	uint32_t base;
 	unsigned prefix;
-	if (parse_cidr(cidr, &base, &prefix) < 0)
-		return s->host->error_set(
-		    err, EINVAL, 0,
-		    "pod CIDR \"%s\" is not an IPv4 CIDR with a prefix length "
-		    "between 8 and 30",
-		    cidr);
+	if (parse_cidr(cidr, &base, &prefix) < 0) {
+		sim_err(s, err, EINVAL,
+		        "pod CIDR \"%s\" is not an IPv4 CIDR with a prefix length between 8 and 30",
+		        cidr);
+		return NULL;
+	}
 	uint32_t size = 1u << (32 - prefix);
 	for (struct pool **pp = &s->pools; *pp;) {
 		struct pool *p = *pp;
-		if (p->base == base && p->size == size) {
-			*out = p;
-			return 0;
-		}
+		if (p->base == base && p->size == size)
+			return p;
 		/* compare last addresses: no overflow at 255.255.255.255 */
 		uint32_t last = base + (size - 1), plast = p->base + (p->size - 1);
 		bool overlap = base <= plast && p->base <= last;
-		if (overlap && p->used)
-			return s->host->error_set(err, EINVAL, 0,
-			                          "pod CIDR %s overlaps %s, which still has %u "
-			                          "addresses in use",
-			                          cidr, p->cidr, p->used);
+		if (overlap && p->used) {
+			sim_err(s, err, EINVAL,
+			        "pod CIDR %s overlaps %s, which still has %u addresses in use",
+			        cidr, p->cidr, p->used);
+			return NULL;
+		}
 		if (overlap) {
 			*pp = p->next;
 			pool_free(p);
@@ -184,16 +198,15 @@ static int pool_get(struct sim *s, const char *cidr, struct pool **out, struct k
 	p->bits = kd_xcalloc(size / 8 + 1, 1);
 	p->next = s->pools;
 	s->pools = p;
-	*out = p;
-	return 0;
+	return p;
 }
 
 static int pool_alloc(struct sim *s, struct pool *p, uint32_t *off, struct kd_error **err)
 {
 	if (p->used >= pool_usable(p))
-		return s->host->error_set(err, EADDRNOTAVAIL, 0,
-		                          "pod CIDR %s is exhausted (%u of %u addresses in use)",
-		                          p->cidr, p->used, pool_usable(p));
+		return sim_err(s, err, EADDRNOTAVAIL,
+		               "pod CIDR %s is exhausted (%u of %u addresses in use)", p->cidr,
+		               p->used, pool_usable(p));
 	uint32_t o = p->cursor;
 	for (;;) {
 		if (o < 2 || o > p->size - 2)
@@ -346,12 +359,11 @@ static int sim_start(void *state, const struct kd_sandbox_spec *spec, kd_runtime
 {
 	struct sim *s = state;
 	if (!spec || !spec->key || !*spec->key)
-		return s->host->error_set(err, EINVAL, 0, "runtime-sim: start: spec without a key");
+		return sim_err(s, err, EINVAL, "runtime-sim: start: spec without a key");
 	struct kd_error *e = NULL;
 	int rc = start_sandbox(s, spec, cb, cb_arg, &e);
 	if (rc) {
-		s->host->error_set(err, -rc, 0, "runtime-sim: start %s: %s", spec->key,
-		                   kd_error_msg(e));
+		sim_err(s, err, -rc, "runtime-sim: start %s: %s", spec->key, kd_error_msg(e));
 		kd_error_free(e);
 	}
 	return rc;
@@ -364,37 +376,36 @@ static int start_sandbox(struct sim *s, const struct kd_sandbox_spec *spec, kd_r
 	if (*pp) {
 		struct sandbox *old = *pp;
 		if (old->uid && spec->uid && strcmp(old->uid, spec->uid) != 0)
-			return s->host->error_set(
-			    err, EBUSY, 0,
-			    "a sandbox with uid %s already exists (asked for uid "
-			    "%s)",
-			    old->uid, spec->uid);
+			return sim_err(s, err, EBUSY,
+			               "a sandbox with uid %s already exists (asked for uid "
+			               "%s)",
+			               old->uid, spec->uid);
 		if (!old->uid && spec->uid)
 			old->uid = kd_xstrdup(spec->uid);
 		return 0; /* idempotent */
 	}
 	const char *cidr = spec->pod_cidr && *spec->pod_cidr ? spec->pod_cidr : s->cfg->pod_cidr;
-	struct pool *pool = NULL;
-	int rc = pool_get(s, cidr, &pool, err);
-	if (rc)
-		return rc;
+	struct pool *pool = pool_get(s, cidr, err);
+	if (!pool)
+		return -EINVAL;
+	int rc;
 	uint32_t off = 0;
 	if (spec->pod_ip && *spec->pod_ip) {
 		struct in_addr in;
 		if (inet_pton(AF_INET, spec->pod_ip, &in) != 1) {
-			return s->host->error_set(
-			    err, EINVAL, 0, "pod IP \"%s\" is not an IPv4 address", spec->pod_ip);
+			return sim_err(s, err, EINVAL, "pod IP \"%s\" is not an IPv4 address",
+			               spec->pod_ip);
 		}
 		uint32_t ip = ntohl(in.s_addr);
 		off = ip - pool->base;
 		if (ip < pool->base || off < 2 || off > pool->size - 2) {
-			return s->host->error_set(
-			    err, EINVAL, 0, "pod IP %s is not a usable address of pod CIDR %s",
-			    spec->pod_ip, pool->cidr);
+			return sim_err(s, err, EINVAL,
+			               "pod IP %s is not a usable address of pod CIDR %s",
+			               spec->pod_ip, pool->cidr);
 		}
 		if (bit_get(pool, off)) {
-			return s->host->error_set(err, EADDRINUSE, 0, "pod IP %s is already in use",
-			                          spec->pod_ip);
+			return sim_err(s, err, EADDRINUSE, "pod IP %s is already in use",
+			               spec->pod_ip);
 		}
 		bit_set(pool, off, true);
 		pool->used++;
@@ -428,12 +439,11 @@ static int sim_stop(void *state, const char *key, uint32_t grace_ms, struct kd_e
 	(void)grace_ms;
 	struct sim *s = state;
 	if (!key)
-		return s->host->error_set(err, EINVAL, 0, "runtime-sim: stop: no key");
+		return sim_err(s, err, EINVAL, "runtime-sim: stop: no key");
 	struct sandbox **pp = slot(s, key);
 	struct sandbox *sb = *pp;
 	if (!sb)
-		return s->host->error_set(err, ENOENT, 0, "runtime-sim: stop %s: no such sandbox",
-		                          key);
+		return sim_err(s, err, ENOENT, "runtime-sim: stop %s: no such sandbox", key);
 	*pp = sb->hnext;
 	s->count--;
 	struct exit_note *n = kd_xcalloc(1, sizeof(*n));
@@ -494,8 +504,14 @@ static void sim_fini(void *state)
 			sb = next;
 		}
 	}
-	while (s->exits)
-		exit_note_free(s->exits);
+	for (struct exit_note *n = s->exits, *next; n; n = next) {
+		next = n->next;
+		s->host->timer_free(n->timer);
+		free(n->key);
+		free(n->uid);
+		free(n);
+	}
+	s->exits = NULL;
 	while (s->pools) {
 		struct pool *p = s->pools;
 		s->pools = p->next;
@@ -511,11 +527,14 @@ static int sim_init(const struct kd_host *host, const void *config, void **state
 	const struct sim_config *cfg = config;
 	uint32_t base;
 	unsigned prefix;
-	if (parse_cidr(cfg->pod_cidr, &base, &prefix) < 0)
-		return host->error_set(err, EINVAL, 0,
-		                       "pod-cidr: \"%s\" is not an IPv4 CIDR with a prefix length "
-		                       "between 8 and 30",
-		                       cfg->pod_cidr);
+	if (parse_cidr(cfg->pod_cidr, &base, &prefix) < 0) {
+		host->error_set(
+		    err, EINVAL, 0,
+		    "pod-cidr: \"%s\" is not an IPv4 CIDR with a prefix length between 8 "
+		    "and 30",
+		    cfg->pod_cidr);
+		return -EINVAL;
+	}
 	struct sim *s = kd_xcalloc(1, sizeof(*s));
 	s->host = host;
 	s->cfg = cfg;

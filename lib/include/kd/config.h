@@ -51,16 +51,18 @@ struct kd_strlist {
 	size_t n;
 };
 
+/* Fill with designated initializers (or the KD_OPT_* macros): the member order is not ABI-stable
+ * source-wise, only binary-wise (build signature). */
 struct kd_config_option {
 	const char *key; /* "ready-delay": argv --ready-delay, JSON "ready-delay"; NULL ends */
 	enum kd_config_type type; /* fixes the C type of the field, see above */
-	size_t offset;            /* offsetof(struct ..., field) */
-	const char *def;          /* default, parsed like user input; NULL: zero / NULL / empty */
-	const char *help;         /* one sentence, no trailing period needed */
-	const char *env; /* environment variable consulted before explicit values, or NULL */
-	bool required;   /* must be given (default, env or explicit); strings must be non-empty */
+	bool required; /* must be given (default, env or explicit); strings must be non-empty */
+	bool has_min, has_max; /* numeric range checks (durations in milliseconds) */
+	size_t offset;         /* offsetof(struct ..., field) */
+	const char *def;       /* default, parsed like user input; NULL: zero / NULL / empty */
+	const char *help;      /* one sentence, no trailing period needed */
+	const char *env;       /* environment variable consulted before explicit values, or NULL */
 	const char *const *choices; /* KD_CONFIG_ENUM: NULL-terminated allowed values */
-	bool has_min, has_max;      /* numeric range checks (durations in milliseconds) */
 	double min, max;
 	const char *metavar; /* placeholder in --help ("CIDR"); NULL: derived from the type */
 };
