@@ -21,6 +21,10 @@
 #define BACKOFF_CAP_DEF      2000u
 #define WRITES_PER_CB        64 /* frames written per WRITEABLE callback at most */
 #define PROTO_NAME           "kd.v1"
+/* After writing an error message, how long we wait for the peer to close (reading and dropping
+ * its input meanwhile) before closing ourselves: closing with unread input resets the TCP
+ * connection, and the peer could lose the error message that says why. */
+#define CLOSE_LINGER_MS 1000u
 
 /* ---- lws logging into kd_log ---------------------------------------------------------------- */
 
@@ -170,6 +174,8 @@ struct conn {
 	bool ping_due;
 	bool established;
 	int close_code; /* non-zero: close once q is flushed */
+	bool linger;    /* after the flush, wait (bounded) for the peer to close first */
+	uint64_t close_deadline_ms;
 	char close_reason[320];
 	uint64_t last_rx_ms;
 	uint64_t last_ping_ms;
@@ -364,6 +370,7 @@ static int conn_close_now(struct conn *c, int code, const char *fmt, ...)
 	uint64_t epoch = c->side == SIDE_UP ? kd_hs_up_epoch(c->up->hs) : kd_hs_conn_epoch(c->hs);
 	kd_automsg struct kd_msg *e = kd_msg_new_error(epoch, KD_CODE_MALFORMED, "%s", reason);
 	conn_queue_msg(c, e);
+	c->linger = true;
 	conn_close_after_flush(c, code, "%s", reason);
 	return -1;
 }
@@ -376,7 +383,8 @@ static void conn_kill(struct conn *c, const char *reason)
 	struct evl *e = conn_evl(c);
 	if (!c->wsi)
 		return;
-	snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
+	if (reason != c->close_reason)
+		snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
 	if (!c->close_code)
 		c->close_code = LWS_CLOSE_STATUS_GOINGAWAY;
 	if (e->pumping) {
@@ -393,6 +401,14 @@ static void ka_timer_cb(struct kd_loop *loop, struct kd_timer *t, void *arg)
 	struct conn *c = arg;
 	struct xport *x = conn_x(c);
 	uint64_t now = kd_loop_now_ms(loop);
+	if (c->close_deadline_ms) {
+		if (now >= c->close_deadline_ms) {
+			conn_kill(c, c->close_reason); /* frees c */
+			return;
+		}
+		kd_loop_timer_start(t, c->close_deadline_ms - now);
+		return;
+	}
 	uint64_t quiet = now - c->last_rx_ms;
 	if (quiet >= x->dead_ms) {
 		conn_st(c)->dead_peers++;
@@ -452,6 +468,22 @@ static int write_frame(struct conn *c, char *buf, size_t len)
 		return -1;
 	conn_st(c)->frames_out++;
 	return 0;
+}
+
+/* Everything queued before the close is written: close now, or linger for the peer to close. */
+static int conn_flushed_close(struct conn *c)
+{
+	if (c->linger) {
+		if (!c->close_deadline_ms) {
+			c->close_deadline_ms = kd_loop_now_ms(conn_evl(c)->loop) + CLOSE_LINGER_MS;
+			if (c->ka)
+				kd_loop_timer_start(c->ka, CLOSE_LINGER_MS);
+		}
+		return 0;
+	}
+	lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
+	                 (unsigned char *)c->close_reason, strlen(c->close_reason));
+	return -1;
 }
 
 /* Writes the ping and control frames; returns 1 when more is pending, 0 when the control queue
@@ -547,6 +579,7 @@ static struct kd_msg *rx_decode(struct conn *c, uint64_t epoch)
 		kd_automsg struct kd_msg *e =
 		    kd_msg_new_error(epoch, KD_CODE_MALFORMED, "%s", kd_error_msg(err));
 		conn_queue_msg(c, e);
+		c->linger = true;
 		conn_close_after_flush(c, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "malformed frame: %s",
 		                       kd_error_msg(err));
 		return NULL;
@@ -746,11 +779,17 @@ static int up_write_pend(struct kd_chan_up *up, struct pend *p)
 		             kd_error_msg(err));
 		return -1;
 	}
+	kd_autofree char *dup = NULL;
+	if (up->fault_dup) {
+		/* lws_write masks the payload in place: the copy must be taken first */
+		dup = kd_xmalloc(LWS_PRE + len + 1);
+		memcpy(dup, buf, LWS_PRE + len + 1);
+	}
 	if (write_frame(c, buf, len) < 0)
 		return -1;
 	up->st.sent++;
-	if (up->fault_dup) {
-		if (write_frame(c, buf, len) < 0)
+	if (dup) {
+		if (write_frame(c, dup, len) < 0)
 			return -1;
 		up->st.sent++;
 	}
@@ -764,11 +803,8 @@ static int up_writeable(struct kd_chan_up *up)
 	int rc = flush_control(c, &budget);
 	if (rc < 0)
 		return -1;
-	if (rc == 0 && c->close_code) {
-		lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
-		                 (unsigned char *)c->close_reason, strlen(c->close_reason));
-		return -1;
-	}
+	if (rc == 0 && c->close_code)
+		return conn_flushed_close(c);
 	if (rc == 0 && kd_hs_up_ready(up->hs)) {
 		while (up->cursor && budget > 0 && !lws_send_pipe_choked(c->wsi)) {
 			struct pend *p = up->cursor;
@@ -1274,6 +1310,7 @@ static void down_on_msg(struct kd_chan_down *d, struct conn *c, const struct kd_
 	if (rc < 0) {
 		if (rc == -ESTALE || rc == -EBUSY)
 			d->st.rejected++;
+		c->linger = m->type != KD_MSG_ERROR; /* we answered with an error message */
 		conn_close_after_flush(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "%s message: %s",
 		                       kd_msg_type_name(m->type), kd_error_msg(err));
 	}
@@ -1285,11 +1322,8 @@ static int down_writeable(struct conn *c)
 	int rc = flush_control(c, &budget);
 	if (rc < 0)
 		return -1;
-	if (rc == 0 && c->close_code) {
-		lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
-		                 (unsigned char *)c->close_reason, strlen(c->close_reason));
-		return -1;
-	}
+	if (rc == 0 && c->close_code)
+		return conn_flushed_close(c);
 	if (c->q_head || c->ping_due)
 		lws_callback_on_writable(c->wsi);
 	return 0;
