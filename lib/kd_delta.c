@@ -355,6 +355,16 @@ static size_t utf8_valid_prefix(const unsigned char *s, size_t len)
 {
 	size_t i = 0;
 	while (i < len) {
+		/* fast path: 8 ASCII bytes without NUL at a time */
+		if (len - i >= 8) {
+			uint64_t w;
+			memcpy(&w, s + i, 8);
+			uint64_t nul = (w - 0x0101010101010101ULL) & ~w & 0x8080808080808080ULL;
+			if (((w & 0x8080808080808080ULL) | nul) == 0) {
+				i += 8;
+				continue;
+			}
+		}
 		unsigned char c = s[i];
 		if (c >= 0x01 && c < 0x80) {
 			i++;
@@ -1353,7 +1363,7 @@ static int dec_keys(struct dctx *d, json_object *root, const char *field, struct
 static int dec_body(struct dctx *d, json_object *root, struct kd_msg *m)
 {
 	int rc = 0;
-	int64_t x;
+	int64_t x = 0;
 	bool present;
 	switch (m->type) {
 	case KD_MSG_HELLO:
@@ -1421,8 +1431,8 @@ int kd_msg_decode(const char *buf, size_t len, const struct kd_delta_limits *lim
 	__attribute__((cleanup(tok_freep))) json_tokener *tok = json_tokener_new_ex(JSON_MAX_DEPTH);
 	if (!tok)
 		return kd_error_set(err, ENOMEM, 0, "decode: cannot allocate a JSON tokener");
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS |
-	                                JSON_TOKENER_VALIDATE_UTF8);
+	/* no JSON_TOKENER_VALIDATE_UTF8: the whole frame was validated above */
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS);
 	__attribute__((cleanup(json_putp))) json_object *root =
 	    json_tokener_parse_ex(tok, buf, (int)len);
 	enum json_tokener_error jerr = json_tokener_get_error(tok);
