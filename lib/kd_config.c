@@ -41,8 +41,7 @@ static char *sb_take(struct sb *b)
 	return b->s;
 }
 
-/* ---- helpers ----------------------------------------------------------------------------------
- */
+/* --- helpers ---------------------------------------------------------------------------------- */
 static size_t count_opts(const struct kd_config_option *opts)
 {
 	size_t n = 0;
@@ -160,8 +159,7 @@ static void strlist_push(struct kd_strlist *l, const char *s, size_t len)
 	l->items[l->n++] = kd_xstrndup(s, len);
 }
 
-/* ---- durations --------------------------------------------------------------------------------
- */
+/* --- durations -------------------------------------------------------------------------------- */
 int kd_config_parse_duration(const char *s, uint64_t *out_ms)
 {
 	if (!s || !*s)
@@ -226,8 +224,7 @@ char *kd_config_format_duration(uint64_t ms)
 	return sb_take(&b);
 }
 
-/* ---- parsing one value ------------------------------------------------------------------------
- */
+/* --- parsing one value ------------------------------------------------------------------------ */
 static int check_range(const struct kd_config_option *o, double v, const char *label,
                        const char *value, struct kd_error **err)
 {
@@ -418,8 +415,7 @@ const struct kd_config_option *kd_config_find(const struct kd_config_option *opt
 	return NULL;
 }
 
-/* ---- sources ----------------------------------------------------------------------------------
- */
+/* --- sources ---------------------------------------------------------------------------------- */
 static char *opt_label(const struct kd_config_option *o, const char *what)
 {
 	if (what)
@@ -689,8 +685,7 @@ int kd_config_parse_json_str(const struct kd_config_option *opts, void *cfg, con
 	return rc;
 }
 
-/* ---- argv -------------------------------------------------------------------------------------
- */
+/* --- argv ------------------------------------------------------------------------------------- */
 int kd_config_parse_argv(const struct kd_config_option *opts, void *cfg,
                          const struct kd_config_cli *cli, int argc, char *const *argv,
                          unsigned flags, int *first_arg, struct kd_error **err)
@@ -762,8 +757,7 @@ int kd_config_parse_argv(const struct kd_config_option *opts, void *cfg,
 	return finish(opts, cfg, flags, given, true, NULL, err);
 }
 
-/* ---- validation -------------------------------------------------------------------------------
- */
+/* --- validation ------------------------------------------------------------------------------- */
 int kd_config_validate_table(const struct kd_config_option *opts, size_t cfg_size,
                              struct kd_error **err)
 {
@@ -808,8 +802,7 @@ int kd_config_validate_table(const struct kd_config_option *opts, size_t cfg_siz
 	return rc;
 }
 
-/* ---- help and docs ----------------------------------------------------------------------------
- */
+/* --- help and docs ---------------------------------------------------------------------------- */
 static char *metavar(const struct kd_config_option *o)
 {
 	if (o->metavar)

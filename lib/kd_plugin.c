@@ -53,10 +53,10 @@ void kd_host_init(struct kd_host *host, struct kd_loop *loop, const char *compon
 	host->timer_stop = kd_loop_timer_stop;
 	host->timer_free = kd_loop_timer_free;
 	host->now_ms = kd_loop_now_ms;
+	host->post = kd_loop_post;
 }
 
-/* ---- search path ------------------------------------------------------------------------------
- */
+/* --- search path ------------------------------------------------------------------------------ */
 static bool try_dir(const char *dir, size_t dirlen, const char *name, char **path, char **tried)
 {
 	if (dirlen == 0)
@@ -96,8 +96,7 @@ int kd_plugin_find(const char *ref, char **path, struct kd_error **err)
 	                    ref, tried ? tried : "nothing");
 }
 
-/* ---- descriptor checks ------------------------------------------------------------------------
- */
+/* --- descriptor checks ------------------------------------------------------------------------ */
 static int check_ops(const struct kd_plugin *d, const char *path, struct kd_error **err)
 {
 	if (!d->ops)
@@ -184,8 +183,7 @@ static int check_desc(const struct kd_plugin *d, const char *ref, const char *pa
 	return 0;
 }
 
-/* ---- load / unload ----------------------------------------------------------------------------
- */
+/* --- load / unload ---------------------------------------------------------------------------- */
 static void handle_free(struct kd_plugin_handle *h)
 {
 	if (h->config) {

@@ -67,6 +67,7 @@ struct sandbox {
 	kd_runtime_event_cb cb;
 	void *cb_arg;
 	struct kd_timer *timer;
+	struct exit_note *waiting_on; /* EXITED of the previous sandbox of this key, not yet sent */
 };
 
 /* An EXITED event waiting for the next loop iteration after stop(). */
@@ -78,6 +79,7 @@ struct exit_note {
 	kd_runtime_event_cb cb;
 	void *cb_arg;
 	struct kd_timer *timer;
+	struct sandbox *successor; /* a new sandbox of the same key, started after this EXITED */
 };
 
 struct sim {
@@ -103,8 +105,7 @@ static int sim_err(const struct sim *s, struct kd_error **err, int errnum, const
 	return -errnum;
 }
 
-/* ---- CIDR pools -------------------------------------------------------------------------------
- */
+/* --- CIDR pools ------------------------------------------------------------------------------- */
 static int parse_cidr(const char *s, uint32_t *base, unsigned *prefix)
 {
 	const char *slash = strchr(s, '/');
@@ -230,8 +231,7 @@ static void pool_release(struct pool *p, uint32_t off)
 	}
 }
 
-/* ---- sandbox table ----------------------------------------------------------------------------
- */
+/* --- sandbox table ---------------------------------------------------------------------------- */
 static size_t hash_key(const char *k)
 {
 	size_t h = 5381;
@@ -269,6 +269,8 @@ static void grow(struct sim *s)
 
 static void sandbox_free(struct sandbox *sb)
 {
+	if (sb->waiting_on)
+		sb->waiting_on->successor = NULL;
 	sb->sim->host->timer_free(sb->timer);
 	if (sb->pool)
 		pool_release(sb->pool, sb->offset);
@@ -342,6 +344,11 @@ static void on_exit_timer(struct kd_loop *loop, struct kd_timer *timer, void *ar
 	char ip[KD_IP_STRLEN];
 	memcpy(ip, n->ip, sizeof(ip));
 	n->key = n->uid = NULL;
+	/* a successor's STARTED is armed now, so it follows this EXITED */
+	if (n->successor) {
+		n->successor->waiting_on = NULL;
+		s->host->timer_start(n->successor->timer, 0);
+	}
 	exit_note_free(n);
 	emit(s, cb, cb_arg, KD_RUNTIME_EXITED, key, uid, ip[0] ? ip : NULL, "Stopped",
 	     "sandbox stopped");
@@ -349,8 +356,7 @@ static void on_exit_timer(struct kd_loop *loop, struct kd_timer *timer, void *ar
 	free(uid);
 }
 
-/* ---- ops --------------------------------------------------------------------------------------
- */
+/* --- ops -------------------------------------------------------------------------------------- */
 static int start_sandbox(struct sim *s, const struct kd_sandbox_spec *spec, kd_runtime_event_cb cb,
                          void *cb_arg, struct kd_error **err);
 
@@ -427,7 +433,17 @@ static int start_sandbox(struct sim *s, const struct kd_sandbox_spec *spec, kd_r
 	sb->cb = cb;
 	sb->cb_arg = cb_arg;
 	sb->timer = s->host->timer_new(s->host->loop, on_sandbox_timer, sb);
-	s->host->timer_start(sb->timer, 0);
+	/* If the key's previous sandbox has its EXITED pending, STARTED waits for it: a consumer
+	 * never sees the new STARTED before the old EXITED. */
+	for (struct exit_note *n = s->exits; n; n = n->next) {
+		if (!n->successor && strcmp(n->key, sb->key) == 0) {
+			n->successor = sb;
+			sb->waiting_on = n;
+			break;
+		}
+	}
+	if (!sb->waiting_on)
+		s->host->timer_start(sb->timer, 0);
 	*pp = sb;
 	if (++s->count > s->nbuckets * 2)
 		grow(s);
@@ -489,8 +505,7 @@ static const struct kd_runtime_ops sim_ops = {
     .status = sim_status,
 };
 
-/* ---- lifecycle --------------------------------------------------------------------------------
- */
+/* --- lifecycle -------------------------------------------------------------------------------- */
 static void sim_fini(void *state)
 {
 	struct sim *s = state;

@@ -420,6 +420,7 @@ static void has_member_respects_struct_size(void **state)
 	assert_non_null(host.timer_stop);
 	assert_non_null(host.timer_free);
 	assert_non_null(host.now_ms);
+	assert_non_null(host.post);
 	assert_string_equal(kd_plugin_kind_name(KD_PLUGIN_RUNTIME), "runtime");
 	assert_string_equal(kd_plugin_kind_name((enum kd_plugin_kind)99), "unknown");
 }

@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -339,6 +340,49 @@ static void spec_cidr_and_explicit_ip_are_honoured(void **state)
 	run_until(KD_RUNTIME_READY, 2, 2000);
 }
 
+static void restart_of_a_key_reports_exited_before_the_new_started(void **state)
+{
+	(void)state;
+	assert_int_equal(load(NULL, NULL), 0);
+	char key[64];
+	/* many keys at once, so that timer order alone would interleave events */
+	for (int i = 0; i < 50; i++) {
+		snprintf(key, sizeof(key), "ns/r-%d", i);
+		assert_int_equal(start(key, "old", NULL, NULL, NULL), 0);
+	}
+	run_until(KD_RUNTIME_READY, 50, 2000);
+	for (int i = 0; i < 50; i++) {
+		snprintf(key, sizeof(key), "ns/r-%d", i);
+		assert_int_equal(ops->stop(rt, key, 0, NULL), 0);
+		assert_int_equal(start(key, "new", NULL, NULL, NULL), 0);
+	}
+	/* stop + start again before the first EXITED went out; the second sandbox is stopped
+	 * before it ever started and must still report EXITED exactly once */
+	assert_int_equal(ops->stop(rt, "ns/r-0", 0, NULL), 0);
+	assert_int_equal(start("ns/r-0", "newer", NULL, NULL, NULL), 0);
+	run_until(KD_RUNTIME_READY, 100, 2000);
+	assert_int_equal(count_events(KD_RUNTIME_EXITED, NULL), 51);
+	for (int i = 0; i < 50; i++) {
+		snprintf(key, sizeof(key), "ns/r-%d", i);
+		size_t exited = SIZE_MAX, started = 0, n_started = 0;
+		for (size_t j = 0; j < events.n; j++) {
+			if (strcmp(events.v[j].key, key) != 0)
+				continue;
+			if (events.v[j].type == KD_RUNTIME_EXITED && exited == SIZE_MAX)
+				exited = j;
+			if (events.v[j].type == KD_RUNTIME_STARTED) {
+				started = j;
+				n_started++;
+			}
+		}
+		assert_int_equal(n_started, 2); /* the never-started "new" r-0 reports no STARTED */
+		assert_true(exited < started);
+	}
+	struct kd_sandbox_status st;
+	assert_int_equal(ops->status(rt, "ns/r-0", &st), 0);
+	assert_string_equal(st.uid, "newer");
+}
+
 static void fini_cancels_pending_events(void **state)
 {
 	(void)state;
@@ -410,6 +454,8 @@ int main(void)
 	    cmocka_unit_test_teardown(stop_reports_exited_and_ip_is_reused_after_exhaustion,
 	                              teardown),
 	    cmocka_unit_test_teardown(spec_cidr_and_explicit_ip_are_honoured, teardown),
+	    cmocka_unit_test_teardown(restart_of_a_key_reports_exited_before_the_new_started,
+	                              teardown),
 	    cmocka_unit_test_teardown(fini_cancels_pending_events, teardown),
 	    cmocka_unit_test_teardown(bad_config_is_refused_with_a_clear_error, teardown),
 	    cmocka_unit_test_teardown(plugin_docs_are_generated_from_its_table, teardown),

@@ -77,11 +77,16 @@ struct kd_host {
 	uint64_t (*now_ms)(struct kd_loop *loop); /* monotonic ms, cached per loop iteration */
 	void *k8s;      /* opaque Kubernetes client of the host (struct kd_k8s *), or NULL */
 	void *host_arg; /* for the host's own use (e.g. test hooks); plugins must ignore it */
-	                /* New members only below this line. */
+	/* Thread-safe: runs fn(loop, arg) on the loop thread (kd_loop_post), e.g. to hand results
+	 * of a plugin's helper thread back to the loop. 0 or -errno. */
+	int (*post)(struct kd_loop *loop, kd_loop_post_cb fn, void *arg);
+
+	/* New members only below this line. */
 };
 
 /* Fills *host with libkd's own services (kd_log_write, kd_error_set, kd_loop_timer_*,
- * kd_loop_now_ms) for `loop` (borrowed) and `component` (borrowed). k8s and host_arg are NULL. */
+ * kd_loop_now_ms, kd_loop_post) for `loop` (borrowed) and `component` (borrowed). k8s and host_arg
+ * are NULL. */
 void kd_host_init(struct kd_host *host, struct kd_loop *loop, const char *component);
 
 /* The plugin descriptor. Returned by kd_plugin_entry; static and const, lives as long as the .so

@@ -106,8 +106,10 @@ struct kd_runtime_event {
 	uint64_t at_ms;      /* host loop time of the change */
 };
 
-/* Called on the loop thread, never from inside start/stop/status (no reentrancy). After FAILED or
- * EXITED no further event is delivered for that sandbox. The callback may call start/stop. */
+/* Called on the loop thread, never from inside start/stop/status (no reentrancy). Per sandbox:
+ * STARTED before READY; after FAILED or EXITED nothing more. When a key is started again right
+ * after a stop, the old sandbox's EXITED is delivered before the new one's STARTED (tell them
+ * apart by uid). The callback may call start/stop. */
 typedef void (*kd_runtime_event_cb)(const struct kd_runtime_event *ev, void *arg);
 
 enum kd_sandbox_phase {
