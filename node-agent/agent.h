@@ -11,8 +11,8 @@
  *    gets exactly one sandbox from the runtime plugin (keyed "ns/name", started once whatever
  *    events repeat); when the runtime reports ready its status is patched (strategic merge
  *    patch on pods/NAME/status with a uid precondition), asynchronously through a second
- *    client with its own rate limit (--status-qps/--status-burst), coalesced per pod, retried
- *    with backoff.
+ *    client with its own rate limit (--status-qps/--status-burst per node, like one kubelet
+ *    each, times --nodes for the process), coalesced per pod, retried with backoff.
  *
  * Two Kubernetes clients: `k8s` (watch, Node, Lease; not rate limited, so heartbeats never queue
  * behind a burst of pod writes) and `k8s_pods` (pod status patches and deletes, rate limited). */

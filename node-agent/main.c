@@ -60,11 +60,12 @@ static const struct kd_config_option options[] = {
     KD_OPT_DURATION("status-interval", C, status_interval_ms, .def = "60s", .has_min = true,
                     .min = 1000, .has_max = true, .max = 300000,
                     .help = "period of Node status updates (Ready heartbeat)"),
-    KD_OPT_DOUBLE("status-qps", C, status_qps, .def = "100", .has_min = true, .min = 0,
-                  .help = "client-side QPS limit of pod status writes and deletes, whole "
-                          "process (0: unlimited)"),
-    KD_OPT_UINT("status-burst", C, status_burst, .def = "200",
-                .help = "burst of pod status writes and deletes"),
+    KD_OPT_DOUBLE("status-qps", C, status_qps, .def = "50", .has_min = true, .min = 0,
+                  .help = "client-side QPS of pod status writes and deletes per node, as each "
+                          "kubelet has (kubelet default 50); the process limit is this times "
+                          "--nodes (0: unlimited)"),
+    KD_OPT_UINT("status-burst", C, status_burst, .def = "100",
+                .help = "burst of pod status writes and deletes per node (times --nodes)"),
     KD_OPT_DURATION("restart-backoff", C, restart_backoff_ms, .def = "1s", .has_min = true,
                     .min = 10,
                     .help = "first delay before restarting a failed sandbox "
@@ -201,8 +202,8 @@ int main(int argc, char **argv)
 	}
 	struct kd_k8s_opts popts = {
 	    .user_agent = "kd-node/" KD_NODE_VERSION " (pods)",
-	    .qps = cfg.status_qps,
-	    .burst = (unsigned)cfg.status_burst,
+	    .qps = cfg.status_qps * (double)cfg.nodes,
+	    .burst = (unsigned)KD_MIN(cfg.status_burst * cfg.nodes, 1000000u),
 	};
 	if (kd_k8s_new(kcfg, a.loop, &popts, &a.k8s_pods, &err) < 0) {
 		kd_log_error("Kubernetes client: %s", kd_error_msg(err));

@@ -1,0 +1,432 @@
+/* bench/scale-pods-vanilla: the vanilla arm of DESIGN.md's `scale-pods` benchmark on the rig.
+ *
+ * For each N in --counts: scale a Deployment from 0 to N through its scale subresource and
+ * record, through a pod watch (informer) started before the scale request, when each pod is
+ * first seen (created) and first seen Ready=True. Reports the time from the scale request until
+ * the 50th/90th/100th percentile pod was Ready (KubeDirect's metric), and the same for creation,
+ * then scales back to 0 and waits until every pod is gone before the next N.
+ *
+ * Pods run wherever the scheduler puts them; on the rig that is kd-node with runtime-sim
+ * (--node-selector defaults to kd-node's nodes), so the numbers measure the control plane:
+ * deployment and replicaset controllers, scheduler, node agent status writes and the watch.
+ *
+ * Output: a table on stdout, and JSON (--json FILE). Exit 0 if every run reached N Ready pods
+ * within --timeout, 1 otherwise. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kd/config.h"
+#include "kd/json.h"
+#include "kd/k8s.h"
+#include "kd/log.h"
+#include "kd/loop.h"
+#include "kd/watch.h"
+
+struct bench_cfg {
+	char *kubeconfig;
+	char *ns;
+	char *name;
+	char *image;
+	char *node_selector;
+	struct kd_strlist counts;
+	uint64_t timeout_ms;
+	char *json_out;
+	bool keep;
+};
+
+#define C struct bench_cfg
+static const struct kd_config_option options[] = {
+    KD_OPT_STRING("kubeconfig", C, kubeconfig, .env = "KUBECONFIG", .metavar = "FILE",
+                  .help = "kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)"),
+    KD_OPT_STRING("namespace", C, ns, .def = "kd-bench", .help = "namespace (created if absent)"),
+    KD_OPT_STRING("name", C, name, .def = "scale-bench", .help = "Deployment name"),
+    KD_OPT_STRING("image", C, image, .def = "dev.local/hello", .help = "container image"),
+    KD_OPT_STRING("node-selector", C, node_selector, .def = "kubedirect.dev/node-agent=kd-node",
+                  .metavar = "KEY=VALUE", .help = "pod nodeSelector (empty: none)"),
+    KD_OPT_STRLIST("counts", C, counts, .def = "50,100,200", .help = "scale targets N, in order"),
+    KD_OPT_DURATION("timeout", C, timeout_ms, .def = "300s",
+                    .help = "per run: time allowed to reach N Ready pods (and back to 0)"),
+    KD_OPT_STRING("json", C, json_out, .metavar = "FILE", .help = "write results as JSON"),
+    KD_OPT_BOOL("keep", C, keep, .def = "false", .help = "keep the Deployment afterwards"),
+    KD_CONFIG_END,
+};
+#undef C
+
+enum phase { PH_DRAIN, PH_SCALING, PH_DONE };
+
+struct bench {
+	struct bench_cfg *cfg;
+	struct kd_loop *loop;
+	struct kd_k8s *k8s;
+	struct kd_informer *inf;
+	struct json_object *seen; /* uid -> 1 (created) or 2 (ready) */
+	enum phase phase;
+	size_t run;  /* index into counts */
+	long target; /* N of the current run */
+	uint64_t t0_ns;
+	double *created_ms, *ready_ms; /* target entries each */
+	size_t n_created, n_ready;
+	struct kd_timer *deadline;
+	struct json_object *results; /* array */
+	int failures;
+};
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Nearest-rank percentile of a sorted array. */
+static double pct(const double *v, size_t n, double p)
+{
+	if (!n)
+		return -1;
+	size_t rank = (size_t)(p / 100.0 * (double)n + 0.999999);
+	if (rank < 1)
+		rank = 1;
+	if (rank > n)
+		rank = n;
+	return v[rank - 1];
+}
+
+static bool pod_ready(struct json_object *pod)
+{
+	struct json_object *conds = kd_json_get_array(pod, "status.conditions");
+	size_t n = conds ? json_object_array_length(conds) : 0;
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *c = json_object_array_get_idx(conds, i);
+		const char *t = kd_json_get_string(c, "type"), *s = kd_json_get_string(c, "status");
+		if (t && s && strcmp(t, "Ready") == 0 && strcmp(s, "True") == 0)
+			return true;
+	}
+	return false;
+}
+
+static void next_run(struct bench *b);
+
+static void finish_run(struct bench *b, bool ok)
+{
+	kd_loop_timer_stop(b->deadline);
+	qsort(b->created_ms, b->n_created, sizeof(double), cmp_double);
+	qsort(b->ready_ms, b->n_ready, sizeof(double), cmp_double);
+	double r50 = pct(b->ready_ms, b->n_ready, 50), r90 = pct(b->ready_ms, b->n_ready, 90),
+	       r100 = pct(b->ready_ms, b->n_ready, 100);
+	double c50 = pct(b->created_ms, b->n_created, 50),
+	       c90 = pct(b->created_ms, b->n_created, 90),
+	       c100 = pct(b->created_ms, b->n_created, 100);
+	printf("%6ld  %9.0f %9.0f %9.0f   %9.0f %9.0f %9.0f   %5zu%s\n", b->target, r50, r90, r100,
+	       c50, c90, c100, b->n_ready, ok ? "" : "  TIMEOUT");
+	fflush(stdout);
+	struct json_object *r = json_object_new_object();
+	json_object_object_add(r, "n", json_object_new_int64(b->target));
+	json_object_object_add(r, "ready", json_object_new_int64((int64_t)b->n_ready));
+	json_object_object_add(r, "ok", json_object_new_boolean(ok));
+	json_object_object_add(r, "ready_p50_ms", json_object_new_double(r50));
+	json_object_object_add(r, "ready_p90_ms", json_object_new_double(r90));
+	json_object_object_add(r, "ready_p100_ms", json_object_new_double(r100));
+	json_object_object_add(r, "created_p50_ms", json_object_new_double(c50));
+	json_object_object_add(r, "created_p90_ms", json_object_new_double(c90));
+	json_object_object_add(r, "created_p100_ms", json_object_new_double(c100));
+	json_object_array_add(b->results, r);
+	if (!ok)
+		b->failures++;
+	b->run++;
+	next_run(b);
+}
+
+static void on_scale_done(struct kd_k8s_response *resp, struct kd_error *err, void *arg)
+{
+	(void)resp;
+	struct bench *b = arg;
+	if (err) {
+		kd_log_error("scale deployment %s/%s: %s", b->cfg->ns, b->cfg->name,
+		             kd_error_msg(err));
+		kd_loop_stop(b->loop);
+		b->failures++;
+	}
+}
+
+static void scale_to(struct bench *b, long n)
+{
+	kd_autojson struct json_object *patch = json_object_new_object();
+	struct json_object *spec = json_object_new_object();
+	json_object_object_add(spec, "replicas", json_object_new_int64(n));
+	json_object_object_add(patch, "spec", spec);
+	struct kd_k8s_request req = {
+	    .verb = KD_K8S_PATCH,
+	    .res = &kd_k8s_deployments,
+	    .ns = b->cfg->ns,
+	    .name = b->cfg->name,
+	    .subresource = "scale",
+	    .patch_type = KD_K8S_PATCH_MERGE,
+	    .body = patch,
+	};
+	struct kd_error *err = NULL;
+	if (kd_k8s_submit(b->k8s, &req, on_scale_done, b, &err) < 0) {
+		kd_log_error("scale: %s", kd_error_msg(err));
+		kd_error_free(err);
+		kd_loop_stop(b->loop);
+	}
+}
+
+static void start_scaling(struct bench *b)
+{
+	b->phase = PH_SCALING;
+	b->n_created = b->n_ready = 0;
+	free(b->created_ms);
+	free(b->ready_ms);
+	b->created_ms = kd_xcalloc((size_t)b->target, sizeof(double));
+	b->ready_ms = kd_xcalloc((size_t)b->target, sizeof(double));
+	json_object_put(b->seen);
+	b->seen = json_object_new_object();
+	b->t0_ns = kd_now_ns();
+	scale_to(b, b->target);
+	kd_loop_timer_start(b->deadline, b->cfg->timeout_ms);
+}
+
+static void observe(struct bench *b, struct json_object *pod)
+{
+	if (b->phase != PH_SCALING)
+		return;
+	const char *uid = kd_json_get_string(pod, "metadata.uid");
+	if (!uid || kd_json_get(pod, "metadata.deletionTimestamp"))
+		return;
+	double ms = (double)(kd_now_ns() - b->t0_ns) / 1e6;
+	struct json_object *v = NULL;
+	int state = json_object_object_get_ex(b->seen, uid, &v) ? json_object_get_int(v) : 0;
+	if (!state) {
+		if (b->n_created < (size_t)b->target)
+			b->created_ms[b->n_created++] = ms;
+		json_object_object_add(b->seen, uid, json_object_new_int(1));
+		state = 1;
+	}
+	if (state == 1 && pod_ready(pod)) {
+		json_object_object_add(b->seen, uid, json_object_new_int(2));
+		if (b->n_ready < (size_t)b->target)
+			b->ready_ms[b->n_ready++] = ms;
+		if (b->n_ready == (size_t)b->target)
+			finish_run(b, true);
+	}
+}
+
+static void check_drained(struct bench *b)
+{
+	if (b->phase == PH_DRAIN && kd_informer_synced(b->inf) && kd_informer_count(b->inf) == 0)
+		start_scaling(b);
+}
+
+static void on_add(struct kd_informer *inf, struct json_object *obj, void *arg)
+{
+	(void)inf;
+	observe(arg, obj);
+}
+
+static void on_update(struct kd_informer *inf, struct json_object *old, struct json_object *obj,
+                      void *arg)
+{
+	(void)inf;
+	(void)old;
+	observe(arg, obj);
+}
+
+static void on_delete(struct kd_informer *inf, struct json_object *obj, void *arg)
+{
+	(void)inf;
+	(void)obj;
+	check_drained(arg);
+}
+
+static void on_synced(struct kd_informer *inf, void *arg)
+{
+	(void)inf;
+	check_drained(arg);
+}
+
+static void on_deadline(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	(void)loop;
+	(void)t;
+	struct bench *b = arg;
+	if (b->phase == PH_SCALING) {
+		kd_log_error("N=%ld: only %zu of %ld pods Ready after %llu ms", b->target,
+		             b->n_ready, b->target, (unsigned long long)b->cfg->timeout_ms);
+		finish_run(b, false);
+	} else {
+		kd_log_error("pods of %s/%s did not drain to 0 within %llu ms", b->cfg->ns,
+		             b->cfg->name, (unsigned long long)b->cfg->timeout_ms);
+		b->failures++;
+		kd_loop_stop(b->loop);
+	}
+}
+
+static void next_run(struct bench *b)
+{
+	if (b->run >= b->cfg->counts.n) {
+		b->phase = PH_DONE;
+		kd_loop_stop(b->loop);
+		return;
+	}
+	b->phase = PH_DRAIN;
+	scale_to(b, 0);
+	b->target = strtol(b->cfg->counts.items[b->run], NULL, 10);
+	kd_loop_timer_start(b->deadline, b->cfg->timeout_ms);
+	check_drained(b);
+}
+
+static const struct kd_k8s_resource namespaces_res = {
+    .group = "", .version = "v1", .resource = "namespaces", .namespaced = false};
+
+static int setup(struct bench *b, struct kd_error **err)
+{
+	struct bench_cfg *cfg = b->cfg;
+	kd_autojson struct json_object *ns = NULL;
+	char *s =
+	    kd_xasprintf("{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":"
+	                 "\"%s\"}}",
+	                 cfg->ns);
+	int rc = kd_json_parse(s, strlen(s), 0, "namespace", &ns, err);
+	free(s);
+	if (rc < 0)
+		return rc;
+	kd_autoerr struct kd_error *e = NULL;
+	if (kd_k8s_create(b->k8s, &namespaces_res, NULL, ns, NULL, &e) < 0 && e->errnum != EEXIST) {
+		*err = e;
+		e = NULL;
+		return -EIO;
+	}
+	kd_autofree char *sel = NULL;
+	if (cfg->node_selector && *cfg->node_selector) {
+		const char *eq = strchr(cfg->node_selector, '=');
+		if (!eq)
+			return kd_error_set(err, EINVAL, 0, "--node-selector: want KEY=VALUE");
+		sel = kd_xasprintf(",\"nodeSelector\":{\"%.*s\":\"%s\"}",
+		                   (int)(eq - cfg->node_selector), cfg->node_selector, eq + 1);
+	}
+	char *dep = kd_xasprintf(
+	    "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"name\":\"%s\"},"
+	    "\"spec\":{\"replicas\":0,\"selector\":{\"matchLabels\":{\"app\":\"%s\"}},\"template\":"
+	    "{"
+	    "\"metadata\":{\"labels\":{\"app\":\"%s\"}},\"spec\":{"
+	    "\"terminationGracePeriodSeconds\":"
+	    "1%s,\"containers\":[{\"name\":\"app\",\"image\":\"%s\"}]}}}}",
+	    cfg->name, cfg->name, cfg->name, sel ? sel : "", cfg->image);
+	kd_autojson struct json_object *d = NULL;
+	rc = kd_json_parse(dep, strlen(dep), 0, "deployment", &d, err);
+	free(dep);
+	if (rc < 0)
+		return rc;
+	kd_autoerr struct kd_error *e2 = NULL;
+	if (kd_k8s_create(b->k8s, &kd_k8s_deployments, cfg->ns, d, NULL, &e2) < 0 &&
+	    e2->errnum != EEXIST) {
+		*err = e2;
+		e2 = NULL;
+		return -EIO;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct bench_cfg cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	struct kd_config_cli cli = {
+	    .prog = "scale-pods-vanilla",
+	    .summary = "time until the 50/90/100th percentile pod is Ready when a Deployment "
+	               "scales 0 -> N (observed through a watch)",
+	};
+	kd_autoerr struct kd_error *err = NULL;
+	int rc = kd_config_parse_argv(options, &cfg, &cli, argc, argv, 0, NULL, &err);
+	if (rc != 0) {
+		kd_config_free(options, &cfg);
+		if (rc > 0)
+			return 0;
+		fprintf(stderr, "scale-pods-vanilla: %s\n", kd_error_msg(err));
+		return 1;
+	}
+	kd_log_init("scale-pods-vanilla", KD_LOG_INFO, KD_LOG_TEXT);
+	for (size_t i = 0; i < cfg.counts.n; i++) {
+		char *end = NULL;
+		long n = strtol(cfg.counts.items[i], &end, 10);
+		if (!end || *end || n <= 0 || n > 100000) {
+			fprintf(stderr, "scale-pods-vanilla: --counts: \"%s\" is not a count\n",
+			        cfg.counts.items[i]);
+			kd_config_free(options, &cfg);
+			return 1;
+		}
+	}
+	int status = 1;
+	kd_autofree char *label = NULL;
+	kd_autojson struct json_object *zero = NULL;
+	kd_autoerr struct kd_error *ez = NULL;
+	struct bench b;
+	memset(&b, 0, sizeof(b));
+	b.cfg = &cfg;
+	b.results = json_object_new_array();
+	struct kd_k8s_config *kc = NULL;
+	b.loop = kd_loop_new();
+	if (cfg.kubeconfig && *cfg.kubeconfig)
+		rc = kd_k8s_config_from_kubeconfig(cfg.kubeconfig, NULL, &kc, &err);
+	else
+		rc = kd_k8s_config_auto(&kc, &err);
+	struct kd_k8s_opts opts = {.user_agent = "scale-pods-vanilla"};
+	if (rc < 0 || kd_k8s_new(kc, b.loop, &opts, &b.k8s, &err) < 0 || setup(&b, &err) < 0) {
+		kd_log_error("%s", kd_error_msg(err));
+		goto out;
+	}
+	label = kd_xasprintf("app=%s", cfg.name);
+	struct kd_informer_opts iopts = {
+	    .res = &kd_k8s_pods, .ns = cfg.ns, .label_selector = label};
+	struct kd_informer_handlers h = {.on_add = on_add,
+	                                 .on_update = on_update,
+	                                 .on_delete = on_delete,
+	                                 .on_synced = on_synced,
+	                                 .arg = &b};
+	if (kd_informer_new(b.k8s, &iopts, &h, &b.inf, &err) < 0) {
+		kd_log_error("%s", kd_error_msg(err));
+		goto out;
+	}
+	b.deadline = kd_loop_timer_new(b.loop, on_deadline, &b);
+	b.seen = json_object_new_object();
+	printf("deployment %s/%s, times in ms from the scale request (watch-observed)\n", cfg.ns,
+	       cfg.name);
+	printf("%6s  %9s %9s %9s   %9s %9s %9s   %5s\n", "N", "ready-p50", "ready-p90", "ready-max",
+	       "creat-p50", "creat-p90", "creat-max", "ready");
+	next_run(&b);
+	kd_informer_start(b.inf);
+	kd_loop_run(b.loop);
+	status = b.failures ? 1 : 0;
+	if (cfg.json_out) {
+		if (json_object_to_file_ext(cfg.json_out, b.results, JSON_C_TO_STRING_PRETTY) < 0) {
+			kd_log_error("write %s: %s", cfg.json_out, strerror(errno));
+			status = 1;
+		}
+	}
+	zero = json_object_new_object();
+	json_object_object_add(zero, "spec", json_object_new_object());
+	json_object_object_add(kd_json_get(zero, "spec"), "replicas", json_object_new_int(0));
+	if (kd_k8s_patch(b.k8s, &kd_k8s_deployments, cfg.ns, cfg.name, "scale", KD_K8S_PATCH_MERGE,
+	                 zero, NULL, &ez) < 0)
+		kd_log_warn("scale to 0: %s", kd_error_msg(ez));
+	if (!cfg.keep) {
+		kd_autoerr struct kd_error *e = NULL;
+		if (kd_k8s_delete(b.k8s, &kd_k8s_deployments, cfg.ns, cfg.name, NULL, NULL, &e) < 0)
+			kd_log_warn("delete deployment: %s", kd_error_msg(e));
+	}
+out:
+	if (b.inf)
+		kd_informer_free(b.inf);
+	kd_k8s_free(b.k8s);
+	kd_loop_timer_free(b.deadline);
+	json_object_put(b.seen);
+	free(b.created_ms);
+	free(b.ready_ms);
+	json_object_put(b.results);
+	kd_k8s_config_free(kc);
+	kd_loop_free(b.loop);
+	kd_config_free(options, &cfg);
+	return status;
+}
