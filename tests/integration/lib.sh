@@ -35,10 +35,31 @@ wait_for() {
 	done
 	log "ok: $d ($((SECONDS - t0))s)"
 }
-# it_namespace PREFIX: create a fresh namespace, deleted when the test exits.
+# it_namespace PREFIX: create a fresh namespace in $IT_NS, deleted when the test exits.
+# Call it directly (not in $(...): the EXIT trap must belong to the test's shell).
 it_namespace() {
 	IT_NS="$1-$(date +%s)-$RANDOM"
 	kc create namespace "$IT_NS" >/dev/null
 	trap 'kc delete namespace "$IT_NS" --wait=false >/dev/null 2>&1 || true' EXIT
-	echo "$IT_NS"
+}
+
+# rig_strays [EXTRA_DIR]: print processes that belong to a rig: running a rig binary (or etcd) and
+# either outside the root netns or referring to $KD_RIG_DIR / the etcd data dir in their command
+# line or environment. Other people's clusters on this machine (root netns, own paths) are ignored.
+rig_strays() {
+	local extra="${1:-}" root_ns e pid exe ns args
+	root_ns="$(readlink /proc/self/ns/net)" # the test runs in the root netns
+	for e in /proc/[0-9]*/exe; do
+		pid="${e#/proc/}"
+		pid="${pid%/exe}"
+		exe="$(readlink "$e" 2>/dev/null || true)"
+		[[ "$exe" == "$KD_CACHE"/bin/* || "$exe" == "$(kd_etcd_bin)" || (-n "$extra" && "$exe" == "$extra"/*) ]] || continue
+		ns="$(readlink "/proc/$pid/ns/net" 2>/dev/null || true)"
+		args="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null; tr '\0' ' ' <"/proc/$pid/environ" 2>/dev/null)" || true
+		if [[ "$ns" != "$root_ns" || "$args" == *"$KD_RIG_DIR"* || "$args" == *"$KD_ETCD_DATA"* ||
+			(-n "$extra" && "$args" == *"$extra"*) ]]; then
+			printf '%s %s; ' "$pid" "$exe"
+		fi
+	done
+	return 0
 }

@@ -15,7 +15,8 @@ expect_eq "RBAC denies an unknown user" no "$(kc auth can-i create pods --as=kd-
 expect_eq "RBAC grants knative controller SA deployments" yes \
 	"$(kc auth can-i create deployments.apps -A --as=system:serviceaccount:knative-serving:controller 2>/dev/null || true)"
 
-NS="$(it_namespace kd-it-cp)"
+it_namespace kd-it-cp
+NS="$IT_NS"
 log "namespace $NS"
 
 # kube-controller-manager + scheduler: a Deployment gets a ReplicaSet and a Pod; the scheduler
@@ -63,3 +64,7 @@ expect_eq "queue-proxy sidecar image" "dev.local/knative-serving/queue:$KD_KNATI
 expect_eq "user image kept (dev.local skips tag resolution)" dev.local/kd/hello:latest \
 	"$(kc -n "$NS" get deployment hello-00001-deployment -o jsonpath='{.spec.template.spec.containers[?(@.name=="user-container")].image}')"
 wait_for "Route created" 60 kc -n "$NS" get route hello
+
+# activator -> autoscaler stats websocket resolved through /etc/netns/kd-kn-act/hosts
+wait_for "activator connected to the autoscaler websocket" 30 \
+	grep -q '"Autoscaler connection established"' "$KD_RUNS/current/kn-activator.log"

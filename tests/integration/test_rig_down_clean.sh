@@ -7,8 +7,13 @@
 
 check "rig is up before the test" "$REPO/rig/status" --quiet
 pids=()
-for f in "$KD_PIDDIR"/*.pid; do pids+=("$(<"$f")"); done
+for c in "${KD_COMPONENTS[@]}"; do [[ -f "$KD_PIDDIR/$c.pid" ]] && pids+=("$(<"$KD_PIDDIR/$c.pid")"); done
 expect_eq "pid files for every component" "${#KD_COMPONENTS[@]}" "${#pids[@]}"
+# plus anything else the rig runs (e.g. kd-node started by rig/kd-node-start)
+for f in "$KD_PIDDIR"/*.pid; do
+	p="$(<"$f")"
+	[[ " ${pids[*]} " == *" $p "* ]] || pids+=("$p")
+done
 log_file="$KD_RUNS/current/kube-apiserver.log"
 
 check "rig/down succeeds" "$REPO/rig/down"
@@ -20,13 +25,7 @@ expect_eq "kd-* network namespaces left" "" "$(ip netns list | awk '$1 ~ /^kd-/ 
 expect_eq "kd-* links left" "" "$(ip -o link show | awk -F': ' '$2 ~ /^kd-/ {print $2}' | tr '\n' ' ')"
 expect_eq "/etc/netns/kd-* left" "" "$(ls -d /etc/netns/kd-* 2>/dev/null | tr '\n' ' ')"
 expect_eq "10.88.0.0/16 routes left" "" "$(ip -4 route show | grep -E '^10\.88\.' || true)"
-# no process runs a binary from the rig's cache
-stray=""
-for e in /proc/[0-9]*/exe; do
-	t="$(readlink "$e" 2>/dev/null || true)"
-	[[ "$t" == "$KD_CACHE"/bin/* ]] && stray+="${e%/exe} $t; "
-done
-expect_eq "processes running rig binaries" "" "$stray"
+expect_eq "processes of the rig left" "" "$(rig_strays)"
 check "logs kept after rig/down" test -s "$log_file"
 if "$REPO/rig/status" --quiet; then die "rig/status reports healthy after rig/down"; fi
 log "ok: rig/status exits non-zero when down"

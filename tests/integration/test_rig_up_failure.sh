@@ -16,12 +16,7 @@ assert_nothing_left() {
 	expect_eq "$1: kd-* namespaces left" "" "$(ip netns list | awk '$1 ~ /^kd-/ {print $1}' | tr '\n' ' ')"
 	expect_eq "$1: kd-* links left" "" "$(ip -o link show | awk -F': ' '$2 ~ /^kd-/ {print $2}' | tr '\n' ' ')"
 	expect_eq "$1: /etc/netns/kd-* left" "" "$(ls -d /etc/netns/kd-* 2>/dev/null | tr '\n' ' ')"
-	local stray="" e t
-	for e in /proc/[0-9]*/exe; do
-		t="$(readlink "$e" 2>/dev/null || true)"
-		[[ "$t" == "$KD_CACHE"/bin/* || "$t" == "$TMP"/* ]] && stray+="${e%/exe} $t; "
-	done
-	expect_eq "$1: rig processes left" "" "$stray"
+	expect_eq "$1: rig processes left" "" "$(rig_strays "$TMP")"
 }
 # expect_fail DESCRIPTION PATTERN CMD...: CMD exits non-zero and its output matches PATTERN.
 expect_fail() {
@@ -45,7 +40,8 @@ expect_fail "rig/up --no-build with an empty cache" "binaries missing from $TMP/
 assert_nothing_left "missing binaries"
 
 # the rig's address range is already routed on this machine
-ip link add kdit0 type dummy
+ip link add kdit0 type veth peer name kdit1
+ip link set kdit1 up
 ip addr add 10.88.255.254/16 dev kdit0
 ip link set kdit0 up
 expect_fail "rig/up refuses an address range in use" "10\.88\.0\.0/16.*already routed" "$REPO/rig/up" --no-build
