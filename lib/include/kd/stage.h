@@ -161,6 +161,9 @@ struct kd_scale_input {
 	uint32_t min_scale; /* 0: none */
 	uint32_t max_scale; /* 0: unbounded */
 	struct json_object *annotations;
+	/* From the PodAutoscaler spec (not annotations); zero values are Knative's defaults. */
+	uint32_t container_concurrency; /* spec.containerConcurrency; 0: unlimited */
+	bool unreachable;               /* spec.reachability == "Unreachable" */
 };
 
 struct kd_scale_decision {
@@ -179,6 +182,10 @@ struct kd_decider_ops {
 	/* Drops everything kept for a revision (deleted or given back to Knative). */
 	void (*forget)(void *state, const char *revision);
 	/* New members only below this line. */
+	/* Knative's Poke: after record, whether this sample calls for an immediate decide instead
+	 * of waiting for the next tick (the revision is at zero, or unknown, and the sample shows
+	 * load). 1 yes, 0 no. Optional (check KD_HAS_MEMBER and NULL). */
+	int (*poke)(void *state, const char *revision, const struct kd_metric_sample *sample);
 };
 
 /* ==== workload =============================================================================== */
