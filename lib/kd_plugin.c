@@ -208,7 +208,7 @@ int kd_plugin_load(const char *ref, enum kd_plugin_kind expected_kind, const cha
 	struct kd_plugin_handle *h = kd_xcalloc(1, sizeof(*h));
 	h->path = path;
 	if (!host || host->abi_major != KD_PLUGIN_ABI_MAJOR ||
-	    host->struct_size < offsetof(struct kd_host, host_arg) + sizeof(void *)) {
+	    host->struct_size < KD_HOST_MIN_SIZE) {
 		rc = kd_error_set(err, EINVAL, 0, "plugin %s: invalid host table", path);
 		goto fail;
 	}

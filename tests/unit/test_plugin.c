@@ -391,6 +391,14 @@ static void invalid_host_table_is_refused(void **state)
 	    kd_plugin_load(FX_DIR "/kd-fx-good.so", KD_PLUGIN_RUNTIME, NULL, &bad, &h, &err),
 	    -EINVAL);
 	assert_string_equal(err->msg, "plugin " FX_DIR "/kd-fx-good.so: invalid host table");
+	/* a host table older than version 1 (no post) is refused too */
+	bad = host;
+	bad.struct_size = (uint32_t)offsetof(struct kd_host, post);
+	kd_autoerr struct kd_error *err2 = NULL;
+	assert_int_equal(
+	    kd_plugin_load(FX_DIR "/kd-fx-good.so", KD_PLUGIN_RUNTIME, NULL, &bad, &h, &err2),
+	    -EINVAL);
+	assert_null(h);
 	assert_string_equal(trace(), "");
 }
 

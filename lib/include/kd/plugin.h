@@ -84,6 +84,10 @@ struct kd_host {
 	/* New members only below this line. */
 };
 
+/* Smallest host table the loader hands to plugins: the version 1 layout, ending with post.
+ * Plugins may use every version 1 member without a KD_HAS_MEMBER check. */
+#define KD_HOST_MIN_SIZE (offsetof(struct kd_host, post) + sizeof(void (*)(void)))
+
 /* Fills *host with libkd's own services (kd_log_write, kd_error_set, kd_loop_timer_*,
  * kd_loop_now_ms, kd_loop_post) for `loop` (borrowed) and `component` (borrowed). k8s and host_arg
  * are NULL. */
