@@ -204,6 +204,11 @@ rig-status:
 test-integration: all
 	$(Q)BUILD=$(BUILD) tests/integration/run.sh
 
+# Direct-channel benchmarks (bench/chan): delta round trip vs raw WebSocket echo, batched ops/s,
+# handshake time with held objects. BENCH_CHAN_ARGS passes options (see bench/chan/chan.c).
+bench-chan: $(BUILD)/bench/chan/chan
+	$(Q)$(BUILD)/bench/chan/chan $(BENCH_CHAN_ARGS)
+
 clean:
 	rm -rf $(BUILD) $(BUILD)-san
 
