@@ -119,10 +119,11 @@ static int wait_for_api_server(struct kd_k8s *c, const char *server)
 static void on_signalfd(struct kd_loop *loop, int fd, unsigned events, void *arg)
 {
 	(void)events;
-	(void)arg;
+	struct kd_node_agent *a = arg;
 	struct signalfd_siginfo si;
 	if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		kd_log_info("received signal %u, stopping", si.ssi_signo);
+		a->stopping = true; /* nothing new is started in the loop's last iteration */
 		kd_loop_stop(loop);
 	}
 }
@@ -239,7 +240,7 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (sfd < 0 || kd_loop_add_fd(a.loop, sfd, KD_LOOP_IN, on_signalfd, NULL) < 0) {
+	if (sfd < 0 || kd_loop_add_fd(a.loop, sfd, KD_LOOP_IN, on_signalfd, &a) < 0) {
 		kd_log_error("signalfd: %s", strerror(errno));
 		goto out;
 	}
