@@ -113,6 +113,7 @@ struct src {
 	uint64_t last_seq;       /* highest seq applied in the current epoch (contiguous) */
 	struct kd_hs_conn *conn; /* connection carrying the current epoch, or NULL */
 	struct kd_msg **ring;    /* reorder buffer, slot seq % window */
+	unsigned nconns;         /* connections bound to this source (any epoch) */
 };
 
 struct kd_hs_down {
@@ -149,17 +150,20 @@ static void ring_clear(struct kd_hs_down *d, struct src *s)
 	}
 }
 
+static void src_free(struct kd_hs_down *d, struct src *s)
+{
+	ring_clear(d, s);
+	free(s->ring);
+	free(s->name);
+	free(s);
+}
+
 void kd_hs_down_free(struct kd_hs_down *d)
 {
 	if (!d)
 		return;
-	for (size_t i = 0; i < d->n; i++) {
-		struct src *s = d->srcs[i];
-		ring_clear(d, s);
-		free(s->ring);
-		free(s->name);
-		free(s);
-	}
+	for (size_t i = 0; i < d->n; i++)
+		src_free(d, d->srcs[i]);
 	free(d->srcs);
 	free(d);
 }
@@ -198,9 +202,27 @@ void kd_hs_conn_free(struct kd_hs_conn *c)
 {
 	if (!c)
 		return;
-	if (c->src && c->src->conn == c)
-		c->src->conn = NULL;
+	if (c->src) {
+		if (c->src->conn == c)
+			c->src->conn = NULL;
+		c->src->nconns--;
+	}
 	free(c);
+}
+
+int kd_hs_down_forget(struct kd_hs_down *d, const char *source)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		struct src *s = d->srcs[i];
+		if (strcmp(s->name, source) != 0)
+			continue;
+		if (s->nconns)
+			return -EBUSY;
+		src_free(d, s);
+		d->srcs[i] = d->srcs[--d->n];
+		return 0;
+	}
+	return -ENOENT;
 }
 
 const char *kd_hs_conn_source(const struct kd_hs_conn *c)
@@ -388,6 +410,7 @@ static int on_hello(struct kd_hs_conn *c, const struct kd_msg *in, struct kd_msg
 	s->last_seq = 0;
 	ring_clear(d, s);
 	s->conn = c;
+	s->nconns++;
 	c->src = s;
 	c->epoch = in->epoch;
 	kd_msg_vec_push(out, st);

@@ -860,6 +860,36 @@ static void protocol_violations_close(void **state)
 	dstage_fini(&ds);
 }
 
+static void forget_source_only_when_unbound(void **state)
+{
+	(void)state;
+	struct dstage ds = {0};
+	struct ustage us = {0};
+	struct kd_hs_down *d = kd_hs_down_new(&dcbs, &ds, NULL);
+	struct kd_hs_conn *c = kd_hs_conn_new(d);
+	struct kd_hs_up *u = kd_hs_up_new("gone", &ucbs, &us);
+	kd_msg_free(handshake(u, c));
+	uint64_t e = kd_hs_up_epoch(u);
+	assert_int_equal(kd_hs_down_forget(d, "gone"), -EBUSY);
+	assert_int_equal(kd_hs_down_forget(d, "never-seen"), -ENOENT);
+	kd_hs_conn_free(c);
+	assert_int_equal(kd_hs_down_forget(d, "gone"), 0);
+	assert_int_equal(kd_hs_down_epoch(d, "gone"), 0);
+	assert_int_equal(kd_hs_down_phase(d, "gone"), KD_HS_IDLE);
+	/* the record is gone: an older epoch is accepted again */
+	c = kd_hs_conn_new(d);
+	kd_automsg struct kd_msg *hello = kd_msg_new(KD_MSG_HELLO, e - 1, 0);
+	hello->hello.source = kd_xstrdup("gone");
+	struct kd_msg_vec out = {0};
+	assert_int_equal(to_down(c, hello, &out, NULL), 0);
+	assert_int_equal(out.v[0]->type, KD_MSG_STATE);
+	kd_msg_vec_fini(&out);
+	kd_hs_up_free(u);
+	kd_hs_conn_free(c);
+	kd_hs_down_free(d);
+	dstage_fini(&ds);
+}
+
 static void epochs_increase_even_when_the_clock_steps_back(void **state)
 {
 	(void)state;
@@ -898,6 +928,7 @@ int main(void)
 	    cmocka_unit_test(reconnect_does_not_rematerialise),
 	    cmocka_unit_test(stage_refusal_is_reported_not_fatal),
 	    cmocka_unit_test(protocol_violations_close),
+	    cmocka_unit_test(forget_source_only_when_unbound),
 	    cmocka_unit_test(epochs_increase_even_when_the_clock_steps_back),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

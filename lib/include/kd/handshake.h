@@ -18,8 +18,9 @@
  * - kd_chan owns the transport: connections, keepalive, back-pressure and the retransmission
  *   queue WITHIN one epoch (unacked deltas re-sent unchanged, same epoch and seq; the
  *   downstream acks duplicates without re-applying them).
- * - The handshake owns SEMANTIC resend ACROSS epochs: when a connection is replaced, kd_chan
- *   discards its unacked deltas of the old epoch (they would be fenced anyway). The reconcile
+ * - The handshake owns SEMANTIC resend ACROSS epochs: when a connection is replaced, deltas of
+ *   the old epoch would be fenced, so kd_chan either discards its unacked ones or re-stamps
+ *   (kd_hs_up_stamp) those still needed after removing the ops the reconcile covered. The reconcile
  *   round recomputes what the downstream lacks from the upstream cache (`wanted`: every object
  *   it produced and has not yet seen persisted) and sends it as `resend`, and cancels what the
  *   downstream holds but the upstream no longer wants (`drop`). Nothing is lost, because an
@@ -136,6 +137,14 @@ int kd_hs_down_on_msg(struct kd_hs_conn *c, const struct kd_msg *in, struct kd_m
 uint64_t kd_hs_down_epoch(const struct kd_hs_down *d, const char *source);
 enum kd_hs_phase kd_hs_down_phase(const struct kd_hs_down *d, const char *source);
 uint64_t kd_hs_down_last_seq(const struct kd_hs_down *d, const char *source); /* current epoch */
+/* Forgets everything about `source` (its epoch, phase, seq tracking), e.g. when the upstream
+ * instance is known to be gone for good, so a long-lived downstream does not accumulate one
+ * record per upstream incarnation. -EBUSY while a connection is bound to it, -ENOENT if unknown.
+ * After this a hello with any epoch is accepted again for that name: call it only for instances
+ * that cannot come back with an older epoch (epochs are wall-clock based, so in practice: ones
+ * that are gone). Added 08:25 UTC, compatible. */
+int kd_hs_down_forget(struct kd_hs_down *d, const char *source);
+
 /* Source bound to c by its hello, or NULL. Borrowed; valid while c lives. */
 const char *kd_hs_conn_source(const struct kd_hs_conn *c);
 uint64_t kd_hs_conn_epoch(const struct kd_hs_conn *c);
