@@ -777,7 +777,7 @@ static const char *current_token(struct kd_k8s *c, struct kd_error **err)
 		kd_error_set(err, -rc, 0, "token file %s: %s", c->cfg->token_file, strerror(-rc));
 		return NULL;
 	}
-	size_t n = strlen(t);
+	size_t n = t ? strlen(t) : 0;
 	while (n > 0 && (t[n - 1] == '\n' || t[n - 1] == '\r' || t[n - 1] == ' '))
 		t[--n] = '\0';
 	free(c->token);
@@ -1856,9 +1856,11 @@ void kd_k8s_free(struct kd_k8s *c)
 	c->closing = true;
 	struct xlist *lists[] = {&c->queue, &c->active};
 	for (size_t i = 0; i < KD_ARRAY_SIZE(lists); i++) {
-		while (lists[i]->head) {
-			struct xfer *x = lists[i]->head;
-			xlist_remove(lists[i], x);
+		struct xfer *next = lists[i]->head;
+		lists[i]->head = lists[i]->tail = NULL;
+		while (next) {
+			struct xfer *x = next;
+			next = x->next;
 			if (x->easy && x->active)
 				curl_multi_remove_handle(
 				    x->is_stream ? c->strm.multi : c->req.multi, x->easy);

@@ -48,6 +48,7 @@ void kd_watch_decoder_reset(struct kd_watch_decoder *d)
 	d->cur = 0;
 	d->in_event = false;
 	d->failed = false;
+	d->events = 0;
 }
 
 const char *kd_watch_event_type_name(enum kd_watch_event_type t)
@@ -428,17 +429,12 @@ static void start_list(struct kd_informer *inf)
 	inf->ticket = t;
 }
 
+/* Appends prefix and the percent-encoded s to the owned string *dst. */
 static void escape_into(char **dst, const char *prefix, const char *s)
 {
 	static const char hex[] = "0123456789ABCDEF";
-	size_t n = strlen(s);
-	size_t old = *dst ? strlen(*dst) : 0;
-	size_t pl = strlen(prefix);
-	char *out = kd_xmalloc(old + pl + 3 * n + 1);
-	if (old)
-		memcpy(out, *dst, old);
-	memcpy(out + old, prefix, pl);
-	char *o = out + old + pl;
+	char *esc = kd_xmalloc(3 * strlen(s) + 1);
+	char *o = esc;
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
 		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 		    (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.' || *p == '~') {
@@ -450,6 +446,8 @@ static void escape_into(char **dst, const char *prefix, const char *s)
 		}
 	}
 	*o = '\0';
+	char *out = kd_xasprintf("%s%s%s", *dst ? *dst : "", prefix, esc);
+	free(esc);
 	free(*dst);
 	*dst = out;
 }

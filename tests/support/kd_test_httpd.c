@@ -277,10 +277,10 @@ static int read_request(struct kd_test_httpd_conn *c, struct kd_test_httpd_req *
 {
 	char *end;
 	for (;;) {
-		if (c->rbuf && (end = strstr(c->rbuf, "\r\n\r\n")))
+		if ((end = strstr(c->rbuf, "\r\n\r\n")))
 			break;
 		if (c->rlen + 4097 > c->rcap) {
-			c->rcap = (c->rcap ? c->rcap * 2 : 8192);
+			c->rcap *= 2;
 			c->rbuf = kd_xrealloc(c->rbuf, c->rcap);
 		}
 		ssize_t n = conn_read(c, c->rbuf + c->rlen, 4096);
@@ -382,6 +382,9 @@ static void *accept_main(void *arg)
 		struct kd_test_httpd_conn *c = kd_xcalloc(1, sizeof(*c));
 		c->srv = srv;
 		c->fd = fd;
+		c->rcap = 8192;
+		c->rbuf = kd_xmalloc(c->rcap);
+		c->rbuf[0] = '\0';
 		if (srv->ctx)
 			c->ssl = SSL_new(srv->ctx);
 		pthread_mutex_lock(&srv->lock);
