@@ -43,7 +43,7 @@
 #define KPA_PANIC_WINDOW_PERCENTAGE_MIN 1.0
 #define KPA_PANIC_WINDOW_PERCENTAGE_MAX 100.0
 #define KPA_BUCKET_MS                   1000 /* config.BucketSize: metric bucket granularity */
-#define KPA_TICK_MS                     2000 /* scaling.tickInterval: decision period, delay window */
+#define KPA_TICK_MS                     2000 /* scaling.tickInterval: decision period */
 #define KPA_MIN_ACTIVATORS              2    /* kpa.minActivators */
 #define KPA_DEFAULT_CLASS               "kpa.autoscaling.knative.dev"
 
@@ -146,7 +146,7 @@ void kpa_spec_init(struct kpa_spec *spec, const struct kpa_config *cfg,
 /* Field by field equality (a changed spec is applied with kpa_state_update). */
 bool kpa_spec_equal(const struct kpa_spec *a, const struct kpa_spec *b);
 
-/* --- aggregation: time-bucketed windows (bucketing.go) --------------------------------------- */
+/* --- aggregation: time-bucketed windows (bucketing.go) ---------------------------------------- */
 
 /* TimedFloat64Buckets / WeightedFloat64Buckets: a ring of ceil(window / granularity) buckets;
  * values recorded in the same bucket add up. */
@@ -182,7 +182,7 @@ double kpa_smoothing_coeff(double nb);
 /* math.Round(f * 10^n) / 10^n. */
 double kpa_round_digits(int n, double f);
 
-/* --- aggregation: max over a time window (max/window.go, max/timewindow.go) ------------------ */
+/* --- aggregation: max over a time window (max/window.go, max/timewindow.go) ------------------- */
 
 struct kpa_maxwin_entry {
 	int32_t value;
@@ -205,7 +205,7 @@ void kpa_maxwin_record(struct kpa_maxwin *w, int64_t now_ms, int32_t value);
 /* The maximum recorded in the last window (0 before any record). */
 int32_t kpa_maxwin_current(const struct kpa_maxwin *w);
 
-/* --- the decider state of one revision ------------------------------------------------------- */
+/* --- the decider state of one revision -------------------------------------------------------- */
 
 /* One stat as Knative's metrics.Stat: from a pod (queue-proxy) or an activator, covering about
  * one second. Proxied parts are subtracted before recording (counted by the activator). */

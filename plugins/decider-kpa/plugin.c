@@ -1,14 +1,15 @@
 /* plugins/decider-kpa/plugin.c: the kd decider plugin around kpa.c (Knative's KPA).
  *
  * Config: the keys of Knative's config-autoscaler ConfigMap, same names, same defaults, same
- * validation (a copy of its `data` is a valid plugin config). Per revision, Knative's
+ * validation (a copy of its `data`, minus the `_example` block, is a valid plugin config: JSON
+ * strings are accepted for every value). Per revision, Knative's
  * autoscaling.knative.dev/<key> annotations override them (metric, target,
  * target-utilization-percentage, target-burst-capacity, window, panic-window-percentage,
  * panic-threshold-percentage, scale-down-delay, initial-scale, activation-scale, min-scale,
  * max-scale, metric-aggregation-algorithm, scale-to-zero-pod-retention-period); a bad annotation
  * value fails decide with -EINVAL naming it (Knative's webhook would have refused it).
  *
- * One kpa_state per revision, created on the first record/decide/poke that names it. Besides
+ * One kpa_state per revision, created on the first record or decide that names it. Besides
  * Scale() itself, decide does what Knative's PA reconciler does with the decider's answer
  * (kpa/scaler.go), because here nobody else does:
  *  - min/max-scale bounds (kd_scale_input's, else the annotations', else the config's) and the

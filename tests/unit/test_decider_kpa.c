@@ -1,15 +1,15 @@
 /* Unit tests for plugins/decider-kpa: the KPA algorithm compiled in directly (kpa.c is included
- * below), with Knative's own test cases ported one to one from knative-v1.23.0:
- *   pkg/autoscaler/scaling/autoscaler_test.go      -> Test<Name> (same inputs, same outputs; EBC
- *                                                     compared with Knative's +-1 tolerance)
- *   pkg/autoscaler/aggregation/bucketing_test.go   -> TestTimedFloat64Buckets*, ...
- *   pkg/autoscaler/aggregation/max/{window,timewindow}_test.go     -> TestWindowMax,
- * TestTimedWindowMax pkg/autoscaler/metrics/collector_test.go       ->
- * TestMetricCollector{Record,Aggregate,...} pkg/autoscaler/config/config_test.go           ->
- * TestNewConfig_* (validation rules) Knative's fake metric client is replaced by passing the
- * stable/panic values to kpa_decide; the fake pod counter by the ready_pods argument. Go's
- * time.Now() becomes a fixed, deliberately not second-aligned clock value (T0); time.Time{} becomes
- * 0. The plugin (through the real loader) is tested in test_decider_kpa_plugin.c. */
+ * below), with Knative's own test cases ported one to one from knative-v1.23.0. Cases named
+ * Test<Name> come from, and keep the inputs and expected outputs of:
+ *   pkg/autoscaler/scaling/autoscaler_test.go (EBC compared with Knative's +-1 tolerance),
+ *   pkg/autoscaler/aggregation/bucketing_test.go,
+ *   pkg/autoscaler/aggregation/max/window_test.go and timewindow_test.go,
+ *   pkg/autoscaler/metrics/collector_test.go,
+ *   pkg/autoscaler/config/config_test.go (TestNewConfig_*: the validation rules).
+ * Knative's fake metric client becomes the stable/panic values passed to kpa_decide, the fake pod
+ * counter the ready_pods argument. Go's time.Now() becomes T0, a fixed clock value deliberately not
+ * aligned to a second; time.Time{} becomes 0. The plugin, through the real loader, is tested in
+ * test_decider_kpa_plugin.c. */
 #include <errno.h>
 #include <math.h>
 #include <setjmp.h>
@@ -28,8 +28,7 @@
 #define TARGET_UTILIZATION 0.75
 #define ACTIVATOR_CAPACITY 150
 
-/* --- helpers mirroring autoscaler_test.go ------------------------------------------------------
- */
+/* --- helpers mirroring autoscaler_test.go ----------------------------------------------------- */
 
 /* newTestAutoscalerWithScalingMetric: the spec every Knative decider test starts from. */
 static struct kpa_spec test_spec(double target, double tbc, enum kpa_metric metric)
@@ -75,7 +74,7 @@ static void expect_scale_at(struct kpa_state *a, int64_t now, int ready, double 
 }
 #define expect_scale(a, now, ready, s, p, d, e) expect_scale_at(a, now, ready, s, p, d, e, __LINE__)
 
-/* --- autoscaler_test.go ---------------------------------------------------------------------- */
+/* --- autoscaler_test.go ----------------------------------------------------------------------- */
 
 static struct kpa_spec delay_spec(bool reachable)
 {
