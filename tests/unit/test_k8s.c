@@ -842,6 +842,11 @@ static void tls_trusted_ca_file_blob_and_client_cert(void **state)
 	if (kd_k8s_get(c, &kd_k8s_pods, "ns", "x", NULL, &err))
 		fail_msg("%s", kd_error_msg(err));
 	kd_k8s_free(c);
+	/* http2 negotiates over ALPN and falls back to HTTP/1.1 with this server. */
+	struct kd_k8s_opts h2 = {.http2 = true};
+	assert_int_equal(kd_k8s_new(cfg2, NULL, &h2, &c, NULL), 0);
+	assert_int_equal(kd_k8s_get(c, &kd_k8s_pods, "ns", "x", NULL, NULL), 0);
+	kd_k8s_free(c);
 	/* insecure-skip-tls-verify ignores the CA. */
 	struct kd_k8s_config *cfg3 = kd_k8s_config_new(kd_test_httpd_url(srv));
 	cfg3->insecure_skip_tls_verify = true;
@@ -1063,6 +1068,152 @@ static void qps_limiter_spaces_requests(void **state)
 	kd_test_httpd_stop(srv);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* streams                                                                                     */
+
+static void stream_handler(struct kd_test_httpd_conn *conn, const struct kd_test_httpd_req *req,
+                           void *arg)
+{
+	(void)arg;
+	if (strstr(req->path, "forbidden")) {
+		char *b = status_body(403, "Forbidden", "nope");
+		kd_test_httpd_respond(conn, 403, "application/json", b);
+		free(b);
+		return;
+	}
+	kd_test_httpd_begin_chunked(conn, 200, "application/json");
+	kd_test_httpd_chunk(conn, "hello", 5);
+	if (strstr(req->path, "short")) {
+		kd_test_httpd_chunk(conn, " world", 6);
+		kd_test_httpd_end_chunked(conn);
+		return;
+	}
+	for (int i = 0; i < 500 && kd_test_httpd_sleep(conn, 10); i++)
+		if (kd_test_httpd_chunk(conn, ".", 1) < 0)
+			break;
+}
+
+struct stream_ctx {
+	struct kd_k8s_stream *s;
+	int data_calls, done_calls;
+	size_t bytes;
+	int mode; /* 0 collect, 1 close on first data, 2 abort on first data */
+	int done_errnum;
+	long done_status;
+};
+
+static int sdata(const char *data, size_t len, void *arg)
+{
+	(void)data;
+	struct stream_ctx *x = arg;
+	x->data_calls++;
+	x->bytes += len;
+	if (x->mode == 1) {
+		kd_k8s_stream_close(x->s);
+		return 0;
+	}
+	return x->mode == 2 ? 1 : 0;
+}
+
+static void sdone(struct kd_error *err, void *arg)
+{
+	struct stream_ctx *x = arg;
+	x->done_calls++;
+	x->done_errnum = err ? err->errnum : 0;
+	x->done_status = err ? err->http_status : 0;
+}
+
+static void streams_deliver_close_abort_and_fail(void **state)
+{
+	(void)state;
+	struct kd_test_httpd *srv = kd_test_httpd_start(stream_handler, NULL, NULL, NULL);
+	struct kd_loop *loop = kd_loop_new();
+	struct kd_k8s *c = client_for(srv, loop, NULL);
+	/* A complete short stream: all bytes, clean end. */
+	struct stream_ctx a = {0};
+	assert_int_equal(kd_k8s_stream_open(c, "/short", 0, sdata, sdone, &a, &a.s, NULL), 0);
+	run_until(loop, &a.done_calls, 1, 5000);
+	assert_int_equal(a.bytes, 11);
+	assert_int_equal(a.done_errnum, 0);
+	/* Closed from inside on_data: no further callbacks, ever. */
+	struct stream_ctx b = {.mode = 1};
+	assert_int_equal(kd_k8s_stream_open(c, "/long", 0, sdata, sdone, &b, &b.s, NULL), 0);
+	run_until(loop, &b.data_calls, 1, 5000);
+	for (int i = 0; i < 10; i++)
+		kd_loop_run_once(loop, 10);
+	assert_int_equal(b.data_calls, 1);
+	assert_int_equal(b.done_calls, 0);
+	/* Aborted by on_data's return value: on_done with ECANCELED. */
+	struct stream_ctx d = {.mode = 2};
+	assert_int_equal(kd_k8s_stream_open(c, "/long", 0, sdata, sdone, &d, &d.s, NULL), 0);
+	run_until(loop, &d.done_calls, 1, 5000);
+	assert_int_equal(d.done_errnum, ECANCELED);
+	/* Non-2xx: Status decoded into the error, no data delivered. */
+	struct stream_ctx e = {0};
+	assert_int_equal(kd_k8s_stream_open(c, "/forbidden", 0, sdata, sdone, &e, &e.s, NULL), 0);
+	run_until(loop, &e.done_calls, 1, 5000);
+	assert_int_equal(e.data_calls, 0);
+	assert_int_equal(e.done_errnum, EPERM);
+	assert_int_equal(e.done_status, 403);
+	/* Closed before it started: nothing happens. */
+	struct stream_ctx f = {0};
+	assert_int_equal(kd_k8s_stream_open(c, "/long", 0, sdata, sdone, &f, &f.s, NULL), 0);
+	kd_k8s_stream_close(f.s);
+	/* Left open at kd_k8s_free: freed without callbacks. */
+	struct stream_ctx g = {0};
+	assert_int_equal(kd_k8s_stream_open(c, "/long", 0, sdata, sdone, &g, &g.s, NULL), 0);
+	run_until(loop, &g.data_calls, 1, 5000);
+	for (int i = 0; i < 5; i++)
+		kd_loop_run_once(loop, 10);
+	assert_int_equal(f.data_calls + f.done_calls, 0);
+	kd_k8s_free(c);
+	assert_int_equal(g.done_calls, 0);
+	kd_loop_free(loop);
+	kd_test_httpd_stop(srv);
+}
+
+static void auto_config_falls_back_to_in_cluster_then_home(void **state)
+{
+	(void)state;
+	kd_autofree char *dir = kd_test_httpd_mkdtemp();
+	unsetenv("KUBECONFIG");
+	const char *old_home = getenv("HOME");
+	kd_autofree char *saved_home = old_home ? kd_xstrdup(old_home) : NULL;
+	setenv("HOME", dir, 1);
+	unsetenv("KUBERNETES_SERVICE_HOST");
+	struct kd_k8s_config *cfg = NULL;
+	struct kd_error *err = NULL;
+	/* Nothing there: the error says what was tried. */
+	assert_int_equal(kd_k8s_config_auto(&cfg, &err), -ENOENT);
+	kd_autofree char *want = kd_xasprintf("%s/.kube/config", dir);
+	assert_non_null(strstr(err->msg, want));
+	assert_non_null(strstr(err->msg, "no KUBECONFIG, not in a cluster"));
+	kd_error_free(err);
+	/* ~/.kube/config. */
+	kd_autofree char *kube = kd_xasprintf("%s/.kube", dir);
+	assert_int_equal(mkdir(kube, 0700), 0);
+	kd_autofree char *p = write_kubeconfig(kube, kubeconfig_yaml);
+	assert_int_equal(kd_k8s_config_auto(&cfg, NULL), 0);
+	assert_string_equal(cfg->token, "abc.def");
+	kd_k8s_config_free(cfg);
+	/* In-cluster env wins over ~/.kube/config (and fails here: no service-account token). */
+	setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1", 1);
+	setenv("KUBERNETES_SERVICE_PORT", "1", 1);
+	err = NULL;
+	int rc = kd_k8s_config_auto(&cfg, &err);
+	if (rc == 0) {
+		kd_k8s_config_free(cfg); /* running inside a real pod */
+	} else {
+		assert_non_null(strstr(err->msg, "in-cluster config"));
+		kd_error_free(err);
+	}
+	unsetenv("KUBERNETES_SERVICE_HOST");
+	unsetenv("KUBERNETES_SERVICE_PORT");
+	if (saved_home)
+		setenv("HOME", saved_home, 1);
+	kd_test_httpd_rmrf(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1089,6 +1240,8 @@ int main(void)
 	    cmocka_unit_test(free_cancels_pending_calls),
 	    cmocka_unit_test(async_requires_loop),
 	    cmocka_unit_test(qps_limiter_spaces_requests),
+	    cmocka_unit_test(streams_deliver_close_abort_and_fail),
+	    cmocka_unit_test(auto_config_falls_back_to_in_cluster_then_home),
 	    cmocka_unit_test(tls_untrusted_ca_fails_with_clear_message),
 	    cmocka_unit_test(tls_trusted_ca_file_blob_and_client_cert),
 	};
