@@ -55,7 +55,7 @@ ln -s "$KD_KN_BIN" "$TMP/cache/bin/$KD_KN_KEY"
 rm "$TMP/cache/bin/$KD_K8S_KEY/kube-scheduler"
 printf '#!/bin/sh\necho "kd-it: simulated scheduler crash" >&2\nexit 3\n' >"$TMP/cache/bin/$KD_K8S_KEY/kube-scheduler"
 chmod +x "$TMP/cache/bin/$KD_K8S_KEY/kube-scheduler"
-expect_fail "rig/up names the crashing component" "error: kube-scheduler: process exited during startup" \
+expect_fail "rig/up names the crashing component" "error: kube-scheduler: process exited (immediately|during startup)" \
 	env KD_CACHE="$TMP/cache" KD_RIG_DIR="$TMP/rig" "$REPO/rig/up" --no-build --timeout 60
 [[ "$LAST_OUT" == *"log: $TMP/rig/runs/"*"/kube-scheduler.log"* ]] || die "failure message lacks the log path: $LAST_OUT"
 log "ok: failure message names the log file"
