@@ -15,6 +15,14 @@ expect_eq "RBAC denies an unknown user" no "$(kc auth can-i create pods --as=kd-
 expect_eq "RBAC grants knative controller SA deployments" yes \
 	"$(kc auth can-i create deployments.apps -A --as=system:serviceaccount:knative-serving:controller 2>/dev/null || true)"
 
+# rig/kubeconfig mints client-cert identities signed by the rig CA (x509 authn works, RBAC applies)
+kcfg="$("$REPO/rig/kubeconfig" kd-it-probe kd-it:probe kd-it:probers)"
+expect_eq "rig/kubeconfig identity" "kd-it:probe" \
+	"$(kc --kubeconfig "$kcfg" auth whoami -o jsonpath='{.status.userInfo.username}')"
+expect_eq "minted identity has no rights by default" no \
+	"$(kc --kubeconfig "$kcfg" auth can-i list pods 2>/dev/null || true)"
+rm -f "$KD_PKI"/kd-it-probe.*
+
 it_namespace kd-it-cp
 NS="$IT_NS"
 log "namespace $NS"
