@@ -333,6 +333,34 @@ static void rejects_too_many_ops(void **state)
 	kd_msg_free(m);
 }
 
+static void rejects_too_many_keys_labels_and_long_text(void **state)
+{
+	(void)state;
+	struct kd_delta_limits lim = {.max_keys = 2};
+	const char *rec = "{\"type\":\"reconcile\",\"epoch\":\"1\",\"keep\":[\"a/b\",\"a/c\","
+	                  "\"a/d\"],\"drop\":[],\"resend\":[]}";
+	expect_reject_n(rec, strlen(rec), &lim, E2BIG, "3 keep keys exceed the limit of 2");
+
+	/* 65 labels */
+	char buf[4096];
+	int o = snprintf(buf, sizeof(buf), "%s",
+	                 "{\"type\":\"delta\",\"epoch\":\"5\",\"seq\":1,\"ops\":[{\"op\":"
+	                 "\"upsert\",\"key\":\"a/b\",\"labels\":{");
+	for (int i = 0; i < 65; i++)
+		o += snprintf(buf + o, sizeof(buf) - (size_t)o, "%s\"k%d\":\"v\"", i ? "," : "", i);
+	snprintf(buf + o, sizeof(buf) - (size_t)o, "}}]}");
+	expect_reject(buf, E2BIG, "65 labels exceed the limit of 64");
+
+	/* reason of KD_REASON_MAX + 1 bytes */
+	static char big[KD_REASON_MAX + 200];
+	o = snprintf(big, sizeof(big),
+	             "{\"type\":\"error\",\"epoch\":\"0\",\"code\":1,\"reason\":\"");
+	for (int i = 0; i <= KD_REASON_MAX; i++)
+		big[o++] = 'r';
+	snprintf(big + o, sizeof(big) - (size_t)o, "\"}");
+	expect_reject(big, EINVAL, "error: reason is too long");
+}
+
 static void encode_refuses_invalid_and_oversize(void **state)
 {
 	(void)state;
@@ -425,6 +453,7 @@ int main(void)
 	    cmocka_unit_test(rejects_message_level),
 	    cmocka_unit_test(rejects_bad_ops),
 	    cmocka_unit_test(rejects_too_many_ops),
+	    cmocka_unit_test(rejects_too_many_keys_labels_and_long_text),
 	    cmocka_unit_test(encode_refuses_invalid_and_oversize),
 	    cmocka_unit_test(unknown_fields_are_ignored),
 	    cmocka_unit_test(lone_surrogate_escape_becomes_replacement_char),

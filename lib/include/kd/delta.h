@@ -53,6 +53,10 @@
  *   status flowing back upstream: "ready":true|false, "ip":"10.1.2.3" (IPv4/IPv6 literal),
  *   "reason":"…" (<= 1024 bytes)
  * A delete op carries the key and optionally "reason"; any other delete field is rejected.
+ * held[] and resend[] carry upserts only; a delta carries at least one op (empty batches are
+ * rejected; keepalive is the transport's business). Label values are empty or
+ * [A-Za-z0-9._-] starting and ending alphanumeric; label/annotation keys are Kubernetes
+ * qualified names ([DNS-subdomain/]name). JSON nesting deeper than 8 levels is rejected.
  *
  * ---- Ownership / threading --------------------------------------------------------------
  * All strings inside a kd_msg/kd_op are owned by it (malloc'ed, NUL-terminated) and freed by
