@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # kd-test: disruptive
 # Bad input to the rig gives a clear message and leaves nothing behind: unknown arguments, missing
-# binaries (--no-build), an address range already routed on the machine, and a component that
-# crashes at startup (rig/up names it and its log, tears everything down, exits non-zero).
+# binaries (--no-build), an address range already routed on the machine, a component that
+# crashes at startup (rig/up names it and its log, tears everything down, exits non-zero), and
+# rig/build without Go, with too old a Go, or with a failing compile (log path printed).
 . "$(dirname "$0")/lib.sh"
 
 TMP="$(mktemp -d /tmp/kd-it-rigfail.XXXXXX)"
@@ -62,3 +63,32 @@ log "ok: failure message names the log file"
 grep -q "simulated scheduler crash" "$TMP"/rig/runs/current/kube-scheduler.log || die "scheduler log not kept"
 log "ok: the component log is kept"
 assert_nothing_left "crashed component"
+
+# rig/build: no Go, too old a Go, and a failing compile each give a clear message
+expect_fail "rig/build without Go" "Go not found" env KD_GO="$TMP/none/go" KD_CACHE="$TMP/bc" "$REPO/rig/build" kubectl
+mkdir -p "$TMP/fakego"
+printf 'module k8s.io/kubernetes\n\ngo 1.25.0\n\nrequire (\n\tk8s.io/api v0.0.0\n)\n' >"$TMP/fakego/k8s.mod"
+cat >"$TMP/fakego/go" <<FAKE
+#!/bin/sh
+# fake go: version \$FAKE_GOVERSION, module download/tidy succeed, every build fails
+case "\$1 \$2" in
+"env GOVERSION") echo "\${FAKE_GOVERSION:-go1.26.8}" ;;
+"mod download") printf '{\n\t"GoMod": "%s",\n}\n' "$TMP/fakego/k8s.mod" ;;
+"mod tidy") exit 0 ;;
+build*) echo "fake compile error" >&2; exit 1 ;;
+*) exit 1 ;;
+esac
+FAKE
+chmod +x "$TMP/fakego/go"
+expect_fail "rig/build with Go 1.19" "go1\.19\.8, need Go >= 1\.25" \
+	env FAKE_GOVERSION=go1.19.8 KD_GO="$TMP/fakego/go" KD_CACHE="$TMP/bc" "$REPO/rig/build" kubectl
+expect_fail "rig/build reports a failed compile with its log" \
+	"build of kube-scheduler failed; see $TMP/bc/logs/k8s-$KD_K8S_VERSION-kube-scheduler.log" \
+	env KD_GO="$TMP/fakego/go" KD_CACHE="$TMP/bc" "$REPO/rig/build" kube-scheduler
+grep -q "fake compile error" "$TMP/bc/logs/k8s-$KD_K8S_VERSION-kube-scheduler.log" || die "build log lacks the compiler output"
+log "ok: the build log holds the compiler output"
+[[ ! -e "$TMP/bc/bin/k8s-$KD_K8S_VERSION/kube-scheduler" ]] || die "a failed build left a binary in the cache"
+log "ok: no binary cached after a failed build"
+grep -q "k8s.io/api => k8s.io/api $KD_K8S_STAGING_VERSION" "$TMP/bc/src/k8s-$KD_K8S_VERSION/go.mod" ||
+	die "wrapper go.mod lacks the staging replace"
+log "ok: wrapper go.mod replaces staging modules at $KD_K8S_STAGING_VERSION"
