@@ -1460,6 +1460,8 @@ int kd_k8s_do(struct kd_k8s *c, const struct kd_k8s_request *req, struct json_ob
 			break;
 		}
 	}
+	/* Drop references to x (headers, buffers) but keep the handle's connections alive. */
+	curl_easy_reset(c->sync_easy);
 	x->easy = NULL; /* the sync handle is the client's */
 	pthread_mutex_unlock(&c->sync_lock);
 	xfer_free(x);

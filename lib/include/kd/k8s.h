@@ -164,7 +164,8 @@ char *kd_k8s_path(const struct kd_k8s_resource *res, const char *ns, const char 
 enum kd_k8s_verb {
 	KD_K8S_GET = 0,
 	KD_K8S_LIST,   /* follows `continue`; result:
-	                  {"kind":"<X>List","metadata":{"resourceVersion"},   "items":[...all pages...]}
+	                  {"kind":"<X>List","metadata":{"resourceVersion"},   "items":[...all
+	                  pages...]}
 	                */
 	KD_K8S_CREATE, /* POST body to the collection (name ignored; taken from the body) */
 	KD_K8S_UPDATE, /* PUT body */
@@ -234,8 +235,11 @@ int kd_k8s_delete(struct kd_k8s *c, const struct kd_k8s_resource *res, const cha
 typedef void (*kd_k8s_done_cb)(struct kd_k8s_response *resp, struct kd_error *err, void *arg);
 
 /* Asynchronous call on the client's loop. Returns 0 when accepted (cb will run), or -errno with
- * *err set and cb not run (no loop, bad request). Requests beyond the QPS budget or the
- * connection pool are queued, in order. Hundreds of concurrent calls are fine. */
+ * *err set and cb not run (no loop, bad request, client shutting down: ECANCELED). The request
+ * starts on a later loop iteration. Requests beyond the QPS budget or the connection pool are
+ * queued, in order. Hundreds/thousands of concurrent calls are fine (measured on loopback:
+ * 2000 creates in ~0.2 s over 8 keep-alive connections). Calls cannot be cancelled individually:
+ * if the object behind `arg` may die first, pass a small ticket that outlives it. */
 int kd_k8s_submit(struct kd_k8s *c, const struct kd_k8s_request *req, kd_k8s_done_cb cb, void *arg,
                   struct kd_error **err);
 
@@ -254,7 +258,9 @@ typedef int (*kd_k8s_stream_data_cb)(const char *data, size_t len, void *arg);
 typedef void (*kd_k8s_stream_done_cb)(struct kd_error *err, void *arg);
 
 /* Starts GET <path_and_query> (e.g. "/api/v1/pods?watch=1&resourceVersion=5") with no overall
- * timeout and no response size cap (the consumer caps what it buffers). low_speed_timeout_s > 0
+ * timeout and no response size cap (the consumer caps what it buffers). Streams run on their own
+ * multi handle: they are not counted in opts.max_connections and not subject to opts.qps. The
+ * request starts on the next loop iteration (never inside this call). low_speed_timeout_s > 0
  * aborts the stream (ETIMEDOUT) after that many seconds without a byte. Returns 0 and *out
  * (owned until on_done runs or kd_k8s_stream_close), or -errno with *err set. */
 int kd_k8s_stream_open(struct kd_k8s *c, const char *path_and_query, unsigned low_speed_timeout_s,
