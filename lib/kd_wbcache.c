@@ -53,6 +53,9 @@ static bool dl_linked(const struct dl *n)
 /* --- types ------------------------------------------------------------------------------------ */
 
 enum need { NEED_NONE = 0, NEED_CREATE, NEED_UPDATE, NEED_DELETE };
+/* Reread after: a Conflict; AlreadyExists (an older object of that name may have been seen before
+ * the entry existed); or observe_timeout_ms without observing a create that succeeded. */
+enum rr_why { RR_CONFLICT = 0, RR_EXISTS, RR_VERIFY };
 enum where { Q_NONE = 0, Q_PENDING, Q_READY };
 
 struct op;
@@ -79,9 +82,10 @@ struct entry {
 	enum kd_wb_op attempt_op;
 	struct kd_timer *retry; /* lazily allocated */
 	bool in_backoff;
-	struct kd_error *error; /* last permanent error (owned) */
-	unsigned pins;          /* > 0 while a callback runs with this entry's key */
-	bool zombie;            /* removed while pinned: freed at the last unpin */
+	struct kd_timer *verify; /* observe_timeout_ms after a create completed; lazily allocated */
+	struct kd_error *error;  /* last permanent error (owned) */
+	unsigned pins;           /* > 0 while a callback runs with this entry's key */
+	bool zombie;             /* removed while pinned: freed at the last unpin */
 };
 
 struct op {
@@ -91,7 +95,7 @@ struct op {
 	char *key;
 	enum kd_wb_op kind;
 	bool reread;
-	bool after_exists; /* reread following AlreadyExists rather than Conflict */
+	enum rr_why rr; /* why a reread was started */
 	json_object *obj, *base;
 	uint64_t gen;
 	bool issuing, sync_done;
@@ -482,6 +486,7 @@ static struct entry *entry_new(struct kd_wb *wb, const char *key, json_object *o
 static void entry_free(struct entry *e)
 {
 	kd_loop_timer_free(e->retry);
+	kd_loop_timer_free(e->verify);
 	json_object_put(e->obj);
 	json_object_put(e->last_put);
 	json_object_put(e->observed);
@@ -507,6 +512,7 @@ static void entry_remove(struct entry *e, enum kd_wb_gone why)
 	struct kd_wb *wb = e->wb;
 	unqueue(e);
 	stop_backoff(e);
+	kd_loop_timer_stop(e->verify);
 	evict_unlink(e);
 	detach_op(e);
 	hash_remove(wb, e);
@@ -543,6 +549,7 @@ static void apply_observe(struct entry *e, json_object *api)
 	detach_op(e);
 	unqueue(e);
 	stop_backoff(e);
+	kd_loop_timer_stop(e->verify);
 	set_obj(&e->obj, api);
 	set_obj(&e->observed, api);
 	e->gen++;
@@ -607,10 +614,43 @@ static void backoff(struct entry *e, enum kd_wb_op kind, const struct kd_error *
 	          kd_backoff_ms(e->attempt - 1, wb->cfg.backoff_base_ms, wb->cfg.backoff_cap_ms));
 }
 
+static void verify_cb(struct kd_loop *loop, struct kd_timer *t, void *arg);
+
+/* Arms the check of a PERSISTING entry whose create succeeded but which the watch has not shown
+ * (a watch gap may have hidden its creation and deletion). Needs the reread hook. */
+static void arm_verify(struct entry *e)
+{
+	struct kd_wb *wb = e->wb;
+	if (!wb->cfg.observe_timeout_ms || !wb->w.reread || e->state != KD_WB_PERSISTING ||
+	    !e->created || e->zombie)
+		return;
+	if (!e->verify)
+		e->verify = kd_loop_timer_new(wb->loop, verify_cb, e);
+	if (!kd_loop_timer_pending(e->verify))
+		kd_loop_timer_start(e->verify, wb->cfg.observe_timeout_ms);
+}
+
 /* --- rereads ---------------------------------------------------------------------------------- */
 
 static void reread_finished(struct op *op, enum kd_wb_result res, json_object *obj,
                             const struct kd_error *err);
+
+static bool start_reread(struct entry *e, enum kd_wb_op kind, enum rr_why why);
+
+static void verify_cb(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	(void)loop;
+	(void)t;
+	struct entry *e = arg;
+	if (e->state != KD_WB_PERSISTING || !e->created)
+		return;
+	if (e->op || e->where != Q_NONE || e->in_backoff) {
+		arm_verify(e); /* busy writing: look again later */
+		return;
+	}
+	e->wb->c.verifies++;
+	start_reread(e, KD_WB_OP_CREATE, RR_VERIFY);
+}
 
 static void reread_done(void *arg, enum kd_wb_result res, json_object *obj,
                         const struct kd_error *err)
@@ -627,14 +667,14 @@ static void reread_done(void *arg, enum kd_wb_result res, json_object *obj,
 }
 
 /* Starts a reread of e for an op of `kind`; false when the writer has no reread hook. */
-static bool start_reread(struct entry *e, enum kd_wb_op kind, bool after_exists)
+static bool start_reread(struct entry *e, enum kd_wb_op kind, enum rr_why why)
 {
 	struct kd_wb *wb = e->wb;
 	if (!wb->w.reread)
 		return false;
 	struct op *op = op_new(e, kind);
 	op->reread = true;
-	op->after_exists = after_exists;
+	op->rr = why;
 	wb->c.rereads++;
 	wb->c.rereads_in_flight++;
 	op->issuing = true;
@@ -658,7 +698,8 @@ static void reread_finished(struct op *op, enum kd_wb_result res, json_object *o
 	struct kd_wb *wb = op->wb;
 	struct entry *e = op->e;
 	enum kd_wb_op kind = op->kind;
-	bool after_exists = op->after_exists;
+	enum rr_why why = op->rr;
+	bool after_exists = why != RR_CONFLICT;
 	if (wb)
 		wb->c.rereads_in_flight--;
 	if (!wb || !e) { /* cache freed, or entry gone or moved on */
@@ -695,6 +736,12 @@ static void reread_finished(struct op *op, enum kd_wb_result res, json_object *o
 			entry_remove(e, KD_WB_GONE_DELETED);
 			goto out;
 		}
+		if (why == RR_VERIFY) {
+			/* Our create succeeded, and the object is gone: deleted in the API while
+			 * the watch did not show it. The API wins. */
+			entry_remove(e, KD_WB_GONE_API_DELETED);
+			goto out;
+		}
 		if (kind == KD_WB_OP_UPDATE) {
 			/* Nothing left to update: the watch reports the deletion. */
 			e->need = NEED_NONE;
@@ -706,9 +753,10 @@ static void reread_finished(struct op *op, enum kd_wb_result res, json_object *o
 		e->need = NEED_CREATE;
 		break;
 	default:
-		if (after_exists)
+		if (after_exists) {
 			schedule(e); /* the create is done; the watch will show the object */
-		else
+			arm_verify(e);
+		} else
 			backoff(e, kind, err);
 		goto out;
 	}
@@ -734,7 +782,7 @@ static void conflict(struct entry *e, enum kd_wb_op kind, const struct kd_error 
 		fail(e, kind, KD_WB_CONFLICT, err);
 		return;
 	}
-	start_reread(e, kind, false);
+	start_reread(e, kind, RR_CONFLICT);
 }
 
 /* --- write completion ------------------------------------------------------------------------- */
@@ -796,9 +844,10 @@ static void handle_write(struct entry *e, enum kd_wb_op kind, uint64_t gen, enum
 		e->need = e->gen != gen ? NEED_UPDATE : NEED_NONE;
 		/* Stays PERSISTING until observed. After AlreadyExists the watch may have shown the
 		 * object before this entry existed: read it. */
-		if (res == KD_WB_ALREADY_EXISTS && start_reread(e, kind, true))
+		if (res == KD_WB_ALREADY_EXISTS && start_reread(e, kind, RR_EXISTS))
 			return;
 		schedule(e);
+		arm_verify(e);
 		return;
 	case KD_WB_OP_UPDATE:
 		e->attempt = 0;
@@ -1145,6 +1194,7 @@ int kd_wb_cancel(struct kd_wb *wb, const char *key)
 		set_state(e, KD_WB_DELETING);
 		evict_unlink(e);
 		stop_backoff(e);
+		kd_loop_timer_stop(e->verify);
 		unqueue(e);
 		e->need = NEED_DELETE;
 		e->attempt = 0;

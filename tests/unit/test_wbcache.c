@@ -1042,6 +1042,32 @@ static void eviction_only_after_observe(void **state)
 	mock_free(m);
 }
 
+static void unobserved_create_is_verified_by_reread(void **state)
+{
+	(void)state;
+	struct kd_wb_config cfg = test_cfg();
+	cfg.observe_timeout_ms = 20;
+	struct mock *m = mock_new(&cfg, true);
+	m->watch = false; /* a watch gap: neither event is ever delivered */
+	assert_int_equal(put(m, "ns/a", "n1"), 0);
+	assert_int_equal(put(m, "ns/b", "n1"), 0);
+	assert_true(RUN_UNTIL(m, counters(m).writes_ok == 2, 2000));
+	assert_int_equal(state_of(m, "ns/a"), KD_WB_PERSISTING);
+	m->check = false;                         /* b leaves by an API deletion */
+	json_object_object_del(m->store, "ns/b"); /* deleted while the watch was not looking */
+	assert_true(RUN_UNTIL(
+	    m, state_of(m, "ns/a") == KD_WB_PERSISTED && (int)state_of(m, "ns/b") == -1, 2000));
+	struct kd_wb_counters c = counters(m);
+	assert_int_equal(c.verifies, 2);
+	assert_int_equal(m->nrereads, 2);
+	assert_int_equal(obj_rv(kd_wb_get(m->wb, "ns/a")), 1); /* the API copy */
+	assert_int_equal(m->n_removed[KD_WB_GONE_API_DELETED], 1);
+	assert_int_equal(m->nwrites, 2); /* b is not re-created: the API wins */
+	run_for(m, 50);
+	assert_int_equal(counters(m).verifies, 2); /* a persisted entry is not verified again */
+	mock_free(m);
+}
+
 static void held_lists_exactly_the_unpersisted(void **state)
 {
 	(void)state;
@@ -1333,6 +1359,7 @@ int main(void)
 	    cmocka_unit_test(observe_before_write_completes_wins),
 	    cmocka_unit_test(observe_cancels_pending_create),
 	    cmocka_unit_test(eviction_only_after_observe),
+	    cmocka_unit_test(unobserved_create_is_verified_by_reread),
 	    cmocka_unit_test(held_lists_exactly_the_unpersisted),
 	    cmocka_unit_test(api_deletion_removes_persisted),
 	    cmocka_unit_test(write_that_cannot_start_is_retried),

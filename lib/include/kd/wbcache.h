@@ -30,7 +30,8 @@
  * PERSISTED entry queues an UPDATE that a later observe() does not cancel.
  * - observe_deleted() removes PERSISTED and DELETING entries. For EPHEMERAL, PERSISTING and FAILED
  *   entries (never observed) a deletion event refers to an older object of the same name and is
- *   ignored.
+ *   ignored. A create that succeeded but is never observed (a watch gap hid its creation and
+ *   deletion) is re-read after observe_timeout_ms when the writer has a reread hook.
  * - All writes are issued from timer callbacks on the loop, never from inside a public call, so a
  *   stage may call the cache from any loop callback, including the cache's own callbacks. The cache
  *   is not thread-safe: use it on its loop's thread only.
@@ -141,10 +142,15 @@ struct kd_wb_config {
 	uint64_t backoff_base_ms; /* retry delays: kd_backoff_ms(attempt - 1, base, cap) */
 	uint64_t backoff_cap_ms;
 	unsigned max_attempts; /* retryable failures before a write is failed; 0 = retry forever */
+	/* A create that succeeded but is not observed within this long is re-read (needs the
+	 * writer's reread hook): found -> PERSISTED, gone -> removed (deleted in the API while the
+	 * watch was not looking, e.g. across a relist). 0 = never; the entry waits for the watch.
+	 */
+	uint64_t observe_timeout_ms;
 };
 
 /* Defaults: 64 in flight, batches of 64 or every 5 ms, unlimited QPS, retention 30 s, backoff
- * 100 ms .. 10 s, retry forever. */
+ * 100 ms .. 10 s, retry forever, unobserved creates re-read after 30 s. */
 #define KD_WB_CONFIG_DEFAULT                                                                       \
 	((struct kd_wb_config){.max_in_flight = 64,                                                \
 	                       .batch_size = 64,                                                   \
@@ -154,7 +160,8 @@ struct kd_wb_config {
 	                       .retention_ms = 30000,                                              \
 	                       .backoff_base_ms = 100,                                             \
 	                       .backoff_cap_ms = 10000,                                            \
-	                       .max_attempts = 0})
+	                       .max_attempts = 0,                                                  \
+	                       .observe_timeout_ms = 30000})
 
 /* Counters: gauges (entries now in each state, queue/in-flight sizes) and monotonic totals. */
 struct kd_wb_counters {
@@ -169,6 +176,7 @@ struct kd_wb_counters {
 	uint64_t writes_issued, creates_issued, updates_issued, deletes_issued;
 	uint64_t writes_ok, already_exists, conflicts, not_found, retries, permanent_errors;
 	uint64_t rereads;
+	uint64_t verifies;        /* rereads of creates not observed within observe_timeout_ms */
 	uint64_t observed;        /* observe() calls that matched an entry */
 	uint64_t api_wins;        /* observe() that cancelled a pending or in-flight write */
 	uint64_t ignored_results; /* completions of writes whose entry had moved on */
