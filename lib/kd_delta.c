@@ -1391,20 +1391,43 @@ static int dec_body(struct dctx *d, json_object *root, struct kd_msg *m)
 	}
 }
 
-/* Offset of the first "\u0000" escape, or len. json-c keeps member names as C strings, so an
- * escaped NUL would silently truncate them: such frames are rejected before parsing. Backslashes
- * outside strings are invalid JSON anyway, so the scan need not track string boundaries. */
-static size_t escaped_nul(const char *buf, size_t len)
+/* Structural pre-scan of the raw frame, before json-c builds anything:
+ * - rejects the escape \u0000: json-c keeps member names as C strings, so an escaped NUL would
+ *   silently truncate them;
+ * - bounds the number of JSON objects and arrays. json-c spends ~700 bytes on every object (a
+ *   16-bucket hash table), so 1 MiB of "{}," would cost ~270 MB: a legitimate frame needs at most
+ *   4 objects per op (op, tmpl, labels, annotations) and a handful of arrays.
+ * String boundaries are tracked only approximately for invalid JSON, which json-c rejects next. */
+static int prescan(const char *buf, size_t len, size_t max_objects, struct kd_error **err)
 {
-	const char *p = buf, *end = buf + len;
-	while ((p = memchr(p, '\\', (size_t)(end - p))) != NULL) {
-		if (end - p >= 6 && p[1] == 'u' && memcmp(p + 2, "0000", 4) == 0)
-			return (size_t)(p - buf);
-		p += 2; /* skip the escaped character (\\ included) */
-		if (p >= end)
-			break;
+	size_t objects = 0, arrays = 0;
+	const size_t max_arrays = 64;
+	bool in_str = false;
+	for (size_t i = 0; i < len; i++) {
+		char ch = buf[i];
+		if (in_str) {
+			if (ch == '"') {
+				in_str = false;
+			} else if (ch == '\\') {
+				if (len - i >= 6 && buf[i + 1] == 'u' &&
+				    memcmp(buf + i + 2, "0000", 4) == 0)
+					return kd_error_set(err, EINVAL, 0,
+					                    "frame byte %zu: escaped NUL (\\u0000)",
+					                    i);
+				i++; /* skip the escaped character */
+			}
+			continue;
+		}
+		if (ch == '"')
+			in_str = true;
+		else if (ch == '{' && ++objects > max_objects)
+			return kd_error_set(err, E2BIG, 0, "frame has more than %zu JSON objects",
+			                    max_objects);
+		else if (ch == '[' && ++arrays > max_arrays)
+			return kd_error_set(err, E2BIG, 0, "frame has more than %zu JSON arrays",
+			                    max_arrays);
 	}
-	return len;
+	return 0;
 }
 
 static bool is_ws(char c)
@@ -1425,9 +1448,9 @@ int kd_msg_decode(const char *buf, size_t len, const struct kd_delta_limits *lim
 	if (ok != len)
 		return kd_error_set(err, EINVAL, 0, "frame byte %zu: %s", ok,
 		                    buf[ok] == '\0' ? "NUL byte" : "invalid UTF-8");
-	size_t nul = escaped_nul(buf, len);
-	if (nul != len)
-		return kd_error_set(err, EINVAL, 0, "frame byte %zu: escaped NUL (\\u0000)", nul);
+	int prc = prescan(buf, len, 4 * d.lim.max_ops + 16, err);
+	if (prc < 0)
+		return prc;
 	__attribute__((cleanup(tok_freep))) json_tokener *tok = json_tokener_new_ex(JSON_MAX_DEPTH);
 	if (!tok)
 		return kd_error_set(err, ENOMEM, 0, "decode: cannot allocate a JSON tokener");

@@ -361,6 +361,31 @@ static void rejects_too_many_keys_labels_and_long_text(void **state)
 	expect_reject(big, EINVAL, "error: reason is too long");
 }
 
+static void rejects_container_floods_before_parsing(void **state)
+{
+	(void)state;
+	/* 1 MiB of "{}," would cost json-c ~270 MB: bounded at 4 objects per allowed op */
+	struct kd_delta_limits lim = {.max_ops = 2}; /* 4 * 2 + 16 = 24 objects */
+	char buf[512];
+	int o = snprintf(buf, sizeof(buf), "{\"type\":\"ready\",\"epoch\":\"1\",\"x\":[");
+	for (int i = 0; i < 24; i++)
+		o += snprintf(buf + o, sizeof(buf) - (size_t)o, "%s{}", i ? "," : "");
+	snprintf(buf + o, sizeof(buf) - (size_t)o, "]}");
+	expect_reject_n(buf, strlen(buf), &lim, E2BIG, "frame has more than 24 JSON objects");
+	/* braces inside strings do not count */
+	const char *str =
+	    "{\"type\":\"ready\",\"epoch\":\"1\",\"x\":\"{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{\\\"\"}";
+	kd_automsg struct kd_msg *m = NULL;
+	kd_autoerr struct kd_error *err = NULL;
+	if (kd_msg_decode(str, strlen(str), &lim, &m, &err) < 0)
+		fail_msg("%s", kd_error_msg(err));
+	o = snprintf(buf, sizeof(buf), "{\"type\":\"ready\",\"epoch\":\"1\",\"x\":");
+	for (int i = 0; i < 65; i++)
+		buf[o++] = '[';
+	buf[o] = '\0';
+	expect_reject(buf, E2BIG, "frame has more than 64 JSON arrays");
+}
+
 static void encode_refuses_invalid_and_oversize(void **state)
 {
 	(void)state;
@@ -454,6 +479,7 @@ int main(void)
 	    cmocka_unit_test(rejects_bad_ops),
 	    cmocka_unit_test(rejects_too_many_ops),
 	    cmocka_unit_test(rejects_too_many_keys_labels_and_long_text),
+	    cmocka_unit_test(rejects_container_floods_before_parsing),
 	    cmocka_unit_test(encode_refuses_invalid_and_oversize),
 	    cmocka_unit_test(unknown_fields_are_ignored),
 	    cmocka_unit_test(lone_surrogate_escape_becomes_replacement_char),

@@ -56,7 +56,9 @@
  * held[] and resend[] carry upserts only; a delta carries at least one op (empty batches are
  * rejected; keepalive is the transport's business). Label values are empty or
  * [A-Za-z0-9._-] starting and ending alphanumeric; label/annotation keys are Kubernetes
- * qualified names ([DNS-subdomain/]name). JSON nesting deeper than 8 levels is rejected.
+ * qualified names ([DNS-subdomain/]name). JSON nesting deeper than 8 levels is rejected, and
+ * so, before parsing, is a frame with more than 4 * max_ops + 16 objects or 64 arrays (json-c
+ * spends ~700 bytes per object; this bounds a 1 MiB frame to tens of MB while decoding).
  *
  * ---- Ownership / threading --------------------------------------------------------------
  * All strings inside a kd_msg/kd_op are owned by it (malloc'ed, NUL-terminated) and freed by
