@@ -2,9 +2,10 @@
  *
  * For each N in --counts: scale a Deployment from 0 to N through its scale subresource and
  * record, through a pod watch (informer) started before the scale request, when each pod is
- * first seen (created) and first seen Ready=True. Reports the time from the scale request until
- * the 50th/90th/100th percentile pod was Ready (KubeDirect's metric), and the same for creation,
- * then scales back to 0 and waits until every pod is gone before the next N.
+ * first seen (created), first seen bound to a node (spec.nodeName) and first seen Ready=True.
+ * Reports the time from the scale request until the 50th/90th/100th percentile pod was Ready
+ * (KubeDirect's metric), and the same for binding and creation, then scales back to 0 and waits
+ * until every pod is gone before the next N.
  *
  * Pods run wherever the scheduler puts them; on the rig that is kd-node with runtime-sim
  * (--node-selector defaults to kd-node's nodes), so the numbers measure the control plane:
@@ -67,8 +68,8 @@ struct bench {
 	size_t run;  /* index into counts */
 	long target; /* N of the current run */
 	uint64_t t0_ns;
-	double *created_ms, *ready_ms; /* target entries each */
-	size_t n_created, n_ready;
+	double *created_ms, *bound_ms, *ready_ms; /* target entries each */
+	size_t n_created, n_bound, n_ready;
 	struct kd_timer *deadline;
 	struct json_object *results; /* array */
 	int failures;
@@ -112,14 +113,18 @@ static void finish_run(struct bench *b, bool ok)
 {
 	kd_loop_timer_stop(b->deadline);
 	qsort(b->created_ms, b->n_created, sizeof(double), cmp_double);
+	qsort(b->bound_ms, b->n_bound, sizeof(double), cmp_double);
 	qsort(b->ready_ms, b->n_ready, sizeof(double), cmp_double);
 	double r50 = pct(b->ready_ms, b->n_ready, 50), r90 = pct(b->ready_ms, b->n_ready, 90),
 	       r100 = pct(b->ready_ms, b->n_ready, 100);
 	double c50 = pct(b->created_ms, b->n_created, 50),
 	       c90 = pct(b->created_ms, b->n_created, 90),
 	       c100 = pct(b->created_ms, b->n_created, 100);
-	printf("%6ld  %9.0f %9.0f %9.0f   %9.0f %9.0f %9.0f   %5zu%s\n", b->target, r50, r90, r100,
-	       c50, c90, c100, b->n_ready, ok ? "" : "  TIMEOUT");
+	double b50 = pct(b->bound_ms, b->n_bound, 50), b90 = pct(b->bound_ms, b->n_bound, 90),
+	       b100 = pct(b->bound_ms, b->n_bound, 100);
+	printf("%6ld  %9.0f %9.0f %9.0f   %9.0f %9.0f %9.0f   %9.0f %9.0f %9.0f   %5zu%s\n",
+	       b->target, r50, r90, r100, b50, b90, b100, c50, c90, c100, b->n_ready,
+	       ok ? "" : "  TIMEOUT");
 	fflush(stdout);
 	struct json_object *r = json_object_new_object();
 	json_object_object_add(r, "n", json_object_new_int64(b->target));
@@ -128,6 +133,9 @@ static void finish_run(struct bench *b, bool ok)
 	json_object_object_add(r, "ready_p50_ms", json_object_new_double(r50));
 	json_object_object_add(r, "ready_p90_ms", json_object_new_double(r90));
 	json_object_object_add(r, "ready_p100_ms", json_object_new_double(r100));
+	json_object_object_add(r, "bound_p50_ms", json_object_new_double(b50));
+	json_object_object_add(r, "bound_p90_ms", json_object_new_double(b90));
+	json_object_object_add(r, "bound_p100_ms", json_object_new_double(b100));
 	json_object_object_add(r, "created_p50_ms", json_object_new_double(c50));
 	json_object_object_add(r, "created_p90_ms", json_object_new_double(c90));
 	json_object_object_add(r, "created_p100_ms", json_object_new_double(c100));
@@ -176,8 +184,10 @@ static void scale_to(struct bench *b, long n)
 static void start_scaling(struct bench *b)
 {
 	b->phase = PH_SCALING;
-	b->n_created = b->n_ready = 0;
+	b->n_created = b->n_bound = b->n_ready = 0;
 	free(b->created_ms);
+	free(b->bound_ms);
+	b->bound_ms = kd_xcalloc((size_t)b->target, sizeof(double));
 	free(b->ready_ms);
 	b->created_ms = kd_xcalloc((size_t)b->target, sizeof(double));
 	b->ready_ms = kd_xcalloc((size_t)b->target, sizeof(double));
@@ -197,15 +207,26 @@ static void observe(struct bench *b, struct json_object *pod)
 		return;
 	double ms = (double)(kd_now_ns() - b->t0_ns) / 1e6;
 	struct json_object *v = NULL;
+	/* bits: 1 created, 2 bound (spec.nodeName set), 4 Ready */
 	int state = json_object_object_get_ex(b->seen, uid, &v) ? json_object_get_int(v) : 0;
-	if (!state) {
+	int was = state;
+	if (!(state & 1)) {
 		if (b->n_created < (size_t)b->target)
 			b->created_ms[b->n_created++] = ms;
-		json_object_object_add(b->seen, uid, json_object_new_int(1));
-		state = 1;
+		state |= 1;
 	}
-	if (state == 1 && pod_ready(pod)) {
-		json_object_object_add(b->seen, uid, json_object_new_int(2));
+	const char *node = kd_json_get_string(pod, "spec.nodeName");
+	if (!(state & 2) && node && *node) {
+		if (b->n_bound < (size_t)b->target)
+			b->bound_ms[b->n_bound++] = ms;
+		state |= 2;
+	}
+	bool now_ready = !(state & 4) && pod_ready(pod);
+	if (now_ready)
+		state |= 4;
+	if (state != was)
+		json_object_object_add(b->seen, uid, json_object_new_int(state));
+	if (now_ready) {
 		if (b->n_ready < (size_t)b->target)
 			b->ready_ms[b->n_ready++] = ms;
 		if (b->n_ready == (size_t)b->target)
@@ -393,8 +414,9 @@ int main(int argc, char **argv)
 	b.seen = json_object_new_object();
 	printf("deployment %s/%s, times in ms from the scale request (watch-observed)\n", cfg.ns,
 	       cfg.name);
-	printf("%6s  %9s %9s %9s   %9s %9s %9s   %5s\n", "N", "ready-p50", "ready-p90", "ready-max",
-	       "creat-p50", "creat-p90", "creat-max", "ready");
+	printf("%6s  %9s %9s %9s   %9s %9s %9s   %9s %9s %9s   %5s\n", "N", "ready-p50",
+	       "ready-p90", "ready-max", "bound-p50", "bound-p90", "bound-max", "creat-p50",
+	       "creat-p90", "creat-max", "ready");
 	next_run(&b);
 	kd_informer_start(b.inf);
 	kd_loop_run(b.loop);
@@ -423,6 +445,7 @@ out:
 	kd_loop_timer_free(b.deadline);
 	json_object_put(b.seen);
 	free(b.created_ms);
+	free(b.bound_ms);
 	free(b.ready_ms);
 	json_object_put(b.results);
 	kd_k8s_config_free(kc);
