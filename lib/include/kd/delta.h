@@ -4,6 +4,9 @@
  *
  * NOTE TO kd_chan: this header is the contract. Compatible additions only; any change is
  * announced here, at the top, with the date.
+ * Changes since the first commit (all compatible):
+ *   08:28 UTC  decode also rejects (-E2BIG) frames with more than 4 * max_ops + 16 JSON objects
+ *              or 64 arrays (json-c memory bound; no legitimate frame comes close).
  *
  * ---- Wire format (version 1) -------------------------------------------------------------
  * Every frame is exactly one JSON object (UTF-8, no NUL byte, optional surrounding whitespace,

@@ -6,6 +6,8 @@
  *
  * NOTE TO kd_chan: this header is the contract. Compatible additions only; any change is
  * announced here, at the top, with the date.
+ * Changes since the first commit (all compatible):
+ *   08:25 UTC  added kd_hs_down_forget; documented that kd_chan may re-stamp pending deltas.
  *
  * Protocol (per connection; the upstream mints a fresh epoch for every connection):
  *   up -> down   hello{source, epoch}
@@ -142,7 +144,7 @@ uint64_t kd_hs_down_last_seq(const struct kd_hs_down *d, const char *source); /*
  * record per upstream incarnation. -EBUSY while a connection is bound to it, -ENOENT if unknown.
  * After this a hello with any epoch is accepted again for that name: call it only for instances
  * that cannot come back with an older epoch (epochs are wall-clock based, so in practice: ones
- * that are gone). Added 08:25 UTC, compatible. */
+ * that are gone). */
 int kd_hs_down_forget(struct kd_hs_down *d, const char *source);
 
 /* Source bound to c by its hello, or NULL. Borrowed; valid while c lives. */
