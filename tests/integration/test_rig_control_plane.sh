@@ -3,7 +3,8 @@
 # controller-manager (Deployment -> ReplicaSet -> Pod), scheduler (acts on the Pod), Knative
 # webhook (defaults a Service), controller (Configuration -> Revision -> Deployment with the
 # queue-proxy sidecar, PodAutoscaler of class kpa, ServerlessService) and the selector-less
-# Services/Endpoints wiring for webhook/autoscaler/activator.
+# Services/Endpoints wiring for webhook/autoscaler/activator; component namespaces have no route
+# off the machine and resolve Knative service names through /etc/netns/<ns>/hosts.
 . "$(dirname "$0")/lib.sh"
 
 check "rig/status reports every component healthy" "$REPO/rig/status" --quiet
@@ -14,6 +15,16 @@ expect_eq "API server version" "$KD_K8S_VERSION" "$(kc version -o json | sed -n 
 expect_eq "RBAC denies an unknown user" no "$(kc auth can-i create pods --as=kd-nobody 2>/dev/null || true)"
 expect_eq "RBAC grants knative controller SA deployments" yes \
 	"$(kc auth can-i create deployments.apps -A --as=system:serviceaccount:knative-serving:controller 2>/dev/null || true)"
+
+# Network isolation: component namespaces have no default route, so no address outside the
+# machine is routable (checked with a local route lookup only; nothing is sent).
+for s in "${KD_NS_ORDER[@]}"; do
+	expect_eq "kd-$s has no default route" "" "$(ip -n "kd-$s" route show default)"
+	if ip -n "kd-$s" route get 192.0.2.1 >/dev/null 2>&1; then die "kd-$s can route to 192.0.2.1"; fi
+	if ip -n "kd-$s" route get 8.8.8.8 >/dev/null 2>&1; then die "kd-$s can route to 8.8.8.8"; fi
+	expect_eq "kd-$s resolves the autoscaler service name" "${KD_NS_IP[kn-as]}" \
+		"$(ip netns exec "kd-$s" getent hosts autoscaler.knative-serving.svc.cluster.local | awk '{print $1}')"
+done
 
 # rig/kubeconfig mints client-cert identities signed by the rig CA (x509 authn works, RBAC applies)
 kcfg="$("$REPO/rig/kubeconfig" kd-it-probe kd-it:probe kd-it:probers)"
