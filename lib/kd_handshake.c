@@ -427,14 +427,14 @@ int kd_hs_down_on_msg(struct kd_hs_conn *c, const struct kd_msg *in, struct kd_m
 	if (in->type == KD_MSG_HELLO)
 		return on_hello(c, in, out, err);
 	struct src *s = c->src;
+	if (in->type == KD_MSG_ERROR) /* never answer an error with an error */
+		return kd_error_set(err, ECONNABORTED, 0,
+		                    "source %s epoch %llu sent error code %d: %s",
+		                    s ? s->name : "(before hello)", ull(in->epoch), in->error.code,
+		                    in->error.reason ? in->error.reason : "(no reason)");
 	if (!s)
 		return refuse(out, err, EPROTO, in->epoch, KD_CODE_PROTOCOL,
 		              "%s epoch %llu before hello", tn, ull(in->epoch));
-	if (in->type == KD_MSG_ERROR)
-		return kd_error_set(err, ECONNABORTED, 0,
-		                    "source %s epoch %llu sent error code %d: %s", s->name,
-		                    ull(in->epoch), in->error.code,
-		                    in->error.reason ? in->error.reason : "(no reason)");
 	if (in->epoch != c->epoch || c->epoch != s->epoch)
 		return refuse(
 		    out, err, ESTALE, in->epoch, KD_CODE_STALE_EPOCH,

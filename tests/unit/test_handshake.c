@@ -785,6 +785,14 @@ static void protocol_violations_close(void **state)
 	kd_error_free(err);
 	err = NULL;
 
+	/* an error before hello closes without a reply (no error ping-pong) */
+	kd_automsg struct kd_msg *early_err = kd_msg_new_error(5, KD_CODE_INTERNAL, "early");
+	assert_int_equal(to_down(c, early_err, &out, &err), -ECONNABORTED);
+	assert_int_equal(out.n, 0);
+	assert_non_null(strstr(err->msg, "(before hello)"));
+	kd_error_free(err);
+	err = NULL;
+
 	/* held() failing: refused, epoch not installed */
 	kd_automsg struct kd_msg *hello = kd_msg_new(KD_MSG_HELLO, 5, 0);
 	hello->hello.source = kd_xstrdup("up");
