@@ -120,6 +120,8 @@ void kd_node_params_for(const struct kd_node *n, struct kd_node_params *out);
 int kd_node_pods_init(struct kd_node_agent *a, struct kd_error **err);
 /* Starts the informer. */
 void kd_node_pods_start(struct kd_node_agent *a);
+/* Starts the pods already seen on `node`, which just became registered. */
+void kd_node_pods_node_ready(struct kd_node_agent *a, struct kd_node *node);
 /* Stops the informer, frees every pod entry (sandboxes are left to the runtime's fini). */
 void kd_node_pods_fini(struct kd_node_agent *a);
 

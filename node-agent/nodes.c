@@ -207,6 +207,7 @@ static void on_status_done(struct kd_k8s_response *resp, struct kd_error *err, v
 		kd_log_info("node %s registered (podCIDR %s, InternalIP %s)", n->name, n->pod_cidr,
 		            n->internal_ip);
 		start_heartbeats(n);
+		kd_node_pods_node_ready(n->agent, n);
 		return;
 	}
 	kd_loop_timer_start(n->status_timer, n->agent->cfg->status_interval_ms);

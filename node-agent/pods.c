@@ -12,6 +12,9 @@
  *   pod gone from the API --> stop(0); the entry is freed once the sandbox has ended and no
  *                             request is in flight.
  *
+ * Pods of a node are started only once the node is registered (as a kubelet does; it also
+ * makes sure the node's podCIDR is the one the API Server has, which wins over ours).
+ *
  * Restart adoption: a pod that already shows status.podIP is started with that address
  * (kd_sandbox_spec.pod_ip), so the runtime re-registers it instead of allocating a new one
  * (runtime-sim supports this); when it is ready and the API already shows it Running and Ready
@@ -612,6 +615,8 @@ static void on_pod_upsert(struct kd_node_agent *a, struct json_object *obj)
 	}
 	if (is_terminal(obj))
 		return;
+	if (!node->registered)
+		return; /* started by kd_node_pods_node_ready once the node is registered */
 	if (!p->sandbox && !(p->restart_timer && kd_loop_timer_pending(p->restart_timer)))
 		pod_start(p);
 	else if (p->ready && !p->patched && !p->patch_inflight && p->want == WANT_RUNNING &&
@@ -664,6 +669,22 @@ static void on_synced(struct kd_informer *inf, void *arg)
 	kd_log_info("pod informer synced: %zu bound pods in the cluster, %d on our %" PRIu64
 	            " nodes",
 	            kd_informer_count(inf), lh_table_length(a->pods), a->cfg->nodes);
+}
+
+void kd_node_pods_node_ready(struct kd_node_agent *a, struct kd_node *node)
+{
+	if (!a->pods)
+		return;
+	struct lh_entry *e, *tmp;
+	lh_foreach_safe(a->pods, e, tmp)
+	{
+		struct kd_pod *p = lh_entry_v(e);
+		if (p->node != node || p->sandbox || p->terminating || p->gone || p->replace ||
+		    is_terminal(p->obj) ||
+		    (p->restart_timer && kd_loop_timer_pending(p->restart_timer)))
+			continue;
+		pod_start(p); /* never frees p */
+	}
 }
 
 int kd_node_pods_init(struct kd_node_agent *a, struct kd_error **err)
