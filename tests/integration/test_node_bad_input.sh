@@ -5,6 +5,7 @@
 # once the API Server is reachable the same binary registers its node.
 . "$(dirname "$0")/lib.sh"
 
+KD_BUILD_DIR="${KD_BUILD_DIR:-$REPO/build}"
 BIN="$KD_BUILD_DIR/bin/kd-node"
 [[ -x "$BIN" ]] || die "kd-node not built at $BIN"
 export KD_PLUGIN_DIR="$KD_BUILD_DIR/plugins"
