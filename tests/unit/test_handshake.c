@@ -214,6 +214,16 @@ static struct kd_msg *wire(const struct kd_msg *m)
 	return back;
 }
 
+/* Element i of v; aborts the test when it is missing (abort() also tells the static analyzer). */
+static struct kd_msg *at(const struct kd_msg_vec *v, size_t i)
+{
+	if (i >= v->n || !v->v[i]) {
+		fprintf(stderr, "expected at least %zu messages, got %zu\n", i + 1, v->n);
+		abort();
+	}
+	return v->v[i];
+}
+
 /* Feeds m to the downstream connection; returns rc, replies (decoded) in out. */
 static int to_down(struct kd_hs_conn *c, const struct kd_msg *m, struct kd_msg_vec *out,
                    struct kd_error **err)
@@ -247,20 +257,20 @@ static struct kd_msg *handshake(struct kd_hs_up *u, struct kd_hs_conn *c)
 	kd_autoerr struct kd_error *err = NULL;
 	assert_int_equal(kd_hs_up_connect(u, &v1), 0);
 	assert_int_equal(v1.n, 1);
-	assert_int_equal(v1.v[0]->type, KD_MSG_HELLO);
+	assert_int_equal(at(&v1, 0)->type, KD_MSG_HELLO);
 	if (to_down(c, v1.v[0], &v2, &err) < 0)
 		fail_msg("hello: %s", kd_error_msg(err));
 	assert_int_equal(v2.n, 1);
-	assert_int_equal(v2.v[0]->type, KD_MSG_STATE);
+	assert_int_equal(at(&v2, 0)->type, KD_MSG_STATE);
 	if (to_up(u, v2.v[0], &v3, &err) < 0)
 		fail_msg("state: %s", kd_error_msg(err));
 	assert_int_equal(v3.n, 1);
-	assert_int_equal(v3.v[0]->type, KD_MSG_RECONCILE);
+	assert_int_equal(at(&v3, 0)->type, KD_MSG_RECONCILE);
 	assert_int_equal(kd_hs_up_phase(u), KD_HS_RECONCILING);
 	if (to_down(c, v3.v[0], &v4, &err) < 0)
 		fail_msg("reconcile: %s", kd_error_msg(err));
 	assert_true(v4.n >= 1);
-	assert_int_equal(v4.v[0]->type, KD_MSG_READY);
+	assert_int_equal(at(&v4, 0)->type, KD_MSG_READY);
 	struct kd_msg_vec v5 = {0};
 	assert_int_equal(to_up(u, v4.v[0], &v5, &err), 0);
 	assert_int_equal(v5.n, 0);
@@ -319,28 +329,28 @@ static void full_two_round_handshake_then_deltas(void **state)
 
 	assert_int_equal(kd_hs_up_connect(u, &out), 0);
 	assert_int_equal(kd_hs_up_phase(u), KD_HS_HANDSHAKING);
-	assert_string_equal(out.v[0]->hello.source, "autoscaler-0");
+	assert_string_equal(at(&out, 0)->hello.source, "autoscaler-0");
 	uint64_t epoch = kd_hs_up_epoch(u);
 	assert_true(epoch > 0);
-	assert_int_equal(out.v[0]->epoch, epoch);
+	assert_int_equal(at(&out, 0)->epoch, epoch);
 	struct kd_msg_vec st = {0};
 	assert_int_equal(to_down(c, out.v[0], &st, &err), 0);
 	assert_int_equal(kd_hs_down_phase(d, "autoscaler-0"), KD_HS_HANDSHAKING);
 	assert_int_equal(kd_hs_down_epoch(d, "autoscaler-0"), epoch);
 	assert_string_equal(kd_hs_conn_source(c), "autoscaler-0");
 	assert_string_equal(ds.last_source, "autoscaler-0");
-	assert_int_equal(st.v[0]->epoch, epoch);
-	assert_int_equal(st.v[0]->state.last_seq, 0);
-	assert_int_equal(st.v[0]->state.held.n, 0);
+	assert_int_equal(at(&st, 0)->epoch, epoch);
+	assert_int_equal(at(&st, 0)->state.last_seq, 0);
+	assert_int_equal(at(&st, 0)->state.held.n, 0);
 	struct kd_msg_vec rec = {0};
 	assert_int_equal(to_up(u, st.v[0], &rec, &err), 0);
-	assert_int_equal(rec.v[0]->reconcile.keep.n + rec.v[0]->reconcile.drop.n +
-	                     rec.v[0]->reconcile.resend.n,
+	assert_int_equal(at(&rec, 0)->reconcile.keep.n + at(&rec, 0)->reconcile.drop.n +
+	                     at(&rec, 0)->reconcile.resend.n,
 	                 0);
 	struct kd_msg_vec rdy = {0};
 	assert_int_equal(to_down(c, rec.v[0], &rdy, &err), 0);
 	assert_int_equal(rdy.n, 1);
-	assert_int_equal(rdy.v[0]->type, KD_MSG_READY);
+	assert_int_equal(at(&rdy, 0)->type, KD_MSG_READY);
 	assert_int_equal(kd_hs_down_phase(d, "autoscaler-0"), KD_HS_READY);
 	struct kd_msg_vec none = {0};
 	assert_int_equal(to_up(u, rdy.v[0], &none, &err), 0);
@@ -353,8 +363,8 @@ static void full_two_round_handshake_then_deltas(void **state)
 	struct kd_msg_vec ack = {0};
 	assert_int_equal(to_down(c, d1, &ack, &err), 0);
 	assert_int_equal(ack.n, 1);
-	assert_int_equal(ack.v[0]->type, KD_MSG_ACK);
-	assert_int_equal(ack.v[0]->seq, 1);
+	assert_int_equal(at(&ack, 0)->type, KD_MSG_ACK);
+	assert_int_equal(at(&ack, 0)->seq, 1);
 	assert_int_equal(dcount(&ds), 2);
 	assert_int_equal(kd_hs_down_last_seq(d, "autoscaler-0"), 1);
 	assert_int_equal(to_up(u, ack.v[0], &none, &err), 0);
@@ -444,8 +454,8 @@ static void fencing_rejects_old_epoch_after_new_hello(void **state)
 	kd_autoerr struct kd_error *err = NULL;
 	assert_int_equal(to_down(c1, stale, &out, &err), -ESTALE);
 	assert_int_equal(out.n, 1);
-	assert_int_equal(out.v[0]->type, KD_MSG_ERROR);
-	assert_int_equal(out.v[0]->error.code, KD_CODE_STALE_EPOCH);
+	assert_int_equal(at(&out, 0)->type, KD_MSG_ERROR);
+	assert_int_equal(at(&out, 0)->error.code, KD_CODE_STALE_EPOCH);
 	assert_non_null(strstr(err->msg, "is fenced"));
 	assert_false(dhas(&ds, "ns/x1"));
 	assert_int_equal(dapplied(&ds, "ns/x1"), 0);
@@ -465,7 +475,7 @@ static void fencing_rejects_old_epoch_after_new_hello(void **state)
 	kd_automsg struct kd_msg *old_hello = kd_msg_new(KD_MSG_HELLO, e1, 0);
 	old_hello->hello.source = kd_xstrdup("up");
 	assert_int_equal(to_down(c3, old_hello, &out, &err), -ESTALE);
-	assert_int_equal(out.v[0]->error.code, KD_CODE_STALE_EPOCH);
+	assert_int_equal(at(&out, 0)->error.code, KD_CODE_STALE_EPOCH);
 	assert_non_null(strstr(err->msg, "is not newer than its current epoch"));
 	assert_int_equal(kd_hs_down_epoch(d, "up"), e2);
 	kd_msg_vec_fini(&out);
@@ -505,7 +515,7 @@ static void delta_during_handshake_is_refused(void **state)
 	kd_automsg struct kd_msg *dl = kd_msg_new(KD_MSG_DELTA, 100, 1);
 	make_pod(kd_op_list_push(&dl->delta.ops), "ns/early", "node-1", "h1");
 	assert_int_equal(to_down(c, dl, &out, &err), -EBUSY);
-	assert_int_equal(out.v[0]->error.code, KD_CODE_HANDSHAKING);
+	assert_int_equal(at(&out, 0)->error.code, KD_CODE_HANDSHAKING);
 	assert_non_null(strstr(err->msg, "handshake not finished"));
 	assert_false(dhas(&ds, "ns/early"));
 	assert_int_equal(kd_hs_down_phase(d, "up"), KD_HS_HANDSHAKING);
@@ -516,7 +526,7 @@ static void delta_during_handshake_is_refused(void **state)
 	/* after the reconcile, seq 1 of the epoch is accepted */
 	kd_automsg struct kd_msg *rec = kd_msg_new(KD_MSG_RECONCILE, 100, 0);
 	assert_int_equal(to_down(c, rec, &out, &err), 0);
-	assert_int_equal(out.v[0]->type, KD_MSG_READY);
+	assert_int_equal(at(&out, 0)->type, KD_MSG_READY);
 	kd_msg_vec_fini(&out);
 	assert_int_equal(to_down(c, dl, &out, &err), 0);
 	assert_true(dhas(&ds, "ns/early"));
@@ -524,7 +534,7 @@ static void delta_during_handshake_is_refused(void **state)
 
 	/* a second reconcile in READY is a protocol error */
 	assert_int_equal(to_down(c, rec, &out, &err), -EPROTO);
-	assert_int_equal(out.v[0]->error.code, KD_CODE_PROTOCOL);
+	assert_int_equal(at(&out, 0)->error.code, KD_CODE_PROTOCOL);
 	kd_msg_vec_fini(&out);
 
 	kd_hs_conn_free(c);
@@ -558,8 +568,8 @@ static void duplicates_and_reordering_apply_exactly_once(void **state)
 		assert_int_equal(to_down(c, dl[order[i]], &out, &err), 0);
 		assert_int_equal(out.n, acks_expected[i]);
 		for (size_t j = 0; j < out.n; j++) {
-			assert_int_equal(out.v[j]->type, KD_MSG_ACK);
-			acked_seqs[nacked++] = out.v[j]->seq;
+			assert_int_equal(at(&out, j)->type, KD_MSG_ACK);
+			acked_seqs[nacked++] = at(&out, j)->seq;
 			struct kd_msg_vec none = {0};
 			assert_int_equal(to_up(u, out.v[j], &none, &err), 0);
 		}
@@ -580,7 +590,7 @@ static void duplicates_and_reordering_apply_exactly_once(void **state)
 	make_pod(kd_op_list_push(&far->delta.ops), "ns/far", "node-1", "h1");
 	struct kd_msg_vec out = {0};
 	assert_int_equal(to_down(c, far, &out, &err), -ERANGE);
-	assert_int_equal(out.v[0]->error.code, KD_CODE_SEQ_GAP);
+	assert_int_equal(at(&out, 0)->error.code, KD_CODE_SEQ_GAP);
 	assert_non_null(strstr(err->msg, "exceeds the reorder window of 4"));
 	assert_false(dhas(&ds, "ns/far"));
 	kd_msg_vec_fini(&out);
@@ -705,7 +715,7 @@ static void reconnect_does_not_rematerialise(void **state)
 	assert_int_equal(to_down(c, d1, &out, &err), 0);
 	kd_msg_vec_fini(&out);                           /* ack lost */
 	assert_int_equal(to_down(c, d1, &out, &err), 0); /* transport retransmits */
-	assert_int_equal(out.v[0]->type, KD_MSG_ACK);
+	assert_int_equal(at(&out, 0)->type, KD_MSG_ACK);
 	kd_msg_vec_fini(&out);
 	assert_int_equal(dapplied(&ds, "ns/only"), 1);
 
@@ -746,10 +756,10 @@ static void stage_refusal_is_reported_not_fatal(void **state)
 	kd_autoerr struct kd_error *err = NULL;
 	assert_int_equal(to_down(c, d1, &out, &err), 0);
 	assert_int_equal(out.n, 2);
-	assert_int_equal(out.v[0]->type, KD_MSG_ACK);
-	assert_int_equal(out.v[1]->type, KD_MSG_ERROR);
-	assert_int_equal(out.v[1]->error.code, KD_CODE_APPLY);
-	assert_string_equal(out.v[1]->error.reason,
+	assert_int_equal(at(&out, 0)->type, KD_MSG_ACK);
+	assert_int_equal(at(&out, 1)->type, KD_MSG_ERROR);
+	assert_int_equal(at(&out, 1)->error.code, KD_CODE_APPLY);
+	assert_string_equal(at(&out, 1)->error.reason,
 	                    "delta seq 1 op 1: key \"ns/bad\": template not found");
 	assert_true(dhas(&ds, "ns/ok"));
 	struct kd_msg_vec none = {0};
@@ -798,7 +808,7 @@ static void protocol_violations_close(void **state)
 	hello->hello.source = kd_xstrdup("up");
 	ds.fail_held = 1;
 	assert_int_equal(to_down(c, hello, &out, &err), -EIO);
-	assert_int_equal(out.v[0]->error.code, KD_CODE_INTERNAL);
+	assert_int_equal(at(&out, 0)->error.code, KD_CODE_INTERNAL);
 	assert_int_equal(kd_hs_down_epoch(d, "up"), 0);
 	kd_msg_vec_fini(&out);
 	kd_error_free(err);
@@ -850,7 +860,7 @@ static void protocol_violations_close(void **state)
 	us.fail_wanted = 1;
 	st->epoch = kd_hs_up_epoch(u);
 	assert_int_equal(to_up(u, st, &out, &err), -EIO);
-	assert_int_equal(out.v[0]->error.code, KD_CODE_INTERNAL);
+	assert_int_equal(at(&out, 0)->error.code, KD_CODE_INTERNAL);
 	kd_msg_vec_fini(&out);
 	kd_error_free(err);
 	err = NULL;
@@ -890,7 +900,7 @@ static void forget_source_only_when_unbound(void **state)
 	hello->hello.source = kd_xstrdup("gone");
 	struct kd_msg_vec out = {0};
 	assert_int_equal(to_down(c, hello, &out, NULL), 0);
-	assert_int_equal(out.v[0]->type, KD_MSG_STATE);
+	assert_int_equal(at(&out, 0)->type, KD_MSG_STATE);
 	kd_msg_vec_fini(&out);
 	kd_hs_up_free(u);
 	kd_hs_conn_free(c);
