@@ -287,8 +287,8 @@ static void cfg_freep(struct kd_k8s_config **c)
 }
 #define autocfg __attribute__((cleanup(cfg_freep)))
 
-/* YAML document -> json-c. Plain scalars true/false/null/integers become typed values. Depth and
- * node budget stop alias bombs. */
+/* YAML document -> json-c. Plain scalars true/false/null become typed values, every other scalar
+ * a string. Depth and node budget stop alias bombs. */
 static struct json_object *yaml_to_json(yaml_document_t *doc, yaml_node_t *node, int depth,
                                         size_t *budget)
 {
@@ -306,11 +306,8 @@ static struct json_object *yaml_to_json(yaml_document_t *doc, yaml_node_t *node,
 				return json_object_new_boolean(0);
 			if (!strcmp(v, "null") || !strcmp(v, "~") || len == 0)
 				return NULL;
-			char *end = NULL;
-			errno = 0;
-			long long x = strtoll(v, &end, 10);
-			if (!errno && end && *end == '\0' && end != v)
-				return json_object_new_int64(x);
+			/* Numbers stay strings: a cluster named 1 or a numeric token must still
+			 * read as a string (kd_json_get_int64 accepts digit strings). */
 		}
 		return json_object_new_string_len(v, (int)len);
 	}
@@ -440,14 +437,33 @@ int kd_k8s_config_from_kubeconfig(const char *path, const char *context, struct 
 		return kd_error_set(err, EINVAL, 0, "kubeconfig: no path given");
 	/* Only the first entry of a KUBECONFIG-style list. */
 	kd_autofree char *first = kd_xstrndup(path, strcspn(path, ":"));
-	kd_autofree char *what = kd_xasprintf("kubeconfig %s", first);
 	kd_autofree char *text = NULL;
 	size_t len = 0;
 	int rc = read_file(first, MAX_CONFIG_FILE, &text, &len);
 	if (rc < 0)
-		return kd_error_set(err, -rc, 0, "%s: %s", what, strerror(-rc));
+		return kd_error_set(err, -rc, 0, "kubeconfig %s: %s", first, strerror(-rc));
+	const char *slash = strrchr(first, '/');
+	kd_autofree char *dir =
+	    slash ? kd_xstrndup(first, (size_t)(slash - first)) : kd_xstrdup(".");
+	if (!*dir) {
+		free(dir);
+		dir = kd_xstrdup("/");
+	}
+	return kd_k8s_config_from_kubeconfig_data(text, len, first, dir, context, out, err);
+}
+
+int kd_k8s_config_from_kubeconfig_data(const char *text, size_t len, const char *name,
+                                       const char *dir, const char *context,
+                                       struct kd_k8s_config **out, struct kd_error **err)
+{
+	kd_autofree char *what = kd_xasprintf("kubeconfig %s", name ? name : "(memory)");
+	if (!dir)
+		dir = ".";
+	if (len > MAX_CONFIG_FILE)
+		return kd_error_set(err, EFBIG, 0, "%s: larger than %u bytes", what,
+		                    MAX_CONFIG_FILE);
 	kd_autojson struct json_object *root = NULL;
-	rc = parse_yaml(text, len, what, &root, err);
+	int rc = parse_yaml(text, len, what, &root, err);
 	if (rc < 0)
 		return rc;
 
@@ -477,14 +493,6 @@ int kd_k8s_config_from_kubeconfig(const char *path, const char *context, struct 
 	if (strncmp(server, "https://", 8) && strncmp(server, "http://", 7))
 		return kd_error_set(err, EINVAL, 0, "%s: server \"%s\": not an http(s) URL", cwhat,
 		                    server);
-
-	kd_autofree char *dir = NULL;
-	const char *slash = strrchr(first, '/');
-	dir = slash ? kd_xstrndup(first, (size_t)(slash - first)) : kd_xstrdup(".");
-	if (!*dir) {
-		free(dir);
-		dir = kd_xstrdup("/");
-	}
 
 	autocfg struct kd_k8s_config *cfg = kd_k8s_config_new(NULL);
 	free(cfg->server);

@@ -218,6 +218,26 @@ static void kubeconfig_inline_data_and_context_override(void **state)
 	kd_test_httpd_rmrf(dir);
 }
 
+static void kubeconfig_numeric_looking_names_stay_strings(void **state)
+{
+	(void)state;
+	kd_autofree char *dir = kd_test_httpd_mkdtemp();
+	kd_autofree char *p = kd_xasprintf("%s/kc", dir);
+	kd_test_httpd_write_file(
+	    p, "current-context: 1\ncontexts:\n- name: 1\n  context: {cluster: 2, "
+	       "user: 3}\nclusters:\n- name: 2\n  cluster: {server: "
+	       "'https://h:6443', insecure-skip-tls-verify: True}\nusers:\n"
+	       "- name: 3\n  user: {token: 12345}\n");
+	struct kd_k8s_config *cfg = NULL;
+	struct kd_error *err = NULL;
+	if (kd_k8s_config_from_kubeconfig(p, NULL, &cfg, &err))
+		fail_msg("%s", kd_error_msg(err));
+	assert_string_equal(cfg->token, "12345");
+	assert_true(cfg->insecure_skip_tls_verify);
+	kd_k8s_config_free(cfg);
+	kd_test_httpd_rmrf(dir);
+}
+
 static void kubeconfig_accepts_json(void **state)
 {
 	(void)state;
@@ -1222,6 +1242,7 @@ int main(void)
 	    cmocka_unit_test(kubeconfig_current_context_token_and_relative_ca),
 	    cmocka_unit_test(kubeconfig_inline_data_and_context_override),
 	    cmocka_unit_test(kubeconfig_accepts_json),
+	    cmocka_unit_test(kubeconfig_numeric_looking_names_stay_strings),
 	    cmocka_unit_test(kubeconfig_errors_name_file_and_field),
 	    cmocka_unit_test(auto_config_prefers_kubeconfig_env),
 	    cmocka_unit_test(in_cluster_missing_env_is_enoent),

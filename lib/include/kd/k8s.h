@@ -77,6 +77,12 @@ void kd_k8s_config_free(struct kd_k8s_config *cfg);
 int kd_k8s_config_from_kubeconfig(const char *path, const char *context, struct kd_k8s_config **out,
                                   struct kd_error **err);
 
+/* Same on in-memory YAML/JSON text (for tests and fuzzing): name is used in messages (the file
+ * name), dir resolves relative file paths (NULL: "."). Referenced files must still exist. */
+int kd_k8s_config_from_kubeconfig_data(const char *text, size_t len, const char *name,
+                                       const char *dir, const char *context,
+                                       struct kd_k8s_config **out, struct kd_error **err);
+
 /* Default service-account directory of a pod. */
 #define KD_K8S_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 
