@@ -158,7 +158,10 @@ KD_EXPORT const struct kd_plugin *kd_plugin_entry(void);
 	  sizeof(struct kd_scale_decision) * 41 + sizeof(struct kd_instance) * 43 +                \
 	  sizeof(struct kd_workload_input) * 47 + sizeof(struct kd_workload_plan) * 53 +           \
 	  sizeof(struct kd_resources) * 59 + sizeof(struct kd_node_info) * 61 +                    \
-	  sizeof(struct kd_pod_request) * 67) &                                                    \
+	  sizeof(struct kd_pod_request) * 67 + sizeof(struct kd_owner_ref) * 71 +                  \
+	  sizeof(struct kd_instance_spec) * 73 + sizeof(struct kd_label) * 79 +                    \
+	  sizeof(struct kd_taint) * 83 + sizeof(struct kd_toleration) * 89 +                       \
+	  sizeof(struct kd_placement) * 97) &                                                      \
 	 0xffff)
 /* Characters of the signature: "kd1-g0c-p8l8-o0068e0020x0060-h1234" = ABI major, compiler
  * family/major (hex), pointer and long size, sizes of kd_config_option, kd_error and

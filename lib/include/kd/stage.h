@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "kd/config.h"
 #include "kd/error.h"
@@ -196,6 +197,14 @@ enum kd_instance_state {
 	KD_INSTANCE_PERSISTED = 3,  /* observed through the API Server watch */
 };
 
+/* A Kubernetes owner reference (metadata.ownerReferences[] with controller: true). Borrowed. */
+struct kd_owner_ref {
+	const char *api_version; /* "autoscaling.internal.knative.dev/v1alpha1", or NULL */
+	const char *kind;        /* "PodAutoscaler" */
+	const char *name;
+	const char *uid;
+};
+
 struct kd_instance {
 	const char *name; /* pod name */
 	const char *node; /* node, or NULL if not yet scheduled */
@@ -211,17 +220,57 @@ struct kd_workload_input {
 	int32_t desired;
 	const struct kd_instance *current; /* every live instance of the revision */
 	size_t n_current;
+	/* Appended after version 1 (zero/NULL: absent; plugins may require them). */
+	struct kd_owner_ref owner; /* the PodAutoscaler that controller-owns every instance */
+	const char *template_hash; /* hash of the template pod spec, or NULL */
 };
 
-/* Output of plan: owned by the caller, both lists freed with kd_strlist_clear. */
+/* A new instance as the workload stage hands it on: identity plus what every instance of the
+ * revision carries. All strings owned by the plan (kd_workload_plan_clear). */
+struct kd_instance_spec {
+	char *name;              /* == create.items[i] */
+	char *key;               /* "ns/name" */
+	char *owner_api_version; /* copies of kd_workload_input.owner (NULL where it had none) */
+	char *owner_kind;
+	char *owner_name;
+	char *owner_uid;
+	char *template_hash; /* copy of kd_workload_input.template_hash, or NULL */
+};
+
+/* Output of plan: owned by the caller, freed with kd_workload_plan_clear. */
 struct kd_workload_plan {
 	struct kd_strlist create;  /* names of new instances (unique, never reused while live) */
 	struct kd_strlist victims; /* names of instances to remove */
+	/* Appended after version 1: one entry per create.items[i], same order, or NULL when the
+	 * plugin does not fill it. */
+	struct kd_instance_spec *created;
 };
+
+/* Frees everything a plan owns and zeroes it (plugins and host share libc's allocator). */
+static inline void kd_workload_plan_clear(struct kd_workload_plan *plan)
+{
+	if (plan->created) {
+		for (size_t i = 0; i < plan->create.n; i++) {
+			struct kd_instance_spec *s = &plan->created[i];
+			free(s->name);
+			free(s->key);
+			free(s->owner_api_version);
+			free(s->owner_kind);
+			free(s->owner_name);
+			free(s->owner_uid);
+			free(s->template_hash);
+		}
+		free(plan->created);
+		plan->created = NULL;
+	}
+	kd_strlist_clear(&plan->create);
+	kd_strlist_clear(&plan->victims);
+}
 
 struct kd_workload_ops {
 	uint32_t struct_size;
-	/* Fills *out (zeroed by the caller) so that current + create - victims == desired. */
+	/* Fills *out (zeroed by the caller) so that current + create - victims == desired (a
+	 * plugin may create fewer per call, e.g. a configured cap; the host plans again). */
 	int (*plan)(void *state, const struct kd_workload_input *in, struct kd_workload_plan *out,
 	            struct kd_error **err);
 	void (*forget)(void *state, const char *revision);
@@ -239,18 +288,68 @@ struct kd_resources {
 	int64_t pods;
 };
 
+/* One label or nodeSelector entry. Borrowed. */
+struct kd_label {
+	const char *key;
+	const char *value;
+};
+
+enum kd_taint_effect {
+	KD_TAINT_ANY = 0, /* tolerations only: matches every effect */
+	KD_TAINT_NO_SCHEDULE = 1,
+	KD_TAINT_PREFER_NO_SCHEDULE = 2,
+	KD_TAINT_NO_EXECUTE = 3,
+};
+
+/* A node taint (spec.taints[]). Borrowed. */
+struct kd_taint {
+	const char *key;
+	const char *value; /* NULL or "" */
+	enum kd_taint_effect effect;
+};
+
+enum kd_toleration_op {
+	KD_TOLERATION_EQUAL = 0, /* "Equal" (Kubernetes' default) */
+	KD_TOLERATION_EXISTS = 1,
+};
+
+/* A pod toleration (spec.tolerations[]). Borrowed. key NULL or "" with EXISTS tolerates every
+ * taint; effect KD_TAINT_ANY matches every effect. */
+struct kd_toleration {
+	const char *key;
+	enum kd_toleration_op op;
+	const char *value;
+	enum kd_taint_effect effect;
+};
+
 struct kd_node_info {
 	const char *name;
 	bool ready;
 	bool schedulable; /* false when cordoned */
 	struct kd_resources allocatable;
 	const char *pod_cidr; /* or NULL */
+	/* Appended after version 1 (NULL/0: none). */
+	const struct kd_label *labels;
+	size_t n_labels;
+	const struct kd_taint *taints;
+	size_t n_taints;
 };
 
 struct kd_pod_request {
 	const char *key;              /* "ns/name" */
 	const char *revision;         /* "ns/name", for spreading */
 	struct kd_resources requests; /* pods is normally 1 */
+	/* Appended after version 1 (NULL/0: none). */
+	const struct kd_label *node_selector; /* spec.nodeSelector: every entry must match */
+	size_t n_node_selector;
+	const struct kd_toleration *tolerations;
+	size_t n_tolerations;
+};
+
+/* One result of place_batch (caller storage). */
+struct kd_placement {
+	int rc;                      /* 0 placed, -ENOSPC nothing fits, -EINVAL bad request */
+	char node[KD_NODE_NAME_MAX]; /* chosen node when rc == 0, else "" */
 };
 
 struct kd_scheduler_ops {
@@ -268,6 +367,13 @@ struct kd_scheduler_ops {
 	/* Releases a pod's reservation (deleted, cancelled). Unknown key: no-op. */
 	void (*release)(void *state, const char *key);
 	/* New members only below this line. */
+	/* Places pods[0..n) in order, each exactly as place() would (earlier ones count for later
+	 * ones); results to out[0..n) (caller storage). Not atomic: what fits stays placed.
+	 * Returns 0 when all were placed, else the first failing entry's rc (-ENOSPC, -EINVAL)
+	 * with *err describing that entry and how many others failed. Optional (check
+	 * KD_HAS_MEMBER and NULL). */
+	int (*place_batch)(void *state, const struct kd_pod_request *pods, size_t n,
+	                   struct kd_placement *out, struct kd_error **err);
 };
 
 #endif /* KD_STAGE_H */
