@@ -909,7 +909,9 @@ struct kd_loop *kd_k8s_get_loop(const struct kd_k8s *c)
 
 void kd_k8s_get_stats(const struct kd_k8s *c, struct kd_k8s_stats *out)
 {
-	*out = c->stats;
+	out->requests = __atomic_load_n(&c->stats.requests, __ATOMIC_RELAXED);
+	out->throttled = __atomic_load_n(&c->stats.throttled, __ATOMIC_RELAXED);
+	out->pending = __atomic_load_n(&c->stats.pending, __ATOMIC_RELAXED);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1632,8 +1634,7 @@ static void kick(struct kd_k8s *c, uint64_t after_ms)
 static void finish_call(struct kd_k8s *c, struct xfer *x, struct kd_k8s_response *resp,
                         struct kd_error *err)
 {
-	if (c->stats.pending)
-		c->stats.pending--;
+	__atomic_sub_fetch(&c->stats.pending, 1, __ATOMIC_RELAXED);
 	if (x->cb)
 		x->cb(resp, err, x->arg);
 }
@@ -1660,7 +1661,7 @@ static void start_xfer(struct kd_k8s *c, struct xfer *x)
 		xfer_free(x);
 		return;
 	}
-	c->stats.requests++;
+	__atomic_add_fetch(&c->stats.requests, 1, __ATOMIC_RELAXED);
 	CURLMcode mc = curl_multi_add_handle(x->is_stream ? c->strm.multi : c->req.multi, e);
 	if (mc != CURLM_OK) {
 		kd_log_error("k8s: curl_multi_add_handle: %s", curl_multi_strerror(mc));
@@ -1675,7 +1676,7 @@ static void dispatch(struct kd_k8s *c)
 		if (!x->is_stream) {
 			uint64_t wait = rl_take(c);
 			if (wait) {
-				c->stats.throttled++;
+				__atomic_add_fetch(&c->stats.throttled, 1, __ATOMIC_RELAXED);
 				kick(c, (wait + 999999) / 1000000);
 				return;
 			}
@@ -1802,7 +1803,7 @@ int kd_k8s_submit(struct kd_k8s *c, const struct kd_k8s_request *req, kd_k8s_don
 	x->arg = arg;
 	xlist_push(&c->queue, x);
 	x->queued = true;
-	c->stats.pending++;
+	__atomic_add_fetch(&c->stats.pending, 1, __ATOMIC_RELAXED);
 	kick(c, 0);
 	return 0;
 }

@@ -104,7 +104,8 @@ int kd_k8s_config_auto(struct kd_k8s_config **out, struct kd_error **err);
 struct kd_k8s_opts {
 	uint64_t timeout_ms;         /* whole request (not streams); 0: 30000 */
 	uint64_t connect_timeout_ms; /* 0: 10000 */
-	size_t max_response_bytes;   /* 0: 64 MiB; larger responses fail with EMSGSIZE */
+	size_t max_response_bytes;   /* 0: 64 MiB, per HTTP response (each LIST page); larger
+	                                responses fail with EMSGSIZE */
 	double qps;                  /* client-side rate limit (token bucket); 0: unlimited */
 	unsigned burst;              /* bucket size; 0: max(1, qps) */
 	const char *user_agent;      /* copied; NULL: "kubedirect/0.1 (libkd)" */
@@ -129,6 +130,7 @@ void kd_k8s_free(struct kd_k8s *c);
 const struct kd_k8s_config *kd_k8s_get_config(const struct kd_k8s *c);
 struct kd_loop *kd_k8s_get_loop(const struct kd_k8s *c);
 
+/* Counters (safe to read from any thread). */
 struct kd_k8s_stats {
 	uint64_t requests;  /* HTTP requests sent (each LIST page counts) */
 	uint64_t throttled; /* requests delayed by the QPS limiter */
