@@ -12,8 +12,11 @@
  *   pod gone from the API --> stop(0); the entry is freed once the sandbox has ended and no
  *                             request is in flight.
  *
- * Pods of a node are started only once the node is registered (as a kubelet does; it also
- * makes sure the node's podCIDR is the one the API Server has, which wins over ours).
+ * Pods are started only once the informer has synced and their node is registered (as a kubelet
+ * does; it also makes sure the node's podCIDR is the one the API Server has, which wins over
+ * ours), pods that already have an IP first: after a restart every adopted address is
+ * re-registered with the runtime before a new pod can be given one, so no IP is handed out
+ * twice.
  *
  * Restart adoption: a pod that already shows status.podIP is started with that address
  * (kd_sandbox_spec.pod_ip), so the runtime re-registers it instead of allocating a new one
@@ -615,8 +618,8 @@ static void on_pod_upsert(struct kd_node_agent *a, struct json_object *obj)
 	}
 	if (is_terminal(obj))
 		return;
-	if (!node->registered)
-		return; /* started by kd_node_pods_node_ready once the node is registered */
+	if (!node->registered || !kd_informer_synced(a->pods_inf))
+		return; /* started by start_pending once synced and registered */
 	if (!p->sandbox && !(p->restart_timer && kd_loop_timer_pending(p->restart_timer)))
 		pod_start(p);
 	else if (p->ready && !p->patched && !p->patch_inflight && p->want == WANT_RUNNING &&
@@ -663,28 +666,43 @@ static void on_delete(struct kd_informer *inf, struct json_object *obj, void *ar
 	maybe_free(p);
 }
 
+/* Starts every pod seen on a registered node (all nodes when node is NULL) that has no sandbox
+ * yet. Pods that already have an IP (adopted after a restart) go first, so that their addresses
+ * are re-registered with the runtime before any new pod can be handed one of them. */
+static void start_pending(struct kd_node_agent *a, struct kd_node *node)
+{
+	if (!a->pods || !a->pods_inf || !kd_informer_synced(a->pods_inf))
+		return;
+	for (int pass = 0; pass < 2; pass++) {
+		struct lh_entry *e, *tmp;
+		lh_foreach_safe(a->pods, e, tmp)
+		{
+			struct kd_pod *p = lh_entry_v(e);
+			if ((node && p->node != node) || !p->node->registered || p->sandbox ||
+			    p->terminating || p->gone || p->replace || p->final ||
+			    is_terminal(p->obj) ||
+			    (p->restart_timer && kd_loop_timer_pending(p->restart_timer)))
+				continue;
+			const char *ip = kd_json_get_string(p->obj, "status.podIP");
+			bool has_ip = ip && *ip;
+			if (has_ip == (pass == 0))
+				pod_start(p); /* never frees p */
+		}
+	}
+}
+
 static void on_synced(struct kd_informer *inf, void *arg)
 {
 	struct kd_node_agent *a = arg;
 	kd_log_info("pod informer synced: %zu bound pods in the cluster, %d on our %" PRIu64
 	            " nodes",
 	            kd_informer_count(inf), lh_table_length(a->pods), a->cfg->nodes);
+	start_pending(a, NULL);
 }
 
 void kd_node_pods_node_ready(struct kd_node_agent *a, struct kd_node *node)
 {
-	if (!a->pods)
-		return;
-	struct lh_entry *e, *tmp;
-	lh_foreach_safe(a->pods, e, tmp)
-	{
-		struct kd_pod *p = lh_entry_v(e);
-		if (p->node != node || p->sandbox || p->terminating || p->gone || p->replace ||
-		    is_terminal(p->obj) ||
-		    (p->restart_timer && kd_loop_timer_pending(p->restart_timer)))
-			continue;
-		pod_start(p); /* never frees p */
-	}
+	start_pending(a, node);
 }
 
 int kd_node_pods_init(struct kd_node_agent *a, struct kd_error **err)
