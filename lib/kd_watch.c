@@ -220,6 +220,8 @@ struct kd_informer {
 	struct kd_watch_decoder *dec;
 	struct list_ticket *ticket;
 	struct kd_timer *retry;
+	struct kd_timer *idle; /* watch idle check */
+	uint64_t last_data_ms; /* loop time of the last watch byte */
 	/* Set by event handling inside on_data: what to do once the stream is dropped. */
 	int after_stream; /* 0 none, 1 relist, 2 reconnect */
 	uint64_t after_delay_ms;
@@ -255,6 +257,7 @@ static void destroy(struct kd_informer *inf)
 	if (inf->ticket)
 		inf->ticket->inf = NULL;
 	kd_loop_timer_free(inf->retry);
+	kd_loop_timer_free(inf->idle);
 	kd_watch_decoder_free(inf->dec);
 	json_object_put(inf->cache);
 	free(inf->ns);
@@ -522,6 +525,7 @@ static int on_data(const char *data, size_t len, void *arg)
 {
 	struct kd_informer *inf = arg;
 	struct kd_error *err = NULL;
+	inf->last_data_ms = kd_loop_now_ms(inf->loop);
 	inf->in_cb++;
 	int rc = kd_watch_decoder_feed(inf->dec, data, len, on_event, inf, &err);
 	inf->in_cb--;
@@ -540,6 +544,7 @@ static int on_data(const char *data, size_t len, void *arg)
 	if (inf->after_stream) {
 		kd_k8s_stream_close(inf->stream);
 		inf->stream = NULL;
+		kd_loop_timer_stop(inf->idle);
 		schedule(inf, inf->after_stream == 1 ? ST_WAIT_LIST : ST_WAIT_WATCH,
 		         inf->after_delay_ms);
 		inf->after_stream = 0;
@@ -552,6 +557,7 @@ static void on_done(struct kd_error *err, void *arg)
 {
 	struct kd_informer *inf = arg;
 	inf->stream = NULL;
+	kd_loop_timer_stop(inf->idle);
 	if (err && err->http_status == 410) {
 		kd_log_info("watch %s: 410 Gone (resourceVersion too old), relisting", inf->what);
 		schedule(inf, ST_WAIT_LIST, 0);
@@ -602,8 +608,9 @@ static void start_watch(struct kd_informer *inf)
 	struct kd_error *err = NULL;
 	inf->state = ST_WATCHING;
 	inf->stats.watches++;
-	if (kd_k8s_stream_open(inf->c, q, inf->idle_timeout_s, on_data, on_done, inf, &inf->stream,
-	                       &err) < 0) {
+	inf->last_data_ms = kd_loop_now_ms(inf->loop);
+	kd_loop_timer_start(inf->idle, (uint64_t)inf->idle_timeout_s * 1000u);
+	if (kd_k8s_stream_open(inf->c, q, 0, on_data, on_done, inf, &inf->stream, &err) < 0) {
 		inf->stats.errors++;
 		uint64_t ms = next_backoff(inf);
 		kd_log_warn("watch %s: %s; retrying in %llu ms", inf->what, kd_error_msg(err),
@@ -611,6 +618,29 @@ static void start_watch(struct kd_informer *inf)
 		kd_error_free(err);
 		schedule(inf, ST_WAIT_WATCH, ms);
 	}
+}
+
+/* No byte (not even a bookmark or keep-alive) for idle_timeout_s: the connection is presumed
+ * dead (e.g. a silently dropped NAT entry); reconnect from the last resourceVersion. */
+static void idle_cb(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	struct kd_informer *inf = arg;
+	uint64_t idle_ms = (uint64_t)inf->idle_timeout_s * 1000u;
+	uint64_t quiet = kd_loop_now_ms(loop) - inf->last_data_ms;
+	if (!inf->stream)
+		return;
+	if (quiet < idle_ms) {
+		kd_loop_timer_start(t, idle_ms - quiet);
+		return;
+	}
+	inf->stats.errors++;
+	uint64_t ms = next_backoff(inf);
+	kd_log_warn("watch %s: no data for %u s; reconnecting from resourceVersion %s in %llu ms",
+	            inf->what, inf->idle_timeout_s, inf->rv ? inf->rv : "(none)",
+	            (unsigned long long)ms);
+	kd_k8s_stream_close(inf->stream);
+	inf->stream = NULL;
+	schedule(inf, ST_WAIT_WATCH, ms);
 }
 
 int kd_informer_new(struct kd_k8s *c, const struct kd_informer_opts *opts,
@@ -642,6 +672,7 @@ int kd_informer_new(struct kd_k8s *c, const struct kd_informer_opts *opts,
 	inf->cache = json_object_new_object();
 	inf->dec = kd_watch_decoder_new(opts->max_event_bytes);
 	inf->retry = kd_loop_timer_new(inf->loop, retry_cb, inf);
+	inf->idle = kd_loop_timer_new(inf->loop, idle_cb, inf);
 	*out = inf;
 	return 0;
 }
@@ -663,6 +694,7 @@ void kd_informer_free(struct kd_informer *inf)
 	kd_k8s_stream_close(inf->stream);
 	inf->stream = NULL;
 	kd_loop_timer_stop(inf->retry);
+	kd_loop_timer_stop(inf->idle);
 	if (inf->in_cb == 0)
 		destroy(inf);
 }

@@ -337,7 +337,21 @@ struct rig {
 	struct obs obs;
 };
 
+static void rig_start_ex(struct rig *r, phase_fn list, phase_fn watch, size_t max_event,
+                         unsigned idle_s);
+
 static void rig_start(struct rig *r, phase_fn list, phase_fn watch, size_t max_event)
+{
+	rig_start_ex(r, list, watch, max_event, 0);
+}
+
+static void rig_start_idle(struct rig *r, phase_fn list, phase_fn watch, unsigned idle_s)
+{
+	rig_start_ex(r, list, watch, 0, idle_s);
+}
+
+static void rig_start_ex(struct rig *r, phase_fn list, phase_fn watch, size_t max_event,
+                         unsigned idle_s)
 {
 	memset(r, 0, sizeof(*r));
 	pthread_mutex_lock(&fake.lock);
@@ -356,6 +370,7 @@ static void rig_start(struct rig *r, phase_fn list, phase_fn watch, size_t max_e
 	                                .field_selector = "spec.nodeName=n1",
 	                                .watch_timeout_s = 60,
 	                                .max_event_bytes = max_event,
+	                                .idle_timeout_s = idle_s,
 	                                .backoff_base_ms = 10,
 	                                .backoff_cap_ms = 40};
 	struct kd_informer_handlers h = {on_add, on_update, on_delete, on_synced, &r->obs};
@@ -671,6 +686,46 @@ static void informer_relists_after_malformed_or_oversize_event(void **state)
 	rig_stop(&r);
 }
 
+/* --- scenario 6: a silent watch hits the idle timeout and reconnects ------------------------- */
+
+static void watch_silent(struct kd_test_httpd_conn *conn, const struct kd_test_httpd_req *req,
+                         int n)
+{
+	(void)req;
+	kd_test_httpd_begin_chunked(conn, 200, "application/json");
+	if (n == 1) {
+		kd_autofree char *e = event("ADDED", "c", "11");
+		kd_test_httpd_chunk(conn, e, strlen(e));
+		kd_test_httpd_sleep(conn, 4000); /* silence, connection kept open */
+		return;
+	}
+	hold(conn);
+}
+
+static bool two_watches(struct rig *r)
+{
+	(void)r;
+	return fake_count(&fake.watches) >= 2;
+}
+
+static void informer_reconnects_after_idle_timeout(void **state)
+{
+	(void)state;
+	struct rig r;
+	capture_logs();
+	rig_start_idle(&r, list_one, watch_silent, 1);
+	rig_run(&r, two_watches);
+	kd_autofree char *logs = captured_logs();
+	assert_non_null(strstr(logs, "reconnecting from resourceVersion 11 in"));
+	struct kd_informer_stats st;
+	kd_informer_get_stats(r.inf, &st);
+	assert_int_equal(st.lists, 1);
+	assert_int_equal(st.errors, 1);
+	kd_autofree char *w2 = watch_query(&r, 2);
+	assert_non_null(strstr(w2, "resourceVersion=11"));
+	rig_stop(&r);
+}
+
 /* --- scenario 5: free from inside a callback ------------------------------------------------ */
 
 static bool synced_or_freed(struct rig *r)
@@ -732,6 +787,7 @@ int main(void)
 	    cmocka_unit_test(informer_relists_on_410_and_deletes_vanished_objects),
 	    cmocka_unit_test(informer_reconnects_from_last_resource_version),
 	    cmocka_unit_test(informer_relists_after_malformed_or_oversize_event),
+	    cmocka_unit_test(informer_reconnects_after_idle_timeout),
 	    cmocka_unit_test(informer_free_from_callback_is_safe),
 	    cmocka_unit_test(informer_key_and_bad_options),
 	};
