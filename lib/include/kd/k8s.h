@@ -266,7 +266,9 @@ typedef int (*kd_k8s_stream_data_cb)(const char *data, size_t len, void *arg);
 typedef void (*kd_k8s_stream_done_cb)(struct kd_error *err, void *arg);
 
 /* Starts GET <path_and_query> (e.g. "/api/v1/pods?watch=1&resourceVersion=5") with no overall
- * timeout and no response size cap (the consumer caps what it buffers). Streams run on their own
+ * timeout and no response size cap (the consumer caps what it buffers). low_speed_timeout_s uses
+ * curl's low-speed check, which averages over a few seconds (so it fires a few seconds late);
+ * kd_informer uses its own loop timer instead. Streams run on their own
  * multi handle: they are not counted in opts.max_connections and not subject to opts.qps. The
  * request starts on the next loop iteration (never inside this call). low_speed_timeout_s > 0
  * aborts the stream (ETIMEDOUT) after that many seconds without a byte. Returns 0 and *out
