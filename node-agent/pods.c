@@ -653,8 +653,10 @@ static void on_delete(struct kd_informer *inf, struct json_object *obj, void *ar
 	struct kd_pod *p = pod_lookup(a, key);
 	if (!p)
 		return;
+	/* compare with the latest object (during a replacement p->uid is still the old pod's) */
 	const char *uid = kd_json_get_string(obj, "metadata.uid");
-	if (uid && p->uid && strcmp(uid, p->uid) != 0)
+	const char *cur = kd_json_get_string(p->obj, "metadata.uid");
+	if (uid && cur && strcmp(uid, cur) != 0)
 		return; /* an older pod of this name */
 	kd_log_debug("pod %s: deleted from the API Server", p->key);
 	p->gone = true;
