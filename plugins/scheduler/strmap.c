@@ -1,0 +1,91 @@
+/* plugins/scheduler/strmap.c: see strmap.h. */
+#include "strmap.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "kd/common.h"
+
+uint64_t strmap_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+static size_t find(const struct strmap *m, const char *key, uint64_t hash)
+{
+	size_t mask = m->cap - 1;
+	for (size_t i = (size_t)hash & mask;; i = (i + 1) & mask) {
+		const struct strmap_slot *s = &m->slots[i];
+		if (!s->key || (s->hash == hash && strcmp(s->key, key) == 0))
+			return i;
+	}
+}
+
+void *strmap_get_h(const struct strmap *m, const char *key, uint64_t hash)
+{
+	if (!m->cap)
+		return NULL;
+	const struct strmap_slot *s = &m->slots[find(m, key, hash)];
+	return s->key ? s->value : NULL;
+}
+
+void *strmap_get(const struct strmap *m, const char *key)
+{
+	return strmap_get_h(m, key, strmap_hash(key));
+}
+
+static void grow(struct strmap *m)
+{
+	struct strmap old = *m;
+	m->cap = old.cap ? old.cap * 2 : 16;
+	m->slots = kd_xcalloc(m->cap, sizeof(*m->slots));
+	for (size_t i = 0; i < old.cap; i++)
+		if (old.slots[i].key)
+			m->slots[find(m, old.slots[i].key, old.slots[i].hash)] = old.slots[i];
+	free(old.slots);
+}
+
+void strmap_put(struct strmap *m, const char *key, void *value)
+{
+	if ((m->n + 1) * 4 > m->cap * 3) /* load factor <= 3/4 */
+		grow(m);
+	uint64_t hash = strmap_hash(key);
+	struct strmap_slot *s = &m->slots[find(m, key, hash)];
+	if (!s->key)
+		m->n++;
+	s->key = key;
+	s->hash = hash;
+	s->value = value;
+}
+
+void *strmap_del(struct strmap *m, const char *key)
+{
+	if (!m->cap)
+		return NULL;
+	size_t mask = m->cap - 1;
+	size_t i = find(m, key, strmap_hash(key));
+	if (!m->slots[i].key)
+		return NULL;
+	void *value = m->slots[i].value;
+	/* backward-shift: move later members of the probe run into the hole */
+	for (size_t j = (i + 1) & mask; m->slots[j].key; j = (j + 1) & mask) {
+		size_t home = (size_t)m->slots[j].hash & mask;
+		/* j may move to i if home is not cyclically in (i, j] */
+		if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
+			m->slots[i] = m->slots[j];
+			i = j;
+		}
+	}
+	m->slots[i] = (struct strmap_slot){0};
+	m->n--;
+	return value;
+}
+
+void strmap_fini(struct strmap *m)
+{
+	free(m->slots);
+	*m = (struct strmap){0};
+}
