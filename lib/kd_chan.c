@@ -990,6 +990,15 @@ static int up_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
 		c->wsi = NULL;
 		up_conn_gone(up, "closed");
 		break;
+	case LWS_CALLBACK_WSI_DESTROY:
+		/* Some close paths (e.g. during the HTTP upgrade) report neither CLIENT_CLOSED nor
+		 * CONNECTION_ERROR; this one comes for every wsi, just before it is freed. */
+		if (!c || c->wsi != wsi)
+			break;
+		lws_set_opaque_user_data(wsi, NULL);
+		c->wsi = NULL;
+		up_conn_gone(up, "connection closed during the upgrade");
+		break;
 	default:
 		break;
 	}
@@ -1403,8 +1412,9 @@ static int down_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *
 		if (!c)
 			break;
 		return down_writeable(c);
+	case LWS_CALLBACK_WSI_DESTROY:
 	case LWS_CALLBACK_CLOSED:
-		if (!c)
+		if (!c || c->wsi != wsi)
 			break;
 		lws_set_opaque_user_data(wsi, NULL);
 		down_unlink(d, c);
@@ -1552,4 +1562,61 @@ int kd_chan_down_send_raw(struct kd_chan_down *d, const char *buf, size_t len)
 		conn_queue_raw(c, buf, len);
 	evl_kick(&d->evl);
 	return n;
+}
+
+/* ---- embedding other libwebsockets users (kd/chan.h, added 08:40 UTC) ------------------------ */
+
+struct kd_chan_lws {
+	struct evl evl;
+	struct lws_context *ctx;
+};
+
+struct kd_chan_lws *kd_chan_lws_new(struct kd_loop *loop, struct lws_context_creation_info *info,
+                                    struct kd_error **err)
+{
+	pthread_once(&lws_log_once, lws_log_setup);
+	struct kd_chan_lws *l = kd_xcalloc(1, sizeof(*l));
+	int rc = evl_init(&l->evl, loop);
+	if (rc < 0) {
+		free(l);
+		kd_error_set(err, -rc, 0, "lws: event loop: %s", strerror(-rc));
+		return NULL;
+	}
+	void *foreign[1] = {&l->evl.uv};
+	info->options |= LWS_SERVER_OPTION_LIBUV;
+	info->foreign_loops = foreign;
+	info->pcontext = &l->ctx;
+	l->ctx = lws_create_context(info);
+	info->foreign_loops = NULL;
+	info->pcontext = NULL;
+	if (!l->ctx) {
+		kd_error_set(err, EADDRINUSE, 0, "lws: cannot create context (port %d)",
+		             info->port);
+		kd_chan_lws_free(l);
+		return NULL;
+	}
+	evl_kick(&l->evl);
+	return l;
+}
+
+struct lws_context *kd_chan_lws_context(const struct kd_chan_lws *l)
+{
+	return l->ctx;
+}
+
+void kd_chan_lws_kick(struct kd_chan_lws *l)
+{
+	if (l->evl.pumping)
+		l->evl.again = true;
+	else
+		evl_kick(&l->evl);
+}
+
+void kd_chan_lws_free(struct kd_chan_lws *l)
+{
+	if (!l)
+		return;
+	evl_destroy_ctx(&l->evl, &l->ctx);
+	evl_fini(&l->evl);
+	free(l);
 }

@@ -2,9 +2,11 @@
  * kd_chan on 127.0.0.1 with an in-memory stage (tests/support/chan_stage.c) and reports on
  * stdout, one line each:
  *   PORT <port>                                    once listening
- *   STAT applies=A dup=D live=L rejected=R conns=C  whenever something changed (<= every 20 ms)
+ *   STAT applies=A dup=D live=L rejected=R conns=C stale=S
+ *                                    whenever something changed (<= every 20 ms)
  * and a last STAT line on SIGTERM/SIGINT, then exits 0. "dup" counts keys applied more than once
- * in this process's life: the multi-process test requires 0.
+ * in this process's life, "stale" ops applied under an epoch older than one already applied
+ * (this harness serves one source at a time): the multi-process test requires both to be 0.
  *
  * Options: --port P (0: ephemeral), --token T, --max-frame BYTES, --ping-ms MS, --dead-ms MS,
  *          --log LEVEL */
@@ -37,10 +39,11 @@ static void print_stat(struct report *r, bool force)
 {
 	const struct kd_chan_stats *st = kd_chan_down_stats(r->down);
 	char line[256];
-	snprintf(line, sizeof(line), "STAT applies=%llu dup=%llu live=%zu rejected=%llu conns=%zu",
+	snprintf(line, sizeof(line),
+	         "STAT applies=%llu dup=%llu live=%zu rejected=%llu conns=%zu stale=%llu",
 	         (unsigned long long)r->ds->applies, (unsigned long long)r->ds->dup_applies,
-	         ts_down_live(r->ds), (unsigned long long)st->rejected,
-	         kd_chan_down_conns(r->down));
+	         ts_down_live(r->ds), (unsigned long long)st->rejected, kd_chan_down_conns(r->down),
+	         (unsigned long long)r->ds->stale_applies);
 	if (!force && strcmp(line, r->last) == 0)
 		return;
 	snprintf(r->last, sizeof(r->last), "%s", line);

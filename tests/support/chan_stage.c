@@ -79,10 +79,13 @@ static int down_held(void *ud, const char *source KD_UNUSED, struct kd_op_list *
 	return 0;
 }
 
-static int down_apply(void *ud, const char *source KD_UNUSED, uint64_t epoch KD_UNUSED,
+static int down_apply(void *ud, const char *source KD_UNUSED, uint64_t epoch,
                       const struct kd_op *op, struct kd_error **err KD_UNUSED)
 {
 	struct ts_down *d = ud;
+	if (epoch < d->max_epoch)
+		d->stale_applies++;
+	d->max_epoch = KD_MAX(d->max_epoch, epoch);
 	struct ts_obj *o = ts_map_get(&d->objs, op->key, true);
 	d->applies++;
 	if (o->applies)
@@ -167,7 +170,8 @@ void ts_make_ops(struct ts_up *u, struct kd_op_list *ops, const char *prefix, ui
 {
 	for (size_t i = 0; i < n; i++) {
 		char key[128];
-		snprintf(key, sizeof(key), "ns/%s-%llu", prefix, (unsigned long long)(first + i));
+		uint64_t k = first + i;
+		snprintf(key, sizeof(key), "ns/%s-%llu", prefix, (unsigned long long)k);
 		struct kd_op *op = kd_op_list_push(ops);
 		kd_op_init(op, KD_OP_UPSERT, key);
 		kd_op_set_str(&op->node, "node-1");

@@ -33,7 +33,9 @@ struct ts_down {
 	uint64_t dup_applies; /* apply calls for a key already applied (same life) */
 	uint64_t drops;
 	uint64_t keeps;
-	int fail_held; /* if non-zero, held fails with this errno */
+	uint64_t max_epoch;     /* highest epoch an op was applied under */
+	uint64_t stale_applies; /* ops applied under an epoch older than max_epoch (fencing bug) */
+	int fail_held;          /* if non-zero, held fails with this errno */
 };
 
 /* kd_hs_down_cbs for a struct ts_down (ud). */

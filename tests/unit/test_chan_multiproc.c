@@ -152,14 +152,26 @@ static int teardown(void **state)
 }
 
 struct dstat {
-	unsigned long long applies, dup, rejected;
+	unsigned long long applies, dup, rejected, stale;
 	size_t live, conns;
 };
 
 static bool parse_stat(const char *line, struct dstat *s)
 {
-	return sscanf(line, "STAT applies=%llu dup=%llu live=%zu rejected=%llu conns=%zu",
-	              &s->applies, &s->dup, &s->live, &s->rejected, &s->conns) == 5;
+	return sscanf(line,
+	              "STAT applies=%llu dup=%llu live=%zu rejected=%llu conns=%zu stale=%llu",
+	              &s->applies, &s->dup, &s->live, &s->rejected, &s->conns, &s->stale) == 6;
+}
+
+/* Reads the STAT lines printed within settle_ms and updates *s with the last one: STAT lines
+ * come only on change, so afterwards *s is the current state. */
+static void last_stat(struct child *d, int settle_ms, struct dstat *s)
+{
+	uint64_t end = now_ms() + (uint64_t)settle_ms;
+	char line[256];
+	while (now_ms() < end)
+		if (wait_line(d, "STAT ", (int)(end - now_ms()), line, sizeof(line)))
+			parse_stat(line, s);
 }
 
 /* Waits for a STAT line with live == want. */
@@ -218,6 +230,7 @@ static void duplicated_and_reordered_frames_apply_once(void **state)
 	assert_int_equal(s.live, 3000);
 	assert_int_equal(s.applies, 3000);
 	assert_int_equal(s.dup, 0);
+	assert_int_equal(s.stale, 0);
 }
 
 static void upstream_kill9_restart_converges_without_duplicates(void **state)
@@ -241,6 +254,7 @@ static void upstream_kill9_restart_converges_without_duplicates(void **state)
 	stop_down(d, &s);
 	assert_int_equal(s.live, 6000);
 	assert_int_equal(s.dup, 0);
+	assert_int_equal(s.stale, 0);
 	assert_int_equal(s.applies, 6000);
 }
 
@@ -266,7 +280,9 @@ static void stale_upstream_is_fenced_after_restart(void **state)
 	assert_true(wait_line(u2, "DONE ", 8000, NULL, 0));
 	assert_int_equal(reap(u2, 3000), 0);
 	struct dstat before;
-	assert_true(wait_live(d, 200, 3000, &before)); /* u1's objects were dropped by u2 */
+	assert_true(wait_live(d, 200, 3000, &before));
+	last_stat(d, 300, &before);
+	assert_int_equal(before.live, 200); /* u1's objects were dropped by u2's reconcile */
 	kill(u1->pid, SIGCONT);
 	/* u1 keeps sending under e1: fenced, told why, and it gives up (--once) */
 	assert_true(wait_line(u1, "DOWN ", 5000, line, sizeof(line)));
@@ -276,6 +292,7 @@ static void stale_upstream_is_fenced_after_restart(void **state)
 	stop_down(d, &s);
 	assert_true(s.rejected >= 1);
 	assert_int_equal(s.applies, before.applies); /* nothing of e1 applied after e2 */
+	assert_int_equal(s.stale, 0);
 	assert_int_equal(s.live, 200);
 	assert_int_equal(s.dup, 0);
 }
@@ -306,6 +323,7 @@ static void downstream_restart_recovers_state(void **state)
 	stop_down(d2, &s);
 	assert_int_equal(s.live, 6000);
 	assert_int_equal(s.dup, 0);
+	assert_int_equal(s.stale, 0);
 	assert_int_equal(s.applies, 6000);
 }
 
@@ -321,12 +339,13 @@ static void reconnects_never_apply_twice(void **state)
 	assert_int_equal(reap(u, 3000), 0);
 	unsigned long long reconnects = strtoull(strstr(line, "reconnects=") + 11, NULL, 10);
 	print_message("reconnects: %llu\n", reconnects);
-	assert_true(reconnects >= 5);
+	assert_true(reconnects >= 3);
 	struct dstat s;
 	assert_true(wait_live(d, 4000, 3000, &s));
 	stop_down(d, &s);
 	assert_int_equal(s.live, 4000);
 	assert_int_equal(s.dup, 0);
+	assert_int_equal(s.stale, 0);
 	assert_int_equal(s.applies, 4000);
 }
 
@@ -351,6 +370,7 @@ static void garbage_and_oversize_peers_are_refused(void **state)
 		stop_down(d, &s);
 		assert_int_equal(s.rejected, 1);
 		assert_int_equal(s.dup, 0);
+		assert_int_equal(s.stale, 0);
 		assert_int_equal(s.live, 500);
 		kill_child(u);
 		kill_child(d);
@@ -374,7 +394,9 @@ static void stuck_peer_backpressure_then_dead_peer(void **state)
 	assert_int_equal(sscanf(line, "DEAD eagain=%llu dead_peers=%llu", &eagain, &dead), 2);
 	assert_true(eagain >= 1); /* the sender saw back-pressure first */
 	assert_int_equal(dead, 1);
-	assert_true(now_ms() - t0 >= 500); /* not before the dead-peer timeout */
+	/* not before the dead-peer timeout (600 ms after the last pong, itself <= ~100 ms before
+	 * the SIGSTOP unless the box is very loaded) */
+	assert_true(now_ms() - t0 >= 300);
 	assert_int_equal(reap(u, 3000), 4);
 }
 
