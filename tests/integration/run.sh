@@ -13,6 +13,16 @@ export KD_BUILD_DIR="$REPO/${BUILD:-build}"
 TIMEOUT="${KD_IT_TIMEOUT:-600}"
 [[ $EUID -eq 0 ]] || { echo "integration tests must run as root (the rig uses network namespaces)" >&2; exit 1; }
 
+# Harness programs (tests/harness/*.c) are used by some integration tests; `make test-integration`
+# only builds `all`, so build them here (make is incremental).
+harness=()
+for h in "$REPO"/tests/harness/*.c; do
+	[[ -e "$h" ]] && harness+=("${BUILD:-build}/tests/harness/$(basename "$h" .c)")
+done
+if ((${#harness[@]})); then
+	make -s -C "$REPO" -j2 BUILD="${BUILD:-build}" "${harness[@]}" || { echo "building harness programs failed" >&2; exit 1; }
+fi
+
 was_up=0
 "$REPO/rig/status" --quiet && was_up=1
 finish() {
