@@ -247,6 +247,7 @@ struct kd_chan_up {
 	size_t max_msgs, max_bytes, ops_per_frame;
 	uint32_t handshake_ms, backoff_base, backoff_cap;
 	bool fault_dup, fault_reorder;
+	size_t fragment;
 	struct kd_chan_up_cbs cbs;
 	void *ud;
 	struct kd_hs_up *hs;
@@ -480,6 +481,22 @@ static void conn_free(struct conn *c)
 /* Writes one frame; returns 0 or -1 (lws failed; close). */
 static int write_frame(struct conn *c, char *buf, size_t len)
 {
+	size_t frag = c->side == SIDE_UP ? c->up->fragment : 0;
+	if (frag && len > frag) {
+		/* test-only: one message as several WebSocket fragments. lws writes each header
+		 * into the LWS_PRE bytes before the fragment, i.e. over payload already sent. */
+		for (size_t off = 0; off < len; off += frag) {
+			size_t n = KD_MIN(frag, len - off);
+			int flags = off == 0 ? LWS_WRITE_TEXT : LWS_WRITE_CONTINUATION;
+			if (off + n < len)
+				flags |= LWS_WRITE_NO_FIN;
+			if (lws_write(c->wsi, (unsigned char *)buf + LWS_PRE + off, n,
+			              (enum lws_write_protocol)flags) < (int)n)
+				return -1;
+		}
+		conn_st(c)->frames_out++;
+		return 0;
+	}
 	int n = lws_write(c->wsi, (unsigned char *)buf + LWS_PRE, len, LWS_WRITE_TEXT);
 	if (n < (int)len)
 		return -1;
@@ -1094,6 +1111,7 @@ struct kd_chan_up *kd_chan_up_new(struct kd_loop *loop, const struct kd_chan_up_
 	up->backoff_cap = opts->backoff_cap_ms ? opts->backoff_cap_ms : BACKOFF_CAP_DEF;
 	up->fault_dup = opts->fault_dup;
 	up->fault_reorder = opts->fault_reorder;
+	up->fragment = opts->fragment;
 	up->cbs = *cbs;
 	up->ud = ud;
 	up->next_id = 1;

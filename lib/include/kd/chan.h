@@ -110,6 +110,7 @@ struct kd_chan_up_opts {
 	/* Test-only fault injection on delta frames (the harness uses these): */
 	bool fault_dup;     /* write every delta frame twice */
 	bool fault_reorder; /* swap each pair of consecutive delta frames */
+	size_t fragment;    /* write every message as WebSocket fragments of this many bytes */
 };
 
 /* Creates the upstream and starts connecting. cbs is copied, ud borrowed, opts strings copied.
@@ -167,5 +168,27 @@ const struct kd_hs_down *kd_chan_down_hs(const struct kd_chan_down *down);
 void kd_chan_down_set_reading(struct kd_chan_down *down, bool reading);
 /* Test-only: writes raw bytes as one text frame to every connection. Returns the count. */
 int kd_chan_down_send_raw(struct kd_chan_down *down, const char *buf, size_t len);
+
+/* ---- embedding other libwebsockets users (added 08:40 UTC, compatible) --------------------------
+ * The way kd_chan runs lws (libuv foreign loop embedded in kd_loop, see the top of this file),
+ * offered to other WebSocket endpoints of a process (kd-autoscaler's stats server), so the
+ * process keeps one event loop. */
+struct lws_context_creation_info;
+struct lws_context;
+struct kd_chan_lws;
+
+/* Creates an lws context from info (borrowed; the caller fills protocols, port, iface, user ...;
+ * this function adds LWS_SERVER_OPTION_LIBUV and its own foreign loop and pcontext) on a libuv
+ * loop serviced by `loop`. Returns owned (kd_chan_lws_free), or NULL with *err. */
+struct kd_chan_lws *kd_chan_lws_new(struct kd_loop *loop, struct lws_context_creation_info *info,
+                                    struct kd_error **err);
+/* Borrowed; valid until kd_chan_lws_free. */
+struct lws_context *kd_chan_lws_context(const struct kd_chan_lws *l);
+/* Call after lws_callback_on_writable from outside an lws callback (e.g. a kd_loop timer) so lws
+ * is serviced on the next loop iteration. */
+void kd_chan_lws_kick(struct kd_chan_lws *l);
+/* Destroys the context (closing its connections) and the embedded loop. NULL is fine. Not from
+ * inside one of its own lws callbacks. */
+void kd_chan_lws_free(struct kd_chan_lws *l);
 
 #endif /* KD_CHAN_H */
