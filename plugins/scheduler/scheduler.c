@@ -10,7 +10,7 @@
  *     node.kubernetes.io/unschedulable:NoSchedule (as Kubernetes' NodeUnschedulable plugin).
  *  3. "taint {key=value:Effect} not tolerated": every NoSchedule and NoExecute taint must be
  *     tolerated (Kubernetes' matching: effect empty = any, key empty + Exists = any key, Equal
- *     compares values); PreferNoSchedule is ignored.
+ *     compares values); PreferNoSchedule does not filter (see scores).
  *  4. "node selector {key=value} not matched": every nodeSelector entry must equal a node label.
  *  5. Resource fit: "too many pods", "insufficient cpu", "insufficient memory": used + request
  *     <= allocatable, for cpu and memory only when the request is non-zero (as Kubernetes). A
@@ -24,6 +24,8 @@
  *    free fraction of the node after placing the pod. Pods is included so that pods requesting
  *    no cpu or memory still spread.
  *  - spread: fewest pods of the same revision on the node, then least-allocated.
+ * Within either, before least-allocated: fewer PreferNoSchedule taints the pod does not
+ * tolerate (such nodes are used only when no other node fits).
  * Ties go round-robin: nodes are scanned from a cursor just past the last chosen node (in the
  * order nodes were added) and the first best node wins, so equal nodes take turns in a burst and
  * the outcome is a deterministic function of the call sequence.
@@ -504,7 +506,7 @@ static int place_one(struct sched *s, const struct kd_pod_request *pod,
 	char buf[REASON_MAX];
 	struct sch_node *best = NULL;
 	size_t best_i = 0;
-	int64_t best_spread = 0, best_la = 0;
+	int64_t best_spread = 0, best_prefer = 0, best_la = 0;
 	for (size_t k = 0; k < s->n_nodes; k++) {
 		size_t i = (s->cursor + k) % s->n_nodes;
 		struct sch_node *n = s->nodes[i];
@@ -515,11 +517,20 @@ static int place_one(struct sched *s, const struct kd_pod_request *pod,
 			const struct rev_count *c = strmap_get_h(&n->revs, pod->revision, rev_hash);
 			spread = c ? -c->n : 0;
 		}
+		int64_t prefer = 0;
+		for (size_t t = 0; t < n->n_taints; t++)
+			if (n->taints[t].effect == KD_TAINT_PREFER_NO_SCHEDULE &&
+			    !tolerates(pod, n->taints[t].key, n->taints[t].value,
+			               KD_TAINT_PREFER_NO_SCHEDULE))
+				prefer--;
 		int64_t la = least_allocated(n, &req);
-		if (!best || spread > best_spread || (spread == best_spread && la > best_la)) {
+		if (!best || spread > best_spread ||
+		    (spread == best_spread &&
+		     (prefer > best_prefer || (prefer == best_prefer && la > best_la)))) {
 			best = n;
 			best_i = i;
 			best_spread = spread;
+			best_prefer = prefer;
 			best_la = la;
 		}
 	}

@@ -13,9 +13,10 @@
  *    drawn from getrandom (or from `name-seed`). So one process never hands out the same suffix
  *    twice before it has handed out all 27^len of them (14.3 million for length 5), names look
  *    random, and two processes (a restarted host) start at unrelated points. Every candidate is
- *    also checked against the live set of the call and skipped if taken. The live set is what
- *    the host passes: it must include instances still terminating, so that no name is reused
- *    while an instance of that name may exist.
+ *    also checked against the live set and the reserved names of the call and skipped if taken.
+ *    The host passes instances that are gone from the count but may still exist (terminating,
+ *    cancelled but not yet confirmed) as reserved names, so no name is reused while an instance
+ *    of that name may exist; they do not count toward desired.
  *  - create = desired - live, victims = live - desired (live counts distinct names): calling
  *    plan again with a live set that already matches yields an empty plan. `max-create-per-plan`
  *    caps the creations of one call (0: no cap); the host plans again later.
@@ -204,14 +205,22 @@ static int wl_plan(void *state, const struct kd_workload_input *in, struct kd_wo
 			return kd_error_set(err, EINVAL, 0,
 			                    "workload plan %s: live instance %zu has no name",
 			                    in->revision, i);
+	if (in->n_reserved && !in->reserved)
+		return kd_error_set(err, EINVAL, 0, "workload plan %s: reserved names missing",
+		                    in->revision);
 
-	struct name_set live;
-	set_init(&live, in->n_current);
+	/* taken: live names (counted once each) and reserved names (not counted) */
+	struct name_set taken;
+	set_init(&taken, in->n_current + in->n_reserved);
 	const struct kd_instance **uniq = kd_xmalloc((in->n_current + 1) * sizeof(*uniq));
 	size_t n_live = 0;
 	for (size_t i = 0; i < in->n_current; i++)
-		if (set_add(&live, in->current[i].name))
+		if (set_add(&taken, in->current[i].name))
 			uniq[n_live++] = &in->current[i];
+	size_t n_taken = n_live;
+	for (size_t i = 0; i < in->n_reserved; i++)
+		if (in->reserved[i] && set_add(&taken, in->reserved[i]))
+			n_taken++;
 
 	int rc = 0;
 	size_t desired = (size_t)in->desired;
@@ -244,9 +253,9 @@ static int wl_plan(void *state, const struct kd_workload_input *in, struct kd_wo
 		}
 		plan.create.items = kd_xcalloc(want, sizeof(char *));
 		plan.created = kd_xcalloc(want, sizeof(*plan.created));
-		/* Each skipped candidate is a distinct live name, so n_live + 1 tries per name
-		 * bound the loop (more only after the sequence wrapped around). */
-		uint64_t tries = 0, max_tries = (uint64_t)want + n_live + 1;
+		/* Each skipped candidate is a distinct taken name, so want + n_taken tries bound
+		 * the loop (unless the sequence wrapped around). */
+		uint64_t tries = 0, max_tries = (uint64_t)want + n_taken + 1;
 		/* name = "<prefix>-" then the suffix: at most NAME_MAX_LEN characters */
 		char name[NAME_MAX_LEN + 2];
 		size_t plen = strlen(prefix) + 1;
@@ -261,7 +270,7 @@ static int wl_plan(void *state, const struct kd_workload_input *in, struct kd_wo
 				goto out;
 			}
 			next_suffix(p, name + plen);
-			if (set_has(&live, name))
+			if (set_has(&taken, name))
 				continue;
 			struct kd_instance_spec *s = &plan.created[plan.create.n];
 			plan.create.items[plan.create.n++] = kd_xstrdup(name);
@@ -285,7 +294,7 @@ static int wl_plan(void *state, const struct kd_workload_input *in, struct kd_wo
 out:
 	kd_workload_plan_clear(&plan);
 	free(uniq);
-	free(live.slots);
+	free(taken.slots);
 	return rc;
 }
 

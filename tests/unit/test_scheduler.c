@@ -246,6 +246,33 @@ static void taints_need_matching_tolerations(void **state)
 	place_on("default/plain", 100, 64, "spot");
 }
 
+static void prefer_no_schedule_nodes_are_used_last(void **state)
+{
+	(void)state;
+	load_ok(NULL);
+	static const struct kd_taint t_pref[] = {
+	    {.key = "spot", .value = "true", .effect = KD_TAINT_PREFER_NO_SCHEDULE}};
+	node_full("spot", 8000, 8192, 110, true, true, NULL, 0, t_pref, 1);
+	node("plain", 300, 8192, 110);
+	/* the emptier spot node loses to plain until plain is full */
+	for (int i = 0; i < 5; i++) {
+		char key[32];
+		snprintf(key, sizeof(key), "default/p%d", i);
+		place_on(key, 100, 64, i < 3 ? "plain" : "spot");
+	}
+	/* a pod that tolerates it sees only least-allocated */
+	static const struct kd_toleration tol[] = {
+	    {.key = "spot", .op = KD_TOLERATION_EQUAL, .value = "true"}};
+	node("plain2", 300, 8192, 110);
+	struct kd_pod_request p = pod("default/t", 100, 64);
+	p.tolerations = tol;
+	p.n_tolerations = 1;
+	char got[KD_NODE_NAME_MAX];
+	assert_int_equal(place(&p, got, NULL, 0), 0);
+	assert_string_equal(got, "spot");
+	place_on("default/u", 100, 64, "plain2");
+}
+
 static void node_selector_must_match_every_entry(void **state)
 {
 	(void)state;
@@ -640,6 +667,7 @@ int main(void)
 	    cmocka_unit_test_teardown(resource_fit_refuses_with_one_reason_per_node, teardown),
 	    cmocka_unit_test_teardown(not_ready_and_cordoned_nodes_are_skipped, teardown),
 	    cmocka_unit_test_teardown(taints_need_matching_tolerations, teardown),
+	    cmocka_unit_test_teardown(prefer_no_schedule_nodes_are_used_last, teardown),
 	    cmocka_unit_test_teardown(node_selector_must_match_every_entry, teardown),
 	    cmocka_unit_test_teardown(burst_of_1000_ephemeral_placements_never_over_commits,
 	                              teardown),

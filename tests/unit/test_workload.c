@@ -301,6 +301,57 @@ static void names_never_collide_with_live_ones(void **state)
 	kd_plugin_unload(c.h);
 }
 
+static void reserved_names_are_skipped_but_not_counted(void **state)
+{
+	(void)state;
+	struct wl a = load_ok("{\"name-seed\": 7}");
+	struct wl b = load_ok("{\"name-seed\": 7}");
+	struct kd_workload_input in = input("svc", 5, NULL);
+	struct kd_workload_plan pa, pb, pa2;
+	plan_ok(&a, &in, &pa); /* the five names B would try first */
+	const char *reserved[6];
+	for (size_t i = 0; i < 5; i++)
+		reserved[i] = pa.create.items[i];
+	reserved[5] = pa.create.items[0]; /* listed twice: harmless */
+
+	/* terminating instances hold their names: 3 wanted, 3 created, none of the 5 */
+	static struct live l;
+	memset(&l, 0, sizeof(l));
+	in = input("svc", 3, &l);
+	in.reserved = reserved;
+	in.n_reserved = 6;
+	plan_ok(&b, &in, &pb);
+	assert_int_equal(pb.create.n, 3);
+	assert_int_equal(pb.victims.n, 0);
+	/* they are the names after the reserved ones in the sequence */
+	in = input("svc", 3, NULL);
+	plan_ok(&a, &in, &pa2);
+	for (size_t i = 0; i < 3; i++)
+		assert_string_equal(pb.create.items[i], pa2.create.items[i]);
+	kd_workload_plan_clear(&pb);
+
+	/* a reserved name that is also live counts as live (once) */
+	live_add(&l, pa.create.items[0], true, "n1", KD_INSTANCE_PERSISTED, 1);
+	in = input("svc", 1, &l);
+	in.reserved = reserved;
+	in.n_reserved = 6;
+	plan_ok(&b, &in, &pb);
+	assert_int_equal(pb.create.n, 0);
+	assert_int_equal(pb.victims.n, 0);
+	kd_workload_plan_clear(&pb);
+
+	struct kd_error *err = NULL;
+	in.reserved = NULL;
+	memset(&pb, 0, sizeof(pb));
+	assert_int_equal(b.ops->plan(b.st, &in, &pb, &err), -EINVAL);
+	assert_string_equal(err->msg, "workload plan default/hello-00001: reserved names missing");
+	kd_error_free(err);
+	kd_workload_plan_clear(&pa);
+	kd_workload_plan_clear(&pa2);
+	kd_plugin_unload(a.h);
+	kd_plugin_unload(b.h);
+}
+
 static void long_and_dotted_base_names_stay_dns1123_labels(void **state)
 {
 	(void)state;
@@ -459,6 +510,7 @@ int main(void)
 	    cmocka_unit_test(replan_with_the_same_live_set_yields_nothing),
 	    cmocka_unit_test(scale_down_picks_not_ready_first_then_newest),
 	    cmocka_unit_test(names_never_collide_with_live_ones),
+	    cmocka_unit_test(reserved_names_are_skipped_but_not_counted),
 	    cmocka_unit_test(long_and_dotted_base_names_stay_dns1123_labels),
 	    cmocka_unit_test(max_create_per_plan_caps_each_call),
 	    cmocka_unit_test(bad_input_is_refused_with_a_clear_error),

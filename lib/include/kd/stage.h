@@ -223,6 +223,10 @@ struct kd_workload_input {
 	/* Appended after version 1 (zero/NULL: absent; plugins may require them). */
 	struct kd_owner_ref owner; /* the PodAutoscaler that controller-owns every instance */
 	const char *template_hash; /* hash of the template pod spec, or NULL */
+	/* Names new instances must not take although they do not count toward desired:
+	 * instances still terminating, cancelled ones not yet confirmed gone. */
+	const char *const *reserved;
+	size_t n_reserved;
 };
 
 /* A new instance as the workload stage hands it on: identity plus what every instance of the
