@@ -236,6 +236,18 @@ static void remember_node(struct kd_node *n, struct json_object *obj)
 		free(n->pod_cidr);
 		n->pod_cidr = kd_xstrdup(cidr);
 	}
+	/* a node that was Ready keeps its Ready transition time across agent restarts */
+	struct json_object *conds = kd_json_get_array(obj, "status.conditions");
+	size_t nc = conds ? json_object_array_length(conds) : 0;
+	for (size_t i = 0; i < nc && !n->ready_since_ns; i++) {
+		struct json_object *c = json_object_array_get_idx(conds, i);
+		const char *type = kd_json_get_string(c, "type");
+		const char *st = kd_json_get_string(c, "status");
+		uint64_t t;
+		if (type && st && strcmp(type, "Ready") == 0 && strcmp(st, "True") == 0 &&
+		    kd_node_parse_time(kd_json_get_string(c, "lastTransitionTime"), &t) == 0)
+			n->ready_since_ns = t;
+	}
 }
 
 static void on_meta_done(struct kd_k8s_response *resp, struct kd_error *err, void *arg)

@@ -19,6 +19,8 @@ wait_for "10 ready replicas" 120 ready_replicas 10
 
 snapshot() { kc -n "$NS" get pods -l app=web -o json | jq -r '.items[] | "\(.metadata.name) \(.status.podIP) \(.metadata.resourceVersion)"' | sort; }
 before="$(snapshot)"
+ready_since() { kc get node kd-node-0 -o jsonpath='{.status.conditions[?(@.type=="Ready")].lastTransitionTime}'; }
+since="$(ready_since)"
 
 "$REPO/rig/kd-node-stop"
 "$REPO/rig/kd-node-start"
@@ -27,6 +29,7 @@ sleep 5
 after="$(snapshot)"
 expect_eq "same pods, same IPs, same resourceVersions after the restart" "$before" "$after"
 check "still 10 ready replicas" ready_replicas 10
+expect_eq "node Ready lastTransitionTime kept across the restart" "$since" "$(ready_since)"
 
 kc -n "$NS" scale deployment web --replicas=15 >/dev/null
 wait_for "15 ready replicas after scaling up" 120 ready_replicas 15
