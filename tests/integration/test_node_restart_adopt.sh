@@ -2,7 +2,7 @@
 # kd-node restarts without disturbing its pods: after stop + start, the pods that were Running keep
 # their names, IPs and status (their resourceVersion does not move: kd-node re-registers each IP
 # with the runtime and sends no status patch when the API Server already shows it Running and
-# Ready), the nodes stay Ready, and pods created afterwards get IPs distinct from the adopted ones
+# Ready), the nodes stay Ready (same Ready transition time), and pods created afterwards get IPs distinct from the adopted ones
 # (exactly one sandbox per pod, no address handed out twice).
 . "$(dirname "$0")/lib.sh"
 
