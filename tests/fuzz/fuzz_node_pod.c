@@ -1,0 +1,74 @@
+/* libFuzzer target for kd-node's handling of Pod objects read from the API Server
+ * (node-agent/podspec.c and objects.c, compiled in): the bytes are parsed as JSON and, if that
+ * works, turned into a runtime sandbox spec and into the running/waiting/failed status patches,
+ * and checked for "already running". The bytes are also fed to the time and CIDR parsers. Nothing
+ * may crash or leak; a running patch is only built for an object with a uid; a built spec has
+ * exactly the pod's number of containers and a key "ns/name". */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../node-agent/objects.c" /* NOLINT(bugprone-suspicious-include) */
+#include "../../node-agent/podspec.c" /* NOLINT(bugprone-suspicious-include) */
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	/* the raw bytes as a string for the small parsers */
+	char *s = malloc(size + 1);
+	if (!s)
+		return 0;
+	memcpy(s, data, size);
+	s[size] = '\0';
+	uint64_t ns = 0;
+	(void)kd_node_parse_time(s, &ns);
+	struct kd_node_cidr c = {0}, sub = {0};
+	struct kd_error *err = NULL;
+	if (kd_node_cidr_parse(s, &c, &err) == 0) {
+		if (kd_node_cidr_subnet(&c, c.prefix < 24 ? 24 : c.prefix, 1, &sub, NULL) == 0) {
+			char *f = kd_node_cidr_format(&sub);
+			free(f);
+		}
+	} else if (!err || !err->msg) {
+		abort(); /* a rejection must say why */
+	}
+	kd_error_free(err);
+	free(s);
+
+	struct json_object *pod = NULL;
+	if (kd_json_parse((const char *)data, size, 1u << 20, "fuzz", &pod, NULL) < 0)
+		return 0;
+	struct kd_sandbox_spec spec;
+	struct kd_node_spec_buf *buf = NULL;
+	if (kd_node_spec_from_pod(pod, "n", "10.244.0.0/24", &spec, &buf, NULL) == 0) {
+		struct json_object *ctrs = kd_json_get_array(pod, "spec.containers");
+		if (!ctrs || spec.n_containers != json_object_array_length(ctrs) || !spec.key ||
+		    !strchr(spec.key, '/'))
+			abort();
+		kd_node_spec_free(buf);
+	}
+	struct kd_node_pod_info info = {
+	    .host_ip = "172.31.0.1",
+	    .pod_ip = "10.244.0.2",
+	    .runtime = "kd-sim",
+	    .start_wall_ns = 1700000000ull * 1000000000ull,
+	    .ready_wall_ns = 1700000001ull * 1000000000ull,
+	    .restart_count = 1,
+	    .reason = "Error",
+	    .message = "fuzz",
+	};
+	uint64_t now = 1700000002ull * 1000000000ull;
+	struct json_object *p = kd_node_pod_status_running(pod, &info, now);
+	const char *uid = kd_json_get_string(pod, "metadata.uid");
+	if (p && !(uid && *uid))
+		abort();
+	json_object_put(p);
+	json_object_put(kd_node_pod_status_waiting(pod, &info, now));
+	json_object_put(kd_node_pod_status_failed(pod, &info, now));
+	(void)kd_node_pod_is_running_ready(pod, "10.244.0.2");
+	(void)kd_node_pod_restart_never(pod);
+	json_object_put(pod);
+	return 0;
+}
