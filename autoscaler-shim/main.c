@@ -1,0 +1,209 @@
+/* autoscaler-shim/main.c: kd-autoscaler entry point: options (--help generated from the table),
+ * logging, two Kubernetes clients (watches/events/scale patches unlimited; write-back rate
+ * limited by --write-qps), the decider, workload and scheduler plugins, then chain.c (Node
+ * informer, status channel), pa.c (informers, decisions, write-back) and stats.c (stats
+ * WebSocket) on one kd_loop until SIGINT or SIGTERM. Exit status: 0 after a signal, 1 on bad
+ * options, unusable kubeconfig, a plugin the loader refuses or a port that cannot be bound, 2 if
+ * the loop fails. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "autoscaler.h"
+#include "kd/log.h"
+
+#define KD_AS_VERSION "0.1.0"
+
+static const char *const log_levels[] = {"error", "warn", "info", "debug", "trace", NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
+
+#define C struct kd_as_cfg
+static const struct kd_config_option options[] = {
+    KD_OPT_STRING("kubeconfig", C, kubeconfig, .env = "KUBECONFIG", .metavar = "FILE",
+                  .help = "kubeconfig to use (default: $KUBECONFIG, in-cluster, ~/.kube/config)"),
+    KD_OPT_STRING("context", C, context, .metavar = "NAME",
+                  .help = "kubeconfig context (default: current-context)"),
+    KD_OPT_STRING("class", C, pa_class, .def = KD_PA_CLASS, .required = true,
+                  .help = "PodAutoscaler class (annotation autoscaling.knative.dev/class) "
+                          "this process reconciles; all others are never touched"),
+    KD_OPT_STRING("source", C, source, .def = KD_INSTANCE_SOURCE_DEFAULT, .required = true,
+                  .help = "our name in the hello of every instance channel"),
+    KD_OPT_STRING("decider", C, decider, .def = "decider-kpa", .metavar = "PLUGIN",
+                  .help = "decider plugin (name or path)"),
+    KD_OPT_STRING("decider-config", C, decider_config, .metavar = "JSON",
+                  .help = "decider configuration (config-autoscaler keys), a JSON object"),
+    KD_OPT_STRING("workload", C, workload, .def = "workload", .metavar = "PLUGIN",
+                  .help = "workload plugin (name or path)"),
+    KD_OPT_STRING("workload-config", C, workload_config, .metavar = "JSON",
+                  .help = "workload plugin configuration, a JSON object"),
+    KD_OPT_STRING("scheduler", C, scheduler, .def = "scheduler", .metavar = "PLUGIN",
+                  .help = "scheduler plugin (name or path)"),
+    KD_OPT_STRING("scheduler-config", C, scheduler_config, .metavar = "JSON",
+                  .help = "scheduler plugin configuration, a JSON object"),
+    KD_OPT_STRING("stats-bind", C, stats_bind, .def = "0.0.0.0", .metavar = "ADDR",
+                  .help = "address of the stats WebSocket (Knative activator format and JSON)"),
+    KD_OPT_UINT("stats-port", C, stats_port, .def = "8080", .has_max = true, .max = 65535,
+                .help = "port of the stats WebSocket (0: ephemeral)"),
+    KD_OPT_STRING("status-bind", C, status_bind, .def = "0.0.0.0", .metavar = "ADDR",
+                  .help = "address of the status channel kd-nodes report readiness to"),
+    KD_OPT_UINT("status-port", C, status_port, .def = "9471", .has_max = true, .max = 65535,
+                .help = "port of the status channel (0: ephemeral)"),
+    KD_OPT_STRING("chan-token", C, chan_token, .env = "KD_CHAN_TOKEN", .metavar = "TOKEN",
+                  .help = "bearer token of the direct channels (empty: no authentication)"),
+    KD_OPT_DURATION("tick", C, tick_ms, .def = "2s", .has_min = true, .min = 10,
+                    .help = "decision period (Knative's is 2s); pokes decide at once"),
+    KD_OPT_DURATION("scale-hold", C, scale_hold_ms, .def = "10m",
+                    .help = "how long a direct scale message overrides the decider"),
+    KD_OPT_UINT("initial-scale", C, initial_scale, .def = "1",
+                .help = "config-autoscaler initial-scale, for ScaleTargetInitialized when "
+                        "the revision has no initial-scale annotation"),
+    KD_OPT_DOUBLE("write-qps", C, write_qps, .def = "100", .has_min = true, .min = 0,
+                  .help = "client-side QPS of write-back (Services, Endpoints, status); 0: "
+                          "unlimited"),
+    KD_OPT_UINT("write-burst", C, write_burst, .def = "200", .help = "write-back burst"),
+    KD_OPT_DURATION("sync-delay", C, sync_delay_ms, .def = "10ms",
+                    .help = "coalescing delay between a change and its write-back"),
+    KD_OPT_ENUM("log-level", C, log_level, .def = "info", .choices = log_levels,
+                .env = "KD_LOG_LEVEL", .help = "log verbosity"),
+    KD_OPT_ENUM("log-format", C, log_format, .def = "text", .choices = log_formats,
+                .env = "KD_LOG_FORMAT", .help = "log line format"),
+    KD_CONFIG_END,
+};
+#undef C
+
+static void on_signalfd(struct kd_loop *loop, int fd, unsigned events, void *arg)
+{
+	(void)events;
+	struct kd_as *as = arg;
+	struct signalfd_siginfo si;
+	if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		kd_log_info("received signal %u, stopping", si.ssi_signo);
+		as->stopping = true;
+		kd_loop_stop(loop);
+	}
+}
+
+static int load(struct kd_as *as, const char *ref, enum kd_plugin_kind kind, const char *cfg,
+                struct kd_plugin_handle **h, struct kd_error **err)
+{
+	int rc = kd_plugin_load(ref, kind, cfg, &as->host, h, err);
+	if (rc < 0)
+		return kd_error_wrap(err, "%s plugin", kd_plugin_kind_name(kind));
+	kd_log_info("%s plugin %s loaded from %s", kd_plugin_kind_name(kind), kd_plugin_name(*h),
+	            kd_plugin_path(*h));
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct kd_as as;
+	memset(&as, 0, sizeof(as));
+	struct kd_config_cli cli = {
+	    .prog = "kd-autoscaler",
+	    .summary = "kubedirect autoscaler: reconciles PodAutoscalers of its class and scales "
+	               "their revisions through direct channels to kd-node",
+	    .version = "kd-autoscaler " KD_AS_VERSION,
+	};
+	kd_autoerr struct kd_error *err = NULL;
+	int rc = kd_config_parse_argv(options, &as.cfg, &cli, argc, argv, 0, NULL, &err);
+	if (rc != 0) {
+		kd_config_free(options, &as.cfg);
+		if (rc > 0)
+			return 0;
+		fprintf(stderr, "kd-autoscaler: %s (see --help)\n", kd_error_msg(err));
+		return 1;
+	}
+	kd_log_init("kd-autoscaler", (enum kd_log_level)as.cfg.log_level,
+	            (enum kd_log_format)as.cfg.log_format);
+	signal(SIGPIPE, SIG_IGN);
+
+	int status = 1;
+	int sfd = -1;
+	struct kd_k8s_config *kcfg = NULL;
+	as.loop = kd_loop_new();
+	if (!as.loop) {
+		kd_log_error("cannot create the event loop: %s", strerror(errno));
+		goto out;
+	}
+	if (as.cfg.kubeconfig && *as.cfg.kubeconfig)
+		rc = kd_k8s_config_from_kubeconfig(as.cfg.kubeconfig, as.cfg.context, &kcfg, &err);
+	else
+		rc = kd_k8s_config_auto(&kcfg, &err);
+	if (rc < 0) {
+		kd_log_error("Kubernetes configuration: %s", kd_error_msg(err));
+		goto out;
+	}
+	struct kd_k8s_opts opts = {.user_agent = "kd-autoscaler/" KD_AS_VERSION};
+	struct kd_k8s_opts wopts = {.user_agent = "kd-autoscaler/" KD_AS_VERSION " (write-back)",
+	                            .qps = as.cfg.write_qps,
+	                            .burst = (unsigned)as.cfg.write_burst};
+	if (kd_k8s_new(kcfg, as.loop, &opts, &as.k8s, &err) < 0 ||
+	    kd_k8s_new(kcfg, as.loop, &wopts, &as.k8s_w, &err) < 0) {
+		kd_log_error("Kubernetes client: %s", kd_error_msg(err));
+		goto out;
+	}
+	kd_host_init(&as.host, as.loop, "kd-autoscaler");
+	as.host.k8s = as.k8s;
+	if (load(&as, as.cfg.decider, KD_PLUGIN_DECIDER, as.cfg.decider_config, &as.decider_h,
+	         &err) < 0 ||
+	    load(&as, as.cfg.workload, KD_PLUGIN_WORKLOAD, as.cfg.workload_config, &as.workload_h,
+	         &err) < 0 ||
+	    load(&as, as.cfg.scheduler, KD_PLUGIN_SCHEDULER, as.cfg.scheduler_config,
+	         &as.scheduler_h, &err) < 0) {
+		kd_log_error("%s", kd_error_msg(err));
+		goto out;
+	}
+	as.decider = kd_plugin_ops(as.decider_h);
+	as.workload = kd_plugin_ops(as.workload_h);
+	as.scheduler = kd_plugin_ops(as.scheduler_h);
+
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0 || kd_loop_add_fd(as.loop, sfd, KD_LOOP_IN, on_signalfd, &as) < 0) {
+		kd_log_error("signalfd: %s", strerror(errno));
+		goto out;
+	}
+	if (kd_as_chain_start(&as, &err) < 0 || kd_as_stats_start(&as, &err) < 0 ||
+	    kd_as_pa_start(&as, &err) < 0) {
+		kd_log_error("%s", kd_error_msg(err));
+		goto out;
+	}
+	kd_log_info("reconciling PodAutoscalers of class %s via %s", as.cfg.pa_class, kcfg->server);
+	if (kd_loop_run(as.loop) < 0) {
+		kd_log_error("event loop: %s", strerror(errno));
+		status = 2;
+	} else {
+		status = 0;
+	}
+	kd_log_info("decisions %llu, pokes %llu, instances created %llu, cancelled %llu, deleted "
+	            "%llu",
+	            (unsigned long long)as.decisions, (unsigned long long)as.pokes,
+	            (unsigned long long)as.created, (unsigned long long)as.cancelled,
+	            (unsigned long long)as.deleted);
+
+out:
+	as.stopping = true;
+	kd_as_stats_stop(&as);
+	kd_as_pa_stop(&as);
+	kd_as_chain_stop(&as);
+	kd_k8s_free(as.k8s_w);
+	kd_k8s_free(as.k8s);
+	kd_plugin_unload(as.scheduler_h);
+	kd_plugin_unload(as.workload_h);
+	kd_plugin_unload(as.decider_h);
+	if (sfd >= 0) {
+		kd_loop_del_fd(as.loop, sfd);
+		close(sfd);
+	}
+	kd_k8s_config_free(kcfg);
+	kd_loop_free(as.loop);
+	kd_config_free(options, &as.cfg);
+	return status;
+}

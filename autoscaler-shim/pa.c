@@ -1,0 +1,805 @@
+/* autoscaler-shim/pa.c: PodAutoscaler reconciliation of kd-autoscaler (see autoscaler.h).
+ *
+ * Write-back (one kd_wbcache over one kd_wbk8s adapter, rate limited by --write-qps):
+ *   "svc:<ns>/<rev>"          public Service (POST; merge patch on change)
+ *   "svc:<ns>/<rev>-private"  private Service
+ *   "ep:<ns>/<rev>"           public Endpoints (unconditional PUT: create-or-replace)
+ *   "pa:<ns>/<rev>"           PodAutoscaler status (merge patch on /status)
+ *   "dep:<ns>/<deployment>"   the template's kubedirect.dev/replicas annotation (merge patch)
+ * The cache is never fed observations: an entry becomes persisting when its write was issued,
+ * is re-read after the observe timeout, and evicted after retention; puts of unchanged content
+ * are no-ops. SKSReady turns True once the three SKS objects were written successfully.
+ *
+ * Status semantics follow Knative (pa_lifecycle.go, kpa.go computeActiveCondition): minReady =
+ * max(min-scale, initial-scale) until ScaleTargetInitialized, then max(min-scale, 1);
+ * ScaleTargetInitialized latches once ready >= minReady with a serviceName; Active is False
+ * NoTraffic at want 0, Unknown Queued while ready < minReady and want > 0, True when ready >=
+ * minReady. Bad input overrides Active: a decider failure (e.g. unknown metric annotation) gives
+ * Active False "DecisionFailed" with the decider's message; a placement failure gives Active
+ * Unknown "Unschedulable"; a permanent write failure gives SKSReady False "WriteFailed". Each
+ * also posts a Warning Event (once per distinct message).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "autoscaler.h"
+#include "kd/json.h"
+#include "kd/log.h"
+#include "objects.h"
+
+static const struct kd_k8s_resource events_res = {"", "v1", "events", true};
+
+/* ---- events --------------------------------------------------------------------------------- */
+
+static void event_done(struct kd_k8s_response *resp, struct kd_error *err, void *arg)
+{
+	(void)resp;
+	(void)arg;
+	if (err)
+		kd_log_warn("event: %s", kd_error_msg(err));
+}
+
+void kd_as_event(struct kd_as *as, json_object *obj, const char *type, const char *reason,
+                 const char *fmt, ...)
+{
+	if (!obj)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	kd_autofree char *msg = kd_xvasprintf(fmt, ap);
+	va_end(ap);
+	const char *name = kd_json_get_string(obj, "metadata.name");
+	struct kd_as_rev *rev = NULL;
+	if (strcmp(type, "Warning") == 0 && name) {
+		rev = kd_as_rev_find(as, kd_json_get_string(obj, "metadata.namespace"), name);
+		kd_autofree char *tag = kd_xasprintf("%s:%s", reason, msg);
+		if (rev && rev->last_event && strcmp(rev->last_event, tag) == 0)
+			return; /* said already */
+		if (rev) {
+			free(rev->last_event);
+			rev->last_event = kd_xstrdup(tag);
+		}
+	}
+	kd_autojson json_object *ev = kd_as_build_event(obj, type, reason, msg, kd_wall_ns());
+	struct kd_k8s_request req = {.verb = KD_K8S_CREATE,
+	                             .res = &events_res,
+	                             .ns = kd_json_get_string(ev, "metadata.namespace"),
+	                             .body = ev};
+	kd_autoerr struct kd_error *err = NULL;
+	if (kd_k8s_submit(as->k8s, &req, event_done, NULL, &err) < 0)
+		kd_log_warn("event: %s", kd_error_msg(err));
+}
+
+/* ---- revisions ------------------------------------------------------------------------------ */
+
+struct kd_as_rev *kd_as_rev_find(struct kd_as *as, const char *ns, const char *name)
+{
+	if (!ns || !name)
+		return NULL;
+	kd_autofree char *key = kd_xasprintf("%s/%s", ns, name);
+	void *v = NULL;
+	return lh_table_lookup_ex(as->revs, key, &v) ? v : NULL;
+}
+
+uint32_t kd_as_rev_live(const struct kd_as_rev *rev)
+{
+	uint32_t n = 0;
+	for (size_t i = 0; i < rev->n_insts; i++)
+		n += !rev->insts[i]->deleting;
+	return n;
+}
+
+uint32_t kd_as_rev_ready(const struct kd_as_rev *rev)
+{
+	uint32_t n = 0;
+	for (size_t i = 0; i < rev->n_insts; i++)
+		n += !rev->insts[i]->deleting && rev->insts[i]->ready && rev->insts[i]->ip;
+	return n;
+}
+
+void kd_as_rev_dirty(struct kd_as *as, struct kd_as_rev *rev)
+{
+	if (!rev || as->stopping)
+		return;
+	rev->dirty = true;
+	if (!kd_loop_timer_pending(as->sync_timer))
+		kd_loop_timer_start(as->sync_timer, as->cfg.sync_delay_ms);
+}
+
+static bool ours(struct kd_as *as, json_object *pa)
+{
+	const char *c =
+	    kd_json_get_string(pa, "metadata.annotations.autoscaling\\.knative\\.dev/class");
+	return c && strcmp(c, as->cfg.pa_class) == 0;
+}
+
+static void rev_set_deploy(struct kd_as *as, struct kd_as_rev *rev, json_object *dep);
+
+/* cancel: the revision goes away (cancel its instances along the chain); otherwise (shutdown)
+ * its instances are only detached, so a restarted kd-autoscaler adopts them. */
+static void rev_free(struct kd_as *as, struct kd_as_rev *rev, bool cancel)
+{
+	if (cancel) {
+		kd_as_chain_forget_rev(as, rev);
+	} else {
+		for (size_t i = 0; i < rev->n_insts; i++)
+			rev->insts[i]->rev = NULL;
+		rev->n_insts = 0;
+	}
+	if (as->decider)
+		as->decider->forget(kd_plugin_state(as->decider_h), rev->key);
+	if (as->workload)
+		as->workload->forget(kd_plugin_state(as->workload_h), rev->key);
+	lh_table_delete(as->revs, rev->key);
+	if (rev->pa)
+		json_object_put(rev->pa);
+	if (rev->deploy)
+		json_object_put(rev->deploy);
+	free(rev->insts);
+	free(rev->key);
+	free(rev->ns);
+	free(rev->name);
+	free(rev->pa_uid);
+	free(rev->decide_error);
+	free(rev->sched_error);
+	free(rev->write_error);
+	free(rev->last_event);
+	free(rev->scaled_rv);
+	free(rev);
+}
+
+static int adopt_pod(json_object *pod, void *arg)
+{
+	kd_as_inst_observe(arg, pod);
+	return 0;
+}
+
+static void on_pa(struct kd_informer *inf, json_object *pa, void *arg)
+{
+	(void)inf;
+	struct kd_as *as = arg;
+	const char *ns = kd_json_get_string(pa, "metadata.namespace");
+	const char *name = kd_json_get_string(pa, "metadata.name");
+	const char *uid = kd_json_get_string(pa, "metadata.uid");
+	if (!ns || !name || !uid)
+		return;
+	struct kd_as_rev *rev = kd_as_rev_find(as, ns, name);
+	if (!ours(as, pa)) {
+		if (rev) { /* given back to Knative: stop managing it, touch nothing more */
+			kd_log_info("pa %s/%s: class is no longer %s; forgetting it", ns, name,
+			            as->cfg.pa_class);
+			rev_free(as, rev, true);
+		}
+		return;
+	}
+	if (rev && rev->pa_uid && strcmp(rev->pa_uid, uid) != 0) {
+		rev_free(as, rev, true); /* deleted and recreated under the same name */
+		rev = NULL;
+	}
+	bool fresh = !rev;
+	if (!rev) {
+		rev = kd_xcalloc(1, sizeof(*rev));
+		rev->key = kd_xasprintf("%s/%s", ns, name);
+		rev->ns = kd_xstrdup(ns);
+		rev->name = kd_xstrdup(name);
+		rev->pa_uid = kd_xstrdup(uid);
+		rev->desired = -1;
+		rev->manual = -1;
+		lh_table_insert(as->revs, rev->key, rev);
+		kd_log_info("pa %s: ours (class %s)", rev->key, as->cfg.pa_class);
+	}
+	if (rev->pa)
+		json_object_put(rev->pa);
+	rev->pa = json_object_get(pa);
+	const char *st = NULL;
+	json_object *conds = kd_json_get_array(pa, "status.conditions");
+	for (size_t i = 0; conds && i < json_object_array_length(conds); i++) {
+		json_object *c = json_object_array_get_idx(conds, i);
+		const char *t = kd_json_get_string(c, "type");
+		if (t && strcmp(t, "ScaleTargetInitialized") == 0)
+			st = kd_json_get_string(c, "status");
+	}
+	if (st && strcmp(st, "True") == 0)
+		rev->initialized = true;
+	if (fresh) {
+		const char *dname = kd_json_get_string(pa, "spec.scaleTargetRef.name");
+		json_object *dep = dname ? kd_informer_get(as->deploy_inf, ns, dname) : NULL;
+		if (dep)
+			rev_set_deploy(as, rev, dep);
+		kd_informer_foreach(as->pod_inf, adopt_pod, as);
+	}
+	kd_as_rev_dirty(as, rev);
+	if (fresh && kd_informer_synced(as->pod_inf))
+		kd_as_decide(as, rev, "new");
+}
+
+static void on_pa_update(struct kd_informer *inf, json_object *old, json_object *pa, void *arg)
+{
+	(void)old;
+	on_pa(inf, pa, arg);
+}
+
+static void on_pa_delete(struct kd_informer *inf, json_object *pa, void *arg)
+{
+	(void)inf;
+	struct kd_as *as = arg;
+	struct kd_as_rev *rev = kd_as_rev_find(as, kd_json_get_string(pa, "metadata.namespace"),
+	                                       kd_json_get_string(pa, "metadata.name"));
+	if (!rev)
+		return;
+	kd_log_info("pa %s deleted: cancelling its instances", rev->key);
+	rev_free(as, rev, true);
+}
+
+/* ---- template Deployments ------------------------------------------------------------------- */
+
+static void scale_done(struct kd_k8s_response *resp, struct kd_error *err, void *arg)
+{
+	(void)resp;
+	char *key = arg;
+	if (err)
+		kd_log_warn("template %s: scale to 0: %s", key, kd_error_msg(err));
+	free(key);
+}
+
+static void rev_set_deploy(struct kd_as *as, struct kd_as_rev *rev, json_object *dep)
+{
+	if (rev->deploy)
+		json_object_put(rev->deploy);
+	rev->deploy = json_object_get(dep);
+	if (kd_instance_template_hash(dep, rev->tmpl_hash) < 0)
+		rev->tmpl_hash[0] = 0;
+	kd_as_template_requests(dep, &rev->cpu_milli, &rev->mem_bytes);
+	int64_t replicas = 0;
+	const char *rv = kd_json_get_string(dep, "metadata.resourceVersion");
+	const char *dname = kd_json_get_string(dep, "metadata.name");
+	if (kd_json_get_int64(dep, "spec.replicas", &replicas) == 0 && replicas > 0 && rv &&
+	    (!rev->scaled_rv || strcmp(rev->scaled_rv, rv) != 0)) {
+		free(rev->scaled_rv);
+		rev->scaled_rv = kd_xstrdup(rv);
+		kd_log_info("template %s/%s: replicas %lld -> 0 (instances come from the chain)",
+		            rev->ns, dname, (long long)replicas);
+		kd_autojson json_object *patch = json_tokener_parse("{\"spec\":{\"replicas\":0}}");
+		struct kd_k8s_request req = {.verb = KD_K8S_PATCH,
+		                             .res = &kd_k8s_deployments,
+		                             .ns = rev->ns,
+		                             .name = dname,
+		                             .subresource = "scale",
+		                             .patch_type = KD_K8S_PATCH_MERGE,
+		                             .body = patch};
+		kd_autoerr struct kd_error *err = NULL;
+		char *key = kd_xasprintf("%s/%s", rev->ns, dname);
+		if (kd_k8s_submit(as->k8s, &req, scale_done, key, &err) < 0) {
+			kd_log_warn("template %s: %s", key, kd_error_msg(err));
+			free(key);
+		}
+		kd_as_event(as, dep, "Normal", "ScaledTemplateToZero",
+		            "kubedirect: template Deployment scaled from %lld to 0; instances of "
+		            "%s are created by kd-autoscaler",
+		            (long long)replicas, rev->name);
+	}
+	kd_as_rev_dirty(as, rev);
+}
+
+static struct kd_as_rev *rev_of_deploy(struct kd_as *as, json_object *dep)
+{
+	const char *ns = kd_json_get_string(dep, "metadata.namespace");
+	const char *rname =
+	    kd_json_get_string(dep, "metadata.labels.serving\\.knative\\.dev/revision");
+	struct kd_as_rev *rev = kd_as_rev_find(as, ns, rname);
+	if (!rev || !rev->pa)
+		return NULL;
+	const char *want = kd_json_get_string(rev->pa, "spec.scaleTargetRef.name");
+	const char *name = kd_json_get_string(dep, "metadata.name");
+	return want && name && strcmp(want, name) == 0 ? rev : NULL;
+}
+
+static void on_deploy(struct kd_informer *inf, json_object *dep, void *arg)
+{
+	(void)inf;
+	struct kd_as *as = arg;
+	struct kd_as_rev *rev = rev_of_deploy(as, dep);
+	if (rev)
+		rev_set_deploy(as, rev, dep);
+}
+
+static void on_deploy_update(struct kd_informer *inf, json_object *old, json_object *dep, void *arg)
+{
+	(void)old;
+	on_deploy(inf, dep, arg);
+}
+
+static void on_deploy_delete(struct kd_informer *inf, json_object *dep, void *arg)
+{
+	(void)inf;
+	struct kd_as_rev *rev = rev_of_deploy(arg, dep);
+	if (rev && rev->deploy) {
+		json_object_put(rev->deploy);
+		rev->deploy = NULL;
+	}
+}
+
+/* ---- managed Pods --------------------------------------------------------------------------- */
+
+static void on_pod(struct kd_informer *inf, json_object *pod, void *arg)
+{
+	(void)inf;
+	kd_as_inst_observe(arg, pod);
+}
+
+static void on_pod_update(struct kd_informer *inf, json_object *old, json_object *pod, void *arg)
+{
+	(void)old;
+	on_pod(inf, pod, arg);
+}
+
+static void on_pod_delete(struct kd_informer *inf, json_object *pod, void *arg)
+{
+	(void)inf;
+	struct kd_as *as = arg;
+	kd_autofree char *key = kd_informer_key(pod);
+	void *v = NULL;
+	if (!key || !lh_table_lookup_ex(as->insts, key, &v))
+		return;
+	struct kd_as_inst *inst = v;
+	const char *uid = kd_json_get_string(pod, "metadata.uid");
+	(void)uid;
+	struct kd_as_rev *rev = inst->rev;
+	bool was_victim = inst->deleting;
+	kd_as_inst_remove(as, inst);
+	if (rev && !was_victim)
+		kd_as_decide(as, rev, "instance deleted");
+}
+
+/* ---- write-back ----------------------------------------------------------------------------- */
+
+static bool written(struct kd_as *as, const char *key)
+{
+	void *v = NULL;
+	return lh_table_lookup_ex(as->written, key, &v);
+}
+
+struct wdone {
+	struct kd_as *as;
+	char *key;
+	kd_wb_done_cb done;
+	void *done_arg;
+};
+
+static void wrap_done(void *arg, enum kd_wb_result res, const struct kd_error *err)
+{
+	struct wdone *w = arg;
+	if (!w->as->stopping && (res == KD_WB_OK || res == KD_WB_ALREADY_EXISTS) &&
+	    !written(w->as, w->key)) {
+		char *k = kd_xstrdup(w->key);
+		lh_table_insert(w->as->written, k, k);
+		/* the key names its revision after the prefix */
+		const char *colon = strchr(w->key, ':');
+		kd_autofree char *ns = NULL;
+		kd_autofree char *name = NULL;
+		if (colon && kd_instance_key_split(colon + 1, &ns, &name, NULL) == 0) {
+			size_t l = strlen(name);
+			if (l > 8 && strcmp(name + l - 8, "-private") == 0)
+				name[l - 8] = 0;
+			kd_as_rev_dirty(w->as, kd_as_rev_find(w->as, ns, name));
+		}
+	}
+	w->done(w->done_arg, res, err);
+	free(w->key);
+	free(w);
+}
+
+static int wrap_write(void *ctx, const char *key, enum kd_wb_op op, json_object *obj,
+                      json_object *base, kd_wb_done_cb done, void *done_arg)
+{
+	struct kd_as *as = ctx;
+	struct wdone *w = kd_xcalloc(1, sizeof(*w));
+	w->as = as;
+	w->key = kd_xstrdup(key);
+	w->done = done;
+	w->done_arg = done_arg;
+	int rc = as->inner.write(as->inner.ctx, key, op, obj, base, wrap_done, w);
+	if (rc < 0) {
+		free(w->key);
+		free(w);
+	}
+	return rc;
+}
+
+static int wrap_reread(void *ctx, const char *key, kd_wb_reread_cb cb, void *cb_arg)
+{
+	struct kd_as *as = ctx;
+	return as->inner.reread(as->inner.ctx, key, cb, cb_arg);
+}
+
+static void wb_failed(void *ctx, const char *key, enum kd_wb_op op, const struct kd_error *err)
+{
+	struct kd_as *as = ctx;
+	kd_log_error("write-back %s %s failed: %s", kd_wb_op_name(op), key, kd_error_msg(err));
+	const char *colon = strchr(key, ':');
+	kd_autofree char *ns = NULL;
+	kd_autofree char *name = NULL;
+	if (!colon || kd_instance_key_split(colon + 1, &ns, &name, NULL) < 0)
+		return;
+	size_t l = strlen(name);
+	if (l > 8 && strcmp(name + l - 8, "-private") == 0)
+		name[l - 8] = 0;
+	struct kd_as_rev *rev = kd_as_rev_find(as, ns, name);
+	if (!rev || strncmp(key, "pa:", 3) == 0)
+		return;
+	free(rev->write_error);
+	rev->write_error = kd_xasprintf("%s: %s", key, kd_error_msg(err));
+	kd_as_event(as, rev->pa, "Warning", "WriteFailed", "%s", rev->write_error);
+	kd_as_rev_dirty(as, rev);
+	(void)kd_wb_retry(as->wb, key); /* keep trying: the API Server may accept it later */
+}
+
+static void put(struct kd_as *as, const char *prefix, const char *ns, const char *name,
+                json_object *obj)
+{
+	kd_autofree char *key = kd_xasprintf("%s:%s/%s", prefix, ns, name);
+	int rc = kd_wb_put(as->wb, key, obj);
+	if (rc < 0 && rc != -EBUSY)
+		kd_log_warn("write-back %s: %s", key, strerror(-rc));
+	json_object_put(obj);
+}
+
+static int32_t ann_int(json_object *pa, const char *key, int32_t def)
+{
+	json_object *a = kd_json_get_object(pa, "metadata.annotations");
+	json_object *v = NULL;
+	if (!a || !json_object_object_get_ex(a, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return def;
+	char *end = NULL;
+	long x = strtol(json_object_get_string(v), &end, 10);
+	return end && !*end && x >= 0 && x <= INT32_MAX ? (int32_t)x : def;
+}
+
+static const char *prev_active(json_object *pa)
+{
+	json_object *conds = kd_json_get_array(pa, "status.conditions");
+	for (size_t i = 0; conds && i < json_object_array_length(conds); i++) {
+		json_object *c = json_object_array_get_idx(conds, i);
+		const char *t = kd_json_get_string(c, "type");
+		if (t && strcmp(t, "Active") == 0)
+			return kd_json_get_string(c, "status");
+	}
+	return NULL;
+}
+
+static void sync_rev(struct kd_as *as, struct kd_as_rev *rev)
+{
+	rev->dirty = false;
+	if (!rev->pa)
+		return;
+	/* SKS objects */
+	put(as, "svc", rev->ns, rev->name, kd_as_build_public_service(rev->pa));
+	if (rev->deploy) {
+		kd_autofree char *priv = kd_xasprintf("%s-private", rev->name);
+		put(as, "svc", rev->ns, priv,
+		    kd_as_build_private_service(
+		        rev->pa, kd_json_get_object(rev->deploy, "spec.selector.matchLabels")));
+	}
+	size_t n = 0;
+	const char **ips = kd_xcalloc(rev->n_insts ? rev->n_insts : 1, sizeof(*ips));
+	for (size_t i = 0; i < rev->n_insts; i++) {
+		struct kd_as_inst *inst = rev->insts[i];
+		if (!inst->deleting && inst->ready && inst->ip)
+			ips[n++] = inst->ip;
+	}
+	put(as, "ep", rev->ns, rev->name, kd_as_build_endpoints(rev->pa, ips, n));
+	free(ips);
+
+	/* the template's live count, for humans */
+	uint32_t live = kd_as_rev_live(rev);
+	const char *dname = rev->deploy ? kd_json_get_string(rev->deploy, "metadata.name") : NULL;
+	if (dname) {
+		json_object *p = json_object_new_object();
+		json_object *m = json_object_new_object();
+		json_object *a = json_object_new_object();
+		char buf[16];
+		snprintf(buf, sizeof(buf), "%u", live);
+		json_object_object_add(a, KD_ANNOT_REPLICAS, json_object_new_string(buf));
+		json_object_object_add(m, "annotations", a);
+		json_object_object_add(p, "metadata", m);
+		put(as, "dep", rev->ns, dname, p);
+	}
+
+	/* status */
+	uint32_t ready = kd_as_rev_ready(rev);
+	kd_autofree char *k_pub = kd_xasprintf("svc:%s/%s", rev->ns, rev->name);
+	kd_autofree char *k_priv = kd_xasprintf("svc:%s/%s-private", rev->ns, rev->name);
+	kd_autofree char *k_ep = kd_xasprintf("ep:%s/%s", rev->ns, rev->name);
+	bool sks = written(as, k_pub) && written(as, k_priv) && written(as, k_ep);
+	kd_autofree char *priv_name = kd_xasprintf("%s-private", rev->name);
+	struct kd_as_status st = {
+	    .observed_generation = 0,
+	    .service_name = sks || written(as, k_pub) ? rev->name : NULL,
+	    .metrics_service_name = written(as, k_priv) ? priv_name : NULL,
+	    .desired = rev->desired,
+	    .actual = (int32_t)ready,
+	};
+	(void)kd_json_get_int64(rev->pa, "metadata.generation", &st.observed_generation);
+	int32_t min_scale = ann_int(rev->pa, "autoscaling.knative.dev/min-scale", 0);
+	const char *reach = kd_json_get_string(rev->pa, "spec.reachability");
+	if (reach && strcmp(reach, "Unreachable") == 0)
+		min_scale = 0;
+	int32_t initial = ann_int(rev->pa, "autoscaling.knative.dev/initial-scale",
+	                          (int32_t)as->cfg.initial_scale);
+	int32_t min_ready = rev->initialized ? KD_MAX(min_scale, 1) : KD_MAX(min_scale, initial);
+	if ((int32_t)ready >= min_ready && st.service_name)
+		rev->initialized = true;
+	st.initialized = rev->initialized
+	                     ? (struct kd_as_cond){.status = "True"}
+	                     : (struct kd_as_cond){.status = "Unknown",
+	                                           .reason = "Queued",
+	                                           .message = "Waiting for the initial scale."};
+	if (rev->initialized)
+		min_ready = KD_MAX(min_scale, 1);
+	int32_t want = rev->desired;
+	const char *pact = prev_active(rev->pa);
+	bool prev_inactive = pact && strcmp(pact, "False") == 0;
+	bool prev_activating = pact && strcmp(pact, "Unknown") == 0;
+	static const char *no_traffic = "The target is not receiving traffic.";
+	if (want == 0 || min_ready == 0) {
+		if (prev_activating && min_ready > 0)
+			st.active = (struct kd_as_cond){"False", "TimedOut",
+			                                "The target could not be activated."};
+		else
+			st.active = (struct kd_as_cond){"False", "NoTraffic", no_traffic};
+	} else if ((int32_t)ready < min_ready) {
+		if (want > 0 || !prev_inactive)
+			st.active = (struct kd_as_cond){"Unknown", "Queued",
+			                                "Requests to the target are being buffered "
+			                                "as resources are provisioned."};
+		else
+			st.active = (struct kd_as_cond){"False", "NoTraffic", no_traffic};
+	} else if (want > 0 || !prev_inactive) {
+		st.active = (struct kd_as_cond){.status = "True"};
+	} else {
+		st.active = (struct kd_as_cond){"False", "NoTraffic", no_traffic};
+	}
+	if (rev->decide_error)
+		st.active = (struct kd_as_cond){"False", "DecisionFailed", rev->decide_error};
+	else if (rev->sched_error && (int32_t)kd_as_rev_live(rev) < want)
+		st.active = (struct kd_as_cond){"Unknown", "Unschedulable", rev->sched_error};
+	if (rev->write_error)
+		st.sks_ready = (struct kd_as_cond){"False", "WriteFailed", rev->write_error};
+	else if (sks)
+		st.sks_ready = (struct kd_as_cond){.status = "True"};
+	else
+		st.sks_ready = (struct kd_as_cond){"Unknown", "NotReady",
+		                                   "Services and Endpoints are being written."};
+	put(as, "pa", rev->ns, rev->name, kd_as_build_status(&st, rev->pa, kd_wall_ns()));
+}
+
+static void sync_cb(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	(void)loop;
+	(void)t;
+	struct kd_as *as = arg;
+	struct lh_entry *e;
+	lh_foreach(as->revs, e)
+	{
+		struct kd_as_rev *rev = (struct kd_as_rev *)lh_entry_v(e);
+		if (rev->dirty)
+			sync_rev(as, rev);
+	}
+}
+
+/* ---- decisions ------------------------------------------------------------------------------ */
+
+void kd_as_decide(struct kd_as *as, struct kd_as_rev *rev, const char *why)
+{
+	if (!rev->pa || as->stopping)
+		return;
+	uint64_t now = kd_loop_now_ms(as->loop);
+	int32_t desired = -1;
+	as->decisions++;
+	if (rev->manual >= 0 && now < rev->manual_until) {
+		desired = rev->manual;
+	} else {
+		rev->manual = -1;
+		int64_t cc = 0;
+		(void)kd_json_get_int64(rev->pa, "spec.containerConcurrency", &cc);
+		const char *reach = kd_json_get_string(rev->pa, "spec.reachability");
+		struct kd_scale_input in = {
+		    .now_ms = now,
+		    .ready = kd_as_rev_ready(rev),
+		    .annotations = kd_json_get_object(rev->pa, "metadata.annotations"),
+		    .container_concurrency = cc > 0 ? (uint32_t)cc : 0,
+		    .unreachable = reach && strcmp(reach, "Unreachable") == 0,
+		};
+		struct kd_scale_decision out = {.desired = -1};
+		kd_autoerr struct kd_error *err = NULL;
+		int rc =
+		    as->decider->decide(kd_plugin_state(as->decider_h), rev->key, &in, &out, &err);
+		if (rc < 0) {
+			const char *msg = kd_error_msg(err);
+			if (!rev->decide_error || strcmp(rev->decide_error, msg) != 0) {
+				kd_log_warn("pa %s: decision failed: %s", rev->key, msg);
+				free(rev->decide_error);
+				rev->decide_error = kd_xstrdup(msg);
+				kd_as_event(as, rev->pa, "Warning", "DecisionFailed", "%s", msg);
+				kd_as_rev_dirty(as, rev);
+			}
+			return;
+		}
+		if (rev->decide_error) {
+			free(rev->decide_error);
+			rev->decide_error = NULL;
+			kd_as_rev_dirty(as, rev);
+		}
+		desired = out.desired;
+	}
+	if (desired < 0) {
+		/* no decision yet (no data): keep what runs; make sure status is written */
+		kd_as_rev_dirty(as, rev);
+		return;
+	}
+	if (desired != rev->desired)
+		kd_log_info("pa %s: desired %d -> %d (%s)", rev->key, rev->desired, desired, why);
+	rev->desired = desired;
+	kd_as_chain_apply(as, rev, desired);
+}
+
+static void tick_cb(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	(void)loop;
+	struct kd_as *as = arg;
+	if (kd_informer_synced(as->pod_inf) && kd_informer_synced(as->pa_inf)) {
+		struct lh_entry *e, *tmp;
+		lh_foreach_safe(as->revs, e, tmp)
+		{
+			kd_as_decide(as, (struct kd_as_rev *)lh_entry_v(e), "tick");
+		}
+	}
+	kd_loop_timer_start(t, as->cfg.tick_ms);
+}
+
+void kd_as_record(struct kd_as *as, const char *ns, const char *name,
+                  const struct kd_metric_sample *s)
+{
+	struct kd_as_rev *rev = kd_as_rev_find(as, ns, name);
+	if (!rev)
+		return; /* not ours: Knative's autoscaler serves it */
+	void *st = kd_plugin_state(as->decider_h);
+	if (as->decider->record(st, rev->key, s) < 0)
+		return;
+	const struct kd_decider_ops *d = as->decider;
+	if (KD_HAS_MEMBER(d, struct kd_decider_ops, poke) && d->poke) {
+		if (d->poke(st, rev->key, s) == 1) {
+			as->pokes++;
+			kd_as_decide(as, rev, "poke");
+		}
+	} else if (kd_as_rev_live(rev) == 0 && s->concurrency > 0) {
+		as->pokes++;
+		kd_as_decide(as, rev, "poke");
+	}
+}
+
+void kd_as_manual_scale(struct kd_as *as, const char *ns, const char *name, int32_t desired)
+{
+	struct kd_as_rev *rev = kd_as_rev_find(as, ns, name);
+	if (!rev) {
+		kd_log_warn("scale %s/%s to %d: not a PodAutoscaler of class %s", ns, name, desired,
+		            as->cfg.pa_class);
+		return;
+	}
+	rev->manual = desired;
+	rev->manual_until = kd_loop_now_ms(as->loop) + as->cfg.scale_hold_ms;
+	rev->ready_since_ms = 0;
+	kd_as_decide(as, rev, "scale message");
+}
+
+/* ---- start / stop --------------------------------------------------------------------------- */
+
+static int informer(struct kd_as *as, const struct kd_k8s_resource *res, const char *selector,
+                    const struct kd_informer_handlers *h, struct kd_informer **out,
+                    struct kd_error **err)
+{
+	struct kd_informer_opts o = {.res = res, .label_selector = selector};
+	int rc = kd_informer_new(as->k8s, &o, h, out, err);
+	if (rc < 0)
+		return rc;
+	return kd_informer_start(*out);
+}
+
+int kd_as_pa_start(struct kd_as *as, struct kd_error **err)
+{
+	as->revs = lh_kchar_table_new(256, NULL);
+	as->written = lh_kchar_table_new(256, NULL);
+	as->sync_timer = kd_loop_timer_new(as->loop, sync_cb, as);
+	as->tick = kd_loop_timer_new(as->loop, tick_cb, as);
+
+	struct kd_wbk8s_route routes[] = {
+	    {.prefix = "svc:",
+	     .res = &kd_k8s_services,
+	     .create = KD_WBK8S_CREATE_POST,
+	     .update = KD_WBK8S_UPDATE_MERGE},
+	    {.prefix = "ep:",
+	     .res = &kd_k8s_endpoints,
+	     .create = KD_WBK8S_CREATE_PUT,
+	     .update = KD_WBK8S_UPDATE_PUT},
+	    {.prefix = "pa:",
+	     .res = &kd_k8s_podautoscalers,
+	     .create = KD_WBK8S_CREATE_PATCH,
+	     .update = KD_WBK8S_UPDATE_MERGE,
+	     .subresource = "status"},
+	    {.prefix = "dep:",
+	     .res = &kd_k8s_deployments,
+	     .create = KD_WBK8S_CREATE_PATCH,
+	     .update = KD_WBK8S_UPDATE_MERGE},
+	};
+	as->wbk8s = kd_wbk8s_new(as->k8s_w, routes, KD_ARRAY_SIZE(routes), err);
+	if (!as->wbk8s)
+		return -EINVAL;
+	kd_wbk8s_writer(as->wbk8s, &as->inner);
+	struct kd_wb_writer w = {.write = wrap_write, .reread = wrap_reread, .ctx = as};
+	struct kd_wb_callbacks cbs = {.failed = wb_failed, .ctx = as};
+	struct kd_wb_config cfg = KD_WB_CONFIG_DEFAULT;
+	cfg.qps = as->cfg.write_qps;
+	cfg.burst = (unsigned)as->cfg.write_burst;
+	cfg.observe_timeout_ms = 5000;
+	cfg.retention_ms = KD_WB_RETAIN_FOREVER; /* unchanged puts stay no-ops */
+	cfg.max_attempts = 8; /* then `failed`, which records the error and retries */
+	as->wb = kd_wb_new(as->loop, &cfg, &w, &cbs, err);
+	if (!as->wb)
+		return -EINVAL;
+
+	struct kd_informer_handlers hp = {
+	    .on_add = on_pa, .on_update = on_pa_update, .on_delete = on_pa_delete, .arg = as};
+	struct kd_informer_handlers hd = {.on_add = on_deploy,
+	                                  .on_update = on_deploy_update,
+	                                  .on_delete = on_deploy_delete,
+	                                  .arg = as};
+	struct kd_informer_handlers hpod = {
+	    .on_add = on_pod, .on_update = on_pod_update, .on_delete = on_pod_delete, .arg = as};
+	int rc = informer(as, &kd_k8s_deployments, "serving.knative.dev/revision", &hd,
+	                  &as->deploy_inf, err);
+	if (rc == 0)
+		rc = informer(as, &kd_k8s_pods, KD_LABEL_MANAGED "=true", &hpod, &as->pod_inf, err);
+	if (rc == 0)
+		rc = informer(as, &kd_k8s_podautoscalers, NULL, &hp, &as->pa_inf, err);
+	if (rc < 0)
+		return rc;
+	kd_loop_timer_start(as->tick, as->cfg.tick_ms);
+	return 0;
+}
+
+void kd_as_pa_stop(struct kd_as *as)
+{
+	as->stopping = true;
+	kd_informer_free(as->pa_inf);
+	kd_informer_free(as->pod_inf);
+	kd_informer_free(as->deploy_inf);
+	as->pa_inf = as->pod_inf = as->deploy_inf = NULL;
+	if (as->revs) {
+		struct lh_entry *e, *tmp;
+		lh_foreach_safe(as->revs, e, tmp)
+		{
+			rev_free(as, (struct kd_as_rev *)lh_entry_v(e), false);
+		}
+		lh_table_free(as->revs);
+		as->revs = NULL;
+	}
+	kd_wb_free(as->wb);
+	as->wb = NULL;
+	kd_wbk8s_free(as->wbk8s);
+	as->wbk8s = NULL;
+	if (as->written) {
+		struct lh_entry *e;
+		lh_foreach(as->written, e)
+		{
+			free(lh_entry_k(e));
+		}
+		lh_table_free(as->written);
+		as->written = NULL;
+	}
+	kd_loop_timer_free(as->sync_timer);
+	kd_loop_timer_free(as->tick);
+	as->sync_timer = as->tick = NULL;
+}
