@@ -133,7 +133,15 @@ $(BUILD)/$(2): $(patsubst %.c,$(BUILD)/%.o,$(wildcard $(1)/*.c)) $(LIBKD_A)
 	$$(Q)$$(CC) -o $$@ $$(filter %.o,$$^) $(LIBKD_A) $$(LDFLAGS_ALL) $$(LIBS)
 endef
 $(foreach c,$(COMPONENTS),$(if $(wildcard $(call comp_dir,$(c))/*.c),$(eval $(call bin_rule,$(call comp_dir,$(c)),bin/$(call comp_bin,$(c))))))
-$(foreach f,$(FUNC_NAMES),$(eval $(call bin_rule,functions/$(f),functions/$(f))))
+# Sample functions: standalone programs (no libkd), compiled straight from their sources so the
+# binary $(BUILD)/functions/<name> does not collide with an object folder of the same name.
+define func_rule
+$(BUILD)/functions/$(1): $(wildcard functions/$(1)/*.c) $(wildcard functions/*.h)
+	@mkdir -p $$(dir $$@)
+	@$$(if $$(Q),echo "  FUNC    $$@")
+	$$(Q)$$(CC) $(CPPFLAGS) $(CFLAGS_ALL) -o $$@ $$(filter %.c,$$^) $$(LDFLAGS_ALL) -lpthread
+endef
+$(foreach f,$(FUNC_NAMES),$(eval $(call func_rule,$(f))))
 $(foreach b,$(BENCH_NAMES),$(eval $(call bin_rule,bench/$(b),bench/$(b)/$(b))))
 
 $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(TEST_SUPPORT_OBJS) $(LIBKD_A)

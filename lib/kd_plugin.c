@@ -54,6 +54,9 @@ void kd_host_init(struct kd_host *host, struct kd_loop *loop, const char *compon
 	host->timer_free = kd_loop_timer_free;
 	host->now_ms = kd_loop_now_ms;
 	host->post = kd_loop_post;
+	host->add_fd = kd_loop_add_fd;
+	host->mod_fd = kd_loop_mod_fd;
+	host->del_fd = kd_loop_del_fd;
 }
 
 /* --- search path ------------------------------------------------------------------------------ */

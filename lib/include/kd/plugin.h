@@ -82,6 +82,12 @@ struct kd_host {
 	int (*post)(struct kd_loop *loop, kd_loop_post_cb fn, void *arg);
 
 	/* New members only below this line. */
+	/* fd watches on `loop` (semantics of kd_loop_add_fd/mod_fd/del_fd), e.g. a runtime's
+	 * child-process pidfds and probe sockets. Check KD_HAS_MEMBER(host, struct kd_host,
+	 * del_fd) before use. */
+	int (*add_fd)(struct kd_loop *loop, int fd, unsigned events, kd_loop_io_cb cb, void *arg);
+	int (*mod_fd)(struct kd_loop *loop, int fd, unsigned events);
+	int (*del_fd)(struct kd_loop *loop, int fd);
 };
 
 /* Smallest host table the loader hands to plugins: the version 1 layout, ending with post.

@@ -127,6 +127,20 @@ struct kd_sandbox_status {
 	uint64_t ready_ms;         /* loop time of READY, 0 before */
 };
 
+/* One container of a live sandbox (kubelet's ContainerStatus, reduced). Versioned by
+ * struct_size (not part of the build signature): members are only appended. */
+struct kd_container_status {
+	uint32_t struct_size; /* set by the caller */
+	char name[64];
+	bool running;           /* its process is alive */
+	bool ready;             /* running and its readiness probe passed (or it has none) */
+	uint32_t restart_count; /* restarts by the runtime since the sandbox started */
+	int last_exit_code;     /* of its last termination; 128+n for signal n; -1 if none */
+	char reason[64];        /* waiting reason ("ContainerCreating", "CrashLoopBackOff") or "" */
+	char message[256];      /* detail of the reason, or the last readiness failure, or "" */
+	int64_t pid;            /* host pid while running, else 0 */
+};
+
 struct kd_runtime_ops {
 	uint32_t struct_size; /* sizeof(struct kd_runtime_ops) */
 	/* Starts the sandbox for spec->key. Returns 0 once accepted; events then follow through
@@ -142,6 +156,12 @@ struct kd_runtime_ops {
 	/* Current state of a live sandbox into *out (caller storage). Unknown key: -ENOENT. */
 	int (*status)(void *state, const char *key, struct kd_sandbox_status *out);
 	/* New members only below this line. */
+	/* Optional (check KD_HAS_MEMBER and NULL): the state of container `index` (the order of
+	 * kd_sandbox_spec.containers) of a live sandbox into *out (caller storage; the caller sets
+	 * out->struct_size = sizeof(*out), the runtime fills what that covers), as a kubelet's
+	 * containerStatuses would show it. Unknown key: -ENOENT; index out of range: -ERANGE. */
+	int (*container_status)(void *state, const char *key, size_t index,
+	                        struct kd_container_status *out);
 };
 
 /* ==== decider ================================================================================ */
