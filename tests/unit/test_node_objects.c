@@ -510,7 +510,7 @@ static void sandbox_spec_maps_containers_env_ports_probe_and_adopted_ip(void **s
 	    "\"containerPort\":8022}],\"readinessProbe\":{\"httpGet\":{\"path\":\"/\",\"port\":"
 	    "\"http-queueadm\"},\"periodSeconds\":1,\"failureThreshold\":3}}]},"
 	    "\"status\":{\"podIP\":\"10.244.3.9\"}}");
-	struct kd_sandbox_spec spec;
+	struct kd_sandbox_spec spec = {0};
 	struct kd_node_spec_buf *buf = NULL;
 	assert_int_equal(
 	    kd_node_spec_from_pod(pod, "kd-node-3", "10.244.3.0/24", &spec, &buf, NULL), 0);
