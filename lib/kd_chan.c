@@ -1155,6 +1155,10 @@ void kd_chan_up_free(struct kd_chan_up *up)
 	up->retry = NULL;
 	kd_loop_timer_free(up->hs_timer);
 	up->hs_timer = NULL;
+	if (up->conn && up->conn->wsi) /* see kd_chan_down_free */
+		conn_kill(up->conn, "upstream shutting down");
+	for (int i = 0; i < 50 && uv_loop_alive(&up->evl.uv); i++)
+		uv_run(&up->evl.uv, UV_RUN_NOWAIT);
 	evl_destroy_ctx(&up->evl, &up->ctx);
 	evl_fini(&up->evl);
 	if (up->conn) {
@@ -1525,6 +1529,16 @@ void kd_chan_down_free(struct kd_chan_down *d)
 	if (!d)
 		return;
 	d->destroying = true;
+	/* Close the connections first and let lws finish them on the loop, so that the context
+	 * is destroyed idle (peers see a close rather than a reset at exit). */
+	while (d->conns && d->conns->wsi) {
+		struct conn *c = d->conns;
+		conn_kill(c, "downstream shutting down"); /* CLOSED unlinks and frees c */
+		if (d->conns == c)
+			break;
+	}
+	for (int i = 0; i < 50 && uv_loop_alive(&d->evl.uv); i++)
+		uv_run(&d->evl.uv, UV_RUN_NOWAIT);
 	evl_destroy_ctx(&d->evl, &d->ctx);
 	evl_fini(&d->evl);
 	while (d->conns) {

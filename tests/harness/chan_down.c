@@ -9,7 +9,7 @@
  * (this harness serves one source at a time): the multi-process test requires both to be 0.
  *
  * Options: --port P (0: ephemeral), --token T, --max-frame BYTES, --ping-ms MS, --dead-ms MS,
- *          --log LEVEL */
+ *          --tls-cert PEM --tls-key PEM [--tls-ca PEM: require client certificates], --log LEVEL */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -79,6 +79,12 @@ int main(int argc, char **argv)
 			o.t.ping_ms = (uint32_t)atoi(v);
 		else if (!strcmp(a, "--dead-ms"))
 			o.t.dead_ms = (uint32_t)atoi(v);
+		else if (!strcmp(a, "--tls-cert"))
+			o.t.tls_cert = v;
+		else if (!strcmp(a, "--tls-key"))
+			o.t.tls_key = v;
+		else if (!strcmp(a, "--tls-ca"))
+			o.t.tls_ca = v;
 		else if (!strcmp(a, "--log"))
 			kd_log_level_parse(v, &lvl);
 		else {

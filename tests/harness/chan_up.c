@@ -20,6 +20,7 @@
  *   --oversize BYTES   after the first READY, send one frame of BYTES bytes
  *   --max-msgs M       back-pressure limit (deltas held)
  *   --ping-ms MS --dead-ms MS
+ *   --tls-ca PEM [--tls-cert PEM --tls-key PEM]   TLS, with a client certificate if given
  *   --once             exit 3 on the first DOWN instead of reconnecting
  *   --exit-on-dead     exit 4 right after the first dead-peer verdict
  *   --log LEVEL */
@@ -239,6 +240,12 @@ int main(int argc, char **argv)
 			o.t.ping_ms = (uint32_t)atoi(v);
 		else if (!strcmp(k, "--dead-ms"))
 			o.t.dead_ms = (uint32_t)atoi(v);
+		else if (!strcmp(k, "--tls-ca"))
+			o.t.tls_ca = v;
+		else if (!strcmp(k, "--tls-cert"))
+			o.t.tls_cert = v;
+		else if (!strcmp(k, "--tls-key"))
+			o.t.tls_key = v;
 		else if (!strcmp(k, "--log"))
 			kd_log_level_parse(v, &lvl);
 		else {

@@ -4,6 +4,8 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -277,6 +279,32 @@ static void garbage_frame_closes(void **state)
 	assert_int_equal(ts_down_live(&f->ds), 2);
 }
 
+static void fragmented_messages_are_reassembled_up_to_the_cap(void **state)
+{
+	struct fx *f = *state;
+	struct kd_chan_down_opts d = {.t.max_frame = 64 * 1024};
+	start_down(f, &d);
+	struct kd_chan_up_opts u = {.fragment = 100}; /* every message in 100-byte fragments */
+	start_up(f, &u);
+	assert_true(WAIT(f, kd_chan_up_ready(f->up), 3000));
+	send_ops(f, "frag", 1, 200, true); /* one ~25 KiB delta: ~250 fragments */
+	assert_true(WAIT(f, kd_chan_up_pending_ops(f->up) == 0, 3000));
+	assert_int_equal(ts_down_live(&f->ds), 200);
+	assert_int_equal(kd_chan_down_stats(f->down)->rejected, 0);
+	/* a fragmented message over the cap is refused as a whole, though no fragment is big */
+	size_t n = 70 * 1024;
+	char *big = kd_xmalloc(n);
+	memset(big, ' ', n);
+	big[0] = '{';
+	big[n - 1] = '}';
+	assert_int_equal(kd_chan_up_send_raw(f->up, big, n), 0);
+	free(big);
+	assert_true(WAIT(f, f->downs >= 1, 3000));
+	assert_non_null(strstr(f->last_down, "exceeds the 65536-byte cap"));
+	assert_int_equal(kd_chan_down_stats(f->down)->rejected, 1);
+	assert_int_equal(f->ds.applies, 200);
+}
+
 static void backpressure_signals_and_resumes(void **state)
 {
 	struct fx *f = *state;
@@ -403,6 +431,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(bearer_token_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(oversize_frame_closes_with_reason, setup, teardown),
 	    cmocka_unit_test_setup_teardown(garbage_frame_closes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(fragmented_messages_are_reassembled_up_to_the_cap,
+	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(backpressure_signals_and_resumes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(keepalive_detects_silent_peer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(reconnect_after_server_restart_retransmits, setup,
