@@ -67,6 +67,10 @@ static const struct kd_config_option sch_options[] = {
     KD_CONFIG_END,
 };
 
+struct usage {
+	__int128 cpu_milli, memory_bytes, pods;
+};
+
 struct rev_count {
 	char *rev; /* owned; key in node->revs */
 	int64_t n;
@@ -75,7 +79,8 @@ struct rev_count {
 struct sch_node {
 	char *name; /* owned; key in sched->node_map */
 	bool ready, schedulable;
-	struct kd_resources alloc, used;
+	struct kd_resources alloc;
+	struct usage used;                 /* 128 bits: sums of int64 requests cannot overflow */
 	char **label_keys, **label_values; /* owned */
 	size_t n_labels;
 	struct kd_taint *taints; /* key/value owned */
@@ -394,24 +399,24 @@ static const char *filter(const struct sch_node *n, const struct kd_pod_request 
 			return buf;
 		}
 	}
-	if (n->used.pods + req->pods > n->alloc.pods)
+	if (n->used.pods + req->pods > (__int128)n->alloc.pods)
 		return "too many pods";
-	if (req->cpu_milli > 0 && n->used.cpu_milli + req->cpu_milli > n->alloc.cpu_milli)
+	if (req->cpu_milli > 0 && n->used.cpu_milli + req->cpu_milli > (__int128)n->alloc.cpu_milli)
 		return "insufficient cpu";
 	if (req->memory_bytes > 0 &&
-	    n->used.memory_bytes + req->memory_bytes > n->alloc.memory_bytes)
+	    n->used.memory_bytes + req->memory_bytes > (__int128)n->alloc.memory_bytes)
 		return "insufficient memory";
 	return NULL;
 }
 
 #define FRAC_ONE 1000000
 
-static int64_t free_frac(int64_t alloc, int64_t used, int64_t req)
+static int64_t free_frac(int64_t alloc, __int128 used, int64_t req)
 {
-	int64_t left = alloc - used - req;
+	__int128 left = (__int128)alloc - used - req;
 	if (left <= 0)
 		return 0;
-	return (int64_t)((__int128)left * FRAC_ONE / alloc);
+	return (int64_t)(left * FRAC_ONE / alloc);
 }
 
 /* Higher is better. */

@@ -19,7 +19,8 @@
  *    of that name may exist; they do not count toward desired.
  *  - create = desired - live, victims = live - desired (live counts distinct names): calling
  *    plan again with a live set that already matches yields an empty plan. `max-create-per-plan`
- *    caps the creations of one call (0: no cap); the host plans again later.
+ *    caps the creations of one call (0: 10000, also the largest value allowed, so a bogus desired
+ *    scale cannot make one call allocate without bound); the host plans again later.
  *  - Victims, never more than needed: not-ready instances first (unscheduled before scheduled,
  *    then newest first), then ready ones, newest first; ties: ephemeral before persisting before
  *    persisted (cancelling an unwritten instance is the cheapest removal), then name, descending.
@@ -44,7 +45,8 @@
 #define NAME_MAX_LEN 63
 #define ALPHABET     "bcdfghjklmnpqrstvwxz2456789"
 #define ALPHABET_LEN 27u
-#define SUFFIX_MAX   12 /* 27^12 < 2^63 */
+#define SUFFIX_MAX   12    /* 27^12 < 2^63 */
+#define CREATE_LIMIT 10000 /* creations per plan when max-create-per-plan is 0 */
 
 struct wl_config {
 	uint64_t suffix_len;
@@ -56,8 +58,9 @@ static const struct kd_config_option wl_options[] = {
     KD_OPT_UINT("name-suffix-length", struct wl_config, suffix_len, .def = "5", .has_min = true,
                 .min = 3, .has_max = true, .max = SUFFIX_MAX,
                 .help = "characters of the random suffix of new instance names"),
-    KD_OPT_UINT("max-create-per-plan", struct wl_config, max_create, .def = "0",
-                .help = "most new instances one plan creates; 0 means no limit"),
+    KD_OPT_UINT("max-create-per-plan", struct wl_config, max_create, .def = "0", .has_max = true,
+                .max = CREATE_LIMIT,
+                .help = "most new instances one plan creates; 0 means the built-in limit (10000)"),
     KD_OPT_UINT("name-seed", struct wl_config, seed, .def = "0",
                 .help = "seed of the name sequence (for tests); 0 means random per process"),
     KD_CONFIG_END,
@@ -227,8 +230,9 @@ static int wl_plan(void *state, const struct kd_workload_input *in, struct kd_wo
 	struct kd_workload_plan plan = {0};
 	if (desired > n_live) {
 		size_t want = desired - n_live;
-		if (p->max_create && want > p->max_create)
-			want = (size_t)p->max_create;
+		uint64_t cap = p->max_create ? p->max_create : CREATE_LIMIT;
+		if (want > cap)
+			want = (size_t)cap;
 		const struct kd_owner_ref *o = &in->owner;
 		if (!o->kind || !*o->kind || !o->name || !*o->name || !o->uid || !*o->uid) {
 			rc = kd_error_set(

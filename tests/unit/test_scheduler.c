@@ -576,6 +576,23 @@ static void bad_input_and_config_are_refused(void **state)
 	kd_error_free(err);
 	err = NULL;
 
+	/* absurd API pods neither overflow the accounting nor make room */
+	node("huge", INT64_MAX, INT64_MAX / MI, INT64_MAX);
+	for (int i = 0; i < 3; i++) {
+		char key[32];
+		snprintf(key, sizeof(key), "other/huge-%d", i);
+		struct kd_pod_request hp = {.key = key,
+		                            .requests = {.cpu_milli = INT64_MAX,
+		                                         .memory_bytes = INT64_MAX,
+		                                         .pods = INT64_MAX}};
+		assert_int_equal(ops->pod_bound(sch, &hp, "huge"), 0);
+	}
+	struct kd_pod_request small = pod("default/small", 1, 0);
+	char msg[512];
+	assert_int_equal(place(&small, out, msg, sizeof(msg)), 0);
+	assert_string_equal(out, "a");
+	ops->node_remove(sch, "huge");
+
 	/* a batch with a bad entry: the others are placed, the result says which one failed */
 	struct kd_pod_request reqs[3] = {pod("default/b0", 1, 1), pod(NULL, 1, 1),
 	                                 pod("default/b2", 1, 1)};

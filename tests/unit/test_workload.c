@@ -395,6 +395,11 @@ static void long_and_dotted_base_names_stay_dns1123_labels(void **state)
 	kd_plugin_unload(w.h);
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 static void max_create_per_plan_caps_each_call(void **state)
 {
 	(void)state;
@@ -419,6 +424,25 @@ static void max_create_per_plan_caps_each_call(void **state)
 	assert_int_equal(plan.victims.n, 45);
 	kd_workload_plan_clear(&plan);
 	kd_plugin_unload(w.h);
+
+	/* without a cap, one plan creates at most 10000 (a bogus desired cannot exhaust memory),
+	 * all distinct */
+	w = load_ok(NULL);
+	in = input("x", INT32_MAX, NULL);
+	plan_ok(&w, &in, &plan);
+	assert_int_equal(plan.create.n, 10000);
+	char **sorted = malloc(plan.create.n * sizeof(char *));
+	assert_non_null(sorted);
+	memcpy(sorted, plan.create.items, plan.create.n * sizeof(char *));
+	qsort(sorted, plan.create.n, sizeof(char *), cmp_str);
+	for (size_t i = 1; i < plan.create.n; i++)
+		assert_string_not_equal(sorted[i - 1], sorted[i]);
+	free(sorted);
+	kd_workload_plan_clear(&plan);
+	kd_plugin_unload(w.h);
+	struct kd_error *err = NULL;
+	assert_int_equal(wl_load(&w, "{\"max-create-per-plan\": 10001}", &err), -ERANGE);
+	kd_error_free(err);
 }
 
 static void bad_input_is_refused_with_a_clear_error(void **state)
