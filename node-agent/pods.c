@@ -78,8 +78,8 @@ static void pod_start(struct kd_pod *p);
 static void send_patch(struct kd_pod *p);
 static void send_delete(struct kd_pod *p);
 
-/* ---- entries ----------------------------------------------------------------------------------
- */
+/* ---- entries
+ * ------------------------------------------------------------------------------------- */
 
 static void pod_free(struct kd_pod *p)
 {
@@ -125,9 +125,10 @@ static void maybe_free(struct kd_pod *p)
 
 static void set_obj(struct kd_pod *p, struct json_object *obj)
 {
-	if (p->obj)
-		json_object_put(p->obj);
-	p->obj = json_object_get(obj);
+	struct json_object *prev = p->obj;
+	p->obj = json_object_get(obj); /* before the put: obj may be p->obj */
+	if (prev)
+		json_object_put(prev);
 }
 
 static void set_reason(struct kd_pod *p, const char *reason, const char *message)
@@ -281,8 +282,8 @@ static void send_patch(struct kd_pod *p)
 	}
 }
 
-/* ---- deletion -----------------------------------------------------------------------------------
- */
+/* ---- deletion
+ * ------------------------------------------------------------------------------------ */
 
 static void on_delete_timer(struct kd_loop *loop, struct kd_timer *t, void *arg)
 {
@@ -554,8 +555,8 @@ static void pod_start(struct kd_pod *p)
 	}
 }
 
-/* ---- informer ----------------------------------------------------------------------------------
- */
+/* ---- informer
+ * ------------------------------------------------------------------------------------ */
 
 static bool is_terminal(struct json_object *obj)
 {
