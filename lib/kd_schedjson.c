@@ -9,8 +9,7 @@
 #include "kd/common.h"
 #include "kd/json.h"
 
-/* --- quantities ---------------------------------------------------------------------------------
- */
+/* --- quantities ---------------------------------------------------------------------- */
 
 #define SIG_DIGITS 20 /* < 1e20; times 2^60 (Ei) still fits in 128 bits */
 
@@ -148,8 +147,7 @@ int kd_quantity_parse(const char *s, bool milli, int64_t *out)
 	return 0;
 }
 
-/* --- helpers ------------------------------------------------------------------------------------
- */
+/* --- helpers ------------------------------------------------------------------------- */
 
 static const char *str_of(struct json_object *o)
 {
@@ -205,8 +203,7 @@ static int string_map(struct json_object *map, const char *what, struct kd_label
 	return 0;
 }
 
-/* --- nodes --------------------------------------------------------------------------------------
- */
+/* --- nodes --------------------------------------------------------------------------- */
 
 static int node_quantity(struct json_object *alloc, const char *node, const char *res, bool milli,
                          int64_t *out, struct kd_error **err)
@@ -318,8 +315,7 @@ void kd_node_view_fini(struct kd_node_view *v)
 	memset(v, 0, sizeof(*v));
 }
 
-/* --- pods ---------------------------------------------------------------------------------------
- */
+/* --- pods ---------------------------------------------------------------------------- */
 
 struct req2 {
 	int64_t cpu, mem;

@@ -107,8 +107,7 @@ struct sched {
 	struct strmap pods;     /* key -> struct sch_pod */
 };
 
-/* --- accounting --------------------------------------------------------------------------------
- */
+/* --- accounting ---------------------------------------------------------------------- */
 
 static void attach(struct sch_node *n, struct sch_pod *p)
 {
@@ -191,8 +190,7 @@ static struct sch_pod *pod_new(const struct kd_pod_request *req, const char *nod
 	return p;
 }
 
-/* --- nodes --------------------------------------------------------------------------------------
- */
+/* --- nodes --------------------------------------------------------------------------- */
 
 static void node_clear_meta(struct sch_node *n)
 {
@@ -321,8 +319,7 @@ static void sch_node_remove(void *state, const char *name)
 	node_free(n);
 }
 
-/* --- filters and scores ------------------------------------------------------------------------
- */
+/* --- filters and scores -------------------------------------------------------------- */
 
 static const char *effect_name(enum kd_taint_effect e)
 {
@@ -438,8 +435,7 @@ static int64_t least_allocated(const struct sch_node *n, const struct kd_resourc
 	return k ? sum / k : 0;
 }
 
-/* --- placing ------------------------------------------------------------------------------------
- */
+/* --- placing ------------------------------------------------------------------------- */
 
 struct reason {
 	char text[REASON_MAX];
@@ -619,8 +615,7 @@ static void sch_release(void *state, const char *key)
 	pod_free(p);
 }
 
-/* --- lifecycle ----------------------------------------------------------------------------------
- */
+/* --- lifecycle ----------------------------------------------------------------------- */
 
 static int sch_init(const struct kd_host *host, const void *config, void **state,
                     struct kd_error **err)

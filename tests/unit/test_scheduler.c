@@ -54,8 +54,7 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* --- helpers ------------------------------------------------------------------------------------
- */
+/* --- helpers ------------------------------------------------------------------------- */
 
 static void node_full(const char *name, int64_t cpu, int64_t mem_mi, int64_t pods, bool ready,
                       bool schedulable, const struct kd_label *labels, size_t n_labels,
@@ -127,8 +126,7 @@ static void place_fails(const struct kd_pod_request *p, const char *want_msg)
 	assert_string_equal(msg, want_msg);
 }
 
-/* --- filters ------------------------------------------------------------------------------------
- */
+/* --- filters ------------------------------------------------------------------------- */
 
 static void resource_fit_refuses_with_one_reason_per_node(void **state)
 {
@@ -308,8 +306,7 @@ static void node_selector_must_match_every_entry(void **state)
 	                "matched, 1 node selector {disk=hdd} not matched");
 }
 
-/* --- accounting ---------------------------------------------------------------------------------
- */
+/* --- accounting ---------------------------------------------------------------------- */
 
 /* Per node counts of successful placements out of 1000 on three small nodes whose capacities are
  * bounded by cpu (a: 10), memory (b: 8) and pod count (c: 5): exactly 23 fit. */
@@ -444,8 +441,137 @@ static void api_bound_pods_count(void **state)
 	assert_int_equal(ops->pod_bound(sch, &nokey, "a"), -EINVAL);
 }
 
-/* --- scores -------------------------------------------------------------------------------------
- */
+/* A model of the accounting, checked against the plugin over random operations: every
+ * successful place() fits the node per the model (invariant 7), every refusal is right (no node
+ * fits per the model), re-placing a key returns its node. */
+#define M_NODES 5
+#define M_KEYS  100
+
+struct m_pod {
+	bool live;
+	int node; /* index into m_names */
+	int64_t cpu, mem;
+};
+
+static const char *const m_names[M_NODES] = {"m0", "m1", "m2", "m3", "m4"};
+
+static uint64_t m_rand(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+static void m_sum(const struct m_pod *pods, int node, int64_t *cpu, int64_t *mem, int64_t *n)
+{
+	*cpu = *mem = *n = 0;
+	for (int k = 0; k < M_KEYS; k++)
+		if (pods[k].live && pods[k].node == node) {
+			*cpu += pods[k].cpu;
+			*mem += pods[k].mem;
+			(*n)++;
+		}
+}
+
+static bool m_fits(const struct m_pod *pods, const struct kd_resources *alloc, int node,
+                   int64_t cpu, int64_t mem)
+{
+	int64_t c, m, n;
+	m_sum(pods, node, &c, &m, &n);
+	return n + 1 <= alloc->pods && (cpu == 0 || c + cpu <= alloc->cpu_milli) &&
+	       (mem == 0 || m + mem <= alloc->memory_bytes);
+}
+
+static void random_operations_never_over_commit_nor_refuse_a_fit(void **state)
+{
+	(void)state;
+	load_ok(NULL);
+	static struct m_pod pods[M_KEYS];
+	memset(pods, 0, sizeof(pods));
+	struct kd_resources alloc[M_NODES];
+	bool present[M_NODES];
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	for (int i = 0; i < M_NODES; i++) {
+		alloc[i] =
+		    (struct kd_resources){.cpu_milli = 1000 + (int64_t)(m_rand(&x) % 3000),
+		                          .memory_bytes = (int64_t)(1 + m_rand(&x) % 8) * 256 * MI,
+		                          .pods = 5 + (int64_t)(m_rand(&x) % 20)};
+		node(m_names[i], alloc[i].cpu_milli, alloc[i].memory_bytes / MI, alloc[i].pods);
+		present[i] = true;
+	}
+	int placed = 0, refused = 0;
+	for (int step = 0; step < 4000; step++) {
+		int k = (int)(m_rand(&x) % M_KEYS);
+		char key[32];
+		snprintf(key, sizeof(key), "default/k%d", k);
+		uint64_t op = m_rand(&x) % 100;
+		if (op < 55) { /* place */
+			int64_t cpu = (int64_t)(m_rand(&x) % 4) * 100;
+			int64_t mem = (int64_t)(m_rand(&x) % 3) * 64 * MI;
+			struct kd_pod_request p = {
+			    .key = key,
+			    .revision = "default/r",
+			    .requests = {.cpu_milli = cpu, .memory_bytes = mem, .pods = 1}};
+			char got[KD_NODE_NAME_MAX];
+			int rc = place(&p, got, NULL, 0);
+			if (pods[k].live) { /* idempotent */
+				assert_int_equal(rc, 0);
+				assert_string_equal(got, m_names[pods[k].node]);
+				continue;
+			}
+			if (rc == 0) {
+				int n = got[1] - '0';
+				assert_true(present[n]);
+				assert_true(m_fits(pods, &alloc[n], n, cpu, mem));
+				pods[k] =
+				    (struct m_pod){.live = true, .node = n, .cpu = cpu, .mem = mem};
+				placed++;
+			} else {
+				assert_int_equal(rc, -ENOSPC);
+				for (int n = 0; n < M_NODES; n++)
+					assert_false(present[n] &&
+					             m_fits(pods, &alloc[n], n, cpu, mem));
+				refused++;
+			}
+		} else if (op < 80) { /* release */
+			ops->release(sch, key);
+			pods[k].live = false;
+		} else if (op < 88) { /* an API pod appears or moves (may over-commit) */
+			int n = (int)(m_rand(&x) % M_NODES);
+			int64_t cpu = (int64_t)(m_rand(&x) % 3) * 100;
+			struct kd_pod_request p = {.key = key,
+			                           .requests = {.cpu_milli = cpu, .pods = 1}};
+			if (pods[k].live && pods[k].node == n)
+				continue; /* same node: idempotent, the first requests stay */
+			assert_int_equal(ops->pod_bound(sch, &p, m_names[n]), 0);
+			pods[k] = (struct m_pod){.live = true, .node = n, .cpu = cpu, .mem = 0};
+		} else if (op < 95) { /* allocatable changes */
+			int n = (int)(m_rand(&x) % M_NODES);
+			alloc[n].cpu_milli = 500 + (int64_t)(m_rand(&x) % 3500);
+			alloc[n].pods = 3 + (int64_t)(m_rand(&x) % 25);
+			node(m_names[n], alloc[n].cpu_milli, alloc[n].memory_bytes / MI,
+			     alloc[n].pods);
+			present[n] = true;
+		} else { /* node goes away or comes back */
+			int n = (int)(m_rand(&x) % M_NODES);
+			if (present[n]) {
+				ops->node_remove(sch, m_names[n]);
+				present[n] = false;
+			} else {
+				node(m_names[n], alloc[n].cpu_milli, alloc[n].memory_bytes / MI,
+				     alloc[n].pods);
+				present[n] = true;
+			}
+		}
+	}
+	/* both outcomes were exercised */
+	printf("model: %d placed, %d refused\n", placed, refused);
+	assert_true(placed > 100);
+	assert_true(refused > 100);
+}
+
+/* --- scores -------------------------------------------------------------------------- */
 
 static void least_allocated_spreads_a_burst_evenly(void **state)
 {
@@ -607,8 +733,7 @@ static void bad_input_and_config_are_refused(void **state)
 	assert_int_equal(res[2].rc, 0);
 }
 
-/* --- throughput (printed, not asserted) ---------------------------------------------------------
- */
+/* --- throughput (printed, not asserted) ---------------------------------------------- */
 
 static void throughput_500_placements_on_20_nodes(void **state)
 {
@@ -689,6 +814,8 @@ int main(void)
 	    cmocka_unit_test_teardown(burst_of_1000_ephemeral_placements_never_over_commits,
 	                              teardown),
 	    cmocka_unit_test_teardown(release_frees_capacity, teardown),
+	    cmocka_unit_test_teardown(random_operations_never_over_commit_nor_refuse_a_fit,
+	                              teardown),
 	    cmocka_unit_test_teardown(api_bound_pods_count, teardown),
 	    cmocka_unit_test_teardown(least_allocated_spreads_a_burst_evenly, teardown),
 	    cmocka_unit_test_teardown(spread_score_balances_each_revision, teardown),
