@@ -227,6 +227,93 @@ static struct kd_as_chan *chan_get(struct kd_as *as, const char *addr)
 	return ch;
 }
 
+/* ---- scheduling constraints from JSON (strings borrowed from the JSON) ---------------------- */
+
+struct constraints {
+	struct kd_label *labels;
+	size_t n_labels;
+	struct kd_taint *taints;
+	size_t n_taints;
+	struct kd_toleration *tols;
+	size_t n_tols;
+};
+
+static void constraints_fini(struct constraints *c)
+{
+	free(c->labels);
+	free(c->taints);
+	free(c->tols);
+	memset(c, 0, sizeof(*c));
+}
+
+static enum kd_taint_effect effect_of(const char *e)
+{
+	if (!e || !*e)
+		return KD_TAINT_ANY;
+	if (strcmp(e, "NoSchedule") == 0)
+		return KD_TAINT_NO_SCHEDULE;
+	if (strcmp(e, "PreferNoSchedule") == 0)
+		return KD_TAINT_PREFER_NO_SCHEDULE;
+	if (strcmp(e, "NoExecute") == 0)
+		return KD_TAINT_NO_EXECUTE;
+	return KD_TAINT_ANY;
+}
+
+/* A string map (labels, nodeSelector) as kd_label entries. */
+static void labels_of(json_object *map, struct kd_label **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	if (!map || !json_object_is_type(map, json_type_object))
+		return;
+	*out = kd_xcalloc((size_t)json_object_object_length(map) + 1, sizeof(**out));
+	json_object_object_foreach(map, k, v)
+	{
+		if (!json_object_is_type(v, json_type_string))
+			continue;
+		(*out)[*n].key = k;
+		(*out)[(*n)++].value = json_object_get_string(v);
+	}
+}
+
+static void node_constraints(json_object *node, struct constraints *c)
+{
+	memset(c, 0, sizeof(*c));
+	labels_of(kd_json_get_object(node, "metadata.labels"), &c->labels, &c->n_labels);
+	json_object *taints = kd_json_get_array(node, "spec.taints");
+	size_t n = taints ? json_object_array_length(taints) : 0;
+	c->taints = kd_xcalloc(n + 1, sizeof(*c->taints));
+	for (size_t i = 0; i < n; i++) {
+		json_object *t = json_object_array_get_idx(taints, i);
+		const char *key = kd_json_get_string(t, "key");
+		if (!key)
+			continue;
+		c->taints[c->n_taints].key = key;
+		c->taints[c->n_taints].value = kd_json_get_string(t, "value");
+		c->taints[c->n_taints++].effect = effect_of(kd_json_get_string(t, "effect"));
+	}
+}
+
+static void pod_constraints(json_object *deploy, struct constraints *c)
+{
+	memset(c, 0, sizeof(*c));
+	labels_of(kd_json_get_object(deploy, "spec.template.spec.nodeSelector"), &c->labels,
+	          &c->n_labels);
+	json_object *tols = kd_json_get_array(deploy, "spec.template.spec.tolerations");
+	size_t n = tols ? json_object_array_length(tols) : 0;
+	c->tols = kd_xcalloc(n + 1, sizeof(*c->tols));
+	for (size_t i = 0; i < n; i++) {
+		json_object *t = json_object_array_get_idx(tols, i);
+		const char *op = kd_json_get_string(t, "operator");
+		struct kd_toleration *o = &c->tols[c->n_tols++];
+		o->key = kd_json_get_string(t, "key");
+		o->op =
+		    op && strcmp(op, "Exists") == 0 ? KD_TOLERATION_EXISTS : KD_TOLERATION_EQUAL;
+		o->value = kd_json_get_string(t, "value");
+		o->effect = effect_of(kd_json_get_string(t, "effect"));
+	}
+}
+
 /* ---- nodes ---------------------------------------------------------------------------------- */
 
 static bool node_ready(json_object *node)
@@ -293,9 +380,16 @@ static void on_node(struct kd_informer *inf, json_object *node, void *arg)
 	if (kd_as_parse_bytes(kd_json_get_string(alloc, "pods"), &pods) == 0)
 		info.allocatable.pods = pods;
 	info.pod_cidr = kd_json_get_string(node, "spec.podCIDR");
+	struct constraints c;
+	node_constraints(node, &c);
+	info.labels = c.labels;
+	info.n_labels = c.n_labels;
+	info.taints = c.taints;
+	info.n_taints = c.n_taints;
 	kd_autoerr struct kd_error *err = NULL;
 	if (as->scheduler->node_update(kd_plugin_state(as->scheduler_h), &info, &err) < 0)
 		kd_log_warn("chain: node %s: %s", name, kd_error_msg(err));
+	constraints_fini(&c);
 }
 
 static void on_node_update(struct kd_informer *inf, json_object *old, json_object *node, void *arg)
@@ -393,12 +487,27 @@ static int create_one(struct kd_as *as, struct kd_as_rev *rev, const char *name)
 	    .key = key,
 	    .revision = rev->key,
 	    .requests = {.cpu_milli = rev->cpu_milli, .memory_bytes = rev->mem_bytes, .pods = 1}};
+	struct constraints c;
+	pod_constraints(rev->deploy, &c);
+	req.node_selector = c.labels;
+	req.n_node_selector = c.n_labels;
+	req.tolerations = c.tols;
+	req.n_tolerations = c.n_tols;
 	char node[KD_NODE_NAME_MAX];
 	kd_autoerr struct kd_error *err = NULL;
 	int rc = as->scheduler->place(kd_plugin_state(as->scheduler_h), &req, node, &err);
+	constraints_fini(&c);
 	if (rc < 0) {
+		/* "no node fits pod ns/name: why": name the revision, not the (random) pod name,
+		 * so the condition and the event stay the same while the cause does */
+		const char *msg = kd_error_msg(err);
+		const char *at = strstr(msg, key);
 		free(rev->sched_error);
-		rev->sched_error = kd_xstrdup(kd_error_msg(err));
+		if (at && strncmp(at + strlen(key), ": ", 2) == 0)
+			rev->sched_error = kd_xasprintf("no node fits an instance of %s: %s",
+			                                rev->key, at + strlen(key) + 2);
+		else
+			rev->sched_error = kd_xstrdup(msg);
 		kd_instance_fini(&d);
 		return rc;
 	}
@@ -434,11 +543,14 @@ void kd_as_chain_apply(struct kd_as *as, struct kd_as_rev *rev, int32_t desired)
 		return;
 	size_t n = rev->n_insts;
 	struct kd_instance *cur = kd_xcalloc(n ? n : 1, sizeof(*cur));
-	size_t k = 0;
+	const char **reserved = kd_xcalloc(n ? n : 1, sizeof(*reserved));
+	size_t k = 0, nr = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct kd_as_inst *inst = rev->insts[i];
-		if (inst->deleting)
+		if (inst->deleting) {
+			reserved[nr++] = inst->d.name;
 			continue;
+		}
 		cur[k].name = inst->d.name;
 		cur[k].node = inst->d.node;
 		cur[k].state = inst->observed ? KD_INSTANCE_PERSISTED : KD_INSTANCE_EPHEMERAL;
@@ -451,25 +563,34 @@ void kd_as_chain_apply(struct kd_as *as, struct kd_as_rev *rev, int32_t desired)
 	                               .base_name = rev->name,
 	                               .desired = desired,
 	                               .current = cur,
-	                               .n_current = k};
+	                               .n_current = k,
+	                               .owner = {.api_version = KD_PA_API_VERSION,
+	                                         .kind = KD_PA_KIND,
+	                                         .name = rev->name,
+	                                         .uid = rev->pa_uid},
+	                               .template_hash = rev->tmpl_hash,
+	                               .reserved = reserved,
+	                               .n_reserved = nr};
 	struct kd_workload_plan plan;
 	memset(&plan, 0, sizeof(plan));
 	kd_autoerr struct kd_error *err = NULL;
 	int rc = as->workload->plan(kd_plugin_state(as->workload_h), &in, &plan, &err);
 	free(cur);
+	free(reserved);
 	if (rc < 0) {
 		kd_log_error("chain: %s: workload plan for %d: %s", rev->key, desired,
 		             kd_error_msg(err));
-		kd_strlist_clear(&plan.create);
-		kd_strlist_clear(&plan.victims);
+		kd_workload_plan_clear(&plan);
 		return;
 	}
 	bool placed_all = true;
+	size_t created = 0;
 	for (size_t i = 0; i < plan.create.n; i++) {
 		if (create_one(as, rev, plan.create.items[i]) < 0) {
 			placed_all = false;
 			break;
 		}
+		created++;
 	}
 	if (placed_all && plan.create.n) {
 		free(rev->sched_error);
@@ -494,12 +615,11 @@ void kd_as_chain_apply(struct kd_as *as, struct kd_as_rev *rev, int32_t desired)
 			delete_through_api(as, inst);
 		}
 	}
-	if (plan.create.n || plan.victims.n)
-		kd_log_info("chain: %s: desired %d: +%zu -%zu", rev->key, desired, plan.create.n,
+	if (created || plan.victims.n)
+		kd_log_info("chain: %s: desired %d: +%zu -%zu", rev->key, desired, created,
 		            plan.victims.n);
-	bool changed = plan.create.n || plan.victims.n;
-	kd_strlist_clear(&plan.create);
-	kd_strlist_clear(&plan.victims);
+	bool changed = created || plan.victims.n || !placed_all;
+	kd_workload_plan_clear(&plan);
 	kd_as_chain_flush(as);
 	if (changed)
 		kd_as_rev_dirty(as, rev);

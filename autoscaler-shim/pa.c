@@ -606,10 +606,19 @@ void kd_as_decide(struct kd_as *as, struct kd_as_rev *rev, const char *why)
 		int64_t cc = 0;
 		(void)kd_json_get_int64(rev->pa, "spec.containerConcurrency", &cc);
 		const char *reach = kd_json_get_string(rev->pa, "spec.reachability");
+		/* Knative's defaulting writes metric "" for classes it does not know ("the class's
+		 * default"): the decider gets the annotations without it */
+		json_object *ann = kd_json_get_object(rev->pa, "metadata.annotations");
+		kd_autojson json_object *filtered = NULL;
+		const char *metric = kd_json_get_string(ann, "autoscaling\\.knative\\.dev/metric");
+		if (metric && !*metric && json_object_deep_copy(ann, &filtered, NULL) == 0) {
+			json_object_object_del(filtered, KD_AS_ANNOT_METRIC);
+			ann = filtered;
+		}
 		struct kd_scale_input in = {
 		    .now_ms = now,
 		    .ready = kd_as_rev_ready(rev),
-		    .annotations = kd_json_get_object(rev->pa, "metadata.annotations"),
+		    .annotations = ann,
 		    .container_concurrency = cc > 0 ? (uint32_t)cc : 0,
 		    .unreachable = reach && strcmp(reach, "Unreachable") == 0,
 		};
