@@ -631,25 +631,6 @@ static void pend_free(struct pend *p)
 	free(p);
 }
 
-static size_t op_estimate(const struct kd_op *op)
-{
-	size_t n = 48 + strlen(op->key);
-	if (op->node)
-		n += strlen(op->node) + 10;
-	if (op->has & KD_OP_HAS_TMPL)
-		n += strlen(op->tmpl.kind) + strlen(op->tmpl.name) + strlen(op->tmpl.uid) +
-		     strlen(op->tmpl.hash) + 48;
-	for (size_t i = 0; i < op->labels.n; i++)
-		n += strlen(op->labels.v[i].key) + strlen(op->labels.v[i].value) + 6;
-	for (size_t i = 0; i < op->annotations.n; i++)
-		n += strlen(op->annotations.v[i].key) + strlen(op->annotations.v[i].value) + 6;
-	if (op->ip)
-		n += strlen(op->ip) + 8;
-	if (op->reason)
-		n += strlen(op->reason) * 2 + 12;
-	return n + 80;
-}
-
 static void up_maybe_writable(struct kd_chan_up *up)
 {
 	if (!up->want_writable || up->destroying)
@@ -1106,6 +1087,7 @@ struct kd_chan_up *kd_chan_up_new(struct kd_loop *loop, const struct kd_chan_up_
 	up->max_msgs = opts->max_msgs ? opts->max_msgs : MAX_MSGS_DEFAULT;
 	up->max_bytes = opts->max_bytes ? opts->max_bytes : MAX_BYTES_DEFAULT;
 	up->ops_per_frame = opts->max_ops_per_frame ? opts->max_ops_per_frame : OPS_PER_FRAME_DEF;
+	up->ops_per_frame = KD_MIN(up->ops_per_frame, (size_t)KD_DELTA_MAX_OPS_DEFAULT);
 	up->handshake_ms = opts->handshake_ms ? opts->handshake_ms : HANDSHAKE_MS_DEFAULT;
 	up->backoff_base = opts->backoff_base_ms ? opts->backoff_base_ms : BACKOFF_BASE_DEF;
 	up->backoff_cap = opts->backoff_cap_ms ? opts->backoff_cap_ms : BACKOFF_CAP_DEF;
@@ -1175,46 +1157,88 @@ void kd_chan_up_free(struct kd_chan_up *up)
 	free(up);
 }
 
+struct chunk {
+	size_t at, n, bytes;
+};
+
+/* Encodes ops[at, at+n) as a worst-case delta (largest epoch and seq) to validate it and learn
+ * its size; halves n until it fits the frame cap. 0 with *n and *bytes set, or -errno. */
+static int plan_chunk(struct kd_chan_up *up, const struct kd_op_list *ops, size_t at, size_t *n,
+                      size_t *bytes, struct kd_error **err)
+{
+	struct kd_delta_limits lim = {.max_frame = up->x.max_frame};
+	for (;;) {
+		struct kd_msg probe;
+		kd_msg_init(&probe, KD_MSG_DELTA, UINT64_MAX, KD_SEQ_MAX);
+		probe.delta.ops.v = ops->v + at; /* borrowed view, not freed */
+		probe.delta.ops.n = probe.delta.ops.cap = *n;
+		char *buf = NULL;
+		size_t len = 0;
+		kd_autoerr struct kd_error *e = NULL;
+		int rc = kd_msg_encode(&probe, 0, &lim, &buf, &len, &e);
+		probe.delta.ops.v = NULL;
+		probe.delta.ops.n = probe.delta.ops.cap = 0;
+		kd_msg_fini(&probe);
+		free(buf);
+		if (rc == 0) {
+			*bytes = len;
+			return 0;
+		}
+		if (rc == -EMSGSIZE && *n > 1) {
+			*n /= 2;
+			continue;
+		}
+		if (rc == -EMSGSIZE)
+			return kd_error_set(err, EMSGSIZE, 0,
+			                    "chan send: op %s alone exceeds the %zu-byte frame cap",
+			                    ops->v[at].key, up->x.max_frame);
+		kd_error_set(err, -rc, 0, "chan send: %s", kd_error_msg(e));
+		return rc;
+	}
+}
+
+static int send_full(struct kd_chan_up *up)
+{
+	up->st.eagain++;
+	up->want_writable = true;
+	return -EAGAIN;
+}
+
 int kd_chan_up_send(struct kd_chan_up *up, struct kd_op_list *ops, uint64_t *id,
                     struct kd_error **err)
 {
 	if (ops->n == 0)
 		return kd_error_set(err, EINVAL, 0, "chan send: empty op list");
-	size_t nfr = (ops->n + up->ops_per_frame - 1) / up->ops_per_frame;
-	size_t bytes = 0;
-	for (size_t i = 0; i < ops->n; i++) {
-		size_t b = op_estimate(&ops->v[i]);
-		if (b + 128 > up->x.max_frame)
-			return kd_error_set(err, EMSGSIZE, 0,
-			                    "chan send: op %s alone exceeds the %zu-byte frame cap",
-			                    ops->v[i].key, up->x.max_frame);
+	if (up->held_msgs >= up->max_msgs || up->held_bytes >= up->max_bytes)
+		return send_full(up);
+	/* Plan the deltas first (validating and measuring every one), so that the call either
+	 * queues everything or nothing, and a delta never fails to encode at write time. */
+	size_t nch = 0, cap = 8, bytes = 0;
+	kd_autofree struct chunk *ch = kd_xmalloc(cap * sizeof(*ch));
+	for (size_t at = 0; at < ops->n;) {
+		size_t n = KD_MIN(up->ops_per_frame, ops->n - at), b = 0;
+		int rc = plan_chunk(up, ops, at, &n, &b, err);
+		if (rc < 0)
+			return rc;
+		if (nch == cap) {
+			cap *= 2;
+			ch = kd_xrealloc(ch, cap * sizeof(*ch));
+		}
+		ch[nch++] = (struct chunk){.at = at, .n = n, .bytes = b};
 		bytes += b;
+		at += n;
 	}
-	if (up->held_msgs + nfr > up->max_msgs || up->held_bytes + bytes > up->max_bytes) {
-		up->st.eagain++;
-		up->want_writable = true;
-		return -EAGAIN;
-	}
-	/* validate as one delta so that a bad op is refused here, not at write time */
-	struct kd_msg probe;
-	kd_msg_init(&probe, KD_MSG_DELTA, 1, 1);
-	probe.delta.ops = *ops;
-	struct kd_delta_limits lim = {.max_frame = up->x.max_frame, .max_ops = SIZE_MAX / 2};
-	int rc = kd_msg_validate(&probe, &lim, err);
-	if (rc < 0)
-		return rc;
-	size_t at = 0;
-	while (at < ops->n) {
-		size_t n = KD_MIN(up->ops_per_frame, ops->n - at);
+	if (up->held_msgs + nch > up->max_msgs || up->held_bytes + bytes > up->max_bytes)
+		return send_full(up);
+	for (size_t k = 0; k < nch; k++) {
+		size_t n = ch[k].n;
 		struct pend *p = kd_xcalloc(1, sizeof(*p));
 		kd_msg_init(&p->msg, KD_MSG_DELTA, 0, 0);
 		p->msg.delta.ops.v = kd_xmalloc(n * sizeof(struct kd_op));
 		p->msg.delta.ops.cap = n;
 		p->msg.delta.ops.n = n;
-		memcpy(p->msg.delta.ops.v, ops->v + at, n * sizeof(struct kd_op));
-		p->bytes = 0;
-		for (size_t i = 0; i < n; i++)
-			p->bytes += op_estimate(&p->msg.delta.ops.v[i]);
+		memcpy(p->msg.delta.ops.v, ops->v + ch[k].at, n * sizeof(struct kd_op));
+		p->bytes = ch[k].bytes;
 		p->first_id = up->next_id;
 		up->next_id += n;
 		p->last_id = up->next_id - 1;
@@ -1228,7 +1252,6 @@ int kd_chan_up_send(struct kd_chan_up *up, struct kd_op_list *ops, uint64_t *id,
 		up->held_msgs++;
 		up->held_bytes += p->bytes;
 		up->held_ops += n;
-		at += n;
 	}
 	/* the ops moved into the deltas: leave the caller's list empty */
 	free(ops->v);

@@ -21,12 +21,12 @@
 #include "kd/log.h"
 #include "kd/loop.h"
 
-static struct kd_loop *g_loop;
+static volatile sig_atomic_t g_stop;
 
 static void on_signal(int sig)
 {
 	(void)sig;
-	kd_loop_stop(g_loop);
+	g_stop = 1;
 }
 
 struct report {
@@ -93,15 +93,15 @@ int main(int argc, char **argv)
 		}
 	}
 	kd_log_init("chan_down", lvl, KD_LOG_TEXT);
-	g_loop = kd_loop_new();
-	if (!g_loop)
+	struct kd_loop *loop = kd_loop_new();
+	if (!loop)
 		return 1;
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 	signal(SIGPIPE, SIG_IGN);
 	struct ts_down ds = {0};
 	kd_autoerr struct kd_error *err = NULL;
-	struct kd_chan_down *down = kd_chan_down_new(g_loop, &o, &ts_down_cbs, &ds, &err);
+	struct kd_chan_down *down = kd_chan_down_new(loop, &o, &ts_down_cbs, &ds, &err);
 	if (!down) {
 		fprintf(stderr, "chan_down: %s\n", kd_error_msg(err));
 		return 1;
@@ -109,13 +109,14 @@ int main(int argc, char **argv)
 	printf("PORT %d\n", kd_chan_down_port(down));
 	fflush(stdout);
 	struct report r = {.ds = &ds, .down = down};
-	struct kd_timer *t = kd_loop_timer_new(g_loop, stat_timer, &r);
+	struct kd_timer *t = kd_loop_timer_new(loop, stat_timer, &r);
 	kd_loop_timer_start(t, 20);
-	kd_loop_run(g_loop);
+	while (!g_stop)
+		kd_loop_run_once(loop, 100);
 	print_stat(&r, true);
 	kd_loop_timer_free(t);
 	kd_chan_down_free(down);
 	ts_down_fini(&ds);
-	kd_loop_free(g_loop);
+	kd_loop_free(loop);
 	return 0;
 }

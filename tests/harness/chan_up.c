@@ -45,7 +45,7 @@ struct app {
 	const char *oversize_text;
 	size_t oversize;
 	bool garbage, once, exit_on_dead, resume;
-	bool injected, dead_reported, blocked, done;
+	bool injected, dead_reported, blocked, done, stop;
 	int exit_code;
 	struct kd_timer *tick;
 };
@@ -72,7 +72,7 @@ static void check_done(struct app *a)
 	fflush(stdout);
 	a->done = true;
 	a->exit_code = 0;
-	kd_loop_stop(a->loop);
+	a->stop = true;
 }
 
 static void on_ready(void *ud, uint64_t epoch)
@@ -108,13 +108,13 @@ static void on_down(void *ud, const char *reason)
 		       (unsigned long long)st->dead_peers);
 		if (a->exit_on_dead) {
 			a->exit_code = 4;
-			kd_loop_stop(a->loop);
+			a->stop = true;
 		}
 	}
 	fflush(stdout);
 	if (a->once) {
 		a->exit_code = 3;
-		kd_loop_stop(a->loop);
+		a->stop = true;
 	}
 }
 
@@ -148,7 +148,7 @@ static void produce(struct app *a)
 	if (rc < 0) {
 		fprintf(stderr, "chan_up: send: %s\n", strerror(-rc));
 		a->exit_code = 1;
-		kd_loop_stop(a->loop);
+		a->stop = true;
 		return;
 	}
 	a->produced += n;
@@ -170,11 +170,11 @@ static void tick_cb(struct kd_loop *loop KD_UNUSED, struct kd_timer *t KD_UNUSED
 	check_done(a);
 }
 
-static struct app *g_app;
+static volatile sig_atomic_t g_stop;
 static void on_signal(int sig)
 {
 	(void)sig;
-	kd_loop_stop(g_app->loop);
+	g_stop = 1;
 }
 
 int main(int argc, char **argv)
@@ -259,7 +259,6 @@ int main(int argc, char **argv)
 	a.loop = kd_loop_new();
 	if (!a.loop)
 		return 1;
-	g_app = &a;
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 	signal(SIGPIPE, SIG_IGN);
@@ -284,7 +283,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "chan_up: %s\n", kd_error_msg(err));
 		return 1;
 	}
-	kd_loop_run(a.loop);
+	while (!g_stop && !a.stop)
+		kd_loop_run_once(a.loop, 100);
 	kd_loop_timer_free(a.tick);
 	kd_chan_up_free(a.up);
 	ts_up_fini(&a.us);

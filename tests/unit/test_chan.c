@@ -174,6 +174,49 @@ static void connect_handshake_delta_ack(void **state)
 	assert_int_equal(kd_hs_down_last_seq(kd_chan_down_hs(f->down), "test-up"), 4);
 }
 
+static void send_validates_and_splits_to_the_frame_cap(void **state)
+{
+	struct fx *f = *state;
+	struct kd_chan_down_opts d = {.t.max_frame = 4096};
+	start_down(f, &d);
+	struct kd_chan_up_opts u = {.t.max_frame = 4096};
+	start_up(f, &u);
+	assert_true(WAIT(f, kd_chan_up_ready(f->up), 3000));
+	kd_autoerr struct kd_error *err = NULL;
+	/* empty and invalid lists are refused, nothing queued, the list left to the caller */
+	struct kd_op_list ops = {0};
+	assert_int_equal(kd_chan_up_send(f->up, &ops, NULL, &err), -EINVAL);
+	kd_error_free(err);
+	err = NULL;
+	kd_op_init(kd_op_list_push(&ops), KD_OP_UPSERT, "not-a-key");
+	assert_int_equal(kd_chan_up_send(f->up, &ops, NULL, &err), -EINVAL);
+	assert_non_null(err);
+	assert_int_equal(ops.n, 1);
+	kd_op_list_fini(&ops);
+	kd_error_free(err);
+	err = NULL;
+	/* one op larger than the frame cap */
+	struct kd_op *big = kd_op_list_push(&ops);
+	kd_op_init(big, KD_OP_UPSERT, "ns/big");
+	char val[4001];
+	memset(val, 'a', sizeof(val) - 1);
+	val[sizeof(val) - 1] = '\0';
+	kd_kv_list_push(&big->annotations, "note", val);
+	assert_int_equal(kd_chan_up_send(f->up, &ops, NULL, &err), -EMSGSIZE);
+	assert_non_null(strstr(kd_error_msg(err), "ns/big"));
+	kd_op_list_fini(&ops);
+	assert_int_equal(kd_chan_up_pending_ops(f->up), 0);
+	/* 300 ops do not fit one 4 KiB frame: split into several deltas, all delivered */
+	uint64_t id = 0;
+	ts_make_ops(&f->us, &ops, "split", 1, 300);
+	assert_int_equal(kd_chan_up_send(f->up, &ops, &id, NULL), 0);
+	assert_int_equal(id, 300);
+	assert_true(WAIT(f, kd_chan_up_pending_ops(f->up) == 0, 3000));
+	assert_true(kd_chan_up_stats(f->up)->sent >= 300 * 100 / 4096);
+	assert_int_equal(ts_down_live(&f->ds), 300);
+	assert_int_equal(kd_chan_down_stats(f->down)->rejected, 0);
+}
+
 static void bearer_token_accepted(void **state)
 {
 	struct fx *f = *state;
@@ -427,6 +470,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(connect_handshake_delta_ack, setup, teardown),
+	    cmocka_unit_test_setup_teardown(send_validates_and_splits_to_the_frame_cap, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(bearer_token_accepted, setup, teardown),
 	    cmocka_unit_test_setup_teardown(bearer_token_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(oversize_frame_closes_with_reason, setup, teardown),

@@ -224,7 +224,7 @@ static void duplicated_and_reordered_frames_apply_once(void **state)
 	assert_int_equal(sscanf(line, "DONE sent=%llu acked=%llu", &sent, &acked), 2);
 	assert_int_equal(sent, 2 * ((3000 + 6) / 7)); /* every delta frame written twice */
 	assert_int_equal(reap(u, 3000), 0);
-	struct dstat s;
+	struct dstat s = {0};
 	assert_true(wait_live(d, 3000, 3000, &s));
 	stop_down(d, &s);
 	assert_int_equal(s.live, 3000);
@@ -243,7 +243,7 @@ static void upstream_kill9_restart_converges_without_duplicates(void **state)
 	assert_true(wait_line(u1, "PROGRESS produced=1000", 8000, NULL, 0));
 	kill(u1->pid, SIGKILL); /* mid-stream: deltas in flight, acks lost */
 	assert_int_equal(reap(u1, 3000), 128 + SIGKILL);
-	struct dstat s;
+	struct dstat s = {0};
 	assert_true(wait_line(d, "STAT ", 2000, NULL, 0));
 	/* the restarted upstream rebuilds its cache (all 6000) and relies on the handshake */
 	struct child *u2 =
@@ -279,7 +279,7 @@ static void stale_upstream_is_fenced_after_restart(void **state)
 	assert_true(e2 > e1);
 	assert_true(wait_line(u2, "DONE ", 8000, NULL, 0));
 	assert_int_equal(reap(u2, 3000), 0);
-	struct dstat before;
+	struct dstat before = {0};
 	assert_true(wait_live(d, 200, 3000, &before));
 	last_stat(d, 300, &before);
 	assert_int_equal(before.live, 200); /* u1's objects were dropped by u2's reconcile */
@@ -288,7 +288,7 @@ static void stale_upstream_is_fenced_after_restart(void **state)
 	assert_true(wait_line(u1, "DOWN ", 5000, line, sizeof(line)));
 	assert_non_null(strstr(line, "refused"));
 	assert_int_equal(reap(u1, 3000), 3);
-	struct dstat s;
+	struct dstat s = {0};
 	stop_down(d, &s);
 	assert_true(s.rejected >= 1);
 	assert_int_equal(s.applies, before.applies); /* nothing of e1 applied after e2 */
@@ -318,7 +318,7 @@ static void downstream_restart_recovers_state(void **state)
 	assert_non_null(strstr(line, "reconnects="));
 	reconnects = strtoull(strstr(line, "reconnects=") + 11, NULL, 10);
 	assert_true(reconnects >= 1);
-	struct dstat s;
+	struct dstat s = {0};
 	assert_true(wait_live(d2, 6000, 3000, &s));
 	stop_down(d2, &s);
 	assert_int_equal(s.live, 6000);
@@ -340,7 +340,7 @@ static void reconnects_never_apply_twice(void **state)
 	unsigned long long reconnects = strtoull(strstr(line, "reconnects=") + 11, NULL, 10);
 	print_message("reconnects: %llu\n", reconnects);
 	assert_true(reconnects >= 3);
-	struct dstat s;
+	struct dstat s = {0};
 	assert_true(wait_live(d, 4000, 3000, &s));
 	stop_down(d, &s);
 	assert_int_equal(s.live, 4000);
@@ -365,7 +365,7 @@ static void garbage_and_oversize_peers_are_refused(void **state)
 		/* the downstream survives and serves the reconnect */
 		assert_true(wait_line(u, "DONE ", 8000, NULL, 0));
 		assert_int_equal(reap(u, 3000), 0);
-		struct dstat s;
+		struct dstat s = {0};
 		assert_true(wait_live(d, 500, 3000, &s));
 		stop_down(d, &s);
 		assert_int_equal(s.rejected, 1);
@@ -481,7 +481,7 @@ static void mutual_tls_accepted_and_refused(void **state)
 	assert_true(wait_line(u, "READY ", 5000, NULL, 0));
 	assert_true(wait_line(u, "DONE ", 8000, NULL, 0));
 	assert_int_equal(reap(u, 3000), 0);
-	struct dstat s;
+	struct dstat s = {0};
 	assert_true(wait_live(d, 300, 3000, &s));
 	/* no client certificate: refused during the TLS handshake */
 	struct child *u2 = spawn("chan_up", "--port", port, "--count", "10", "--prefix", "x",
