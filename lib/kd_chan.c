@@ -866,6 +866,11 @@ static void up_on_msg(struct kd_chan_up *up, struct kd_msg *m)
 	if (before != KD_HS_READY && after == KD_HS_READY) {
 		up->attempt = 0;
 		kd_loop_timer_stop(up->hs_timer);
+		/* everything not yet written in this epoch, including what was queued while the
+		 * reconcile was in flight */
+		up->cursor = up->head;
+		while (up->cursor && up->cursor->written)
+			up->cursor = up->cursor->next;
 		kd_log_info("chan upstream: %s:%d ready, epoch %llu, %zu ops to (re)send", up->host,
 		            up->port, (unsigned long long)kd_hs_up_epoch(up->hs), up->held_ops);
 		if (up->cbs.ready)

@@ -443,6 +443,43 @@ static void reconnect_after_server_restart_retransmits(void **state)
 	assert_int_equal(f->last_acked_id, 7);
 }
 
+/* Downstream keep callback that, once, makes the upstream send while its reconcile is in
+ * flight (the upstream is between state{} and ready{}). */
+static struct fx *g_keep_fx;
+static int keep_and_send(void *ud, const char *source, const char *key, struct kd_error **err)
+{
+	int rc = ts_down_cbs.keep(ud, source, key, err);
+	struct fx *f = g_keep_fx;
+	if (f && f->up) {
+		g_keep_fx = NULL;
+		assert_false(kd_chan_up_ready(f->up));
+		send_ops(f, "late", 1, 2, true);
+	}
+	return rc;
+}
+
+static void send_while_reconciling_is_delivered(void **state)
+{
+	struct fx *f = *state;
+	struct kd_hs_down_cbs cbs = ts_down_cbs;
+	cbs.keep = keep_and_send;
+	struct kd_chan_down_opts d = {0};
+	kd_autoerr struct kd_error *err = NULL;
+	f->down = kd_chan_down_new(f->loop, &d, &cbs, &f->ds, &err);
+	assert_non_null(f->down);
+	start_up(f, NULL);
+	assert_true(WAIT(f, kd_chan_up_ready(f->up), 3000));
+	send_ops(f, "early", 1, 3, true);
+	assert_true(WAIT(f, kd_chan_up_pending_ops(f->up) == 0, 3000));
+	g_keep_fx = f;
+	kd_chan_up_kick(f->up); /* the next handshake keeps the 3 objects */
+	assert_true(WAIT(f, f->readies == 2, 3000));
+	assert_null(g_keep_fx); /* the hook ran */
+	assert_true(WAIT(f, kd_chan_up_pending_ops(f->up) == 0, 3000));
+	assert_int_equal(ts_down_live(&f->ds), 5);
+	assert_int_equal(f->ds.dup_applies, 0);
+}
+
 static void reconnect_does_not_reapply_acked_or_reconciled(void **state)
 {
 	struct fx *f = *state;
@@ -484,6 +521,7 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(reconnect_does_not_reapply_acked_or_reconciled, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(send_while_reconciling_is_delivered, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
