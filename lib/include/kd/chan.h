@@ -32,7 +32,15 @@
  *   oversize frame closes with 1009 (message too big), a frame that does not decode with 1007 (and
  *   an error{MALFORMED} message first), a protocol violation with 1008; the reason is logged.
  * - Authentication: optional bearer token, checked by the downstream on the HTTP upgrade (401
- *   otherwise, constant-time compare); optional TLS with client certificates (mutual TLS).
+ *   otherwise, constant-time compare); optional TLS with client certificates (mutual TLS). The
+ *   upstream verifies the server certificate against tls_ca but not its host name (channels
+ *   dial pod IPs; the CA is the channel's own). Known libwebsockets 4.1.6 issue: a TLS
+ *   downstream that served a connection leaks its SSL_CTX (~700 KB) when freed.
+ * - The handshake's state{} carries every held object in one frame: about 130 bytes each, so a
+ *   downstream holding more than ~8,000 objects for one source needs max_frame above the 1 MiB
+ *   default on both ends (the codec has no paging).
+ * - Deployment: the libuv event-lib plugin of lws must be installed (Debian package
+ *   libwebsockets-evlib-uv, pulled in by libwebsockets-dev).
  *
  * Threading: single-threaded, on the kd_loop given at creation. Callbacks run on that loop.
  * Freeing an end from inside one of its own callbacks is not allowed (defer with a timer).
@@ -121,10 +129,13 @@ struct kd_chan_up *kd_chan_up_new(struct kd_loop *loop, const struct kd_chan_up_
 /* Closes the connection and frees everything (unacked ops are dropped). NULL is fine. */
 void kd_chan_up_free(struct kd_chan_up *up);
 
-/* Queues ops (moved: *ops is left empty on success) for delivery, split into deltas of at most
- * max_ops_per_frame ops. Returns 0 with *id (optional) set to the id of the last op (ids count
- * ops from 1, across epochs); -EAGAIN when the queue is full (ops untouched; the writable
- * callback follows); -EMSGSIZE when one op alone exceeds max_frame; -EINVAL on invalid ops. */
+/* Queues ops (moved: *ops is left empty on success) for delivery as deltas of at most
+ * max_ops_per_frame ops, fewer when needed to fit max_frame (each delta is encoded once here to
+ * validate and measure it, so a queued delta never fails to encode later). All or nothing.
+ * Returns 0 with *id (optional) set to the id of the last op (ids count ops from 1, across
+ * epochs); -EAGAIN when the queue is full (ops untouched; the writable callback follows);
+ * -EMSGSIZE when one op alone exceeds max_frame; -EINVAL on an empty list or invalid ops (the
+ * codec's rules, kd/delta.h), with *err saying which. May be called from any kd_chan callback. */
 int kd_chan_up_send(struct kd_chan_up *up, struct kd_op_list *ops, uint64_t *id,
                     struct kd_error **err);
 
