@@ -116,6 +116,7 @@ static bool ours(struct kd_as *as, json_object *pa)
 }
 
 static void rev_set_deploy(struct kd_as *as, struct kd_as_rev *rev, json_object *dep);
+static void rev_forget_writes(struct kd_as *as, struct kd_as_rev *rev);
 
 /* cancel: the revision goes away (cancel its instances along the chain); otherwise (shutdown)
  * its instances are only detached, so a restarted kd-autoscaler adopts them. */
@@ -123,6 +124,7 @@ static void rev_free(struct kd_as *as, struct kd_as_rev *rev, bool cancel)
 {
 	if (cancel) {
 		kd_as_chain_forget_rev(as, rev);
+		rev_forget_writes(as, rev);
 	} else {
 		for (size_t i = 0; i < rev->n_insts; i++)
 			rev->insts[i]->rev = NULL;
@@ -417,7 +419,6 @@ static int wrap_reread(void *ctx, const char *key, kd_wb_reread_cb cb, void *cb_
 static void wb_failed(void *ctx, const char *key, enum kd_wb_op op, const struct kd_error *err)
 {
 	struct kd_as *as = ctx;
-	kd_log_error("write-back %s %s failed: %s", kd_wb_op_name(op), key, kd_error_msg(err));
 	const char *colon = strchr(key, ':');
 	kd_autofree char *ns = NULL;
 	kd_autofree char *name = NULL;
@@ -427,13 +428,52 @@ static void wb_failed(void *ctx, const char *key, enum kd_wb_op op, const struct
 	if (l > 8 && strcmp(name + l - 8, "-private") == 0)
 		name[l - 8] = 0;
 	struct kd_as_rev *rev = kd_as_rev_find(as, ns, name);
-	if (!rev || strncmp(key, "pa:", 3) == 0)
+	enum kd_wb_state state;
+	if (!rev) {
+		/* the revision is gone (its objects go with it through garbage collection): drop
+		 * the entry without writing anything */
+		if (kd_wb_state(as->wb, key, &state) == 0 && state == KD_WB_FAILED)
+			(void)kd_wb_cancel(as->wb, key);
 		return;
+	}
+	kd_log_error("write-back %s %s failed: %s", kd_wb_op_name(op), key, kd_error_msg(err));
 	free(rev->write_error);
 	rev->write_error = kd_xasprintf("%s: %s", key, kd_error_msg(err));
 	kd_as_event(as, rev->pa, "Warning", "WriteFailed", "%s", rev->write_error);
 	kd_as_rev_dirty(as, rev);
-	(void)kd_wb_retry(as->wb, key); /* keep trying: the API Server may accept it later */
+	/* the API Server refusing writes for a while (5xx, 429, unreachable): keep trying; a
+	 * permanent refusal waits for new content (the next put re-queues it) */
+	if (kd_wb_classify_error(err) == KD_WB_RETRY)
+		(void)kd_wb_retry(as->wb, key);
+}
+
+/* Drops the write-back entries of a revision that goes away: failed ones at once, persisted
+ * ones when nothing is pending; the others finish (or fail, then wb_failed drops them). */
+static void rev_forget_writes(struct kd_as *as, struct kd_as_rev *rev)
+{
+	const char *dname = rev->deploy ? kd_json_get_string(rev->deploy, "metadata.name") : NULL;
+	char *keys[] = {
+	    kd_xasprintf("svc:%s/%s", rev->ns, rev->name),
+	    kd_xasprintf("svc:%s/%s-private", rev->ns, rev->name),
+	    kd_xasprintf("ep:%s/%s", rev->ns, rev->name),
+	    kd_xasprintf("pa:%s/%s", rev->ns, rev->name),
+	    dname ? kd_xasprintf("dep:%s/%s", rev->ns, dname) : NULL,
+	};
+	for (size_t i = 0; i < KD_ARRAY_SIZE(keys); i++) {
+		enum kd_wb_state state;
+		if (keys[i] && as->wb && kd_wb_state(as->wb, keys[i], &state) == 0) {
+			if (state == KD_WB_FAILED)
+				(void)kd_wb_cancel(as->wb, keys[i]);
+			else if (state == KD_WB_PERSISTED)
+				(void)kd_wb_evict(as->wb, keys[i]);
+		}
+		void *v = NULL;
+		if (keys[i] && as->written && lh_table_lookup_ex(as->written, keys[i], &v)) {
+			lh_table_delete(as->written, keys[i]);
+			free(v);
+		}
+		free(keys[i]);
+	}
 }
 
 static void put(struct kd_as *as, const char *prefix, const char *ns, const char *name,
@@ -649,8 +689,15 @@ void kd_as_decide(struct kd_as *as, struct kd_as_rev *rev, const char *why)
 		kd_as_rev_dirty(as, rev);
 		return;
 	}
-	if (desired != rev->desired)
+	if (desired != rev->desired) {
 		kd_log_info("pa %s: desired %d -> %d (%s)", rev->key, rev->desired, desired, why);
+		kd_as_rev_dirty(as, rev);
+	}
+	if (rev->sched_error && (uint32_t)desired <= kd_as_rev_live(rev)) {
+		free(rev->sched_error);
+		rev->sched_error = NULL;
+		kd_as_rev_dirty(as, rev);
+	}
 	rev->desired = desired;
 	kd_as_chain_apply(as, rev, desired);
 }
