@@ -572,13 +572,15 @@ static void sync_rev(struct kd_as *as, struct kd_as_rev *rev)
 	int32_t min_ready = rev->initialized ? KD_MAX(min_scale, 1) : KD_MAX(min_scale, initial);
 	if ((int32_t)ready >= min_ready && st.service_name)
 		rev->initialized = true;
-	st.initialized = rev->initialized
-	                     ? (struct kd_as_cond){.status = "True"}
-	                     : (struct kd_as_cond){.status = "Unknown",
-	                                           .reason = "Queued",
-	                                           .message = "Waiting for the initial scale."};
-	if (rev->initialized)
-		min_ready = KD_MAX(min_scale, 1);
+	/* as Knative's computeActiveCondition: minReady computed before this pass's initialization
+	 */
+	if (rev->initialized) {
+		st.initialized.status = "True";
+	} else {
+		st.initialized.status = "Unknown";
+		st.initialized.reason = "Queued";
+		st.initialized.message = "Waiting for the initial scale.";
+	}
 	int32_t want = rev->desired;
 	const char *pact = prev_active(rev->pa);
 	bool prev_inactive = pact && strcmp(pact, "False") == 0;
