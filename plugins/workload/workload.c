@@ -16,7 +16,8 @@
  *    also checked against the live set and the reserved names of the call and skipped if taken.
  *    The host passes instances that are gone from the count but may still exist (terminating,
  *    cancelled but not yet confirmed) as reserved names, so no name is reused while an instance
- *    of that name may exist; they do not count toward desired.
+ *    of that name may exist; they do not count toward desired. The counter is shared by all
+ *    revisions, so two bases that truncate to the same prefix still get distinct names.
  *  - create = desired - live, victims = live - desired (live counts distinct names): calling
  *    plan again with a live set that already matches yields an empty plan. `max-create-per-plan`
  *    caps the creations of one call (0: 10000, also the largest value allowed, so a bogus desired
