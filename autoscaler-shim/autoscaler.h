@@ -37,6 +37,7 @@ struct kd_as_cfg {
 	char *kubeconfig;
 	char *context;
 	char *pa_class;
+	char *namespace; /* only this namespace, or NULL/"": all */
 	char *source;
 	char *decider;
 	char *decider_config;
@@ -106,7 +107,7 @@ struct kd_as_rev {
 	char *last_event;      /* reason+message of the last Warning event (dedup) */
 	char *scaled_rv;       /* Deployment resourceVersion we last patched to 0 */
 	bool dirty;
-	uint64_t ready_since_ms; /* first time ready > 0 in the current burst (logging) */
+	uint64_t ready_since_ms; /* loop ms of the last scale-out decision, until all ready */
 };
 
 struct kd_as {

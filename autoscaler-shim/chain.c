@@ -161,6 +161,9 @@ static bool chan_persisted(void *ud, const char *key)
 	kd_autofree char *name = NULL;
 	if (kd_instance_key_split(key, &ns, &name, NULL) < 0)
 		return false;
+	const char *only = ch->as->cfg.namespace;
+	if (only && *only && strcmp(ns, only) != 0)
+		return true; /* another namespace: another kd-autoscaler's; keep, never drop */
 	/* not ours any more: persisted if the API Server has it (then the node writes it back and
 	 * we delete it through the API when we see it), else dropped */
 	return kd_informer_get(ch->as->pod_inf, ns, name) != NULL;
@@ -752,11 +755,8 @@ static int st_apply(void *ud, const char *source, uint64_t epoch, const struct k
 			free(inst->ip);
 			inst->ip = kd_xstrdup(st.ip);
 		}
-		if (inst->rev && inst->ready != was) {
-			if (inst->ready && inst->rev->ready_since_ms == 0)
-				inst->rev->ready_since_ms = kd_loop_now_ms(as->loop);
+		if (inst->rev && inst->ready != was)
 			kd_as_rev_dirty(as, inst->rev);
-		}
 	}
 	kd_instance_status_fini(&st);
 	return 0;

@@ -29,6 +29,9 @@ static const struct kd_config_option options[] = {
     KD_OPT_STRING("class", C, pa_class, .def = KD_PA_CLASS, .required = true,
                   .help = "PodAutoscaler class (annotation autoscaling.knative.dev/class) "
                           "this process reconciles; all others are never touched"),
+    KD_OPT_STRING("namespace", C, namespace, .metavar = "NS",
+                  .help = "reconcile PodAutoscalers of this namespace only (default: all; tests "
+                          "sharing a cluster use it)"),
     KD_OPT_STRING("source", C, source, .def = KD_INSTANCE_SOURCE_DEFAULT, .required = true,
                   .help = "our name in the hello of every instance channel"),
     KD_OPT_STRING("decider", C, decider, .def = "decider-kpa", .metavar = "PLUGIN",
@@ -175,7 +178,9 @@ int main(int argc, char **argv)
 		kd_log_error("%s", kd_error_msg(err));
 		goto out;
 	}
-	kd_log_info("reconciling PodAutoscalers of class %s via %s", as.cfg.pa_class, kcfg->server);
+	kd_log_info("reconciling PodAutoscalers of class %s in %s via %s", as.cfg.pa_class,
+	            as.cfg.namespace && *as.cfg.namespace ? as.cfg.namespace : "all namespaces",
+	            kcfg->server);
 	if (kd_loop_run(as.loop) < 0) {
 		kd_log_error("event loop: %s", strerror(errno));
 		status = 2;

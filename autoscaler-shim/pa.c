@@ -550,6 +550,13 @@ static void sync_rev(struct kd_as *as, struct kd_as_rev *rev)
 
 	/* status */
 	uint32_t ready = kd_as_rev_ready(rev);
+	if (rev->ready_since_ms && rev->desired > 0 && ready >= (uint32_t)rev->desired) {
+		kd_log_info("pa %s: %u/%d instances ready through the chain %llu ms after the "
+		            "decision",
+		            rev->key, ready, rev->desired,
+		            (unsigned long long)(kd_loop_now_ms(as->loop) - rev->ready_since_ms));
+		rev->ready_since_ms = 0;
+	}
 	kd_autofree char *k_pub = kd_xasprintf("svc:%s/%s", rev->ns, rev->name);
 	kd_autofree char *k_priv = kd_xasprintf("svc:%s/%s-private", rev->ns, rev->name);
 	kd_autofree char *k_ep = kd_xasprintf("ep:%s/%s", rev->ns, rev->name);
@@ -693,6 +700,7 @@ void kd_as_decide(struct kd_as *as, struct kd_as_rev *rev, const char *why)
 	}
 	if (desired != rev->desired) {
 		kd_log_info("pa %s: desired %d -> %d (%s)", rev->key, rev->desired, desired, why);
+		rev->ready_since_ms = desired > rev->desired ? now : 0; /* scale-out timing */
 		kd_as_rev_dirty(as, rev);
 	}
 	if (rev->sched_error && (uint32_t)desired <= kd_as_rev_live(rev)) {
@@ -759,7 +767,8 @@ static int informer(struct kd_as *as, const struct kd_k8s_resource *res, const c
                     const struct kd_informer_handlers *h, struct kd_informer **out,
                     struct kd_error **err)
 {
-	struct kd_informer_opts o = {.res = res, .label_selector = selector};
+	struct kd_informer_opts o = {
+	    .res = res, .ns = as->cfg.namespace, .label_selector = selector};
 	int rc = kd_informer_new(as->k8s, &o, h, out, err);
 	if (rc < 0)
 		return rc;

@@ -17,14 +17,16 @@ as_bin() {
 	return 1
 }
 
-# as_start [EXTRA ARGS...]: starts kd-autoscaler; waits (10 s) until it reconciles.
+# as_start [EXTRA ARGS...]: starts kd-autoscaler, limited to $IT_NS when set (the rig is shared:
+# another test's kd-autoscaler must not see our PodAutoscalers); waits (10 s) until it reconciles.
 as_start() {
 	local bin plugins
 	bin="$(as_bin)" || die "kd-autoscaler not built (make BUILD=...)"
 	plugins="$(cd "$(dirname "$bin")/../plugins" && pwd)"
 	AS_LOG="$(mktemp /tmp/kd-autoscaler-it.XXXXXX.log)"
 	ip netns exec kd-cp env KD_PLUGIN_DIR="$plugins" "$bin" --kubeconfig "$KD_KUBECONFIG" \
-		--stats-port "$AS_STATS_PORT" --status-port "$AS_STATUS_PORT" "$@" >"$AS_LOG" 2>&1 &
+		--stats-port "$AS_STATS_PORT" --status-port "$AS_STATUS_PORT" \
+		${IT_NS:+--namespace "$IT_NS" --source "kd-autoscaler:$IT_NS"} "$@" >"$AS_LOG" 2>&1 &
 	AS_PID=$!
 	trap 'as_stop; kc delete namespace "${IT_NS:-none}" --wait=false >/dev/null 2>&1 || true' EXIT
 	local t0=$SECONDS
