@@ -159,6 +159,8 @@ uint32_t kd_as_rev_ready(const struct kd_as_rev *rev);
 /* ---- chain.c ---- */
 int kd_as_chain_start(struct kd_as *as, struct kd_error **err);
 void kd_as_chain_stop(struct kd_as *as);
+/* Starts the Node informer (channels connect as nodes appear). */
+void kd_as_chain_nodes_start(struct kd_as *as);
 /* Brings rev's instances to `desired` (plan, place, send). */
 void kd_as_chain_apply(struct kd_as *as, struct kd_as_rev *rev, int32_t desired);
 /* Removes inst from every table (and its rev); releases its scheduler reservation; frees it. */

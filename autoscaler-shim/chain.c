@@ -794,10 +794,15 @@ int kd_as_chain_start(struct kd_as *as, struct kd_error **err)
 	struct kd_informer_opts io = {.res = &kd_k8s_nodes};
 	struct kd_informer_handlers h = {
 	    .on_add = on_node, .on_update = on_node_update, .on_delete = on_node_delete, .arg = as};
-	int rc = kd_informer_new(as->k8s, &io, &h, &as->node_inf, err);
-	if (rc < 0)
-		return rc;
-	return kd_informer_start(as->node_inf);
+	/* started by kd_as_chain_nodes_start once the PodAutoscalers and Pods are known: a
+	 * handshake must see every persisted instance, or it would drop ones that exist */
+	return kd_informer_new(as->k8s, &io, &h, &as->node_inf, err);
+}
+
+void kd_as_chain_nodes_start(struct kd_as *as)
+{
+	if (as->node_inf && kd_informer_start(as->node_inf) == 0)
+		kd_log_info("chain: PodAutoscalers and instances known; watching Nodes");
 }
 
 void kd_as_chain_stop(struct kd_as *as)

@@ -693,6 +693,15 @@ void kd_as_decide(struct kd_as *as, struct kd_as_rev *rev, const char *why)
 		}
 		desired = out.desired;
 	}
+	int64_t persisted_desired = -1;
+	if (desired < 0 && rev->desired < 0 &&
+	    kd_json_get_int64(rev->pa, "status.desiredScale", &persisted_desired) == 0 &&
+	    persisted_desired >= 0 && persisted_desired <= INT32_MAX) {
+		/* restarted: the last decision written back is the one to keep until the decider
+		 * has one of its own (the API Server is the backing store) */
+		desired = (int32_t)persisted_desired;
+		why = "restored from status.desiredScale";
+	}
 	if (desired < 0) {
 		/* no decision yet (no data): keep what runs; make sure status is written */
 		kd_as_rev_dirty(as, rev);
@@ -763,6 +772,15 @@ void kd_as_manual_scale(struct kd_as *as, const char *ns, const char *name, int3
 
 /* ---- start / stop --------------------------------------------------------------------------- */
 
+static void on_synced(struct kd_informer *inf, void *arg)
+{
+	(void)inf;
+	struct kd_as *as = arg;
+	if (kd_informer_synced(as->pa_inf) && kd_informer_synced(as->pod_inf) &&
+	    kd_informer_synced(as->deploy_inf))
+		kd_as_chain_nodes_start(as);
+}
+
 static int informer(struct kd_as *as, const struct kd_k8s_resource *res, const char *selector,
                     const struct kd_informer_handlers *h, struct kd_informer **out,
                     struct kd_error **err)
@@ -817,14 +835,21 @@ int kd_as_pa_start(struct kd_as *as, struct kd_error **err)
 	if (!as->wb)
 		return -EINVAL;
 
-	struct kd_informer_handlers hp = {
-	    .on_add = on_pa, .on_update = on_pa_update, .on_delete = on_pa_delete, .arg = as};
+	struct kd_informer_handlers hp = {.on_add = on_pa,
+	                                  .on_update = on_pa_update,
+	                                  .on_delete = on_pa_delete,
+	                                  .on_synced = on_synced,
+	                                  .arg = as};
 	struct kd_informer_handlers hd = {.on_add = on_deploy,
 	                                  .on_update = on_deploy_update,
 	                                  .on_delete = on_deploy_delete,
+	                                  .on_synced = on_synced,
 	                                  .arg = as};
-	struct kd_informer_handlers hpod = {
-	    .on_add = on_pod, .on_update = on_pod_update, .on_delete = on_pod_delete, .arg = as};
+	struct kd_informer_handlers hpod = {.on_add = on_pod,
+	                                    .on_update = on_pod_update,
+	                                    .on_delete = on_pod_delete,
+	                                    .on_synced = on_synced,
+	                                    .arg = as};
 	int rc = informer(as, &kd_k8s_deployments, "serving.knative.dev/revision", &hd,
 	                  &as->deploy_inf, err);
 	if (rc == 0)

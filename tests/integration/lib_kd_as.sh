@@ -9,6 +9,13 @@ AS_STATUS_PORT="${AS_STATUS_PORT:-9471}"
 AS_PID=""
 AS_LOG=""
 
+# EXIT trap of tests using these helpers: our kd-node, kd-autoscaler, then the namespace.
+as_cleanup() {
+	dn_stop
+	as_stop
+	kc delete namespace "${IT_NS:-none}" --wait=false >/dev/null 2>&1 || true
+}
+
 as_bin() {
 	local b
 	for b in "${KD_BUILD_DIR:-}/bin/kd-autoscaler" "$REPO/build/bin/kd-autoscaler"; do
@@ -28,7 +35,7 @@ as_start() {
 		--stats-port "$AS_STATS_PORT" --status-port "$AS_STATUS_PORT" \
 		${IT_NS:+--namespace "$IT_NS" --source "kd-autoscaler:$IT_NS"} "$@" >"$AS_LOG" 2>&1 &
 	AS_PID=$!
-	trap 'as_stop; kc delete namespace "${IT_NS:-none}" --wait=false >/dev/null 2>&1 || true' EXIT
+	trap as_cleanup EXIT
 	local t0=$SECONDS
 	until grep -q "reconciling PodAutoscalers" "$AS_LOG"; do
 		kill -0 "$AS_PID" 2>/dev/null || { cat "$AS_LOG" >&2; die "kd-autoscaler exited"; }
@@ -79,7 +86,7 @@ dn_start() {
 	DN_PID=$!
 	DN_NODES=()
 	for ((i = 0; i < count; i++)); do DN_NODES+=("$prefix-$((base + i))"); done
-	trap 'dn_stop; as_stop; kc delete namespace "${IT_NS:-none}" --wait=false >/dev/null 2>&1 || true' EXIT
+	trap as_cleanup EXIT
 	dn_ready() {
 		local n
 		for n in "${DN_NODES[@]}"; do
