@@ -97,15 +97,16 @@ struct kd_as_rev {
 	int64_t cpu_milli, mem_bytes;
 	struct kd_as_inst **insts; /* live and deleting instances */
 	size_t n_insts, cap_insts;
-	int32_t desired;       /* last applied decision, -1 before */
-	int32_t manual;        /* direct scale decision, -1 none */
-	uint64_t manual_until; /* loop ms */
-	bool initialized;      /* ScaleTargetInitialized latched */
-	char *decide_error;    /* last decider failure, or NULL */
-	char *sched_error;     /* last placement failure, or NULL */
-	char *write_error;     /* last permanent write-back failure, or NULL */
-	char *last_event;      /* reason+message of the last Warning event (dedup) */
-	char *scaled_rv;       /* Deployment resourceVersion we last patched to 0 */
+	int32_t desired;         /* last applied decision, -1 before */
+	int32_t manual;          /* direct scale decision, -1 none */
+	uint64_t manual_until;   /* loop ms */
+	bool initialized;        /* ScaleTargetInitialized latched */
+	char *decide_error;      /* last decider failure, or NULL */
+	char *sched_error;       /* last placement failure, or NULL */
+	char *write_error;       /* "<wb key>: why" of the last failed write-back, or NULL */
+	uint64_t write_retry_ms; /* loop ms of the last retry of failed writes */
+	char *last_event;        /* reason+message of the last Warning event (dedup) */
+	char *scaled_rv;         /* Deployment resourceVersion we last patched to 0 */
 	bool dirty;
 	uint64_t ready_since_ms; /* loop ms of the last scale-out decision, until all ready */
 };

@@ -370,27 +370,63 @@ struct wdone {
 	void *done_arg;
 };
 
+/* The revision a write-back key belongs to ("svc:ns/rev-private" -> rev), or NULL. */
+static struct kd_as_rev *rev_of_key(struct kd_as *as, const char *key)
+{
+	const char *colon = strchr(key, ':');
+	kd_autofree char *ns = NULL;
+	kd_autofree char *name = NULL;
+	if (!colon || strncmp(key, "dep:", 4) == 0 ||
+	    kd_instance_key_split(colon + 1, &ns, &name, NULL) < 0)
+		return NULL;
+	size_t l = strlen(name);
+	if (l > 8 && strcmp(name + l - 8, "-private") == 0)
+		name[l - 8] = 0;
+	return kd_as_rev_find(as, ns, name);
+}
+
 static void wrap_done(void *arg, enum kd_wb_result res, const struct kd_error *err)
 {
 	struct wdone *w = arg;
-	if (!w->as->stopping && (res == KD_WB_OK || res == KD_WB_ALREADY_EXISTS) &&
-	    !written(w->as, w->key)) {
-		char *k = kd_xstrdup(w->key);
-		lh_table_insert(w->as->written, k, k);
-		/* the key names its revision after the prefix */
-		const char *colon = strchr(w->key, ':');
-		kd_autofree char *ns = NULL;
-		kd_autofree char *name = NULL;
-		if (colon && kd_instance_key_split(colon + 1, &ns, &name, NULL) == 0) {
-			size_t l = strlen(name);
-			if (l > 8 && strcmp(name + l - 8, "-private") == 0)
-				name[l - 8] = 0;
-			kd_as_rev_dirty(w->as, kd_as_rev_find(w->as, ns, name));
+	struct kd_as *as = w->as;
+	if (!as->stopping && (res == KD_WB_OK || res == KD_WB_ALREADY_EXISTS)) {
+		struct kd_as_rev *rev = rev_of_key(as, w->key);
+		if (!written(as, w->key)) {
+			char *k = kd_xstrdup(w->key);
+			lh_table_insert(as->written, k, k);
+			kd_as_rev_dirty(as, rev);
+		}
+		size_t kl = strlen(w->key);
+		if (rev && rev->write_error && strncmp(rev->write_error, w->key, kl) == 0 &&
+		    rev->write_error[kl] == ':') {
+			kd_log_info("write-back %s: accepted again", w->key);
+			free(rev->write_error);
+			rev->write_error = NULL;
+			kd_as_rev_dirty(as, rev);
 		}
 	}
 	w->done(w->done_arg, res, err);
 	free(w->key);
 	free(w);
+}
+
+/* Re-issues the failed writes of rev (every 10 s at most): a refusal may be temporary (RBAC
+ * granted later, namespace quota raised, admission webhook back). */
+static void retry_failed_writes(struct kd_as *as, struct kd_as_rev *rev, uint64_t now)
+{
+	if (!rev->write_error || now - rev->write_retry_ms < 10000)
+		return;
+	rev->write_retry_ms = now;
+	char *keys[] = {
+	    kd_xasprintf("svc:%s/%s", rev->ns, rev->name),
+	    kd_xasprintf("svc:%s/%s-private", rev->ns, rev->name),
+	    kd_xasprintf("ep:%s/%s", rev->ns, rev->name),
+	    kd_xasprintf("pa:%s/%s", rev->ns, rev->name),
+	};
+	for (size_t i = 0; i < KD_ARRAY_SIZE(keys); i++) {
+		(void)kd_wb_retry(as->wb, keys[i]);
+		free(keys[i]);
+	}
 }
 
 static int wrap_write(void *ctx, const char *key, enum kd_wb_op op, json_object *obj,
@@ -419,15 +455,7 @@ static int wrap_reread(void *ctx, const char *key, kd_wb_reread_cb cb, void *cb_
 static void wb_failed(void *ctx, const char *key, enum kd_wb_op op, const struct kd_error *err)
 {
 	struct kd_as *as = ctx;
-	const char *colon = strchr(key, ':');
-	kd_autofree char *ns = NULL;
-	kd_autofree char *name = NULL;
-	if (!colon || kd_instance_key_split(colon + 1, &ns, &name, NULL) < 0)
-		return;
-	size_t l = strlen(name);
-	if (l > 8 && strcmp(name + l - 8, "-private") == 0)
-		name[l - 8] = 0;
-	struct kd_as_rev *rev = kd_as_rev_find(as, ns, name);
+	struct kd_as_rev *rev = rev_of_key(as, key);
 	enum kd_wb_state state;
 	if (!rev) {
 		/* the revision is gone (its objects go with it through garbage collection): drop
@@ -442,7 +470,8 @@ static void wb_failed(void *ctx, const char *key, enum kd_wb_op op, const struct
 	kd_as_event(as, rev->pa, "Warning", "WriteFailed", "%s", rev->write_error);
 	kd_as_rev_dirty(as, rev);
 	/* the API Server refusing writes for a while (5xx, 429, unreachable): keep trying; a
-	 * permanent refusal waits for new content (the next put re-queues it) */
+	 * permanent refusal (403, 422) is retried every 10 s by the tick (retry_failed_writes)
+	 * and at once when the content changes (put re-queues a failed entry) */
 	if (kd_wb_classify_error(err) == KD_WB_RETRY)
 		(void)kd_wb_retry(as->wb, key);
 }
@@ -729,7 +758,9 @@ static void tick_cb(struct kd_loop *loop, struct kd_timer *t, void *arg)
 		struct lh_entry *e, *tmp;
 		lh_foreach_safe(as->revs, e, tmp)
 		{
-			kd_as_decide(as, (struct kd_as_rev *)lh_entry_v(e), "tick");
+			struct kd_as_rev *rev = (struct kd_as_rev *)lh_entry_v(e);
+			retry_failed_writes(as, rev, kd_loop_now_ms(as->loop));
+			kd_as_decide(as, rev, "tick");
 		}
 	}
 	kd_loop_timer_start(t, as->cfg.tick_ms);
