@@ -332,27 +332,30 @@ static void conn_queue_raw(struct conn *c, const char *buf, size_t len)
 	conn_want_write(c);
 }
 
-/* Encodes and queues m; returns 0 or -errno (logged). */
+/* Encodes and queues m; a state or reconcile too large for one frame is queued as its pages
+ * (kd_msg_encode_pages). Returns 0 or -errno (logged). */
 static int conn_queue_msg(struct conn *c, const struct kd_msg *m)
 {
 	kd_autoerr struct kd_error *err = NULL;
-	char *buf = NULL;
-	size_t len = 0;
+	struct kd_frame_vec fv = {0};
 	struct kd_delta_limits lim = {.max_frame = conn_x(c)->max_frame};
-	int rc = kd_msg_encode(m, LWS_PRE, &lim, &buf, &len, &err);
+	int rc = kd_msg_encode_pages(m, LWS_PRE, &lim, &fv, &err);
 	if (rc < 0) {
 		kd_log_error("chan %s: encode %s: %s", side_name(c), kd_msg_type_name(m->type),
 		             kd_error_msg(err));
 		return rc;
 	}
-	struct frame *f = kd_xcalloc(1, sizeof(*f));
-	f->buf = buf;
-	f->len = len;
-	if (c->q_tail)
-		c->q_tail->next = f;
-	else
-		c->q_head = f;
-	c->q_tail = f;
+	for (size_t i = 0; i < fv.n; i++) {
+		struct frame *f = kd_xcalloc(1, sizeof(*f));
+		f->buf = fv.v[i].buf;
+		f->len = fv.v[i].len;
+		if (c->q_tail)
+			c->q_tail->next = f;
+		else
+			c->q_head = f;
+		c->q_tail = f;
+	}
+	free(fv.v);
 	conn_want_write(c);
 	return 0;
 }
@@ -527,7 +530,10 @@ static int flush_control(struct conn *c, int *budget)
 	if (c->ping_due) {
 		unsigned char pb[LWS_PRE + 8];
 		c->ping_due = false;
-		if (lws_write(c->wsi, pb + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+		/* a payload: the lws 4.1.6 client never answers an EMPTY ping from the server, so
+		 * the downstream declared every idle upstream dead after dead_ms (added by nd) */
+		memcpy(pb + LWS_PRE, "kdka", 4);
+		if (lws_write(c->wsi, pb + LWS_PRE, 4, LWS_WRITE_PING) < 0)
 			return -1;
 		(*budget)--;
 	}
