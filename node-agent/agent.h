@@ -55,6 +55,15 @@ struct kd_node_cfg {
 	double status_qps;
 	uint64_t status_burst;
 	uint64_t restart_backoff_ms;
+	/* direct mode (direct.c) */
+	bool direct;             /* serve the instance channel (kd/instance.h) */
+	char *direct_bind;       /* listen address of the instance channel */
+	uint64_t direct_port;    /* its port (0: ephemeral) */
+	char *direct_addr;       /* "host:port" published on the Nodes (default: bind:port) */
+	char *status_addr;       /* kd-autoscaler's status channel "host:port" */
+	char *chan_token;        /* bearer token of both channels, or NULL */
+	double direct_write_qps; /* write-back client (Pod creates) */
+	uint64_t direct_write_burst;
 	int log_level;  /* enum kd_log_level */
 	int log_format; /* enum kd_log_format */
 };
@@ -94,6 +103,9 @@ struct kd_node_agent {
 	const char *runtime_name; /* containerID scheme, e.g. "kd-sim" */
 	char *runtime_version;    /* nodeInfo.containerRuntimeVersion, owned */
 
+	struct kd_direct *direct; /* direct mode, or NULL (direct.h) */
+	char *channel_addr;       /* published on every Node (KD_ANNOT_CHANNEL_ADDR), or NULL */
+
 	struct kd_informer *pods_inf;
 	struct lh_table *pods; /* "ns/name" -> struct kd_pod * (owned) */
 	bool stopping;
@@ -122,6 +134,23 @@ int kd_node_pods_init(struct kd_node_agent *a, struct kd_error **err);
 void kd_node_pods_start(struct kd_node_agent *a);
 /* Starts the pods already seen on `node`, which just became registered. */
 void kd_node_pods_node_ready(struct kd_node_agent *a, struct kd_node *node);
+/* Direct instances (direct.c; one sandbox per key shared with API pods). Starts a sandbox for
+ * the instance Pod `pod` (borrowed; built by kd_instance_build_pod, no uid) on `node` at once.
+ * 0 also when the key already has a live entry on that node (duplicate op or API pod seen
+ * first); -EBUSY (being deleted), -EEXIST (another node), -EINVAL with *err. */
+int kd_node_pods_direct_start(struct kd_node_agent *a, struct kd_node *node, const char *key,
+                              struct json_object *pod, struct kd_error **err);
+/* State of the pod table's entry for key (bits KD_NODE_POD_*); node may be NULL (then
+ * SAME_NODE is never set). 0 when there is no entry. */
+#define KD_NODE_POD_EXISTS    1
+#define KD_NODE_POD_PERSISTED 2 /* seen in the API (has a uid) */
+#define KD_NODE_POD_STOPPING  4 /* cancelled, terminating or replaced */
+#define KD_NODE_POD_SAME_NODE 8
+int kd_node_pods_state(struct kd_node_agent *a, const char *key, const char *node);
+/* Delete op for key: an entry never seen in the API (ephemeral) stops its sandbox and goes;
+ * a persisted one stops at once and is DELETEd (grace 0, uid precondition). Returns 0
+ * (ephemeral), 1 (persisted) or -ENOENT (no entry). reason borrowed, may be NULL. */
+int kd_node_pods_direct_stop(struct kd_node_agent *a, const char *key, const char *reason);
 /* Stops the informer, frees every pod entry (sandboxes are left to the runtime's fini). */
 void kd_node_pods_fini(struct kd_node_agent *a);
 

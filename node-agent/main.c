@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "direct.h"
 #include "kd/json.h"
 #include "kd/log.h"
 
@@ -70,6 +71,26 @@ static const struct kd_config_option options[] = {
                     .min = 10,
                     .help = "first delay before restarting a failed sandbox "
                             "(doubles, capped at 5m)"),
+    KD_OPT_BOOL("direct", C, direct,
+                .help = "direct mode: also accept instances bound by kd-autoscaler over the "
+                        "instance channel (kd/instance.h), start them at once and write them "
+                        "back"),
+    KD_OPT_STRING("direct-bind", C, direct_bind, .def = "127.0.0.1", .metavar = "ADDR",
+                  .help = "listen address of the instance channel (direct mode)"),
+    KD_OPT_UINT("direct-port", C, direct_port, .def = "9470", .has_max = true, .max = 65535,
+                .help = "port of the instance channel (0: any free port)"),
+    KD_OPT_STRING("direct-addr", C, direct_addr, .metavar = "HOST:PORT",
+                  .help = "instance channel address published on the Nodes (annotation "
+                          "kubedirect.dev/channel-addr; default: bind:port)"),
+    KD_OPT_STRING("status-addr", C, status_addr, .def = "127.0.0.1:9471", .metavar = "HOST:PORT",
+                  .help = "kd-autoscaler's status channel, where readiness is reported "
+                          "(direct mode)"),
+    KD_OPT_STRING("chan-token", C, chan_token, .env = "KD_CHAN_TOKEN", .metavar = "TOKEN",
+                  .help = "bearer token of the instance and status channels (default: none)"),
+    KD_OPT_DOUBLE("direct-write-qps", C, direct_write_qps, .def = "0", .has_min = true, .min = 0,
+                  .help = "client-side QPS of instance Pod creates (write-back; 0: unlimited)"),
+    KD_OPT_UINT("direct-write-burst", C, direct_write_burst, .def = "1000",
+                .help = "burst of instance Pod creates"),
     KD_OPT_ENUM("log-level", C, log_level, .def = "info", .choices = log_levels,
                 .env = "KD_LOG_LEVEL", .help = "log verbosity"),
     KD_OPT_ENUM("log-format", C, log_format, .def = "text", .choices = log_formats,
@@ -144,6 +165,7 @@ static void on_stats_timer(struct kd_loop *loop, struct kd_timer *t, void *arg)
 		            up, a->cfg->nodes, a->pods ? lh_table_length(a->pods) : 0, a->n_started,
 		            a->n_ready_patched, a->n_deleted, a->n_failed, a->n_patch_errors);
 		last = sum;
+		kd_node_direct_log_stats(a);
 	}
 	kd_loop_timer_start(t, 10000);
 }
@@ -253,6 +275,10 @@ int main(int argc, char **argv)
 		kd_log_error("%s", kd_error_msg(err));
 		goto out;
 	}
+	if (cfg.direct && kd_node_direct_new(&a, kcfg, &err) < 0) {
+		kd_log_error("direct mode: %s", kd_error_msg(err));
+		goto out;
+	}
 	kd_log_info("serving %" PRIu64 " nodes %s-%" PRIu64 "..%s-%" PRIu64 " (pods %s, /%" PRIu64
 	            " per node, max %" PRIu64 " pods each) via %s",
 	            cfg.nodes, cfg.node_prefix, cfg.node_index_base, cfg.node_prefix,
@@ -260,6 +286,7 @@ int main(int argc, char **argv)
 	            cfg.max_pods, a.server);
 	kd_node_nodes_start(&a);
 	kd_node_pods_start(&a);
+	kd_node_direct_start(&a);
 	stats = kd_loop_timer_new(a.loop, on_stats_timer, &a);
 	kd_loop_timer_start(stats, 10000);
 
@@ -276,6 +303,7 @@ out:
 		kd_informer_free(a.pods_inf);
 		a.pods_inf = NULL;
 	}
+	kd_node_direct_free(&a);
 	/* pending calls complete with ECANCELED inside kd_k8s_free; entries are still alive */
 	kd_k8s_free(a.k8s_pods);
 	kd_k8s_free(a.k8s);

@@ -82,6 +82,7 @@ void kd_node_params_for(const struct kd_node *n, struct kd_node_params *out)
 	out->kubelet_version = cfg->kubelet_version;
 	out->runtime_version = n->agent->runtime_version;
 	out->ready = true;
+	out->channel_addr = n->agent->channel_addr;
 }
 
 /* ---- timers ------------------------------------------------------------------------------- */

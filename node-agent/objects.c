@@ -269,10 +269,12 @@ static void add_node_labels(struct json_object *labels, const struct kd_node_par
 	add_str(labels, KD_NODE_AGENT_LABEL, "kd-node");
 }
 
-static void add_node_annotations(struct json_object *ann)
+static void add_node_annotations(struct json_object *ann, const struct kd_node_params *p)
 {
 	add_str(ann, "node.alpha.kubernetes.io/ttl", "0");
 	add_str(ann, "volumes.kubernetes.io/controller-managed-attach-detach", "true");
+	if (p->channel_addr) /* kd/instance.h: KD_ANNOT_CHANNEL_ADDR */
+		add_str(ann, "kubedirect.dev/channel-addr", p->channel_addr);
 }
 
 static void add_resources(struct json_object *o, const struct kd_node_params *p)
@@ -368,7 +370,7 @@ struct json_object *kd_node_build_node(const struct kd_node_params *p, uint64_t 
 	struct json_object *md = add_obj(n, "metadata");
 	add_str(md, "name", p->name);
 	add_node_labels(add_obj(md, "labels"), p);
-	add_node_annotations(add_obj(md, "annotations"));
+	add_node_annotations(add_obj(md, "annotations"), p);
 	struct json_object *spec = add_obj(n, "spec");
 	if (p->pod_cidr)
 		add_pod_cidrs(spec, p->pod_cidr);
@@ -391,7 +393,7 @@ struct json_object *kd_node_build_meta_patch(const struct kd_node_params *p,
 	struct json_object *patch = json_object_new_object();
 	struct json_object *md = add_obj(patch, "metadata");
 	add_node_labels(add_obj(md, "labels"), p);
-	add_node_annotations(add_obj(md, "annotations"));
+	add_node_annotations(add_obj(md, "annotations"), p);
 	const char *have = kd_json_get_string(existing, "spec.podCIDR");
 	if (p->pod_cidr && !(have && *have))
 		add_pod_cidrs(add_obj(patch, "spec"), p->pod_cidr);

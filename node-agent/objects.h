@@ -77,6 +77,7 @@ struct kd_node_params {
 	const char *runtime_version;   /* nodeInfo.containerRuntimeVersion, e.g. "kd-sim://0.1" */
 	int kubelet_port;              /* daemonEndpoints; 0: KD_NODE_KUBELET_PORT */
 	bool ready;                    /* Ready=True/KubeletReady, or False/KubeletNotReady */
+	const char *channel_addr; /* direct mode: annotation kubedirect.dev/channel-addr, or NULL */
 };
 
 /* A complete v1 Node for POST: metadata (name, labels kubernetes.io/hostname, kubernetes.io/os,

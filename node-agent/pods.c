@@ -33,6 +33,8 @@
 #include <string.h>
 
 #include "agent.h"
+#include "direct.h"
+#include "kd/instance.h"
 #include "kd/json.h"
 #include "kd/log.h"
 
@@ -57,6 +59,8 @@ struct kd_pod {
 	bool gone;           /* deleted from the API (DELETED event / relist) */
 	bool replace;        /* a new pod with the same name (new uid) waits for the old sandbox */
 	bool final;          /* terminal (Failed, restartPolicy Never): never restarted */
+	bool direct;         /* started from a direct op (direct.c) before its API object */
+	bool managed;        /* a kubedirect instance: readiness is reported upstream */
 	char pod_ip[KD_IP_STRLEN];
 	uint64_t start_wall_ns, ready_wall_ns;
 	unsigned restarts;
@@ -83,6 +87,8 @@ static void send_delete(struct kd_pod *p);
 
 static void pod_free(struct kd_pod *p)
 {
+	if (p->managed && !p->a->stopping)
+		kd_node_direct_report_gone(p->a, p->key, "Released");
 	kd_loop_timer_free(p->patch_timer);
 	kd_loop_timer_free(p->delete_timer);
 	kd_loop_timer_free(p->restart_timer);
@@ -227,6 +233,8 @@ static void send_patch(struct kd_pod *p)
 	struct kd_node_agent *a = p->a;
 	if (p->patch_inflight || a->stopping || p->gone || p->want == WANT_NONE)
 		return;
+	if (!p->uid)
+		return; /* a direct instance not written back yet: sent once the API shows it */
 	struct kd_node_pod_info info = {
 	    .host_ip = p->node->internal_ip,
 	    .pod_ip = p->pod_ip[0] ? p->pod_ip : NULL,
@@ -418,6 +426,15 @@ static void sandbox_failed(struct kd_pod *p, const char *reason, const char *mes
 static void sandbox_ended(struct kd_pod *p, const struct kd_runtime_event *ev)
 {
 	bool asked = p->stop_requested;
+	if (p->managed) {
+		if (asked || p->gone || p->terminating || kd_node_pod_restart_never(p->obj))
+			kd_node_direct_report_gone(p->a, p->key,
+			                           ev->reason ? ev->reason : "Stopped");
+		else
+			kd_node_direct_report(p->a, p->key, p->node->name, false,
+			                      p->pod_ip[0] ? p->pod_ip : NULL,
+			                      ev->reason ? ev->reason : "Error");
+	}
 	p->sandbox = false;
 	p->ready = false;
 	p->stop_requested = false;
@@ -470,6 +487,8 @@ static void on_runtime_event(const struct kd_runtime_event *ev, void *arg)
 		p->ready = true;
 		p->ready_wall_ns = kd_wall_ns();
 		set_reason(p, NULL, NULL);
+		if (p->managed)
+			kd_node_direct_report(a, p->key, p->node->name, true, p->pod_ip, NULL);
 		request_patch(p, WANT_RUNNING);
 		break;
 	case KD_RUNTIME_FAILED:
@@ -551,6 +570,8 @@ static void pod_start(struct kd_pod *p)
 			snprintf(p->pod_ip, sizeof(p->pod_ip), "%s", ss.pod_ip);
 		p->ready = true;
 		p->ready_wall_ns = kd_wall_ns();
+		if (p->managed)
+			kd_node_direct_report(a, p->key, p->node->name, true, p->pod_ip, NULL);
 		request_patch(p, WANT_RUNNING);
 	}
 }
@@ -576,7 +597,21 @@ static void on_pod_upsert(struct kd_node_agent *a, struct json_object *obj)
 		return;
 	bool deleting = kd_json_get(obj, "metadata.deletionTimestamp") != NULL;
 	kd_autofree char *key = kd_xasprintf("%s/%s", ns, name);
+	bool managed = kd_instance_pod_is_managed(obj);
+	if (managed) {
+		kd_node_direct_observe(a, key, obj, false);
+		if (kd_node_direct_ignore(a, key))
+			return; /* a cancelled direct instance whose create landed: being deleted */
+	}
 	struct kd_pod *p = pod_lookup(a, key);
+	bool first_sight = false;
+	if (p && p->direct && !p->uid && uid) {
+		/* the written-back copy of a direct instance: the same sandbox, now persisted */
+		p->uid = kd_xstrdup(uid);
+		p->direct = false;
+		first_sight = true;
+		kd_log_debug("pod %s: direct instance persisted (uid %s)", key, uid);
+	}
 	if (!p) {
 		if (is_terminal(obj) && !deleting)
 			return; /* finished before we saw it: nothing to run */
@@ -587,6 +622,7 @@ static void on_pod_upsert(struct kd_node_agent *a, struct json_object *obj)
 		p->name = kd_xstrdup(name);
 		p->uid = uid ? kd_xstrdup(uid) : NULL;
 		p->node = node;
+		p->managed = managed;
 		set_obj(p, obj);
 		lh_table_insert(a->pods, p->key, p);
 	} else if (uid && p->uid && strcmp(uid, p->uid) != 0) {
@@ -623,6 +659,9 @@ static void on_pod_upsert(struct kd_node_agent *a, struct json_object *obj)
 		return; /* started by start_pending once synced and registered */
 	if (!p->sandbox && !(p->restart_timer && kd_loop_timer_pending(p->restart_timer)))
 		pod_start(p);
+	else if (first_sight && p->want != WANT_NONE && !p->patched && !p->patch_inflight &&
+	         !(p->patch_timer && kd_loop_timer_pending(p->patch_timer)))
+		send_patch(p);
 	else if (p->ready && !p->patched && !p->patch_inflight && p->want == WANT_RUNNING &&
 	         !(p->patch_timer && kd_loop_timer_pending(p->patch_timer)))
 		send_patch(p);
@@ -651,6 +690,9 @@ static void on_delete(struct kd_informer *inf, struct json_object *obj, void *ar
 	if (!ns || !name)
 		return;
 	kd_autofree char *key = kd_xasprintf("%s/%s", ns, name);
+	if (kd_instance_pod_is_managed(obj) &&
+	    kd_node_lookup(a, kd_json_get_string(obj, "spec.nodeName")))
+		kd_node_direct_observe(a, key, obj, true);
 	struct kd_pod *p = pod_lookup(a, key);
 	if (!p)
 		return;
@@ -740,4 +782,81 @@ void kd_node_pods_fini(struct kd_node_agent *a)
 	if (a->pods)
 		lh_table_free(a->pods);
 	a->pods = NULL;
+}
+
+/* ---- direct instances (direct.c) ------------------------------------------------------------ */
+
+int kd_node_pods_direct_start(struct kd_node_agent *a, struct kd_node *node, const char *key,
+                              struct json_object *pod, struct kd_error **err)
+{
+	struct kd_pod *p = pod_lookup(a, key);
+	if (p) {
+		if (p->gone || p->terminating || p->replace)
+			return kd_error_set(err, EBUSY, 0, "pod %s is being deleted on %s", key,
+			                    p->node->name);
+		if (p->node != node)
+			return kd_error_set(err, EEXIST, 0, "pod %s already runs on node %s", key,
+			                    p->node->name);
+		return 0; /* duplicate op, or the API pod arrived first: one sandbox per key */
+	}
+	const char *ns = kd_json_get_string(pod, "metadata.namespace");
+	const char *name = kd_json_get_string(pod, "metadata.name");
+	if (!ns || !name)
+		return kd_error_set(err, EINVAL, 0, "pod %s: no namespace/name", key);
+	p = kd_xcalloc(1, sizeof(*p));
+	p->a = a;
+	p->key = kd_xstrdup(key);
+	p->ns = kd_xstrdup(ns);
+	p->name = kd_xstrdup(name);
+	p->node = node;
+	p->direct = true;
+	p->managed = true;
+	set_obj(p, pod);
+	lh_table_insert(a->pods, p->key, p);
+	pod_start(p);
+	return 0;
+}
+
+int kd_node_pods_direct_stop(struct kd_node_agent *a, const char *key, const char *reason)
+{
+	struct kd_pod *p = pod_lookup(a, key);
+	if (!p)
+		return -ENOENT;
+	kd_loop_timer_stop(p->restart_timer);
+	if (!p->uid) {
+		/* ephemeral: no API object; the entry goes once its sandbox has ended */
+		kd_log_debug("pod %s: direct instance cancelled (%s)", key, reason ? reason : "-");
+		p->gone = true;
+		kd_loop_timer_stop(p->patch_timer);
+		stop_sandbox(p, 0);
+		if (!p->sandbox)
+			kd_node_direct_report_gone(a, key, reason ? reason : "Cancelled");
+		maybe_free(p);
+		return 0;
+	}
+	/* persisted: stop at once, then DELETE (grace 0, uid precondition) as after a graceful
+	 * termination; the autoscaler's own graceful DELETE may come first, either is fine */
+	if (!p->terminating)
+		kd_log_debug("pod %s: direct delete of a persisted instance (%s)", key,
+		             reason ? reason : "-");
+	p->terminating = true;
+	stop_sandbox(p, 0);
+	if (!p->sandbox)
+		send_delete(p);
+	return 1;
+}
+
+int kd_node_pods_state(struct kd_node_agent *a, const char *key, const char *node)
+{
+	struct kd_pod *p = a->pods ? pod_lookup(a, key) : NULL;
+	if (!p)
+		return 0;
+	int st = KD_NODE_POD_EXISTS;
+	if (p->uid)
+		st |= KD_NODE_POD_PERSISTED;
+	if (p->gone || p->terminating || p->replace)
+		st |= KD_NODE_POD_STOPPING;
+	if (node && strcmp(node, p->node->name) == 0)
+		st |= KD_NODE_POD_SAME_NODE;
+	return st;
 }

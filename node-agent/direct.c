@@ -1,0 +1,712 @@
+/* node-agent/direct.c: kd-node's direct mode: instance channel server, template informer,
+ * write-back of instance Pods, status channel to kd-autoscaler. See direct.h for the decisions. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "agent.h"
+#include "direct.h"
+#include "kd/chan.h"
+#include "kd/instance.h"
+#include "kd/json.h"
+#include "kd/log.h"
+#include "kd/wbcache.h"
+#include "kd/wbk8s.h"
+
+#define REVISION_SELECTOR "serving.knative.dev/revision"
+#define PENDING_RETRY_MS  100
+
+/* Last status reported upstream for one instance. */
+struct dstatus {
+	char *node;
+	bool ready;
+	char *ip;
+	char *reason;
+};
+
+/* An upsert waiting for the informers. */
+struct dpending {
+	struct kd_op op;
+	uint64_t deadline_ms; /* loop ms */
+};
+
+struct kd_direct {
+	struct kd_node_agent *a;
+	struct kd_k8s *k8s_wb; /* write-back client (own rate limit) */
+	struct kd_chan_down *down;
+	struct kd_informer *deploy_inf;
+	struct kd_wbk8s *wbk8s;
+	json_object *delete_opts;
+	struct kd_wb *wb;
+
+	struct kd_chan_up *status_up;
+	char *status_source;
+	struct lh_table *status;      /* key -> struct dstatus * (owned) */
+	struct kd_op_list st_pending; /* status ops not yet handed to kd_chan */
+	struct kd_timer *st_timer;
+
+	struct lh_table *pending; /* key -> struct dpending * (owned) */
+	struct kd_timer *pending_timer;
+	struct lh_table *tombs; /* key -> uint64_t * expiry loop ms (owned) */
+
+	uint64_t n_ops, n_started, n_dups, n_waits, n_refused, n_cancelled, n_deleted, n_wb_failed,
+	    n_status_sent, n_timeouts;
+};
+
+static struct kd_direct *D(struct kd_node_agent *a)
+{
+	return a ? a->direct : NULL;
+}
+
+/* ---- tables --------------------------------------------------------------------------------- */
+
+static void dstatus_free(struct lh_entry *e)
+{
+	struct dstatus *s = lh_entry_v(e);
+	free((void *)lh_entry_k(e));
+	free(s->node);
+	free(s->ip);
+	free(s->reason);
+	free(s);
+}
+
+static void dpending_free(struct lh_entry *e)
+{
+	struct dpending *p = lh_entry_v(e);
+	free((void *)lh_entry_k(e));
+	kd_op_fini(&p->op);
+	free(p);
+}
+
+static void tomb_free(struct lh_entry *e)
+{
+	free((void *)lh_entry_k(e));
+	free(lh_entry_v(e));
+}
+
+static void *lookup(struct lh_table *t, const char *key)
+{
+	void *v = NULL;
+	if (!t || !key || !lh_table_lookup_ex(t, key, &v))
+		return NULL;
+	return v;
+}
+
+static bool str_eq(const char *x, const char *y)
+{
+	return (!x && !y) || (x && y && strcmp(x, y) == 0);
+}
+
+static void tomb_add(struct kd_direct *d, const char *key)
+{
+	uint64_t *exp = lookup(d->tombs, key);
+	if (!exp) {
+		exp = kd_xmalloc(sizeof(*exp));
+		lh_table_insert(d->tombs, kd_xstrdup(key), exp);
+	}
+	*exp = kd_loop_now_ms(d->a->loop) + KD_DIRECT_TOMB_MS;
+}
+
+static bool tomb_has(struct kd_direct *d, const char *key)
+{
+	uint64_t *exp = lookup(d->tombs, key);
+	if (!exp)
+		return false;
+	if (*exp > kd_loop_now_ms(d->a->loop))
+		return true;
+	lh_table_delete(d->tombs, key);
+	return false;
+}
+
+/* ---- status channel (we are upstream) ------------------------------------------------------- */
+
+static void st_flush(struct kd_direct *d)
+{
+	if (!d->st_pending.n || !d->status_up)
+		return;
+	kd_autoerr struct kd_error *err = NULL;
+	size_t n = d->st_pending.n;
+	int rc = kd_chan_up_send(d->status_up, &d->st_pending, NULL, &err);
+	if (rc == -EAGAIN)
+		return; /* writable callback flushes again */
+	if (rc < 0) {
+		kd_log_warn("direct: status channel: %s (%zu status ops dropped; the next "
+		            "handshake resends every live status)",
+		            kd_error_msg(err), n);
+		kd_op_list_fini(&d->st_pending);
+		return;
+	}
+	d->n_status_sent += n;
+}
+
+static void on_st_timer(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	(void)loop;
+	(void)t;
+	st_flush(arg);
+}
+
+static void st_queue(struct kd_direct *d, const char *key, const char *node, bool ready,
+                     const char *ip, const char *reason, bool gone)
+{
+	struct kd_op op;
+	memset(&op, 0, sizeof(op));
+	kd_autoerr struct kd_error *err = NULL;
+	if (kd_node_direct_status_op(key, node, ready, ip, reason, gone, &op, &err) < 0) {
+		kd_log_warn("direct: status of %s: %s", key, kd_error_msg(err));
+		return;
+	}
+	*kd_op_list_push(&d->st_pending) = op;
+	if (!kd_loop_timer_pending(d->st_timer))
+		kd_loop_timer_start(d->st_timer, KD_DIRECT_STATUS_FLUSH_MS);
+}
+
+static int st_wanted(void *ud, struct kd_op_list *out, struct kd_error **err)
+{
+	struct kd_direct *d = ud;
+	struct lh_entry *e;
+	lh_foreach(d->status, e)
+	{
+		const struct dstatus *s = lh_entry_v(e);
+		struct kd_op op;
+		memset(&op, 0, sizeof(op));
+		if (kd_node_direct_status_op(lh_entry_k(e), s->node, s->ready, s->ip, s->reason,
+		                             false, &op, err) < 0)
+			return -EINVAL;
+		*kd_op_list_push(out) = op;
+	}
+	return 0;
+}
+
+static bool st_persisted(void *ud, const char *key)
+{
+	(void)ud;
+	(void)key;
+	return false; /* kd/instance.h: every live status is resent on each handshake */
+}
+
+static void st_ready(void *ud, uint64_t epoch)
+{
+	struct kd_direct *d = ud;
+	kd_log_info("direct: status channel ready (epoch %llu, %d live statuses)",
+	            (unsigned long long)epoch, lh_table_length(d->status));
+	st_flush(d);
+}
+
+static void st_down(void *ud, const char *reason)
+{
+	(void)ud;
+	kd_log_debug("direct: status channel down: %s", reason);
+}
+
+static void st_writable(void *ud)
+{
+	st_flush(ud);
+}
+
+void kd_node_direct_report(struct kd_node_agent *a, const char *key, const char *node, bool ready,
+                           const char *ip, const char *reason)
+{
+	struct kd_direct *d = D(a);
+	if (!d || a->stopping)
+		return;
+	struct dstatus *s = lookup(d->status, key);
+	if (s && str_eq(s->node, node) && s->ready == ready && str_eq(s->ip, ip) &&
+	    str_eq(s->reason, reason))
+		return;
+	if (!s) {
+		s = kd_xcalloc(1, sizeof(*s));
+		lh_table_insert(d->status, kd_xstrdup(key), s);
+	}
+	free(s->node);
+	free(s->ip);
+	free(s->reason);
+	s->node = node ? kd_xstrdup(node) : NULL;
+	s->ready = ready;
+	s->ip = ip ? kd_xstrdup(ip) : NULL;
+	s->reason = reason ? kd_xstrdup(reason) : NULL;
+	st_queue(d, key, node, ready, ip, reason, false);
+}
+
+void kd_node_direct_report_gone(struct kd_node_agent *a, const char *key, const char *reason)
+{
+	struct kd_direct *d = D(a);
+	if (!d || a->stopping || !lookup(d->status, key))
+		return;
+	lh_table_delete(d->status, key);
+	st_queue(d, key, NULL, false, NULL, reason, true);
+}
+
+/* The instance is lost before it was ever reported (or reported): tell the autoscaler, which
+ * forgets a never-persisted instance and replaces it. */
+static void report_lost(struct kd_direct *d, const char *key, const char *reason)
+{
+	if (lookup(d->status, key))
+		lh_table_delete(d->status, key);
+	st_queue(d, key, NULL, false, NULL, reason, true);
+}
+
+/* ---- write-back ----------------------------------------------------------------------------- */
+
+static void wb_failed(void *ctx, const char *key, enum kd_wb_op op, const struct kd_error *err)
+{
+	struct kd_direct *d = ctx;
+	d->n_wb_failed++;
+	kd_log_warn("direct: write-back %s of pod %s failed: %s", kd_wb_op_name(op), key,
+	            kd_error_msg(err));
+	if (op != KD_WB_OP_CREATE)
+		return;
+	kd_autofree char *why = kd_xasprintf("WriteBackFailed: %s", kd_error_msg(err));
+	kd_wb_cancel(d->wb, key);
+	kd_node_pods_direct_stop(d->a, key, why);
+	report_lost(d, key, why);
+}
+
+void kd_node_direct_observe(struct kd_node_agent *a, const char *key, json_object *obj,
+                            bool deleted)
+{
+	struct kd_direct *d = D(a);
+	if (!d)
+		return;
+	if (deleted)
+		kd_wb_observe_deleted(d->wb, key);
+	else
+		kd_wb_observe(d->wb, key, obj);
+}
+
+bool kd_node_direct_ignore(struct kd_node_agent *a, const char *key)
+{
+	struct kd_direct *d = D(a);
+	if (!d)
+		return false;
+	enum kd_wb_state st;
+	if (kd_wb_state(d->wb, key, &st) == 0 && st == KD_WB_DELETING)
+		return true;
+	return tomb_has(d, key);
+}
+
+/* ---- instance channel (we are downstream) --------------------------------------------------- */
+
+static void pending_arm(struct kd_direct *d)
+{
+	if (lh_table_length(d->pending) && !kd_loop_timer_pending(d->pending_timer))
+		kd_loop_timer_start(d->pending_timer, PENDING_RETRY_MS);
+}
+
+/* Collects the facts about an upsert and builds the Pod when the template is usable. */
+static void upsert_facts(struct kd_direct *d, const struct kd_instance_desc *in,
+                         struct kd_direct_facts *f, struct kd_node **node, json_object **pod,
+                         struct kd_error **build_err)
+{
+	struct kd_node_agent *a = d->a;
+	memset(f, 0, sizeof(*f));
+	f->kind = KD_OP_UPSERT;
+	*node = kd_node_lookup(a, in->node);
+	f->node_ours = *node != NULL;
+	kd_autofree char *key = kd_instance_key(in);
+	f->cancelled = kd_node_direct_ignore(a, key);
+	f->pods_synced = a->pods_inf && kd_informer_synced(a->pods_inf);
+	f->tmpl_synced = kd_informer_synced(d->deploy_inf);
+	int st = kd_node_pods_state(a, key, in->node);
+	f->has_entry = st & KD_NODE_POD_EXISTS;
+	f->entry_persisted = st & KD_NODE_POD_PERSISTED;
+	f->entry_stopping = st & KD_NODE_POD_STOPPING;
+	f->entry_same_node = st & KD_NODE_POD_SAME_NODE;
+	json_object *dep = kd_informer_get(d->deploy_inf, in->ns, in->tmpl_name);
+	if (!dep) {
+		f->tmpl = KD_DIRECT_TMPL_MISSING;
+		return;
+	}
+	int rc = kd_instance_build_pod(dep, in, pod, build_err);
+	f->tmpl = rc == 0 ? KD_DIRECT_TMPL_OK : KD_DIRECT_TMPL_STALE;
+	if (rc < 0 && rc != -ESTALE)
+		f->tmpl =
+		    KD_DIRECT_TMPL_MISSING; /* unusable template: refused like a missing one */
+}
+
+/* Applies an upsert. from_pending: a retry of a waiting op (its deadline checked by the
+ * caller). Returns 0, 1 (must wait) or -errno with *err (refused). */
+static int apply_upsert(struct kd_direct *d, const struct kd_op *op, struct kd_error **err)
+{
+	struct kd_node_agent *a = d->a;
+	struct kd_instance_desc in;
+	int rc = kd_instance_from_op(op, &in, err);
+	if (rc < 0)
+		return rc;
+	struct kd_direct_facts f;
+	struct kd_node *node = NULL;
+	kd_autojson json_object *pod = NULL;
+	kd_autoerr struct kd_error *berr = NULL;
+	upsert_facts(d, &in, &f, &node, &pod, &berr);
+	enum kd_direct_action act = kd_node_direct_decide(&f);
+	rc = 0;
+	switch (act) {
+	case KD_DIRECT_START:
+		rc = kd_node_pods_direct_start(a, node, op->key, pod, err);
+		if (rc == 0) {
+			rc = kd_wb_put(d->wb, op->key, pod);
+			if (rc < 0)
+				kd_log_warn("direct: %s: write-back: %s", op->key, strerror(-rc));
+			rc = 0;
+			d->n_started++;
+			kd_log_debug("direct: %s started on %s", op->key, in.node);
+		}
+		break;
+	case KD_DIRECT_NOOP:
+		d->n_dups++;
+		break;
+	case KD_DIRECT_WAIT:
+		rc = 1;
+		break;
+	case KD_DIRECT_REFUSE_NODE:
+		rc = kd_error_set(err, ENOENT, 0, "node %s is not served by this kd-node", in.node);
+		break;
+	case KD_DIRECT_REFUSE_TEMPLATE:
+		if (berr)
+			rc = kd_error_set(err, EINVAL, 0, "template Deployment %s/%s unusable: %s",
+			                  in.ns, in.tmpl_name, kd_error_msg(berr));
+		else
+			rc = kd_error_set(err, ENOENT, 0, "unknown template Deployment %s/%s",
+			                  in.ns, in.tmpl_name);
+		break;
+	case KD_DIRECT_REFUSE_BUSY:
+		rc = kd_error_set(err, EBUSY, 0,
+		                  "pod %s is being deleted or runs on another node; not started on "
+		                  "%s",
+		                  op->key, in.node);
+		break;
+	case KD_DIRECT_CANCEL:
+	case KD_DIRECT_DELETE_PERSISTED:
+		break; /* not for upserts */
+	}
+	if (rc < 0)
+		d->n_refused++;
+	kd_instance_fini(&in);
+	return rc;
+}
+
+/* Delete op / reconcile drop. */
+static void apply_delete(struct kd_direct *d, const char *key, const char *reason)
+{
+	struct kd_node_agent *a = d->a;
+	if (lookup(d->pending, key)) {
+		lh_table_delete(d->pending, key);
+		d->n_cancelled++;
+		return;
+	}
+	struct kd_direct_facts f;
+	memset(&f, 0, sizeof(f));
+	f.kind = KD_OP_DELETE;
+	int st = kd_node_pods_state(a, key, NULL);
+	f.has_entry = st & KD_NODE_POD_EXISTS;
+	f.entry_persisted = st & KD_NODE_POD_PERSISTED;
+	switch (kd_node_direct_decide(&f)) {
+	case KD_DIRECT_CANCEL: {
+		enum kd_wb_state ws;
+		if (kd_wb_state(d->wb, key, &ws) == 0) {
+			if (ws == KD_WB_PERSISTING)
+				tomb_add(d,
+				         key); /* its create may land: ignore it, it is deleted */
+			kd_wb_cancel(d->wb, key);
+		}
+		kd_node_pods_direct_stop(a, key, reason);
+		d->n_cancelled++;
+		break;
+	}
+	case KD_DIRECT_DELETE_PERSISTED:
+		kd_node_pods_direct_stop(a, key, reason);
+		d->n_deleted++;
+		break;
+	default:
+		kd_wb_cancel(d->wb, key); /* e.g. a FAILED entry without a pod entry */
+		break;
+	}
+}
+
+static int ch_apply(void *ud, const char *source, uint64_t epoch, const struct kd_op *op,
+                    struct kd_error **err)
+{
+	(void)source;
+	(void)epoch;
+	struct kd_direct *d = ud;
+	d->n_ops++;
+	if (op->kind == KD_OP_DELETE) {
+		apply_delete(d, op->key, op->reason);
+		return 0;
+	}
+	int rc = apply_upsert(d, op, err);
+	if (rc == 1) {
+		struct dpending *p = lookup(d->pending, op->key);
+		if (!p) {
+			p = kd_xcalloc(1, sizeof(*p));
+			lh_table_insert(d->pending, kd_xstrdup(op->key), p);
+			p->deadline_ms = kd_loop_now_ms(d->a->loop) + KD_DIRECT_WAIT_MS;
+		} else {
+			kd_op_fini(&p->op);
+		}
+		kd_op_copy(&p->op, op);
+		d->n_waits++;
+		pending_arm(d);
+		return 0;
+	}
+	if (rc < 0) {
+		kd_log_warn("direct: refused %s: %s", op->key,
+		            err && *err ? kd_error_msg(*err) : "");
+		return rc;
+	}
+	lh_table_delete(d->pending, op->key);
+	return 0;
+}
+
+static int ch_drop(void *ud, const char *source, const char *key, struct kd_error **err)
+{
+	(void)source;
+	(void)err;
+	apply_delete(ud, key, "Dropped");
+	return 0;
+}
+
+struct held_ctx {
+	struct kd_op_list *out;
+	int rc;
+	struct kd_error **err;
+};
+
+static int held_one(void *arg, const char *key, enum kd_wb_state state, json_object *obj)
+{
+	(void)state;
+	struct held_ctx *h = arg;
+	struct kd_op op;
+	memset(&op, 0, sizeof(op));
+	kd_autoerr struct kd_error *e = NULL;
+	if (kd_node_direct_held_op(obj, &op, &e) < 0) {
+		kd_log_warn("direct: held %s: %s", key, kd_error_msg(e));
+		return 0;
+	}
+	*kd_op_list_push(h->out) = op;
+	return 0;
+}
+
+static int ch_held(void *ud, const char *source, struct kd_op_list *held, struct kd_error **err)
+{
+	struct kd_direct *d = ud;
+	struct held_ctx h = {.out = held, .err = err};
+	kd_wb_held(d->wb, held_one, &h);
+	struct lh_entry *e;
+	lh_foreach(d->pending, e)
+	{
+		const struct dpending *p = lh_entry_v(e);
+		kd_op_copy(kd_op_list_push(held), &p->op);
+	}
+	kd_log_info("direct: handshake with %s: holding %zu unpersisted instances", source,
+	            held->n);
+	return 0;
+}
+
+static void on_pending_timer(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	(void)t;
+	struct kd_direct *d = arg;
+	uint64_t now = kd_loop_now_ms(loop);
+	/* collect the keys first: apply_upsert must not run while iterating the table */
+	struct kd_key_list keys;
+	memset(&keys, 0, sizeof(keys));
+	struct lh_entry *e;
+	lh_foreach(d->pending, e)
+	{
+		kd_key_list_push(&keys, lh_entry_k(e));
+	}
+	for (size_t i = 0; i < keys.n; i++) {
+		struct dpending *p = lookup(d->pending, keys.v[i]);
+		if (!p)
+			continue;
+		kd_autoerr struct kd_error *err = NULL;
+		int rc = apply_upsert(d, &p->op, &err);
+		if (rc == 1 && now < p->deadline_ms)
+			continue;
+		if (rc == 1) {
+			d->n_timeouts++;
+			kd_log_warn("direct: %s: template %s not usable after %d ms; reporting it "
+			            "gone",
+			            keys.v[i], p->op.tmpl.name ? p->op.tmpl.name : "?",
+			            KD_DIRECT_WAIT_MS);
+			report_lost(d, keys.v[i], "TemplateUnavailable");
+		} else if (rc < 0) {
+			kd_log_warn("direct: refused %s after waiting: %s", keys.v[i],
+			            kd_error_msg(err));
+			report_lost(d, keys.v[i], kd_error_msg(err));
+		}
+		lh_table_delete(d->pending, keys.v[i]);
+	}
+	kd_key_list_fini(&keys);
+	pending_arm(d);
+}
+
+static void on_deploy(struct kd_informer *inf, json_object *obj, void *arg)
+{
+	(void)inf;
+	(void)obj;
+	struct kd_direct *d = arg;
+	if (lh_table_length(d->pending)) {
+		kd_loop_timer_stop(d->pending_timer);
+		kd_loop_timer_start(d->pending_timer, 0);
+	}
+}
+
+static void on_deploy_update(struct kd_informer *inf, json_object *old, json_object *obj, void *arg)
+{
+	(void)old;
+	on_deploy(inf, obj, arg);
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------ */
+
+void kd_node_direct_log_stats(struct kd_node_agent *a)
+{
+	struct kd_direct *d = D(a);
+	if (!d)
+		return;
+	struct kd_wb_counters c;
+	kd_wb_get_counters(d->wb, &c);
+	kd_log_info("direct: %" PRIu64 " ops: %" PRIu64 " started, %" PRIu64 " duplicates, %" PRIu64
+	            " waited, %" PRIu64 " refused, %" PRIu64 " cancelled, %" PRIu64
+	            " deleted, %" PRIu64 " timed out; write-back: %" PRIu64 " creates, %" PRIu64
+	            " observed, %" PRIu64 " failed; %" PRIu64 " status ops sent",
+	            d->n_ops, d->n_started, d->n_dups, d->n_waits, d->n_refused, d->n_cancelled,
+	            d->n_deleted, d->n_timeouts, c.creates_issued, c.observed, d->n_wb_failed,
+	            d->n_status_sent);
+}
+
+int kd_node_direct_new(struct kd_node_agent *a, const struct kd_k8s_config *kcfg,
+                       struct kd_error **err)
+{
+	const struct kd_node_cfg *cfg = a->cfg;
+	struct kd_direct *d = kd_xcalloc(1, sizeof(*d));
+	d->a = a;
+	a->direct = d;
+	d->status = lh_kchar_table_new(1024, dstatus_free);
+	d->pending = lh_kchar_table_new(64, dpending_free);
+	d->tombs = lh_kchar_table_new(64, tomb_free);
+	d->st_timer = kd_loop_timer_new(a->loop, on_st_timer, d);
+	d->pending_timer = kd_loop_timer_new(a->loop, on_pending_timer, d);
+	const char *token = cfg->chan_token && *cfg->chan_token ? cfg->chan_token : NULL;
+	char *host = NULL; /* status channel host */
+	int port = 0;
+
+	struct kd_k8s_opts kopts = {
+	    .user_agent = "kd-node (write-back)",
+	    .qps = cfg->direct_write_qps,
+	    .burst = (unsigned)KD_MIN(cfg->direct_write_burst, 1000000u),
+	};
+	if (kd_k8s_new(kcfg, a->loop, &kopts, &d->k8s_wb, err) < 0)
+		goto fail;
+
+	d->delete_opts = json_object_new_object();
+	json_object_object_add(d->delete_opts, "gracePeriodSeconds", json_object_new_int(0));
+	struct kd_wbk8s_route route = {
+	    .prefix = "",
+	    .res = &kd_k8s_pods,
+	    .delete_options = d->delete_opts,
+	    .create = KD_WBK8S_CREATE_POST,
+	    .update = KD_WBK8S_UPDATE_STRATEGIC,
+	    .uid_precondition = true,
+	};
+	d->wbk8s = kd_wbk8s_new(d->k8s_wb, &route, 1, err);
+	if (!d->wbk8s)
+		goto fail;
+	struct kd_wb_writer w;
+	kd_wbk8s_writer(d->wbk8s, &w);
+	struct kd_wb_callbacks cbs = {.failed = wb_failed, .ctx = d};
+	struct kd_wb_config wcfg = KD_WB_CONFIG_DEFAULT;
+	wcfg.max_in_flight = 256;
+	wcfg.batch_period_ms = 1;
+	wcfg.backoff_base_ms = 200;
+	wcfg.backoff_cap_ms = 5000;
+	wcfg.observe_timeout_ms = 10000;
+	d->wb = kd_wb_new(a->loop, &wcfg, &w, &cbs, err);
+	if (!d->wb)
+		goto fail;
+
+	struct kd_informer_opts io = {.res = &kd_k8s_deployments,
+	                              .label_selector = REVISION_SELECTOR};
+	struct kd_informer_handlers ih = {
+	    .on_add = on_deploy, .on_update = on_deploy_update, .arg = d};
+	if (kd_informer_new(a->k8s, &io, &ih, &d->deploy_inf, err) < 0)
+		goto fail;
+
+	struct kd_chan_down_opts dopts = {.bind = cfg->direct_bind, .port = (int)cfg->direct_port};
+	dopts.t.token = token;
+	struct kd_hs_down_cbs hcbs = {.held = ch_held, .apply = ch_apply, .drop = ch_drop};
+	d->down = kd_chan_down_new(a->loop, &dopts, &hcbs, d, err);
+	if (!d->down) {
+		kd_error_wrap(err, "instance channel on %s:%" PRIu64, cfg->direct_bind,
+		              cfg->direct_port);
+		goto fail;
+	}
+	a->channel_addr =
+	    kd_node_direct_addr(cfg->direct_addr, cfg->direct_bind, kd_chan_down_port(d->down));
+
+	if (kd_instance_addr_parse(cfg->status_addr, &host, &port, err) < 0) {
+		kd_error_wrap(err, "--status-addr");
+		goto fail;
+	}
+	d->status_source = kd_xasprintf("kd-node:%s", a->nodes[0].name);
+	struct kd_chan_up_opts uopts = {.host = host, .port = port, .source = d->status_source};
+	uopts.t.token = token;
+	struct kd_chan_up_cbs ucbs = {
+	    .hs = {.wanted = st_wanted, .persisted = st_persisted},
+	    .ready = st_ready,
+	    .down = st_down,
+	    .writable = st_writable,
+	};
+	d->status_up = kd_chan_up_new(a->loop, &uopts, &ucbs, d, err);
+	if (!d->status_up) {
+		kd_error_wrap(err, "status channel to %s", cfg->status_addr);
+		goto fail;
+	}
+	kd_log_info("direct: instance channel on %s (published as %s), status channel to %s as "
+	            "%s",
+	            cfg->direct_bind, a->channel_addr, cfg->status_addr, d->status_source);
+	free(host);
+	return 0;
+fail:
+	free(host);
+	kd_node_direct_free(a);
+	return -((*err) ? (*err)->errnum : EINVAL);
+}
+
+void kd_node_direct_start(struct kd_node_agent *a)
+{
+	struct kd_direct *d = D(a);
+	if (d)
+		kd_informer_start(d->deploy_inf);
+}
+
+void kd_node_direct_free(struct kd_node_agent *a)
+{
+	struct kd_direct *d = D(a);
+	if (!d)
+		return;
+	kd_node_direct_log_stats(a);
+	a->direct = NULL;
+	kd_chan_down_free(d->down);
+	kd_chan_up_free(d->status_up);
+	if (d->deploy_inf)
+		kd_informer_free(d->deploy_inf);
+	kd_wb_free(d->wb);
+	kd_wbk8s_free(d->wbk8s);
+	kd_k8s_free(d->k8s_wb); /* completes writes still in flight (ECANCELED) */
+	if (d->delete_opts)
+		json_object_put(d->delete_opts);
+	kd_loop_timer_free(d->st_timer);
+	kd_loop_timer_free(d->pending_timer);
+	kd_op_list_fini(&d->st_pending);
+	lh_table_free(d->status);
+	lh_table_free(d->pending);
+	lh_table_free(d->tombs);
+	free(d->status_source);
+	free(a->channel_addr);
+	a->channel_addr = NULL;
+	free(d);
+}
