@@ -8,7 +8,9 @@
 #    IPs; the public Endpoints list the N IPs; the template Deployment's ReplicaSets made no pod;
 #  - scaling back to 0 deletes them all; scaling to 5 and deleting the Service leaves no pod,
 #    Service or Endpoints of ours behind;
-#  - the vanilla Service keeps its ReplicaSet pod and carries no field written by kd-autoscaler.
+#  - the vanilla Service keeps its ReplicaSet pod and carries no field written by kd-autoscaler;
+#  - bad input: a kd Service whose template fits no node (cpu 1000) gets Active Unknown
+#    Unschedulable ("insufficient cpu") and a FailedScheduling event, and no pod.
 # The test runs its own kd-autoscaler and its own kd-node in direct mode (2 nodes kd-asn-140/141,
 # deleted at the end); instances may also land on other direct-mode nodes present in the rig.
 . "$(dirname "$0")/lib.sh"
@@ -101,6 +103,40 @@ done
 vp="$(kc -n "$NS" get pods -l "serving.knative.dev/revision=$VREV" -o json)"
 expect_eq "vanilla pod from its ReplicaSet (pod-template-hash, not managed)" 1 \
 	"$(jq '[.items[] | select(.metadata.labels["pod-template-hash"] != null and .metadata.labels["kubedirect.dev/managed"] == null)] | length' <<<"$vp")"
+# bad input: a template that fits no node (cpu request above every node's allocatable)
+kc -n "$NS" apply -f - >/dev/null <<EOT
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: huge
+spec:
+  template:
+    metadata:
+      annotations:
+        autoscaling.knative.dev/class: kd.kubedirect.dev
+        autoscaling.knative.dev/initial-scale: "0"
+    spec:
+      containers:
+      - image: dev.local/hello
+        ports:
+        - containerPort: 8080
+        resources:
+          requests:
+            cpu: "1000"
+EOT
+wait_for "huge revision created" 120 has_rev huge
+HREV="$(rev_of huge)"
+wait_for "Revision $HREV Ready at 0" 120 rev_ready "$HREV"
+check "scale message $HREV -> 1" as_ws text "{\"type\":\"scale\",\"namespace\":\"$NS\",\"revision\":\"$HREV\",\"desired\":1}"
+unsched() { [[ "$(pa_cond "$NS" "$HREV" Active reason)" == Unschedulable ]]; }
+wait_for "fits no node: Active Unknown Unschedulable" 30 unsched
+msg="$(pa_cond "$NS" "$HREV" Active message)"
+[[ "$msg" == *"insufficient cpu"* ]] || die "condition does not say why: $msg"
+log "ok: $msg"
+fsev() { kc -n "$NS" get events --field-selector "involvedObject.name=$HREV,reason=FailedScheduling" -o name | grep -q .; }
+wait_for "FailedScheduling event" 30 fsev
+expect_eq "no pod for it" "" "$(kc -n "$NS" get pods -l "serving.knative.dev/revision=$HREV" -o name)"
+
 kc -n "$NS" delete ksvc kd --wait=false >/dev/null
 wait_for "deleting the Service deletes its pods" 180 none
 ours() { [[ -z "$(kc -n "$NS" get service,endpoints -o name | grep -E "/$REV(-private)?\$")" ]]; }
