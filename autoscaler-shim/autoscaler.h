@@ -126,6 +126,7 @@ struct kd_as {
 	struct lh_table *insts;     /* key -> struct kd_as_inst * */
 	struct lh_table *chans;     /* addr -> struct kd_as_chan * */
 	struct lh_table *node_addr; /* node name (owned key) -> addr (owned) */
+	struct lh_table *notready;  /* names of NotReady nodes (owned keys) */
 	struct lh_table *written;   /* wb keys whose write succeeded (owned keys) */
 	struct kd_wbk8s *wbk8s;
 	struct kd_wb_writer inner; /* the adapter's writer */
@@ -155,7 +156,7 @@ void kd_as_event(struct kd_as *as, json_object *obj, const char *type, const cha
                  const char *fmt, ...) KD_PRINTF(5, 6);
 /* Live (not deleting) and ready instance counts of rev. */
 uint32_t kd_as_rev_live(const struct kd_as_rev *rev);
-uint32_t kd_as_rev_ready(const struct kd_as_rev *rev);
+uint32_t kd_as_rev_ready(struct kd_as *as, const struct kd_as_rev *rev);
 
 /* ---- chain.c ---- */
 int kd_as_chain_start(struct kd_as *as, struct kd_error **err);
@@ -164,6 +165,8 @@ void kd_as_chain_stop(struct kd_as *as);
 void kd_as_chain_nodes_start(struct kd_as *as);
 /* Brings rev's instances to `desired` (plan, place, send). */
 void kd_as_chain_apply(struct kd_as *as, struct kd_as_rev *rev, int32_t desired);
+/* Ready, with an IP, not a victim, and on a node not known NotReady. */
+bool kd_as_inst_routable(struct kd_as *as, const struct kd_as_inst *inst);
 /* Removes inst from every table (and its rev); releases its scheduler reservation; frees it. */
 void kd_as_inst_remove(struct kd_as *as, struct kd_as_inst *inst);
 /* Adopts a managed Pod (borrowed) seen in the API; returns the instance or NULL. */

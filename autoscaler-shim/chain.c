@@ -44,6 +44,13 @@ static void rev_del_inst(struct kd_as_rev *rev, struct kd_as_inst *inst)
 		}
 }
 
+bool kd_as_inst_routable(struct kd_as *as, const struct kd_as_inst *inst)
+{
+	void *v = NULL;
+	return inst->ready && inst->ip && !inst->deleting &&
+	       !(inst->d.node && lh_table_lookup_ex(as->notready, inst->d.node, &v));
+}
+
 void kd_as_inst_remove(struct kd_as *as, struct kd_as_inst *inst)
 {
 	if (as->scheduler)
@@ -230,6 +237,8 @@ static struct kd_as_chan *chan_get(struct kd_as *as, const char *addr)
 	return ch;
 }
 
+static void delete_through_api(struct kd_as *as, struct kd_as_inst *inst, bool force);
+
 /* ---- scheduling constraints from JSON (strings borrowed from the JSON) ---------------------- */
 
 struct constraints {
@@ -372,6 +381,25 @@ static void on_node(struct kd_informer *inf, json_object *node, void *arg)
 	}
 	struct kd_node_info info = {.name = name};
 	info.ready = node_ready(node);
+	/* a NotReady node's instances are not routable (kd_as_inst_routable) */
+	void *was = NULL;
+	bool known_down = lh_table_lookup_ex(as->notready, name, &was);
+	if (!info.ready && !known_down) {
+		char *k = kd_xstrdup(name);
+		lh_table_insert(as->notready, k, k);
+	} else if (info.ready && known_down) {
+		lh_table_delete(as->notready, name);
+		free(was);
+	}
+	if (info.ready == known_down) { /* changed: every revision with instances there */
+		struct lh_entry *e;
+		lh_foreach(as->insts, e)
+		{
+			struct kd_as_inst *inst = (struct kd_as_inst *)lh_entry_v(e);
+			if (inst->d.node && strcmp(inst->d.node, name) == 0)
+				kd_as_rev_dirty(as, inst->rev);
+		}
+	}
 	bool unsched = false;
 	(void)kd_json_get_bool(node, "spec.unschedulable", &unsched);
 	info.schedulable = !unsched;
@@ -409,17 +437,40 @@ static void on_node_delete(struct kd_informer *inf, json_object *node, void *arg
 	if (!name)
 		return;
 	node_forget(as, name);
-	/* instances on a vanished node are lost: forget the unwritten ones (the next decision
-	 * replaces them); persisted ones are left to the Pod informer (pod GC deletes them) */
+	void *was = NULL;
+	if (lh_table_lookup_ex(as->notready, name, &was)) {
+		lh_table_delete(as->notready, name);
+		free(was);
+	}
+	/* instances on a vanished node are lost: unwritten ones are forgotten, persisted ones stop
+	 * counting and their Pods are deleted (grace 0, as pod GC would, only sooner); then a
+	 * decision replaces them on the remaining nodes */
+	struct kd_as_rev *touched[16];
+	size_t nt = 0;
 	struct lh_entry *e, *tmp;
 	lh_foreach_safe(as->insts, e, tmp)
 	{
 		struct kd_as_inst *inst = (struct kd_as_inst *)lh_entry_v(e);
-		if (inst->d.node && strcmp(inst->d.node, name) == 0 && !inst->observed) {
-			kd_log_warn("chain: node %s gone: instance %s lost", name, inst->key);
+		if (!inst->d.node || strcmp(inst->d.node, name) != 0 || inst->deleting)
+			continue;
+		kd_log_warn("chain: node %s gone: instance %s lost", name, inst->key);
+		struct kd_as_rev *rev = inst->rev;
+		if (!inst->observed) {
 			kd_as_inst_remove(as, inst);
+		} else {
+			inst->deleting = true;
+			inst->ready = false;
+			delete_through_api(as, inst, true);
+			kd_as_rev_dirty(as, rev);
 		}
+		bool seen = false;
+		for (size_t i = 0; i < nt; i++)
+			seen = seen || touched[i] == rev;
+		if (rev && !seen && nt < KD_ARRAY_SIZE(touched))
+			touched[nt++] = rev;
 	}
+	for (size_t i = 0; i < nt; i++)
+		kd_as_decide(as, touched[i], "node gone");
 }
 
 /* ---- apply a decision ----------------------------------------------------------------------- */
@@ -433,9 +484,11 @@ static void delete_through_api_done(struct kd_k8s_response *resp, struct kd_erro
 	free(key);
 }
 
-static void delete_through_api(struct kd_as *as, struct kd_as_inst *inst)
+static void delete_through_api(struct kd_as *as, struct kd_as_inst *inst, bool force)
 {
 	json_object *body = json_object_new_object();
+	if (force) /* its node is gone: nothing can terminate it gracefully (as pod GC does) */
+		json_object_object_add(body, "gracePeriodSeconds", json_object_new_int(0));
 	kd_autojson json_object *pod = NULL;
 	json_object *cached = kd_informer_get(as->pod_inf, inst->d.ns, inst->d.name);
 	const char *uid = kd_json_get_string(cached, "metadata.uid");
@@ -557,7 +610,7 @@ void kd_as_chain_apply(struct kd_as *as, struct kd_as_rev *rev, int32_t desired)
 		cur[k].name = inst->d.name;
 		cur[k].node = inst->d.node;
 		cur[k].state = inst->observed ? KD_INSTANCE_PERSISTED : KD_INSTANCE_EPHEMERAL;
-		cur[k].ready = inst->ready;
+		cur[k].ready = kd_as_inst_routable(as, inst);
 		cur[k].created_ms = inst->created_ms;
 		k++;
 	}
@@ -615,7 +668,7 @@ void kd_as_chain_apply(struct kd_as *as, struct kd_as_rev *rev, int32_t desired)
 			inst->deleting = true;
 			inst->ready = false;
 			as->deleted++;
-			delete_through_api(as, inst);
+			delete_through_api(as, inst, false);
 		}
 	}
 	if (created || plan.victims.n)
@@ -782,6 +835,7 @@ int kd_as_chain_start(struct kd_as *as, struct kd_error **err)
 	as->insts = lh_kchar_table_new(1024, NULL);
 	as->chans = lh_kchar_table_new(64, NULL);
 	as->node_addr = lh_kchar_table_new(64, NULL);
+	as->notready = lh_kchar_table_new(64, NULL);
 	struct kd_chan_down_opts o = {.bind = as->cfg.status_bind,
 	                              .port = (int)as->cfg.status_port};
 	o.t.token = as->cfg.chan_token && *as->cfg.chan_token ? as->cfg.chan_token : NULL;
@@ -846,5 +900,14 @@ void kd_as_chain_stop(struct kd_as *as)
 		}
 		lh_table_free(as->node_addr);
 		as->node_addr = NULL;
+	}
+	if (as->notready) {
+		struct lh_entry *e;
+		lh_foreach(as->notready, e)
+		{
+			free(lh_entry_k(e));
+		}
+		lh_table_free(as->notready);
+		as->notready = NULL;
 	}
 }

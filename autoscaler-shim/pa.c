@@ -91,11 +91,11 @@ uint32_t kd_as_rev_live(const struct kd_as_rev *rev)
 	return n;
 }
 
-uint32_t kd_as_rev_ready(const struct kd_as_rev *rev)
+uint32_t kd_as_rev_ready(struct kd_as *as, const struct kd_as_rev *rev)
 {
 	uint32_t n = 0;
 	for (size_t i = 0; i < rev->n_insts; i++)
-		n += !rev->insts[i]->deleting && rev->insts[i]->ready && rev->insts[i]->ip;
+		n += kd_as_inst_routable(as, rev->insts[i]);
 	return n;
 }
 
@@ -556,7 +556,7 @@ static void sync_rev(struct kd_as *as, struct kd_as_rev *rev)
 	const char **ips = kd_xcalloc(rev->n_insts ? rev->n_insts : 1, sizeof(*ips));
 	for (size_t i = 0; i < rev->n_insts; i++) {
 		struct kd_as_inst *inst = rev->insts[i];
-		if (!inst->deleting && inst->ready && inst->ip)
+		if (kd_as_inst_routable(as, inst))
 			ips[n++] = inst->ip;
 	}
 	put(as, "ep", rev->ns, rev->name, kd_as_build_endpoints(rev->pa, ips, n));
@@ -578,7 +578,7 @@ static void sync_rev(struct kd_as *as, struct kd_as_rev *rev)
 	}
 
 	/* status */
-	uint32_t ready = kd_as_rev_ready(rev);
+	uint32_t ready = kd_as_rev_ready(as, rev);
 	if (rev->ready_since_ms && rev->desired > 0 && ready >= (uint32_t)rev->desired) {
 		kd_log_info("pa %s: %u/%d instances ready through the chain %llu ms after the "
 		            "decision",
@@ -695,7 +695,7 @@ void kd_as_decide(struct kd_as *as, struct kd_as_rev *rev, const char *why)
 		}
 		struct kd_scale_input in = {
 		    .now_ms = now,
-		    .ready = kd_as_rev_ready(rev),
+		    .ready = kd_as_rev_ready(as, rev),
 		    .annotations = ann,
 		    .container_concurrency = cc > 0 ? (uint32_t)cc : 0,
 		    .unreachable = reach && strcmp(reach, "Unreachable") == 0,

@@ -67,10 +67,11 @@ pa_cond() { kc -n "$1" get podautoscaler "$2" -o jsonpath="{.status.conditions[?
 
 # dn_start PREFIX INDEX_BASE COUNT: a kd-node of our own in direct mode (runtime-sim, ready after
 # 100 ms) serving COUNT nodes PREFIX-<INDEX_BASE+i>, reporting to our status channel; waits (60 s)
-# until they are Ready and publish their instance channel. dn_stop stops it and deletes its Nodes
-# (so no other kd-autoscaler places instances on a dead channel). kd-node binary from
-# $KD_BUILD_DIR/bin.
+# until they are Ready and publish their instance channel. May be called several times; DN_PID is
+# the last one's pid. dn_stop stops them all and deletes their Nodes (so no other kd-autoscaler
+# places instances on a dead channel). kd-node binary from $KD_BUILD_DIR/bin.
 DN_PID=""
+DN_PIDS=()
 DN_NODES=()
 dn_start() {
 	local prefix="$1" base="$2" count="$3" bin i
@@ -84,28 +85,33 @@ dn_start() {
 		--runtime-config '{"ready-delay":"100ms"}' --direct --direct-port 0 \
 		--status-addr "127.0.0.1:$AS_STATUS_PORT" >"$DN_LOG" 2>&1 &
 	DN_PID=$!
-	DN_NODES=()
-	for ((i = 0; i < count; i++)); do DN_NODES+=("$prefix-$((base + i))"); done
+	DN_PIDS+=("$DN_PID")
+	local mine=()
+	for ((i = 0; i < count; i++)); do mine+=("$prefix-$((base + i))"); done
+	DN_NODES+=("${mine[@]}")
 	trap as_cleanup EXIT
 	dn_ready() {
 		local n
-		for n in "${DN_NODES[@]}"; do
+		for n in "$@"; do
 			[[ "$(kc get node "$n" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True &&
 				-n "$(kc get node "$n" -o jsonpath='{.metadata.annotations.kubedirect\.dev/channel-addr}')" ]] || return 1
 		done
 	}
-	wait_for "kd-node (direct) nodes ${DN_NODES[*]} Ready with an instance channel" 60 dn_ready
+	wait_for "kd-node (direct) nodes ${mine[*]} Ready with an instance channel" 60 dn_ready "${mine[@]}"
 	log "kd-node pid $DN_PID, log $DN_LOG"
 }
 dn_stop() {
-	[[ -n "$DN_PID" ]] || return 0
-	kill "$DN_PID" 2>/dev/null || true
-	local i
-	for i in $(seq 1 50); do
-		kill -0 "$DN_PID" 2>/dev/null || break
-		sleep 0.1
+	local p i
+	for p in "${DN_PIDS[@]}"; do
+		kill "$p" 2>/dev/null || true
+		for i in $(seq 1 50); do
+			kill -0 "$p" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -9 "$p" 2>/dev/null || true
 	done
-	kill -9 "$DN_PID" 2>/dev/null || true
+	DN_PIDS=()
 	DN_PID=""
 	((${#DN_NODES[@]})) && kc delete node "${DN_NODES[@]}" --wait=false >/dev/null 2>&1 || true
+	DN_NODES=()
 }
