@@ -185,9 +185,11 @@ fuzz: fuzz-build
 
 # --- lint and format -------------------------------------------------------------------------
 TIDY_SRCS := $(filter-out tests/fuzz/%,$(ALL_C))
+LINT_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 lint:
-	$(Q)clang-tidy --quiet $(TIDY_SRCS) -- $(CPPFLAGS) $(TEST_CPPFLAGS) -std=gnu11 $(PKG_CFLAGS) \
-		2>&1 | grep -v -E '^[0-9]+ warnings? (and [0-9]+ errors? )?generated\.$$' | tee $(BUILD)-tidy.log; \
+	$(Q)printf '%s\n' $(TIDY_SRCS) | xargs -P $(LINT_JOBS) -n 4 sh -c \
+		'clang-tidy --quiet "$$@" -- $(CPPFLAGS) $(TEST_CPPFLAGS) -std=gnu11 $(PKG_CFLAGS) 2>&1' _ \
+		| grep -v -E '^[0-9]+ warnings? (and [0-9]+ errors? )?generated\.$$' | tee $(BUILD)-tidy.log; \
 		! grep -qE '(warning|error):' $(BUILD)-tidy.log
 	$(Q)cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 		--inline-suppr --std=c11 -D__GNUC__ -Ilib/include --suppress=missingIncludeSystem \
