@@ -445,7 +445,7 @@ static void on_node_delete(struct kd_informer *inf, json_object *node, void *arg
 	/* instances on a vanished node are lost: unwritten ones are forgotten, persisted ones stop
 	 * counting and their Pods are deleted (grace 0, as pod GC would, only sooner); then a
 	 * decision replaces them on the remaining nodes */
-	struct kd_as_rev *touched[16];
+	struct kd_as_rev *touched[16] = {0};
 	size_t nt = 0;
 	struct lh_entry *e, *tmp;
 	lh_foreach_safe(as->insts, e, tmp)

@@ -162,9 +162,10 @@ static int decode_stat(struct pb *r, struct kd_statmsg *m, unsigned *bad_field)
 			if (rc == 0 && !isfinite(*d))
 				rc = -EINVAL;
 		} else if (field == 7 && wt == 0) {
-			uint64_t v;
+			uint64_t v = 0;
 			rc = pb_varint(r, &v);
-			m->timestamp = (int64_t)v;
+			if (rc == 0)
+				m->timestamp = (int64_t)v;
 		} else if (field == 0) {
 			rc = -EINVAL;
 		} else {
