@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# kd-node's direct mode on the rig (issue 6 item 5), the parts test_kd_chain_scale.sh does not
+# cover:
+#  - one kd-node process serves both paths on the same Nodes: a plain Deployment pinned to one of
+#    its Nodes runs through the API (kubelet-compatible path) while direct instances of a kd-class
+#    Service run beside it, and it is never restarted by the chain;
+#  - exactly one sandbox start per instance: kd-node's direct counters show N starts for N
+#    instances, also after a duplicated scale message;
+#  - kd-node restart mid-burst (SIGKILL 300 ms after a 0 -> N decision, restarted at once): the
+#    instances it had written back are adopted from the API (same uid and pod IP), the ephemeral
+#    ones are resent by kd-autoscaler's handshake, and the revision converges to exactly N
+#    Running+Ready instance Pods with unique names and IPs; Knative reports N;
+#  - after scaling to 0 every instance Pod is gone and the plain pod still runs (same uid).
+# Own kd-autoscaler (ports 18080/19471) and kd-node (2 Nodes kd-dnt-<n>, index base 120), under
+# `flock /var/lock/kd-autoscaler-it.lock`. Isolation from other tests' kd-autoscalers and
+# kd-nodes on the shared rig: our Nodes are labelled and tainted kd-it=<namespace>, the template
+# selects and tolerates that.
+. "$(dirname "$0")/lib.sh"
+AS_STATS_PORT="${AS_STATS_PORT:-18080}"
+AS_STATUS_PORT="${AS_STATUS_PORT:-19471}"
+. "$IT_DIR/lib_kd_as.sh"
+N="${KD_IT_N:-60}"
+
+exec 9>/var/lock/kd-autoscaler-it.lock
+flock -w 900 9 || die "another test holds /var/lock/kd-autoscaler-it.lock"
+
+it_namespace kd-it-dnode
+NS="$IT_NS"
+log "namespace $NS"
+as_start --write-qps 0
+# our kd-node: lib_kd_as.sh's dn_start with a FIXED instance channel port, so a restarted kd-node
+# keeps its address (the state dn_stop/as_cleanup use is DN_PID, DN_NODES)
+DN_PORT="${DN_PORT:-19470}"
+my_dn_start() {
+	local bin
+	bin="$(dirname "$(as_bin)")/kd-node"
+	DN_LOG="$(mktemp /tmp/kd-node-it.XXXXXX.log)"
+	ip netns exec kd-cp env KD_PLUGIN_DIR="$(cd "$(dirname "$bin")/../plugins" && pwd)" "$bin" \
+		--kubeconfig "$KD_KUBECONFIG" --nodes 2 --node-prefix kd-dnt --node-index-base 120 \
+		--max-pods 500 --runtime runtime-sim --runtime-config '{"ready-delay":"100ms"}' \
+		--direct --direct-port "$DN_PORT" --status-addr "127.0.0.1:$AS_STATUS_PORT" \
+		--log-level debug >"$DN_LOG" 2>&1 &
+	DN_PID=$!
+	DN_NODES=(kd-dnt-120 kd-dnt-121)
+	dn_up() {
+		local n
+		kill -0 "$DN_PID" 2>/dev/null || die "kd-node exited: $(tail -3 "$DN_LOG")"
+		grep -q "registered (podCIDR" "$DN_LOG" || return 1
+		for n in "${DN_NODES[@]}"; do
+			[[ "$(kc get node "$n" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}/{.metadata.annotations.kubedirect\.dev/channel-addr}')" == "True/127.0.0.1:$DN_PORT" ]] || return 1
+		done
+	}
+	wait_for "kd-node (direct) Nodes ${DN_NODES[*]} Ready, channel 127.0.0.1:$DN_PORT" 60 dn_up
+	log "kd-node pid $DN_PID, log $DN_LOG"
+}
+my_dn_start
+NODE_A="${DN_NODES[0]}"
+NODE_B="${DN_NODES[1]}"
+# isolation on the shared rig: only our kd-autoscaler places on our Nodes (taint + toleration) and
+# it places only there (label + nodeSelector); the scheduler plugin honours both
+isolate() {
+	local n
+	for n in "${DN_NODES[@]}"; do
+		kc label node "$n" "kd-it=$NS" --overwrite >/dev/null
+		kc taint node "$n" "kd-it=$NS:NoSchedule" --overwrite >/dev/null
+	done
+}
+isolate
+
+kc -n "$NS" apply -f - >/dev/null <<EOT
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: kd
+spec:
+  template:
+    metadata:
+      annotations:
+        autoscaling.knative.dev/class: kd.kubedirect.dev
+        autoscaling.knative.dev/initial-scale: "0"
+        autoscaling.knative.dev/min-scale: "0"
+    spec:
+      nodeSelector: {kd-it: $NS}
+      tolerations: [{key: kd-it, operator: Equal, value: $NS, effect: NoSchedule}]
+      containers:
+      - image: dev.local/hello
+        ports:
+        - containerPort: 8080
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: plain
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: plain}}
+  template:
+    metadata: {labels: {app: plain}}
+    spec:
+      nodeSelector: {kubernetes.io/hostname: $NODE_B}
+      tolerations: [{key: kd-it, operator: Equal, value: $NS, effect: NoSchedule}]
+      containers: [{name: c, image: dev.local/hello}]
+EOT
+rev_of() { kc -n "$NS" get ksvc kd -o jsonpath='{.status.latestCreatedRevisionName}'; }
+wait_for "revision created" 120 eval '[[ -n "$(rev_of)" ]]'
+REV="$(rev_of)"
+rev_ready() { [[ "$(kc -n "$NS" get revision "$REV" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
+wait_for "revision $REV Ready at 0" 120 rev_ready
+plain() { kc -n "$NS" get pods -l app=plain -o jsonpath='{.items[0].metadata.uid}/{.items[0].status.phase}/{.items[0].spec.nodeName}'; }
+wait_for "plain API pod Running on $NODE_B" 60 eval '[[ "$(plain)" == */Running/$NODE_B ]]'
+PLAIN="$(plain)"
+
+scale() { as_ws text "{\"type\":\"scale\",\"namespace\":\"$NS\",\"revision\":\"$REV\",\"desired\":$1}"; }
+inst_pods() { kc -n "$NS" get pods -l "serving.knative.dev/revision=$REV" -o json; }
+running_ready() {
+	inst_pods | jq -r '[.items[] | select(.status.phase=="Running" and .metadata.deletionTimestamp==null and
+		any(.status.conditions[]?; .type=="Ready" and .status=="True"))] | length'
+}
+# kd-node logs "direct: OPS ops: S started, ..." every 10 s when its counters changed
+started() { grep -o 'direct: [0-9]* ops: [0-9]* started' "$DN_LOG" | tail -1 | awk '{print $4}'; }
+
+# --- both paths in one process; one start per instance ------------------------------------------
+check "scale message 10 accepted" scale 10
+check "duplicate scale message accepted" scale 10
+wait_for "10 instances Running+Ready" 60 eval '[[ "$(running_ready)" == 10 ]]'
+wait_for "kd-node counted 10 direct starts" 25 eval '[[ "$(started)" == 10 ]]'
+sleep 11 # one more stats period: a second start of any instance would show now
+expect_eq "one sandbox start per instance" 10 "$(started)"
+expect_eq "the plain API pod is untouched" "$PLAIN" "$(plain)"
+expect_eq "instances on our Nodes, both of them in use" 2 \
+	"$(inst_pods | jq -r '.items[].spec.nodeName' | sort -u | grep -c "^kd-dnt-")"
+
+# --- kd-node killed mid-burst and restarted -----------------------------------------------------------
+before="$(inst_pods | jq -r '.items[] | "\(.metadata.name) \(.metadata.uid) \(.status.podIP)"' | sort)"
+check "scale message $N accepted" scale "$N"
+sleep 0.3
+kill -9 "$DN_PID"
+log "kd-node killed 300 ms into the burst: $(inst_pods | jq '.items | length') instance Pods in the API"
+OLD_LOG="$DN_LOG"
+my_dn_start
+isolate
+wait_for "$N instances Running+Ready after the restart" 120 eval '[[ "$(running_ready)" == "$N" ]]'
+sleep 3 # anything extra (a duplicate or an orphan) would appear now
+pods="$(inst_pods)"
+expect_eq "exactly $N instance Pods" "$N" "$(jq '.items | length' <<<"$pods")"
+expect_eq "unique pod IPs" "$N" "$(jq -r '.items[].status.podIP' <<<"$pods" | sort -u | grep -c .)"
+after="$(jq -r '.items[] | "\(.metadata.name) \(.metadata.uid) \(.status.podIP)"' <<<"$pods" | sort)"
+missing="$(comm -23 <(echo "$before") <(echo "$after"))"
+[[ -z "$missing" ]] || die "instances written back before the crash were not adopted as they were: $missing"
+log "ok: the 10 instances from before the crash kept name, uid and pod IP"
+actual() { kc -n "$NS" get revision "$REV" -o jsonpath='{.status.actualReplicas}'; }
+wait_for "Knative reports $N actual replicas" 60 eval '[[ "$(actual)" == "$N" ]]'
+grep -q "direct: handshake with kd-autoscaler:$NS: holding 0 unpersisted" "$DN_LOG" ||
+	die "restarted kd-node did not answer the handshake with an empty held[]"
+log "ok: restarted kd-node held nothing; ephemeral instances came back through the reconcile"
+expect_eq "the plain API pod survived the kd-node restart (same uid)" "$PLAIN" "$(plain)"
+
+# --- to 0 -----------------------------------------------------------------------------------------
+check "scale message 0 accepted" scale 0
+wait_for "every instance Pod deleted" 120 eval '[[ "$(inst_pods | jq ".items | length")" == 0 ]]'
+expect_eq "the plain API pod still runs" "$PLAIN" "$(plain)"
+for f in "$OLD_LOG" "$DN_LOG"; do
+	if grep -q "direct: refused" "$f"; then die "kd-node refused an op: $(grep 'direct: refused' "$f" | head -3)"; fi
+done
+log "ok: kd-node refused no op"
+kill -0 "$DN_PID" 2>/dev/null || die "kd-node died"
+kill -0 "$AS_PID" 2>/dev/null || die "kd-autoscaler died"
+log "PASS"
