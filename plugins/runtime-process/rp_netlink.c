@@ -140,6 +140,17 @@ int rp_nl_link_up(struct rp_nl *nl, int index)
 	return talk(nl, &r, NULL);
 }
 
+int rp_nl_link_mac_up(struct rp_nl *nl, int index, const uint8_t mac[6])
+{
+	struct req r;
+	struct ifinfomsg *ifi = req_init(&r, RTM_NEWLINK, 0, sizeof(*ifi));
+	ifi->ifi_family = AF_UNSPEC;
+	ifi->ifi_index = index;
+	attr_put(&r, IFLA_ADDRESS, mac, 6);
+	int rc = talk(nl, &r, NULL);
+	return rc < 0 ? rc : rp_nl_link_up(nl, index);
+}
+
 int rp_nl_link_del(struct rp_nl *nl, const char *name)
 {
 	struct req r;

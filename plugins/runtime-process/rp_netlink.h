@@ -22,6 +22,8 @@ void rp_nl_close(struct rp_nl *nl);
 int rp_nl_link_index(struct rp_nl *nl, const char *name, int *index);
 /* Sets a link up. */
 int rp_nl_link_up(struct rp_nl *nl, int index);
+/* Sets a link's MAC address (6 bytes) and then sets it up. */
+int rp_nl_link_mac_up(struct rp_nl *nl, int index, const uint8_t mac[6]);
 /* Deletes the link called `name` (a veth: both ends). -ENODEV if gone. */
 int rp_nl_link_del(struct rp_nl *nl, const char *name);
 /* Creates veth `name` (up, enslaved to master_index if > 0) in nl's namespace with its peer

@@ -10,6 +10,10 @@
  *  - A bridge (`bridge`, default kd-br0) in the network namespace named by `bridge-netns` (a path
  *    to a netns file; default /proc/1/ns/net, the root namespace, where rig/up creates kd-br0
  *    with 10.88.0.1/16). The runtime only enslaves veths to it; it never changes the bridge.
+ *    The file is opened once at init (a netlink socket is kept there), so any path valid at
+ *    that moment works, e.g. /proc/<pid of a root-netns process>/ns/net where PID 1's
+ *    namespace files are not readable (as on our build machines; kd-node itself runs inside
+ *    the rig's kd-cp namespace, so "" would be wrong there).
  *  - Pod IPs come from the sandbox spec's per-node pod CIDR (kd-node passes the node's
  *    spec.podCIDR, e.g. 10.244.3.0/24), else `pod-cidr`. Like runtime-sim: the network address,
  *    the first host (reserved for a per-node gateway, never assigned) and the broadcast address
@@ -19,7 +23,10 @@
  *    `gateway` is set, a default route via that address (the rig has none on purpose: nothing
  *    leaves the machine). No per-node gateway address is needed on the bridge for the rig.
  *  - Host ends are named `veth-prefix` + 8 hex digits (default "kd-s", so rig/down's sweep of kd-*
- *    links removes leftovers); the sandbox end is eth0, lo is up.
+ *    links removes leftovers); the sandbox end is eth0, lo is up. eth0's MAC is derived from
+ *    the pod IP (0a:58:<4 IP bytes>, the CNI bridge plugin's old scheme): pod IPs are reused,
+ *    and with a new random MAC per sandbox the peers' ARP caches (e.g. Knative's activator)
+ *    kept the previous pod's MAC for tens of seconds (seen: cold requests stuck 30-50 s).
  *  - Namespaces are anonymous: held by an fd of this plugin and by the sandbox's processes
  *    (which get PR_SET_PDEATHSIG=SIGKILL, so they die with the host process; the namespace and
  *    both veth ends go with them). Creating them uses unshare(CLONE_NEWNET) on the loop thread,
@@ -548,16 +555,10 @@ static int net_create(struct rp *rp, int *ns_fd, char veth[IFNAMSIZ], struct kd_
 		return rp_err(rp, err, -rc, "create veth %s on bridge %s: %s", veth,
 		              rp->cfg->bridge, strerror(-rc));
 	}
-	/* inside: lo and eth0 up */
+	/* inside: lo up (eth0 comes up with its address and MAC in net_configure) */
 	const char *what = "lo";
 	int idx = 0;
 	rc = rp_nl_link_index(&nl, "lo", &idx);
-	if (rc == 0)
-		rc = rp_nl_link_up(&nl, idx);
-	if (rc == 0) {
-		what = "eth0";
-		rc = rp_nl_link_index(&nl, "eth0", &idx);
-	}
 	if (rc == 0)
 		rc = rp_nl_link_up(&nl, idx);
 	rp_nl_close(&nl);
@@ -580,6 +581,14 @@ static int net_configure(struct rp *rp, struct sandbox *sb, struct kd_error **er
 	int eth0 = 0;
 	const char *what = "find eth0";
 	rc = rp_nl_link_index(&nl, "eth0", &eth0);
+	if (rc == 0) {
+		/* MAC from the IP (0a:58:a.b.c.d, as the CNI bridge plugin did): a reused pod IP
+		 * keeps its MAC, so neighbours' ARP caches of an earlier pod stay right */
+		const uint8_t *ip = (const uint8_t *)&sb->ip_be;
+		const uint8_t mac[6] = {0x0a, 0x58, ip[0], ip[1], ip[2], ip[3]};
+		what = "set MAC and up";
+		rc = rp_nl_link_mac_up(&nl, eth0, mac);
+	}
 	if (rc == 0) {
 		what = "add address";
 		rc = rp_nl_addr_add(&nl, eth0, sb->ip_be, sb->prefix);

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -391,6 +392,21 @@ static void hello_answers_on_pod_ip_and_teardown_leaves_nothing(void **state)
 	assert_int_equal(stat(p, &nst), 0);
 	assert_int_equal(stat("/proc/self/ns/net", &own), 0);
 	assert_true(nst.st_ino != own.st_ino); /* its own namespace */
+	/* eth0 inside: MAC derived from the pod IP 10.77.0.2 */
+	int pfd = open(p, O_RDONLY | O_CLOEXEC);
+	assert_true(pfd >= 0);
+	assert_int_equal(setns(pfd, CLONE_NEWNET), 0);
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "eth0");
+	int irc = ioctl(s, SIOCGIFHWADDR, &ifr);
+	close(s);
+	assert_int_equal(setns(home_fd, CLONE_NEWNET), 0);
+	close(pfd);
+	assert_int_equal(irc, 0);
+	const unsigned char want_mac[6] = {0x0a, 0x58, 10, 77, 0, 2};
+	assert_memory_equal(ifr.ifr_hwaddr.sa_data, want_mac, 6);
 	assert_int_equal(veths_in_br(), 1);
 
 	/* over the veth and the bridge, from the bridge's namespace */
