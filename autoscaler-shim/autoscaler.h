@@ -37,7 +37,8 @@ struct kd_as_cfg {
 	char *kubeconfig;
 	char *context;
 	char *pa_class;
-	char *namespace; /* only this namespace, or NULL/"": all */
+	char *namespace;     /* only this namespace, or NULL/"": all */
+	char *node_selector; /* label selector of the Nodes used, or NULL: all */
 	char *source;
 	char *decider;
 	char *decider_config;
@@ -70,6 +71,7 @@ struct kd_as_chan {
 	struct kd_chan_up *up;
 	struct kd_op_list pending; /* ops not yet handed to kd_chan (one per key) */
 	size_t nodes;              /* nodes publishing this address */
+	bool was_ready;            /* completed a handshake at least once */
 };
 
 /* One instance (a Pod of a revision, ephemeral or persisted). */
@@ -91,8 +93,9 @@ struct kd_as_rev {
 	char *key; /* "ns/name" of the PA; the map key */
 	char *ns, *name;
 	char *pa_uid;
-	json_object *pa;     /* latest PA (owned reference) */
-	json_object *deploy; /* template Deployment (owned reference) or NULL */
+	json_object *pa;          /* latest PA (owned reference) */
+	json_object *deploy;      /* template Deployment (owned reference) or NULL */
+	json_object *last_status; /* our last status patch (owned), the "previous" status */
 	char tmpl_hash[KD_TEMPLATE_HASH_LEN + 1];
 	int64_t cpu_milli, mem_bytes;
 	struct kd_as_inst **insts; /* live and deleting instances */
@@ -133,7 +136,8 @@ struct kd_as {
 	struct kd_wb *wb;
 	struct kd_chan_down *status_down;
 	struct kd_as_stats *stats;
-	struct kd_timer *tick, *sync_timer;
+	struct kd_timer *tick, *sync_timer, *warm_timer;
+	bool warm; /* decisions are applied (see chain.c check_warm) */
 	bool stopping;
 	uint64_t decisions, pokes, created, cancelled, deleted;
 };

@@ -182,11 +182,47 @@ static void chan_remote_error(void *ud, int code, const char *reason)
 	kd_log_warn("chain: channel %s: node refused an op (code %d): %s", ch->addr, code, reason);
 }
 
+/* Warm: every channel known after the Node informer synced has completed a handshake (or
+ * KD_AS_WARMUP_MS passed). Until then no decision is applied: the handshakes first cancel what
+ * a previous incarnation left in flight, then decisions create what is missing (no over-scaling
+ * after a restart). */
+#define KD_AS_WARMUP_MS 5000
+
+static void check_warm(struct kd_as *as)
+{
+	if (as->warm || !as->node_inf || !kd_informer_synced(as->node_inf))
+		return;
+	struct lh_entry *e;
+	lh_foreach(as->chans, e)
+	{
+		struct kd_as_chan *ch = (struct kd_as_chan *)lh_entry_v(e);
+		if (!ch->was_ready)
+			return;
+	}
+	as->warm = true;
+	kd_log_info("chain: every instance channel handshaked; applying decisions");
+}
+
+static void warm_timeout(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	(void)loop;
+	(void)t;
+	struct kd_as *as = arg;
+	if (!as->warm) {
+		as->warm = true;
+		kd_log_warn("chain: not every instance channel handshaked within %d ms; applying "
+		            "decisions anyway",
+		            KD_AS_WARMUP_MS);
+	}
+}
+
 static void chan_ready(void *ud, uint64_t epoch)
 {
 	struct kd_as_chan *ch = ud;
 	kd_log_info("chain: channel %s ready (epoch %llu)", ch->addr, (unsigned long long)epoch);
+	ch->was_ready = true;
 	chan_flush(ch);
+	check_warm(ch->as);
 }
 
 static void chan_down_cb(void *ud, const char *reason)
@@ -238,6 +274,7 @@ static struct kd_as_chan *chan_get(struct kd_as *as, const char *addr)
 }
 
 static void delete_through_api(struct kd_as *as, struct kd_as_inst *inst, bool force);
+static void on_nodes_synced(struct kd_informer *inf, void *arg);
 
 /* ---- scheduling constraints from JSON (strings borrowed from the JSON) ---------------------- */
 
@@ -595,8 +632,8 @@ static int create_one(struct kd_as *as, struct kd_as_rev *rev, const char *name)
 
 void kd_as_chain_apply(struct kd_as *as, struct kd_as_rev *rev, int32_t desired)
 {
-	if (!rev->deploy || !rev->pa_uid)
-		return;
+	if (!rev->deploy || !rev->pa_uid || !as->warm)
+		return; /* the tick applies it later */
 	size_t n = rev->n_insts;
 	struct kd_instance *cur = kd_xcalloc(n ? n : 1, sizeof(*cur));
 	const char **reserved = kd_xcalloc(n ? n : 1, sizeof(*reserved));
@@ -845,22 +882,37 @@ int kd_as_chain_start(struct kd_as *as, struct kd_error **err)
 		return kd_error_wrap(err, "status channel");
 	kd_log_info("chain: status channel on %s:%d", as->cfg.status_bind,
 	            kd_chan_down_port(as->status_down));
-	struct kd_informer_opts io = {.res = &kd_k8s_nodes};
-	struct kd_informer_handlers h = {
-	    .on_add = on_node, .on_update = on_node_update, .on_delete = on_node_delete, .arg = as};
+	struct kd_informer_opts io = {.res = &kd_k8s_nodes,
+	                              .label_selector = as->cfg.node_selector};
+	struct kd_informer_handlers h = {.on_add = on_node,
+	                                 .on_update = on_node_update,
+	                                 .on_delete = on_node_delete,
+	                                 .on_synced = on_nodes_synced,
+	                                 .arg = as};
 	/* started by kd_as_chain_nodes_start once the PodAutoscalers and Pods are known: a
 	 * handshake must see every persisted instance, or it would drop ones that exist */
 	return kd_informer_new(as->k8s, &io, &h, &as->node_inf, err);
 }
 
+static void on_nodes_synced(struct kd_informer *inf, void *arg)
+{
+	(void)inf;
+	check_warm(arg);
+}
+
 void kd_as_chain_nodes_start(struct kd_as *as)
 {
-	if (as->node_inf && kd_informer_start(as->node_inf) == 0)
+	if (as->node_inf && kd_informer_start(as->node_inf) == 0) {
 		kd_log_info("chain: PodAutoscalers and instances known; watching Nodes");
+		as->warm_timer = kd_loop_timer_new(as->loop, warm_timeout, as);
+		kd_loop_timer_start(as->warm_timer, KD_AS_WARMUP_MS);
+	}
 }
 
 void kd_as_chain_stop(struct kd_as *as)
 {
+	kd_loop_timer_free(as->warm_timer);
+	as->warm_timer = NULL;
 	kd_informer_free(as->node_inf);
 	as->node_inf = NULL;
 	kd_chan_down_free(as->status_down);

@@ -32,6 +32,9 @@ static const struct kd_config_option options[] = {
     KD_OPT_STRING("namespace", C, namespace, .metavar = "NS",
                   .help = "reconcile PodAutoscalers of this namespace only (default: all; tests "
                           "sharing a cluster use it)"),
+    KD_OPT_STRING("node-selector", C, node_selector, .metavar = "SELECTOR",
+                  .help = "label selector of the Nodes instances may be placed on (default: "
+                          "every Node publishing kubedirect.dev/channel-addr)"),
     KD_OPT_STRING("source", C, source, .def = KD_INSTANCE_SOURCE_DEFAULT, .required = true,
                   .help = "our name in the hello of every instance channel"),
     KD_OPT_STRING("decider", C, decider, .def = "decider-kpa", .metavar = "PLUGIN",

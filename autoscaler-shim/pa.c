@@ -139,6 +139,8 @@ static void rev_free(struct kd_as *as, struct kd_as_rev *rev, bool cancel)
 		json_object_put(rev->pa);
 	if (rev->deploy)
 		json_object_put(rev->deploy);
+	if (rev->last_status)
+		json_object_put(rev->last_status);
 	free(rev->insts);
 	free(rev->key);
 	free(rev->ns);
@@ -618,7 +620,9 @@ static void sync_rev(struct kd_as *as, struct kd_as_rev *rev)
 		st.initialized.message = "Waiting for the initial scale.";
 	}
 	int32_t want = rev->desired;
-	const char *pact = prev_active(rev->pa);
+	/* our own last status is the previous one (the informer's copy lags our writes) */
+	json_object *prev = rev->last_status ? rev->last_status : rev->pa;
+	const char *pact = prev_active(prev);
 	bool prev_inactive = pact && strcmp(pact, "False") == 0;
 	bool prev_activating = pact && strcmp(pact, "Unknown") == 0;
 	static const char *no_traffic = "The target is not receiving traffic.";
@@ -651,7 +655,11 @@ static void sync_rev(struct kd_as *as, struct kd_as_rev *rev)
 	else
 		st.sks_ready = (struct kd_as_cond){"Unknown", "NotReady",
 		                                   "Services and Endpoints are being written."};
-	put(as, "pa", rev->ns, rev->name, kd_as_build_status(&st, rev->pa, kd_wall_ns()));
+	json_object *status = kd_as_build_status(&st, prev, kd_wall_ns());
+	if (rev->last_status)
+		json_object_put(rev->last_status);
+	rev->last_status = json_object_get(status);
+	put(as, "pa", rev->ns, rev->name, status);
 }
 
 static void sync_cb(struct kd_loop *loop, struct kd_timer *t, void *arg)

@@ -4,10 +4,17 @@
 # WebSocket on 10.88.0.2:$AS_STATS_PORT, status channel on :$AS_STATUS_PORT) with the rig's admin
 # kubeconfig, and stop it when the test exits. Binary: $KD_BUILD_DIR/bin/kd-autoscaler (plugins
 # from $KD_BUILD_DIR/plugins). Log: $AS_LOG.
-AS_STATS_PORT="${AS_STATS_PORT:-8080}"
-AS_STATUS_PORT="${AS_STATUS_PORT:-9471}"
+# Ports differ per test run (the rig is shared: another test may run its own kd-autoscaler).
+AS_STATS_PORT="${AS_STATS_PORT:-$((21000 + RANDOM % 9000))}"
+AS_STATUS_PORT="${AS_STATUS_PORT:-$((AS_STATS_PORT + 10000))}"
 AS_PID=""
 AS_LOG=""
+
+# dn_selector: label selector of the Nodes started by dn_start (for as_start --node-selector).
+dn_selector() {
+	local IFS=,
+	echo "kubernetes.io/hostname in (${DN_NODES[*]})"
+}
 
 # EXIT trap of tests using these helpers: our kd-node, kd-autoscaler, then the namespace.
 as_cleanup() {
@@ -102,6 +109,8 @@ dn_start() {
 }
 dn_stop() {
 	local p i
+	# DN_PID too: a test may start its own kd-node and only set DN_PID/DN_NODES
+	[[ -n "$DN_PID" && " ${DN_PIDS[*]} " != *" $DN_PID "* ]] && DN_PIDS+=("$DN_PID")
 	for p in "${DN_PIDS[@]}"; do
 		kill "$p" 2>/dev/null || true
 		for i in $(seq 1 50); do

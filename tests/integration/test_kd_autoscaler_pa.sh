@@ -8,9 +8,9 @@
 #    True, Active False NoTraffic; Knative reports the Revision Ready with 0 actual replicas; the
 #    template Deployment stays at 0 replicas, annotated kubedirect.dev/replicas=0.
 #  - the stats WebSocket answers a ping with a pong (Knative's activator needs it), and a Knative
-#    binary poke makes the decider want an instance at once: when no node has an instance channel
-#    (kd-node not in direct mode) the PA says Active Unknown Unschedulable and a FailedScheduling
-#    event exists; otherwise the instance becomes ready (actualScale 1, Active True).
+#    binary poke makes the decider want an instance at once; this kd-autoscaler may use no node
+#    (--node-selector matching none), so the PA says Active Unknown Unschedulable and a
+#    FailedScheduling event exists (bad input: fits no node).
 #  - bad input: a kd Service with an unknown metric annotation gets Active False DecisionFailed
 #    naming the annotation, and a Warning event.
 #  - kd Service with the default initial-scale (1): Knative creates its Deployment with 1 replica;
@@ -24,7 +24,7 @@
 it_namespace kd-it-as
 NS="$IT_NS"
 log "namespace $NS"
-as_start
+as_start --node-selector kubedirect.dev/no-such-node=x
 
 ksvc() { # NAME CLASS EXTRA-ANNOTATION-LINES
 	kc -n "$NS" apply -f - >/dev/null <<EOT
@@ -101,18 +101,11 @@ check "Knative binary poke accepted" as_ws poke "$NS" "$REV"
 ev() { kc -n "$NS" get events --field-selector "involvedObject.name=$1,reason=$2" -o name | grep -q .; }
 poked() { grep -q "desired -1 -> 1 (poke)\|desired 0 -> 1 (poke)" "$AS_LOG"; }
 wait_for "the poke triggered an immediate decision (desired 1)" 10 poked
-if [[ "$(kc get nodes -o json | jq '[.items[] | select(.metadata.annotations["kubedirect.dev/channel-addr"] != null)] | length')" == 0 ]]; then
-	# no kd-node in direct mode: the instance cannot be placed (bad input: fits no node)
-	unsched() { [[ "$(pa_cond "$NS" "$REV" Active reason)" == Unschedulable ]]; }
-	wait_for "no node with an instance channel: Active Unschedulable" 30 unsched
-	log "  message: $(pa_cond "$NS" "$REV" Active message)"
-	wait_for "FailedScheduling event on the PA" 30 ev "$REV" FailedScheduling
-else
-	one() { [[ "$(kc -n "$NS" get podautoscaler "$REV" -o jsonpath='{.status.actualScale}')" == 1 ]]; }
-	wait_for "kd-node in direct mode: the poke's instance is ready (actualScale 1)" 60 one
-	act() { [[ "$(pa_cond "$NS" "$REV" Active status)" == True ]]; }
-	wait_for "Active True" 30 act
-fi
+# no node is selected for this kd-autoscaler: the instance cannot be placed (fits no node)
+unsched() { [[ "$(pa_cond "$NS" "$REV" Active reason)" == Unschedulable ]]; }
+wait_for "no node with an instance channel: Active Unschedulable" 30 unsched
+log "  message: $(pa_cond "$NS" "$REV" Active message)"
+wait_for "FailedScheduling event on the PA" 30 ev "$REV" FailedScheduling
 check "JSON scale message accepted" as_ws text "{\"type\":\"scale\",\"namespace\":\"$NS\",\"revision\":\"$REV\",\"desired\":0}"
 back() { [[ "$(pa_cond "$NS" "$REV" Active reason)" == NoTraffic ]]; }
 wait_for "scale message to 0: Active back to NoTraffic" 30 back

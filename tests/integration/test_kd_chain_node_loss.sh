@@ -12,11 +12,11 @@ N="${KD_IT_N:-20}"
 it_namespace kd-it-chainnl
 NS="$IT_NS"
 log "namespace $NS"
-as_start
 dn_start kd-asl 160 1
 LOST_PID="$DN_PID"
 LOST_NODE=kd-asl-160
 dn_start kd-asm 170 1
+as_start --node-selector "$(dn_selector)"
 
 kc -n "$NS" apply -f - >/dev/null <<EOT
 apiVersion: serving.knative.dev/v1

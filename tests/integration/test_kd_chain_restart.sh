@@ -13,8 +13,8 @@ N="${KD_IT_N:-100}"
 it_namespace kd-it-chainrs
 NS="$IT_NS"
 log "namespace $NS"
-as_start
 dn_start kd-asr 150 2
+as_start --node-selector "$(dn_selector)"
 
 kc -n "$NS" apply -f - >/dev/null <<EOT
 apiVersion: serving.knative.dev/v1
@@ -47,7 +47,7 @@ kill -9 "$AS_PID"
 wait "$AS_PID" 2>/dev/null || true
 AS_PID=""
 log "killed kd-autoscaler with $before/$N pods in the API"
-as_start
+as_start --node-selector "$(dn_selector)"
 # the client repeats its decision (idempotent: the same desired scale)
 check "scale message -> $N again" as_ws text "{\"type\":\"scale\",\"namespace\":\"$NS\",\"revision\":\"$REV\",\"desired\":$N}"
 

@@ -20,8 +20,8 @@ N="${KD_IT_N:-50}"
 it_namespace kd-it-chain
 NS="$IT_NS"
 log "namespace $NS"
-as_start
 dn_start kd-asn 140 2
+as_start --node-selector "$(dn_selector)"
 
 ksvc() { # NAME CLASS
 	kc -n "$NS" apply -f - >/dev/null <<EOT
