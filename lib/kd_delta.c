@@ -272,6 +272,8 @@ void kd_msg_free(struct kd_msg *m)
 void kd_msg_copy(struct kd_msg *dst, const struct kd_msg *src)
 {
 	kd_msg_init(dst, src->type, src->epoch, src->seq);
+	dst->part = src->part;
+	dst->more = src->more;
 	switch (src->type) {
 	case KD_MSG_HELLO:
 		dst->hello.source = dup_or_null(src->hello.source);
@@ -299,7 +301,8 @@ void kd_msg_copy(struct kd_msg *dst, const struct kd_msg *src)
 
 bool kd_msg_equal(const struct kd_msg *a, const struct kd_msg *b)
 {
-	if (a->type != b->type || a->epoch != b->epoch || a->seq != b->seq)
+	if (a->type != b->type || a->epoch != b->epoch || a->seq != b->seq || a->part != b->part ||
+	    a->more != b->more)
 		return false;
 	switch (a->type) {
 	case KD_MSG_HELLO:
@@ -337,6 +340,22 @@ void kd_msg_vec_push(struct kd_msg_vec *v, struct kd_msg *m)
 {
 	v->v = grow(v->v, &v->cap, v->n, sizeof(*v->v));
 	v->v[v->n++] = m;
+}
+
+void kd_frame_vec_fini(struct kd_frame_vec *v)
+{
+	for (size_t i = 0; i < v->n; i++)
+		free(v->v[i].buf);
+	free(v->v);
+	memset(v, 0, sizeof(*v));
+}
+
+static void frame_vec_push(struct kd_frame_vec *v, char *buf, size_t len)
+{
+	v->v = grow(v->v, &v->cap, v->n, sizeof(*v->v));
+	v->v[v->n].buf = buf;
+	v->v[v->n].len = len;
+	v->n++;
 }
 
 void kd_msg_vec_fini(struct kd_msg_vec *v)
@@ -580,6 +599,8 @@ static const char *ctx_str(const struct vctx *c, char *buf, size_t bufsz)
 	if ((c->m->type == KD_MSG_DELTA || c->m->type == KD_MSG_ACK) && c->m->seq)
 		o += snprintf(buf + o, bufsz - (size_t)o, " seq %llu",
 		              (unsigned long long)c->m->seq);
+	if (c->m->part)
+		o += snprintf(buf + o, bufsz - (size_t)o, " part %u", c->m->part);
 	if (c->list)
 		snprintf(buf + o, bufsz - (size_t)o, " %s %zu", c->list, c->idx);
 	return buf;
@@ -771,8 +792,10 @@ static int check_keys(struct vctx *c, const struct kd_key_list *l, const char *l
 static struct kd_delta_limits limits_of(const struct kd_delta_limits *lim)
 {
 	struct kd_delta_limits l = {KD_DELTA_MAX_FRAME_DEFAULT, KD_DELTA_MAX_OPS_DEFAULT,
-	                            KD_DELTA_MAX_KEYS_DEFAULT};
+	                            KD_DELTA_MAX_KEYS_DEFAULT, KD_DELTA_MAX_TOTAL_DEFAULT};
 	if (lim) {
+		if (lim->max_total)
+			l.max_total = lim->max_total;
 		if (lim->max_frame)
 			l.max_frame = KD_MIN(lim->max_frame, (size_t)INT_MAX);
 		if (lim->max_ops)
@@ -800,6 +823,11 @@ int kd_msg_validate(const struct kd_msg *m, const struct kd_delta_limits *lim,
 	if (!data && m->seq != 0)
 		return vfail(&c, EINVAL, "seq must be 0 on a control message, not %llu",
 		             (unsigned long long)m->seq);
+	bool pageable = m->type == KD_MSG_STATE || m->type == KD_MSG_RECONCILE;
+	if (!pageable && (m->part || m->more))
+		return vfail(&c, EINVAL, "part/more are only valid on state and reconcile");
+	if (m->part > KD_PART_MAX)
+		return vfail(&c, EINVAL, "part %u out of range [0, %u]", m->part, KD_PART_MAX);
 	const char *why;
 	struct keyset seen;
 	int rc = 0;
@@ -872,7 +900,7 @@ struct sbuf {
 
 static void sb_need(struct sbuf *b, size_t extra)
 {
-	if (b->len + extra + 1 <= b->cap)
+	if (b->p && b->len + extra + 1 <= b->cap)
 		return;
 	size_t nc = b->cap ? b->cap : 256;
 	while (nc < b->len + extra + 1)
@@ -960,23 +988,127 @@ static void sb_kvs(struct sbuf *b, const char *name, const struct kd_kv_list *l)
 	SB_LIT(b, "}");
 }
 
-static void enc_op(struct sbuf *b, const struct kd_op *op)
+/* Template table of one frame: distinct template references in order of first use. */
+struct ttab {
+	const struct kd_tmpl_ref **v; /* borrowed */
+	size_t n, cap;
+	uint32_t *slot; /* index + 1, 0 = empty */
+	size_t mask;
+};
+
+static uint64_t fnv_str(uint64_t h, const char *s)
 {
-	if (op->kind == KD_OP_UPSERT)
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	return (h ^ 0xff) * 1099511628211ULL; /* separator */
+}
+
+static uint64_t tmpl_hash(const struct kd_tmpl_ref *t)
+{
+	uint64_t h = 1469598103934665603ULL;
+	h = fnv_str(h, t->kind);
+	h = fnv_str(h, t->name);
+	h = fnv_str(h, t->uid);
+	return fnv_str(h, t->hash);
+}
+
+static bool tmpl_eq(const struct kd_tmpl_ref *a, const struct kd_tmpl_ref *b)
+{
+	return strcmp(a->hash, b->hash) == 0 && strcmp(a->uid, b->uid) == 0 &&
+	       strcmp(a->name, b->name) == 0 && strcmp(a->kind, b->kind) == 0;
+}
+
+static void ttab_fini(struct ttab *t)
+{
+	free(t->v);
+	free(t->slot);
+	memset(t, 0, sizeof(*t));
+}
+
+static void ttab_reset(struct ttab *t)
+{
+	if (t->slot && t->n)
+		memset(t->slot, 0, (t->mask + 1) * sizeof(*t->slot));
+	t->n = 0;
+}
+
+static size_t ttab_find(const struct ttab *t, const struct kd_tmpl_ref *r, uint64_t h)
+{
+	size_t i = (size_t)h & t->mask;
+	while (t->slot[i] && t->v && !tmpl_eq(t->v[t->slot[i] - 1], r))
+		i = (i + 1) & t->mask;
+	return i;
+}
+
+/* Index of r in t, or t->n (the index it would get) when absent. */
+static size_t ttab_lookup(struct ttab *t, const struct kd_tmpl_ref *r)
+{
+	if (!t->slot)
+		return t->n;
+	size_t i = ttab_find(t, r, tmpl_hash(r));
+	return t->slot[i] ? t->slot[i] - 1 : t->n;
+}
+
+static size_t ttab_add(struct ttab *t, const struct kd_tmpl_ref *r)
+{
+	if (!t->slot || (t->n + 1) * 2 > t->mask + 1) {
+		size_t cap = t->slot ? (t->mask + 1) * 2 : 16;
+		free(t->slot);
+		t->slot = kd_xcalloc(cap, sizeof(*t->slot));
+		t->mask = cap - 1;
+		for (size_t k = 0; k < t->n; k++)
+			t->slot[ttab_find(t, t->v[k], tmpl_hash(t->v[k]))] = (uint32_t)(k + 1);
+	}
+	size_t i = ttab_find(t, r, tmpl_hash(r));
+	if (t->slot[i])
+		return t->slot[i] - 1;
+	t->v = grow(t->v, &t->cap, t->n, sizeof(*t->v));
+	t->v[t->n] = r;
+	t->slot[i] = (uint32_t)(t->n + 1);
+	return t->n++;
+}
+
+static void enc_tmpl_obj(struct sbuf *b, const struct kd_tmpl_ref *t)
+{
+	SB_LIT(b, "{\"kind\":");
+	sb_str(b, t->kind);
+	SB_LIT(b, ",\"name\":");
+	sb_str(b, t->name);
+	SB_LIT(b, ",\"uid\":");
+	sb_str(b, t->uid);
+	SB_LIT(b, ",\"hash\":");
+	sb_str(b, t->hash);
+	SB_LIT(b, "}");
+}
+
+/* Writes ,"tmpls":[...] when t is not empty. */
+static void enc_tmpls(struct sbuf *b, const struct ttab *t)
+{
+	if (!t->n)
+		return;
+	SB_LIT(b, ",\"tmpls\":[");
+	for (size_t i = 0; i < t->n; i++) {
+		if (i)
+			SB_LIT(b, ",");
+		enc_tmpl_obj(b, t->v[i]);
+	}
+	SB_LIT(b, "]");
+}
+
+/* One op; tidx is its template's table index (ignored without a template); upsert_list: in
+ * held[]/resend[], where "op" is omitted. */
+static void enc_op(struct sbuf *b, const struct kd_op *op, size_t tidx, bool upsert_list)
+{
+	if (upsert_list)
+		SB_LIT(b, "{\"key\":");
+	else if (op->kind == KD_OP_UPSERT)
 		SB_LIT(b, "{\"op\":\"upsert\",\"key\":");
 	else
 		SB_LIT(b, "{\"op\":\"delete\",\"key\":");
 	sb_str(b, op->key);
 	if (op->has & KD_OP_HAS_TMPL) {
-		SB_LIT(b, ",\"tmpl\":{\"kind\":");
-		sb_str(b, op->tmpl.kind);
-		SB_LIT(b, ",\"name\":");
-		sb_str(b, op->tmpl.name);
-		SB_LIT(b, ",\"uid\":");
-		sb_str(b, op->tmpl.uid);
-		SB_LIT(b, ",\"hash\":");
-		sb_str(b, op->tmpl.hash);
-		SB_LIT(b, "}");
+		SB_LIT(b, ",\"t\":");
+		sb_u64(b, tidx);
 	}
 	if (op->node) {
 		SB_LIT(b, ",\"node\":");
@@ -1013,30 +1145,94 @@ static void enc_op(struct sbuf *b, const struct kd_op *op)
 	SB_LIT(b, "}");
 }
 
-static void enc_ops(struct sbuf *b, const char *name, const struct kd_op_list *l)
+static void enc_ops(struct sbuf *b, const char *name, const struct kd_op *v, size_t n,
+                    struct ttab *t, bool upsert_list)
 {
 	sb_mem(b, ",\"", 2);
 	sb_mem(b, name, strlen(name));
 	sb_mem(b, "\":[", 3);
-	for (size_t i = 0; i < l->n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		if (i)
 			SB_LIT(b, ",");
-		enc_op(b, &l->v[i]);
+		size_t tidx = (v[i].has & KD_OP_HAS_TMPL) ? ttab_add(t, &v[i].tmpl) : 0;
+		enc_op(b, &v[i], tidx, upsert_list);
 	}
 	SB_LIT(b, "]");
 }
 
-static void enc_keys(struct sbuf *b, const char *name, const struct kd_key_list *l)
+static void enc_keys(struct sbuf *b, const char *name, char *const *v, size_t n)
 {
 	sb_mem(b, ",\"", 2);
 	sb_mem(b, name, strlen(name));
 	sb_mem(b, "\":[", 3);
-	for (size_t i = 0; i < l->n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		if (i)
 			SB_LIT(b, ",");
-		sb_str(b, l->v[i]);
+		sb_str(b, v[i]);
 	}
 	SB_LIT(b, "]");
+}
+
+static void enc_head(struct sbuf *b, const struct kd_msg *m)
+{
+	SB_LIT(b, "{\"type\":\"");
+	const char *tn = kd_msg_type_name(m->type);
+	sb_mem(b, tn, strlen(tn));
+	SB_LIT(b, "\",\"epoch\":\"");
+	sb_u64(b, m->epoch);
+	SB_LIT(b, "\",\"seq\":");
+	sb_u64(b, m->seq);
+}
+
+/* ,"part":P,"more":true} (each only when set) */
+static void enc_tail(struct sbuf *b, uint32_t part, bool more)
+{
+	if (part) {
+		SB_LIT(b, ",\"part\":");
+		sb_u64(b, part);
+	}
+	if (more)
+		SB_LIT(b, ",\"more\":true");
+	SB_LIT(b, "}");
+}
+
+/* Encodes a validated message into b (after headroom). */
+static void enc_msg(struct sbuf *b, const struct kd_msg *m)
+{
+	struct ttab t = {0};
+	enc_head(b, m);
+	switch (m->type) {
+	case KD_MSG_HELLO:
+		SB_LIT(b, ",\"source\":");
+		sb_str(b, m->hello.source);
+		break;
+	case KD_MSG_STATE:
+		SB_LIT(b, ",\"last_seq\":");
+		sb_u64(b, m->state.last_seq);
+		enc_ops(b, "held", m->state.held.v, m->state.held.n, &t, true);
+		break;
+	case KD_MSG_RECONCILE:
+		enc_keys(b, "keep", m->reconcile.keep.v, m->reconcile.keep.n);
+		enc_keys(b, "drop", m->reconcile.drop.v, m->reconcile.drop.n);
+		enc_ops(b, "resend", m->reconcile.resend.v, m->reconcile.resend.n, &t, true);
+		break;
+	case KD_MSG_DELTA:
+		enc_ops(b, "ops", m->delta.ops.v, m->delta.ops.n, &t, false);
+		break;
+	case KD_MSG_ERROR:
+		SB_LIT(b, ",\"code\":");
+		sb_u64(b, (uint64_t)m->error.code);
+		if (m->error.reason) {
+			SB_LIT(b, ",\"reason\":");
+			sb_str(b, m->error.reason);
+		}
+		break;
+	default:
+		break;
+	}
+	enc_tmpls(b, &t);
+	ttab_fini(&t);
+	enc_tail(b, m->part, m->more);
 }
 
 int kd_msg_encode(const struct kd_msg *m, size_t headroom, const struct kd_delta_limits *lim,
@@ -1049,53 +1245,221 @@ int kd_msg_encode(const struct kd_msg *m, size_t headroom, const struct kd_delta
 	struct sbuf b = {0};
 	sb_need(&b, headroom + 64);
 	b.len = headroom;
-	SB_LIT(&b, "{\"type\":\"");
-	const char *tn = kd_msg_type_name(m->type);
-	sb_mem(&b, tn, strlen(tn));
-	SB_LIT(&b, "\",\"epoch\":\"");
-	sb_u64(&b, m->epoch);
-	SB_LIT(&b, "\",\"seq\":");
-	sb_u64(&b, m->seq);
-	switch (m->type) {
-	case KD_MSG_HELLO:
-		SB_LIT(&b, ",\"source\":");
-		sb_str(&b, m->hello.source);
-		break;
-	case KD_MSG_STATE:
-		SB_LIT(&b, ",\"last_seq\":");
-		sb_u64(&b, m->state.last_seq);
-		enc_ops(&b, "held", &m->state.held);
-		break;
-	case KD_MSG_RECONCILE:
-		enc_keys(&b, "keep", &m->reconcile.keep);
-		enc_keys(&b, "drop", &m->reconcile.drop);
-		enc_ops(&b, "resend", &m->reconcile.resend);
-		break;
-	case KD_MSG_DELTA:
-		enc_ops(&b, "ops", &m->delta.ops);
-		break;
-	case KD_MSG_ERROR:
-		SB_LIT(&b, ",\"code\":");
-		sb_u64(&b, (uint64_t)m->error.code);
-		if (m->error.reason) {
-			SB_LIT(&b, ",\"reason\":");
-			sb_str(&b, m->error.reason);
-		}
-		break;
-	default:
-		break;
-	}
-	SB_LIT(&b, "}");
+	enc_msg(&b, m);
 	b.p[b.len] = '\0';
 	size_t n = b.len - headroom;
 	if (n > l.max_frame) {
 		free(b.p);
 		return kd_error_set(err, EMSGSIZE, 0,
-		                    "encode %s: %zu bytes exceed the %zu-byte frame cap", tn, n,
-		                    l.max_frame);
+		                    "encode %s: %zu bytes exceed the %zu-byte frame cap",
+		                    kd_msg_type_name(m->type), n, l.max_frame);
 	}
 	*buf = b.p;
 	*len = n;
+	return 0;
+}
+
+/* ---- paging -----------------------------------------------------------------------------------
+ */
+
+/* Bytes a page may need after its last entry: closing the open list, empty remaining lists
+ * (,"drop":[],"resend":[]), closing "tmpls", ,"part":1000000,"more":true}. */
+#define PAGE_TAIL_RESERVE 96
+
+struct pager {
+	const struct kd_msg *m;
+	struct kd_delta_limits lim;
+	size_t headroom;
+	struct kd_frame_vec frames;
+	struct sbuf b;  /* the page being built */
+	struct sbuf tb; /* its template table entries, comma separated */
+	struct sbuf item;
+	struct ttab t;
+	uint32_t part;
+	int list;       /* index of the open list in the page (-1 none) */
+	size_t in_list; /* entries in the open list */
+	size_t in_page; /* entries in the page */
+	struct kd_error **err;
+};
+
+static const char *const state_lists[] = {"held"};
+static const char *const rec_lists[] = {"keep", "drop", "resend"};
+
+static void page_open(struct pager *p)
+{
+	p->b = (struct sbuf){0};
+	sb_need(&p->b, p->headroom + 256);
+	p->b.len = p->headroom;
+	p->tb.len = 0;
+	ttab_reset(&p->t);
+	enc_head(&p->b, p->m);
+	if (p->m->type == KD_MSG_STATE) {
+		SB_LIT(&p->b, ",\"last_seq\":");
+		sb_u64(&p->b, p->m->state.last_seq);
+	}
+	p->list = -1;
+	p->in_list = 0;
+	p->in_page = 0;
+}
+
+/* Opens list li (closing the previous ones, writing empty lists in between). */
+static void page_list(struct pager *p, int li)
+{
+	const char *const *names = p->m->type == KD_MSG_STATE ? state_lists : rec_lists;
+	while (p->list < li) {
+		if (p->list >= 0)
+			SB_LIT(&p->b, "]");
+		p->list++;
+		sb_mem(&p->b, ",\"", 2);
+		sb_mem(&p->b, names[p->list], strlen(names[p->list]));
+		sb_mem(&p->b, "\":[", 3);
+		p->in_list = 0;
+	}
+}
+
+static void page_close(struct pager *p, bool more)
+{
+	int nlists = p->m->type == KD_MSG_STATE ? 1 : 3;
+	page_list(p, nlists - 1);
+	SB_LIT(&p->b, "]");
+	if (p->t.n) {
+		SB_LIT(&p->b, ",\"tmpls\":[");
+		sb_mem(&p->b, p->tb.p, p->tb.len);
+		SB_LIT(&p->b, "]");
+	}
+	enc_tail(&p->b, p->part, more);
+	p->b.p[p->b.len] = '\0';
+	frame_vec_push(&p->frames, p->b.p, p->b.len - p->headroom);
+	p->b = (struct sbuf){0};
+	p->part++;
+}
+
+/* Adds an entry of list li (a key, or an op of held/resend with key == op->key) to the current
+ * page, closing it and opening the next one first when it does not fit. */
+static int page_add(struct pager *p, int li, const char *lname, const char *key,
+                    const struct kd_op *op)
+{
+	size_t max_in_list = op ? p->lim.max_ops : p->lim.max_keys;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		size_t tidx = 0, tbytes = 0;
+		bool newt = false;
+		p->item.len = 0;
+		if (op && (op->has & KD_OP_HAS_TMPL)) {
+			tidx = ttab_lookup(&p->t, &op->tmpl);
+			newt = tidx == p->t.n;
+			if (newt && op) {
+				size_t before = p->item.len;
+				enc_tmpl_obj(&p->item, &op->tmpl);
+				tbytes = p->item.len - before + 1; /* + comma */
+				p->item.len = 0;
+			}
+		}
+		if (op)
+			enc_op(&p->item, op, tidx, true);
+		else
+			sb_str(&p->item, key);
+		size_t cur = p->b.len - p->headroom + p->tb.len;
+		size_t need = p->item.len + 1 + tbytes + 16 /* list opening */ + PAGE_TAIL_RESERVE;
+		bool fits =
+		    cur + need <= p->lim.max_frame && (p->list != li || p->in_list < max_in_list);
+		if (!fits) {
+			if (p->in_page == 0 || attempt == 1)
+				return kd_error_set(
+				    p->err, EMSGSIZE, 0,
+				    "encode %s: %s entry %s does not fit a %zu-byte "
+				    "frame",
+				    kd_msg_type_name(p->m->type), lname, key, p->lim.max_frame);
+			page_close(p, true);
+			page_open(p);
+			continue;
+		}
+		page_list(p, li);
+		if (p->in_list)
+			SB_LIT(&p->b, ",");
+		sb_mem(&p->b, p->item.p, p->item.len);
+		if (newt && op) {
+			if (p->t.n)
+				SB_LIT(&p->tb, ",");
+			ttab_add(&p->t, &op->tmpl);
+			enc_tmpl_obj(&p->tb, &op->tmpl);
+		}
+		p->in_list++;
+		p->in_page++;
+		return 0;
+	}
+	return -EMSGSIZE; /* not reached */
+}
+
+int kd_msg_encode_pages(const struct kd_msg *m, size_t headroom, const struct kd_delta_limits *lim,
+                        struct kd_frame_vec *out, struct kd_error **err)
+{
+	struct kd_delta_limits l = limits_of(lim);
+	bool pageable = m->type == KD_MSG_STATE || m->type == KD_MSG_RECONCILE;
+	if (!pageable) {
+		char *buf = NULL;
+		size_t len = 0;
+		int rc = kd_msg_encode(m, headroom, &l, &buf, &len, err);
+		if (rc < 0)
+			return rc;
+		frame_vec_push(out, buf, len);
+		return 0;
+	}
+	if (m->part || m->more)
+		return kd_error_set(err, EINVAL, 0, "encode %s pages: part %u is already a page",
+		                    kd_msg_type_name(m->type), m->part);
+	struct kd_delta_limits whole = l;
+	whole.max_ops = whole.max_keys = l.max_total;
+	int rc = kd_msg_validate(m, &whole, err);
+	if (rc < 0)
+		return kd_error_wrap(err, "encode pages");
+	/* fast path: fits one frame under the per-frame limits */
+	size_t nops = m->type == KD_MSG_STATE ? m->state.held.n : m->reconcile.resend.n;
+	bool lists_fit = nops <= l.max_ops &&
+	                 (m->type == KD_MSG_STATE ||
+	                  (m->reconcile.keep.n <= l.max_keys && m->reconcile.drop.n <= l.max_keys));
+	if (lists_fit) {
+		struct sbuf b = {0};
+		sb_need(&b, headroom + 64);
+		b.len = headroom;
+		enc_msg(&b, m);
+		b.p[b.len] = '\0';
+		if (b.len - headroom <= l.max_frame) {
+			frame_vec_push(out, b.p, b.len - headroom);
+			return 0;
+		}
+		free(b.p);
+	}
+	struct pager p = {.m = m, .lim = l, .headroom = headroom, .err = err};
+	page_open(&p);
+	rc = 0;
+	if (m->type == KD_MSG_STATE) {
+		for (size_t i = 0; rc == 0 && i < m->state.held.n; i++)
+			rc = page_add(&p, 0, "held", m->state.held.v[i].key, &m->state.held.v[i]);
+	} else {
+		for (size_t i = 0; rc == 0 && i < m->reconcile.keep.n; i++)
+			rc = page_add(&p, 0, "keep", m->reconcile.keep.v[i], NULL);
+		for (size_t i = 0; rc == 0 && i < m->reconcile.drop.n; i++)
+			rc = page_add(&p, 1, "drop", m->reconcile.drop.v[i], NULL);
+		for (size_t i = 0; rc == 0 && i < m->reconcile.resend.n; i++)
+			rc = page_add(&p, 2, "resend", m->reconcile.resend.v[i].key,
+			              &m->reconcile.resend.v[i]);
+	}
+	if (rc == 0 && p.part > KD_PART_MAX)
+		rc = kd_error_set(err, E2BIG, 0, "encode %s: more than %u pages",
+		                  kd_msg_type_name(m->type), KD_PART_MAX);
+	if (rc == 0)
+		page_close(&p, false);
+	free(p.b.p);
+	free(p.tb.p);
+	free(p.item.p);
+	ttab_fini(&p.t);
+	if (rc < 0) {
+		kd_frame_vec_fini(&p.frames);
+		return rc;
+	}
+	for (size_t i = 0; i < p.frames.n; i++)
+		frame_vec_push(out, p.frames.v[i].buf, p.frames.v[i].len);
+	free(p.frames.v);
 	return 0;
 }
 
@@ -1104,6 +1468,9 @@ int kd_msg_encode(const struct kd_msg *m, size_t headroom, const struct kd_delta
 struct dctx {
 	struct vctx v; /* message being built, for error context */
 	struct kd_delta_limits lim;
+	json_object *tmpls; /* the frame's template table (borrowed) or NULL */
+	size_t ntmpls;
+	bool *tused; /* per table entry: referenced by an op */
 };
 
 static void json_putp(json_object **j)
@@ -1234,20 +1601,40 @@ static int get_kvs(const struct vctx *c, json_object *obj, const char *name, str
 	return 0;
 }
 
-static int dec_op(struct dctx *d, json_object *jo, struct kd_op *op)
+static int dec_tmpl(const struct vctx *c, json_object *jt, const char *what, struct kd_tmpl_ref *t)
+{
+	char n[4][32];
+	static const char *const f[4] = {"kind", "name", "uid", "hash"};
+	if (!json_object_is_type(jt, json_type_object))
+		return vfail(c, EINVAL, "%s must be an object, not %s", what, jtype_name(jt));
+	for (int i = 0; i < 4; i++)
+		snprintf(n[i], sizeof(n[i]), "%s.%s", what, f[i]);
+	int rc;
+	if ((rc = get_str_as(c, jt, "kind", n[0], true, &t->kind)) < 0 ||
+	    (rc = get_str_as(c, jt, "name", n[1], true, &t->name)) < 0 ||
+	    (rc = get_str_as(c, jt, "uid", n[2], true, &t->uid)) < 0 ||
+	    (rc = get_str_as(c, jt, "hash", n[3], true, &t->hash)) < 0)
+		return rc;
+	return 0;
+}
+
+static int dec_op(struct dctx *d, json_object *jo, struct kd_op *op, bool upsert_list)
 {
 	const struct vctx *c = &d->v;
 	if (!json_object_is_type(jo, json_type_object))
 		return vfail(c, EINVAL, "must be an object, not %s", jtype_name(jo));
 	json_object *jk = member(jo, "op");
-	if (!jk)
-		return vfail(c, EINVAL, "missing field \"op\"");
-	if (!json_object_is_type(jk, json_type_string))
-		return vfail(c, EINVAL, "field \"op\" must be a string, not %s", jtype_name(jk));
-	const char *ks = json_object_get_string(jk);
-	if (strcmp(ks, "upsert") == 0 && json_object_get_string_len(jk) == 6)
+	if (!jk && upsert_list)
 		op->kind = KD_OP_UPSERT;
-	else if (strcmp(ks, "delete") == 0 && json_object_get_string_len(jk) == 6)
+	else if (!jk)
+		return vfail(c, EINVAL, "missing field \"op\"");
+	else if (!json_object_is_type(jk, json_type_string))
+		return vfail(c, EINVAL, "field \"op\" must be a string, not %s", jtype_name(jk));
+	else if (strcmp(json_object_get_string(jk), "upsert") == 0 &&
+	         json_object_get_string_len(jk) == 6)
+		op->kind = KD_OP_UPSERT;
+	else if (strcmp(json_object_get_string(jk), "delete") == 0 &&
+	         json_object_get_string_len(jk) == 6)
 		op->kind = KD_OP_DELETE;
 	else
 		return vfail(c, EINVAL, "field \"op\" must be \"upsert\" or \"delete\"");
@@ -1257,8 +1644,9 @@ static int dec_op(struct dctx *d, json_object *jo, struct kd_op *op)
 	if ((rc = get_str(c, jo, "reason", false, &op->reason)) < 0)
 		return rc;
 	if (op->kind == KD_OP_DELETE) {
-		static const char *const upsert_only[] = {
-		    "tmpl", "node", "ctime", "cpu", "mem", "labels", "ready", "ip", "annotations"};
+		static const char *const upsert_only[] = {"tmpl", "t",          "node",   "ctime",
+		                                          "cpu",  "mem",        "labels", "ready",
+		                                          "ip",   "annotations"};
 		for (size_t i = 0; i < KD_ARRAY_SIZE(upsert_only); i++)
 			if (member(jo, upsert_only[i]))
 				return vfail(c, EINVAL, "delete carries upsert field \"%s\"",
@@ -1266,16 +1654,31 @@ static int dec_op(struct dctx *d, json_object *jo, struct kd_op *op)
 		return 0;
 	}
 	json_object *jt = member(jo, "tmpl");
+	json_object *jti = member(jo, "t");
+	if (jt && jti)
+		return vfail(c, EINVAL, "op carries both \"t\" and \"tmpl\"");
 	if (jt) {
 		if (!json_object_is_type(jt, json_type_object))
 			return vfail(c, EINVAL, "field \"tmpl\" must be an object, not %s",
 			             jtype_name(jt));
 		op->has |= KD_OP_HAS_TMPL;
-		if ((rc = get_str_as(c, jt, "kind", "tmpl.kind", true, &op->tmpl.kind)) < 0 ||
-		    (rc = get_str_as(c, jt, "name", "tmpl.name", true, &op->tmpl.name)) < 0 ||
-		    (rc = get_str_as(c, jt, "uid", "tmpl.uid", true, &op->tmpl.uid)) < 0 ||
-		    (rc = get_str_as(c, jt, "hash", "tmpl.hash", true, &op->tmpl.hash)) < 0)
+		if ((rc = dec_tmpl(c, jt, "tmpl", &op->tmpl)) < 0)
 			return rc;
+	}
+	if (jti) {
+		int64_t ti = 0;
+		bool tp;
+		if (!d->tmpls)
+			return vfail(c, EINVAL, "field \"t\" without a \"tmpls\" table");
+		if ((rc = get_int(c, jo, "t", false, (int64_t)d->ntmpls - 1, &ti, &tp)) < 0)
+			return rc;
+		char what[40];
+		snprintf(what, sizeof(what), "tmpls %lld", (long long)ti);
+		op->has |= KD_OP_HAS_TMPL;
+		if ((rc = dec_tmpl(c, json_object_array_get_idx(d->tmpls, (size_t)ti), what,
+		                   &op->tmpl)) < 0)
+			return rc;
+		d->tused[ti] = true;
 	}
 	if ((rc = get_str(c, jo, "node", false, &op->node)) < 0 ||
 	    (rc = get_str(c, jo, "ip", false, &op->ip)) < 0)
@@ -1304,7 +1707,7 @@ static int dec_op(struct dctx *d, json_object *jo, struct kd_op *op)
 }
 
 static int dec_ops(struct dctx *d, json_object *root, const char *field, const char *list,
-                   struct kd_op_list *out)
+                   bool upsert_list, struct kd_op_list *out)
 {
 	d->v.list = NULL;
 	json_object *ja = member(root, field);
@@ -1323,7 +1726,7 @@ static int dec_ops(struct dctx *d, json_object *root, const char *field, const c
 		d->v.list = list;
 		d->v.idx = i;
 		struct kd_op *op = &out->v[out->n++];
-		int rc = dec_op(d, json_object_array_get_idx(ja, i), op);
+		int rc = dec_op(d, json_object_array_get_idx(ja, i), op, upsert_list);
 		if (rc < 0)
 			return rc;
 	}
@@ -1360,11 +1763,69 @@ static int dec_keys(struct dctx *d, json_object *root, const char *field, struct
 	return 0;
 }
 
+/* The frame's "tmpls" table, when present: an array of 1..max_ops objects (their members are
+ * checked when an op refers to them). */
+static int dec_tmpls(struct dctx *d, json_object *root)
+{
+	json_object *ja = member(root, "tmpls");
+	d->v.list = NULL;
+	if (!ja)
+		return 0;
+	if (!json_object_is_type(ja, json_type_array))
+		return vfail(&d->v, EINVAL, "field \"tmpls\" must be an array, not %s",
+		             jtype_name(ja));
+	size_t n = json_object_array_length(ja);
+	if (n == 0)
+		return vfail(&d->v, EINVAL, "field \"tmpls\" is empty");
+	if (n > d->lim.max_ops)
+		return vfail(&d->v, E2BIG, "%zu tmpls exceed the limit of %zu", n, d->lim.max_ops);
+	d->tmpls = ja;
+	d->ntmpls = n;
+	d->tused = kd_xcalloc(n, sizeof(*d->tused));
+	return 0;
+}
+
+static int check_tmpls_used(struct dctx *d)
+{
+	for (size_t i = 0; i < d->ntmpls; i++)
+		if (!d->tused[i])
+			return vfail(&d->v, EINVAL, "tmpls %zu is not referenced by any op", i);
+	return 0;
+}
+
+static int dec_paging(struct dctx *d, json_object *root, struct kd_msg *m)
+{
+	int64_t x = 0;
+	bool present;
+	int rc = get_int(&d->v, root, "part", false, KD_PART_MAX, &x, &present);
+	if (rc < 0)
+		return rc;
+	m->part = (uint32_t)x;
+	json_object *jm = member(root, "more");
+	if (jm) {
+		if (!json_object_is_type(jm, json_type_boolean))
+			return vfail(&d->v, EINVAL, "field \"more\" must be a boolean, not %s",
+			             jtype_name(jm));
+		m->more = json_object_get_boolean(jm);
+	}
+	return 0;
+}
+
 static int dec_body(struct dctx *d, json_object *root, struct kd_msg *m)
 {
 	int rc = 0;
 	int64_t x = 0;
 	bool present;
+	if (m->type == KD_MSG_STATE || m->type == KD_MSG_RECONCILE) {
+		if ((rc = dec_paging(d, root, m)) < 0)
+			return rc;
+	} else if (member(root, "part") || member(root, "more")) {
+		return vfail(&d->v, EINVAL, "part/more are only valid on state and reconcile");
+	}
+	if (m->type == KD_MSG_STATE || m->type == KD_MSG_RECONCILE || m->type == KD_MSG_DELTA) {
+		if ((rc = dec_tmpls(d, root)) < 0)
+			return rc;
+	}
 	switch (m->type) {
 	case KD_MSG_HELLO:
 		return get_str(&d->v, root, "source", true, &m->hello.source);
@@ -1373,14 +1834,19 @@ static int dec_body(struct dctx *d, json_object *root, struct kd_msg *m)
 		                  &present)) < 0)
 			return rc;
 		m->state.last_seq = (uint64_t)x;
-		return dec_ops(d, root, "held", "held", &m->state.held);
+		if ((rc = dec_ops(d, root, "held", "held", true, &m->state.held)) < 0)
+			return rc;
+		return check_tmpls_used(d);
 	case KD_MSG_RECONCILE:
 		if ((rc = dec_keys(d, root, "keep", &m->reconcile.keep)) < 0 ||
-		    (rc = dec_keys(d, root, "drop", &m->reconcile.drop)) < 0)
+		    (rc = dec_keys(d, root, "drop", &m->reconcile.drop)) < 0 ||
+		    (rc = dec_ops(d, root, "resend", "resend", true, &m->reconcile.resend)) < 0)
 			return rc;
-		return dec_ops(d, root, "resend", "resend", &m->reconcile.resend);
+		return check_tmpls_used(d);
 	case KD_MSG_DELTA:
-		return dec_ops(d, root, "ops", "op", &m->delta.ops);
+		if ((rc = dec_ops(d, root, "ops", "op", false, &m->delta.ops)) < 0)
+			return rc;
+		return check_tmpls_used(d);
 	case KD_MSG_ERROR:
 		if ((rc = get_int(&d->v, root, "code", true, KD_CODE_MAX, &x, &present)) < 0)
 			return rc;
@@ -1502,7 +1968,9 @@ int kd_msg_decode(const char *buf, size_t len, const struct kd_delta_limits *lim
 	if ((rc = get_int(&d.v, root, "seq", data, (int64_t)KD_SEQ_MAX, &seq, &present)) < 0)
 		return rc;
 	m->seq = (uint64_t)seq;
-	if ((rc = dec_body(&d, root, m)) < 0)
+	rc = dec_body(&d, root, m);
+	free(d.tused);
+	if (rc < 0)
 		return rc;
 	if ((rc = kd_msg_validate(m, &d.lim, err)) < 0)
 		return rc;

@@ -55,6 +55,7 @@ struct idxmap {
 	const char **key;
 	size_t *val;
 	size_t mask;
+	size_t n;
 };
 
 static void idxmap_init(struct idxmap *m, size_t n)
@@ -65,6 +66,7 @@ static void idxmap_init(struct idxmap *m, size_t n)
 	m->key = kd_xcalloc(cap, sizeof(*m->key));
 	m->val = kd_xcalloc(cap, sizeof(*m->val));
 	m->mask = cap - 1;
+	m->n = 0;
 }
 
 static void idxmap_fini(struct idxmap *m)
@@ -85,13 +87,23 @@ static size_t idxmap_slot(const struct idxmap *m, const char *k)
 	return i;
 }
 
-/* Inserts k -> v unless k is present. */
+/* Inserts k -> v unless k is present (grows at half load). */
 static void idxmap_put(struct idxmap *m, const char *k, size_t v)
 {
+	if ((m->n + 1) * 2 > m->mask + 1) {
+		struct idxmap old = *m;
+		idxmap_init(m, (old.mask + 1));
+		for (size_t j = 0; j <= old.mask; j++)
+			if (old.key[j])
+				idxmap_put(m, old.key[j], old.val[j]);
+		free(old.key);
+		free(old.val);
+	}
 	size_t i = idxmap_slot(m, k);
 	if (!m->key[i]) {
 		m->key[i] = k;
 		m->val[i] = v;
+		m->n++;
 	}
 }
 
@@ -114,6 +126,11 @@ struct src {
 	struct kd_hs_conn *conn; /* connection carrying the current epoch, or NULL */
 	struct kd_msg **ring;    /* reorder buffer, slot seq % window */
 	unsigned nconns;         /* connections bound to this source (any epoch) */
+	/* assembly of a paged reconcile{} of the current epoch */
+	struct kd_msg *rasm; /* pages so far (owned) or NULL */
+	uint32_t rnext;      /* next expected part */
+	size_t rtotal;       /* entries so far */
+	struct idxmap rkeys; /* keys so far (borrowed from rasm) */
 };
 
 struct kd_hs_down {
@@ -150,8 +167,19 @@ static void ring_clear(struct kd_hs_down *d, struct src *s)
 	}
 }
 
+static void rasm_clear(struct src *s)
+{
+	kd_msg_free(s->rasm);
+	s->rasm = NULL;
+	if (s->rkeys.key)
+		idxmap_fini(&s->rkeys);
+	s->rnext = 0;
+	s->rtotal = 0;
+}
+
 static void src_free(struct kd_hs_down *d, struct src *s)
 {
+	rasm_clear(s);
 	ring_clear(d, s);
 	free(s->ring);
 	free(s->name);
@@ -349,8 +377,8 @@ static int on_delta(struct kd_hs_down *d, struct src *s, const struct kd_msg *in
 	return 0;
 }
 
-static int on_reconcile(struct kd_hs_down *d, struct src *s, const struct kd_msg *in,
-                        struct kd_msg_vec *out)
+static int apply_reconcile(struct kd_hs_down *d, struct src *s, const struct kd_msg *in,
+                           struct kd_msg_vec *out)
 {
 	struct apply_report rep = {0};
 	const struct kd_key_list *drop = &in->reconcile.drop, *keep = &in->reconcile.keep;
@@ -375,6 +403,84 @@ static int on_reconcile(struct kd_hs_down *d, struct src *s, const struct kd_msg
 	kd_msg_vec_push(out, kd_msg_new(KD_MSG_READY, s->epoch, 0));
 	report_flush(&rep, out, s->epoch);
 	return 0;
+}
+
+/* A key of a paged reconcile: refused when an earlier entry (any page, any list) had it. */
+static bool rasm_key(struct src *s, const char *key)
+{
+	size_t v;
+	if (idxmap_get(&s->rkeys, key, &v))
+		return false;
+	idxmap_put(&s->rkeys, key, 0);
+	return true;
+}
+
+static int on_reconcile(struct kd_hs_down *d, struct src *s, const struct kd_msg *in,
+                        struct kd_msg_vec *out, struct kd_error **err)
+{
+	if (in->part != s->rnext)
+		return refuse(out, err, EPROTO, in->epoch, KD_CODE_PROTOCOL,
+		              "reconcile epoch %llu from source %s: part %u out of order (expected "
+		              "%u)",
+		              ull(in->epoch), s->name, in->part, s->rnext);
+	if (in->part == 0 && !in->more) /* one frame: nothing to assemble */
+		return apply_reconcile(d, s, in, out);
+	const struct kd_key_list *keep = &in->reconcile.keep, *drop = &in->reconcile.drop;
+	const struct kd_op_list *resend = &in->reconcile.resend;
+	size_t n = keep->n + drop->n + resend->n;
+	if (in->more && n == 0)
+		return refuse(out, err, EPROTO, in->epoch, KD_CODE_PROTOCOL,
+		              "reconcile epoch %llu from source %s: part %u is empty but not the "
+		              "last",
+		              ull(in->epoch), s->name, in->part);
+	if (n > KD_HS_MAX_TOTAL - s->rtotal) {
+		rasm_clear(s);
+		return refuse(out, err, E2BIG, in->epoch, KD_CODE_PROTOCOL,
+		              "reconcile epoch %llu from source %s: more than %u entries in all "
+		              "pages",
+		              ull(in->epoch), s->name, KD_HS_MAX_TOTAL);
+	}
+	if (!s->rasm) {
+		s->rasm = kd_msg_new(KD_MSG_RECONCILE, in->epoch, 0);
+		idxmap_init(&s->rkeys, n);
+	}
+	struct kd_msg *a = s->rasm;
+	const char *dup = NULL;
+	for (size_t i = 0; !dup && i < keep->n; i++) {
+		kd_key_list_push(&a->reconcile.keep, keep->v[i]);
+		if (!rasm_key(s, a->reconcile.keep.v[a->reconcile.keep.n - 1]))
+			dup = keep->v[i];
+	}
+	for (size_t i = 0; !dup && i < drop->n; i++) {
+		kd_key_list_push(&a->reconcile.drop, drop->v[i]);
+		if (!rasm_key(s, a->reconcile.drop.v[a->reconcile.drop.n - 1]))
+			dup = drop->v[i];
+	}
+	for (size_t i = 0; !dup && i < resend->n; i++) {
+		struct kd_op *op = kd_op_list_push(&a->reconcile.resend);
+		kd_op_copy(op, &resend->v[i]);
+		if (!rasm_key(s, op->key))
+			dup = resend->v[i].key;
+	}
+	if (dup) {
+		kd_autofree char *k = kd_xstrdup(dup);
+		rasm_clear(s);
+		return refuse(out, err, EPROTO, in->epoch, KD_CODE_PROTOCOL,
+		              "reconcile epoch %llu from source %s part %u: key \"%s\" appears "
+		              "more than once across pages",
+		              ull(in->epoch), s->name, in->part, k);
+	}
+	s->rtotal += n;
+	if (in->more) {
+		s->rnext++;
+		return 0;
+	}
+	struct kd_msg *whole = s->rasm;
+	s->rasm = NULL;
+	rasm_clear(s);
+	int rc = apply_reconcile(d, s, whole, out);
+	kd_msg_free(whole);
+	return rc;
 }
 
 static int on_hello(struct kd_hs_conn *c, const struct kd_msg *in, struct kd_msg_vec *out,
@@ -409,6 +515,7 @@ static int on_hello(struct kd_hs_conn *c, const struct kd_msg *in, struct kd_msg
 	s->phase = KD_HS_HANDSHAKING;
 	s->last_seq = 0;
 	ring_clear(d, s);
+	rasm_clear(s);
 	s->conn = c;
 	s->nconns++;
 	c->src = s;
@@ -446,7 +553,7 @@ int kd_hs_down_on_msg(struct kd_hs_conn *c, const struct kd_msg *in, struct kd_m
 			return refuse(out, err, EPROTO, in->epoch, KD_CODE_PROTOCOL,
 			              "reconcile epoch %llu from source %s while %s",
 			              ull(in->epoch), s->name, kd_hs_phase_name(s->phase));
-		return on_reconcile(c->d, s, in, out);
+		return on_reconcile(c->d, s, in, out, err);
 	case KD_MSG_DELTA:
 		if (s->phase != KD_HS_READY)
 			return refuse(out, err, EBUSY, in->epoch, KD_CODE_HANDSHAKING,
@@ -471,7 +578,29 @@ struct kd_hs_up {
 	uint64_t last_seq;
 	uint64_t acked;
 	uint64_t peer_last_seq;
+	/* round 1 in progress: state{} pages are classified as they arrive */
+	struct {
+		bool open;         /* part 0 seen, more pages expected */
+		uint32_t next;     /* next expected part */
+		uint64_t last_seq; /* of part 0; every page repeats it */
+		size_t total;      /* held entries so far */
+		struct kd_op_list wanted;
+		struct idxmap wmap;   /* wanted key -> first index */
+		unsigned char *wseen; /* per wanted index: 0 not held, 1 held same, 2 held other */
+		struct idxmap hset;   /* held keys not wanted (borrowed from r's keep/drop) */
+		struct kd_msg *r;     /* reconcile being built (owned) */
+	} st;
 };
+
+static void st_clear(struct kd_hs_up *u)
+{
+	kd_op_list_fini(&u->st.wanted);
+	idxmap_fini(&u->st.wmap);
+	idxmap_fini(&u->st.hset);
+	free(u->st.wseen);
+	kd_msg_free(u->st.r);
+	memset(&u->st, 0, sizeof(u->st));
+}
 
 struct kd_hs_up *kd_hs_up_new(const char *source, const struct kd_hs_up_cbs *cbs, void *ud)
 {
@@ -486,6 +615,7 @@ void kd_hs_up_free(struct kd_hs_up *u)
 {
 	if (!u)
 		return;
+	st_clear(u);
 	free(u->source);
 	free(u);
 }
@@ -498,6 +628,7 @@ int kd_hs_up_connect(struct kd_hs_up *u, struct kd_msg_vec *out)
 	u->last_seq = 0;
 	u->acked = 0;
 	u->peer_last_seq = 0;
+	st_clear(u);
 	struct kd_msg *h = kd_msg_new(KD_MSG_HELLO, u->epoch, 0);
 	h->hello.source = kd_xstrdup(u->source);
 	kd_msg_vec_push(out, h);
@@ -506,6 +637,7 @@ int kd_hs_up_connect(struct kd_hs_up *u, struct kd_msg_vec *out)
 
 void kd_hs_up_disconnect(struct kd_hs_up *u)
 {
+	st_clear(u);
 	u->phase = KD_HS_IDLE;
 }
 
@@ -552,7 +684,8 @@ static bool same_identity(const struct kd_op *a, const struct kd_op *b)
 	return strcmp(a->node, b->node) == 0;
 }
 
-static int on_state(struct kd_hs_up *u, const struct kd_msg *in, struct kd_msg_vec *out,
+/* Part 0 of a state{}: lists the wanted objects and opens the reconcile. */
+static int st_begin(struct kd_hs_up *u, const struct kd_msg *in, struct kd_msg_vec *out,
                     struct kd_error **err)
 {
 	struct kd_op_list wanted = {0};
@@ -563,55 +696,121 @@ static int on_state(struct kd_hs_up *u, const struct kd_msg *in, struct kd_msg_v
 		              "reconcile epoch %llu for %s: cannot list wanted objects: %s",
 		              ull(u->epoch), u->source, kd_error_msg(e));
 	}
-	const struct kd_op_list *held = &in->state.held;
-	struct idxmap wmap, hmap;
-	idxmap_init(&wmap, wanted.n);
-	idxmap_init(&hmap, held->n);
+	u->st.wanted = wanted;
+	idxmap_init(&u->st.wmap, wanted.n);
 	for (size_t i = 0; i < wanted.n; i++)
 		if (wanted.v[i].kind == KD_OP_UPSERT && wanted.v[i].key)
-			idxmap_put(&wmap, wanted.v[i].key, i);
-	for (size_t i = 0; i < held->n; i++)
-		idxmap_put(&hmap, held->v[i].key, i);
-
-	struct kd_msg *r = kd_msg_new(KD_MSG_RECONCILE, u->epoch, 0);
-	for (size_t i = 0; i < held->n; i++) {
-		const struct kd_op *h = &held->v[i];
-		size_t wi;
-		if (idxmap_get(&wmap, h->key, &wi)) {
-			if (same_identity(h, &wanted.v[wi]))
-				kd_key_list_push(&r->reconcile.keep, h->key);
-			/* else: resent below (the upsert by key replaces the held copy) */
-		} else if (u->cbs.persisted(u->ud, h->key)) {
-			kd_key_list_push(&r->reconcile.keep, h->key);
-		} else {
-			kd_key_list_push(&r->reconcile.drop, h->key);
-		}
-	}
-	for (size_t i = 0; i < wanted.n; i++) {
-		const struct kd_op *w = &wanted.v[i];
-		size_t hi, first;
-		if (w->kind != KD_OP_UPSERT || !w->key)
-			continue;
-		if (!idxmap_get(&wmap, w->key, &first) || first != i)
-			continue; /* a duplicate in wanted[]: the first one counts */
-		if (idxmap_get(&hmap, w->key, &hi)) {
-			if (!same_identity(&held->v[hi], w))
-				kd_op_copy(kd_op_list_push(&r->reconcile.resend), w);
-		} else if (!u->cbs.persisted(u->ud, w->key)) {
-			kd_op_copy(kd_op_list_push(&r->reconcile.resend), w);
-		}
-	}
-	idxmap_fini(&wmap);
-	idxmap_fini(&hmap);
-	kd_op_list_fini(&wanted);
-	u->peer_last_seq = in->state.last_seq;
-	u->phase = KD_HS_RECONCILING;
-	kd_msg_vec_push(out, r);
+			idxmap_put(&u->st.wmap, wanted.v[i].key, i);
+	u->st.wseen = kd_xcalloc(wanted.n ? wanted.n : 1, 1);
+	idxmap_init(&u->st.hset, in->state.held.n);
+	u->st.r = kd_msg_new(KD_MSG_RECONCILE, u->epoch, 0);
+	u->st.last_seq = in->state.last_seq;
+	u->st.open = true;
 	return 0;
 }
 
-int kd_hs_up_on_msg(struct kd_hs_up *u, const struct kd_msg *in, struct kd_msg_vec *out,
+/* Classifies the held entries of one page (keys in held order, across pages). */
+static int st_feed(struct kd_hs_up *u, const struct kd_msg *in, struct kd_msg_vec *out,
+                   struct kd_error **err)
+{
+	const struct kd_op_list *held = &in->state.held;
+	struct kd_msg *r = u->st.r;
+	for (size_t i = 0; i < held->n; i++) {
+		const struct kd_op *h = &held->v[i];
+		size_t wi;
+		bool dup;
+		if (idxmap_get(&u->st.wmap, h->key, &wi)) {
+			dup = u->st.wseen[wi] != 0;
+			if (!dup) {
+				bool same = same_identity(h, &u->st.wanted.v[wi]);
+				u->st.wseen[wi] = same ? 1 : 2;
+				if (same)
+					kd_key_list_push(&r->reconcile.keep, h->key);
+				/* else: resent at the end (the upsert by key replaces the held
+				 * copy)
+				 */
+			}
+		} else {
+			dup = idxmap_get(&u->st.hset, h->key, &wi);
+			if (!dup) {
+				struct kd_key_list *l = u->cbs.persisted(u->ud, h->key)
+				                            ? &r->reconcile.keep
+				                            : &r->reconcile.drop;
+				kd_key_list_push(l, h->key);
+				idxmap_put(&u->st.hset, l->v[l->n - 1], 0);
+			}
+		}
+		if (dup)
+			return refuse(
+			    out, err, EPROTO, u->epoch, KD_CODE_PROTOCOL,
+			    "state epoch %llu to %s part %u: held key \"%s\" appears more "
+			    "than once",
+			    ull(u->epoch), u->source, in->part, h->key);
+	}
+	return 0;
+}
+
+/* After the last page: resend what the downstream lacks, emit the reconcile. */
+static void st_finish(struct kd_hs_up *u, struct kd_msg_vec *out)
+{
+	struct kd_msg *r = u->st.r;
+	const struct kd_op_list *wanted = &u->st.wanted;
+	for (size_t i = 0; i < wanted->n; i++) {
+		const struct kd_op *w = &wanted->v[i];
+		size_t first;
+		if (w->kind != KD_OP_UPSERT || !w->key)
+			continue;
+		if (!idxmap_get(&u->st.wmap, w->key, &first) || first != i)
+			continue; /* a duplicate in wanted[]: the first one counts */
+		if (u->st.wseen[i] == 2 ||
+		    (u->st.wseen[i] == 0 && !u->cbs.persisted(u->ud, w->key)))
+			kd_op_copy(kd_op_list_push(&r->reconcile.resend), w);
+	}
+	u->st.r = NULL; /* handed out below */
+	u->peer_last_seq = u->st.last_seq;
+	st_clear(u);
+	u->phase = KD_HS_RECONCILING;
+	kd_msg_vec_push(out, r);
+}
+
+static int on_state(struct kd_hs_up *u, const struct kd_msg *in, struct kd_msg_vec *out,
                     struct kd_error **err)
+{
+	if (in->part != u->st.next)
+		return refuse(out, err, EPROTO, u->epoch, KD_CODE_PROTOCOL,
+		              "state epoch %llu to %s: part %u out of order (expected %u)",
+		              ull(u->epoch), u->source, in->part, u->st.next);
+	size_t n = in->state.held.n;
+	if (in->more && n == 0)
+		return refuse(out, err, EPROTO, u->epoch, KD_CODE_PROTOCOL,
+		              "state epoch %llu to %s: part %u is empty but not the last",
+		              ull(u->epoch), u->source, in->part);
+	if (in->part > 0 && in->state.last_seq != u->st.last_seq)
+		return refuse(
+		    out, err, EPROTO, u->epoch, KD_CODE_PROTOCOL,
+		    "state epoch %llu to %s: part %u says last_seq %llu, part 0 said %llu",
+		    ull(u->epoch), u->source, in->part, ull(in->state.last_seq),
+		    ull(u->st.last_seq));
+	if (n > KD_HS_MAX_TOTAL - u->st.total)
+		return refuse(out, err, E2BIG, u->epoch, KD_CODE_PROTOCOL,
+		              "state epoch %llu to %s: more than %u held entries in all pages",
+		              ull(u->epoch), u->source, KD_HS_MAX_TOTAL);
+	int rc;
+	if (in->part == 0 && (rc = st_begin(u, in, out, err)) < 0)
+		return rc;
+	if ((rc = st_feed(u, in, out, err)) < 0)
+		return rc;
+	u->st.total += n;
+	if (in->more) {
+		u->st.next++;
+		return 0;
+	}
+	st_finish(u, out);
+	return 0;
+}
+
+static int up_on_msg(struct kd_hs_up *u, const struct kd_msg *in, struct kd_msg_vec *out,
+                     struct kd_error **err)
 {
 	const char *tn = kd_msg_type_name(in->type);
 	if (!tn)
@@ -662,6 +861,15 @@ int kd_hs_up_on_msg(struct kd_hs_up *u, const struct kd_msg *in, struct kd_msg_v
 	return refuse(out, err, EPROTO, u->epoch, KD_CODE_PROTOCOL,
 	              "%s epoch %llu to %s is unexpected while %s", tn, ull(in->epoch), u->source,
 	              kd_hs_phase_name(u->phase));
+}
+
+int kd_hs_up_on_msg(struct kd_hs_up *u, const struct kd_msg *in, struct kd_msg_vec *out,
+                    struct kd_error **err)
+{
+	int rc = up_on_msg(u, in, out, err);
+	if (rc < 0)
+		st_clear(u); /* the connection closes: a paged state{} in progress is abandoned */
+	return rc;
 }
 
 int kd_hs_up_stamp(struct kd_hs_up *u, struct kd_msg *delta, struct kd_error **err)

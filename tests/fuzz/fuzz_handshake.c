@@ -7,7 +7,11 @@
  * - a refused message (< 0) applied nothing;
  * - every message either machine emits passes kd_msg_validate (so it can be encoded);
  * - the upstream's reconcile puts every held key in exactly one of keep/drop/resend and resends
- *   every wanted, unpersisted key the downstream lacks; stamping works only in READY. */
+ *   every wanted, unpersisted key the downstream lacks; stamping works only in READY;
+ * - paging: state and reconcile messages get random part/more; a reconcile page with more
+ *   applies nothing, a state page with more emits nothing, and the reconcile emitted after the
+ *   last state page covers the held keys of all pages (the harness accumulates them; the
+ *   wanted/persisted masks stay fixed while a paged state is open). */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -147,6 +151,8 @@ static void feed_down(struct kd_hs_conn *c, const struct kd_msg *m)
 	in_reconcile = false;
 	if (rc < 0 && applies != before)
 		abort(); /* refused but applied */
+	if (m->type == KD_MSG_RECONCILE && m->more && (applies != before || (rc == 0 && out.n)))
+		abort(); /* a non-final page took effect */
 	if (rc < 0 && !err)
 		abort();
 	check_out(&out);
@@ -202,6 +208,9 @@ static void down_step(struct prog *g, struct kd_hs_conn **conns)
 		snprintf(key, sizeof(key), "r/n%u", k % 4);
 		if (k & 8)
 			kd_op_init(kd_op_list_push(&m->reconcile.resend), KD_OP_UPSERT, key);
+		unsigned pg = next(g); /* paging: part 0..3, more */
+		m->part = pg & 3;
+		m->more = (pg & 4) != 0;
 		break;
 	}
 	case 4:
@@ -293,13 +302,18 @@ static void check_reconcile(const struct kd_msg *state, const struct kd_msg *r)
 	}
 }
 
+static struct kd_msg *acc; /* held keys of the pages of the open state, or NULL */
+
 static void up_step(struct prog *g)
 {
 	unsigned op = next(g) % 6;
 	struct kd_msg_vec out = {0};
 	struct kd_error *err = NULL;
-	wanted_mask = next(g);
-	persisted_mask = next(g);
+	unsigned wm = next(g), pm = next(g);
+	if (!acc) { /* the callbacks must answer the same for every page of one state */
+		wanted_mask = wm;
+		persisted_mask = pm;
+	}
 	uint64_t epoch = kd_hs_up_epoch(U) - (next(g) % 3 == 0 ? 1 : 0);
 	struct kd_msg *m = NULL;
 	switch (op) {
@@ -318,6 +332,9 @@ static void up_step(struct prog *g)
 				snprintf(key, sizeof(key), "w/k%u", i);
 				kd_op_init(kd_op_list_push(&m->state.held), KD_OP_UPSERT, key);
 			}
+		unsigned pg = next(g); /* paging: part 0..3, more */
+		m->part = pg & 3;
+		m->more = (pg & 4) != 0;
 		break;
 	}
 	case 3:
@@ -339,15 +356,40 @@ static void up_step(struct prog *g)
 		break;
 	}
 	}
+	int rc_up = 0;
 	if (m && kd_msg_validate(m, NULL, NULL) == 0) {
 		enum kd_hs_phase before = kd_hs_up_phase(U);
-		int rc = kd_hs_up_on_msg(U, m, &out, &err);
+		int rc = rc_up = kd_hs_up_on_msg(U, m, &out, &err);
 		if (rc == 0 && m->type == KD_MSG_STATE) {
-			if (before != KD_HS_HANDSHAKING || out.n != 1 ||
-			    out.v[0]->type != KD_MSG_RECONCILE)
+			if (before != KD_HS_HANDSHAKING)
 				abort();
-			check_reconcile(m, out.v[0]);
+			if (m->part == 0) {
+				kd_msg_free(acc);
+				acc = kd_msg_new(KD_MSG_STATE, 1, 0);
+			}
+			if (!acc)
+				abort(); /* a part > 0 accepted without part 0 */
+			for (size_t i = 0; i < m->state.held.n; i++)
+				kd_op_copy(kd_op_list_push(&acc->state.held), &m->state.held.v[i]);
+			if (m->more) {
+				if (out.n != 0 || kd_hs_up_phase(U) != KD_HS_HANDSHAKING)
+					abort();
+			} else {
+				if (out.n != 1 || out.v[0]->type != KD_MSG_RECONCILE)
+					abort();
+				check_reconcile(acc, out.v[0]);
+				kd_msg_free(acc);
+				acc = NULL;
+			}
 		}
+	}
+	if (acc && kd_hs_up_phase(U) != KD_HS_HANDSHAKING) { /* refused or reconnected */
+		kd_msg_free(acc);
+		acc = NULL;
+	}
+	if (acc && (op == 0 || rc_up < 0)) { /* reconnected, or the upstream refused */
+		kd_msg_free(acc);
+		acc = NULL;
 	}
 	check_out(&out);
 	kd_msg_free(m);
@@ -380,5 +422,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		kd_hs_conn_free(conns[i]);
 	kd_hs_down_free(D);
 	kd_hs_up_free(U);
+	kd_msg_free(acc);
+	acc = NULL;
 	return 0;
 }

@@ -209,12 +209,53 @@ static void send_validates_and_splits_to_the_frame_cap(void **state)
 	/* 300 ops do not fit one 4 KiB frame: split into several deltas, all delivered */
 	uint64_t id = 0;
 	ts_make_ops(&f->us, &ops, "split", 1, 300);
+	/* size of the 300 ops as one delta: the split needs at least size / 4096 frames */
+	kd_automsg struct kd_msg *whole = kd_msg_new(KD_MSG_DELTA, 1, 1);
+	for (size_t i = 0; i < ops.n; i++)
+		kd_op_copy(kd_op_list_push(&whole->delta.ops), &ops.v[i]);
+	struct kd_delta_limits big_lim = {.max_frame = 1 << 20};
+	char *wbuf = NULL;
+	size_t wlen = 0;
+	assert_int_equal(kd_msg_encode(whole, 0, &big_lim, &wbuf, &wlen, NULL), 0);
+	free(wbuf);
+	assert_true(wlen > 2 * 4096);
 	assert_int_equal(kd_chan_up_send(f->up, &ops, &id, NULL), 0);
 	assert_int_equal(id, 300);
 	assert_true(WAIT(f, kd_chan_up_pending_ops(f->up) == 0, 3000));
-	assert_true(kd_chan_up_stats(f->up)->sent >= 300 * 100 / 4096);
+	assert_true(kd_chan_up_stats(f->up)->sent >= wlen / 4096);
 	assert_int_equal(ts_down_live(&f->ds), 300);
 	assert_int_equal(kd_chan_down_stats(f->down)->rejected, 0);
+}
+
+/* A handshake whose state{} and reconcile{} exceed the frame cap is sent in pages: 600 held
+ * objects at a 4 KiB cap (tens of pages each way), every object kept, none applied twice. */
+static void paged_handshake_over_small_frames(void **state)
+{
+	struct fx *f = *state;
+	struct kd_chan_down_opts d = {.t.max_frame = 4096};
+	start_down(f, &d);
+	struct kd_chan_up_opts u = {.t.max_frame = 4096};
+	start_up(f, &u);
+	assert_true(WAIT(f, kd_chan_up_ready(f->up), 3000));
+	send_ops(f, "pg", 1, 600, true);
+	assert_true(WAIT(f, kd_chan_up_pending_ops(f->up) == 0, 5000));
+	assert_int_equal(ts_down_live(&f->ds), 600);
+	uint64_t frames_before = kd_chan_up_stats(f->up)->frames_in;
+	uint64_t e1 = kd_chan_up_epoch(f->up);
+	kd_chan_up_kick(f->up);
+	assert_true(WAIT(f, kd_chan_up_ready(f->up) && kd_chan_up_epoch(f->up) > e1, 5000));
+	assert_int_equal(f->ds.keeps, 600);
+	assert_int_equal(f->ds.drops, 0);
+	assert_int_equal(f->ds.dup_applies, 0);
+	assert_int_equal(f->ds.applies, 600);
+	/* the state came in several frames (each op is ~40 bytes: 600 need > 5 frames) */
+	assert_true(kd_chan_up_stats(f->up)->frames_in - frames_before > 5);
+	assert_int_equal(kd_chan_down_stats(f->down)->rejected, 0);
+	assert_int_equal(kd_hs_down_phase(kd_chan_down_hs(f->down), "test-up"), KD_HS_READY);
+	/* deltas flow in the new epoch */
+	send_ops(f, "after", 1, 3, true);
+	assert_true(WAIT(f, kd_chan_up_pending_ops(f->up) == 0, 3000));
+	assert_int_equal(ts_down_live(&f->ds), 603);
 }
 
 static void bearer_token_accepted(void **state)
@@ -507,6 +548,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(connect_handshake_delta_ack, setup, teardown),
+	    cmocka_unit_test_setup_teardown(paged_handshake_over_small_frames, setup, teardown),
 	    cmocka_unit_test_setup_teardown(send_validates_and_splits_to_the_frame_cap, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(bearer_token_accepted, setup, teardown),

@@ -467,6 +467,202 @@ static void error_reason_is_truncated_on_utf8_boundary(void **state)
 	assert_non_null(buf);
 }
 
+static struct kd_msg *at_page(const struct kd_msg_vec *v, size_t i)
+{
+	if (i >= v->n || !v->v[i])
+		abort();
+	return v->v[i];
+}
+
+/* Decodes every frame of fv (limits lim) into pages. */
+static void decode_frames(const struct kd_frame_vec *fv, const struct kd_delta_limits *lim,
+                          struct kd_msg_vec *pages)
+{
+	for (size_t i = 0; i < fv->n; i++) {
+		struct kd_msg *p = NULL;
+		kd_autoerr struct kd_error *err = NULL;
+		if (kd_msg_decode(fv->v[i].buf, fv->v[i].len, lim, &p, &err) < 0)
+			fail_msg("page %zu: %s", i, kd_error_msg(err));
+		assert_true(fv->v[i].len <= lim->max_frame);
+		assert_int_equal(p->part, i);
+		assert_int_equal(p->more, i + 1 < fv->n);
+		kd_msg_vec_push(pages, p);
+	}
+}
+
+static void pages_split_state_and_reconcile_and_reassemble(void **state)
+{
+	(void)state;
+	struct kd_delta_limits lim = {.max_frame = 2048, .max_ops = 25, .max_keys = 40};
+	char key[48], hash[16];
+	/* state: 300 held, 3 templates; the pages together carry exactly the held list */
+	kd_automsg struct kd_msg *st = kd_msg_new(KD_MSG_STATE, EPOCH, 0);
+	st->state.last_seq = 99;
+	for (int i = 0; i < 300; i++) {
+		snprintf(key, sizeof(key), "default/pod-%d", i);
+		fill_upsert(kd_op_list_push(&st->state.held), key, i % 50 == 0);
+		snprintf(hash, sizeof(hash), "h%d", i % 3);
+		kd_op_set_str(&st->state.held.v[i].tmpl.hash, hash);
+	}
+	struct kd_frame_vec fv = {0};
+	struct kd_msg_vec pages = {0};
+	assert_int_equal(kd_msg_encode_pages(st, 8, &lim, &fv, NULL), 0);
+	assert_true(fv.n >= 300 / 25);
+	for (size_t i = 0; i < fv.n; i++) /* headroom kept in front of each frame */
+		fv.v[i].buf += 8;
+	decode_frames(&fv, &lim, &pages);
+	for (size_t i = 0; i < fv.n; i++)
+		fv.v[i].buf -= 8;
+	kd_automsg struct kd_msg *back = kd_msg_new(KD_MSG_STATE, EPOCH, 0);
+	back->state.last_seq = 99;
+	for (size_t i = 0; i < pages.n; i++) {
+		assert_int_equal(at_page(&pages, i)->state.last_seq, 99);
+		assert_true(at_page(&pages, i)->state.held.n <= 25);
+		for (size_t j = 0; j < at_page(&pages, i)->state.held.n; j++)
+			kd_op_copy(kd_op_list_push(&back->state.held),
+			           &at_page(&pages, i)->state.held.v[j]);
+	}
+	assert_true(kd_msg_equal(back, st));
+	kd_frame_vec_fini(&fv);
+	kd_msg_vec_fini(&pages);
+
+	/* reconcile: keep, then drop, then resend, in order, across pages */
+	kd_automsg struct kd_msg *rc = kd_msg_new(KD_MSG_RECONCILE, EPOCH, 0);
+	for (int i = 0; i < 100; i++) {
+		snprintf(key, sizeof(key), "default/keep-%d", i);
+		kd_key_list_push(&rc->reconcile.keep, key);
+		snprintf(key, sizeof(key), "default/drop-%d", i);
+		kd_key_list_push(&rc->reconcile.drop, key);
+		snprintf(key, sizeof(key), "default/resend-%d", i);
+		fill_upsert(kd_op_list_push(&rc->reconcile.resend), key, false);
+	}
+	assert_int_equal(kd_msg_encode_pages(rc, 0, &lim, &fv, NULL), 0);
+	assert_true(fv.n > 3);
+	decode_frames(&fv, &lim, &pages);
+	kd_automsg struct kd_msg *rb = kd_msg_new(KD_MSG_RECONCILE, EPOCH, 0);
+	for (size_t i = 0; i < pages.n; i++) {
+		const struct kd_msg *p = at_page(&pages, i);
+		for (size_t j = 0; j < p->reconcile.keep.n; j++)
+			kd_key_list_push(&rb->reconcile.keep, p->reconcile.keep.v[j]);
+		for (size_t j = 0; j < p->reconcile.drop.n; j++)
+			kd_key_list_push(&rb->reconcile.drop, p->reconcile.drop.v[j]);
+		for (size_t j = 0; j < p->reconcile.resend.n; j++)
+			kd_op_copy(kd_op_list_push(&rb->reconcile.resend),
+			           &p->reconcile.resend.v[j]);
+	}
+	assert_true(kd_msg_equal(rb, rc));
+	kd_frame_vec_fini(&fv);
+	kd_msg_vec_fini(&pages);
+
+	/* a message that fits is one frame, byte-identical to kd_msg_encode */
+	kd_automsg struct kd_msg *small = sample(KD_MSG_STATE);
+	assert_int_equal(kd_msg_encode_pages(small, 4, NULL, &fv, NULL), 0);
+	assert_int_equal(fv.n, 1);
+	char *buf = NULL;
+	size_t len = 0;
+	assert_int_equal(kd_msg_encode(small, 4, NULL, &buf, &len, NULL), 0);
+	assert_int_equal(fv.v[0].len, len);
+	assert_memory_equal(fv.v[0].buf + 4, buf + 4, len);
+	assert_null(strstr(buf + 4, "\"part\""));
+	free(buf);
+	kd_frame_vec_fini(&fv);
+	/* other types pass through */
+	kd_automsg struct kd_msg *ack = kd_msg_new(KD_MSG_ACK, 7, 3);
+	assert_int_equal(kd_msg_encode_pages(ack, 0, NULL, &fv, NULL), 0);
+	assert_int_equal(fv.n, 1);
+	assert_string_equal(fv.v[0].buf, "{\"type\":\"ack\",\"epoch\":\"7\",\"seq\":3}");
+	kd_frame_vec_fini(&fv);
+}
+
+static void pages_refuse_what_cannot_be_paged(void **state)
+{
+	(void)state;
+	kd_autoerr struct kd_error *err = NULL;
+	struct kd_frame_vec fv = {0};
+	/* one entry larger than a frame */
+	kd_automsg struct kd_msg *st = kd_msg_new(KD_MSG_STATE, EPOCH, 0);
+	fill_upsert(kd_op_list_push(&st->state.held), "default/small", false);
+	fill_upsert(kd_op_list_push(&st->state.held), "default/big", true);
+	struct kd_delta_limits lim = {.max_frame = 400};
+	assert_int_equal(kd_msg_encode_pages(st, 0, &lim, &fv, &err), -EMSGSIZE);
+	assert_non_null(strstr(err->msg, "held entry default/big does not fit"));
+	assert_int_equal(fv.n, 0);
+	kd_error_free(err);
+	err = NULL;
+	/* already a page */
+	st->more = true;
+	assert_int_equal(kd_msg_encode_pages(st, 0, NULL, &fv, &err), -EINVAL);
+	kd_error_free(err);
+	err = NULL;
+	st->more = false;
+	/* a duplicate key across what would be two pages is caught before anything is encoded */
+	kd_automsg struct kd_msg *rc = kd_msg_new(KD_MSG_RECONCILE, EPOCH, 0);
+	kd_key_list_push(&rc->reconcile.keep, "default/a");
+	kd_key_list_push(&rc->reconcile.drop, "default/a");
+	assert_int_equal(kd_msg_encode_pages(rc, 0, NULL, &fv, &err), -EINVAL);
+	assert_non_null(strstr(err->msg, "appears more than once"));
+	kd_error_free(err);
+	err = NULL;
+	/* more entries in all than max_total */
+	struct kd_delta_limits tot = {.max_total = 1};
+	assert_int_equal(kd_msg_encode_pages(st, 0, &tot, &fv, &err), -E2BIG);
+	assert_int_equal(fv.n, 0);
+	/* part/more on other messages are refused by validation */
+	kd_automsg struct kd_msg *dl = kd_msg_new(KD_MSG_DELTA, EPOCH, 1);
+	fill_upsert(kd_op_list_push(&dl->delta.ops), "default/x", false);
+	dl->part = 1;
+	assert_int_equal(kd_msg_validate(dl, NULL, NULL), -EINVAL);
+}
+
+#define S(body) "{\"type\":\"state\",\"epoch\":\"5\",\"last_seq\":0," body "}"
+#define T0      "{\"kind\":\"K\",\"name\":\"n\",\"uid\":\"u\",\"hash\":\"h\"}"
+
+static void template_table_and_paging_fields_are_strict(void **state)
+{
+	(void)state;
+	/* accepted: table, "op" omitted in held, part/more */
+	const char *ok = S("\"held\":[{\"key\":\"a/b\",\"t\":0}],\"tmpls\":[" T0 "],\"part\":2,"
+	                   "\"more\":true");
+	kd_automsg struct kd_msg *m = NULL;
+	kd_autoerr struct kd_error *err = NULL;
+	if (kd_msg_decode(ok, strlen(ok), NULL, &m, &err) < 0)
+		fail_msg("%s", kd_error_msg(err));
+	assert_int_equal(m->part, 2);
+	assert_true(m->more);
+	assert_int_equal(m->state.held.v[0].kind, KD_OP_UPSERT);
+	assert_string_equal(m->state.held.v[0].tmpl.hash, "h");
+	/* the canonical encoding of an inline tmpl uses the table */
+	const char *in = D("{\"op\":\"upsert\",\"key\":\"a/b\",\"tmpl\":" T0 "}");
+	kd_automsg struct kd_msg *m2 = NULL;
+	assert_int_equal(kd_msg_decode(in, strlen(in), NULL, &m2, NULL), 0);
+	size_t len;
+	kd_autofree char *buf = enc(m2, &len);
+	assert_string_equal(buf, "{\"type\":\"delta\",\"epoch\":\"5\",\"seq\":12,\"ops\":[{\"op\":"
+	                         "\"upsert\",\"key\":\"a/b\",\"t\":0}],\"tmpls\":[" T0 "]}");
+
+	expect_reject(S("\"held\":[{\"key\":\"a/b\",\"t\":0}]"), EINVAL,
+	              "\"t\" without a \"tmpls\" table");
+	expect_reject(S("\"held\":[{\"key\":\"a/b\",\"t\":1}],\"tmpls\":[" T0 "]"), EINVAL,
+	              "state held 0: field \"t\" out of range [0, 0]");
+	expect_reject(S("\"held\":[{\"key\":\"a/b\",\"t\":0,\"tmpl\":" T0 "}],\"tmpls\":[" T0 "]"),
+	              EINVAL, "both \"t\" and \"tmpl\"");
+	expect_reject(S("\"held\":[{\"key\":\"a/b\"}],\"tmpls\":[" T0 "]"), EINVAL,
+	              "tmpls 0 is not referenced");
+	expect_reject(S("\"held\":[],\"tmpls\":[]"), EINVAL, "\"tmpls\" is empty");
+	expect_reject(S("\"held\":[{\"key\":\"a/b\",\"t\":0}],\"tmpls\":[{\"kind\":\"K\"}]"),
+	              EINVAL, "missing field \"tmpls 0.name\"");
+	expect_reject(S("\"held\":[{\"key\":\"a/b\",\"t\":0}],\"tmpls\":{}"), EINVAL,
+	              "\"tmpls\" must be an array");
+	expect_reject(D("{\"key\":\"a/b\"}"), EINVAL, "op 0: missing field \"op\"");
+	expect_reject(D("{\"op\":\"delete\",\"key\":\"a/b\",\"t\":0}"), EINVAL,
+	              "delete carries upsert field \"t\"");
+	expect_reject(S("\"held\":[],\"part\":1000001"), EINVAL, "\"part\" out of range");
+	expect_reject(S("\"held\":[],\"more\":1"), EINVAL, "\"more\" must be a boolean");
+	expect_reject("{\"type\":\"delta\",\"epoch\":\"5\",\"seq\":12,\"more\":false,\"ops\":[" UP(
+	                  "a/b") "]}",
+	              EINVAL, "part/more are only valid on state and reconcile");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -485,6 +681,9 @@ int main(void)
 	    cmocka_unit_test(lone_surrogate_escape_becomes_replacement_char),
 	    cmocka_unit_test(key_check_rules),
 	    cmocka_unit_test(error_reason_is_truncated_on_utf8_boundary),
+	    cmocka_unit_test(pages_split_state_and_reconcile_and_reassemble),
+	    cmocka_unit_test(pages_refuse_what_cannot_be_paged),
+	    cmocka_unit_test(template_table_and_paging_fields_are_strict),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -933,6 +933,252 @@ static void epochs_increase_even_when_the_clock_steps_back(void **state)
 	}
 }
 
+/* ---- paging ---------------------------------------------------------------------------------- */
+
+/* Encodes m as pages of at most max_frame bytes and decodes each, as the transport would. */
+static void pages_of(const struct kd_msg *m, size_t max_frame, struct kd_msg_vec *pages)
+{
+	struct kd_delta_limits lim = {.max_frame = max_frame};
+	struct kd_frame_vec fv = {0};
+	kd_autoerr struct kd_error *err = NULL;
+	if (kd_msg_encode_pages(m, 0, &lim, &fv, &err) < 0)
+		fail_msg("encode pages: %s", kd_error_msg(err));
+	for (size_t i = 0; i < fv.n; i++) {
+		struct kd_msg *back = NULL;
+		if (kd_msg_decode(fv.v[i].buf, fv.v[i].len, &lim, &back, &err) < 0)
+			fail_msg("decode page %zu: %s", i, kd_error_msg(err));
+		kd_msg_vec_push(pages, back);
+	}
+	kd_frame_vec_fini(&fv);
+}
+
+static void paged_handshake_acts_only_on_the_whole_message(void **state)
+{
+	(void)state;
+	struct dstage ds = {0};
+	struct ustage us = {0};
+	char key[32];
+	for (int i = 0; i < 40; i++) { /* 0..29 wanted as held, 30..39 nobody wants */
+		snprintf(key, sizeof(key), "ns/h-%d", i);
+		hold(&ds, key, "node-1");
+		if (i < 30)
+			want(&us, key, "node-1");
+	}
+	for (int i = 0; i < 10; i++) { /* the downstream lacks these */
+		snprintf(key, sizeof(key), "ns/w-%d", i);
+		want(&us, key, "node-2");
+	}
+	struct kd_hs_down *d = kd_hs_down_new(&dcbs, &ds, NULL);
+	struct kd_hs_conn *c = kd_hs_conn_new(d);
+	struct kd_hs_up *u = kd_hs_up_new("up", &ucbs, &us);
+	struct kd_msg_vec v1 = {0}, v2 = {0}, v3 = {0}, pages = {0}, out = {0};
+	kd_autoerr struct kd_error *err = NULL;
+	assert_int_equal(kd_hs_up_connect(u, &v1), 0);
+	assert_int_equal(to_down(c, at(&v1, 0), &v2, &err), 0);
+	assert_int_equal(at(&v2, 0)->type, KD_MSG_STATE);
+	assert_int_equal(at(&v2, 0)->state.held.n, 40);
+
+	/* round 1 in pages: the upstream answers only after the last one */
+	pages_of(at(&v2, 0), 700, &pages);
+	assert_true(pages.n >= 3);
+	for (size_t i = 0; i < pages.n; i++) {
+		assert_int_equal(at(&pages, i)->part, i);
+		assert_int_equal(at(&pages, i)->more, i + 1 < pages.n);
+		assert_int_equal(kd_hs_up_on_msg(u, at(&pages, i), &v3, &err), 0);
+		if (i + 1 < pages.n) {
+			assert_int_equal(v3.n, 0);
+			assert_int_equal(kd_hs_up_phase(u), KD_HS_HANDSHAKING);
+		}
+	}
+	assert_int_equal(v3.n, 1);
+	struct kd_msg *rec = at(&v3, 0);
+	assert_int_equal(rec->type, KD_MSG_RECONCILE);
+	assert_int_equal(rec->reconcile.keep.n, 30);
+	assert_int_equal(rec->reconcile.drop.n, 10);
+	assert_int_equal(rec->reconcile.resend.n, 10);
+	assert_string_equal(rec->reconcile.keep.v[0], "ns/h-0");
+	assert_string_equal(rec->reconcile.drop.v[9], "ns/h-39");
+	assert_int_equal(kd_hs_up_phase(u), KD_HS_RECONCILING);
+	kd_msg_vec_fini(&pages);
+
+	/* round 2 in pages: the downstream applies nothing before the last page, and deltas in
+	 * between are refused */
+	pages_of(rec, 400, &pages);
+	assert_true(pages.n >= 3);
+	kd_automsg struct kd_msg *dl = kd_msg_new(KD_MSG_DELTA, kd_hs_up_epoch(u), 1);
+	make_pod(kd_op_list_push(&dl->delta.ops), "ns/early", "node-1", "h1");
+	for (size_t i = 0; i < pages.n; i++) {
+		assert_int_equal(kd_hs_down_on_msg(c, at(&pages, i), &out, &err), 0);
+		if (i + 1 < pages.n) {
+			assert_int_equal(out.n, 0);
+			assert_int_equal(ds.drops, 0);
+			assert_int_equal(ds.keeps, 0);
+			assert_false(dhas(&ds, "ns/w-0"));
+			assert_int_equal(kd_hs_down_phase(d, "up"), KD_HS_HANDSHAKING);
+			if (i == 0) {
+				assert_int_equal(kd_hs_down_on_msg(c, dl, &out, &err), -EBUSY);
+				assert_int_equal(at(&out, 0)->error.code, KD_CODE_HANDSHAKING);
+				kd_msg_vec_fini(&out);
+				kd_error_free(err);
+				err = NULL;
+			}
+		}
+	}
+	assert_int_equal(at(&out, 0)->type, KD_MSG_READY);
+	assert_int_equal(ds.drops, 10);
+	assert_int_equal(ds.keeps, 30);
+	assert_true(dhas(&ds, "ns/w-9"));
+	assert_false(dhas(&ds, "ns/early"));
+	assert_int_equal(kd_hs_down_phase(d, "up"), KD_HS_READY);
+	struct kd_msg_vec v5 = {0};
+	assert_int_equal(kd_hs_up_on_msg(u, at(&out, 0), &v5, &err), 0);
+	assert_true(kd_hs_up_ready(u));
+	kd_msg_vec_fini(&out);
+	assert_int_equal(kd_hs_down_on_msg(c, dl, &out, &err), 0);
+	assert_true(dhas(&ds, "ns/early"));
+
+	kd_msg_vec_fini(&out);
+	kd_msg_vec_fini(&pages);
+	kd_msg_vec_fini(&v1);
+	kd_msg_vec_fini(&v2);
+	kd_msg_vec_fini(&v3);
+	kd_hs_conn_free(c);
+	kd_hs_down_free(d);
+	kd_hs_up_free(u);
+	dstage_fini(&ds);
+	kd_op_list_fini(&us.wanted);
+}
+
+/* A state page of `n` held keys ns/<prefix>-<first..first+n-1>. Returns owned. */
+static struct kd_msg *state_page(uint64_t epoch, uint32_t part, bool more, uint64_t last_seq,
+                                 const char *prefix, int first, int n)
+{
+	struct kd_msg *m = kd_msg_new(KD_MSG_STATE, epoch, 0);
+	m->part = part;
+	m->more = more;
+	m->state.last_seq = last_seq;
+	char key[32];
+	for (int i = 0; i < n; i++) {
+		snprintf(key, sizeof(key), "ns/%s-%d", prefix, first + i);
+		make_pod(kd_op_list_push(&m->state.held), key, "node-1", "h1");
+	}
+	return m;
+}
+
+/* Feeds the pages to a freshly connected upstream; expects the last one to fail with rc and a
+ * reason containing want, and nothing emitted but the error. */
+static void expect_up_pages_refused(struct kd_msg **pg, size_t n, int rc, const char *want)
+{
+	struct ustage us = {0};
+	struct kd_hs_up *u = kd_hs_up_new("up", &ucbs, &us);
+	struct kd_msg_vec out = {0};
+	kd_autoerr struct kd_error *err = NULL;
+	assert_int_equal(kd_hs_up_connect(u, &out), 0);
+	uint64_t epoch = kd_hs_up_epoch(u);
+	kd_msg_vec_fini(&out);
+	for (size_t i = 0; i < n; i++) {
+		pg[i]->epoch = epoch;
+		int r = kd_hs_up_on_msg(u, pg[i], &out, &err);
+		if (i + 1 < n) {
+			assert_int_equal(r, 0);
+			assert_int_equal(out.n, 0);
+			continue;
+		}
+		assert_int_equal(r, rc);
+		assert_int_equal(out.n, 1);
+		assert_int_equal(at(&out, 0)->type, KD_MSG_ERROR);
+		assert_int_equal(at(&out, 0)->error.code, KD_CODE_PROTOCOL);
+		if (!strstr(kd_error_msg(err), want))
+			fail_msg("reason \"%s\" lacks \"%s\"", kd_error_msg(err), want);
+	}
+	for (size_t i = 0; i < n; i++)
+		kd_msg_free(pg[i]);
+	kd_msg_vec_fini(&out);
+	kd_hs_up_free(u);
+}
+
+static void paged_state_violations_are_refused(void **state)
+{
+	(void)state;
+	struct kd_msg *p[3];
+	/* a page other than 0 first */
+	p[0] = state_page(1, 1, false, 0, "a", 0, 2);
+	expect_up_pages_refused(p, 1, -EPROTO, "part 1 out of order (expected 0)");
+	/* a page repeated */
+	p[0] = state_page(1, 0, true, 0, "a", 0, 2);
+	p[1] = state_page(1, 0, false, 0, "a", 2, 2);
+	expect_up_pages_refused(p, 2, -EPROTO, "part 0 out of order (expected 1)");
+	/* last_seq changes between pages */
+	p[0] = state_page(1, 0, true, 7, "a", 0, 2);
+	p[1] = state_page(1, 1, false, 8, "a", 2, 2);
+	expect_up_pages_refused(p, 2, -EPROTO, "last_seq 8, part 0 said 7");
+	/* an empty page that is not the last */
+	p[0] = state_page(1, 0, true, 0, "a", 0, 2);
+	p[1] = state_page(1, 1, true, 0, "a", 2, 0);
+	expect_up_pages_refused(p, 2, -EPROTO, "part 1 is empty but not the last");
+	/* a key in two pages */
+	p[0] = state_page(1, 0, true, 0, "a", 0, 2);
+	p[1] = state_page(1, 1, true, 0, "b", 0, 2);
+	p[2] = state_page(1, 2, false, 0, "a", 1, 2);
+	expect_up_pages_refused(p, 3, -EPROTO, "held key \"ns/a-1\" appears more than once");
+}
+
+static void paged_reconcile_violations_apply_nothing(void **state)
+{
+	(void)state;
+	struct dstage ds = {0};
+	struct kd_hs_down *d = kd_hs_down_new(&dcbs, &ds, NULL);
+	struct kd_hs_conn *c = kd_hs_conn_new(d);
+	hold(&ds, "ns/x", "node-1");
+	kd_automsg struct kd_msg *hello = kd_msg_new(KD_MSG_HELLO, 100, 0);
+	hello->hello.source = kd_xstrdup("up");
+	struct kd_msg_vec out = {0};
+	kd_autoerr struct kd_error *err = NULL;
+	assert_int_equal(kd_hs_down_on_msg(c, hello, &out, &err), 0);
+	kd_msg_vec_fini(&out);
+
+	/* part 1 first */
+	kd_automsg struct kd_msg *r1 = kd_msg_new(KD_MSG_RECONCILE, 100, 0);
+	r1->part = 1;
+	kd_key_list_push(&r1->reconcile.drop, "ns/x");
+	assert_int_equal(kd_hs_down_on_msg(c, r1, &out, &err), -EPROTO);
+	assert_int_equal(at(&out, 0)->error.code, KD_CODE_PROTOCOL);
+	assert_non_null(strstr(err->msg, "part 1 out of order"));
+	kd_msg_vec_fini(&out);
+	kd_error_free(err);
+	err = NULL;
+
+	/* the drop of ns/x in page 0, then ns/x again (as a resend) in page 1: refused, and the
+	 * drop of page 0 was not applied */
+	kd_automsg struct kd_msg *r0 = kd_msg_new(KD_MSG_RECONCILE, 100, 0);
+	r0->more = true;
+	kd_key_list_push(&r0->reconcile.drop, "ns/x");
+	assert_int_equal(kd_hs_down_on_msg(c, r0, &out, &err), 0);
+	assert_int_equal(out.n, 0);
+	kd_automsg struct kd_msg *r1b = kd_msg_new(KD_MSG_RECONCILE, 100, 0);
+	r1b->part = 1;
+	make_pod(kd_op_list_push(&r1b->reconcile.resend), "ns/x", "node-2", "h1");
+	assert_int_equal(kd_hs_down_on_msg(c, r1b, &out, &err), -EPROTO);
+	assert_non_null(strstr(err->msg, "key \"ns/x\" appears more than once across pages"));
+	assert_int_equal(ds.drops, 0);
+	assert_true(dhas(&ds, "ns/x"));
+	assert_int_equal(kd_hs_down_phase(d, "up"), KD_HS_HANDSHAKING);
+	kd_msg_vec_fini(&out);
+	kd_error_free(err);
+	err = NULL;
+
+	/* an empty non-final page */
+	kd_automsg struct kd_msg *re = kd_msg_new(KD_MSG_RECONCILE, 100, 0);
+	re->more = true;
+	assert_int_equal(kd_hs_down_on_msg(c, re, &out, &err), -EPROTO);
+	assert_non_null(strstr(err->msg, "part 0 is empty but not the last"));
+	kd_msg_vec_fini(&out);
+
+	kd_hs_conn_free(c);
+	kd_hs_down_free(d);
+	dstage_fini(&ds);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -948,6 +1194,9 @@ int main(void)
 	    cmocka_unit_test(protocol_violations_close),
 	    cmocka_unit_test(forget_source_only_when_unbound),
 	    cmocka_unit_test(epochs_increase_even_when_the_clock_steps_back),
+	    cmocka_unit_test(paged_handshake_acts_only_on_the_whole_message),
+	    cmocka_unit_test(paged_state_violations_are_refused),
+	    cmocka_unit_test(paged_reconcile_violations_apply_nothing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -36,9 +36,11 @@
  *   upstream verifies the server certificate against tls_ca but not its host name (channels
  *   dial pod IPs; the CA is the channel's own). Known libwebsockets 4.1.6 issue: a TLS
  *   downstream that served a connection leaks its SSL_CTX (~700 KB) when freed.
- * - The handshake's state{} carries every held object in one frame: about 130 bytes each, so a
- *   downstream holding more than ~8,000 objects for one source needs max_frame above the 1 MiB
- *   default on both ends (the codec has no paging).
+ * - A state{} or reconcile{} larger than max_frame is sent as pages (kd_msg_encode_pages,
+ *   "Paging" in kd/delta.h; changed 09:45 UTC, previously one frame and a handshake failing
+ *   above ~8,000 held objects): each page is decoded as it arrives (transfer and decoding
+ *   overlap) and the handshake machines act on the whole message after its last page. A held
+ *   object costs ~60 bytes of state{} (template table), so 10,000 take 1 page of 1 MiB.
  * - Deployment: the libuv event-lib plugin of lws must be installed (Debian package
  *   libwebsockets-evlib-uv, pulled in by libwebsockets-dev).
  *

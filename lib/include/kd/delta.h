@@ -7,16 +7,24 @@
  * Changes since the first commit (all compatible):
  *   08:28 UTC  decode also rejects (-E2BIG) frames with more than 4 * max_ops + 16 JSON objects
  *              or 64 arrays (json-c memory bound; no legitimate frame comes close).
+ *   09:40 UTC  (hsp) wire format 1.1, all compatible with version-1 frames on decode:
+ *              - paging: state and reconcile may be split into pages ("part"/"more"),
+ *                kd_msg_encode_pages produces them, the handshake assembles them; struct kd_msg
+ *                gained `part` and `more` (appended), kd_delta_limits gained `max_total`;
+ *              - a per-message template table "tmpls" referenced by index ("t") instead of a
+ *                full "tmpl" object in every op (the decoder still accepts inline "tmpl");
+ *              - "op" may be omitted in held[] and resend[] (upserts only there).
  *
  * ---- Wire format (version 1) -------------------------------------------------------------
  * Every frame is exactly one JSON object (UTF-8, no NUL byte, optional surrounding whitespace,
  * nothing else), at most kd_delta_limits.max_frame bytes (default 1 MiB; checked before parsing):
  *
  *   {"type":"hello",    "epoch":"E","seq":0,"source":"autoscaler-0"}
- *   {"type":"state",    "epoch":"E","seq":0,"last_seq":41,"held":[OP...]}
- *   {"type":"reconcile","epoch":"E","seq":0,"keep":["ns/a"],"drop":["ns/b"],"resend":[OP...]}
+ *   {"type":"state",    "epoch":"E","seq":0,"last_seq":41,"held":[OP...],"tmpls":[T...]}
+ *   {"type":"reconcile","epoch":"E","seq":0,"keep":["ns/a"],"drop":["ns/b"],"resend":[OP...],
+ *                       "tmpls":[T...]}
  *   {"type":"ready",    "epoch":"E","seq":0}
- *   {"type":"delta",    "epoch":"E","seq":12,"ops":[OP...]}
+ *   {"type":"delta",    "epoch":"E","seq":12,"ops":[OP...],"tmpls":[T...]}
  *   {"type":"ack",      "epoch":"E","seq":12}
  *   {"type":"error",    "epoch":"E","seq":0,"code":2,"reason":"..."}
  *
@@ -41,9 +49,31 @@
  *   key may appear in at most one of keep/drop/resend: duplicates are REJECTED (not "last wins"),
  *   so a frame has exactly one meaning; senders coalesce ops per key before batching.
  *
+ * Paging (state and reconcile only): a state{} or reconcile{} too large for one frame is sent
+ * as pages: consecutive frames of the same type and epoch with "part":0,1,2,... and
+ * "more":true on every page but the last. Each page is a complete, valid message on its own
+ * (every per-frame rule and limit applies to it; duplicate keys are rejected across pages by the
+ * receiver); a state page repeats last_seq (it must be the same on every page); a reconcile
+ * page carries a slice of keep, then drop, then resend (all three arrays always present).
+ * "part" is an integer in [0, KD_PART_MAX], "more" a boolean; both are written only when not
+ * 0/false, so a message that fits one frame is encoded exactly as in version 1. They are
+ * rejected on other message types (where they would otherwise be unknown, ignored fields: a
+ * peer must not believe a delta was paged). The receiver (kd/handshake.h) assembles the pages:
+ * in order, same epoch, a non-final page carries at least one entry, at most max_total entries
+ * in all; nothing of a paged message takes effect before its last page arrived.
+ *
+ * Template table: "tmpls" (optional, any message with op lists) is an array of T =
+ * {"kind":"PodAutoscaler","name":"hello-00001","uid":"…","hash":"7f9c…"} (all four members
+ * required); an op refers to entry i with "t":i. The table must not be empty, every entry must
+ * be referenced by at least one op of the frame, and an op carries "t" or an inline "tmpl" (the
+ * same object as T), not both. The encoder always uses the table, numbering templates in order
+ * of first use (ops in list order: held / keep-drop-resend / ops) and writes it after the lists.
+ *
  * An OP is {"op":"upsert"|"delete","key":"namespace/name", ...}. key: namespace is a DNS-1123
- * label (<= 63), name a DNS-1123 subdomain (<= 253), exactly one '/'. Upsert optional fields,
+ * label (<= 63), name a DNS-1123 subdomain (<= 253), exactly one '/'. In held[] and resend[]
+ * (upserts only) "op" may be omitted and the encoder omits it. Upsert optional fields,
  * written only when set (compact; "only what differs from the template"):
+ *   "t":0  template reference (index into "tmpls"), or inline
  *   "tmpl":{"kind":"PodAutoscaler","name":"hello-00001","uid":"…","hash":"7f9c…"}
  *          template reference: the owner (same namespace as key) and the template hash; when
  *          present all four members are required.
@@ -84,6 +114,8 @@
 #define KD_DELTA_MAX_FRAME_DEFAULT ((size_t)1 << 20) /* 1 MiB */
 #define KD_DELTA_MAX_OPS_DEFAULT   10000u            /* per ops/held/resend list */
 #define KD_DELTA_MAX_KEYS_DEFAULT  100000u           /* per keep/drop list */
+#define KD_DELTA_MAX_TOTAL_DEFAULT 1000000u          /* entries of one paged message, all pages */
+#define KD_PART_MAX                1000000u          /* largest "part" index */
 
 #define KD_KEY_MAX       (63 + 1 + 253) /* "namespace/name" */
 #define KD_SOURCE_MAX    253            /* hello.source: [A-Za-z0-9._:/-], 1..253 */
@@ -202,6 +234,10 @@ struct kd_msg {
 			char *reason; /* owned; may be NULL (encoded as absent) */
 		} error;
 	};
+	/* Paging of state/reconcile (appended 09:40 UTC): index of this page and whether more
+	 * pages follow. 0/false for a message in one frame and for every other type. */
+	uint32_t part;
+	bool more;
 };
 
 /* A growable list of owned messages (handshake outputs). */
@@ -215,7 +251,25 @@ struct kd_delta_limits {
 	size_t max_frame; /* bytes, checked before parsing; default 1 MiB */
 	size_t max_ops;   /* per op list; default KD_DELTA_MAX_OPS_DEFAULT */
 	size_t max_keys;  /* per key list; default KD_DELTA_MAX_KEYS_DEFAULT */
+	/* Appended 09:40 UTC: entries (ops + keys) of one paged message across all its pages, for
+	 * kd_msg_encode_pages and the assembling receiver; default KD_DELTA_MAX_TOTAL_DEFAULT. */
+	size_t max_total;
 };
+
+/* One encoded frame: buf is an owned allocation of headroom + len + 1 bytes, the JSON text at
+ * buf + headroom, NUL-terminated (as kd_msg_encode). */
+struct kd_frame {
+	char *buf;
+	size_t len;
+};
+
+struct kd_frame_vec {
+	struct kd_frame *v; /* owned array of n frames */
+	size_t n, cap;
+};
+
+/* Frees every frame buffer and the array; leaves v empty. */
+void kd_frame_vec_fini(struct kd_frame_vec *v);
 
 /* ---- model ---------------------------------------------------------------------------------- */
 
@@ -288,6 +342,17 @@ int kd_msg_validate(const struct kd_msg *m, const struct kd_delta_limits *lim,
  * excludes headroom and the NUL. Out-parameters are set only on success. lim may be NULL. */
 int kd_msg_encode(const struct kd_msg *m, size_t headroom, const struct kd_delta_limits *lim,
                   char **buf, size_t *len, struct kd_error **err);
+
+/* Encodes m as one or more frames appended to out. A state or reconcile message (which must
+ * have part 0 and more false) that does not fit one frame (lim->max_frame, at most max_ops ops /
+ * max_keys keys per list) is split into pages (see "Paging" above), each filled greedily in
+ * list order; anything else, and a state/reconcile that fits, gives exactly kd_msg_encode's one
+ * frame. The whole message is validated first with max_total as the per-list limit (duplicates
+ * are checked across the whole message). -EINVAL (invalid, or already a page), -EMSGSIZE (one
+ * entry alone does not fit a frame), -E2BIG (more than max_total entries in one list); out is
+ * left unchanged on failure. lim may be NULL. */
+int kd_msg_encode_pages(const struct kd_msg *m, size_t headroom, const struct kd_delta_limits *lim,
+                        struct kd_frame_vec *out, struct kd_error **err);
 
 /* Decodes one frame of len bytes (need not be NUL-terminated). Rejects, before parsing, frames
  * larger than lim->max_frame (-EMSGSIZE), then invalid UTF-8 and NUL bytes, non-JSON, trailing

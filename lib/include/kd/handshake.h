@@ -8,6 +8,18 @@
  * announced here, at the top, with the date.
  * Changes since the first commit (all compatible):
  *   08:25 UTC  added kd_hs_down_forget; documented that kd_chan may re-stamp pending deltas.
+ *   09:45 UTC  (hsp) paged state{} and reconcile{} (kd/delta.h "Paging"): both machines
+ *              accept a message as pages part 0, 1, ... (more=true on all but the last) and
+ *              act only on the whole: the upstream classifies each state page as it arrives
+ *              (keep/drop in held order) and emits the reconcile after the last page; the
+ *              downstream collects reconcile pages and applies nothing before the last one
+ *              (deltas stay refused with HANDSHAKING meanwhile). Refused with error{PROTOCOL}
+ *              (-EPROTO): a part out of order (including a part > 0 first, or a page after a
+ *              new hello), an empty non-final page, a state page whose last_seq differs from
+ *              part 0's, a key repeated across pages; with -E2BIG: more than KD_HS_MAX_TOTAL
+ *              entries in all pages. The state machines still EMIT one message (state or
+ *              reconcile) in `out`; the transport pages it when sending
+ *              (kd_msg_encode_pages). A message in one frame behaves exactly as before.
  *
  * Protocol (per connection; the upstream mints a fresh epoch for every connection):
  *   up -> down   hello{source, epoch}
@@ -76,6 +88,10 @@
 
 #include "kd/delta.h"
 #include "kd/error.h"
+
+/* Most entries one paged state{} (held) or reconcile{} (keep + drop + resend) may carry in all
+ * its pages (see "Paging" in kd/delta.h). */
+#define KD_HS_MAX_TOTAL 1000000u
 
 enum kd_hs_phase {
 	KD_HS_IDLE = 0,    /* no epoch yet (down: unknown source; up: not connected) */
