@@ -86,6 +86,7 @@ struct kd_as_inst {
 	char *ip;
 	char *status_source; /* status channel source that reported it, or NULL */
 	uint64_t created_ms; /* loop ms */
+	uint64_t delete_at;  /* victim: API delete fallback due at (loop ms), 0 none */
 };
 
 /* One revision = one PodAutoscaler of our class. */
@@ -177,6 +178,9 @@ void kd_as_inst_remove(struct kd_as *as, struct kd_as_inst *inst);
 struct kd_as_inst *kd_as_inst_observe(struct kd_as *as, json_object *pod);
 /* Cancels every instance of rev along the chain (rev going away). */
 void kd_as_chain_forget_rev(struct kd_as *as, struct kd_as_rev *rev);
+/* API-deletes victims whose node did not delete them in time (tick). */
+void kd_as_chain_sweep(struct kd_as *as);
+#define KD_AS_DELETE_FALLBACK_MS 10000
 /* Hands every channel's pending ops to kd_chan. */
 void kd_as_chain_flush(struct kd_as *as);
 

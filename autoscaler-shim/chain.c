@@ -705,7 +705,14 @@ void kd_as_chain_apply(struct kd_as *as, struct kd_as_rev *rev, int32_t desired)
 			inst->deleting = true;
 			inst->ready = false;
 			as->deleted++;
-			delete_through_api(as, inst, false);
+			/* the node deletes a persisted instance it is told to delete
+			 * (kd/instance.h); the API Server delete is the fallback when its channel
+			 * is down or the Pod is still there KD_AS_DELETE_FALLBACK_MS later */
+			if (inst->chan && inst->chan->up && kd_chan_up_ready(inst->chan->up))
+				inst->delete_at =
+				    kd_loop_now_ms(as->loop) + KD_AS_DELETE_FALLBACK_MS;
+			else
+				delete_through_api(as, inst, false);
 		}
 	}
 	if (created || plan.victims.n)
@@ -716,6 +723,23 @@ void kd_as_chain_apply(struct kd_as *as, struct kd_as_rev *rev, int32_t desired)
 	kd_as_chain_flush(as);
 	if (changed)
 		kd_as_rev_dirty(as, rev);
+}
+
+void kd_as_chain_sweep(struct kd_as *as)
+{
+	uint64_t now = kd_loop_now_ms(as->loop);
+	struct lh_entry *e;
+	lh_foreach(as->insts, e)
+	{
+		struct kd_as_inst *inst = (struct kd_as_inst *)lh_entry_v(e);
+		if (inst->deleting && inst->delete_at && now >= inst->delete_at) {
+			inst->delete_at = 0;
+			kd_log_info(
+			    "chain: %s still in the API after its delete op; deleting it there",
+			    inst->key);
+			delete_through_api(as, inst, false);
+		}
+	}
 }
 
 void kd_as_chain_forget_rev(struct kd_as *as, struct kd_as_rev *rev)

@@ -763,6 +763,7 @@ static void tick_cb(struct kd_loop *loop, struct kd_timer *t, void *arg)
 	(void)loop;
 	struct kd_as *as = arg;
 	if (kd_informer_synced(as->pod_inf) && kd_informer_synced(as->pa_inf)) {
+		kd_as_chain_sweep(as);
 		struct lh_entry *e, *tmp;
 		lh_foreach_safe(as->revs, e, tmp)
 		{
