@@ -17,7 +17,9 @@
  *  - Pod IPs come from the sandbox spec's per-node pod CIDR (kd-node passes the node's
  *    spec.podCIDR, e.g. 10.244.3.0/24), else `pod-cidr`. Like runtime-sim: the network address,
  *    the first host (reserved for a per-node gateway, never assigned) and the broadcast address
- *    are skipped; allocation is next-fit. The address gets the CIDR's prefix length on eth0.
+ *    are skipped; allocation is next-fit from a random start (`random-ip-start`, so a restarted
+ *    kd-node does not reuse the last run's addresses first: peers keep idle keep-alive
+ *    connections and ARP entries to them). The address gets the CIDR's prefix length on eth0.
  *  - Routes inside the sandbox: on-link routes for each CIDR in `routes` (default the rig's
  *    10.88.0.0/16 and 10.244.0.0/16: everything on kd-br0 is one L2 segment) and, only if
  *    `gateway` is set, a default route via that address (the rig has none on purpose: nothing
@@ -140,6 +142,7 @@ struct rp_config {
 	char *log_dir;
 	char *cgroup_root;
 	char *host_ip;
+	bool random_ip_start;
 };
 
 static const struct kd_config_option rp_options[] = {
@@ -184,6 +187,9 @@ static const struct kd_config_option rp_options[] = {
                   .help = "cgroup v2 directory sandbox cgroups are created under"),
     KD_OPT_STRING("host-ip", struct rp_config, host_ip, .def = "", .metavar = "IP",
                   .help = "value of status.hostIP for the downward API"),
+    KD_OPT_BOOL("random-ip-start", struct rp_config, random_ip_start, .def = "true",
+                .help = "start each CIDR's next-fit allocation at a random address (as "
+                        "host-local IPAM resumes after its last one) instead of the first"),
     KD_CONFIG_END,
 };
 
@@ -398,6 +404,12 @@ static struct pool *pool_get(struct rp *rp, const char *cidr, struct kd_error **
 	p->size = size;
 	p->prefix = prefix;
 	p->cursor = 2;
+	if (rp->cfg->random_ip_start) {
+		/* a restarted host does not hand out the previous run's addresses first */
+		uint32_t r = 0;
+		if (getrandom(&r, sizeof(r), GRND_NONBLOCK) == sizeof(r))
+			p->cursor = 2 + r % (size - 3);
+	}
 	p->bits = kd_xcalloc(size / 8 + 1, 1);
 	p->next = rp->pools;
 	rp->pools = p;

@@ -218,7 +218,8 @@ static int load(const char *extra_json)
 	char cfg[2048];
 	snprintf(cfg, sizeof(cfg),
 	         "{\"bridge\":\"kdtbr0\",\"bridge-netns\":\"%s\",\"pod-cidr\":\"10.77.0.0/24\","
-	         "\"routes\":[],\"veth-prefix\":\"kdtv\",\"restart-backoff\":\"100ms\","
+	         "\"routes\":[],\"veth-prefix\":\"kdtv\",\"random-ip-start\":false,\"restart-"
+	         "backoff\":\"100ms\","
 	         "\"restart-backoff-max\":\"400ms\",\"startup-probe-period\":\"20ms\","
 	         "\"images\":\"{\\\"test.local/hello\\\":\\\"%s/functions/hello\\\","
 	         "\\\"test.local/sleep\\\":\\\"%s/functions/sleep\\\","
