@@ -92,8 +92,8 @@ ALL_C := $(LIB_SRCS) $(wildcard plugins/*/*.c) $(foreach c,$(COMPONENTS),$(wildc
 ALL_H := $(shell find lib plugins autoscaler-shim node-agent activator-hook functions bench tests \
 	-name '*.h' 2>/dev/null)
 
-.PHONY: test-all all lib plugins bins test test-unit check lint format format-check fuzz fuzz-build deps \
-	clean help test-integration rig-up rig-down rig-status bench-chan
+.PHONY: valgrind test-all all lib plugins bins test test-unit check lint format format-check fuzz fuzz-build deps \
+	clean help test-integration rig-up rig-down rig-status bench-chan bench-scale-pods
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -165,8 +165,14 @@ test-unit test: all $(TEST_BINS) $(FIXTURE_SOS) $(HARNESS_BINS)
 check:
 	$(MAKE) WERROR=1 SANITIZER=address,undefined BUILD=$(BUILD)-san test
 
-# The README test command: format, lint, -Werror + sanitizer unit tests.
-test-all: format-check lint check
+# Every unit-test binary under valgrind (memcheck, leaks are errors).
+VALGRIND ?= valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99
+valgrind: all $(TEST_BINS) $(FIXTURE_SOS) $(HARNESS_BINS)
+	$(Q)BUILD=$(BUILD) KD_TEST_WRAPPER="$(VALGRIND)" tests/run-unit.sh $(TEST_BINS)
+
+# The README test command: format, lint, -Werror + sanitizer unit tests, valgrind, and the
+# integration tests on the embedded cluster (rig/up builds the pinned upstream binaries once).
+test-all: format-check lint check valgrind test-integration
 
 # --- fuzzing ---------------------------------------------------------------------------------
 FUZZ_FLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Ilib/include -D_GNU_SOURCE \
@@ -218,6 +224,10 @@ test-integration: all
 # handshake time with held objects. BENCH_CHAN_ARGS passes options (see bench/chan/chan.c).
 bench-chan: $(BUILD)/bench/chan/chan
 	$(Q)$(BUILD)/bench/chan/chan $(BENCH_CHAN_ARGS)
+
+# scale-pods, both arms in one run on the rig (bench/scale-pods/run.sh): N=50,200,500 (a list).
+bench-scale-pods: all
+	$(Q)N=$(or $(N),50,200,500) BUILD=$(BUILD) bench/scale-pods/run.sh
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-san

@@ -4,7 +4,8 @@
 set -u
 passed=0 failed=0 bad_bins=()
 for t in "$@"; do
-	out=$("$t" 2>&1)
+	# KD_TEST_WRAPPER (e.g. valgrind ...) runs in front of each binary when set.
+	out=$(${KD_TEST_WRAPPER:-} "$t" 2>&1)
 	rc=$?
 	printf '%s\n' "$out"
 	p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test(s)\./\1/p' | tail -1)
