@@ -172,7 +172,14 @@ valgrind: all $(TEST_BINS) $(FIXTURE_SOS) $(HARNESS_BINS)
 
 # The README test command: format, lint, -Werror + sanitizer unit tests, valgrind, and the
 # integration tests on the embedded cluster (rig/up builds the pinned upstream binaries once).
-test-all: format-check lint check valgrind test-integration
+# Steps run one after another (each builds with -j$(JOBS)); output stays readable.
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+test-all:
+	$(MAKE) --no-print-directory format-check
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory -j$(JOBS) check
+	$(MAKE) --no-print-directory -j$(JOBS) valgrind
+	$(MAKE) --no-print-directory -j$(JOBS) test-integration
 
 # --- fuzzing ---------------------------------------------------------------------------------
 FUZZ_FLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Ilib/include -D_GNU_SOURCE \
