@@ -1,10 +1,9 @@
-/* kd_delta.c: channel message model, validation, compact JSON encoder and strict json-c based
- * decoder. The wire format is specified in kd/delta.h. */
+/* kd_delta.c: channel message model, validation, compact JSON encoder (with paging) and strict
+ * decoder (own RFC 8259 parser). The wire format is specified in kd/delta.h. */
 #include "kd/delta.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <json-c/json.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -584,8 +583,11 @@ static const char *ip_why(const char *s)
 	return "is not an IP address";
 }
 
+static bool tmpl_eq(const struct kd_tmpl_ref *a, const struct kd_tmpl_ref *b);
+
 /* Context for error messages: "<type>[ seq S][ <list> <idx>]". */
 struct vctx {
+	const struct kd_tmpl_ref *last_tmpl; /* last template found valid (ops share templates) */
 	const struct kd_msg *m;
 	const char *list; /* "op", "held", "resend", "keep", "drop" or NULL */
 	size_t idx;
@@ -681,7 +683,7 @@ static int check_kvs(const struct vctx *c, const struct kd_kv_list *l, const cha
 	return 0;
 }
 
-static int check_op(const struct vctx *c, const struct kd_op *op, bool upsert_only)
+static int check_op(struct vctx *c, const struct kd_op *op, bool upsert_only)
 {
 	char q[QBUF];
 	kd_autoerr struct kd_error *kerr = NULL;
@@ -709,6 +711,9 @@ static int check_op(const struct vctx *c, const struct kd_op *op, bool upsert_on
 		const struct kd_tmpl_ref *t = &op->tmpl;
 		if (!t->kind || !t->name || !t->uid || !t->hash)
 			return vfail(c, EINVAL, "tmpl needs kind, name, uid and hash");
+	}
+	if ((op->has & KD_OP_HAS_TMPL) && !(c->last_tmpl && tmpl_eq(c->last_tmpl, &op->tmpl))) {
+		const struct kd_tmpl_ref *t = &op->tmpl;
 		if ((why = charset_why(t->kind, 63, "", false)))
 			return vfail(c, EINVAL, "tmpl kind %s %s",
 			             quote(q, sizeof(q), t->kind, strlen(t->kind)), why);
@@ -721,6 +726,9 @@ static int check_op(const struct vctx *c, const struct kd_op *op, bool upsert_on
 		if ((why = charset_why(t->hash, 64, "_-", false)))
 			return vfail(c, EINVAL, "tmpl hash %s %s",
 			             quote(q, sizeof(q), t->hash, strlen(t->hash)), why);
+		c->last_tmpl = t;
+	} else if (op->has & KD_OP_HAS_TMPL) {
+		/* same as the last valid one */
 	} else if (op->tmpl.kind || op->tmpl.name || op->tmpl.uid || op->tmpl.hash) {
 		return vfail(c, EINVAL, "tmpl fields set without KD_OP_HAS_TMPL");
 	}
@@ -1151,10 +1159,20 @@ static void enc_ops(struct sbuf *b, const char *name, const struct kd_op *v, siz
 	sb_mem(b, ",\"", 2);
 	sb_mem(b, name, strlen(name));
 	sb_mem(b, "\":[", 3);
+	const struct kd_tmpl_ref *prev = NULL;
+	size_t prev_idx = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (i)
 			SB_LIT(b, ",");
-		size_t tidx = (v[i].has & KD_OP_HAS_TMPL) ? ttab_add(t, &v[i].tmpl) : 0;
+		size_t tidx = 0;
+		if (v[i].has & KD_OP_HAS_TMPL) {
+			if (prev && tmpl_eq(prev, &v[i].tmpl)) {
+				tidx = prev_idx;
+			} else {
+				tidx = prev_idx = ttab_add(t, &v[i].tmpl);
+				prev = &v[i].tmpl;
+			}
+		}
 		enc_op(b, &v[i], tidx, upsert_list);
 	}
 	SB_LIT(b, "]");
@@ -1463,85 +1481,483 @@ int kd_msg_encode_pages(const struct kd_msg *m, size_t headroom, const struct kd
 	return 0;
 }
 
+/* ---- JSON parser ---------------------------------------------------------------------------- */
+
+/* A small strict JSON parser (RFC 8259) into a read-only tree, replacing json-c on the decode
+ * path (json-c built a hash table per object and one allocation per value, and its parse plus
+ * free was ~1/3 of decoding a state{}). Nodes come from blocks of JV_BLOCK, strings are
+ * unescaped into one buffer of the frame's size (a decoded string plus its NUL never exceeds
+ * its quoted source), so a frame costs a handful of allocations. Semantics follow what the
+ * json-c based decoder did: integers (-?(0|[1-9][0-9]*)) are "int" and saturate at
+ * INT64_MIN/MAX, numbers with a fraction or exponent are "double"; a lone surrogate escape
+ * becomes U+FFFD; for a repeated member name the last one counts (member()); containers
+ * nested deeper than JSON_MAX_DEPTH are rejected. Raw control characters in strings and
+ * leading zeros are rejected, as RFC 8259 requires. The input was already checked for valid
+ * UTF-8 without NUL bytes and for the escape \u0000 (prescan). */
+
+enum jtype { J_NULL, J_BOOL, J_INT, J_DOUBLE, J_STRING, J_ARRAY, J_OBJECT };
+
+struct jv {
+	struct jv *next;  /* next element / member of the parent */
+	struct jv *first; /* array/object: first child */
+	const char *name; /* object member: its name (NUL-terminated) */
+	const char *s;    /* string: value (NUL-terminated, n bytes) */
+	int64_t i;        /* int */
+	uint32_t n;       /* string: length; array/object: children */
+	uint32_t name_len;
+	uint8_t type;
+	bool b;
+};
+
+#define JV_BLOCK 1024
+
+struct jblock {
+	struct jblock *prev;
+	struct jv v[JV_BLOCK];
+};
+
+struct jparser {
+	const char *p, *end, *start;
+	char *sbuf; /* unescaped strings */
+	size_t sused;
+	struct jblock *blk;
+	size_t bused;
+	const char *why; /* first error */
+	size_t at;       /* byte offset of the error */
+	bool truncated;
+};
+
+static void jp_fini(struct jparser *jp)
+{
+	for (struct jblock *b = jp->blk, *prev; b; b = prev) {
+		prev = b->prev;
+		free(b);
+	}
+	free(jp->sbuf);
+	jp->blk = NULL;
+	jp->sbuf = NULL;
+}
+
+static struct jv *jp_node(struct jparser *jp, uint8_t type)
+{
+	if (!jp->blk || jp->bused == JV_BLOCK) {
+		struct jblock *b = kd_xmalloc(sizeof(*b));
+		b->prev = jp->blk;
+		jp->blk = b;
+		jp->bused = 0;
+	}
+	struct jv *v = &jp->blk->v[jp->bused++];
+	memset(v, 0, sizeof(*v));
+	v->type = type;
+	return v;
+}
+
+static bool jp_fail(struct jparser *jp, const char *why)
+{
+	if (!jp->why) {
+		jp->why = why;
+		jp->at = (size_t)(jp->p - jp->start);
+		jp->truncated = jp->p >= jp->end;
+	}
+	return false;
+}
+
+static void jp_ws(struct jparser *jp)
+{
+	while (jp->p < jp->end &&
+	       (*jp->p == ' ' || *jp->p == '\n' || *jp->p == '\r' || *jp->p == '\t'))
+		jp->p++;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Reads the 4 hex digits after "\u" at jp->p (which points at 'u'); -1 if malformed. */
+static long jp_u4(struct jparser *jp)
+{
+	if (jp->end - jp->p < 5)
+		return -1;
+	long x = 0;
+	for (int k = 1; k <= 4; k++) {
+		int h = hexval(jp->p[k]);
+		if (h < 0)
+			return -1;
+		x = x * 16 + h;
+	}
+	return x;
+}
+
+static char *put_utf8(char *o, unsigned long cp)
+{
+	if (cp < 0x80) {
+		*o++ = (char)cp;
+	} else if (cp < 0x800) {
+		*o++ = (char)(0xc0 | (cp >> 6));
+		*o++ = (char)(0x80 | (cp & 0x3f));
+	} else if (cp < 0x10000) {
+		*o++ = (char)(0xe0 | (cp >> 12));
+		*o++ = (char)(0x80 | ((cp >> 6) & 0x3f));
+		*o++ = (char)(0x80 | (cp & 0x3f));
+	} else {
+		*o++ = (char)(0xf0 | (cp >> 18));
+		*o++ = (char)(0x80 | ((cp >> 12) & 0x3f));
+		*o++ = (char)(0x80 | ((cp >> 6) & 0x3f));
+		*o++ = (char)(0x80 | (cp & 0x3f));
+	}
+	return o;
+}
+
+/* Parses a string at jp->p (the opening quote); on success *out (length *len) points into sbuf. */
+static bool jp_string(struct jparser *jp, const char **out, uint32_t *len)
+{
+	jp->p++; /* opening quote */
+	char *o0 = jp->sbuf + jp->sused, *o = o0;
+	for (;;) {
+		/* plain run */
+		const char *q = jp->p;
+		while (q < jp->end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20)
+			q++;
+		memcpy(o, jp->p, (size_t)(q - jp->p));
+		o += q - jp->p;
+		jp->p = q;
+		if (jp->p >= jp->end)
+			return jp_fail(jp, "unterminated string");
+		char c = *jp->p;
+		if (c == '"') {
+			jp->p++;
+			break;
+		}
+		if (c != '\\')
+			return jp_fail(jp, "control character in string");
+		jp->p++;
+		if (jp->p >= jp->end)
+			return jp_fail(jp, "unterminated string");
+		c = *jp->p;
+		switch (c) {
+		case '"':
+		case '\\':
+		case '/':
+			*o++ = c;
+			jp->p++;
+			continue;
+		case 'b':
+			*o++ = '\b';
+			jp->p++;
+			continue;
+		case 'f':
+			*o++ = '\f';
+			jp->p++;
+			continue;
+		case 'n':
+			*o++ = '\n';
+			jp->p++;
+			continue;
+		case 'r':
+			*o++ = '\r';
+			jp->p++;
+			continue;
+		case 't':
+			*o++ = '\t';
+			jp->p++;
+			continue;
+		case 'u':
+			break;
+		default:
+			return jp_fail(jp, "invalid escape in string");
+		}
+		long cp = jp_u4(jp);
+		if (cp < 0)
+			return jp_fail(jp, jp->end - jp->p < 5 ? "unterminated string"
+			                                       : "invalid \\u escape");
+		jp->p += 5;
+		if (cp >= 0xd800 && cp <= 0xdbff && jp->end - jp->p >= 6 && jp->p[0] == '\\' &&
+		    jp->p[1] == 'u') {
+			jp->p++;
+			long lo = jp_u4(jp);
+			jp->p--;
+			if (lo >= 0xdc00 && lo <= 0xdfff) {
+				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+				jp->p += 6;
+			} else {
+				cp = 0xfffd; /* lone high surrogate; the next escape stands alone */
+			}
+		} else if (cp >= 0xd800 && cp <= 0xdfff) {
+			cp = 0xfffd; /* lone surrogate */
+		}
+		o = put_utf8(o, (unsigned long)cp);
+	}
+	*o = '\0';
+	*out = o0;
+	*len = (uint32_t)(o - o0);
+	jp->sused += (size_t)(o - o0) + 1;
+	return true;
+}
+
+static bool jp_number(struct jparser *jp, struct jv *v)
+{
+	const char *q = jp->p;
+	bool neg = false;
+	if (q < jp->end && *q == '-') {
+		neg = true;
+		q++;
+	}
+	if (q >= jp->end) {
+		jp->p = q;
+		return jp_fail(jp, "truncated number");
+	}
+	const char *digits = q;
+	if (*q == '0') {
+		q++;
+	} else if (*q >= '1' && *q <= '9') {
+		while (q < jp->end && *q >= '0' && *q <= '9')
+			q++;
+	} else {
+		jp->p = q;
+		return jp_fail(jp, "invalid number");
+	}
+	const char *int_end = q;
+	bool is_double = false;
+	if (q < jp->end && *q == '.') {
+		q++;
+		if (q >= jp->end || *q < '0' || *q > '9') {
+			jp->p = q;
+			return jp_fail(jp, "invalid number");
+		}
+		while (q < jp->end && *q >= '0' && *q <= '9')
+			q++;
+		is_double = true;
+	}
+	if (q < jp->end && (*q == 'e' || *q == 'E')) {
+		q++;
+		if (q < jp->end && (*q == '+' || *q == '-'))
+			q++;
+		if (q >= jp->end || *q < '0' || *q > '9') {
+			jp->p = q;
+			return jp_fail(jp, "invalid number");
+		}
+		while (q < jp->end && *q >= '0' && *q <= '9')
+			q++;
+		is_double = true;
+	}
+	if (q < jp->end && *q >= '0' && *q <= '9') { /* leading zero: "01" */
+		jp->p = q;
+		return jp_fail(jp, "invalid number (leading zero)");
+	}
+	jp->p = q;
+	if (is_double) {
+		v->type = J_DOUBLE;
+		return true;
+	}
+	v->type = J_INT;
+	uint64_t x = 0;
+	bool over = false;
+	for (const char *d = digits; d < int_end; d++) {
+		unsigned dv = (unsigned)(*d - '0');
+		if (x > (UINT64_MAX - dv) / 10) {
+			over = true;
+			break;
+		}
+		x = x * 10 + dv;
+	}
+	if (neg)
+		v->i = (over || x > (uint64_t)INT64_MAX + 1) ? INT64_MIN : (int64_t)(0 - x);
+	else
+		v->i = (over || x > (uint64_t)INT64_MAX) ? INT64_MAX : (int64_t)x;
+	return true;
+}
+
+static bool jp_lit(struct jparser *jp, const char *lit, size_t n)
+{
+	if ((size_t)(jp->end - jp->p) < n) {
+		if (memcmp(jp->p, lit, (size_t)(jp->end - jp->p)) == 0) {
+			jp->p = jp->end;
+			return jp_fail(jp, "truncated literal");
+		}
+		return jp_fail(jp, "invalid literal");
+	}
+	if (memcmp(jp->p, lit, n) != 0)
+		return jp_fail(jp, "invalid literal");
+	jp->p += n;
+	return true;
+}
+
+static struct jv *jp_value(struct jparser *jp, int depth)
+{
+	jp_ws(jp);
+	if (jp->p >= jp->end) {
+		jp_fail(jp, "unexpected end");
+		return NULL;
+	}
+	char c = *jp->p;
+	struct jv *v;
+	if (c == '{' || c == '[') {
+		if (depth >= JSON_MAX_DEPTH) {
+			jp_fail(jp, "nesting too deep");
+			return NULL;
+		}
+		bool obj = c == '{';
+		char close = obj ? '}' : ']';
+		v = jp_node(jp, obj ? J_OBJECT : J_ARRAY);
+		jp->p++;
+		jp_ws(jp);
+		if (jp->p < jp->end && *jp->p == close) {
+			jp->p++;
+			return v;
+		}
+		struct jv **tail = &v->first;
+		for (;;) {
+			const char *name = NULL;
+			uint32_t name_len = 0;
+			if (obj) {
+				jp_ws(jp);
+				if (jp->p >= jp->end || *jp->p != '"') {
+					jp_fail(jp, jp->p >= jp->end ? "unexpected end"
+					                             : "expected a member name");
+					return NULL;
+				}
+				if (!jp_string(jp, &name, &name_len))
+					return NULL;
+				jp_ws(jp);
+				if (jp->p >= jp->end || *jp->p != ':') {
+					jp_fail(jp, jp->p >= jp->end ? "unexpected end"
+					                             : "expected ':'");
+					return NULL;
+				}
+				jp->p++;
+			}
+			struct jv *e = jp_value(jp, depth + 1);
+			if (!e)
+				return NULL;
+			e->name = name;
+			e->name_len = name_len;
+			*tail = e;
+			tail = &e->next;
+			v->n++;
+			jp_ws(jp);
+			if (jp->p >= jp->end) {
+				jp_fail(jp, "unexpected end");
+				return NULL;
+			}
+			if (*jp->p == ',') {
+				jp->p++;
+				continue;
+			}
+			if (*jp->p == close) {
+				jp->p++;
+				return v;
+			}
+			jp_fail(jp, obj ? "expected ',' or '}'" : "expected ',' or ']'");
+			return NULL;
+		}
+	}
+	v = jp_node(jp, J_NULL);
+	switch (c) {
+	case '"':
+		v->type = J_STRING;
+		return jp_string(jp, &v->s, &v->n) ? v : NULL;
+	case 't':
+		v->type = J_BOOL;
+		v->b = true;
+		return jp_lit(jp, "true", 4) ? v : NULL;
+	case 'f':
+		v->type = J_BOOL;
+		return jp_lit(jp, "false", 5) ? v : NULL;
+	case 'n':
+		return jp_lit(jp, "null", 4) ? v : NULL;
+	default:
+		if (c == '-' || (c >= '0' && c <= '9'))
+			return jp_number(jp, v) ? v : NULL;
+		jp_fail(jp, "unexpected character");
+		return NULL;
+	}
+}
+
+static bool jv_is(const struct jv *v, enum jtype t)
+{
+	return v->type == t;
+}
+
+static const char *jtype_name(const struct jv *v)
+{
+	static const char *const names[] = {
+	    [J_NULL] = "null",     [J_BOOL] = "boolean",  [J_INT] = "int",
+	    [J_DOUBLE] = "double", [J_STRING] = "string", [J_ARRAY] = "array",
+	    [J_OBJECT] = "object"};
+	return names[v->type];
+}
+
+/* Borrowed member or NULL; the last one when a name repeats. */
+static struct jv *member(const struct jv *obj, const char *name)
+{
+	size_t n = strlen(name);
+	struct jv *found = NULL;
+	for (struct jv *e = obj->first; e; e = e->next)
+		if (e->name_len == n && memcmp(e->name, name, n) == 0)
+			found = e;
+	return found;
+}
+
 /* ---- decoder -------------------------------------------------------------------------------- */
 
 struct dctx {
 	struct vctx v; /* message being built, for error context */
 	struct kd_delta_limits lim;
-	json_object *tmpls; /* the frame's template table (borrowed) or NULL */
+	struct kd_tmpl_ref *tmpls; /* the frame's template table, decoded (owned) or NULL */
 	size_t ntmpls;
 	bool *tused; /* per table entry: referenced by an op */
 };
 
-static void json_putp(json_object **j)
-{
-	if (*j)
-		json_object_put(*j);
-}
-
-static void tok_freep(json_tokener **t)
-{
-	if (*t)
-		json_tokener_free(*t);
-}
-
-static const char *jtype_name(json_object *j)
-{
-	return json_type_to_name(json_object_get_type(j));
-}
-
-/* Borrowed member or NULL. */
-static json_object *member(json_object *obj, const char *name)
-{
-	json_object *v = NULL;
-	if (!json_object_object_get_ex(obj, name, &v))
-		return NULL;
-	return v;
-}
-
 /* String member: 0 with *out owned (or NULL when absent and optional), or -EINVAL. */
-static int get_str_as(const struct vctx *c, json_object *obj, const char *name, const char *shown,
+static int get_str_as(const struct vctx *c, struct jv *obj, const char *name, const char *shown,
                       bool required, char **out)
 {
-	json_object *v = member(obj, name);
+	struct jv *v = member(obj, name);
 	*out = NULL;
 	if (!v) {
 		if (required)
 			return vfail(c, EINVAL, "missing field \"%s\"", shown);
 		return 0;
 	}
-	if (!json_object_is_type(v, json_type_string))
+	if (!jv_is(v, J_STRING))
 		return vfail(c, EINVAL, "field \"%s\" must be a string, not %s", shown,
 		             jtype_name(v));
-	const char *s = json_object_get_string(v);
-	size_t len = (size_t)json_object_get_string_len(v);
+	const char *s = v->s;
+	size_t len = (size_t)v->n;
 	if (utf8_valid_prefix((const unsigned char *)s, len) != len)
 		return vfail(c, EINVAL, "field \"%s\" is not valid UTF-8 or contains NUL", shown);
 	*out = kd_xstrndup(s, len);
 	return 0;
 }
 
-static int get_str(const struct vctx *c, json_object *obj, const char *name, bool required,
+static int get_str(const struct vctx *c, struct jv *obj, const char *name, bool required,
                    char **out)
 {
 	return get_str_as(c, obj, name, name, required, out);
 }
 
 /* Integer member in [0, max]: 0 with *out set and *present, or -EINVAL. */
-static int get_int(const struct vctx *c, json_object *obj, const char *name, bool required,
+static int get_int(const struct vctx *c, struct jv *obj, const char *name, bool required,
                    int64_t max, int64_t *out, bool *present)
 {
-	json_object *v = member(obj, name);
+	struct jv *v = member(obj, name);
 	*present = false;
 	if (!v) {
 		if (required)
 			return vfail(c, EINVAL, "missing field \"%s\"", name);
 		return 0;
 	}
-	if (!json_object_is_type(v, json_type_int))
+	if (!jv_is(v, J_INT))
 		return vfail(c, EINVAL, "field \"%s\" must be an integer, not %s", name,
 		             jtype_name(v));
-	int64_t x = json_object_get_int64(v); /* saturates at INT64_MAX/MIN */
+	int64_t x = v->i; /* saturates at INT64_MAX/MIN */
 	if (x < 0 || x > max)
 		return vfail(c, EINVAL, "field \"%s\" out of range [0, %lld]", name,
 		             (long long)max);
@@ -1550,16 +1966,16 @@ static int get_int(const struct vctx *c, json_object *obj, const char *name, boo
 	return 0;
 }
 
-static int parse_epoch(const struct vctx *c, json_object *obj, uint64_t *out)
+static int parse_epoch(const struct vctx *c, struct jv *obj, uint64_t *out)
 {
-	json_object *v = member(obj, "epoch");
+	struct jv *v = member(obj, "epoch");
 	if (!v)
 		return vfail(c, EINVAL, "missing field \"epoch\"");
-	if (!json_object_is_type(v, json_type_string))
+	if (!jv_is(v, J_STRING))
 		return vfail(c, EINVAL, "field \"epoch\" must be a decimal string, not %s",
 		             jtype_name(v));
-	const char *s = json_object_get_string(v);
-	size_t len = (size_t)json_object_get_string_len(v);
+	const char *s = v->s;
+	size_t len = (size_t)v->n;
 	if (len == 0 || len > 20 || (len > 1 && s[0] == '0'))
 		return vfail(c, EINVAL, "field \"epoch\" is not a canonical uint64");
 	uint64_t x = 0;
@@ -1575,24 +1991,23 @@ static int parse_epoch(const struct vctx *c, json_object *obj, uint64_t *out)
 	return 0;
 }
 
-static int get_kvs(const struct vctx *c, json_object *obj, const char *name, struct kd_kv_list *out)
+static int get_kvs(const struct vctx *c, struct jv *obj, const char *name, struct kd_kv_list *out)
 {
-	json_object *v = member(obj, name);
+	struct jv *v = member(obj, name);
 	if (!v)
 		return 0;
-	if (!json_object_is_type(v, json_type_object))
+	if (!jv_is(v, J_OBJECT))
 		return vfail(c, EINVAL, "field \"%s\" must be an object, not %s", name,
 		             jtype_name(v));
-	if ((size_t)json_object_object_length(v) > KD_KV_MAX)
-		return vfail(c, E2BIG, "%d %s exceed the limit of %d", json_object_object_length(v),
-		             name, KD_KV_MAX);
-	json_object_object_foreach(v, k, val)
-	{
-		if (!json_object_is_type(val, json_type_string))
+	if ((size_t)v->n > KD_KV_MAX)
+		return vfail(c, E2BIG, "%d %s exceed the limit of %d", (int)v->n, name, KD_KV_MAX);
+	for (const struct jv *val = v->first; val; val = val->next) {
+		const char *k = val->name;
+		if (!jv_is(val, J_STRING))
 			return vfail(c, EINVAL, "%s value of \"%.64s\" must be a string, not %s",
 			             name, k, jtype_name(val));
-		const char *s = json_object_get_string(val);
-		size_t len = (size_t)json_object_get_string_len(val);
+		const char *s = val->s;
+		size_t len = (size_t)val->n;
 		if (utf8_valid_prefix((const unsigned char *)s, len) != len)
 			return vfail(c, EINVAL, "%s value is not valid UTF-8 or contains NUL",
 			             name);
@@ -1601,11 +2016,11 @@ static int get_kvs(const struct vctx *c, json_object *obj, const char *name, str
 	return 0;
 }
 
-static int dec_tmpl(const struct vctx *c, json_object *jt, const char *what, struct kd_tmpl_ref *t)
+static int dec_tmpl(const struct vctx *c, struct jv *jt, const char *what, struct kd_tmpl_ref *t)
 {
 	char n[4][32];
 	static const char *const f[4] = {"kind", "name", "uid", "hash"};
-	if (!json_object_is_type(jt, json_type_object))
+	if (!jv_is(jt, J_OBJECT))
 		return vfail(c, EINVAL, "%s must be an object, not %s", what, jtype_name(jt));
 	for (int i = 0; i < 4; i++)
 		snprintf(n[i], sizeof(n[i]), "%s.%s", what, f[i]);
@@ -1618,23 +2033,21 @@ static int dec_tmpl(const struct vctx *c, json_object *jt, const char *what, str
 	return 0;
 }
 
-static int dec_op(struct dctx *d, json_object *jo, struct kd_op *op, bool upsert_list)
+static int dec_op(struct dctx *d, struct jv *jo, struct kd_op *op, bool upsert_list)
 {
 	const struct vctx *c = &d->v;
-	if (!json_object_is_type(jo, json_type_object))
+	if (!jv_is(jo, J_OBJECT))
 		return vfail(c, EINVAL, "must be an object, not %s", jtype_name(jo));
-	json_object *jk = member(jo, "op");
+	struct jv *jk = member(jo, "op");
 	if (!jk && upsert_list)
 		op->kind = KD_OP_UPSERT;
 	else if (!jk)
 		return vfail(c, EINVAL, "missing field \"op\"");
-	else if (!json_object_is_type(jk, json_type_string))
+	else if (!jv_is(jk, J_STRING))
 		return vfail(c, EINVAL, "field \"op\" must be a string, not %s", jtype_name(jk));
-	else if (strcmp(json_object_get_string(jk), "upsert") == 0 &&
-	         json_object_get_string_len(jk) == 6)
+	else if (strcmp(jk->s, "upsert") == 0 && jk->n == 6)
 		op->kind = KD_OP_UPSERT;
-	else if (strcmp(json_object_get_string(jk), "delete") == 0 &&
-	         json_object_get_string_len(jk) == 6)
+	else if (strcmp(jk->s, "delete") == 0 && jk->n == 6)
 		op->kind = KD_OP_DELETE;
 	else
 		return vfail(c, EINVAL, "field \"op\" must be \"upsert\" or \"delete\"");
@@ -1653,12 +2066,12 @@ static int dec_op(struct dctx *d, json_object *jo, struct kd_op *op, bool upsert
 				             upsert_only[i]);
 		return 0;
 	}
-	json_object *jt = member(jo, "tmpl");
-	json_object *jti = member(jo, "t");
+	struct jv *jt = member(jo, "tmpl");
+	struct jv *jti = member(jo, "t");
 	if (jt && jti)
 		return vfail(c, EINVAL, "op carries both \"t\" and \"tmpl\"");
 	if (jt) {
-		if (!json_object_is_type(jt, json_type_object))
+		if (!jv_is(jt, J_OBJECT))
 			return vfail(c, EINVAL, "field \"tmpl\" must be an object, not %s",
 			             jtype_name(jt));
 		op->has |= KD_OP_HAS_TMPL;
@@ -1672,12 +2085,12 @@ static int dec_op(struct dctx *d, json_object *jo, struct kd_op *op, bool upsert
 			return vfail(c, EINVAL, "field \"t\" without a \"tmpls\" table");
 		if ((rc = get_int(c, jo, "t", false, (int64_t)d->ntmpls - 1, &ti, &tp)) < 0)
 			return rc;
-		char what[40];
-		snprintf(what, sizeof(what), "tmpls %lld", (long long)ti);
+		const struct kd_tmpl_ref *t = &d->tmpls[ti];
 		op->has |= KD_OP_HAS_TMPL;
-		if ((rc = dec_tmpl(c, json_object_array_get_idx(d->tmpls, (size_t)ti), what,
-		                   &op->tmpl)) < 0)
-			return rc;
+		op->tmpl.kind = kd_xstrdup(t->kind);
+		op->tmpl.name = kd_xstrdup(t->name);
+		op->tmpl.uid = kd_xstrdup(t->uid);
+		op->tmpl.hash = kd_xstrdup(t->hash);
 		d->tused[ti] = true;
 	}
 	if ((rc = get_str(c, jo, "node", false, &op->node)) < 0 ||
@@ -1693,12 +2106,12 @@ static int dec_op(struct dctx *d, json_object *jo, struct kd_op *op, bool upsert
 	if ((rc = get_int(c, jo, "mem", false, KD_INT_MAX, &op->mem_bytes, &present)) < 0)
 		return rc;
 	op->has |= present ? KD_OP_HAS_MEM : 0;
-	json_object *jr = member(jo, "ready");
+	struct jv *jr = member(jo, "ready");
 	if (jr) {
-		if (!json_object_is_type(jr, json_type_boolean))
+		if (!jv_is(jr, J_BOOL))
 			return vfail(c, EINVAL, "field \"ready\" must be a boolean, not %s",
 			             jtype_name(jr));
-		op->ready = json_object_get_boolean(jr);
+		op->ready = jr->b;
 		op->has |= KD_OP_HAS_READY;
 	}
 	if ((rc = get_kvs(c, jo, "labels", &op->labels)) < 0)
@@ -1706,27 +2119,28 @@ static int dec_op(struct dctx *d, json_object *jo, struct kd_op *op, bool upsert
 	return get_kvs(c, jo, "annotations", &op->annotations);
 }
 
-static int dec_ops(struct dctx *d, json_object *root, const char *field, const char *list,
+static int dec_ops(struct dctx *d, struct jv *root, const char *field, const char *list,
                    bool upsert_list, struct kd_op_list *out)
 {
 	d->v.list = NULL;
-	json_object *ja = member(root, field);
+	struct jv *ja = member(root, field);
 	if (!ja)
 		return vfail(&d->v, EINVAL, "missing field \"%s\"", field);
-	if (!json_object_is_type(ja, json_type_array))
+	if (!jv_is(ja, J_ARRAY))
 		return vfail(&d->v, EINVAL, "field \"%s\" must be an array, not %s", field,
 		             jtype_name(ja));
-	size_t n = json_object_array_length(ja);
+	size_t n = ja->n;
 	if (n > d->lim.max_ops)
 		return vfail(&d->v, E2BIG, "%zu %s ops exceed the limit of %zu", n, field,
 		             d->lim.max_ops);
 	out->v = kd_xcalloc(n ? n : 1, sizeof(*out->v));
 	out->cap = n ? n : 1;
-	for (size_t i = 0; i < n; i++) {
+	size_t i = 0;
+	for (struct jv *e = ja->first; e; e = e->next, i++) {
 		d->v.list = list;
 		d->v.idx = i;
 		struct kd_op *op = &out->v[out->n++];
-		int rc = dec_op(d, json_object_array_get_idx(ja, i), op, upsert_list);
+		int rc = dec_op(d, e, op, upsert_list);
 		if (rc < 0)
 			return rc;
 	}
@@ -1734,30 +2148,32 @@ static int dec_ops(struct dctx *d, json_object *root, const char *field, const c
 	return 0;
 }
 
-static int dec_keys(struct dctx *d, json_object *root, const char *field, struct kd_key_list *out)
+static int dec_keys(struct dctx *d, struct jv *root, const char *field, struct kd_key_list *out)
 {
 	d->v.list = NULL;
-	json_object *ja = member(root, field);
+	struct jv *ja = member(root, field);
 	if (!ja)
 		return vfail(&d->v, EINVAL, "missing field \"%s\"", field);
-	if (!json_object_is_type(ja, json_type_array))
+	if (!jv_is(ja, J_ARRAY))
 		return vfail(&d->v, EINVAL, "field \"%s\" must be an array, not %s", field,
 		             jtype_name(ja));
-	size_t n = json_object_array_length(ja);
+	size_t n = ja->n;
 	if (n > d->lim.max_keys)
 		return vfail(&d->v, E2BIG, "%zu %s keys exceed the limit of %zu", n, field,
 		             d->lim.max_keys);
-	for (size_t i = 0; i < n; i++) {
-		json_object *k = json_object_array_get_idx(ja, i);
+	out->v = kd_xcalloc(n ? n : 1, sizeof(*out->v));
+	out->cap = n ? n : 1;
+	size_t i = 0;
+	for (struct jv *k = ja->first; k; k = k->next, i++) {
 		d->v.list = field;
 		d->v.idx = i;
-		if (!json_object_is_type(k, json_type_string))
+		if (!jv_is(k, J_STRING))
 			return vfail(&d->v, EINVAL, "must be a string, not %s", jtype_name(k));
-		const char *s = json_object_get_string(k);
-		size_t len = (size_t)json_object_get_string_len(k);
+		const char *s = k->s;
+		size_t len = (size_t)k->n;
 		if (strlen(s) != len)
 			return vfail(&d->v, EINVAL, "key contains NUL");
-		kd_key_list_push(out, s);
+		out->v[out->n++] = kd_xstrndup(s, len);
 	}
 	d->v.list = NULL;
 	return 0;
@@ -1765,23 +2181,31 @@ static int dec_keys(struct dctx *d, json_object *root, const char *field, struct
 
 /* The frame's "tmpls" table, when present: an array of 1..max_ops objects (their members are
  * checked when an op refers to them). */
-static int dec_tmpls(struct dctx *d, json_object *root)
+static int dec_tmpls(struct dctx *d, struct jv *root)
 {
-	json_object *ja = member(root, "tmpls");
+	struct jv *ja = member(root, "tmpls");
 	d->v.list = NULL;
 	if (!ja)
 		return 0;
-	if (!json_object_is_type(ja, json_type_array))
+	if (!jv_is(ja, J_ARRAY))
 		return vfail(&d->v, EINVAL, "field \"tmpls\" must be an array, not %s",
 		             jtype_name(ja));
-	size_t n = json_object_array_length(ja);
+	size_t n = ja->n;
 	if (n == 0)
 		return vfail(&d->v, EINVAL, "field \"tmpls\" is empty");
 	if (n > d->lim.max_ops)
 		return vfail(&d->v, E2BIG, "%zu tmpls exceed the limit of %zu", n, d->lim.max_ops);
-	d->tmpls = ja;
+	d->tmpls = kd_xcalloc(n, sizeof(*d->tmpls));
 	d->ntmpls = n;
 	d->tused = kd_xcalloc(n, sizeof(*d->tused));
+	size_t i = 0;
+	for (struct jv *e = ja->first; e; e = e->next, i++) {
+		char what[40];
+		snprintf(what, sizeof(what), "tmpls %zu", i);
+		int rc = dec_tmpl(&d->v, e, what, &d->tmpls[i]);
+		if (rc < 0)
+			return rc;
+	}
 	return 0;
 }
 
@@ -1793,7 +2217,7 @@ static int check_tmpls_used(struct dctx *d)
 	return 0;
 }
 
-static int dec_paging(struct dctx *d, json_object *root, struct kd_msg *m)
+static int dec_paging(struct dctx *d, struct jv *root, struct kd_msg *m)
 {
 	int64_t x = 0;
 	bool present;
@@ -1801,17 +2225,17 @@ static int dec_paging(struct dctx *d, json_object *root, struct kd_msg *m)
 	if (rc < 0)
 		return rc;
 	m->part = (uint32_t)x;
-	json_object *jm = member(root, "more");
+	struct jv *jm = member(root, "more");
 	if (jm) {
-		if (!json_object_is_type(jm, json_type_boolean))
+		if (!jv_is(jm, J_BOOL))
 			return vfail(&d->v, EINVAL, "field \"more\" must be a boolean, not %s",
 			             jtype_name(jm));
-		m->more = json_object_get_boolean(jm);
+		m->more = jm->b;
 	}
 	return 0;
 }
 
-static int dec_body(struct dctx *d, json_object *root, struct kd_msg *m)
+static int dec_body(struct dctx *d, struct jv *root, struct kd_msg *m)
 {
 	int rc = 0;
 	int64_t x = 0;
@@ -1857,13 +2281,15 @@ static int dec_body(struct dctx *d, json_object *root, struct kd_msg *m)
 	}
 }
 
-/* Structural pre-scan of the raw frame, before json-c builds anything:
- * - rejects the escape \u0000: json-c keeps member names as C strings, so an escaped NUL would
+/* Structural pre-scan of the raw frame, before the parser builds anything (kept from the json-c
+ * decoder; the limits are part of the documented format):
+ * - rejects the escape \u0000: member names and values are C strings, so an escaped NUL would
  *   silently truncate them;
- * - bounds the number of JSON objects and arrays. json-c spends ~700 bytes on every object (a
+ * - bounds the number of JSON objects and arrays. json-c spent ~700 bytes on every object (a
  *   16-bucket hash table), so 1 MiB of "{}," would cost ~270 MB: a legitimate frame needs at most
  *   4 objects per op (op, tmpl, labels, annotations) and a handful of arrays.
- * String boundaries are tracked only approximately for invalid JSON, which json-c rejects next. */
+ * String boundaries are tracked only approximately for invalid JSON, which the parser rejects next.
+ */
 static int prescan(const char *buf, size_t len, size_t max_objects, struct kd_error **err)
 {
 	size_t objects = 0, arrays = 0;
@@ -1896,10 +2322,7 @@ static int prescan(const char *buf, size_t len, size_t max_objects, struct kd_er
 	return 0;
 }
 
-static bool is_ws(char c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
+static int dec_root(struct jv *root, struct dctx *dp, struct kd_msg **out, struct kd_error **err);
 
 int kd_msg_decode(const char *buf, size_t len, const struct kd_delta_limits *lim,
                   struct kd_msg **out, struct kd_error **err)
@@ -1917,44 +2340,54 @@ int kd_msg_decode(const char *buf, size_t len, const struct kd_delta_limits *lim
 	int prc = prescan(buf, len, 4 * d.lim.max_ops + 16, err);
 	if (prc < 0)
 		return prc;
-	__attribute__((cleanup(tok_freep))) json_tokener *tok = json_tokener_new_ex(JSON_MAX_DEPTH);
-	if (!tok)
-		return kd_error_set(err, ENOMEM, 0, "decode: cannot allocate a JSON tokener");
-	/* no JSON_TOKENER_VALIDATE_UTF8: the whole frame was validated above */
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS);
-	__attribute__((cleanup(json_putp))) json_object *root =
-	    json_tokener_parse_ex(tok, buf, (int)len);
-	enum json_tokener_error jerr = json_tokener_get_error(tok);
-	if (!root || jerr != json_tokener_success) {
-		if (jerr == json_tokener_continue || jerr == json_tokener_success)
-			return kd_error_set(err, EINVAL, 0, "frame is truncated JSON");
-		return kd_error_set(err, EINVAL, 0, "frame is not valid JSON: %s at byte %zu",
-		                    json_tokener_error_desc(jerr), json_tokener_get_parse_end(tok));
+	struct jparser jp = {.p = buf, .end = buf + len, .start = buf};
+	jp.sbuf = kd_xmalloc(len + 1);
+	struct jv *root = jp_value(&jp, 0);
+	if (!root) {
+		int rc;
+		if (jp.truncated)
+			rc =
+			    kd_error_set(err, EINVAL, 0, "frame is truncated JSON (%s at byte %zu)",
+			                 jp.why, jp.at);
+		else
+			rc = kd_error_set(err, EINVAL, 0, "frame is not valid JSON: %s at byte %zu",
+			                  jp.why, jp.at);
+		jp_fini(&jp);
+		return rc;
 	}
-	for (size_t i = json_tokener_get_parse_end(tok); i < len; i++)
-		if (!is_ws(buf[i]))
-			return kd_error_set(err, EINVAL, 0, "frame has trailing bytes at byte %zu",
-			                    i);
-	if (!json_object_is_type(root, json_type_object))
+	jp_ws(&jp);
+	if (jp.p < jp.end) {
+		jp_fini(&jp);
+		return kd_error_set(err, EINVAL, 0, "frame has trailing bytes at byte %zu",
+		                    (size_t)(jp.p - buf));
+	}
+	int rc = dec_root(root, &d, out, err);
+	jp_fini(&jp);
+	return rc;
+}
+
+/* Decodes the parsed frame into *out. */
+static int dec_root(struct jv *root, struct dctx *dp, struct kd_msg **out, struct kd_error **err)
+{
+	struct dctx d = *dp;
+	if (!jv_is(root, J_OBJECT))
 		return kd_error_set(err, EINVAL, 0, "frame is a JSON %s, not an object",
 		                    jtype_name(root));
-	json_object *jt = member(root, "type");
+	struct jv *jt = member(root, "type");
 	if (!jt)
 		return kd_error_set(err, EINVAL, 0, "frame has no \"type\"");
-	if (!json_object_is_type(jt, json_type_string))
+	if (!jv_is(jt, J_STRING))
 		return kd_error_set(err, EINVAL, 0, "frame \"type\" must be a string, not %s",
 		                    jtype_name(jt));
 	enum kd_msg_type type = KD_MSG_NONE;
-	const char *ts = json_object_get_string(jt);
+	const char *ts = jt->s;
 	for (size_t i = 1; i < KD_ARRAY_SIZE(type_names); i++)
-		if (strcmp(ts, type_names[i]) == 0 &&
-		    strlen(type_names[i]) == (size_t)json_object_get_string_len(jt))
+		if (strcmp(ts, type_names[i]) == 0 && strlen(type_names[i]) == (size_t)jt->n)
 			type = (enum kd_msg_type)i;
 	if (type == KD_MSG_NONE) {
 		char q[QBUF];
-		return kd_error_set(
-		    err, EINVAL, 0, "unknown message type %s",
-		    quote(q, sizeof(q), ts, (size_t)json_object_get_string_len(jt)));
+		return kd_error_set(err, EINVAL, 0, "unknown message type %s",
+		                    quote(q, sizeof(q), ts, (size_t)jt->n));
 	}
 	kd_automsg struct kd_msg *m = kd_msg_new(type, 0, 0);
 	d.v.m = m;
@@ -1969,6 +2402,9 @@ int kd_msg_decode(const char *buf, size_t len, const struct kd_delta_limits *lim
 		return rc;
 	m->seq = (uint64_t)seq;
 	rc = dec_body(&d, root, m);
+	for (size_t i = 0; i < d.ntmpls; i++)
+		tmpl_fini(&d.tmpls[i]);
+	free(d.tmpls);
 	free(d.tused);
 	if (rc < 0)
 		return rc;

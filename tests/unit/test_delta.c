@@ -663,6 +663,66 @@ static void template_table_and_paging_fields_are_strict(void **state)
 	              EINVAL, "part/more are only valid on state and reconcile");
 }
 
+/* The decoder's own JSON parser: escapes, numbers, literals, nesting and repeated members. */
+static void json_parser_edge_cases(void **state)
+{
+	(void)state;
+	kd_autoerr struct kd_error *err = NULL;
+	/* escapes and a surrogate pair decode to UTF-8; "\/" is "/" */
+	const char *esc = "{\"type\":\"error\",\"epoch\":\"0\",\"code\":2,\"reason\":"
+	                  "\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\\u00e9\\u20ac\\ud83d\\ude00\\udc00x\"}";
+	kd_automsg struct kd_msg *m = NULL;
+	if (kd_msg_decode(esc, strlen(esc), NULL, &m, &err) < 0)
+		fail_msg("%s", kd_error_msg(err));
+	assert_string_equal(m->error.reason, "a\"b\\c/d\b\f\n\r\t\xc3\xa9\xe2\x82\xac"
+	                                     "\xf0\x9f\x98\x80\xef\xbf\xbdx");
+	/* a high surrogate followed by a non-surrogate escape: U+FFFD, then the escape */
+	const char *hi =
+	    "{\"type\":\"error\",\"epoch\":\"0\",\"code\":2,\"reason\":\"\\ud800\\u0041\"}";
+	kd_automsg struct kd_msg *m2 = NULL;
+	assert_int_equal(kd_msg_decode(hi, strlen(hi), NULL, &m2, NULL), 0);
+	assert_string_equal(m2->error.reason, "\xef\xbf\xbd"
+	                                      "A");
+	/* unknown fields of every JSON type are skipped; the last of a repeated member counts */
+	const char *unk = "{\"type\":\"ack\",\"epoch\":\"1\",\"seq\":1,\"x\":[null,true,false,-0,"
+	                  "-1.5e-3,2E+10,{\"y\":[]},\"\"],\"seq\":2}";
+	kd_automsg struct kd_msg *m3 = NULL;
+	if (kd_msg_decode(unk, strlen(unk), NULL, &m3, &err) < 0)
+		fail_msg("%s", kd_error_msg(err));
+	assert_int_equal(m3->seq, 2);
+	/* 8 nested containers are fine, 9 are not */
+	const char *d8 = "{\"type\":\"ready\",\"epoch\":\"1\",\"x\":[[[[[[[1]]]]]]]}";
+	kd_automsg struct kd_msg *m4 = NULL;
+	assert_int_equal(kd_msg_decode(d8, strlen(d8), NULL, &m4, NULL), 0);
+	expect_reject("{\"type\":\"ready\",\"epoch\":\"1\",\"x\":[[[[[[[[1]]]]]]]]}", EINVAL,
+	              "nesting too deep");
+	/* RFC 8259: no leading zeros, no bare control characters, complete literals */
+	expect_reject("{\"type\":\"ack\",\"epoch\":\"1\",\"seq\":01}", EINVAL, "leading zero");
+	expect_reject("{\"type\":\"ack\",\"epoch\":\"1\",\"seq\":-}", EINVAL, "not valid JSON");
+	expect_reject("{\"type\":\"ack\",\"epoch\":\"1\",\"seq\":1.}", EINVAL, "invalid number");
+	expect_reject("{\"type\":\"ack\",\"epoch\":\"1\",\"seq\":1e}", EINVAL, "invalid number");
+	expect_reject("{\"type\":\"ack\",\"epoch\":\"1\",\"seq\":+1}", EINVAL, "not valid JSON");
+	expect_reject("{\"type\":\"ready\",\"epoch\":\"1\",\"x\":\"a\tb\"}", EINVAL,
+	              "control character in string");
+	expect_reject("{\"type\":\"ready\",\"epoch\":\"1\",\"x\":\"\\x\"}", EINVAL,
+	              "invalid escape");
+	expect_reject("{\"type\":\"ready\",\"epoch\":\"1\",\"x\":\"\\u12g4\"}", EINVAL,
+	              "invalid \\u escape");
+	expect_reject("{\"type\":\"ready\",\"epoch\":\"1\",\"x\":tru}", EINVAL, "invalid literal");
+	expect_reject("{\"type\":\"ready\",\"epoch\":\"1\",\"x\":nul", EINVAL, "truncated");
+	expect_reject("{\"type\":\"ready\",\"epoch\":\"1\",\"x\":\"abc", EINVAL, "truncated");
+	expect_reject("{\"type\":\"ready\",\"epoch\":\"1\" \"x\":1}", EINVAL, "expected ','");
+	expect_reject("{\"type\" \"ready\"}", EINVAL, "expected ':'");
+	expect_reject("{1:2}", EINVAL, "expected a member name");
+	expect_reject("  ", EINVAL, "truncated");
+	/* integers beyond int64 saturate into the range checks */
+	expect_reject("{\"type\":\"ack\",\"epoch\":\"1\",\"seq\":-99999999999999999999}", EINVAL,
+	              "\"seq\" out of range");
+	/* a label key given twice is refused (json-c silently kept the last) */
+	expect_reject(D("{\"op\":\"upsert\",\"key\":\"a/b\",\"labels\":{\"k\":\"v\",\"k\":\"w\"}}"),
+	              EINVAL, "labels key \"k\" appears twice");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -684,6 +744,7 @@ int main(void)
 	    cmocka_unit_test(pages_split_state_and_reconcile_and_reassemble),
 	    cmocka_unit_test(pages_refuse_what_cannot_be_paged),
 	    cmocka_unit_test(template_table_and_paging_fields_are_strict),
+	    cmocka_unit_test(json_parser_edge_cases),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
