@@ -40,7 +40,8 @@
  *   "Paging" in kd/delta.h; changed 09:45 UTC, previously one frame and a handshake failing
  *   above ~8,000 held objects): each page is decoded as it arrives (transfer and decoding
  *   overlap) and the handshake machines act on the whole message after its last page. A held
- *   object costs ~60 bytes of state{} (template table), so 10,000 take 1 page of 1 MiB.
+ *   object costs ~45-70 bytes of state{} (template table), so 10,000 fit one 1 MiB frame and
+ *   at most KD_HS_MAX_TOTAL (1,000,000) can be held per source.
  * - Deployment: the libuv event-lib plugin of lws must be installed (Debian package
  *   libwebsockets-evlib-uv, pulled in by libwebsockets-dev).
  *
