@@ -10,7 +10,8 @@
  * leaves no process, namespace, veth or fd; unknown image -> FAILED ErrImagePull naming the
  * image; a binary that exits at once -> CrashLoopBackOff restarts with increasing restart count
  * and growing delays; a readiness probe that never passes (refused, HTTP 400) -> never READY,
- * message says why; a stop then start of the same key delivers EXITED before STARTED; a pooled
+ * message says why; exec probes run inside the sandbox (see its eth0 and pod IP); a stop then
+ * start of the same key delivers EXITED before STARTED; a pooled
  * namespace serves a sandbox too. */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -522,6 +523,39 @@ static void failing_probe_keeps_sandbox_not_ready(void **state)
 	assert_int_equal(veths_in_br(), 0);
 }
 
+static void exec_probe_runs_in_the_sandbox(void **state)
+{
+	(void)state;
+	SKIP_UNLESS_USABLE();
+	struct one a, b;
+	/* passes only inside the sandbox: the pod IP is local there */
+	static const char *const ok_cmd[] = {"/bin/sh", "-c",
+	                                     "ip -o -4 addr show dev eth0 | grep -q 10.77.0.2/24"};
+	static const char *const bad_cmd[] = {"/bin/false"};
+	one_init(&a, "default/exec-ok", "test.local/hello", NULL);
+	a.c.readiness =
+	    (struct kd_probe){.type = KD_PROBE_EXEC, .exec_command = ok_cmd, .n_exec_command = 3};
+	one_init(&b, "default/exec-bad", "test.local/hello", NULL);
+	b.c.readiness =
+	    (struct kd_probe){.type = KD_PROBE_EXEC, .exec_command = bad_cmd, .n_exec_command = 1};
+	assert_int_equal(ops->start(rt, &a.spec, on_event, &events, NULL), 0);
+	assert_int_equal(ops->start(rt, &b.spec, on_event, &events, NULL), 0);
+	assert_non_null(run_until(KD_RUNTIME_READY, "default/exec-ok", 3000));
+	assert_non_null(run_until(KD_RUNTIME_STARTED, "default/exec-bad", 3000));
+	run_for(300);
+	assert_null(find_event(KD_RUNTIME_READY, "default/exec-bad"));
+	struct kd_container_status cs;
+	assert_int_equal(cstatus("default/exec-bad", &cs), 0);
+	assert_true(cs.running);
+	assert_false(cs.ready);
+	assert_non_null(strstr(cs.message, "command exited with code 1"));
+	assert_int_equal(ops->stop(rt, "default/exec-ok", 1000, NULL), 0);
+	assert_int_equal(ops->stop(rt, "default/exec-bad", 1000, NULL), 0);
+	assert_non_null(run_until(KD_RUNTIME_EXITED, "default/exec-ok", 3000));
+	assert_non_null(run_until(KD_RUNTIME_EXITED, "default/exec-bad", 3000));
+	assert_int_equal(veths_in_br(), 0);
+}
+
 static void restart_of_same_key_reports_exit_before_start(void **state)
 {
 	(void)state;
@@ -624,6 +658,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(exiting_binary_restarts_with_growing_backoff, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(failing_probe_keeps_sandbox_not_ready, setup, teardown),
+	    cmocka_unit_test_setup_teardown(exec_probe_runs_in_the_sandbox, setup, teardown),
 	    cmocka_unit_test_setup_teardown(restart_of_same_key_reports_exit_before_start, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(pooled_namespace_serves_a_sandbox, setup, teardown),
