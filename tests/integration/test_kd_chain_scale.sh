@@ -9,6 +9,7 @@
 #  - scaling back to 0 deletes them all; scaling to 5 and deleting the Service leaves no pod,
 #    Service or Endpoints of ours behind;
 #  - the vanilla Service keeps its ReplicaSet pod and carries no field written by kd-autoscaler;
+#  - the decider applies the revision's annotations: min-scale 3 plus a Knative poke -> 3;
 #  - bad input: a kd Service whose template fits no node (cpu 1000) gets Active Unknown
 #    Unschedulable ("insufficient cpu") and a FailedScheduling event, and no pod.
 # The test runs its own kd-autoscaler and its own kd-node in direct mode (2 nodes kd-asn-140/141,
@@ -103,6 +104,32 @@ done
 vp="$(kc -n "$NS" get pods -l "serving.knative.dev/revision=$VREV" -o json)"
 expect_eq "vanilla pod from its ReplicaSet (pod-template-hash, not managed)" 1 \
 	"$(jq '[.items[] | select(.metadata.labels["pod-template-hash"] != null and .metadata.labels["kubedirect.dev/managed"] == null)] | length' <<<"$vp")"
+# the decider's annotations: min-scale 3 and a Knative binary poke (concurrency 1) -> 3 instances
+kc -n "$NS" apply -f - >/dev/null <<EOT
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: mins
+spec:
+  template:
+    metadata:
+      annotations:
+        autoscaling.knative.dev/class: kd.kubedirect.dev
+        autoscaling.knative.dev/initial-scale: "0"
+        autoscaling.knative.dev/min-scale: "3"
+    spec:
+      containers:
+      - image: dev.local/hello
+        ports:
+        - containerPort: 8080
+EOT
+wait_for "mins revision created" 120 has_rev mins
+MREV="$(rev_of mins)"
+check "Knative poke for $MREV" as_ws poke "$NS" "$MREV"
+mins_actual() { [[ "$(kc -n "$NS" get podautoscaler "$MREV" -o jsonpath='{.status.actualScale}')" == 3 ]]; }
+wait_for "poke + min-scale 3: 3 instances ready (PA actualScale 3)" 60 mins_actual
+expect_eq "PA desiredScale" 3 "$(kc -n "$NS" get podautoscaler "$MREV" -o jsonpath='{.status.desiredScale}')"
+
 # bad input: a template that fits no node (cpu request above every node's allocatable)
 kc -n "$NS" apply -f - >/dev/null <<EOT
 apiVersion: serving.knative.dev/v1
