@@ -35,11 +35,18 @@ static void fn_handle(const struct fn_request *req, struct fn_response *resp)
 	snprintf(resp->body, sizeof(resp->body), "slept %ld ms (%s) in %s\n", ms,
 	         busy ? "busy" : "idle", fn_identity());
 	if (busy) {
-		uint64_t until = fn_now_ms() + (uint64_t)ms;
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		uint64_t until = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec +
+		                 (uint64_t)ms * 1000000u; /* ns: never shorter than asked */
 		volatile uint64_t spin = 0;
-		while (fn_now_ms() < until)
+		for (;;) {
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			if ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec >= until)
+				break;
 			for (int i = 0; i < 10000; i++)
 				spin += (uint64_t)i;
+		}
 	} else {
 		resp->delay_ms = (uint64_t)ms;
 	}
