@@ -188,5 +188,7 @@ void kd_as_chain_flush(struct kd_as *as);
 struct kd_as_stats;
 int kd_as_stats_start(struct kd_as *as, struct kd_error **err);
 void kd_as_stats_stop(struct kd_as *as);
+/* The port the stats WebSocket listens on, or -1. */
+int kd_as_stats_port(const struct kd_as *as);
 
 #endif /* KD_AUTOSCALER_H */

@@ -147,6 +147,11 @@ int kd_as_stats_start(struct kd_as *as, struct kd_error **err)
 	return 0;
 }
 
+int kd_as_stats_port(const struct kd_as *as)
+{
+	return as->stats ? as->stats->port : -1;
+}
+
 void kd_as_stats_stop(struct kd_as *as)
 {
 	if (!as->stats)
