@@ -25,6 +25,14 @@ struct dstatus {
 	char *reason;
 };
 
+/* One status channel (kd-node upstream) and the ops not yet handed to it. */
+struct stup {
+	struct kd_direct *d;
+	char *addr;
+	struct kd_chan_up *up;
+	struct kd_op_list pending;
+};
+
 /* An upsert waiting for the informers. */
 struct dpending {
 	struct kd_op op;
@@ -40,10 +48,10 @@ struct kd_direct {
 	json_object *delete_opts;
 	struct kd_wb *wb;
 
-	struct kd_chan_up *status_up;
+	struct stup *stups; /* one status channel per --status-addr entry */
+	size_t n_stups;
 	char *status_source;
-	struct lh_table *status;      /* key -> struct dstatus * (owned) */
-	struct kd_op_list st_pending; /* status ops not yet handed to kd_chan */
+	struct lh_table *status; /* key -> struct dstatus * (owned) */
 	struct kd_timer *st_timer;
 
 	struct lh_table *pending; /* key -> struct dpending * (owned) */
@@ -121,30 +129,32 @@ static bool tomb_has(struct kd_direct *d, const char *key)
 
 /* ---- status channel (we are upstream) ------------------------------------------------------- */
 
-static void st_flush(struct kd_direct *d)
+static void st_flush(struct stup *u)
 {
-	if (!d->st_pending.n || !d->status_up)
+	if (!u->pending.n || !u->up)
 		return;
 	kd_autoerr struct kd_error *err = NULL;
-	size_t n = d->st_pending.n;
-	int rc = kd_chan_up_send(d->status_up, &d->st_pending, NULL, &err);
+	size_t n = u->pending.n;
+	int rc = kd_chan_up_send(u->up, &u->pending, NULL, &err);
 	if (rc == -EAGAIN)
 		return; /* writable callback flushes again */
 	if (rc < 0) {
-		kd_log_warn("direct: status channel: %s (%zu status ops dropped; the next "
+		kd_log_warn("direct: status channel %s: %s (%zu status ops dropped; the next "
 		            "handshake resends every live status)",
-		            kd_error_msg(err), n);
-		kd_op_list_fini(&d->st_pending);
+		            u->addr, kd_error_msg(err), n);
+		kd_op_list_fini(&u->pending);
 		return;
 	}
-	d->n_status_sent += n;
+	u->d->n_status_sent += n;
 }
 
 static void on_st_timer(struct kd_loop *loop, struct kd_timer *t, void *arg)
 {
 	(void)loop;
 	(void)t;
-	st_flush(arg);
+	struct kd_direct *d = arg;
+	for (size_t i = 0; i < d->n_stups; i++)
+		st_flush(&d->stups[i]);
 }
 
 static void st_queue(struct kd_direct *d, const char *key, const char *node, bool ready,
@@ -157,14 +167,16 @@ static void st_queue(struct kd_direct *d, const char *key, const char *node, boo
 		kd_log_warn("direct: status of %s: %s", key, kd_error_msg(err));
 		return;
 	}
-	*kd_op_list_push(&d->st_pending) = op;
+	for (size_t i = 0; i < d->n_stups; i++)
+		kd_op_copy(kd_op_list_push(&d->stups[i].pending), &op);
+	kd_op_fini(&op);
 	if (!kd_loop_timer_pending(d->st_timer))
 		kd_loop_timer_start(d->st_timer, KD_DIRECT_STATUS_FLUSH_MS);
 }
 
 static int st_wanted(void *ud, struct kd_op_list *out, struct kd_error **err)
 {
-	struct kd_direct *d = ud;
+	struct kd_direct *d = ((struct stup *)ud)->d;
 	struct lh_entry *e;
 	lh_foreach(d->status, e)
 	{
@@ -188,10 +200,10 @@ static bool st_persisted(void *ud, const char *key)
 
 static void st_ready(void *ud, uint64_t epoch)
 {
-	struct kd_direct *d = ud;
-	kd_log_info("direct: status channel ready (epoch %llu, %d live statuses)",
-	            (unsigned long long)epoch, lh_table_length(d->status));
-	st_flush(d);
+	struct stup *u = ud;
+	kd_log_info("direct: status channel %s ready (epoch %llu, %d live statuses)", u->addr,
+	            (unsigned long long)epoch, lh_table_length(u->d->status));
+	st_flush(u);
 }
 
 static void st_down(void *ud, const char *reason)
@@ -591,13 +603,15 @@ int kd_node_direct_new(struct kd_node_agent *a, const struct kd_k8s_config *kcfg
 	d->st_timer = kd_loop_timer_new(a->loop, on_st_timer, d);
 	d->pending_timer = kd_loop_timer_new(a->loop, on_pending_timer, d);
 	const char *token = cfg->chan_token && *cfg->chan_token ? cfg->chan_token : NULL;
-	char *host = NULL; /* status channel host */
+	char *host = NULL;  /* status channel host */
+	char *addrs = NULL; /* copy of --status-addr for strtok_r */
 	int port = 0;
 
 	struct kd_k8s_opts kopts = {
 	    .user_agent = "kd-node (write-back)",
 	    .qps = cfg->direct_write_qps,
 	    .burst = (unsigned)KD_MIN(cfg->direct_write_burst, 1000000u),
+	    .http2 = true, /* a burst of creates multiplexed on one connection: no TLS storm */
 	};
 	if (kd_k8s_new(kcfg, a->loop, &kopts, &d->k8s_wb, err) < 0)
 		goto fail;
@@ -647,31 +661,48 @@ int kd_node_direct_new(struct kd_node_agent *a, const struct kd_k8s_config *kcfg
 	a->channel_addr =
 	    kd_node_direct_addr(cfg->direct_addr, cfg->direct_bind, kd_chan_down_port(d->down));
 
-	if (kd_instance_addr_parse(cfg->status_addr, &host, &port, err) < 0) {
-		kd_error_wrap(err, "--status-addr");
-		goto fail;
-	}
 	d->status_source = kd_xasprintf("kd-node:%s", a->nodes[0].name);
-	struct kd_chan_up_opts uopts = {.host = host, .port = port, .source = d->status_source};
-	uopts.t.token = token;
-	struct kd_chan_up_cbs ucbs = {
-	    .hs = {.wanted = st_wanted, .persisted = st_persisted},
-	    .ready = st_ready,
-	    .down = st_down,
-	    .writable = st_writable,
-	};
-	d->status_up = kd_chan_up_new(a->loop, &uopts, &ucbs, d, err);
-	if (!d->status_up) {
-		kd_error_wrap(err, "status channel to %s", cfg->status_addr);
-		goto fail;
+	addrs = kd_xstrdup(cfg->status_addr ? cfg->status_addr : "");
+	size_t max_stups = 1;
+	for (const char *c = addrs; *c; c++)
+		max_stups += *c == ',';
+	/* allocated once: each kd_chan_up keeps a pointer to its entry */
+	d->stups = kd_xcalloc(max_stups, sizeof(*d->stups));
+	for (char *sv = NULL, *tok = strtok_r(addrs, ",", &sv); tok;
+	     tok = strtok_r(NULL, ",", &sv)) {
+		free(host);
+		host = NULL;
+		if (kd_instance_addr_parse(tok, &host, &port, err) < 0) {
+			kd_error_wrap(err, "--status-addr");
+			goto fail;
+		}
+		struct stup *u = &d->stups[d->n_stups++];
+		u->d = d;
+		u->addr = kd_xstrdup(tok);
+		struct kd_chan_up_opts uopts = {
+		    .host = host, .port = port, .source = d->status_source};
+		uopts.t.token = token;
+		struct kd_chan_up_cbs ucbs = {
+		    .hs = {.wanted = st_wanted, .persisted = st_persisted},
+		    .ready = st_ready,
+		    .down = st_down,
+		    .writable = st_writable,
+		};
+		u->up = kd_chan_up_new(a->loop, &uopts, &ucbs, u, err);
+		if (!u->up) {
+			kd_error_wrap(err, "status channel to %s", tok);
+			goto fail;
+		}
 	}
-	kd_log_info("direct: instance channel on %s (published as %s), status channel to %s as "
+	kd_log_info("direct: instance channel on %s (published as %s), status channels to %s as "
 	            "%s",
 	            cfg->direct_bind, a->channel_addr, cfg->status_addr, d->status_source);
 	free(host);
+	free(addrs);
 	return 0;
 fail:
 	free(host);
+	free(addrs);
 	kd_node_direct_free(a);
 	return -((*err) ? (*err)->errnum : EINVAL);
 }
@@ -691,7 +722,12 @@ void kd_node_direct_free(struct kd_node_agent *a)
 	kd_node_direct_log_stats(a);
 	a->direct = NULL;
 	kd_chan_down_free(d->down);
-	kd_chan_up_free(d->status_up);
+	for (size_t i = 0; i < d->n_stups; i++) {
+		kd_chan_up_free(d->stups[i].up);
+		kd_op_list_fini(&d->stups[i].pending);
+		free(d->stups[i].addr);
+	}
+	free(d->stups);
 	if (d->deploy_inf)
 		kd_informer_free(d->deploy_inf);
 	kd_wb_free(d->wb);
@@ -701,7 +737,6 @@ void kd_node_direct_free(struct kd_node_agent *a)
 		json_object_put(d->delete_opts);
 	kd_loop_timer_free(d->st_timer);
 	kd_loop_timer_free(d->pending_timer);
-	kd_op_list_fini(&d->st_pending);
 	lh_table_free(d->status);
 	lh_table_free(d->pending);
 	lh_table_free(d->tombs);

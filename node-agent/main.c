@@ -83,7 +83,8 @@ static const struct kd_config_option options[] = {
                   .help = "instance channel address published on the Nodes (annotation "
                           "kubedirect.dev/channel-addr; default: bind:port)"),
     KD_OPT_STRING("status-addr", C, status_addr, .def = "127.0.0.1:9471", .metavar = "HOST:PORT",
-                  .help = "kd-autoscaler's status channel, where readiness is reported "
+                  .help = "kd-autoscaler's status channel, where readiness is reported (a "
+                          "comma-separated list reports to each, e.g. a benchmark) "
                           "(direct mode)"),
     KD_OPT_STRING("chan-token", C, chan_token, .env = "KD_CHAN_TOKEN", .metavar = "TOKEN",
                   .help = "bearer token of the instance and status channels (default: none)"),
