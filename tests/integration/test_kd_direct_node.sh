@@ -39,7 +39,7 @@ my_dn_start() {
 		--kubeconfig "$KD_KUBECONFIG" --nodes 2 --node-prefix kd-dnt --node-index-base 120 \
 		--max-pods 500 --runtime runtime-sim --runtime-config '{"ready-delay":"100ms"}' \
 		--direct --direct-port "$DN_PORT" --status-addr "127.0.0.1:$AS_STATUS_PORT" \
-		--log-level debug >"$DN_LOG" 2>&1 &
+		--log-level debug >"$DN_LOG" 2>&1 9>&- &
 	DN_PID=$!
 	DN_NODES=(kd-dnt-120 kd-dnt-121)
 	dn_up() {
@@ -165,4 +165,5 @@ done
 log "ok: kd-node refused no op"
 kill -0 "$DN_PID" 2>/dev/null || die "kd-node died"
 kill -0 "$AS_PID" 2>/dev/null || die "kd-autoscaler died"
+dn_stop
 log "PASS"
