@@ -234,7 +234,7 @@ bench-chan: $(BUILD)/bench/chan/chan
 
 # scale-pods, both arms in one run on the rig (bench/scale-pods/run.sh): N=50,200,500 (a list).
 bench-scale-pods: all
-	$(Q)N=$(or $(N),50,200,500) BUILD=$(BUILD) bench/scale-pods/run.sh
+	$(Q)N="$(N)" BUILD=$(BUILD) bench/scale-pods/run.sh
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-san
