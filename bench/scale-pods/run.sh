@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# bench/scale-pods/run.sh: DESIGN.md's scale-pods benchmark, both arms in one run on the rig
+# (`make bench-scale-pods N=50,200,500 [BUILD=...]`).
+#
+# Setup (all ours, removed afterwards): a kd-node in direct mode serving 4 Nodes kd-bsp-160..163
+# (runtime-sim, ready-delay 0 ms, kubelet-default status write limits 50/100 per node), labelled
+# kd-bench=<namespace>; a kd-autoscaler limited to the namespace; one kd-class Knative Service
+# (initial-scale 0, nodeSelector on those Nodes). Both arms start from the same event, a scale
+# decision for 0 -> N:
+#  - kd arm (bench/scale-pods): the decision handed to kd-autoscaler as the JSON "scale" message;
+#    routable = reported ready through the chain (kd-node's status op, which this benchmark
+#    receives too via kd-node --status-addr AS,BENCH); API Ready = seen Ready through a watch.
+#  - vanilla arm (bench/scale-pods-vanilla, unchanged): the Deployment /scale write Knative's KPA
+#    would make (a Deployment with the same image, pinned to the same Nodes); routable = API
+#    Ready (the earliest any vanilla component could route to it).
+# The vanilla arm runs against the control plane as the rig runs it: rig/up starts
+# kube-controller-manager and kube-scheduler with --kube-api-qps=1000 --kube-api-burst=2000 and the
+# apiserver with --max-requests-inflight=2000 (the "tuned" baseline); `KD_RIG_CLIENT_LIMITS=default
+# rig/up` runs Kubernetes' defaults instead (a rig restart, so this script does not switch: it
+# reads which mode runs from kube-controller-manager's command line and reports that one).
+# The ratio line is vanilla API Ready p90 / kd routable p90 at N=200 (else the largest N):
+# `p90 ratio <mode>: <x>`; the other mode's line says n/a.
+set -euo pipefail
+REPO="$(cd "$(dirname "$0")/../.." && pwd)"
+. "$REPO/rig/lib.sh"
+COUNTS="${N:-50,200,500}"
+BUILD_DIR="${KD_BUILD_DIR:-$REPO/${BUILD:-build}}"
+AS_STATS_PORT="${BSP_STATS_PORT:-18090}"
+AS_STATUS_PORT="${BSP_STATUS_PORT:-19481}"
+BENCH_STATUS_PORT="${BSP_BENCH_STATUS_PORT:-19482}"
+DN_PORT="${BSP_NODE_PORT:-19480}"
+NODES=4
+PREFIX=kd-bsp
+BASE=160
+KC="$KD_K8S_BIN/kubectl"
+kc() { "$KC" --kubeconfig "$KD_KUBECONFIG" --request-timeout=20s "$@"; }
+say() { printf '%s\n' "$*" >&2; }
+die() {
+	say "scale-pods: $*"
+	exit 1
+}
+for b in bin/kd-node bin/kd-autoscaler bench/scale-pods/scale-pods bench/scale-pods-vanilla/scale-pods-vanilla; do
+	[[ -x "$BUILD_DIR/$b" ]] || die "$BUILD_DIR/$b not built"
+done
+"$REPO/rig/status" --quiet || die "the rig is not up"
+
+exec 9>/var/lock/kd-autoscaler-it.lock
+flock -w 900 9 || die "another kd-autoscaler test holds /var/lock/kd-autoscaler-it.lock"
+
+NS="kd-bench-sp-$(date +%s)"
+WORK="$(mktemp -d /tmp/kd-bench-sp.XXXXXX)"
+AS_PID=""
+DN_PID=""
+NODE_LIST=()
+for ((i = 0; i < NODES; i++)); do NODE_LIST+=("$PREFIX-$((BASE + i))"); done
+stop_pid() {
+	local pid="$1" i
+	[[ -n "$pid" ]] || return 0
+	kill "$pid" 2>/dev/null || true
+	for i in $(seq 1 50); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	kill -9 "$pid" 2>/dev/null || true
+}
+cleanup() {
+	stop_pid "$AS_PID"
+	stop_pid "$DN_PID"
+	kc delete namespace "$NS" --wait=false >/dev/null 2>&1 || true
+	kc delete node "${NODE_LIST[@]}" --wait=false >/dev/null 2>&1 || true
+	say "logs: $WORK"
+}
+trap cleanup EXIT
+kc create namespace "$NS" >/dev/null
+
+ip netns exec kd-cp env KD_PLUGIN_DIR="$BUILD_DIR/plugins" "$BUILD_DIR/bin/kd-node" \
+	--kubeconfig "$KD_KUBECONFIG" --nodes "$NODES" --node-prefix "$PREFIX" \
+	--node-index-base "$BASE" --max-pods 500 --runtime runtime-sim \
+	--runtime-config '{"ready-delay":"0ms"}' --direct --direct-port "$DN_PORT" \
+	--status-addr "127.0.0.1:$AS_STATUS_PORT,127.0.0.1:$BENCH_STATUS_PORT" \
+	>"$WORK/kd-node.log" 2>&1 9>&- &
+DN_PID=$!
+t0=$SECONDS
+until [[ "$(grep -c 'registered (podCIDR' "$WORK/kd-node.log")" -ge "$NODES" ]]; do
+	kill -0 "$DN_PID" 2>/dev/null || die "kd-node exited: $(tail -3 "$WORK/kd-node.log")"
+	((SECONDS - t0 < 60)) || die "kd-node Nodes not registered"
+	sleep 0.5
+done
+for n in "${NODE_LIST[@]}"; do kc label node "$n" "kd-bench=$NS" --overwrite >/dev/null; done
+
+ip netns exec kd-cp env KD_PLUGIN_DIR="$BUILD_DIR/plugins" "$BUILD_DIR/bin/kd-autoscaler" \
+	--kubeconfig "$KD_KUBECONFIG" --stats-bind 127.0.0.1 --stats-port "$AS_STATS_PORT" \
+	--status-bind 127.0.0.1 --status-port "$AS_STATUS_PORT" --namespace "$NS" \
+	--source "kd-autoscaler:$NS" >"$WORK/kd-autoscaler.log" 2>&1 9>&- &
+AS_PID=$!
+t0=$SECONDS
+until grep -q "reconciling PodAutoscalers" "$WORK/kd-autoscaler.log"; do
+	kill -0 "$AS_PID" 2>/dev/null || die "kd-autoscaler exited: $(tail -3 "$WORK/kd-autoscaler.log")"
+	((SECONDS - t0 < 20)) || die "kd-autoscaler did not start"
+	sleep 0.2
+done
+
+kc -n "$NS" apply -f - >/dev/null <<EOT
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: kd
+spec:
+  template:
+    metadata:
+      annotations:
+        autoscaling.knative.dev/class: kd.kubedirect.dev
+        autoscaling.knative.dev/initial-scale: "0"
+        autoscaling.knative.dev/min-scale: "0"
+    spec:
+      nodeSelector: {kd-bench: $NS}
+      containers:
+      - image: dev.local/hello
+        ports:
+        - containerPort: 8080
+EOT
+t0=$SECONDS
+REV=""
+until [[ -n "$REV" && "$(kc -n "$NS" get revision "$REV" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]; do
+	((SECONDS - t0 < 120)) || die "revision not Ready"
+	REV="$(kc -n "$NS" get ksvc kd -o jsonpath='{.status.latestCreatedRevisionName}' 2>/dev/null || true)"
+	sleep 0.5
+done
+
+MODE=tuned
+kcm_args="$(for p in $(pgrep -f kube-controller-manager); do tr '\0' ' ' <"/proc/$p/cmdline"; done 2>/dev/null || true)"
+[[ "$kcm_args" == *--kube-api-qps=1000* ]] || MODE=default
+say "scale-pods: namespace $NS, revision $REV, counts $COUNTS, control plane client limits: $MODE"
+
+ip netns exec kd-cp "$BUILD_DIR/bench/scale-pods/scale-pods" --kubeconfig "$KD_KUBECONFIG" \
+	--namespace "$NS" --revision "$REV" --stats-addr "127.0.0.1:$AS_STATS_PORT" \
+	--status-port "$BENCH_STATUS_PORT" --counts "$COUNTS" --json "$WORK/kd.json" ||
+	say "scale-pods: kd arm reported a failure (see above)"
+stop_pid "$AS_PID" # the vanilla arm runs with the chain idle
+AS_PID=""
+"$BUILD_DIR/bench/scale-pods-vanilla/scale-pods-vanilla" --kubeconfig "$KD_KUBECONFIG" \
+	--namespace "$NS" --name vanilla --node-selector "kd-bench=$NS" --counts "$COUNTS" \
+	--json "$WORK/vanilla.json" >"$WORK/vanilla.txt" 2>&1 || say "scale-pods: vanilla arm reported a failure"
+cat "$WORK/vanilla.txt"
+
+python3 - "$WORK/kd.json" "$WORK/vanilla.json" "$MODE" <<'EOF'
+import json, sys
+kd = {r["n"]: r for r in json.load(open(sys.argv[1]))}
+va = {r["n"]: r for r in json.load(open(sys.argv[2]))}
+mode = sys.argv[3]
+print()
+print(f"{'N':>5} | {'kd routable p50/p90/p100 ms':>30} | {'kd API Ready p50/p90/p100 ms':>30} | "
+      f"{'vanilla ('+mode+') Ready p50/p90/p100 ms':>38} | p90 ratio")
+last = None
+for n in sorted(set(kd) | set(va)):
+    k, v = kd.get(n), va.get(n)
+    f = lambda r, p: "/".join(f"{r[p + s + '_ms']:.0f}" for s in ("50", "90", "100")) if r else "-"
+    ratio = v["ready_p90_ms"] / k["routable_p90_ms"] if k and v and k["routable_p90_ms"] > 0 else None
+    print(f"{n:>5} | {f(k, 'routable_p'):>30} | {f(k, 'ready_p'):>30} | {f(v, 'ready_p'):>38} | "
+          + (f"{ratio:.1f}x" if ratio else "-"))
+    if k:
+        print(f"{'':>5}   chain throughput {k['chain_rate_per_s']:.0f} instances/s; "
+              f"write-back lag (API p100 - routable p100) {k['ready_p100_ms'] - k['routable_p100_ms']:.0f} ms")
+    if ratio and (last is None or last[0] != 200):
+        last = (n, ratio)
+if last:
+    print(f"p90 ratio {mode}: {last[1]:.1f}  (N={last[0]}, vanilla API Ready p90 / kd routable p90)")
+other = "default" if mode == "tuned" else "tuned"
+print(f"p90 ratio {other}: n/a (not measured in this run: rig/up runs one mode at a time)")
+EOF
