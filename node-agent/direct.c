@@ -57,6 +57,7 @@ struct kd_direct {
 	struct lh_table *pending; /* key -> struct dpending * (owned) */
 	struct kd_timer *pending_timer;
 	struct lh_table *tombs; /* key -> uint64_t * expiry loop ms (owned) */
+	struct lh_table *srcs;  /* key -> owned source name of an unpersisted direct instance */
 
 	uint64_t n_ops, n_started, n_dups, n_waits, n_refused, n_cancelled, n_deleted, n_wb_failed,
 	    n_status_sent, n_timeouts;
@@ -404,6 +405,7 @@ static void apply_delete(struct kd_direct *d, const char *key, const char *reaso
 	struct kd_node_agent *a = d->a;
 	if (lookup(d->pending, key)) {
 		lh_table_delete(d->pending, key);
+		lh_table_delete(d->srcs, key);
 		d->n_cancelled++;
 		return;
 	}
@@ -436,13 +438,51 @@ static void apply_delete(struct kd_direct *d, const char *key, const char *reaso
 	}
 }
 
+/* Records which upstream sent key (held[] and drop are per source). */
+static void src_set(struct kd_direct *d, const char *key, const char *source)
+{
+	char *old = lookup(d->srcs, key);
+	if (old && strcmp(old, source) == 0)
+		return;
+	if (old)
+		lh_table_delete(d->srcs, key);
+	lh_table_insert(d->srcs, kd_xstrdup(key), kd_xstrdup(source));
+}
+
+/* True when key was sent by `source` (or by nobody we know of). */
+static bool src_is(struct kd_direct *d, const char *key, const char *source)
+{
+	const char *s = lookup(d->srcs, key);
+	return !s || strcmp(s, source) == 0;
+}
+
+static void src_forget(void *ctx, const char *key)
+{
+	struct kd_direct *d = ctx;
+	if (lookup(d->srcs, key) && !lookup(d->pending, key))
+		lh_table_delete(d->srcs, key);
+}
+
+static void wb_persisted(void *ctx, const char *key, json_object *api_obj)
+{
+	(void)api_obj;
+	src_forget(ctx, key);
+}
+
+static void wb_removed(void *ctx, const char *key, enum kd_wb_gone why)
+{
+	(void)why;
+	src_forget(ctx, key);
+}
+
 static int ch_apply(void *ud, const char *source, uint64_t epoch, const struct kd_op *op,
                     struct kd_error **err)
 {
-	(void)source;
 	(void)epoch;
 	struct kd_direct *d = ud;
 	d->n_ops++;
+	if (op->kind == KD_OP_UPSERT)
+		src_set(d, op->key, source);
 	if (op->kind == KD_OP_DELETE) {
 		apply_delete(d, op->key, op->reason);
 		return 0;
@@ -465,21 +505,29 @@ static int ch_apply(void *ud, const char *source, uint64_t epoch, const struct k
 	if (rc < 0) {
 		kd_log_warn("direct: refused %s: %s", op->key,
 		            err && *err ? kd_error_msg(*err) : "");
+		lh_table_delete(d->srcs, op->key);
 		return rc;
 	}
 	lh_table_delete(d->pending, op->key);
+	enum kd_wb_state ws;
+	if (kd_wb_state(d->wb, op->key, &ws) < 0 || ws == KD_WB_PERSISTED)
+		lh_table_delete(d->srcs, op->key); /* nothing of it is held */
 	return 0;
 }
 
 static int ch_drop(void *ud, const char *source, const char *key, struct kd_error **err)
 {
-	(void)source;
 	(void)err;
-	apply_delete(ud, key, "Dropped");
+	struct kd_direct *d = ud;
+	if (!src_is(d, key, source))
+		return 0; /* another upstream's instance: not this one's to cancel */
+	apply_delete(d, key, "Dropped");
 	return 0;
 }
 
 struct held_ctx {
+	struct kd_direct *d;
+	const char *source;
 	struct kd_op_list *out;
 	int rc;
 	struct kd_error **err;
@@ -489,6 +537,8 @@ static int held_one(void *arg, const char *key, enum kd_wb_state state, json_obj
 {
 	(void)state;
 	struct held_ctx *h = arg;
+	if (!src_is(h->d, key, h->source))
+		return 0;
 	struct kd_op op;
 	memset(&op, 0, sizeof(op));
 	kd_autoerr struct kd_error *e = NULL;
@@ -503,13 +553,14 @@ static int held_one(void *arg, const char *key, enum kd_wb_state state, json_obj
 static int ch_held(void *ud, const char *source, struct kd_op_list *held, struct kd_error **err)
 {
 	struct kd_direct *d = ud;
-	struct held_ctx h = {.out = held, .err = err};
+	struct held_ctx h = {.d = d, .source = source, .out = held, .err = err};
 	kd_wb_held(d->wb, held_one, &h);
 	struct lh_entry *e;
 	lh_foreach(d->pending, e)
 	{
 		const struct dpending *p = lh_entry_v(e);
-		kd_op_copy(kd_op_list_push(held), &p->op);
+		if (src_is(d, p->op.key, source))
+			kd_op_copy(kd_op_list_push(held), &p->op);
 	}
 	kd_log_info("direct: handshake with %s: holding %zu unpersisted instances", source,
 	            held->n);
@@ -550,6 +601,8 @@ static void on_pending_timer(struct kd_loop *loop, struct kd_timer *t, void *arg
 			report_lost(d, keys.v[i], kd_error_msg(err));
 		}
 		lh_table_delete(d->pending, keys.v[i]);
+		if (rc != 0)
+			lh_table_delete(d->srcs, keys.v[i]);
 	}
 	kd_key_list_fini(&keys);
 	pending_arm(d);
@@ -600,6 +653,7 @@ int kd_node_direct_new(struct kd_node_agent *a, const struct kd_k8s_config *kcfg
 	d->status = lh_kchar_table_new(1024, dstatus_free);
 	d->pending = lh_kchar_table_new(64, dpending_free);
 	d->tombs = lh_kchar_table_new(64, tomb_free);
+	d->srcs = lh_kchar_table_new(1024, tomb_free); /* frees key and value */
 	d->st_timer = kd_loop_timer_new(a->loop, on_st_timer, d);
 	d->pending_timer = kd_loop_timer_new(a->loop, on_pending_timer, d);
 	const char *token = cfg->chan_token && *cfg->chan_token ? cfg->chan_token : NULL;
@@ -631,7 +685,8 @@ int kd_node_direct_new(struct kd_node_agent *a, const struct kd_k8s_config *kcfg
 		goto fail;
 	struct kd_wb_writer w;
 	kd_wbk8s_writer(d->wbk8s, &w);
-	struct kd_wb_callbacks cbs = {.failed = wb_failed, .ctx = d};
+	struct kd_wb_callbacks cbs = {
+	    .persisted = wb_persisted, .failed = wb_failed, .removed = wb_removed, .ctx = d};
 	struct kd_wb_config wcfg = KD_WB_CONFIG_DEFAULT;
 	wcfg.max_in_flight = 256;
 	wcfg.batch_period_ms = 1;
@@ -740,6 +795,7 @@ void kd_node_direct_free(struct kd_node_agent *a)
 	lh_table_free(d->status);
 	lh_table_free(d->pending);
 	lh_table_free(d->tombs);
+	lh_table_free(d->srcs);
 	free(d->status_source);
 	free(a->channel_addr);
 	a->channel_addr = NULL;

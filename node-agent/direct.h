@@ -16,7 +16,9 @@
  * Decisions:
  *  - held[] of the instance channel = write-back entries not yet persisted (EPHEMERAL,
  *    PERSISTING, FAILED; read back from the cached Pod with kd_instance_from_pod) plus ops waiting
- *    for their template, for ANY source: one kd-autoscaler drives a kd-node.
+ *    for their template, of the handshaking source only (the source of each unpersisted
+ *    instance is recorded); a reconcile drop from one source never cancels another source's
+ *    instance. Deletes are accepted from any source (idempotent by key).
  *  - An op whose template Deployment our informer has not got (not synced yet, or uid/hash
  *    differ: -ESTALE) waits up to KD_DIRECT_WAIT_MS for the informer; an op whose template does
  *    not exist in a synced informer is refused (error{APPLY} upstream, no guessing). A wait that

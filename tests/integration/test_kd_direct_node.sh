@@ -10,7 +10,11 @@
 #    instances it had written back are adopted from the API (same uid and pod IP), the ephemeral
 #    ones are resent by kd-autoscaler's handshake, and the revision converges to exactly N
 #    Running+Ready instance Pods with unique names and IPs; Knative reports N;
-#  - after scaling to 0 every instance Pod is gone and the plain pod still runs (same uid).
+#  - after scaling to 0 every instance Pod is gone and the plain pod still runs (same uid);
+#  - another upstream (tests/harness/kd_inst_send) naming a template kd-node does not know is
+#    refused with error{APPLY} "unknown template ..." and no Pod is made; a valid op whose delta
+#    frame is written twice starts one sandbox and is written back, and its handshake
+#    does not disturb kd-autoscaler's instances (held[] and drop are per source).
 # Own kd-autoscaler (ports 18080/19471) and kd-node (2 Nodes kd-dnt-<n>, index base 120), under
 # `flock /var/lock/kd-autoscaler-it.lock`. Isolation from other tests' kd-autoscalers and
 # kd-nodes on the shared rig: our Nodes are labelled and tainted kd-it=<namespace>, the template
@@ -26,6 +30,7 @@ flock -w 900 9 || die "another test holds /var/lock/kd-autoscaler-it.lock"
 
 it_namespace kd-it-dnode
 NS="$IT_NS"
+WORK_DIR="$(mktemp -d /tmp/kd-it-dnode.XXXXXX)"
 log "namespace $NS"
 as_start --write-qps 0
 # our kd-node: lib_kd_as.sh's dn_start with a FIXED instance channel port, so a restarted kd-node
@@ -159,10 +164,33 @@ expect_eq "the plain API pod survived the kd-node restart (same uid)" "$PLAIN" "
 check "scale message 0 accepted" scale 0
 wait_for "every instance Pod deleted" 120 eval '[[ "$(inst_pods | jq ".items | length")" == 0 ]]'
 expect_eq "the plain API pod still runs" "$PLAIN" "$(plain)"
+# --- ops from another upstream (tests/harness/kd_inst_send) ---------------------------------------
+SEND="${KD_BUILD_DIR:-$REPO/build}/tests/harness/kd_inst_send"
+[[ -x "$SEND" ]] || die "$SEND not built (tests/integration/run.sh builds harness programs)"
+send() { ip netns exec kd-cp "$SEND" --port "$DN_PORT" --source "kd-inst-send:$NS" --ns "$NS" --node "$NODE_A" --owner nobody/0000 "$@"; }
+out="$(send --name ghost-1 --tmpl-name no-such-deployment)" || die "kd_inst_send: $out"
+[[ "$out" == *"REFUSED 6 "*"unknown template Deployment $NS/no-such-deployment"* ]] ||
+	die "an op naming an unknown template was not refused with a reason: $out"
+log "ok: unknown template refused: ${out#*REFUSED }"
+sleep 2
+kc -n "$NS" get pod ghost-1 >/dev/null 2>&1 && die "a Pod was created for the refused op"
+log "ok: no Pod for the refused op"
+kc get --raw "/apis/apps/v1/namespaces/$NS/deployments/$REV-deployment" >"$WORK_DIR/dep.json"
+out="$(send --name dup-1 --deployment "$WORK_DIR/dep.json" --dup)" || die "kd_inst_send: $out"
+[[ "$out" == ACKED ]] || die "valid op sent twice (duplicated frames): $out"
+# (its owner PodAutoscaler "nobody" does not exist, so the garbage collector deletes the Pod
+# within milliseconds; kd-node's log tells that the written-back Pod was seen as the same sandbox)
+wait_for "the instance sent twice is written back" 30 \
+	grep -q "pod $NS/dup-1: direct instance persisted" "$DN_LOG"
+expect_eq "its sandbox started once" 1 "$(grep -c "direct: $NS/dup-1 started" "$DN_LOG")"
+expect_eq "and the runtime was asked once" 1 "$(grep -c "pod $NS/dup-1: sandbox requested" "$DN_LOG")"
+kc -n "$NS" delete pod dup-1 --wait=false >/dev/null 2>&1 || true
+wait_for "it is deleted" 60 eval '! kc -n "$NS" get pod dup-1 >/dev/null 2>&1'
+
 for f in "$OLD_LOG" "$DN_LOG"; do
-	if grep -q "direct: refused" "$f"; then die "kd-node refused an op: $(grep 'direct: refused' "$f" | head -3)"; fi
+	if grep -v ghost-1 "$f" | grep -q "direct: refused"; then die "kd-node refused an op: $(grep 'direct: refused' "$f" | head -3)"; fi
 done
-log "ok: kd-node refused no op"
+log "ok: kd-node refused no op but the unknown-template one"
 kill -0 "$DN_PID" 2>/dev/null || die "kd-node died"
 kill -0 "$AS_PID" 2>/dev/null || die "kd-autoscaler died"
 dn_stop
