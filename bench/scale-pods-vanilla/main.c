@@ -32,6 +32,7 @@ struct bench_cfg {
 	char *name;
 	char *image;
 	char *node_selector;
+	char *pod_spec;
 	struct kd_strlist counts;
 	uint64_t timeout_ms;
 	char *json_out;
@@ -45,6 +46,10 @@ static const struct kd_config_option options[] = {
     KD_OPT_STRING("namespace", C, ns, .def = "kd-bench", .help = "namespace (created if absent)"),
     KD_OPT_STRING("name", C, name, .def = "scale-bench", .help = "Deployment name"),
     KD_OPT_STRING("image", C, image, .def = "dev.local/hello", .help = "container image"),
+    KD_OPT_STRING("pod-spec", C, pod_spec, .metavar = "FILE",
+                  .help = "pod spec (JSON) to use instead of one container of --image, e.g. a "
+                          "Knative revision's spec.template.spec (--node-selector still "
+                          "applies)"),
     KD_OPT_STRING("node-selector", C, node_selector, .def = "kubedirect.dev/node-agent=kd-node",
                   .metavar = "KEY=VALUE", .help = "pod nodeSelector (empty: none)"),
     KD_OPT_STRLIST("counts", C, counts, .def = "50,100,200", .help = "scale targets N, in order"),
@@ -340,6 +345,20 @@ static int setup(struct bench *b, struct kd_error **err)
 	free(dep);
 	if (rc < 0)
 		return rc;
+	if (cfg->pod_spec && *cfg->pod_spec) { /* added by nd for bench/scale-pods */
+		struct json_object *spec = json_object_from_file(cfg->pod_spec);
+		if (!spec || !json_object_is_type(spec, json_type_object)) {
+			json_object_put(spec);
+			return kd_error_set(err, EINVAL, 0, "--pod-spec %s: not a JSON object",
+			                    cfg->pod_spec);
+		}
+		struct json_object *old = kd_json_get_object(d, "spec.template.spec");
+		struct json_object *ns_sel =
+		    old ? json_object_object_get(old, "nodeSelector") : NULL;
+		if (ns_sel)
+			json_object_object_add(spec, "nodeSelector", json_object_get(ns_sel));
+		json_object_object_add(kd_json_get_object(d, "spec.template"), "spec", spec);
+	}
 	kd_autoerr struct kd_error *e2 = NULL;
 	if (kd_k8s_create(b->k8s, &kd_k8s_deployments, cfg->ns, d, NULL, &e2) < 0 &&
 	    e2->errnum != EEXIST) {

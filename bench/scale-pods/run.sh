@@ -10,9 +10,10 @@
 #  - kd arm (bench/scale-pods): the decision handed to kd-autoscaler as the JSON "scale" message;
 #    routable = reported ready through the chain (kd-node's status op, which this benchmark
 #    receives too via kd-node --status-addr AS,BENCH); API Ready = seen Ready through a watch.
-#  - vanilla arm (bench/scale-pods-vanilla, unchanged): the Deployment /scale write Knative's KPA
-#    would make (a Deployment with the same image, pinned to the same Nodes); routable = API
-#    Ready (the earliest any vanilla component could route to it).
+#  - vanilla arm (bench/scale-pods-vanilla --pod-spec): the Deployment /scale write Knative's KPA
+#    would make, on a Deployment whose pod spec is the revision's (user-container + queue-proxy,
+#    as Knative's Deployment has), pinned to the same Nodes; routable = API Ready (the earliest
+#    any vanilla component could route to it).
 # The vanilla arm runs against the control plane as the rig runs it: rig/up starts
 # kube-controller-manager and kube-scheduler with --kube-api-qps=1000 --kube-api-burst=2000 and the
 # apiserver with --max-requests-inflight=2000 (the "tuned" baseline); `KD_RIG_CLIENT_LIMITS=default
@@ -138,8 +139,12 @@ ip netns exec kd-cp "$BUILD_DIR/bench/scale-pods/scale-pods" --kubeconfig "$KD_K
 	say "scale-pods: kd arm reported a failure (see above)"
 stop_pid "$AS_PID" # the vanilla arm runs with the chain idle
 AS_PID=""
+# the vanilla pods are the revision's pods: same spec (user-container + queue-proxy) as the kd ones
+kc get --raw "/apis/apps/v1/namespaces/$NS/deployments/$REV-deployment" |
+	python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["spec"]["template"]["spec"]))' >"$WORK/podspec.json"
 "$BUILD_DIR/bench/scale-pods-vanilla/scale-pods-vanilla" --kubeconfig "$KD_KUBECONFIG" \
 	--namespace "$NS" --name vanilla --node-selector "kd-bench=$NS" --counts "$COUNTS" \
+	--pod-spec "$WORK/podspec.json" \
 	--json "$WORK/vanilla.json" >"$WORK/vanilla.txt" 2>&1 || say "scale-pods: vanilla arm reported a failure"
 cat "$WORK/vanilla.txt"
 
