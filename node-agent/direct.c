@@ -109,6 +109,15 @@ static bool str_eq(const char *x, const char *y)
 
 static void tomb_add(struct kd_direct *d, const char *key)
 {
+	if (lh_table_length(d->tombs) >= 256) { /* sweep expired tombstones now and then */
+		uint64_t now = kd_loop_now_ms(d->a->loop);
+		struct lh_entry *e, *tmp;
+		lh_foreach_safe(d->tombs, e, tmp)
+		{
+			if (*(uint64_t *)lh_entry_v(e) <= now)
+				lh_table_delete_entry(d->tombs, e);
+		}
+	}
 	uint64_t *exp = lookup(d->tombs, key);
 	if (!exp) {
 		exp = kd_xmalloc(sizeof(*exp));
