@@ -93,7 +93,7 @@ ALL_H := $(shell find lib plugins autoscaler-shim node-agent activator-hook func
 	-name '*.h' 2>/dev/null)
 
 .PHONY: valgrind test-all all lib plugins bins test test-unit check lint format format-check fuzz fuzz-build deps \
-	clean help test-integration rig-up rig-down rig-status bench-chan bench-scale-pods
+	clean help test-integration rig-up rig-down rig-status bench-chan bench-scale-pods ab
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -233,6 +233,10 @@ bench-chan: $(BUILD)/bench/chan/chan
 	$(Q)$(BUILD)/bench/chan/chan $(BENCH_CHAN_ARGS)
 
 # scale-pods, both arms in one run on the rig (bench/scale-pods/run.sh): N=50,200,500 (a list).
+# The main job: the embedded cluster plus the A/B comparison (both control-plane settings).
+ab: all
+	$(Q)N="$(N)" BUILD=$(BUILD) bench/ab
+
 bench-scale-pods: all
 	$(Q)N="$(N)" BUILD=$(BUILD) bench/scale-pods/run.sh
 
