@@ -4,7 +4,8 @@
  * and reports EXITED. For scale tests of thousands of instances.
  *
  * Decisions:
- *  - IPv4 only. Usable addresses of a CIDR skip the network address, the first host (the node's
+ *  - Addresses come from kd/ipam.h (shared with runtime-process; its rules, summarised here).
+ *    IPv4 only. Usable addresses of a CIDR skip the network address, the first host (the node's
  *    bridge/gateway, as kubenet's cbr0) and the broadcast address: a /24 has 253 pod IPs. Prefix
  *    lengths 8..30 are accepted.
  *  - Allocation is next-fit from a cursor (O(1) amortised, like the host-local IPAM plugin), so a
@@ -15,7 +16,6 @@
  *  - One sandbox per key (DESIGN invariant 1): duplicate starts are idempotent.
  *  - grace_ms is ignored: a simulated sandbox exits at once, code 0, reason "Stopped".
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,6 +24,7 @@
 
 #include "kd/common.h"
 #include "kd/config.h"
+#include "kd/ipam.h"
 #include "kd/plugin.h"
 #include "kd/stage.h"
 
@@ -42,16 +43,6 @@ static const struct kd_config_option sim_options[] = {
     KD_CONFIG_END,
 };
 
-struct pool {
-	struct pool *next;
-	char cidr[64]; /* canonical "a.b.c.d/n" */
-	uint32_t base; /* network address, host order */
-	uint32_t size; /* 2^(32-prefix) */
-	uint32_t used;
-	uint32_t cursor; /* next offset to try */
-	uint8_t *bits;   /* one bit per offset */
-};
-
 struct sim;
 
 struct sandbox {
@@ -60,8 +51,8 @@ struct sandbox {
 	char *key;
 	char *uid;
 	char ip[KD_IP_STRLEN];
-	struct pool *pool;
-	uint32_t offset;
+	struct kd_ipam_pool *pool; /* NULL or the pool addr was taken from */
+	uint32_t addr;             /* host order */
 	enum kd_sandbox_phase phase;
 	uint64_t created_ms, ready_ms;
 	kd_runtime_event_cb cb;
@@ -85,7 +76,7 @@ struct exit_note {
 struct sim {
 	const struct kd_host *host;
 	const struct sim_config *cfg;
-	struct pool *pools;
+	struct kd_ipam *ipam;
 	struct sandbox **buckets;
 	size_t nbuckets, count;
 	struct exit_note *exits;
@@ -103,132 +94,6 @@ static int sim_err(const struct sim *s, struct kd_error **err, int errnum, const
 	s->host->error_set(err, errnum, 0, "%s", msg);
 	free(msg);
 	return -errnum;
-}
-
-/* --- CIDR pools ------------------------------------------------------------------------------- */
-static int parse_cidr(const char *s, uint32_t *base, unsigned *prefix)
-{
-	const char *slash = strchr(s, '/');
-	if (!slash || slash - s >= 16)
-		return -EINVAL;
-	char addr[16];
-	memcpy(addr, s, (size_t)(slash - s));
-	addr[slash - s] = '\0';
-	struct in_addr in;
-	if (inet_pton(AF_INET, addr, &in) != 1)
-		return -EINVAL;
-	char *end;
-	unsigned long p = strtoul(slash + 1, &end, 10);
-	if (!slash[1] || *end || p < 8 || p > 30)
-		return -EINVAL;
-	uint32_t mask = ~0u << (32 - p);
-	*base = ntohl(in.s_addr) & mask;
-	*prefix = (unsigned)p;
-	return 0;
-}
-
-static void ip_text(uint32_t ip, char out[KD_IP_STRLEN])
-{
-	struct in_addr in = {.s_addr = htonl(ip)};
-	inet_ntop(AF_INET, &in, out, KD_IP_STRLEN);
-}
-
-static uint32_t pool_usable(const struct pool *p)
-{
-	return p->size - 3; /* network, gateway, broadcast */
-}
-
-static bool bit_get(const struct pool *p, uint32_t off)
-{
-	return p->bits[off / 8] & (1u << (off % 8));
-}
-
-static void bit_set(struct pool *p, uint32_t off, bool v)
-{
-	if (v)
-		p->bits[off / 8] |= (uint8_t)(1u << (off % 8));
-	else
-		p->bits[off / 8] &= (uint8_t) ~(1u << (off % 8));
-}
-
-static void pool_free(struct pool *p)
-{
-	free(p->bits);
-	free(p);
-}
-
-/* Finds or creates the pool for `cidr`. Returns it (owned by s), or NULL with *err (EINVAL). */
-static struct pool *pool_get(struct sim *s, const char *cidr, struct kd_error **err)
-{
-	uint32_t base;
-	unsigned prefix;
-	if (parse_cidr(cidr, &base, &prefix) < 0) {
-		sim_err(s, err, EINVAL,
-		        "pod CIDR \"%s\" is not an IPv4 CIDR with a prefix length between 8 and 30",
-		        cidr);
-		return NULL;
-	}
-	uint32_t size = 1u << (32 - prefix);
-	for (struct pool **pp = &s->pools; *pp;) {
-		struct pool *p = *pp;
-		if (p->base == base && p->size == size)
-			return p;
-		/* compare last addresses: no overflow at 255.255.255.255 */
-		uint32_t last = base + (size - 1), plast = p->base + (p->size - 1);
-		bool overlap = base <= plast && p->base <= last;
-		if (overlap && p->used) {
-			sim_err(s, err, EINVAL,
-			        "pod CIDR %s overlaps %s, which still has %u addresses in use",
-			        cidr, p->cidr, p->used);
-			return NULL;
-		}
-		if (overlap) {
-			*pp = p->next;
-			pool_free(p);
-			continue;
-		}
-		pp = &p->next;
-	}
-	struct pool *p = kd_xcalloc(1, sizeof(*p));
-	char ip[KD_IP_STRLEN];
-	ip_text(base, ip);
-	snprintf(p->cidr, sizeof(p->cidr), "%s/%u", ip, prefix);
-	p->base = base;
-	p->size = size;
-	p->cursor = 2;
-	p->bits = kd_xcalloc(size / 8 + 1, 1);
-	p->next = s->pools;
-	s->pools = p;
-	return p;
-}
-
-static int pool_alloc(struct sim *s, struct pool *p, uint32_t *off, struct kd_error **err)
-{
-	if (p->used >= pool_usable(p))
-		return sim_err(s, err, EADDRNOTAVAIL,
-		               "pod CIDR %s is exhausted (%u of %u addresses in use)", p->cidr,
-		               p->used, pool_usable(p));
-	uint32_t o = p->cursor;
-	for (;;) {
-		if (o < 2 || o > p->size - 2)
-			o = 2;
-		if (!bit_get(p, o))
-			break;
-		o++;
-	}
-	bit_set(p, o, true);
-	p->used++;
-	p->cursor = o + 1;
-	*off = o;
-	return 0;
-}
-
-static void pool_release(struct pool *p, uint32_t off)
-{
-	if (bit_get(p, off)) {
-		bit_set(p, off, false);
-		p->used--;
-	}
 }
 
 /* --- sandbox table ---------------------------------------------------------------------------- */
@@ -273,7 +138,7 @@ static void sandbox_free(struct sandbox *sb)
 		sb->waiting_on->successor = NULL;
 	sb->sim->host->timer_free(sb->timer);
 	if (sb->pool)
-		pool_release(sb->pool, sb->offset);
+		kd_ipam_release(sb->pool, sb->addr);
 	free(sb->key);
 	free(sb->uid);
 	free(sb);
@@ -391,34 +256,20 @@ static int start_sandbox(struct sim *s, const struct kd_sandbox_spec *spec, kd_r
 		return 0; /* idempotent */
 	}
 	const char *cidr = spec->pod_cidr && *spec->pod_cidr ? spec->pod_cidr : s->cfg->pod_cidr;
-	struct pool *pool = pool_get(s, cidr, err);
-	if (!pool)
+	struct kd_error *e = NULL;
+	struct kd_ipam_pool *pool = kd_ipam_pool_get(s->ipam, cidr, &e);
+	if (!pool) {
+		sim_err(s, err, EINVAL, "%s", kd_error_msg(e));
+		kd_error_free(e);
 		return -EINVAL;
-	int rc;
-	uint32_t off = 0;
-	if (spec->pod_ip && *spec->pod_ip) {
-		struct in_addr in;
-		if (inet_pton(AF_INET, spec->pod_ip, &in) != 1) {
-			return sim_err(s, err, EINVAL, "pod IP \"%s\" is not an IPv4 address",
-			               spec->pod_ip);
-		}
-		uint32_t ip = ntohl(in.s_addr);
-		off = ip - pool->base;
-		if (ip < pool->base || off < 2 || off > pool->size - 2) {
-			return sim_err(s, err, EINVAL,
-			               "pod IP %s is not a usable address of pod CIDR %s",
-			               spec->pod_ip, pool->cidr);
-		}
-		if (bit_get(pool, off)) {
-			return sim_err(s, err, EADDRINUSE, "pod IP %s is already in use",
-			               spec->pod_ip);
-		}
-		bit_set(pool, off, true);
-		pool->used++;
-	} else {
-		rc = pool_alloc(s, pool, &off, err);
-		if (rc)
-			return rc;
+	}
+	uint32_t addr = 0;
+	int rc = spec->pod_ip && *spec->pod_ip ? kd_ipam_reserve(pool, spec->pod_ip, &addr, &e)
+	                                       : kd_ipam_alloc(pool, &addr, &e);
+	if (rc) {
+		sim_err(s, err, -rc, "%s", kd_error_msg(e));
+		kd_error_free(e);
+		return rc;
 	}
 
 	struct sandbox *sb = kd_xcalloc(1, sizeof(*sb));
@@ -426,8 +277,8 @@ static int start_sandbox(struct sim *s, const struct kd_sandbox_spec *spec, kd_r
 	sb->key = kd_xstrdup(spec->key);
 	sb->uid = spec->uid ? kd_xstrdup(spec->uid) : NULL;
 	sb->pool = pool;
-	sb->offset = off;
-	ip_text(pool->base + off, sb->ip);
+	sb->addr = addr;
+	kd_ipam_ip_text(addr, sb->ip);
 	sb->phase = KD_SANDBOX_PENDING;
 	sb->created_ms = s->host->now_ms(s->host->loop);
 	sb->cb = cb;
@@ -527,11 +378,7 @@ static void sim_fini(void *state)
 		free(n);
 	}
 	s->exits = NULL;
-	while (s->pools) {
-		struct pool *p = s->pools;
-		s->pools = p->next;
-		pool_free(p);
-	}
+	kd_ipam_free(s->ipam);
 	free(s->buckets);
 	free(s);
 }
@@ -542,7 +389,7 @@ static int sim_init(const struct kd_host *host, const void *config, void **state
 	const struct sim_config *cfg = config;
 	uint32_t base;
 	unsigned prefix;
-	if (parse_cidr(cfg->pod_cidr, &base, &prefix) < 0) {
+	if (kd_ipam_parse_cidr(cfg->pod_cidr, 8, &base, &prefix) < 0) {
 		host->error_set(
 		    err, EINVAL, 0,
 		    "pod-cidr: \"%s\" is not an IPv4 CIDR with a prefix length between 8 "
@@ -553,6 +400,7 @@ static int sim_init(const struct kd_host *host, const void *config, void **state
 	struct sim *s = kd_xcalloc(1, sizeof(*s));
 	s->host = host;
 	s->cfg = cfg;
+	s->ipam = kd_ipam_new(NULL);
 	s->nbuckets = 256;
 	s->buckets = kd_xcalloc(s->nbuckets, sizeof(*s->buckets));
 	host->log(KD_LOG_DEBUG, "runtime-sim: pod CIDR %s, ready delay %llu ms", cfg->pod_cidr,
