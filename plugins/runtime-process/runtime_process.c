@@ -15,11 +15,12 @@
  *    namespace files are not readable (as on our build machines; kd-node itself runs inside
  *    the rig's kd-cp namespace, so "" would be wrong there).
  *  - Pod IPs come from the sandbox spec's per-node pod CIDR (kd-node passes the node's
- *    spec.podCIDR, e.g. 10.244.3.0/24), else `pod-cidr`. Like runtime-sim: the network address,
- *    the first host (reserved for a per-node gateway, never assigned) and the broadcast address
- *    are skipped; allocation is next-fit from a random start (`random-ip-start`, so a restarted
- *    kd-node does not reuse the last run's addresses first: peers keep idle keep-alive
- *    connections and ARP entries to them). The address gets the CIDR's prefix length on eth0.
+ *    spec.podCIDR, e.g. 10.244.3.0/24), else `pod-cidr`. Through kd/ipam.h, as runtime-sim:
+ *    the network address, the first host (reserved for a per-node gateway, never assigned) and
+ *    the broadcast address are skipped; allocation is next-fit from a random start
+ *    (`random-ip-start`, so a restarted kd-node does not reuse the last run's addresses first:
+ *    peers keep idle keep-alive connections and ARP entries to them). The address gets the
+ *    CIDR's prefix length on eth0.
  *  - Routes inside the sandbox: on-link routes for each CIDR in `routes` (default the rig's
  *    10.88.0.0/16 and 10.244.0.0/16: everything on kd-br0 is one L2 segment) and, only if
  *    `gateway` is set, a default route via that address (the rig has none on purpose: nothing
@@ -107,6 +108,7 @@
 
 #include "kd/common.h"
 #include "kd/config.h"
+#include "kd/ipam.h"
 #include "kd/json.h"
 #include "kd/plugin.h"
 #include "kd/stage.h"
@@ -194,14 +196,6 @@ static const struct kd_config_option rp_options[] = {
 };
 
 /* --- data ------------------------------------------------------------------------------------- */
-struct pool {
-	struct pool *next;
-	char cidr[64];
-	uint32_t base, size, used, cursor;
-	unsigned prefix;
-	uint8_t *bits;
-};
-
 struct rp;
 struct sandbox;
 
@@ -246,8 +240,7 @@ struct sandbox {
 	char ip[KD_IP_STRLEN];
 	uint32_t ip_be;
 	unsigned prefix;
-	struct pool *pool;
-	uint32_t offset;
+	struct kd_ipam_pool *pool; /* NULL or the pool ip_be was taken from */
 	enum kd_sandbox_phase phase;
 	enum sb_state st;
 	uint64_t created_ms, ready_ms;
@@ -295,7 +288,7 @@ struct rp {
 	size_t n_routes;
 	struct image_map *images;
 	size_t n_images;
-	struct pool *pools;
+	struct kd_ipam *ipam;
 	struct sandbox **buckets;
 	size_t nbuckets, count;
 	struct sandbox *ending;
@@ -322,126 +315,6 @@ static int rp_err(const struct rp *rp, struct kd_error **err, int errnum, const 
 static uint64_t now_ms(const struct rp *rp)
 {
 	return rp->host->now_ms(rp->host->loop);
-}
-
-/* --- CIDR pools (same rules as runtime-sim) --------------------------------------------------- */
-static int parse_cidr(const char *s, uint32_t *base, unsigned *prefix, unsigned min_prefix)
-{
-	const char *slash = strchr(s, '/');
-	if (!slash || slash - s >= 16)
-		return -EINVAL;
-	char addr[16];
-	memcpy(addr, s, (size_t)(slash - s));
-	addr[slash - s] = '\0';
-	struct in_addr in;
-	if (inet_pton(AF_INET, addr, &in) != 1)
-		return -EINVAL;
-	char *end;
-	unsigned long p = strtoul(slash + 1, &end, 10);
-	if (!slash[1] || *end || p < min_prefix || p > 30)
-		return -EINVAL;
-	uint32_t mask = p ? ~0u << (32 - p) : 0;
-	*base = ntohl(in.s_addr) & mask;
-	*prefix = (unsigned)p;
-	return 0;
-}
-
-static void ip_text(uint32_t ip, char out[KD_IP_STRLEN])
-{
-	struct in_addr in = {.s_addr = htonl(ip)};
-	inet_ntop(AF_INET, &in, out, KD_IP_STRLEN);
-}
-
-static bool bit_get(const struct pool *p, uint32_t off)
-{
-	return p->bits[off / 8] & (1u << (off % 8));
-}
-
-static void bit_set(struct pool *p, uint32_t off, bool v)
-{
-	if (v)
-		p->bits[off / 8] |= (uint8_t)(1u << (off % 8));
-	else
-		p->bits[off / 8] &= (uint8_t) ~(1u << (off % 8));
-}
-
-static struct pool *pool_get(struct rp *rp, const char *cidr, struct kd_error **err)
-{
-	uint32_t base;
-	unsigned prefix;
-	if (parse_cidr(cidr, &base, &prefix, 8) < 0) {
-		rp_err(rp, err, EINVAL,
-		       "pod CIDR \"%s\" is not an IPv4 CIDR with a prefix length between 8 and 30",
-		       cidr);
-		return NULL;
-	}
-	uint32_t size = 1u << (32 - prefix);
-	for (struct pool **pp = &rp->pools; *pp;) {
-		struct pool *p = *pp;
-		if (p->base == base && p->size == size)
-			return p;
-		uint32_t last = base + (size - 1), plast = p->base + (p->size - 1);
-		bool overlap = base <= plast && p->base <= last;
-		if (overlap && p->used) {
-			rp_err(rp, err, EINVAL,
-			       "pod CIDR %s overlaps %s, which still has %u addresses in use", cidr,
-			       p->cidr, p->used);
-			return NULL;
-		}
-		if (overlap) {
-			*pp = p->next;
-			free(p->bits);
-			free(p);
-			continue;
-		}
-		pp = &p->next;
-	}
-	struct pool *p = kd_xcalloc(1, sizeof(*p));
-	char ip[KD_IP_STRLEN];
-	ip_text(base, ip);
-	snprintf(p->cidr, sizeof(p->cidr), "%s/%u", ip, prefix);
-	p->base = base;
-	p->size = size;
-	p->prefix = prefix;
-	p->cursor = 2;
-	if (rp->cfg->random_ip_start) {
-		/* a restarted host does not hand out the previous run's addresses first */
-		uint32_t r = 0;
-		if (getrandom(&r, sizeof(r), GRND_NONBLOCK) == sizeof(r))
-			p->cursor = 2 + r % (size - 3);
-	}
-	p->bits = kd_xcalloc(size / 8 + 1, 1);
-	p->next = rp->pools;
-	rp->pools = p;
-	return p;
-}
-
-static int pool_alloc(struct rp *rp, struct pool *p, uint32_t *off, struct kd_error **err)
-{
-	if (p->used >= p->size - 3)
-		return rp_err(rp, err, EADDRNOTAVAIL,
-		              "pod CIDR %s is exhausted (%u addresses in use)", p->cidr, p->used);
-	uint32_t o = p->cursor;
-	for (;;) {
-		if (o < 2 || o > p->size - 2)
-			o = 2;
-		if (!bit_get(p, o))
-			break;
-		o++;
-	}
-	bit_set(p, o, true);
-	p->used++;
-	p->cursor = o + 1;
-	*off = o;
-	return 0;
-}
-
-static void pool_release(struct pool *p, uint32_t off)
-{
-	if (bit_get(p, off)) {
-		bit_set(p, off, false);
-		p->used--;
-	}
 }
 
 /* --- table ------------------------------------------------------------------------------------ */
@@ -1436,7 +1309,7 @@ static void sandbox_free(struct sandbox *sb)
 	sb->ns_fd = -1;
 	cgroup_destroy(rp, sb);
 	if (sb->pool)
-		pool_release(sb->pool, sb->offset);
+		kd_ipam_release(sb->pool, ntohl(sb->ip_be));
 	if (sb->waiting_on)
 		sb->waiting_on->successor = NULL;
 	if (sb->successor)
@@ -1750,40 +1623,20 @@ static int rp_start(void *state, const struct kd_sandbox_spec *spec, kd_runtime_
 	}
 	const char *cidr = spec->pod_cidr && *spec->pod_cidr ? spec->pod_cidr : rp->cfg->pod_cidr;
 	struct kd_error *e = NULL;
-	struct pool *pool = pool_get(rp, cidr, &e);
+	struct kd_ipam_pool *pool = kd_ipam_pool_get(rp->ipam, cidr, &e);
 	if (!pool) {
 		rp_err(rp, err, EINVAL, "runtime-process: start %s: %s", spec->key,
 		       kd_error_msg(e));
 		kd_error_free(e);
 		return -EINVAL;
 	}
-	uint32_t off = 0;
-	if (spec->pod_ip && *spec->pod_ip) {
-		struct in_addr in;
-		if (inet_pton(AF_INET, spec->pod_ip, &in) != 1)
-			return rp_err(rp, err, EINVAL,
-			              "runtime-process: start %s: bad pod IP \"%s\"", spec->key,
-			              spec->pod_ip);
-		uint32_t ip = ntohl(in.s_addr);
-		off = ip - pool->base;
-		if (ip < pool->base || off < 2 || off > pool->size - 2)
-			return rp_err(rp, err, EINVAL,
-			              "runtime-process: start %s: pod IP %s is not usable in %s",
-			              spec->key, spec->pod_ip, pool->cidr);
-		if (bit_get(pool, off))
-			return rp_err(rp, err, EADDRINUSE,
-			              "runtime-process: start %s: pod IP %s is in use", spec->key,
-			              spec->pod_ip);
-		bit_set(pool, off, true);
-		pool->used++;
-	} else {
-		int rc = pool_alloc(rp, pool, &off, &e);
-		if (rc < 0) {
-			rp_err(rp, err, -rc, "runtime-process: start %s: %s", spec->key,
-			       kd_error_msg(e));
-			kd_error_free(e);
-			return rc;
-		}
+	uint32_t addr = 0;
+	int rc = spec->pod_ip && *spec->pod_ip ? kd_ipam_reserve(pool, spec->pod_ip, &addr, &e)
+	                                       : kd_ipam_alloc(pool, &addr, &e);
+	if (rc < 0) {
+		rp_err(rp, err, -rc, "runtime-process: start %s: %s", spec->key, kd_error_msg(e));
+		kd_error_free(e);
+		return rc;
 	}
 	struct sandbox *sb = kd_xcalloc(1, sizeof(*sb));
 	sb->rp = rp;
@@ -1796,10 +1649,9 @@ static int rp_start(void *state, const struct kd_sandbox_spec *spec, kd_runtime_
 	    spec->ns ? kd_xstrdup(spec->ns) : kd_xstrndup(spec->key, (size_t)(slash - spec->key));
 	sb->name = spec->name ? kd_xstrdup(spec->name) : kd_xstrdup(slash + 1);
 	sb->pool = pool;
-	sb->offset = off;
-	sb->prefix = pool->prefix;
-	ip_text(pool->base + off, sb->ip);
-	sb->ip_be = htonl(pool->base + off);
+	sb->prefix = kd_ipam_pool_prefix(pool);
+	kd_ipam_ip_text(addr, sb->ip);
+	sb->ip_be = htonl(addr);
 	sb->created_ms = now_ms(rp);
 	sb->cb = cb;
 	sb->cb_arg = cb_arg;
@@ -1914,12 +1766,7 @@ static void rp_fini(void *state)
 		net_destroy(rp, rp->pool_ns[i].ns_fd, rp->pool_ns[i].veth);
 	free(rp->pool_ns);
 	rp->host->timer_free(rp->pool_timer);
-	while (rp->pools) {
-		struct pool *p = rp->pools;
-		rp->pools = p->next;
-		free(p->bits);
-		free(p);
-	}
+	kd_ipam_free(rp->ipam);
 	for (size_t i = 0; i < rp->n_images; i++) {
 		free(rp->images[i].image);
 		free(rp->images[i].path);
@@ -1958,14 +1805,14 @@ static int rp_init_inner(struct rp *rp, struct kd_error **err)
 		    "for runtime-process");
 	uint32_t base;
 	unsigned prefix;
-	if (parse_cidr(cfg->pod_cidr, &base, &prefix, 8) < 0)
+	if (kd_ipam_parse_cidr(cfg->pod_cidr, 8, &base, &prefix) < 0)
 		return rp_err(rp, err, EINVAL, "pod-cidr: \"%s\" is not an IPv4 CIDR (/8../30)",
 		              cfg->pod_cidr);
 	if (cfg->routes.n > KD_ARRAY_SIZE(rp->routes))
 		return rp_err(rp, err, EINVAL, "routes: at most %zu entries",
 		              KD_ARRAY_SIZE(rp->routes));
 	for (size_t i = 0; i < cfg->routes.n; i++) {
-		if (parse_cidr(cfg->routes.items[i], &base, &prefix, 0) < 0)
+		if (kd_ipam_parse_cidr(cfg->routes.items[i], 0, &base, &prefix) < 0)
 			return rp_err(rp, err, EINVAL, "routes: \"%s\" is not an IPv4 CIDR",
 			              cfg->routes.items[i]);
 		rp->routes[rp->n_routes].dst = htonl(base);
@@ -2048,6 +1895,7 @@ static int rp_init(const struct kd_host *host, const void *config, void **state,
 	rp->cfg = config;
 	rp->home_fd = -1;
 	rp->br_nl.fd = -1;
+	rp->ipam = kd_ipam_new(&(struct kd_ipam_options){.random_start = rp->cfg->random_ip_start});
 	rp->nbuckets = 64;
 	rp->buckets = kd_xcalloc(rp->nbuckets, sizeof(*rp->buckets));
 	int rc = rp_init_inner(rp, err);
