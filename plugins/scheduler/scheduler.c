@@ -49,7 +49,7 @@
 #include "kd/error.h"
 #include "kd/plugin.h"
 #include "kd/stage.h"
-#include "strmap.h"
+#include "kd/strmap.h"
 
 enum sch_score { SCORE_LEAST_ALLOCATED = 0, SCORE_SPREAD = 1 };
 
@@ -85,7 +85,7 @@ struct sch_node {
 	size_t n_labels;
 	struct kd_taint *taints; /* key/value owned */
 	size_t n_taints;
-	struct strmap revs; /* revision -> struct rev_count */
+	struct kd_strmap revs; /* revision -> struct rev_count */
 };
 
 struct sch_pod {
@@ -102,9 +102,9 @@ struct sched {
 	enum sch_score score;
 	struct sch_node **nodes; /* in the order added */
 	size_t n_nodes, cap_nodes;
-	size_t cursor;          /* round-robin start */
-	struct strmap node_map; /* name -> struct sch_node */
-	struct strmap pods;     /* key -> struct sch_pod */
+	size_t cursor;             /* round-robin start */
+	struct kd_strmap node_map; /* name -> struct sch_node */
+	struct kd_strmap pods;     /* key -> struct sch_pod */
 };
 
 /* --- accounting ---------------------------------------------------------------------- */
@@ -117,11 +117,11 @@ static void attach(struct sch_node *n, struct sch_pod *p)
 	n->used.pods += p->req.pods;
 	if (!p->revision)
 		return;
-	struct rev_count *rc = strmap_get_h(&n->revs, p->revision, p->rev_hash);
+	struct rev_count *rc = kd_strmap_get_h(&n->revs, p->revision, p->rev_hash);
 	if (!rc) {
 		rc = kd_xcalloc(1, sizeof(*rc));
 		rc->rev = kd_xstrdup(p->revision);
-		strmap_put(&n->revs, rc->rev, rc);
+		kd_strmap_put(&n->revs, rc->rev, rc);
 	}
 	rc->n++;
 }
@@ -137,9 +137,9 @@ static void detach(struct sch_pod *p)
 	n->used.pods -= p->req.pods;
 	if (!p->revision)
 		return;
-	struct rev_count *rc = strmap_get_h(&n->revs, p->revision, p->rev_hash);
+	struct rev_count *rc = kd_strmap_get_h(&n->revs, p->revision, p->rev_hash);
 	if (rc && --rc->n == 0) {
-		strmap_del(&n->revs, rc->rev);
+		kd_strmap_del(&n->revs, rc->rev);
 		free(rc->rev);
 		free(rc);
 	}
@@ -182,7 +182,7 @@ static struct sch_pod *pod_new(const struct kd_pod_request *req, const char *nod
 	p->node = kd_xstrdup(node);
 	if (req->revision) {
 		p->revision = kd_xstrdup(req->revision);
-		p->rev_hash = strmap_hash(p->revision);
+		p->rev_hash = kd_strmap_hash(p->revision);
 	}
 	p->req = req->requests;
 	if (p->req.pods <= 0)
@@ -220,7 +220,7 @@ static void node_free(struct sch_node *n)
 			free(rc);
 		}
 	}
-	strmap_fini(&n->revs);
+	kd_strmap_fini(&n->revs);
 	free(n->name);
 	free(n);
 }
@@ -248,12 +248,12 @@ static int sch_node_update(void *state, const struct kd_node_info *info, struct 
 			                    "scheduler: node %s: taint without a key or effect",
 			                    info->name);
 
-	struct sch_node *n = strmap_get(&s->node_map, info->name);
+	struct sch_node *n = kd_strmap_get(&s->node_map, info->name);
 	bool added = !n;
 	if (added) {
 		n = kd_xcalloc(1, sizeof(*n));
 		n->name = kd_xstrdup(info->name);
-		strmap_put(&s->node_map, n->name, n);
+		kd_strmap_put(&s->node_map, n->name, n);
 		if (s->n_nodes == s->cap_nodes) {
 			s->cap_nodes = s->cap_nodes ? s->cap_nodes * 2 : 16;
 			s->nodes = kd_xrealloc(s->nodes, s->cap_nodes * sizeof(*s->nodes));
@@ -297,7 +297,7 @@ static int sch_node_update(void *state, const struct kd_node_info *info, struct 
 static void sch_node_remove(void *state, const char *name)
 {
 	struct sched *s = state;
-	struct sch_node *n = name ? strmap_del(&s->node_map, name) : NULL;
+	struct sch_node *n = name ? kd_strmap_del(&s->node_map, name) : NULL;
 	if (!n)
 		return;
 	for (size_t i = 0; i < s->pods.cap; i++) {
@@ -495,7 +495,7 @@ static int place_one(struct sched *s, const struct kd_pod_request *pod,
 	int rc = check_request(pod, err);
 	if (rc < 0)
 		return rc;
-	struct sch_pod *have = strmap_get(&s->pods, pod->key);
+	struct sch_pod *have = kd_strmap_get(&s->pods, pod->key);
 	if (have) {
 		snprintf(node_out, KD_NODE_NAME_MAX, "%s", have->node);
 		return 0;
@@ -503,7 +503,7 @@ static int place_one(struct sched *s, const struct kd_pod_request *pod,
 	struct kd_resources req = pod->requests;
 	if (req.pods <= 0)
 		req.pods = 1;
-	uint64_t rev_hash = pod->revision ? strmap_hash(pod->revision) : 0;
+	uint64_t rev_hash = pod->revision ? kd_strmap_hash(pod->revision) : 0;
 	char buf[REASON_MAX];
 	struct sch_node *best = NULL;
 	size_t best_i = 0;
@@ -515,7 +515,8 @@ static int place_one(struct sched *s, const struct kd_pod_request *pod,
 			continue;
 		int64_t spread = 0;
 		if (s->score == SCORE_SPREAD && pod->revision) {
-			const struct rev_count *c = strmap_get_h(&n->revs, pod->revision, rev_hash);
+			const struct rev_count *c =
+			    kd_strmap_get_h(&n->revs, pod->revision, rev_hash);
 			spread = c ? -c->n : 0;
 		}
 		int64_t prefer = 0;
@@ -538,7 +539,7 @@ static int place_one(struct sched *s, const struct kd_pod_request *pod,
 	if (!best)
 		return no_fit(s, pod, &req, err);
 	struct sch_pod *p = pod_new(pod, best->name);
-	strmap_put(&s->pods, p->key, p);
+	kd_strmap_put(&s->pods, p->key, p);
 	attach(best, p);
 	s->cursor = (best_i + 1) % s->n_nodes;
 	snprintf(node_out, KD_NODE_NAME_MAX, "%s", best->name);
@@ -588,18 +589,18 @@ static int sch_pod_bound(void *state, const struct kd_pod_request *pod, const ch
 	struct sched *s = state;
 	if (check_request(pod, NULL) < 0 || !node || !*node || strlen(node) >= KD_NODE_NAME_MAX)
 		return -EINVAL;
-	struct sch_pod *p = strmap_get(&s->pods, pod->key);
+	struct sch_pod *p = kd_strmap_get(&s->pods, pod->key);
 	if (p) {
 		if (strcmp(p->node, node) == 0)
 			return 0;
 		/* the API Server shows it elsewhere: the API wins */
 		detach(p);
-		strmap_del(&s->pods, p->key);
+		kd_strmap_del(&s->pods, p->key);
 		pod_free(p);
 	}
 	p = pod_new(pod, node);
-	strmap_put(&s->pods, p->key, p);
-	struct sch_node *n = strmap_get(&s->node_map, node);
+	kd_strmap_put(&s->pods, p->key, p);
+	struct sch_node *n = kd_strmap_get(&s->node_map, node);
 	if (n)
 		attach(n, p);
 	return 0;
@@ -608,7 +609,7 @@ static int sch_pod_bound(void *state, const struct kd_pod_request *pod, const ch
 static void sch_release(void *state, const char *key)
 {
 	struct sched *s = state;
-	struct sch_pod *p = key ? strmap_del(&s->pods, key) : NULL;
+	struct sch_pod *p = key ? kd_strmap_del(&s->pods, key) : NULL;
 	if (!p)
 		return;
 	detach(p);
@@ -637,11 +638,11 @@ static void sch_fini(void *state)
 	for (size_t i = 0; i < s->pods.cap; i++)
 		if (s->pods.slots[i].key)
 			pod_free(s->pods.slots[i].value);
-	strmap_fini(&s->pods);
+	kd_strmap_fini(&s->pods);
 	for (size_t i = 0; i < s->n_nodes; i++)
 		node_free(s->nodes[i]);
 	free(s->nodes);
-	strmap_fini(&s->node_map);
+	kd_strmap_fini(&s->node_map);
 	free(s);
 }
 

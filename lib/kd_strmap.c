@@ -1,12 +1,12 @@
-/* plugins/scheduler/strmap.c: see strmap.h. */
-#include "strmap.h"
+/* lib/kd_strmap.c: string-keyed map of pointers (see kd/strmap.h). */
+#include "kd/strmap.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "kd/common.h"
 
-uint64_t strmap_hash(const char *s)
+uint64_t kd_strmap_hash(const char *s)
 {
 	uint64_t h = 1469598103934665603ull;
 	for (; *s; s++)
@@ -14,32 +14,32 @@ uint64_t strmap_hash(const char *s)
 	return h;
 }
 
-static size_t find(const struct strmap *m, const char *key, uint64_t hash)
+static size_t find(const struct kd_strmap *m, const char *key, uint64_t hash)
 {
 	size_t mask = m->cap - 1;
 	for (size_t i = (size_t)hash & mask;; i = (i + 1) & mask) {
-		const struct strmap_slot *s = &m->slots[i];
+		const struct kd_strmap_slot *s = &m->slots[i];
 		if (!s->key || (s->hash == hash && strcmp(s->key, key) == 0))
 			return i;
 	}
 }
 
-void *strmap_get_h(const struct strmap *m, const char *key, uint64_t hash)
+void *kd_strmap_get_h(const struct kd_strmap *m, const char *key, uint64_t hash)
 {
 	if (!m->cap)
 		return NULL;
-	const struct strmap_slot *s = &m->slots[find(m, key, hash)];
+	const struct kd_strmap_slot *s = &m->slots[find(m, key, hash)];
 	return s->key ? s->value : NULL;
 }
 
-void *strmap_get(const struct strmap *m, const char *key)
+void *kd_strmap_get(const struct kd_strmap *m, const char *key)
 {
-	return strmap_get_h(m, key, strmap_hash(key));
+	return kd_strmap_get_h(m, key, kd_strmap_hash(key));
 }
 
-static void grow(struct strmap *m)
+static void grow(struct kd_strmap *m)
 {
-	struct strmap old = *m;
+	struct kd_strmap old = *m;
 	m->cap = old.cap ? old.cap * 2 : 16;
 	m->slots = kd_xcalloc(m->cap, sizeof(*m->slots));
 	for (size_t i = 0; i < old.cap; i++)
@@ -48,12 +48,12 @@ static void grow(struct strmap *m)
 	free(old.slots);
 }
 
-void strmap_put(struct strmap *m, const char *key, void *value)
+void kd_strmap_put(struct kd_strmap *m, const char *key, void *value)
 {
 	if ((m->n + 1) * 4 > m->cap * 3) /* load factor <= 3/4 */
 		grow(m);
-	uint64_t hash = strmap_hash(key);
-	struct strmap_slot *s = &m->slots[find(m, key, hash)];
+	uint64_t hash = kd_strmap_hash(key);
+	struct kd_strmap_slot *s = &m->slots[find(m, key, hash)];
 	if (!s->key)
 		m->n++;
 	s->key = key;
@@ -61,12 +61,12 @@ void strmap_put(struct strmap *m, const char *key, void *value)
 	s->value = value;
 }
 
-void *strmap_del(struct strmap *m, const char *key)
+void *kd_strmap_del(struct kd_strmap *m, const char *key)
 {
 	if (!m->cap)
 		return NULL;
 	size_t mask = m->cap - 1;
-	size_t i = find(m, key, strmap_hash(key));
+	size_t i = find(m, key, kd_strmap_hash(key));
 	if (!m->slots[i].key)
 		return NULL;
 	void *value = m->slots[i].value;
@@ -79,13 +79,25 @@ void *strmap_del(struct strmap *m, const char *key)
 			i = j;
 		}
 	}
-	m->slots[i] = (struct strmap_slot){0};
+	m->slots[i] = (struct kd_strmap_slot){0};
 	m->n--;
 	return value;
 }
 
-void strmap_fini(struct strmap *m)
+void *kd_strmap_next(const struct kd_strmap *m, size_t *pos)
+{
+	for (size_t i = *pos; i < m->cap; i++) {
+		if (m->slots[i].key) {
+			*pos = i + 1;
+			return m->slots[i].value;
+		}
+	}
+	*pos = m->cap;
+	return NULL;
+}
+
+void kd_strmap_fini(struct kd_strmap *m)
 {
 	free(m->slots);
-	*m = (struct strmap){0};
+	*m = (struct kd_strmap){0};
 }
