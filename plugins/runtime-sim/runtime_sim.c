@@ -27,6 +27,7 @@
 #include "kd/ipam.h"
 #include "kd/plugin.h"
 #include "kd/stage.h"
+#include "kd/strmap.h"
 
 struct sim_config {
 	char *pod_cidr;
@@ -46,7 +47,6 @@ static const struct kd_config_option sim_options[] = {
 struct sim;
 
 struct sandbox {
-	struct sandbox *hnext;
 	struct sim *sim;
 	char *key;
 	char *uid;
@@ -77,8 +77,7 @@ struct sim {
 	const struct kd_host *host;
 	const struct sim_config *cfg;
 	struct kd_ipam *ipam;
-	struct sandbox **buckets;
-	size_t nbuckets, count;
+	struct kd_strmap sandboxes; /* key (sb->key) -> struct sandbox */
 	struct exit_note *exits;
 };
 
@@ -96,42 +95,7 @@ static int sim_err(const struct sim *s, struct kd_error **err, int errnum, const
 	return -errnum;
 }
 
-/* --- sandbox table ---------------------------------------------------------------------------- */
-static size_t hash_key(const char *k)
-{
-	size_t h = 5381;
-	for (; *k; k++)
-		h = h * 33 + (unsigned char)*k;
-	return h;
-}
-
-static struct sandbox **slot(struct sim *s, const char *key)
-{
-	struct sandbox **pp = &s->buckets[hash_key(key) & (s->nbuckets - 1)];
-	while (*pp && strcmp((*pp)->key, key) != 0)
-		pp = &(*pp)->hnext;
-	return pp;
-}
-
-static void grow(struct sim *s)
-{
-	size_t n = s->nbuckets * 2;
-	struct sandbox **b = kd_xcalloc(n, sizeof(*b));
-	for (size_t i = 0; i < s->nbuckets; i++) {
-		struct sandbox *sb = s->buckets[i];
-		while (sb) {
-			struct sandbox *next = sb->hnext;
-			size_t h = hash_key(sb->key) & (n - 1);
-			sb->hnext = b[h];
-			b[h] = sb;
-			sb = next;
-		}
-	}
-	free(s->buckets);
-	s->buckets = b;
-	s->nbuckets = n;
-}
-
+/* --- sandboxes ------------------------------------------------------------------------------- */
 static void sandbox_free(struct sandbox *sb)
 {
 	if (sb->waiting_on)
@@ -243,9 +207,8 @@ static int sim_start(void *state, const struct kd_sandbox_spec *spec, kd_runtime
 static int start_sandbox(struct sim *s, const struct kd_sandbox_spec *spec, kd_runtime_event_cb cb,
                          void *cb_arg, struct kd_error **err)
 {
-	struct sandbox **pp = slot(s, spec->key);
-	if (*pp) {
-		struct sandbox *old = *pp;
+	struct sandbox *old = kd_strmap_get(&s->sandboxes, spec->key);
+	if (old) {
 		if (old->uid && spec->uid && strcmp(old->uid, spec->uid) != 0)
 			return sim_err(s, err, EBUSY,
 			               "a sandbox with uid %s already exists (asked for uid "
@@ -295,9 +258,7 @@ static int start_sandbox(struct sim *s, const struct kd_sandbox_spec *spec, kd_r
 	}
 	if (!sb->waiting_on)
 		s->host->timer_start(sb->timer, 0);
-	*pp = sb;
-	if (++s->count > s->nbuckets * 2)
-		grow(s);
+	kd_strmap_put(&s->sandboxes, sb->key, sb);
 	return 0;
 }
 
@@ -307,12 +268,9 @@ static int sim_stop(void *state, const char *key, uint32_t grace_ms, struct kd_e
 	struct sim *s = state;
 	if (!key)
 		return sim_err(s, err, EINVAL, "runtime-sim: stop: no key");
-	struct sandbox **pp = slot(s, key);
-	struct sandbox *sb = *pp;
+	struct sandbox *sb = kd_strmap_del(&s->sandboxes, key);
 	if (!sb)
 		return sim_err(s, err, ENOENT, "runtime-sim: stop %s: no such sandbox", key);
-	*pp = sb->hnext;
-	s->count--;
 	struct exit_note *n = kd_xcalloc(1, sizeof(*n));
 	n->sim = s;
 	n->key = sb->key;
@@ -336,7 +294,7 @@ static int sim_status(void *state, const char *key, struct kd_sandbox_status *ou
 	struct sim *s = state;
 	if (!key)
 		return -EINVAL;
-	struct sandbox *sb = *slot(s, key);
+	struct sandbox *sb = kd_strmap_get(&s->sandboxes, key);
 	if (!sb)
 		return -ENOENT;
 	memset(out, 0, sizeof(*out));
@@ -362,14 +320,9 @@ static void sim_fini(void *state)
 	struct sim *s = state;
 	if (!s)
 		return;
-	for (size_t i = 0; i < s->nbuckets; i++) {
-		struct sandbox *sb = s->buckets[i];
-		while (sb) {
-			struct sandbox *next = sb->hnext;
-			sandbox_free(sb);
-			sb = next;
-		}
-	}
+	size_t pos = 0;
+	for (struct sandbox *sb; (sb = kd_strmap_next(&s->sandboxes, &pos));)
+		sandbox_free(sb); /* the map is only finalised afterwards */
 	for (struct exit_note *n = s->exits, *next; n; n = next) {
 		next = n->next;
 		s->host->timer_free(n->timer);
@@ -379,7 +332,7 @@ static void sim_fini(void *state)
 	}
 	s->exits = NULL;
 	kd_ipam_free(s->ipam);
-	free(s->buckets);
+	kd_strmap_fini(&s->sandboxes);
 	free(s);
 }
 
@@ -401,8 +354,6 @@ static int sim_init(const struct kd_host *host, const void *config, void **state
 	s->host = host;
 	s->cfg = cfg;
 	s->ipam = kd_ipam_new(NULL);
-	s->nbuckets = 256;
-	s->buckets = kd_xcalloc(s->nbuckets, sizeof(*s->buckets));
 	host->log(KD_LOG_DEBUG, "runtime-sim: pod CIDR %s, ready delay %llu ms", cfg->pod_cidr,
 	          (unsigned long long)cfg->ready_delay_ms);
 	*state = s;
