@@ -112,6 +112,7 @@
 #include "kd/json.h"
 #include "kd/plugin.h"
 #include "kd/stage.h"
+#include "kd/strmap.h"
 #include "rp_netlink.h"
 
 #ifndef P_PIDFD
@@ -233,7 +234,6 @@ struct ctr {
 enum sb_state { SB_PENDING = 0, SB_RUNNING, SB_ENDING };
 
 struct sandbox {
-	struct sandbox *hnext; /* table chain (live) */
 	struct sandbox *dnext; /* ending list */
 	struct rp *rp;
 	char *key, *uid, *ns, *name;
@@ -289,8 +289,7 @@ struct rp {
 	struct image_map *images;
 	size_t n_images;
 	struct kd_ipam *ipam;
-	struct sandbox **buckets;
-	size_t nbuckets, count;
+	struct kd_strmap table; /* key (sb->key) -> live struct sandbox */
 	struct sandbox *ending;
 	struct pooled_ns *pool_ns;
 	size_t n_pool;
@@ -318,50 +317,13 @@ static uint64_t now_ms(const struct rp *rp)
 }
 
 /* --- table ------------------------------------------------------------------------------------ */
-static size_t hash_key(const char *k)
-{
-	size_t h = 5381;
-	for (; *k; k++)
-		h = h * 33 + (unsigned char)*k;
-	return h;
-}
-
-static struct sandbox **slot(struct rp *rp, const char *key)
-{
-	struct sandbox **pp = &rp->buckets[hash_key(key) & (rp->nbuckets - 1)];
-	while (*pp && strcmp((*pp)->key, key) != 0)
-		pp = &(*pp)->hnext;
-	return pp;
-}
-
-static void grow(struct rp *rp)
-{
-	size_t n = rp->nbuckets * 2;
-	struct sandbox **b = kd_xcalloc(n, sizeof(*b));
-	for (size_t i = 0; i < rp->nbuckets; i++) {
-		for (struct sandbox *sb = rp->buckets[i], *next; sb; sb = next) {
-			next = sb->hnext;
-			size_t h = hash_key(sb->key) & (n - 1);
-			sb->hnext = b[h];
-			b[h] = sb;
-		}
-	}
-	free(rp->buckets);
-	rp->buckets = b;
-	rp->nbuckets = n;
-}
-
 static void table_remove(struct rp *rp, struct sandbox *sb)
 {
 	if (!sb->in_table)
 		return;
-	struct sandbox **pp = slot(rp, sb->key);
-	if (*pp == sb) {
-		*pp = sb->hnext;
-		rp->count--;
-	}
+	if (kd_strmap_get(&rp->table, sb->key) == sb)
+		kd_strmap_del(&rp->table, sb->key);
 	sb->in_table = false;
-	sb->hnext = NULL;
 	sb->dnext = rp->ending;
 	rp->ending = sb;
 }
@@ -1608,9 +1570,8 @@ static int rp_start(void *state, const struct kd_sandbox_spec *spec, kd_runtime_
 	if (!spec->n_containers || spec->n_containers > RP_MAX_CONTAINERS)
 		return rp_err(rp, err, EINVAL, "runtime-process: start %s: %zu containers (1..%d)",
 		              spec->key, spec->n_containers, RP_MAX_CONTAINERS);
-	struct sandbox **pp = slot(rp, spec->key);
-	if (*pp) {
-		struct sandbox *old = *pp;
+	struct sandbox *old = kd_strmap_get(&rp->table, spec->key);
+	if (old) {
 		if (old->uid && spec->uid && strcmp(old->uid, spec->uid) != 0)
 			return rp_err(
 			    rp, err, EBUSY,
@@ -1671,9 +1632,7 @@ static int rp_start(void *state, const struct kd_sandbox_spec *spec, kd_runtime_
 	if (!sb->waiting_on)
 		rp->host->timer_start(sb->timer, 0);
 	sb->in_table = true;
-	*pp = sb;
-	if (++rp->count > rp->nbuckets * 2)
-		grow(rp);
+	kd_strmap_put(&rp->table, sb->key, sb);
 	return 0;
 }
 
@@ -1682,7 +1641,7 @@ static int rp_stop(void *state, const char *key, uint32_t grace_ms, struct kd_er
 	struct rp *rp = state;
 	if (!key)
 		return rp_err(rp, err, EINVAL, "runtime-process: stop: no key");
-	struct sandbox *sb = *slot(rp, key);
+	struct sandbox *sb = kd_strmap_get(&rp->table, key);
 	if (!sb)
 		return rp_err(rp, err, ENOENT, "runtime-process: stop %s: no such sandbox", key);
 	sandbox_end(sb, KD_RUNTIME_EXITED, "Stopped", "sandbox stopped", 0, grace_ms);
@@ -1694,7 +1653,7 @@ static int rp_status(void *state, const char *key, struct kd_sandbox_status *out
 	struct rp *rp = state;
 	if (!key)
 		return -EINVAL;
-	struct sandbox *sb = *slot(rp, key);
+	struct sandbox *sb = kd_strmap_get(&rp->table, key);
 	if (!sb)
 		return -ENOENT;
 	memset(out, 0, sizeof(*out));
@@ -1713,7 +1672,7 @@ static int rp_container_status(void *state, const char *key, size_t index,
 	struct rp *rp = state;
 	if (!key || !out || out->struct_size < sizeof(*out))
 		return -EINVAL;
-	struct sandbox *sb = *slot(rp, key);
+	struct sandbox *sb = kd_strmap_get(&rp->table, key);
 	if (!sb)
 		return -ENOENT;
 	if (index >= sb->n)
@@ -1750,12 +1709,10 @@ static void rp_fini(void *state)
 	struct rp *rp = state;
 	if (!rp)
 		return;
-	for (size_t i = 0; i < rp->nbuckets; i++) {
-		for (struct sandbox *sb = rp->buckets[i], *next; sb; sb = next) {
-			next = sb->hnext;
-			sb->waiting_on = sb->successor = NULL;
-			sandbox_free(sb);
-		}
+	size_t pos = 0;
+	for (struct sandbox *sb; (sb = kd_strmap_next(&rp->table, &pos));) {
+		sb->waiting_on = sb->successor = NULL;
+		sandbox_free(sb); /* the map is only finalised afterwards */
 	}
 	for (struct sandbox *sb = rp->ending, *next; sb; sb = next) {
 		next = sb->dnext;
@@ -1775,7 +1732,7 @@ static void rp_fini(void *state)
 	rp_nl_close(&rp->br_nl);
 	if (rp->home_fd >= 0)
 		close(rp->home_fd);
-	free(rp->buckets);
+	kd_strmap_fini(&rp->table);
 	free(rp);
 }
 
@@ -1896,8 +1853,6 @@ static int rp_init(const struct kd_host *host, const void *config, void **state,
 	rp->home_fd = -1;
 	rp->br_nl.fd = -1;
 	rp->ipam = kd_ipam_new(&(struct kd_ipam_options){.random_start = rp->cfg->random_ip_start});
-	rp->nbuckets = 64;
-	rp->buckets = kd_xcalloc(rp->nbuckets, sizeof(*rp->buckets));
 	int rc = rp_init_inner(rp, err);
 	if (rc < 0) {
 		rp_fini(rp);
