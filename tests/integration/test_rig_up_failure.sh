@@ -53,6 +53,7 @@ assert_nothing_left "address in use"
 mkdir -p "$TMP/cache/bin/$KD_K8S_KEY"
 for b in "$KD_K8S_BIN"/*; do ln -s "$b" "$TMP/cache/bin/$KD_K8S_KEY/"; done
 ln -s "$KD_KN_BIN" "$TMP/cache/bin/$KD_KN_KEY"
+[[ -d "$KD_CACHE/bin/$KD_ETCD_KEY" ]] && ln -s "$KD_CACHE/bin/$KD_ETCD_KEY" "$TMP/cache/bin/$KD_ETCD_KEY"
 rm "$TMP/cache/bin/$KD_K8S_KEY/kube-scheduler"
 printf '#!/bin/sh\necho "kd-it: simulated scheduler crash" >&2\nexit 3\n' >"$TMP/cache/bin/$KD_K8S_KEY/kube-scheduler"
 chmod +x "$TMP/cache/bin/$KD_K8S_KEY/kube-scheduler"
