@@ -124,3 +124,70 @@ dn_stop() {
 	((${#DN_NODES[@]})) && kc delete node "${DN_NODES[@]}" --wait=false >/dev/null 2>&1 || true
 	DN_NODES=()
 }
+
+# --- Knative Services, revisions and instances (all in $NS) -----------------------------------
+# ksvc_apply NAME CLASS [ANNOTATION-LINES [POD-SPEC-LINES [CONTAINER-LINES]]]: create (or update)
+# Knative Service NAME with autoscaling class CLASS, image dev.local/hello on port 8080.
+# ANNOTATION-LINES are extra template annotations, POD-SPEC-LINES extra pod spec fields,
+# CONTAINER-LINES extra container fields, as YAML lines indented for their place (8, 6, 8 spaces).
+ksvc_apply() {
+	kc -n "$NS" apply -f - >/dev/null <<EOT
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata:
+  name: $1
+spec:
+  template:
+    metadata:
+      annotations:
+        autoscaling.knative.dev/class: $2
+${3:+$3
+}    spec:
+${4:+$4
+}      containers:
+      - image: dev.local/hello
+        ports:
+        - containerPort: 8080${5:+
+$5}
+EOT
+}
+# kd_ksvc NAME [MORE-ANNOTATION-LINES [POD-SPEC-LINES [CONTAINER-LINES]]]: a kd-class Service with
+# initial-scale 0 (ksvc_apply).
+kd_ksvc() {
+	ksvc_apply "$1" kd.kubedirect.dev "        autoscaling.knative.dev/initial-scale: \"0\"${2:+
+$2}" "${3:-}" "${4:-}"
+}
+# rev_of [SVC]: latest created revision of Service SVC (default kd); has_rev [SVC]: there is one.
+rev_of() { kc -n "$NS" get ksvc "${1:-kd}" -o jsonpath='{.status.latestCreatedRevisionName}'; }
+has_rev() { [[ -n "$(rev_of "${1:-kd}")" ]]; }
+# rev_ready [REV]: Revision REV (default $REV) is Ready.
+rev_ready() { [[ "$(kc -n "$NS" get revision "${1:-$REV}" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
+# kd_rev_at_zero: wait (120 s) for the revision of Service kd, set REV, wait (120 s) until it is
+# Ready (at 0 instances).
+kd_rev_at_zero() {
+	wait_for "revision created" 120 has_rev
+	REV="$(rev_of)"
+	wait_for "Revision $REV Ready at 0" 120 rev_ready
+}
+# as_scale REV DESIRED: hand kd-autoscaler the JSON scale message REV -> DESIRED.
+as_scale() { as_ws text "{\"type\":\"scale\",\"namespace\":\"$NS\",\"revision\":\"$1\",\"desired\":$2}"; }
+# rev_pods KUBECTL-GET-ARGS...: the Pods of revision $REV (e.g. rev_pods -o json).
+rev_pods() { kc -n "$NS" get pods -l "serving.knative.dev/revision=$REV" "$@"; }
+# running_ready_is N: exactly N Pods of $REV are Running and Ready, not being deleted.
+running_ready_is() {
+	[[ "$(rev_pods -o json |
+		jq '[.items[] | select(.metadata.deletionTimestamp == null and .status.phase == "Running" and (.status.conditions[]? | .type == "Ready" and .status == "True"))] | length')" == "$1" ]]
+}
+# actual_is N: Knative reports N for $REV (PA actualScale and Revision actualReplicas).
+actual_is() {
+	[[ "$(kc -n "$NS" get podautoscaler "$REV" -o jsonpath='{.status.actualScale}')" == "$1" &&
+		"$(kc -n "$NS" get revision "$REV" -o jsonpath='{.status.actualReplicas}')" == "$1" ]]
+}
+# has_event OBJECT REASON: an Event with REASON about OBJECT exists in $NS.
+has_event() { kc -n "$NS" get events --field-selector "involvedObject.name=$1,reason=$2" -o name | grep -q .; }
+# kd_it_namespace PREFIX: it_namespace PREFIX, NS set to it and logged (call it directly).
+kd_it_namespace() {
+	it_namespace "$1"
+	NS="$IT_NS"
+	log "namespace $NS"
+}

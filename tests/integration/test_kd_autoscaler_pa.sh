@@ -21,38 +21,15 @@
 . "$(dirname "$0")/lib.sh"
 . "$IT_DIR/lib_kd_as.sh"
 
-it_namespace kd-it-as
-NS="$IT_NS"
-log "namespace $NS"
+kd_it_namespace kd-it-as
 as_start --node-selector kubedirect.dev/no-such-node=x
 
-ksvc() { # NAME CLASS EXTRA-ANNOTATION-LINES
-	kc -n "$NS" apply -f - >/dev/null <<EOT
-apiVersion: serving.knative.dev/v1
-kind: Service
-metadata:
-  name: $1
-spec:
-  template:
-    metadata:
-      annotations:
-        autoscaling.knative.dev/class: $2
-$3
-    spec:
-      containers:
-      - image: dev.local/hello
-        ports:
-        - containerPort: 8080
-EOT
-}
-ksvc kd kd.kubedirect.dev '        autoscaling.knative.dev/initial-scale: "0"'
-ksvc vanilla kpa.autoscaling.knative.dev '        autoscaling.knative.dev/initial-scale: "0"'
-ksvc badmetric kd.kubedirect.dev '        autoscaling.knative.dev/initial-scale: "0"
+ksvc_apply kd kd.kubedirect.dev '        autoscaling.knative.dev/initial-scale: "0"'
+ksvc_apply vanilla kpa.autoscaling.knative.dev '        autoscaling.knative.dev/initial-scale: "0"'
+ksvc_apply badmetric kd.kubedirect.dev '        autoscaling.knative.dev/initial-scale: "0"
         autoscaling.knative.dev/metric: memory'
-ksvc kdone kd.kubedirect.dev ''
+ksvc_apply kdone kd.kubedirect.dev ''
 
-rev_of() { kc -n "$NS" get ksvc "$1" -o jsonpath='{.status.latestCreatedRevisionName}'; }
-has_rev() { [[ -n "$(rev_of "$1")" ]]; }
 for s in kd vanilla badmetric kdone; do
 	wait_for "revision of $s created" 120 has_rev "$s"
 done
@@ -63,7 +40,6 @@ OREV="$(rev_of kdone)"
 log "revisions: kd $REV, vanilla $VREV, bad metric $BREV, initial-scale 1 $OREV"
 
 # --- the kd revision -------------------------------------------------------------------------
-rev_ready() { [[ "$(kc -n "$NS" get revision "$1" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
 wait_for "Revision $REV Ready" 120 rev_ready "$REV"
 expect_eq "Revision actualReplicas" 0 "$(kc -n "$NS" get revision "$REV" -o jsonpath='{.status.actualReplicas}')"
 pa="$(kc -n "$NS" get podautoscaler "$REV" -o json)"
@@ -98,14 +74,13 @@ wait_for "template annotated kubedirect.dev/replicas=0" 30 annot0
 # --- stats WebSocket: ping, poke ------------------------------------------------------------
 check "stats WebSocket answers ping with pong" as_ws ping
 check "Knative binary poke accepted" as_ws poke "$NS" "$REV"
-ev() { kc -n "$NS" get events --field-selector "involvedObject.name=$1,reason=$2" -o name | grep -q .; }
 poked() { grep -q "desired -1 -> 1 (poke)\|desired 0 -> 1 (poke)" "$AS_LOG"; }
 wait_for "the poke triggered an immediate decision (desired 1)" 10 poked
 # no node is selected for this kd-autoscaler: the instance cannot be placed (fits no node)
 unsched() { [[ "$(pa_cond "$NS" "$REV" Active reason)" == Unschedulable ]]; }
 wait_for "no node with an instance channel: Active Unschedulable" 30 unsched
 log "  message: $(pa_cond "$NS" "$REV" Active message)"
-wait_for "FailedScheduling event on the PA" 30 ev "$REV" FailedScheduling
+wait_for "FailedScheduling event on the PA" 30 has_event "$REV" FailedScheduling
 check "JSON scale message accepted" as_ws text "{\"type\":\"scale\",\"namespace\":\"$NS\",\"revision\":\"$REV\",\"desired\":0}"
 back() { [[ "$(pa_cond "$NS" "$REV" Active reason)" == NoTraffic ]]; }
 wait_for "scale message to 0: Active back to NoTraffic" 30 back
@@ -116,12 +91,12 @@ wait_for "unknown metric: Active DecisionFailed" 60 badm
 msg="$(pa_cond "$NS" "$BREV" Active message)"
 [[ "$msg" == *metric* && "$msg" == *memory* ]] || die "condition message does not name the metric: $msg"
 log "ok: message names it: $msg"
-wait_for "DecisionFailed event" 30 ev "$BREV" DecisionFailed
+wait_for "DecisionFailed event" 30 has_event "$BREV" DecisionFailed
 
 # --- initial-scale 1: template scaled back to 0 --------------------------------------------------
 zero() { [[ "$(kc -n "$NS" get deployment "$OREV-deployment" -o jsonpath='{.spec.replicas}')" == 0 ]]; }
 wait_for "template Deployment of $OREV patched to 0" 60 zero
-wait_for "ScaledTemplateToZero event" 30 ev "$OREV-deployment" ScaledTemplateToZero
+wait_for "ScaledTemplateToZero event" 30 has_event "$OREV-deployment" ScaledTemplateToZero
 
 # --- vanilla untouched ------------------------------------------------------------------------
 for o in "podautoscaler/$VREV" "deployment/$VREV-deployment" "service/$VREV" "service/$VREV-private" "endpoints/$VREV"; do

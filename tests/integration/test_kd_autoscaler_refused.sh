@@ -9,9 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$IT_DIR/lib_kd_as.sh"
 
-it_namespace kd-it-asref
-NS="$IT_NS"
-log "namespace $NS"
+kd_it_namespace kd-it-asref
 ID="kd-as-it-${NS##*-}"
 KCFG="$("$REPO/rig/kubeconfig" "$ID" "$ID")"
 rbac_cleanup() {
@@ -54,25 +52,7 @@ EOT
 as_start --kubeconfig "$KCFG"
 trap 'as_cleanup; rbac_cleanup' EXIT
 
-kc -n "$NS" apply -f - >/dev/null <<EOT
-apiVersion: serving.knative.dev/v1
-kind: Service
-metadata:
-  name: kd
-spec:
-  template:
-    metadata:
-      annotations:
-        autoscaling.knative.dev/class: kd.kubedirect.dev
-        autoscaling.knative.dev/initial-scale: "0"
-    spec:
-      containers:
-      - image: dev.local/hello
-        ports:
-        - containerPort: 8080
-EOT
-rev_of() { kc -n "$NS" get ksvc kd -o jsonpath='{.status.latestCreatedRevisionName}'; }
-has_rev() { [[ -n "$(rev_of)" ]]; }
+kd_ksvc kd
 wait_for "revision created" 120 has_rev
 REV="$(rev_of)"
 refused() { [[ "$(pa_cond "$NS" "$REV" SKSReady reason)" == WriteFailed ]]; }
@@ -82,8 +62,7 @@ msg="$(pa_cond "$NS" "$REV" SKSReady message)"
 log "ok: $msg"
 expect_eq "SKSReady status" False "$(pa_cond "$NS" "$REV" SKSReady status)"
 expect_eq "no serviceName while the public Service is missing" "" "$(kc -n "$NS" get podautoscaler "$REV" -o jsonpath='{.status.serviceName}')"
-ev() { kc -n "$NS" get events --field-selector "involvedObject.name=$REV,reason=WriteFailed" -o name | grep -q .; }
-wait_for "WriteFailed Warning event" 30 ev
+wait_for "WriteFailed Warning event" 30 has_event "$REV" WriteFailed
 
 kc apply -f - >/dev/null <<EOT
 apiVersion: rbac.authorization.k8s.io/v1
@@ -104,5 +83,4 @@ log "granted: create services"
 sks() { [[ "$(pa_cond "$NS" "$REV" SKSReady status)" == True ]]; }
 wait_for "Services written on retry: SKSReady True" 60 sks
 expect_eq "serviceName" "$REV" "$(kc -n "$NS" get podautoscaler "$REV" -o jsonpath='{.status.serviceName}')"
-rev_ready() { [[ "$(kc -n "$NS" get revision "$REV" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
 wait_for "Revision Ready" 60 rev_ready

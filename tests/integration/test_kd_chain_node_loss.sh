@@ -9,45 +9,18 @@
 . "$IT_DIR/lib_kd_as.sh"
 N="${KD_IT_N:-20}"
 
-it_namespace kd-it-chainnl
-NS="$IT_NS"
-log "namespace $NS"
+kd_it_namespace kd-it-chainnl
 dn_start kd-asl 160 1
 LOST_PID="$DN_PID"
 LOST_NODE=kd-asl-160
 dn_start kd-asm 170 1
 as_start --node-selector "$(dn_selector)"
 
-kc -n "$NS" apply -f - >/dev/null <<EOT
-apiVersion: serving.knative.dev/v1
-kind: Service
-metadata:
-  name: kd
-spec:
-  template:
-    metadata:
-      annotations:
-        autoscaling.knative.dev/class: kd.kubedirect.dev
-        autoscaling.knative.dev/initial-scale: "0"
-    spec:
-      containers:
-      - image: dev.local/hello
-        ports:
-        - containerPort: 8080
-EOT
-rev_of() { kc -n "$NS" get ksvc kd -o jsonpath='{.status.latestCreatedRevisionName}'; }
-has_rev() { [[ -n "$(rev_of)" ]]; }
-wait_for "revision created" 120 has_rev
-REV="$(rev_of)"
-rev_ready() { [[ "$(kc -n "$NS" get revision "$REV" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
-wait_for "Revision $REV Ready at 0" 120 rev_ready
-check "scale message -> $N" as_ws text "{\"type\":\"scale\",\"namespace\":\"$NS\",\"revision\":\"$REV\",\"desired\":$N}"
-running() {
-	[[ "$(kc -n "$NS" get pods -l "serving.knative.dev/revision=$REV" -o json |
-		jq '[.items[] | select(.metadata.deletionTimestamp == null and .status.phase == "Running" and (.status.conditions[]? | .type == "Ready" and .status == "True"))] | length')" == "$1" ]]
-}
-wait_for "$N pods Running and Ready" 120 running "$N"
-on_lost() { kc -n "$NS" get pods -l "serving.knative.dev/revision=$REV" -o json | jq --arg n "$LOST_NODE" '[.items[] | select(.spec.nodeName == $n)] | length'; }
+kd_ksvc kd
+kd_rev_at_zero
+check "scale message -> $N" as_scale "$REV" "$N"
+wait_for "$N pods Running and Ready" 120 running_ready_is "$N"
+on_lost() { rev_pods -o json | jq --arg n "$LOST_NODE" '[.items[] | select(.spec.nodeName == $n)] | length'; }
 lost="$(on_lost)"
 ((lost > 0)) || die "no instance landed on $LOST_NODE: the test cannot tell"
 log "$lost of $N instances on $LOST_NODE; killing its kd-node and deleting the Node"
@@ -56,13 +29,9 @@ kc delete node "$LOST_NODE" --wait=false >/dev/null
 
 none_lost() { [[ "$(on_lost)" == 0 ]]; }
 wait_for "no pod left on $LOST_NODE" 120 none_lost
-wait_for "converged: $N pods Running and Ready again" 120 running "$N"
-actual_is() {
-	[[ "$(kc -n "$NS" get podautoscaler "$REV" -o jsonpath='{.status.actualScale}')" == "$1" &&
-		"$(kc -n "$NS" get revision "$REV" -o jsonpath='{.status.actualReplicas}')" == "$1" ]]
-}
+wait_for "converged: $N pods Running and Ready again" 120 running_ready_is "$N"
 wait_for "Knative reports $N" 60 actual_is "$N"
-pods="$(kc -n "$NS" get pods -l "serving.knative.dev/revision=$REV" -o json)"
+pods="$(rev_pods -o json)"
 expect_eq "unique names" "$N" "$(jq '[.items[].metadata.name] | unique | length' <<<"$pods")"
 ips="$(jq -r '[.items[].status.podIP] | sort | join(" ")' <<<"$pods")"
 eps_match() { [[ "$(kc -n "$NS" get endpoints "$REV" -o json | jq -r '[.subsets[]?.addresses[]?.ip] | sort | join(" ")')" == "$ips" ]]; }

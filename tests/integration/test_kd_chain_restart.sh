@@ -10,60 +10,29 @@
 . "$IT_DIR/lib_kd_as.sh"
 N="${KD_IT_N:-100}"
 
-it_namespace kd-it-chainrs
-NS="$IT_NS"
-log "namespace $NS"
+kd_it_namespace kd-it-chainrs
 dn_start kd-asr 150 2
 as_start --node-selector "$(dn_selector)"
 
-kc -n "$NS" apply -f - >/dev/null <<EOT
-apiVersion: serving.knative.dev/v1
-kind: Service
-metadata:
-  name: kd
-spec:
-  template:
-    metadata:
-      annotations:
-        autoscaling.knative.dev/class: kd.kubedirect.dev
-        autoscaling.knative.dev/initial-scale: "0"
-    spec:
-      containers:
-      - image: dev.local/hello
-        ports:
-        - containerPort: 8080
-EOT
-rev_of() { kc -n "$NS" get ksvc kd -o jsonpath='{.status.latestCreatedRevisionName}'; }
-has_rev() { [[ -n "$(rev_of)" ]]; }
-wait_for "revision created" 120 has_rev
-REV="$(rev_of)"
-rev_ready() { [[ "$(kc -n "$NS" get revision "$REV" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
-wait_for "Revision $REV Ready at 0" 120 rev_ready
+kd_ksvc kd
+kd_rev_at_zero
 
-check "scale message -> $N" as_ws text "{\"type\":\"scale\",\"namespace\":\"$NS\",\"revision\":\"$REV\",\"desired\":$N}"
+check "scale message -> $N" as_scale "$REV" "$N"
 sleep 0.2 # mid-burst: instances sent, some written back, most not yet
-before="$(kc -n "$NS" get pods -l "serving.knative.dev/revision=$REV" -o name | wc -l)"
+before="$(rev_pods -o name | wc -l)"
 kill -9 "$AS_PID"
 wait "$AS_PID" 2>/dev/null || true
 AS_PID=""
 log "killed kd-autoscaler with $before/$N pods in the API"
 as_start --node-selector "$(dn_selector)"
 # the client repeats its decision (idempotent: the same desired scale)
-check "scale message -> $N again" as_ws text "{\"type\":\"scale\",\"namespace\":\"$NS\",\"revision\":\"$REV\",\"desired\":$N}"
+check "scale message -> $N again" as_scale "$REV" "$N"
 
-actual_is() {
-	[[ "$(kc -n "$NS" get podautoscaler "$REV" -o jsonpath='{.status.actualScale}')" == "$1" &&
-		"$(kc -n "$NS" get revision "$REV" -o jsonpath='{.status.actualReplicas}')" == "$1" ]]
-}
 wait_for "converged: Knative reports $N actual replicas" 180 actual_is "$N"
-running() {
-	[[ "$(kc -n "$NS" get pods -l "serving.knative.dev/revision=$REV" -o json |
-		jq '[.items[] | select(.metadata.deletionTimestamp == null and .status.phase == "Running" and (.status.conditions[]? | .type == "Ready" and .status == "True"))] | length')" == "$1" ]]
-}
-wait_for "$N pods Running and Ready" 180 running "$N"
-settled() { [[ "$(kc -n "$NS" get pods -l "serving.knative.dev/revision=$REV" -o name | wc -l)" == "$N" ]]; }
+wait_for "$N pods Running and Ready" 180 running_ready_is "$N"
+settled() { [[ "$(rev_pods -o name | wc -l)" == "$N" ]]; }
 wait_for "exactly $N pods (no orphan left terminating)" 120 settled
-pods="$(kc -n "$NS" get pods -l "serving.knative.dev/revision=$REV" -o json)"
+pods="$(rev_pods -o json)"
 expect_eq "unique names" "$N" "$(jq '[.items[].metadata.name] | unique | length' <<<"$pods")"
 expect_eq "unique IPs" "$N" "$(jq '[.items[].status.podIP] | unique | length' <<<"$pods")"
 PAUID="$(kc -n "$NS" get podautoscaler "$REV" -o jsonpath='{.metadata.uid}')"

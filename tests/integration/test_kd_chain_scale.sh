@@ -18,60 +18,35 @@
 . "$IT_DIR/lib_kd_as.sh"
 N="${KD_IT_N:-50}"
 
-it_namespace kd-it-chain
-NS="$IT_NS"
-log "namespace $NS"
+kd_it_namespace kd-it-chain
 dn_start kd-asn 140 2
 as_start --node-selector "$(dn_selector)"
 
-ksvc() { # NAME CLASS
-	kc -n "$NS" apply -f - >/dev/null <<EOT
-apiVersion: serving.knative.dev/v1
-kind: Service
-metadata:
-  name: $1
-spec:
-  template:
-    metadata:
-      annotations:
-        autoscaling.knative.dev/class: $2
-        autoscaling.knative.dev/initial-scale: "$3"
-        autoscaling.knative.dev/min-scale: "$3"
-    spec:
-      containers:
-      - image: dev.local/hello
-        ports:
-        - containerPort: 8080
-EOT
+ksvc() { # NAME CLASS SCALE: initial-scale and min-scale SCALE
+	ksvc_apply "$1" "$2" "        autoscaling.knative.dev/initial-scale: \"$3\"
+        autoscaling.knative.dev/min-scale: \"$3\""
 }
 ksvc kd kd.kubedirect.dev 0
 ksvc vanilla kpa.autoscaling.knative.dev 1
-rev_of() { kc -n "$NS" get ksvc "$1" -o jsonpath='{.status.latestCreatedRevisionName}'; }
-has_rev() { [[ -n "$(rev_of "$1")" ]]; }
 wait_for "kd revision created" 120 has_rev kd
 wait_for "vanilla revision created" 120 has_rev vanilla
 REV="$(rev_of kd)"
 VREV="$(rev_of vanilla)"
-rev_ready() { [[ "$(kc -n "$NS" get revision "$1" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
 wait_for "Revision $REV Ready at 0" 120 rev_ready "$REV"
 wait_for "Revision $VREV Ready" 180 rev_ready "$VREV"
 
 # --- 0 -> N -----------------------------------------------------------------------------------
 t0=$(date +%s.%N)
-check "scale message $REV -> $N" as_ws text "{\"type\":\"scale\",\"namespace\":\"$NS\",\"revision\":\"$REV\",\"desired\":$N}"
-actual_is() {
-	[[ "$(kc -n "$NS" get podautoscaler "$REV" -o jsonpath='{.status.actualScale}')" == "$1" &&
-		"$(kc -n "$NS" get revision "$REV" -o jsonpath='{.status.actualReplicas}')" == "$1" ]]
-}
+check "scale message $REV -> $N" as_scale "$REV" "$N"
 wait_for "Knative reports $N actual replicas (PA actualScale, Revision actualReplicas)" 180 actual_is "$N"
 t1=$(date +%s.%N)
 log "0 -> $N reported by Knative after $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s"
 running() {
-	[[ "$(kc -n "$NS" get pods -l "serving.knative.dev/revision=$REV" -o json |
+	[[ "$(rev_pods -o json |
 		jq '[.items[] | select(.status.phase == "Running" and (.status.conditions[]? | .type == "Ready" and .status == "True"))] | length')" == "$1" ]]
 }
 wait_for "$N pods Running and Ready in the API" 180 running "$N"
-pods="$(kc -n "$NS" get pods -l "serving.knative.dev/revision=$REV" -o json)"
+pods="$(rev_pods -o json)"
 expect_eq "pods of the revision" "$N" "$(jq '.items | length' <<<"$pods")"
 PAUID="$(kc -n "$NS" get podautoscaler "$REV" -o jsonpath='{.metadata.uid}')"
 expect_eq "all controller-owned by the PodAutoscaler" "$N" \
@@ -88,13 +63,13 @@ expect_eq "its ReplicaSets created no pod" 0 \
 	"$(kc -n "$NS" get rs -l "serving.knative.dev/revision=$REV" -o json | jq '[.items[].status.replicas] | add // 0')"
 
 # --- back to 0 --------------------------------------------------------------------------------
-check "scale message $REV -> 0" as_ws text "{\"type\":\"scale\",\"namespace\":\"$NS\",\"revision\":\"$REV\",\"desired\":0}"
-none() { [[ -z "$(kc -n "$NS" get pods -l "serving.knative.dev/revision=$REV" -o name)" ]]; }
+check "scale message $REV -> 0" as_scale "$REV" 0
+none() { [[ -z "$(rev_pods -o name)" ]]; }
 wait_for "all $N pods deleted" 180 none
 wait_for "PA actualScale 0" 60 actual_is 0
 
 # --- 5, then delete the Service ---------------------------------------------------------------
-check "scale message $REV -> 5" as_ws text "{\"type\":\"scale\",\"namespace\":\"$NS\",\"revision\":\"$REV\",\"desired\":5}"
+check "scale message $REV -> 5" as_scale "$REV" 5
 wait_for "5 pods Running and Ready" 120 running 5
 # the vanilla Service untouched throughout
 for o in "podautoscaler/$VREV" "deployment/$VREV-deployment" "service/$VREV" "endpoints/$VREV"; do
@@ -105,24 +80,7 @@ vp="$(kc -n "$NS" get pods -l "serving.knative.dev/revision=$VREV" -o json)"
 expect_eq "vanilla pod from its ReplicaSet (pod-template-hash, not managed)" 1 \
 	"$(jq '[.items[] | select(.metadata.labels["pod-template-hash"] != null and .metadata.labels["kubedirect.dev/managed"] == null)] | length' <<<"$vp")"
 # the decider's annotations: min-scale 3 and a Knative binary poke (concurrency 1) -> 3 instances
-kc -n "$NS" apply -f - >/dev/null <<EOT
-apiVersion: serving.knative.dev/v1
-kind: Service
-metadata:
-  name: mins
-spec:
-  template:
-    metadata:
-      annotations:
-        autoscaling.knative.dev/class: kd.kubedirect.dev
-        autoscaling.knative.dev/initial-scale: "0"
-        autoscaling.knative.dev/min-scale: "3"
-    spec:
-      containers:
-      - image: dev.local/hello
-        ports:
-        - containerPort: 8080
-EOT
+kd_ksvc mins '        autoscaling.knative.dev/min-scale: "3"'
 wait_for "mins revision created" 120 has_rev mins
 MREV="$(rev_of mins)"
 check "Knative poke for $MREV" as_ws poke "$NS" "$MREV"
@@ -131,37 +89,19 @@ wait_for "poke + min-scale 3: 3 instances ready (PA actualScale 3)" 60 mins_actu
 expect_eq "PA desiredScale" 3 "$(kc -n "$NS" get podautoscaler "$MREV" -o jsonpath='{.status.desiredScale}')"
 
 # bad input: a template that fits no node (cpu request above every node's allocatable)
-kc -n "$NS" apply -f - >/dev/null <<EOT
-apiVersion: serving.knative.dev/v1
-kind: Service
-metadata:
-  name: huge
-spec:
-  template:
-    metadata:
-      annotations:
-        autoscaling.knative.dev/class: kd.kubedirect.dev
-        autoscaling.knative.dev/initial-scale: "0"
-    spec:
-      containers:
-      - image: dev.local/hello
-        ports:
-        - containerPort: 8080
-        resources:
+kd_ksvc huge '' '' '        resources:
           requests:
-            cpu: "1000"
-EOT
+            cpu: "1000"'
 wait_for "huge revision created" 120 has_rev huge
 HREV="$(rev_of huge)"
 wait_for "Revision $HREV Ready at 0" 120 rev_ready "$HREV"
-check "scale message $HREV -> 1" as_ws text "{\"type\":\"scale\",\"namespace\":\"$NS\",\"revision\":\"$HREV\",\"desired\":1}"
+check "scale message $HREV -> 1" as_scale "$HREV" 1
 unsched() { [[ "$(pa_cond "$NS" "$HREV" Active reason)" == Unschedulable ]]; }
 wait_for "fits no node: Active Unknown Unschedulable" 30 unsched
 msg="$(pa_cond "$NS" "$HREV" Active message)"
 [[ "$msg" == *"insufficient cpu"* ]] || die "condition does not say why: $msg"
 log "ok: $msg"
-fsev() { kc -n "$NS" get events --field-selector "involvedObject.name=$HREV,reason=FailedScheduling" -o name | grep -q .; }
-wait_for "FailedScheduling event" 30 fsev
+wait_for "FailedScheduling event" 30 has_event "$HREV" FailedScheduling
 expect_eq "no pod for it" "" "$(kc -n "$NS" get pods -l "serving.knative.dev/revision=$HREV" -o name)"
 
 kc -n "$NS" delete ksvc kd --wait=false >/dev/null

@@ -28,10 +28,8 @@ N="${KD_IT_N:-60}"
 exec 9>/var/lock/kd-autoscaler-it.lock
 flock -w 900 9 || die "another test holds /var/lock/kd-autoscaler-it.lock"
 
-it_namespace kd-it-dnode
-NS="$IT_NS"
+kd_it_namespace kd-it-dnode
 WORK_DIR="$(mktemp -d /tmp/kd-it-dnode.XXXXXX)"
-log "namespace $NS"
 as_start --write-qps 0
 # our kd-node: lib_kd_as.sh's dn_start with a FIXED instance channel port, so a restarted kd-node
 # keeps its address (the state dn_stop/as_cleanup use is DN_PID, DN_NODES)
@@ -72,26 +70,9 @@ isolate() {
 }
 isolate
 
+kd_ksvc kd '        autoscaling.knative.dev/min-scale: "0"' "      nodeSelector: {kd-it: $NS}
+      tolerations: [{key: kd-it, operator: Equal, value: $NS, effect: NoSchedule}]"
 kc -n "$NS" apply -f - >/dev/null <<EOT
-apiVersion: serving.knative.dev/v1
-kind: Service
-metadata:
-  name: kd
-spec:
-  template:
-    metadata:
-      annotations:
-        autoscaling.knative.dev/class: kd.kubedirect.dev
-        autoscaling.knative.dev/initial-scale: "0"
-        autoscaling.knative.dev/min-scale: "0"
-    spec:
-      nodeSelector: {kd-it: $NS}
-      tolerations: [{key: kd-it, operator: Equal, value: $NS, effect: NoSchedule}]
-      containers:
-      - image: dev.local/hello
-        ports:
-        - containerPort: 8080
----
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -106,17 +87,13 @@ spec:
       tolerations: [{key: kd-it, operator: Equal, value: $NS, effect: NoSchedule}]
       containers: [{name: c, image: dev.local/hello}]
 EOT
-rev_of() { kc -n "$NS" get ksvc kd -o jsonpath='{.status.latestCreatedRevisionName}'; }
-wait_for "revision created" 120 eval '[[ -n "$(rev_of)" ]]'
-REV="$(rev_of)"
-rev_ready() { [[ "$(kc -n "$NS" get revision "$REV" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
-wait_for "revision $REV Ready at 0" 120 rev_ready
+kd_rev_at_zero
 plain() { kc -n "$NS" get pods -l app=plain -o jsonpath='{.items[0].metadata.uid}/{.items[0].status.phase}/{.items[0].spec.nodeName}'; }
 wait_for "plain API pod Running on $NODE_B" 60 eval '[[ "$(plain)" == */Running/$NODE_B ]]'
 PLAIN="$(plain)"
 
-scale() { as_ws text "{\"type\":\"scale\",\"namespace\":\"$NS\",\"revision\":\"$REV\",\"desired\":$1}"; }
-inst_pods() { kc -n "$NS" get pods -l "serving.knative.dev/revision=$REV" -o json; }
+scale() { as_scale "$REV" "$1"; }
+inst_pods() { rev_pods -o json; }
 running_ready() {
 	inst_pods | jq -r '[.items[] | select(.status.phase=="Running" and .metadata.deletionTimestamp==null and
 		any(.status.conditions[]?; .type=="Ready" and .status=="True"))] | length'
