@@ -13,6 +13,10 @@
  *    informer reports the deletion.
  *  - A status "gone" for an instance never persisted means the node lost it: it is forgotten and
  *    the next decision replaces it.
+ *  - A Node whose KD_ANNOT_CHANNEL_ADDR changes (its kd-node restarted on another port) moves,
+ *    with every instance placed on it, to the channel of the new address (node_move); the
+ *    scheduler keeps its reservations, unpersisted instances are resent there (handshake and a
+ *    queued upsert), and the old channel is closed once no Node publishes its address.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -394,6 +398,84 @@ static void node_forget(struct kd_as *as, const char *name)
 	as->scheduler->node_remove(kd_plugin_state(as->scheduler_h), name);
 }
 
+/* Closes ch (no node publishes its address any more): its pending ops go to `to` (may be NULL:
+ * dropped; the handshake of the instances' channel recomputes what is missing) and every
+ * instance still naming it is detached (deleted Nodes' instances keep no dangling pointer). */
+static void chan_close(struct kd_as *as, struct kd_as_chan *ch, struct kd_as_chan *to)
+{
+	for (size_t i = 0; to && i < ch->pending.n; i++)
+		chan_queue(to, &ch->pending.v[i]);
+	struct lh_entry *e;
+	lh_foreach(as->insts, e)
+	{
+		struct kd_as_inst *inst = (struct kd_as_inst *)lh_entry_v(e);
+		if (inst->chan == ch)
+			inst->chan = to;
+	}
+	kd_log_info("chain: instance channel to %s closed (no node publishes it)", ch->addr);
+	lh_table_delete(as->chans, ch->addr);
+	kd_chan_up_free(ch->up);
+	kd_op_list_fini(&ch->pending);
+	free(ch->addr);
+	free(ch);
+}
+
+/* Node `name` now publishes the address of `to` (a restarted kd-node on another port): the node
+ * and every instance placed on it move to `to`, without touching the scheduler (its
+ * reservations stay). Unpersisted live instances are queued as upserts on `to`: its handshake
+ * resends them (wanted) if it has not completed yet, the queued upsert (idempotent by key) if it
+ * has (its drop of a key still bound to the old channel is undone). Pending ops of the old
+ * channel for those instances follow them; the old channel closes when no node uses it. */
+static void node_move(struct kd_as *as, const char *name, struct kd_as_chan *to)
+{
+	struct lh_entry *ne = lh_table_lookup_entry(as->node_addr, name);
+	if (!ne)
+		return;
+	char *old_addr = (char *)lh_entry_v(ne);
+	struct kd_as_chan *from = chan_find(as, old_addr);
+	kd_log_info("chain: node %s moved from %s to %s", name, old_addr, to->addr);
+	lh_entry_set_val(ne, kd_xstrdup(to->addr));
+	free(old_addr);
+	to->nodes++;
+	if (from && from->nodes)
+		from->nodes--;
+	size_t moved = 0;
+	struct lh_entry *e;
+	lh_foreach(as->insts, e)
+	{
+		struct kd_as_inst *inst = (struct kd_as_inst *)lh_entry_v(e);
+		if (!inst->d.node || strcmp(inst->d.node, name) != 0)
+			continue;
+		if (from) { /* its pending op (upsert or delete) follows it */
+			for (size_t i = 0; i < from->pending.n; i++) {
+				if (strcmp(from->pending.v[i].key, inst->key) != 0)
+					continue;
+				chan_queue(to, &from->pending.v[i]);
+				from->pending.v[i] = from->pending.v[--from->pending.n];
+				break;
+			}
+		}
+		inst->chan = to;
+		if (inst->observed || inst->deleting)
+			continue;
+		struct kd_op op;
+		memset(&op, 0, sizeof(op));
+		kd_autoerr struct kd_error *err = NULL;
+		if (kd_instance_to_op(&inst->d, &op, &err) < 0) {
+			kd_log_warn("chain: %s: %s", inst->key, kd_error_msg(err));
+			continue;
+		}
+		chan_queue(to, &op);
+		moved++;
+	}
+	if (moved)
+		kd_log_info("chain: %zu unpersisted instances on %s resent to %s", moved, name,
+		            to->addr);
+	if (from && !from->nodes)
+		chan_close(as, from, to);
+	chan_flush(to);
+}
+
 static void on_node(struct kd_informer *inf, json_object *node, void *arg)
 {
 	(void)inf;
@@ -405,13 +487,15 @@ static void on_node(struct kd_informer *inf, json_object *node, void *arg)
 	    kd_json_get_string(node, "metadata.annotations.kubedirect\\.dev/channel-addr");
 	void *cur = NULL;
 	bool known = lh_table_lookup_ex(as->node_addr, name, &cur);
-	if (known && (!addr || strcmp(cur, addr) != 0))
+	if (known && !addr)
 		node_forget(as, name);
 	if (!addr)
 		return;
 	struct kd_as_chan *ch = chan_get(as, addr);
 	if (!ch)
 		return;
+	if (known && strcmp(cur, addr) != 0)
+		node_move(as, name, ch);
 	if (!lh_table_lookup_ex(as->node_addr, name, &cur)) {
 		lh_table_insert(as->node_addr, kd_xstrdup(name), kd_xstrdup(addr));
 		ch->nodes++;

@@ -6,10 +6,11 @@
 #    Service run beside it, and it is never restarted by the chain;
 #  - exactly one sandbox start per instance: kd-node's direct counters show N starts for N
 #    instances, also after a duplicated scale message;
-#  - kd-node restart mid-burst (SIGKILL 300 ms after a 0 -> N decision, restarted at once): the
-#    instances it had written back are adopted from the API (same uid and pod IP), the ephemeral
-#    ones are resent by kd-autoscaler's handshake, and the revision converges to exactly N
-#    Running+Ready instance Pods with unique names and IPs; Knative reports N;
+#  - kd-node restart mid-burst (SIGKILL 300 ms after a 0 -> N decision, restarted at once on
+#    another instance channel port): the instances it had written back are adopted from the API
+#    (same uid and pod IP), the ephemeral ones are resent by kd-autoscaler's handshake on the
+#    channel of the new address, and the revision converges to exactly N Running+Ready instance
+#    Pods with unique names and IPs; Knative reports N;
 #  - after scaling to 0 every instance Pod is gone and the plain pod still runs (same uid);
 #  - another upstream (tests/harness/kd_inst_send) naming a template kd-node does not know is
 #    refused with error{APPLY} "unknown template ..." and no Pod is made; a valid op whose delta
@@ -31,8 +32,9 @@ flock -w 900 9 || die "another test holds /var/lock/kd-autoscaler-it.lock"
 kd_it_namespace kd-it-dnode
 WORK_DIR="$(mktemp -d /tmp/kd-it-dnode.XXXXXX)"
 as_start --write-qps 0
-# our kd-node: lib_kd_as.sh's dn_start with a FIXED instance channel port, so a restarted kd-node
-# keeps its address (the state dn_stop/as_cleanup use is DN_PID, DN_NODES)
+# our kd-node: lib_kd_as.sh's dn_start with a known instance channel port $DN_PORT (kd_inst_send
+# dials it; the restart below moves it to another port, which kd-autoscaler follows); the state
+# dn_stop/as_cleanup use is DN_PID, DN_NODES
 DN_PORT="${DN_PORT:-19470}"
 my_dn_start() {
 	local bin
@@ -119,6 +121,7 @@ sleep 0.3
 kill -9 "$DN_PID"
 log "kd-node killed 300 ms into the burst: $(inst_pods | jq '.items | length') instance Pods in the API"
 OLD_LOG="$DN_LOG"
+DN_PORT=$((DN_PORT + 1)) # a NEW channel address: kd-autoscaler moves the Nodes and resends
 my_dn_start
 isolate
 wait_for "$N instances Running+Ready after the restart" 120 eval '[[ "$(running_ready)" == "$N" ]]'
