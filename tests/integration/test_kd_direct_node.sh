@@ -121,7 +121,9 @@ sleep 0.3
 kill -9 "$DN_PID"
 log "kd-node killed 300 ms into the burst: $(inst_pods | jq '.items | length') instance Pods in the API"
 OLD_LOG="$DN_LOG"
-DN_PORT=$((DN_PORT + 1)) # a NEW channel address: kd-autoscaler moves the Nodes and resends
+# a NEW channel address (not DN_PORT + 1: that is AS_STATUS_PORT): kd-autoscaler moves the Nodes
+# and resends
+DN_PORT="${DN_PORT2:-19473}"
 my_dn_start
 isolate
 wait_for "$N instances Running+Ready after the restart" 120 eval '[[ "$(running_ready)" == "$N" ]]'
