@@ -328,7 +328,11 @@ static void upsert_facts(struct kd_direct *d, const struct kd_instance_desc *in,
 	f->node_ours = *node != NULL;
 	kd_autofree char *key = kd_instance_key(in);
 	f->cancelled = kd_node_direct_ignore(a, key);
-	f->pods_synced = a->pods_inf && kd_informer_synced(a->pods_inf);
+	/* Wait for the pod informer AND the node's registration: adopted Pods (which keep their
+	 * status.podIP) are started once both hold, and a direct instance started before them could
+	 * be handed one of their addresses. */
+	f->pods_synced =
+	    a->pods_inf && kd_informer_synced(a->pods_inf) && (!*node || (*node)->registered);
 	f->tmpl_synced = kd_informer_synced(d->deploy_inf);
 	int st = kd_node_pods_state(a, key, in->node);
 	f->has_entry = st & KD_NODE_POD_EXISTS;
