@@ -5,8 +5,10 @@
 # kubeconfig, and stop it when the test exits. Binary: $KD_BUILD_DIR/bin/kd-autoscaler (plugins
 # from $KD_BUILD_DIR/plugins). Log: $AS_LOG.
 # Ports differ per test run (the rig is shared: another test may run its own kd-autoscaler).
-AS_STATS_PORT="${AS_STATS_PORT:-$((21000 + RANDOM % 9000))}"
-AS_STATUS_PORT="${AS_STATUS_PORT:-$((AS_STATS_PORT + 10000))}"
+# Both stay below the kernel's ephemeral range (32768+): a listener there can collide with the
+# local port of an outgoing connection in kd-cp (apiserver -> etcd, controllers -> apiserver).
+AS_STATS_PORT="${AS_STATS_PORT:-$((21000 + RANDOM % 5000))}"
+AS_STATUS_PORT="${AS_STATUS_PORT:-$((AS_STATS_PORT + 5000))}"
 AS_PID=""
 AS_LOG=""
 
