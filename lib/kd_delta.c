@@ -1641,33 +1641,14 @@ static bool jp_string(struct jparser *jp, const char **out, uint32_t *len)
 		if (jp->p >= jp->end)
 			return jp_fail(jp, "unterminated string");
 		c = *jp->p;
+		static const char esc_in[] = "\"\\/bfnrt", esc_out[] = "\"\\/\b\f\n\r\t";
+		const char *esc = c ? strchr(esc_in, c) : NULL;
+		if (esc) { /* one-character escape: decoded char at the same index */
+			*o++ = esc_out[esc - esc_in];
+			jp->p++;
+			continue;
+		}
 		switch (c) {
-		case '"':
-		case '\\':
-		case '/':
-			*o++ = c;
-			jp->p++;
-			continue;
-		case 'b':
-			*o++ = '\b';
-			jp->p++;
-			continue;
-		case 'f':
-			*o++ = '\f';
-			jp->p++;
-			continue;
-		case 'n':
-			*o++ = '\n';
-			jp->p++;
-			continue;
-		case 'r':
-			*o++ = '\r';
-			jp->p++;
-			continue;
-		case 't':
-			*o++ = '\t';
-			jp->p++;
-			continue;
 		case 'u':
 			break;
 		default:
