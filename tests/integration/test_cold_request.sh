@@ -166,14 +166,25 @@ BODY_FILE="$(mktemp)"
 times=()
 for i in $(seq 0 $((N_COLD - 1))); do
 	rev="$(rev_of "cold-$i")"
+	: >"$BODY_FILE"
 	out="$(request "$rev")" || true
 	code="${out%% *}" t="${out##* }"
+	if [[ "$code" == 000 ]]; then
+		# Known, not yet explained: the stock activator sometimes holds a cold request for
+		# 3-90+ s although the pod is Ready (see the issue note). Counted as a stall, and the
+		# request is sent once more; a second failure fails the test.
+		log "WARN: cold request $((i + 1)) to $rev got no response in 90 s (activator stall); retrying once"
+		: >"$BODY_FILE"
+		out="$(request "$rev")" || true
+		code="${out%% *}" t="90+${out##* }"
+	fi
 	body="$(cat "$BODY_FILE")"
 	[[ "$code" == 200 && "$body" == "Hello from $rev" ]] ||
 		die "cold request $i to $rev: HTTP $code, body '$body' (kd-node log: $LOG; pod logs: $PODLOG)"
 	log "cold request $((i + 1))/$N_COLD to $rev: 200 '$body' in ${t}s"
 	times+=("$t")
 done
+times=("${times[@]/#90+/9}") # a stalled request counts as >= 90 s
 p50="$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
 max="$(printf '%s\n' "${times[@]}" | sort -n | tail -1)"
 echo "  RESULT cold request via the Knative activator (vanilla KPA, runtime-process): p50 ${p50}s max ${max}s over $N_COLD"
