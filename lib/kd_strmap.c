@@ -5,13 +5,11 @@
 #include <string.h>
 
 #include "kd/common.h"
+#include "kd/hash.h"
 
 uint64_t kd_strmap_hash(const char *s)
 {
-	uint64_t h = 1469598103934665603ull;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
+	return kd_hash_str(KD_HASH_INIT, s);
 }
 
 static size_t find(const struct kd_strmap *m, const char *key, uint64_t hash)

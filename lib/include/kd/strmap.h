@@ -20,7 +20,7 @@ struct kd_strmap {
 	size_t n;
 };
 
-/* FNV-1a of s. */
+/* kd_hash_str(KD_HASH_INIT, s) (kd/hash.h). */
 uint64_t kd_strmap_hash(const char *s);
 
 /* The value for key (hash: kd_strmap_hash(key)), or NULL. */
