@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <libwebsockets.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <uv.h>
@@ -47,113 +48,109 @@ static void lws_log_setup(void)
 	lws_set_log_level(env ? (int)strtol(env, NULL, 0) : LLL_ERR, lws_log_emit);
 }
 
-/* ---- libuv loop embedded in kd_loop --------------------------------------------------------- */
+/* ---- lws on the process loop ---------------------------------------------------------------- */
 
-struct evl {
+/* Depth of our lws protocol callbacks on this thread. Inside one, a wsi is closed asynchronously
+ * (lws must not free a wsi it is servicing); elsewhere (kd_loop timers, API calls) at once. */
+static __thread int lws_cb_depth;
+
+/* lws's static uv handles carry the context as handle->data; they are closed once every wsi is
+ * gone, and only then may lws_context_destroy be called again to finish (foreign loop). */
+static void count_ctx_handle(uv_handle_t *h, void *arg)
+{
+	void **a = arg;
+	if (h->data == a[0])
+		(*(int *)a[1])++;
+}
+
+static int ctx_static_handles(struct kd_loop *loop, struct lws_context *ctx)
+{
+	int n = 0;
+	void *a[2] = {ctx, &n};
+	uv_walk(kd_loop_uv(loop), count_ctx_handle, a);
+	return n;
+}
+
+/* Finishes destroying an lws context on the process loop: once its handles are closed, the
+ * second lws_context_destroy frees it and NULLs *pctx (info.pcontext). Returns true when done. */
+static bool ctx_destroy_step(struct kd_loop *loop, struct lws_context **pctx)
+{
+	if (*pctx && ctx_static_handles(loop, *pctx) == 0)
+		lws_context_destroy(*pctx);
+	return *pctx == NULL;
+}
+
+typedef void (*ctx_done_fn)(void *arg);
+
+struct ctx_reaper {
 	struct kd_loop *loop;
-	uv_loop_t uv;
-	int backend_fd;
-	struct kd_timer *timer;
-	bool pumping;
-	bool again; /* a write was requested while pumping: service once more */
+	struct lws_context **pctx;
+	ctx_done_fn done;
+	void *arg;
+	struct kd_timer *t;
+	unsigned ticks;
 };
 
-static void evl_rearm(struct evl *e)
-{
-	int t = uv_backend_timeout(&e->uv);
-	if (t < 0)
-		kd_loop_timer_stop(e->timer);
-	else
-		kd_loop_timer_start(e->timer, (uint64_t)t);
-}
+#define REAPER_TICK_MS  1u
+#define REAPER_MAX_TICK 5000u /* 5 s: lws gave up; leak rather than free what it may still use */
 
-static void evl_pump(struct evl *e)
+static void reaper_cb(struct kd_loop *loop, struct kd_timer *t, void *arg)
 {
-	if (e->pumping)
+	struct ctx_reaper *r = arg;
+	if (!ctx_destroy_step(loop, r->pctx) && ++r->ticks < REAPER_MAX_TICK) {
+		kd_loop_timer_start(t, REAPER_TICK_MS);
 		return;
-	e->pumping = true;
-	/* A reply requested from inside a callback (an ack, a state{}) becomes writable at once,
-	 * and lws's idle handle wants one more turn after I/O: servicing again here (bounded)
-	 * saves trips through kd_loop (one epoll_wait(0) each instead). */
-	for (int i = 0; i < 4; i++) {
-		e->again = false;
-		uv_run(&e->uv, UV_RUN_NOWAIT);
-		if (!e->again && uv_backend_timeout(&e->uv) != 0)
-			break;
 	}
-	e->pumping = false;
-	evl_rearm(e);
+	if (*r->pctx)
+		kd_log_warn("chan: lws context not destroyed within %u ms; leaving it",
+		            REAPER_MAX_TICK * REAPER_TICK_MS);
+	else
+		r->done(r->arg);
+	kd_loop_release(loop);
+	kd_loop_timer_free(t);
+	free(r);
 }
 
-static void evl_io_cb(struct kd_loop *loop KD_UNUSED, int fd KD_UNUSED, unsigned events KD_UNUSED,
-                      void *arg)
+/* Destroys *pctx (an lws context on loop's uv loop), then calls done(arg), which frees what
+ * lws callbacks may still reach. Outside kd_loop_run (at exit, in tests) this happens before it
+ * returns, running only lws's handles meanwhile; inside a callback, on the loop (uv_run is not
+ * reentrant), with a kd_loop_hold so that kd_loop_free waits for it. */
+static void ctx_destroy(struct kd_loop *loop, struct lws_context **pctx, ctx_done_fn done,
+                        void *arg)
 {
-	evl_pump(arg);
-}
-
-static void evl_timer_cb(struct kd_loop *loop KD_UNUSED, struct kd_timer *t KD_UNUSED, void *arg)
-{
-	evl_pump(arg);
-}
-
-/* Something changed lws state from outside uv_run: service it on the next loop iteration. */
-static void evl_kick(struct evl *e)
-{
-	if (!e->pumping)
-		kd_loop_timer_start(e->timer, 0);
-}
-
-static int evl_init(struct evl *e, struct kd_loop *loop)
-{
-	int rc = uv_loop_init(&e->uv);
-	if (rc < 0)
-		return rc;
-	e->loop = loop;
-	e->backend_fd = uv_backend_fd(&e->uv);
-	e->timer = kd_loop_timer_new(loop, evl_timer_cb, e);
-	rc = kd_loop_add_fd(loop, e->backend_fd, KD_LOOP_IN, evl_io_cb, e);
-	if (rc < 0) {
-		kd_loop_timer_free(e->timer);
-		uv_loop_close(&e->uv);
-		return rc;
+	if (!*pctx) {
+		done(arg);
+		return;
 	}
-	return 0;
-}
-
-static void evl_close_walk(uv_handle_t *h, void *arg KD_UNUSED)
-{
-	if (!uv_is_closing(h))
-		uv_close(h, NULL);
-}
-
-/* Destroys an lws context on a foreign libuv loop: lws_context_destroy only starts closing; the
- * loop must run until lws's handles are closed, and a second lws_context_destroy outside the
- * loop finalizes it. lws NULLs *pctx (info.pcontext) once the context is gone. Bounded. */
-static void evl_destroy_ctx(struct evl *e, struct lws_context **pctx)
-{
-	for (int round = 0; round < 4 && *pctx; round++) {
-		lws_context_destroy(*pctx);
-		for (int i = 0; i < 200 && *pctx && uv_loop_alive(&e->uv); i++)
-			uv_run(&e->uv, UV_RUN_NOWAIT);
+	lws_context_destroy(*pctx);
+	if (kd_loop_running(loop)) {
+		struct ctx_reaper *r = kd_xcalloc(1, sizeof(*r));
+		r->loop = loop;
+		r->pctx = pctx;
+		r->done = done;
+		r->arg = arg;
+		r->t = kd_loop_timer_new(loop, reaper_cb, r);
+		kd_loop_hold(loop);
+		kd_loop_timer_start(r->t, REAPER_TICK_MS);
+		return;
 	}
-	if (*pctx)
-		kd_log_warn("chan: lws context not fully destroyed");
+	for (int i = 0; i < 1000 && !ctx_destroy_step(loop, pctx); i++)
+		kd_loop_run_attached(loop);
+	if (*pctx) {
+		kd_log_warn("chan: lws context not fully destroyed; leaving it");
+		return;
+	}
+	done(arg);
 }
 
-/* Runs the uv loop until lws has closed its handles (bounded), then closes it. */
-static void evl_fini(struct evl *e)
+/* Outside any lws callback, lets lws finish what a close started (peers then see a close
+ * rather than a reset), running only lws's handles; bounded. */
+static void lws_settle(struct kd_loop *loop)
 {
-	for (int i = 0; i < 1000 && uv_loop_alive(&e->uv); i++)
-		uv_run(&e->uv, UV_RUN_NOWAIT);
-	if (uv_loop_close(&e->uv) == UV_EBUSY) {
-		uv_walk(&e->uv, evl_close_walk, NULL);
-		for (int i = 0; i < 100 && uv_loop_alive(&e->uv); i++)
-			uv_run(&e->uv, UV_RUN_NOWAIT);
-		if (uv_loop_close(&e->uv) == UV_EBUSY)
-			kd_log_warn("chan: libuv loop still busy at close");
-	}
-	kd_loop_del_fd(e->loop, e->backend_fd);
-	kd_loop_timer_free(e->timer);
+	if (kd_loop_running(loop))
+		return;
+	for (int i = 0; i < 50; i++)
+		kd_loop_run_attached(loop);
 }
 
 /* ---- frames and connections ----------------------------------------------------------------- */
@@ -239,7 +236,7 @@ struct pend {
 enum up_state { UP_IDLE, UP_CONNECTING, UP_OPEN };
 
 struct kd_chan_up {
-	struct evl evl;
+	struct kd_loop *loop;
 	struct lws_context *ctx;
 	struct xport x;
 	char *host;
@@ -271,7 +268,7 @@ struct kd_chan_up {
 /* ---- downstream state ----------------------------------------------------------------------- */
 
 struct kd_chan_down {
-	struct evl evl;
+	struct kd_loop *loop;
 	struct lws_context *ctx;
 	struct xport x;
 	struct kd_hs_down_cbs user_cbs;
@@ -287,9 +284,9 @@ struct kd_chan_down {
 
 /* ---- shared connection helpers -------------------------------------------------------------- */
 
-static struct evl *conn_evl(struct conn *c)
+static struct kd_loop *conn_loop(struct conn *c)
 {
-	return c->side == SIDE_UP ? &c->up->evl : &c->down->evl;
+	return c->side == SIDE_UP ? c->up->loop : c->down->loop;
 }
 
 static struct xport *conn_x(struct conn *c)
@@ -305,12 +302,8 @@ static struct kd_chan_stats *conn_st(struct conn *c)
 /* Asks lws for a WRITEABLE callback on c. */
 static void conn_want_write(struct conn *c)
 {
-	struct evl *e = conn_evl(c);
-	if (!c->wsi)
-		return;
-	lws_callback_on_writable(c->wsi);
-	if (e->pumping)
-		e->again = true;
+	if (c->wsi)
+		lws_callback_on_writable(c->wsi);
 }
 
 static const char *side_name(const struct conn *c)
@@ -396,25 +389,23 @@ static int conn_close_now(struct conn *c, int code, const char *fmt, ...)
 	return -1;
 }
 
-/* Closes c from outside its own lws callbacks (kd_loop timers, API calls). Outside uv_run the
- * wsi is closed synchronously, which runs the CLOSED callback: c is freed when this returns.
- * Inside uv_run (an lws callback of some wsi) the close is scheduled instead. */
+/* Closes c from outside its own lws callbacks (kd_loop timers, API calls). Outside lws callbacks
+ * the wsi is closed synchronously, which runs the CLOSED callback: c is freed when this returns.
+ * Inside one (of any wsi) the close is scheduled instead. */
 static void conn_kill(struct conn *c, const char *reason)
 {
-	struct evl *e = conn_evl(c);
 	if (!c->wsi)
 		return;
 	if (reason != c->close_reason)
 		snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
 	if (!c->close_code)
 		c->close_code = LWS_CLOSE_STATUS_GOINGAWAY;
-	if (e->pumping) {
+	if (lws_cb_depth) {
 		conn_want_write(c);
 		lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 		return;
 	}
 	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
-	evl_kick(e);
 }
 
 static void ka_timer_cb(struct kd_loop *loop, struct kd_timer *t, void *arg)
@@ -443,7 +434,6 @@ static void ka_timer_cb(struct kd_loop *loop, struct kd_timer *t, void *arg)
 		c->ping_due = true;
 		c->last_ping_ms = now;
 		conn_want_write(c);
-		evl_kick(conn_evl(c));
 	}
 	next = KD_MIN(next, (uint64_t)x->ping_ms);
 	kd_loop_timer_start(t, next ? next : 1);
@@ -459,7 +449,7 @@ static struct conn *conn_new(enum side side, struct lws *wsi)
 
 static void conn_start_keepalive(struct conn *c)
 {
-	struct kd_loop *loop = conn_evl(c)->loop;
+	struct kd_loop *loop = conn_loop(c);
 	c->last_rx_ms = kd_loop_now_ms(loop);
 	c->last_ping_ms = c->last_rx_ms;
 	c->ka = kd_loop_timer_new(loop, ka_timer_cb, c);
@@ -512,7 +502,7 @@ static int conn_flushed_close(struct conn *c)
 {
 	if (c->linger) {
 		if (!c->close_deadline_ms) {
-			c->close_deadline_ms = kd_loop_now_ms(conn_evl(c)->loop) + CLOSE_LINGER_MS;
+			c->close_deadline_ms = kd_loop_now_ms(conn_loop(c)) + CLOSE_LINGER_MS;
 			if (c->ka)
 				kd_loop_timer_start(c->ka, CLOSE_LINGER_MS);
 		}
@@ -558,7 +548,7 @@ static int rx_chunk(struct conn *c, const void *in, size_t len)
 	struct xport *x = conn_x(c);
 	size_t remaining = lws_remaining_packet_payload(c->wsi);
 	bool end = remaining == 0 && lws_is_final_fragment(c->wsi);
-	c->last_rx_ms = kd_loop_now_ms(conn_evl(c)->loop);
+	c->last_rx_ms = kd_loop_now_ms(conn_loop(c));
 	if (c->discard) {
 		/* Read the oversize message to its end so that closing does not reset the
 		 * connection (unread input) before the peer got our error message; bounded. */
@@ -916,8 +906,8 @@ static void up_conn_gone(struct kd_chan_up *up, const char *why)
 	up_schedule_reconnect(up);
 }
 
-static int up_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user KD_UNUSED,
-                     void *in, size_t len)
+static int up_lws_cb_in(struct lws *wsi, enum lws_callback_reasons reason, void *user KD_UNUSED,
+                        void *in, size_t len)
 {
 	struct kd_chan_up *up = lws_context_user(lws_get_context(wsi));
 	struct conn *c = lws_get_opaque_user_data(wsi);
@@ -978,7 +968,7 @@ static int up_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
 	}
 	case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
 		if (c)
-			c->last_rx_ms = kd_loop_now_ms(up->evl.loop);
+			c->last_rx_ms = kd_loop_now_ms(up->loop);
 		break;
 	case LWS_CALLBACK_CLIENT_WRITEABLE:
 		if (!c)
@@ -1048,7 +1038,6 @@ static void up_connect(struct kd_chan_up *up)
 	}
 	if (up->conn == c)
 		c->wsi = wsi;
-	evl_kick(&up->evl);
 }
 
 static void up_retry_cb(struct kd_loop *loop KD_UNUSED, struct kd_timer *t KD_UNUSED, void *arg)
@@ -1066,6 +1055,38 @@ static void up_hs_timeout_cb(struct kd_loop *loop KD_UNUSED, struct kd_timer *t 
 	            up->port, up->handshake_ms);
 	if (up->conn->wsi)
 		conn_kill(up->conn, "handshake timeout");
+}
+
+static void up_finish(void *arg);
+
+/* A context being destroyed takes no new connection and no data (its user's state may already
+ * be gone: see ctx_destroy); closes still run. */
+static bool refused_while_destroying(enum lws_callback_reasons reason)
+{
+	switch (reason) {
+	case LWS_CALLBACK_CLIENT_ESTABLISHED:
+	case LWS_CALLBACK_CLIENT_RECEIVE:
+	case LWS_CALLBACK_CLIENT_WRITEABLE:
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+	case LWS_CALLBACK_ESTABLISHED:
+	case LWS_CALLBACK_RECEIVE:
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static int up_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len)
+{
+	struct kd_chan_up *up = lws_context_user(lws_get_context(wsi));
+	if (up && up->destroying && refused_while_destroying(reason))
+		return -1;
+	lws_cb_depth++;
+	int rc = up_lws_cb_in(wsi, reason, user, in, len);
+	lws_cb_depth--;
+	return rc;
 }
 
 static const struct lws_protocols up_protocols[] = {
@@ -1086,12 +1107,7 @@ struct kd_chan_up *kd_chan_up_new(struct kd_loop *loop, const struct kd_chan_up_
 	}
 	pthread_once(&lws_log_once, lws_log_setup);
 	struct kd_chan_up *up = kd_xcalloc(1, sizeof(*up));
-	int rc = evl_init(&up->evl, loop);
-	if (rc < 0) {
-		free(up);
-		kd_error_set(err, -rc, 0, "chan upstream: event loop: %s", strerror(-rc));
-		return NULL;
-	}
+	up->loop = loop;
 	xport_init(&up->x, &opts->t);
 	up->host = kd_xstrdup(opts->host);
 	up->port = opts->port;
@@ -1113,7 +1129,7 @@ struct kd_chan_up *kd_chan_up_new(struct kd_loop *loop, const struct kd_chan_up_
 	up->hs_timer = kd_loop_timer_new(loop, up_hs_timeout_cb, up);
 
 	struct lws_context_creation_info info = {0};
-	void *foreign[1] = {&up->evl.uv};
+	void *foreign[1] = {kd_loop_uv(loop)};
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	info.protocols = up_protocols;
 	info.options = LWS_SERVER_OPTION_LIBUV;
@@ -1150,10 +1166,14 @@ void kd_chan_up_free(struct kd_chan_up *up)
 	up->hs_timer = NULL;
 	if (up->conn && up->conn->wsi) /* see kd_chan_down_free */
 		conn_kill(up->conn, "upstream shutting down");
-	for (int i = 0; i < 50 && uv_loop_alive(&up->evl.uv); i++)
-		uv_run(&up->evl.uv, UV_RUN_NOWAIT);
-	evl_destroy_ctx(&up->evl, &up->ctx);
-	evl_fini(&up->evl);
+	lws_settle(up->loop);
+	ctx_destroy(up->loop, &up->ctx, up_finish, up);
+}
+
+/* The rest of kd_chan_up_free, once lws is done with the context. */
+static void up_finish(void *arg)
+{
+	struct kd_chan_up *up = arg;
 	if (up->conn) {
 		conn_free(up->conn);
 		up->conn = NULL;
@@ -1272,7 +1292,6 @@ int kd_chan_up_send(struct kd_chan_up *up, struct kd_op_list *ops, uint64_t *id,
 		*id = up->next_id - 1;
 	if (up->conn && up->conn->wsi && kd_hs_up_ready(up->hs)) {
 		conn_want_write(up->conn);
-		evl_kick(&up->evl);
 	}
 	return 0;
 }
@@ -1308,7 +1327,6 @@ int kd_chan_up_send_raw(struct kd_chan_up *up, const char *buf, size_t len)
 	if (!up->conn || !up->conn->wsi || !up->conn->established)
 		return -ENOTCONN;
 	conn_queue_raw(up->conn, buf, len);
-	evl_kick(&up->evl);
 	return 0;
 }
 
@@ -1422,8 +1440,8 @@ static void down_unlink(struct kd_chan_down *d, struct conn *c)
 	}
 }
 
-static int down_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                       size_t len)
+static int down_lws_cb_in(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                          size_t len)
 {
 	struct kd_chan_down *d = lws_context_user(lws_get_context(wsi));
 	struct conn *c = lws_get_opaque_user_data(wsi);
@@ -1462,7 +1480,7 @@ static int down_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *
 	}
 	case LWS_CALLBACK_RECEIVE_PONG:
 		if (c)
-			c->last_rx_ms = kd_loop_now_ms(d->evl.loop);
+			c->last_rx_ms = kd_loop_now_ms(d->loop);
 		break;
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		if (!c)
@@ -1487,6 +1505,20 @@ static int down_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *
 	return 0;
 }
 
+static void down_finish(void *arg);
+
+static int down_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                       size_t len)
+{
+	struct kd_chan_down *d = lws_context_user(lws_get_context(wsi));
+	if (d && d->destroying && refused_while_destroying(reason))
+		return -1;
+	lws_cb_depth++;
+	int rc = down_lws_cb_in(wsi, reason, user, in, len);
+	lws_cb_depth--;
+	return rc;
+}
+
 static const struct lws_protocols down_protocols[] = {
     {"http", down_lws_cb, 0, 0, 0, NULL, 0},
     {PROTO_NAME, down_lws_cb, 0, 0, 0, NULL, 0},
@@ -1507,12 +1539,7 @@ struct kd_chan_down *kd_chan_down_new(struct kd_loop *loop, const struct kd_chan
 	}
 	pthread_once(&lws_log_once, lws_log_setup);
 	struct kd_chan_down *d = kd_xcalloc(1, sizeof(*d));
-	int rc = evl_init(&d->evl, loop);
-	if (rc < 0) {
-		free(d);
-		kd_error_set(err, -rc, 0, "chan downstream: event loop: %s", strerror(-rc));
-		return NULL;
-	}
+	d->loop = loop;
 	xport_init(&d->x, &opts->t);
 	d->user_cbs = *cbs;
 	d->ud = ud;
@@ -1527,7 +1554,7 @@ struct kd_chan_down *kd_chan_down_new(struct kd_loop *loop, const struct kd_chan
 	d->hs = kd_hs_down_new(&wrap, d, &cfg);
 
 	struct lws_context_creation_info info = {0};
-	void *foreign[1] = {&d->evl.uv};
+	void *foreign[1] = {kd_loop_uv(loop)};
 	info.port = opts->port;
 	info.iface = opts->bind ? opts->bind : "127.0.0.1";
 	info.protocols = down_protocols;
@@ -1554,7 +1581,6 @@ struct kd_chan_down *kd_chan_down_new(struct kd_loop *loop, const struct kd_chan
 		kd_chan_down_free(d);
 		return NULL;
 	}
-	evl_kick(&d->evl);
 	return d;
 }
 
@@ -1571,10 +1597,14 @@ void kd_chan_down_free(struct kd_chan_down *d)
 		if (d->conns == c)
 			break;
 	}
-	for (int i = 0; i < 50 && uv_loop_alive(&d->evl.uv); i++)
-		uv_run(&d->evl.uv, UV_RUN_NOWAIT);
-	evl_destroy_ctx(&d->evl, &d->ctx);
-	evl_fini(&d->evl);
+	lws_settle(d->loop);
+	ctx_destroy(d->loop, &d->ctx, down_finish, d);
+}
+
+/* The rest of kd_chan_down_free, once lws is done with the context. */
+static void down_finish(void *arg)
+{
+	struct kd_chan_down *d = arg;
 	while (d->conns) {
 		struct conn *c = d->conns;
 		d->conns = c->next;
@@ -1612,13 +1642,12 @@ void kd_chan_down_set_reading(struct kd_chan_down *d, bool reading)
 		lws_rx_flow_control(c->wsi, reading ? 1 : 0);
 		/* a stuck peer runs no timers either */
 		if (reading) {
-			c->last_rx_ms = kd_loop_now_ms(d->evl.loop);
+			c->last_rx_ms = kd_loop_now_ms(d->loop);
 			kd_loop_timer_start(c->ka, d->x.ping_ms);
 		} else {
 			kd_loop_timer_stop(c->ka);
 		}
 	}
-	evl_kick(&d->evl);
 }
 
 int kd_chan_down_send_raw(struct kd_chan_down *d, const char *buf, size_t len)
@@ -1626,14 +1655,13 @@ int kd_chan_down_send_raw(struct kd_chan_down *d, const char *buf, size_t len)
 	int n = 0;
 	for (struct conn *c = d->conns; c; c = c->next, n++)
 		conn_queue_raw(c, buf, len);
-	evl_kick(&d->evl);
 	return n;
 }
 
 /* ---- embedding other libwebsockets users (kd/chan.h, added 08:40 UTC) ------------------------ */
 
 struct kd_chan_lws {
-	struct evl evl;
+	struct kd_loop *loop;
 	struct lws_context *ctx;
 };
 
@@ -1642,13 +1670,8 @@ struct kd_chan_lws *kd_chan_lws_new(struct kd_loop *loop, struct lws_context_cre
 {
 	pthread_once(&lws_log_once, lws_log_setup);
 	struct kd_chan_lws *l = kd_xcalloc(1, sizeof(*l));
-	int rc = evl_init(&l->evl, loop);
-	if (rc < 0) {
-		free(l);
-		kd_error_set(err, -rc, 0, "lws: event loop: %s", strerror(-rc));
-		return NULL;
-	}
-	void *foreign[1] = {&l->evl.uv};
+	l->loop = loop;
+	void *foreign[1] = {kd_loop_uv(loop)};
 	info->options |= LWS_SERVER_OPTION_LIBUV;
 	info->foreign_loops = foreign;
 	info->pcontext = &l->ctx;
@@ -1661,7 +1684,6 @@ struct kd_chan_lws *kd_chan_lws_new(struct kd_loop *loop, struct lws_context_cre
 		kd_chan_lws_free(l);
 		return NULL;
 	}
-	evl_kick(&l->evl);
 	return l;
 }
 
@@ -1670,19 +1692,9 @@ struct lws_context *kd_chan_lws_context(const struct kd_chan_lws *l)
 	return l->ctx;
 }
 
-void kd_chan_lws_kick(struct kd_chan_lws *l)
-{
-	if (l->evl.pumping)
-		l->evl.again = true;
-	else
-		evl_kick(&l->evl);
-}
-
 void kd_chan_lws_free(struct kd_chan_lws *l)
 {
 	if (!l)
 		return;
-	evl_destroy_ctx(&l->evl, &l->ctx);
-	evl_fini(&l->evl);
-	free(l);
+	ctx_destroy(l->loop, &l->ctx, free, l);
 }

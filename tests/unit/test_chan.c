@@ -544,10 +544,45 @@ static void reconnect_does_not_reapply_acked_or_reconciled(void **state)
 	assert_int_equal(kd_chan_up_stats(f->up)->retransmitted, 0);
 }
 
+static void free_up_cb(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	(void)loop;
+	struct fx *f = arg;
+	kd_chan_up_free(f->up);
+	f->up = NULL;
+	f->readies = 0;
+	f->downs = 0;
+	kd_loop_timer_free(t);
+}
+
+/* Freeing an upstream from inside a loop callback (kd-autoscaler closes a node's channel from
+ * its Node informer) cannot run the loop: lws finishes on the loop, no callback of the end runs
+ * after the free, the downstream sees the connection closed, and kd_loop_free waits for the
+ * rest (valgrind finds no leak). */
+static void up_freed_inside_a_callback_finishes_on_the_loop(void **state)
+{
+	struct fx *f = *state;
+	start_down(f, NULL);
+	start_up(f, NULL);
+	assert_true(WAIT(f, kd_chan_up_ready(f->up), 3000));
+	assert_int_equal(kd_chan_down_conns(f->down), 1);
+	kd_loop_timer_start(kd_loop_timer_new(f->loop, free_up_cb, f), 0);
+	assert_true(WAIT(f, f->up == NULL, 1000));
+	assert_true(WAIT(f, kd_chan_down_conns(f->down) == 0, 3000));
+	spin(f, 50);
+	assert_int_equal(f->readies, 0);
+	assert_int_equal(f->downs, 0);
+	/* the downstream still serves a new upstream on the same loop */
+	start_up(f, NULL);
+	assert_true(WAIT(f, kd_chan_up_ready(f->up), 3000));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(connect_handshake_delta_ack, setup, teardown),
+	    cmocka_unit_test_setup_teardown(up_freed_inside_a_callback_finishes_on_the_loop, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(paged_handshake_over_small_frames, setup, teardown),
 	    cmocka_unit_test_setup_teardown(send_validates_and_splits_to_the_frame_cap, setup,
 	                                    teardown),

@@ -1,5 +1,5 @@
 /* Unit tests for kd_loop: fd readiness, timers in due order, re-arming, removal inside
- * callbacks, cross-thread posts and stop. */
+ * callbacks, cross-thread posts and stop, 0 ms timers, kd_loop_run_attached, holds. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -204,6 +204,152 @@ static void stop_before_run_returns_at_once(void **state)
 	kd_loop_free(loop);
 }
 
+static void rearm_zero(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	(void)loop;
+	int *n = arg;
+	if (++*n < 1000)
+		kd_loop_timer_start(t, 0);
+}
+
+/* A timer that re-arms itself for 0 ms runs once per iteration, not again inside the same one
+ * (libuv's own 0 ms timers would spin in one pass). */
+static void zero_timer_rearmed_in_its_callback_runs_next_iteration(void **state)
+{
+	(void)state;
+	struct kd_loop *loop = kd_loop_new();
+	int n = 0;
+	struct kd_timer *t = kd_loop_timer_new(loop, rearm_zero, &n);
+	kd_loop_timer_start(t, 0);
+	assert_int_equal(kd_loop_run_once(loop, 0), 1);
+	assert_int_equal(n, 1);
+	assert_true(kd_loop_timer_pending(t));
+	assert_int_equal(kd_loop_run_once(loop, 0), 1);
+	assert_int_equal(n, 2);
+	kd_loop_timer_free(t);
+	kd_loop_free(loop);
+}
+
+static void free_self(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	(void)loop;
+	int *n = arg;
+	++*n;
+	kd_loop_timer_free(t);
+}
+
+static void timer_freed_in_its_own_callback(void **state)
+{
+	(void)state;
+	struct kd_loop *loop = kd_loop_new();
+	int n = 0;
+	kd_loop_timer_start(kd_loop_timer_new(loop, free_self, &n), 1);
+	kd_loop_timer_start(kd_loop_timer_new(loop, free_self, &n), 0);
+	uint64_t start = kd_now_ns();
+	while (n < 2 && kd_now_ns() - start < 2000000000ull)
+		kd_loop_run_once(loop, 50);
+	assert_int_equal(n, 2);
+	kd_loop_free(loop);
+}
+
+static void count_io(struct kd_loop *loop, int fd, unsigned events, void *arg)
+{
+	(void)loop;
+	(void)events;
+	int *n = arg;
+	char c;
+	if (read(fd, &c, 1) == 1)
+		++*n;
+}
+
+/* kd_loop_run_attached runs only libraries' handles: our fd, timer and post callbacks wait,
+ * and run (none lost) on the next ordinary iteration. */
+static void run_attached_defers_our_callbacks(void **state)
+{
+	(void)state;
+	struct kd_loop *loop = kd_loop_new();
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	int io = 0, posts = 0;
+	struct order o = {0};
+	assert_int_equal(kd_loop_add_fd(loop, p[0], KD_LOOP_IN, count_io, &io), 0);
+	struct kd_timer *t0 = kd_loop_timer_new(loop, record, &o);
+	struct kd_timer *t1 = kd_loop_timer_new(loop, record, &o);
+	kd_loop_timer_start(t0, 0);
+	kd_loop_timer_start(t1, 1);
+	assert_int_equal(write(p[1], "x", 1), 1);
+	assert_int_equal(kd_loop_post(loop, count_post, &posts), 0);
+	usleep(3000);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(kd_loop_run_attached(loop), 0);
+	assert_int_equal(io, 0);
+	assert_int_equal(o.n, 0);
+	assert_int_equal(posts, 0);
+	uint64_t start = kd_now_ns();
+	while ((io < 1 || o.n < 2 || posts < 1) && kd_now_ns() - start < 2000000000ull)
+		kd_loop_run_once(loop, 20);
+	assert_int_equal(io, 1);
+	assert_int_equal(o.n, 2);
+	assert_int_equal(posts, 1);
+	kd_loop_del_fd(loop, p[0]);
+	close(p[0]);
+	close(p[1]);
+	kd_loop_timer_free(t0);
+	kd_loop_timer_free(t1);
+	kd_loop_free(loop);
+}
+
+struct hold_state {
+	struct kd_loop *loop;
+	int ticks;
+};
+
+static void release_after_three(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	struct hold_state *h = arg;
+	if (++h->ticks < 3) {
+		kd_loop_timer_start(t, 1);
+		return;
+	}
+	kd_loop_release(loop);
+	kd_loop_timer_free(t);
+}
+
+/* kd_loop_free lets held asynchronous work finish first. */
+static void free_waits_for_holds(void **state)
+{
+	(void)state;
+	struct kd_loop *loop = kd_loop_new();
+	struct hold_state h = {loop, 0};
+	kd_loop_hold(loop);
+	kd_loop_timer_start(kd_loop_timer_new(loop, release_after_three, &h), 1);
+	kd_loop_free(loop);
+	assert_int_equal(h.ticks, 3);
+}
+
+static void stop_inside(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	(void)t;
+	int *n = arg;
+	++*n;
+	kd_loop_stop(loop);
+}
+
+static void running_is_true_only_inside_callbacks(void **state)
+{
+	(void)state;
+	struct kd_loop *loop = kd_loop_new();
+	assert_false(kd_loop_running(loop));
+	int n = 0;
+	struct kd_timer *t = kd_loop_timer_new(loop, stop_inside, &n);
+	kd_loop_timer_start(t, 1);
+	assert_int_equal(kd_loop_run(loop), 0);
+	assert_int_equal(n, 1);
+	assert_false(kd_loop_running(loop));
+	kd_loop_timer_free(t);
+	kd_loop_free(loop);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -213,6 +359,11 @@ int main(void)
 	    cmocka_unit_test(removal_inside_callback_drops_pending_events),
 	    cmocka_unit_test(posts_from_threads_run_on_loop),
 	    cmocka_unit_test(stop_before_run_returns_at_once),
+	    cmocka_unit_test(zero_timer_rearmed_in_its_callback_runs_next_iteration),
+	    cmocka_unit_test(timer_freed_in_its_own_callback),
+	    cmocka_unit_test(run_attached_defers_our_callbacks),
+	    cmocka_unit_test(free_waits_for_holds),
+	    cmocka_unit_test(running_is_true_only_inside_callbacks),
 	};
 	return cmocka_run_group_tests_name("kd_loop", tests, NULL, NULL);
 }

@@ -3,13 +3,11 @@
  * sources), both on the process's one kd_loop, carrying kd_msg frames (kd/delta.h) and driving
  * the handshake state machines (kd/handshake.h).
  *
- * Event-loop integration (decision, libwebsockets 4.1.6 as packaged by Debian): that build has
- * LWS_WITH_EXTERNAL_POLL off, so the ADD/DEL/CHANGE_MODE_POLL_FD callbacks are never issued. It
- * does ship the libuv event-lib with "foreign loop" support, and libuv is designed to be
- * embedded: each kd_chan end owns one uv_loop_t given to lws as its foreign loop; the loop's
- * backend epoll fd is watched by kd_loop (readable = some lws socket or lws timer is ready) and
- * serviced with uv_run(UV_RUN_NOWAIT), and a kd_loop timer follows uv_backend_timeout() for lws's
- * own timers. No thread is created; everything runs on the caller's kd_loop thread.
+ * Event loop: libwebsockets runs in its libuv "foreign loop" mode on the process's one loop
+ * (kd_loop_uv): lws's sockets and timers are libuv handles beside kd_loop's own, serviced by the
+ * same uv_run. No thread is created; everything runs on the caller's kd_loop thread.
+ * Freeing an end from inside a loop callback finishes on the loop (lws closes its handles over
+ * later iterations, under a kd_loop_hold); no callback of the end runs after its _free returns.
  *
  * Semantics:
  * - The upstream mints a fresh epoch on every connection (kd_hs_up_connect), runs the two-round
@@ -183,26 +181,24 @@ void kd_chan_down_set_reading(struct kd_chan_down *down, bool reading);
 /* Test-only: writes raw bytes as one text frame to every connection. Returns the count. */
 int kd_chan_down_send_raw(struct kd_chan_down *down, const char *buf, size_t len);
 
-/* ---- embedding other libwebsockets users (added 08:40 UTC, compatible) --------------------------
- * The way kd_chan runs lws (libuv foreign loop embedded in kd_loop, see the top of this file),
- * offered to other WebSocket endpoints of a process (kd-autoscaler's stats server), so the
- * process keeps one event loop. */
+/* ---- other libwebsockets users of the process
+ * ---------------------------------------------------- The way kd_chan runs lws (foreign libuv
+ * loop, see the top of this file), offered to other WebSocket endpoints of a process
+ * (kd-autoscaler's stats server), so the process keeps one event loop. */
 struct lws_context_creation_info;
 struct lws_context;
 struct kd_chan_lws;
 
 /* Creates an lws context from info (borrowed; the caller fills protocols, port, iface, user ...;
- * this function adds LWS_SERVER_OPTION_LIBUV and its own foreign loop and pcontext) on a libuv
- * loop serviced by `loop`. Returns owned (kd_chan_lws_free), or NULL with *err. */
+ * this function adds LWS_SERVER_OPTION_LIBUV, the foreign loop kd_loop_uv(loop) and pcontext).
+ * Returns owned (kd_chan_lws_free), or NULL with *err. */
 struct kd_chan_lws *kd_chan_lws_new(struct kd_loop *loop, struct lws_context_creation_info *info,
                                     struct kd_error **err);
 /* Borrowed; valid until kd_chan_lws_free. */
 struct lws_context *kd_chan_lws_context(const struct kd_chan_lws *l);
-/* Call after lws_callback_on_writable from outside an lws callback (e.g. a kd_loop timer) so lws
- * is serviced on the next loop iteration. */
-void kd_chan_lws_kick(struct kd_chan_lws *l);
-/* Destroys the context (closing its connections) and the embedded loop. NULL is fine. Not from
- * inside one of its own lws callbacks. */
+/* Destroys the context (closing its connections). NULL is fine. Not from inside one of its own
+ * lws callbacks. From inside another loop callback, lws finishes on the loop (the protocol
+ * callbacks may still see the close of their connections, never new data). */
 void kd_chan_lws_free(struct kd_chan_lws *l);
 
 #endif /* KD_CHAN_H */
