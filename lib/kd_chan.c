@@ -2,12 +2,16 @@
  * embedded in kd_loop; see kd/chan.h for why and how). */
 #include "kd/chan.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <libwebsockets.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "kd/log.h"
@@ -141,6 +145,33 @@ static void ctx_destroy(struct kd_loop *loop, struct lws_context **pctx, ctx_don
 		return;
 	}
 	done(arg);
+}
+
+/* lws 4.1.6 on a foreign loop frees a context whose listen socket failed to bind while that
+ * socket's wsi is still on the loop: the next iteration reads freed memory. So the address is
+ * tried first, and a context is created only for an address that can be bound. iface: an IPv4
+ * address (NULL: 0.0.0.0); port 0 (ephemeral) needs no check. 0, or -errno with *err naming the
+ * address ("listen 0.0.0.0:8080: Address already in use"). */
+static int probe_listen(const char *iface, int port, struct kd_error **err)
+{
+	const char *addr = iface && *iface ? iface : "0.0.0.0";
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1)
+		return kd_error_set(err, EINVAL, 0, "listen %s:%d: not an IPv4 address", addr,
+		                    port);
+	if (port == 0)
+		return 0;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return kd_error_set(err, errno, 0, "listen %s:%d: socket: %s", addr, port,
+		                    strerror(errno));
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* as lws does */
+	int rc = 0;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0)
+		rc = kd_error_set(err, errno, 0, "listen %s:%d: %s", addr, port, strerror(errno));
+	close(fd);
+	return rc;
 }
 
 /* Outside any lws callback, lets lws finish what a close started (peers then see a close
@@ -1557,6 +1588,12 @@ struct kd_chan_down *kd_chan_down_new(struct kd_loop *loop, const struct kd_chan
 	void *foreign[1] = {kd_loop_uv(loop)};
 	info.port = opts->port;
 	info.iface = opts->bind ? opts->bind : "127.0.0.1";
+	if (probe_listen(info.iface, opts->port, err) < 0) {
+		kd_error_wrap(err, "chan downstream");
+		d->destroying = true;
+		kd_chan_down_free(d);
+		return NULL;
+	}
 	info.protocols = down_protocols;
 	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DISABLE_IPV6;
 	info.foreign_loops = foreign;
@@ -1669,6 +1706,8 @@ struct kd_chan_lws *kd_chan_lws_new(struct kd_loop *loop, struct lws_context_cre
                                     struct kd_error **err)
 {
 	pthread_once(&lws_log_once, lws_log_setup);
+	if (info->port != CONTEXT_PORT_NO_LISTEN && probe_listen(info->iface, info->port, err) < 0)
+		return NULL;
 	struct kd_chan_lws *l = kd_xcalloc(1, sizeof(*l));
 	l->loop = loop;
 	void *foreign[1] = {kd_loop_uv(loop)};

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <libwebsockets.h>
 
 #include "chan_stage.h"
 #include "kd/chan.h"
@@ -577,11 +578,47 @@ static void up_freed_inside_a_callback_finishes_on_the_loop(void **state)
 	assert_true(WAIT(f, kd_chan_up_ready(f->up), 3000));
 }
 
+/* A listening address that cannot be bound is an error naming it, never a crash (lws 4.1 on a
+ * foreign loop would free the context under a live wsi); nothing is left on the loop. */
+static void taken_or_bad_listen_address_is_a_clear_error(void **state)
+{
+	struct fx *f = *state;
+	start_down(f, NULL);
+	int port = kd_chan_down_port(f->down);
+	struct kd_chan_down_opts o = {.port = port, .bind = "127.0.0.1"};
+	kd_autoerr struct kd_error *err = NULL;
+	assert_null(kd_chan_down_new(f->loop, &o, &ts_down_cbs, &f->ds, &err));
+	char want[96];
+	snprintf(want, sizeof(want), "listen 127.0.0.1:%d: Address already in use", port);
+	assert_non_null(strstr(kd_error_msg(err), want));
+	kd_error_free(err);
+	err = NULL;
+	o.bind = "not-an-address";
+	o.port = 0;
+	assert_null(kd_chan_down_new(f->loop, &o, &ts_down_cbs, &f->ds, &err));
+	assert_non_null(strstr(kd_error_msg(err), "listen not-an-address:0: not an IPv4 address"));
+	kd_error_free(err);
+	err = NULL;
+	struct lws_protocols protos[] = {{"x", lws_callback_http_dummy, 0, 0, 0, NULL, 0},
+	                                 {NULL, NULL, 0, 0, 0, NULL, 0}};
+	struct lws_context_creation_info info = {0};
+	info.port = port;
+	info.iface = "127.0.0.1";
+	info.protocols = protos;
+	assert_null(kd_chan_lws_new(f->loop, &info, &err));
+	assert_non_null(strstr(kd_error_msg(err), want));
+	/* the loop still works */
+	start_up(f, NULL);
+	assert_true(WAIT(f, kd_chan_up_ready(f->up), 3000));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(connect_handshake_delta_ack, setup, teardown),
 	    cmocka_unit_test_setup_teardown(up_freed_inside_a_callback_finishes_on_the_loop, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(taken_or_bad_listen_address_is_a_clear_error, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(paged_handshake_over_small_frames, setup, teardown),
 	    cmocka_unit_test_setup_teardown(send_validates_and_splits_to_the_frame_cap, setup,
