@@ -355,7 +355,7 @@ int kd_instance_build_pod(json_object *deployment, const struct kd_instance_desc
 		return kd_error_set(err, EINVAL, 0,
 		                    "instance %s/%s: deployment %s has no pod template", d->ns,
 		                    d->name, dname ? dname : "?");
-	char hash[KD_TEMPLATE_HASH_LEN + 1];
+	char hash[KD_TEMPLATE_HASH_LEN + 1] = "?"; /* printed below even when not computed */
 	if (!uid || strcmp(uid, d->tmpl_uid) != 0 || !dname || strcmp(dname, d->tmpl_name) != 0 ||
 	    kd_instance_template_hash(deployment, hash) < 0 || strcmp(hash, d->tmpl_hash) != 0)
 		return kd_error_set(err, ESTALE, 0,
