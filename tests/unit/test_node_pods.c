@@ -79,6 +79,15 @@ static bool patch_settled(const char *key)
 	return p && !p->patch_inflight && !p->patch_dirty;
 }
 
+/* A restart is scheduled (the backoff timer runs); fire it now instead of waiting for it. */
+static void restart_now(const char *key)
+{
+	struct kd_pod *p = h_pod(key);
+	assert_true(p->restart_timer && kd_loop_timer_pending(p->restart_timer));
+	kd_loop_timer_stop(p->restart_timer);
+	kd_loop_timer_start(p->restart_timer, 0);
+}
+
 #define STATUS_PATH(name) "/api/v1/namespaces/" NS "/pods/" name "/status"
 #define POD_PATH(name)    "/api/v1/namespaces/" NS "/pods/" name
 
@@ -159,7 +168,6 @@ static void failure_with_restart_always_is_crashloopbackoff_then_restarts(void *
 {
 	(void)state;
 	h_init(1, NULL, false, NULL);
-	H.cfg.restart_backoff_ms = 20;
 	h_sync_pods();
 	kd_autojson json_object *obj = simple_pod("p2", "u2");
 	on_add(NULL, obj, &H.a);
@@ -185,6 +193,8 @@ static void failure_with_restart_always_is_crashloopbackoff_then_restarts(void *
 
 	/* after the backoff: a second sandbox, never two at once; ready -> Running, restartCount 1
 	 */
+	assert_int_equal(rt_created(&H.rt, NS "/p2"), 1);
+	restart_now(NS "/p2");
 	RUN_UNTIL(rt_created(&H.rt, NS "/p2") == 2);
 	assert_false(rt_nth(&H.rt, NS "/p2", 0)->live);
 	assert_true(rt_nth(&H.rt, NS "/p2", 1)->live);
@@ -201,7 +211,7 @@ static void failure_with_restart_never_is_failed_and_never_restarts(void **state
 {
 	(void)state;
 	h_init(1, NULL, false, NULL);
-	H.cfg.restart_backoff_ms = 1;
+	H.cfg.restart_backoff_ms = 1; /* a restart, if one were scheduled, would come at once */
 	h_sync_pods();
 	kd_autojson json_object *obj =
 	    pod_obj("p3", "u3", "kd-node-0", "Never", "", "\"phase\":\"Pending\"");
@@ -230,7 +240,6 @@ static void start_error_is_create_pod_sandbox_error_and_retried(void **state)
 {
 	(void)state;
 	h_init(1, NULL, false, NULL);
-	H.cfg.restart_backoff_ms = 20;
 	h_sync_pods();
 	H.rt.fail_starts = 1;
 	kd_autojson json_object *obj = simple_pod("p4", "u4");
@@ -244,6 +253,7 @@ static void start_error_is_create_pod_sandbox_error_and_retried(void **state)
 	                    "no address left in 10.244.0.0/24");
 	on_update(NULL, obj, obj, &H.a); /* a retry is scheduled: an event does not start early */
 	assert_int_equal(H.rt.start_calls, 1);
+	restart_now(NS "/p4");
 	RUN_UNTIL(rt_created(&H.rt, NS "/p4") == 1);
 	assert_int_equal(H.rt.start_calls, 2);
 	h_fini();
