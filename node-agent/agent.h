@@ -23,13 +23,13 @@
 #include <stdint.h>
 
 #include <json-c/json.h>
-#include <json-c/linkhash.h>
 
 #include "kd/config.h"
 #include "kd/k8s.h"
 #include "kd/loop.h"
 #include "kd/plugin.h"
 #include "kd/stage.h"
+#include "kd/strmap.h"
 #include "kd/watch.h"
 
 #include "objects.h"
@@ -94,7 +94,7 @@ struct kd_node_agent {
 	const char *server;      /* borrowed from the config, for messages */
 
 	struct kd_node *nodes;    /* cfg->nodes entries */
-	struct lh_table *by_name; /* node name -> struct kd_node * (borrowed keys) */
+	struct kd_strmap by_name; /* node name -> struct kd_node * (keys: kd_node.name) */
 
 	struct kd_host host;
 	struct kd_plugin_handle *runtime;
@@ -107,7 +107,7 @@ struct kd_node_agent {
 	char *channel_addr;       /* published on every Node (KD_ANNOT_CHANNEL_ADDR), or NULL */
 
 	struct kd_informer *pods_inf;
-	struct lh_table *pods; /* "ns/name" -> struct kd_pod * (owned) */
+	struct kd_strmap pods; /* "ns/name" -> struct kd_pod * (owned; keys: kd_pod.key) */
 	bool stopping;
 
 	/* counters, logged periodically at debug level and on exit */

@@ -11,6 +11,7 @@
 #include "kd/instance.h"
 #include "kd/json.h"
 #include "kd/log.h"
+#include "kd/strmap.h"
 #include "kd/wbcache.h"
 #include "kd/wbk8s.h"
 
@@ -19,6 +20,7 @@
 
 /* Last status reported upstream for one instance. */
 struct dstatus {
+	char *key; /* its key in kd_direct.status */
 	char *node;
 	bool ready;
 	char *ip;
@@ -35,8 +37,21 @@ struct stup {
 
 /* An upsert waiting for the informers. */
 struct dpending {
+	char *key; /* its key in kd_direct.pending (op.key changes when the op is replaced) */
 	struct kd_op op;
 	uint64_t deadline_ms; /* loop ms */
+};
+
+/* A cancelled instance whose create may still land. */
+struct dtomb {
+	char *key;
+	uint64_t expiry_ms; /* loop ms */
+};
+
+/* The upstream that sent an unpersisted direct instance. */
+struct dsrc {
+	char *key;
+	char *source;
 };
 
 struct kd_direct {
@@ -51,13 +66,13 @@ struct kd_direct {
 	struct stup *stups; /* one status channel per --status-addr entry */
 	size_t n_stups;
 	char *status_source;
-	struct lh_table *status; /* key -> struct dstatus * (owned) */
+	struct kd_strmap status; /* key -> struct dstatus * (owned) */
 	struct kd_timer *st_timer;
 
-	struct lh_table *pending; /* key -> struct dpending * (owned) */
+	struct kd_strmap pending; /* key -> struct dpending * (owned) */
 	struct kd_timer *pending_timer;
-	struct lh_table *tombs; /* key -> uint64_t * expiry loop ms (owned) */
-	struct lh_table *srcs;  /* key -> owned source name of an unpersisted direct instance */
+	struct kd_strmap tombs; /* key -> struct dtomb * (owned) */
+	struct kd_strmap srcs;  /* key -> struct dsrc * (owned) */
 
 	uint64_t n_ops, n_started, n_dups, n_waits, n_refused, n_cancelled, n_deleted, n_wb_failed,
 	    n_status_sent, n_timeouts;
@@ -70,36 +85,62 @@ static struct kd_direct *D(struct kd_node_agent *a)
 
 /* ---- tables --------------------------------------------------------------------------------- */
 
-static void dstatus_free(struct lh_entry *e)
+static void dstatus_free(struct dstatus *s)
 {
-	struct dstatus *s = lh_entry_v(e);
-	free((void *)lh_entry_k(e));
+	free(s->key);
 	free(s->node);
 	free(s->ip);
 	free(s->reason);
 	free(s);
 }
 
-static void dpending_free(struct lh_entry *e)
+static void dpending_free(struct dpending *p)
 {
-	struct dpending *p = lh_entry_v(e);
-	free((void *)lh_entry_k(e));
+	free(p->key);
 	kd_op_fini(&p->op);
 	free(p);
 }
 
-static void tomb_free(struct lh_entry *e)
+static void dtomb_free(struct dtomb *t)
 {
-	free((void *)lh_entry_k(e));
-	free(lh_entry_v(e));
+	free(t->key);
+	free(t);
 }
 
-static void *lookup(struct lh_table *t, const char *key)
+static void dsrc_free(struct dsrc *x)
 {
-	void *v = NULL;
-	if (!t || !key || !lh_table_lookup_ex(t, key, &v))
-		return NULL;
-	return v;
+	free(x->key);
+	free(x->source);
+	free(x);
+}
+
+/* Remove key from a table and free its entry; nothing if absent. */
+static void status_del(struct kd_direct *d, const char *key)
+{
+	struct dstatus *s = kd_strmap_del(&d->status, key);
+	if (s)
+		dstatus_free(s);
+}
+
+static void pending_del(struct kd_direct *d, const char *key)
+{
+	struct dpending *p = kd_strmap_del(&d->pending, key);
+	if (p)
+		dpending_free(p);
+}
+
+static void tomb_del(struct kd_direct *d, const char *key)
+{
+	struct dtomb *t = kd_strmap_del(&d->tombs, key);
+	if (t)
+		dtomb_free(t);
+}
+
+static void src_del(struct kd_direct *d, const char *key)
+{
+	struct dsrc *x = kd_strmap_del(&d->srcs, key);
+	if (x)
+		dsrc_free(x);
 }
 
 static bool str_eq(const char *x, const char *y)
@@ -109,31 +150,35 @@ static bool str_eq(const char *x, const char *y)
 
 static void tomb_add(struct kd_direct *d, const char *key)
 {
-	if (lh_table_length(d->tombs) >= 256) { /* sweep expired tombstones now and then */
-		uint64_t now = kd_loop_now_ms(d->a->loop);
-		struct lh_entry *e, *tmp;
-		lh_foreach_safe(d->tombs, e, tmp)
-		{
-			if (*(uint64_t *)lh_entry_v(e) <= now)
-				lh_table_delete_entry(d->tombs, e);
-		}
+	uint64_t now = kd_loop_now_ms(d->a->loop);
+	if (d->tombs.n >= 256) { /* sweep expired tombstones now and then */
+		struct kd_key_list expired;
+		memset(&expired, 0, sizeof(expired));
+		size_t pos = 0;
+		for (const struct dtomb *t; (t = kd_strmap_next(&d->tombs, &pos));)
+			if (t->expiry_ms <= now)
+				kd_key_list_push(&expired, t->key);
+		for (size_t i = 0; i < expired.n; i++) /* not while iterating */
+			tomb_del(d, expired.v[i]);
+		kd_key_list_fini(&expired);
 	}
-	uint64_t *exp = lookup(d->tombs, key);
-	if (!exp) {
-		exp = kd_xmalloc(sizeof(*exp));
-		lh_table_insert(d->tombs, kd_xstrdup(key), exp);
+	struct dtomb *t = kd_strmap_get(&d->tombs, key);
+	if (!t) {
+		t = kd_xcalloc(1, sizeof(*t));
+		t->key = kd_xstrdup(key);
+		kd_strmap_put(&d->tombs, t->key, t);
 	}
-	*exp = kd_loop_now_ms(d->a->loop) + KD_DIRECT_TOMB_MS;
+	t->expiry_ms = now + KD_DIRECT_TOMB_MS;
 }
 
 static bool tomb_has(struct kd_direct *d, const char *key)
 {
-	uint64_t *exp = lookup(d->tombs, key);
-	if (!exp)
+	const struct dtomb *t = kd_strmap_get(&d->tombs, key);
+	if (!t)
 		return false;
-	if (*exp > kd_loop_now_ms(d->a->loop))
+	if (t->expiry_ms > kd_loop_now_ms(d->a->loop))
 		return true;
-	lh_table_delete(d->tombs, key);
+	tomb_del(d, key);
 	return false;
 }
 
@@ -187,14 +232,12 @@ static void st_queue(struct kd_direct *d, const char *key, const char *node, boo
 static int st_wanted(void *ud, struct kd_op_list *out, struct kd_error **err)
 {
 	struct kd_direct *d = ((struct stup *)ud)->d;
-	struct lh_entry *e;
-	lh_foreach(d->status, e)
-	{
-		const struct dstatus *s = lh_entry_v(e);
+	size_t pos = 0;
+	for (const struct dstatus *s; (s = kd_strmap_next(&d->status, &pos));) {
 		struct kd_op op;
 		memset(&op, 0, sizeof(op));
-		if (kd_node_direct_status_op(lh_entry_k(e), s->node, s->ready, s->ip, s->reason,
-		                             false, &op, err) < 0)
+		if (kd_node_direct_status_op(s->key, s->node, s->ready, s->ip, s->reason, false,
+		                             &op, err) < 0)
 			return -EINVAL;
 		*kd_op_list_push(out) = op;
 	}
@@ -211,8 +254,8 @@ static bool st_persisted(void *ud, const char *key)
 static void st_ready(void *ud, uint64_t epoch)
 {
 	struct stup *u = ud;
-	kd_log_info("direct: status channel %s ready (epoch %llu, %d live statuses)", u->addr,
-	            (unsigned long long)epoch, lh_table_length(u->d->status));
+	kd_log_info("direct: status channel %s ready (epoch %llu, %zu live statuses)", u->addr,
+	            (unsigned long long)epoch, u->d->status.n);
 	st_flush(u);
 }
 
@@ -233,13 +276,14 @@ void kd_node_direct_report(struct kd_node_agent *a, const char *key, const char 
 	struct kd_direct *d = D(a);
 	if (!d || a->stopping)
 		return;
-	struct dstatus *s = lookup(d->status, key);
+	struct dstatus *s = kd_strmap_get(&d->status, key);
 	if (s && str_eq(s->node, node) && s->ready == ready && str_eq(s->ip, ip) &&
 	    str_eq(s->reason, reason))
 		return;
 	if (!s) {
 		s = kd_xcalloc(1, sizeof(*s));
-		lh_table_insert(d->status, kd_xstrdup(key), s);
+		s->key = kd_xstrdup(key);
+		kd_strmap_put(&d->status, s->key, s);
 	}
 	free(s->node);
 	free(s->ip);
@@ -254,9 +298,9 @@ void kd_node_direct_report(struct kd_node_agent *a, const char *key, const char 
 void kd_node_direct_report_gone(struct kd_node_agent *a, const char *key, const char *reason)
 {
 	struct kd_direct *d = D(a);
-	if (!d || a->stopping || !lookup(d->status, key))
+	if (!d || a->stopping || !kd_strmap_get(&d->status, key))
 		return;
-	lh_table_delete(d->status, key);
+	status_del(d, key);
 	st_queue(d, key, NULL, false, NULL, reason, true);
 }
 
@@ -264,8 +308,7 @@ void kd_node_direct_report_gone(struct kd_node_agent *a, const char *key, const 
  * forgets a never-persisted instance and replaces it. */
 static void report_lost(struct kd_direct *d, const char *key, const char *reason)
 {
-	if (lookup(d->status, key))
-		lh_table_delete(d->status, key);
+	status_del(d, key);
 	st_queue(d, key, NULL, false, NULL, reason, true);
 }
 
@@ -312,7 +355,7 @@ bool kd_node_direct_ignore(struct kd_node_agent *a, const char *key)
 
 static void pending_arm(struct kd_direct *d)
 {
-	if (lh_table_length(d->pending) && !kd_loop_timer_pending(d->pending_timer))
+	if (d->pending.n && !kd_loop_timer_pending(d->pending_timer))
 		kd_loop_timer_start(d->pending_timer, PENDING_RETRY_MS);
 }
 
@@ -416,9 +459,9 @@ static int apply_upsert(struct kd_direct *d, const struct kd_op *op, struct kd_e
 static void apply_delete(struct kd_direct *d, const char *key, const char *reason)
 {
 	struct kd_node_agent *a = d->a;
-	if (lookup(d->pending, key)) {
-		lh_table_delete(d->pending, key);
-		lh_table_delete(d->srcs, key);
+	if (kd_strmap_get(&d->pending, key)) {
+		pending_del(d, key);
+		src_del(d, key);
 		d->n_cancelled++;
 		return;
 	}
@@ -454,26 +497,32 @@ static void apply_delete(struct kd_direct *d, const char *key, const char *reaso
 /* Records which upstream sent key (held[] and drop are per source). */
 static void src_set(struct kd_direct *d, const char *key, const char *source)
 {
-	char *old = lookup(d->srcs, key);
-	if (old && strcmp(old, source) == 0)
+	struct dsrc *x = kd_strmap_get(&d->srcs, key);
+	if (x && strcmp(x->source, source) == 0)
 		return;
-	if (old)
-		lh_table_delete(d->srcs, key);
-	lh_table_insert(d->srcs, kd_xstrdup(key), kd_xstrdup(source));
+	if (x) {
+		free(x->source);
+		x->source = kd_xstrdup(source);
+		return;
+	}
+	x = kd_xcalloc(1, sizeof(*x));
+	x->key = kd_xstrdup(key);
+	x->source = kd_xstrdup(source);
+	kd_strmap_put(&d->srcs, x->key, x);
 }
 
 /* True when key was sent by `source` (or by nobody we know of). */
 static bool src_is(struct kd_direct *d, const char *key, const char *source)
 {
-	const char *s = lookup(d->srcs, key);
-	return !s || strcmp(s, source) == 0;
+	const struct dsrc *x = kd_strmap_get(&d->srcs, key);
+	return !x || strcmp(x->source, source) == 0;
 }
 
 static void src_forget(void *ctx, const char *key)
 {
 	struct kd_direct *d = ctx;
-	if (lookup(d->srcs, key) && !lookup(d->pending, key))
-		lh_table_delete(d->srcs, key);
+	if (!kd_strmap_get(&d->pending, key))
+		src_del(d, key);
 }
 
 static void wb_persisted(void *ctx, const char *key, json_object *api_obj)
@@ -502,10 +551,11 @@ static int ch_apply(void *ud, const char *source, uint64_t epoch, const struct k
 	}
 	int rc = apply_upsert(d, op, err);
 	if (rc == 1) {
-		struct dpending *p = lookup(d->pending, op->key);
+		struct dpending *p = kd_strmap_get(&d->pending, op->key);
 		if (!p) {
 			p = kd_xcalloc(1, sizeof(*p));
-			lh_table_insert(d->pending, kd_xstrdup(op->key), p);
+			p->key = kd_xstrdup(op->key);
+			kd_strmap_put(&d->pending, p->key, p);
 			p->deadline_ms = kd_loop_now_ms(d->a->loop) + KD_DIRECT_WAIT_MS;
 		} else {
 			kd_op_fini(&p->op);
@@ -518,13 +568,13 @@ static int ch_apply(void *ud, const char *source, uint64_t epoch, const struct k
 	if (rc < 0) {
 		kd_log_warn("direct: refused %s: %s", op->key,
 		            err && *err ? kd_error_msg(*err) : "");
-		lh_table_delete(d->srcs, op->key);
+		src_del(d, op->key);
 		return rc;
 	}
-	lh_table_delete(d->pending, op->key);
+	pending_del(d, op->key);
 	enum kd_wb_state ws;
 	if (kd_wb_state(d->wb, op->key, &ws) < 0 || ws == KD_WB_PERSISTED)
-		lh_table_delete(d->srcs, op->key); /* nothing of it is held */
+		src_del(d, op->key); /* nothing of it is held */
 	return 0;
 }
 
@@ -568,10 +618,8 @@ static int ch_held(void *ud, const char *source, struct kd_op_list *held, struct
 	struct kd_direct *d = ud;
 	struct held_ctx h = {.d = d, .source = source, .out = held, .err = err};
 	kd_wb_held(d->wb, held_one, &h);
-	struct lh_entry *e;
-	lh_foreach(d->pending, e)
-	{
-		const struct dpending *p = lh_entry_v(e);
+	size_t pos = 0;
+	for (const struct dpending *p; (p = kd_strmap_next(&d->pending, &pos));) {
 		if (src_is(d, p->op.key, source))
 			kd_op_copy(kd_op_list_push(held), &p->op);
 	}
@@ -588,13 +636,11 @@ static void on_pending_timer(struct kd_loop *loop, struct kd_timer *t, void *arg
 	/* collect the keys first: apply_upsert must not run while iterating the table */
 	struct kd_key_list keys;
 	memset(&keys, 0, sizeof(keys));
-	struct lh_entry *e;
-	lh_foreach(d->pending, e)
-	{
-		kd_key_list_push(&keys, lh_entry_k(e));
-	}
+	size_t pos = 0;
+	for (const struct dpending *p; (p = kd_strmap_next(&d->pending, &pos));)
+		kd_key_list_push(&keys, p->key);
 	for (size_t i = 0; i < keys.n; i++) {
-		struct dpending *p = lookup(d->pending, keys.v[i]);
+		struct dpending *p = kd_strmap_get(&d->pending, keys.v[i]);
 		if (!p)
 			continue;
 		kd_autoerr struct kd_error *err = NULL;
@@ -613,9 +659,9 @@ static void on_pending_timer(struct kd_loop *loop, struct kd_timer *t, void *arg
 			            kd_error_msg(err));
 			report_lost(d, keys.v[i], kd_error_msg(err));
 		}
-		lh_table_delete(d->pending, keys.v[i]);
+		pending_del(d, keys.v[i]);
 		if (rc != 0)
-			lh_table_delete(d->srcs, keys.v[i]);
+			src_del(d, keys.v[i]);
 	}
 	kd_key_list_fini(&keys);
 	pending_arm(d);
@@ -626,7 +672,7 @@ static void on_deploy(struct kd_informer *inf, json_object *obj, void *arg)
 	(void)inf;
 	(void)obj;
 	struct kd_direct *d = arg;
-	if (lh_table_length(d->pending)) {
+	if (d->pending.n) {
 		kd_loop_timer_stop(d->pending_timer);
 		kd_loop_timer_start(d->pending_timer, 0);
 	}
@@ -663,10 +709,6 @@ int kd_node_direct_new(struct kd_node_agent *a, const struct kd_k8s_config *kcfg
 	struct kd_direct *d = kd_xcalloc(1, sizeof(*d));
 	d->a = a;
 	a->direct = d;
-	d->status = lh_kchar_table_new(1024, dstatus_free);
-	d->pending = lh_kchar_table_new(64, dpending_free);
-	d->tombs = lh_kchar_table_new(64, tomb_free);
-	d->srcs = lh_kchar_table_new(1024, tomb_free); /* frees key and value */
 	d->st_timer = kd_loop_timer_new(a->loop, on_st_timer, d);
 	d->pending_timer = kd_loop_timer_new(a->loop, on_pending_timer, d);
 	const char *token = cfg->chan_token && *cfg->chan_token ? cfg->chan_token : NULL;
@@ -805,10 +847,22 @@ void kd_node_direct_free(struct kd_node_agent *a)
 		json_object_put(d->delete_opts);
 	kd_loop_timer_free(d->st_timer);
 	kd_loop_timer_free(d->pending_timer);
-	lh_table_free(d->status);
-	lh_table_free(d->pending);
-	lh_table_free(d->tombs);
-	lh_table_free(d->srcs);
+	size_t pos = 0;
+	for (struct dstatus *s; (s = kd_strmap_next(&d->status, &pos));)
+		dstatus_free(s);
+	kd_strmap_fini(&d->status);
+	pos = 0;
+	for (struct dpending *p; (p = kd_strmap_next(&d->pending, &pos));)
+		dpending_free(p);
+	kd_strmap_fini(&d->pending);
+	pos = 0;
+	for (struct dtomb *t; (t = kd_strmap_next(&d->tombs, &pos));)
+		dtomb_free(t);
+	kd_strmap_fini(&d->tombs);
+	pos = 0;
+	for (struct dsrc *x; (x = kd_strmap_next(&d->srcs, &pos));)
+		dsrc_free(x);
+	kd_strmap_fini(&d->srcs);
 	free(d->status_source);
 	free(a->channel_addr);
 	a->channel_addr = NULL;

@@ -160,11 +160,11 @@ static void on_stats_timer(struct kd_loop *loop, struct kd_timer *t, void *arg)
 		unsigned up = 0;
 		for (uint64_t i = 0; i < a->cfg->nodes; i++)
 			up += a->nodes[i].registered && a->nodes[i].lease_ok;
-		kd_log_info("nodes %u/%" PRIu64 " up; pods: %d tracked, %" PRIu64
+		kd_log_info("nodes %u/%" PRIu64 " up; pods: %zu tracked, %" PRIu64
 		            " sandboxes started, %" PRIu64 " ready, %" PRIu64 " deleted, %" PRIu64
 		            " failed, %" PRIu64 " patch errors",
-		            up, a->cfg->nodes, a->pods ? lh_table_length(a->pods) : 0, a->n_started,
-		            a->n_ready_patched, a->n_deleted, a->n_failed, a->n_patch_errors);
+		            up, a->cfg->nodes, a->pods.n, a->n_started, a->n_ready_patched,
+		            a->n_deleted, a->n_failed, a->n_patch_errors);
 		last = sum;
 		kd_node_direct_log_stats(a);
 	}

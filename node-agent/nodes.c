@@ -36,7 +36,6 @@ int kd_node_nodes_init(struct kd_node_agent *a, struct kd_error **err)
 	if (cfg->nodes == 0)
 		return kd_error_set(err, EINVAL, 0, "--nodes must be at least 1");
 	a->nodes = kd_xcalloc(cfg->nodes, sizeof(*a->nodes));
-	a->by_name = lh_kchar_table_new((int)KD_MAX(16, cfg->nodes * 2), NULL);
 	for (uint64_t i = 0; i < cfg->nodes; i++) {
 		struct kd_node *n = &a->nodes[i];
 		uint64_t idx = cfg->node_index_base + i;
@@ -56,17 +55,14 @@ int kd_node_nodes_init(struct kd_node_agent *a, struct kd_error **err)
 		char buf[16];
 		n->internal_ip = kd_xstrdup(kd_node_ip_format(ip, buf));
 		n->register_timer = kd_loop_timer_new(a->loop, on_register_timer, n);
-		lh_table_insert(a->by_name, n->name, n);
+		kd_strmap_put(&a->by_name, n->name, n);
 	}
 	return 0;
 }
 
 struct kd_node *kd_node_lookup(struct kd_node_agent *a, const char *name)
 {
-	void *v = NULL;
-	if (!name || !a->by_name || !lh_table_lookup_ex(a->by_name, name, &v))
-		return NULL;
-	return v;
+	return name ? kd_strmap_get(&a->by_name, name) : NULL;
 }
 
 void kd_node_params_for(const struct kd_node *n, struct kd_node_params *out)
@@ -417,6 +413,7 @@ void kd_node_nodes_start(struct kd_node_agent *a)
 
 void kd_node_nodes_fini(struct kd_node_agent *a)
 {
+	kd_strmap_fini(&a->by_name); /* its keys are the names freed below */
 	if (!a->nodes)
 		return;
 	for (uint64_t i = 0; i < a->cfg->nodes; i++) {
@@ -431,7 +428,4 @@ void kd_node_nodes_fini(struct kd_node_agent *a)
 	}
 	free(a->nodes);
 	a->nodes = NULL;
-	if (a->by_name)
-		lh_table_free(a->by_name);
-	a->by_name = NULL;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kd/hash.h"
 #include "kd/json.h"
 
 /* ---- small json helpers ------------------------------------------------------------------- */
@@ -212,24 +213,23 @@ char *kd_node_cidr_format(const struct kd_node_cidr *c)
 
 /* ---- synthetic ids -------------------------------------------------------------------------- */
 
-static uint64_t fnv1a(uint64_t h, const char *s)
+/* kd_hash_str, treating NULL as "" (the ids of a pod without uid or image stay defined). */
+static uint64_t hash_str(uint64_t h, const char *s)
 {
-	for (; s && *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 0x100000001b3ull;
-	}
-	return h;
+	return s ? kd_hash_str(h, s) : h;
 }
 
 /* 64 hex digits from four seeded FNV-1a passes over a and b. Not cryptographic: only needs to
- * be stable and distinct. out holds 65 bytes. */
+ * be stable and distinct. The values are persisted (containerID/imageID of Pod statuses), so the
+ * seeds and the separator must never change (tests/unit/test_node_objects.c pins them). out holds
+ * 65 bytes. */
 static void hex64(const char *a, const char *b, char *out)
 {
 	for (unsigned i = 0; i < 4; i++) {
-		uint64_t h = 0xcbf29ce484222325ull ^ (0x9e3779b97f4a7c15ull * (i + 1));
-		h = fnv1a(h, a);
-		h = fnv1a(h, "\x1f");
-		h = fnv1a(h, b);
+		uint64_t h = KD_HASH_INIT ^ (0x9e3779b97f4a7c15ull * (i + 1));
+		h = hash_str(h, a);
+		h = hash_str(h, "\x1f");
+		h = hash_str(h, b);
 		snprintf(out + 16 * i, 17, "%016" PRIx64, h);
 	}
 }

@@ -104,17 +104,9 @@ static void pod_free(struct kd_pod *p)
 	free(p);
 }
 
-static void entry_free(struct lh_entry *e)
-{
-	pod_free(lh_entry_v(e));
-}
-
 static struct kd_pod *pod_lookup(struct kd_node_agent *a, const char *key)
 {
-	void *v = NULL;
-	if (!key || !lh_table_lookup_ex(a->pods, key, &v))
-		return NULL;
-	return v;
+	return key ? kd_strmap_get(&a->pods, key) : NULL;
 }
 
 /* Frees the entry once nothing refers to it any more. */
@@ -126,7 +118,8 @@ static void maybe_free(struct kd_pod *p)
 	    p->replace)
 		return;
 	kd_log_debug("pod %s: released", p->key);
-	lh_table_delete(p->a->pods, p->key); /* entry_free frees p */
+	kd_strmap_del(&p->a->pods, p->key);
+	pod_free(p);
 }
 
 static void set_obj(struct kd_pod *p, struct json_object *obj)
@@ -624,7 +617,7 @@ static void on_pod_upsert(struct kd_node_agent *a, struct json_object *obj)
 		p->node = node;
 		p->managed = managed;
 		set_obj(p, obj);
-		lh_table_insert(a->pods, p->key, p);
+		kd_strmap_put(&a->pods, p->key, p);
 	} else if (uid && p->uid && strcmp(uid, p->uid) != 0) {
 		/* same name, new pod: the old one is gone */
 		kd_log_info("pod %s: replaced (uid %s -> %s)", key, p->uid, uid);
@@ -716,13 +709,13 @@ static void on_delete(struct kd_informer *inf, struct json_object *obj, void *ar
  * are re-registered with the runtime before any new pod can be handed one of them. */
 static void start_pending(struct kd_node_agent *a, struct kd_node *node)
 {
-	if (!a->pods || !a->pods_inf || !kd_informer_synced(a->pods_inf))
+	if (!a->pods_inf || !kd_informer_synced(a->pods_inf))
 		return;
+	/* pod_start neither adds nor removes entries (the runtime delivers no event from inside
+	 * start), so the table can be iterated directly */
 	for (int pass = 0; pass < 2; pass++) {
-		struct lh_entry *e, *tmp;
-		lh_foreach_safe(a->pods, e, tmp)
-		{
-			struct kd_pod *p = lh_entry_v(e);
+		size_t pos = 0;
+		for (struct kd_pod *p; (p = kd_strmap_next(&a->pods, &pos));) {
 			if ((node && p->node != node) || !p->node->registered || p->sandbox ||
 			    p->terminating || p->gone || p->replace || p->final ||
 			    is_terminal(p->obj) ||
@@ -739,9 +732,9 @@ static void start_pending(struct kd_node_agent *a, struct kd_node *node)
 static void on_synced(struct kd_informer *inf, void *arg)
 {
 	struct kd_node_agent *a = arg;
-	kd_log_info("pod informer synced: %zu bound pods in the cluster, %d on our %" PRIu64
+	kd_log_info("pod informer synced: %zu bound pods in the cluster, %zu on our %" PRIu64
 	            " nodes",
-	            kd_informer_count(inf), lh_table_length(a->pods), a->cfg->nodes);
+	            kd_informer_count(inf), a->pods.n, a->cfg->nodes);
 	start_pending(a, NULL);
 }
 
@@ -752,7 +745,6 @@ void kd_node_pods_node_ready(struct kd_node_agent *a, struct kd_node *node)
 
 int kd_node_pods_init(struct kd_node_agent *a, struct kd_error **err)
 {
-	a->pods = lh_kchar_table_new(1024, entry_free);
 	struct kd_informer_opts opts = {
 	    .res = &kd_k8s_pods,
 	    .field_selector = "spec.nodeName!=",
@@ -779,9 +771,10 @@ void kd_node_pods_fini(struct kd_node_agent *a)
 	if (a->pods_inf)
 		kd_informer_free(a->pods_inf);
 	a->pods_inf = NULL;
-	if (a->pods)
-		lh_table_free(a->pods);
-	a->pods = NULL;
+	size_t pos = 0;
+	for (struct kd_pod *p; (p = kd_strmap_next(&a->pods, &pos));)
+		pod_free(p);
+	kd_strmap_fini(&a->pods);
 }
 
 /* ---- direct instances (direct.c) ------------------------------------------------------------ */
@@ -812,7 +805,7 @@ int kd_node_pods_direct_start(struct kd_node_agent *a, struct kd_node *node, con
 	p->direct = true;
 	p->managed = true;
 	set_obj(p, pod);
-	lh_table_insert(a->pods, p->key, p);
+	kd_strmap_put(&a->pods, p->key, p);
 	pod_start(p);
 	return 0;
 }
@@ -848,7 +841,7 @@ int kd_node_pods_direct_stop(struct kd_node_agent *a, const char *key, const cha
 
 int kd_node_pods_state(struct kd_node_agent *a, const char *key, const char *node)
 {
-	struct kd_pod *p = a->pods ? pod_lookup(a, key) : NULL;
+	struct kd_pod *p = pod_lookup(a, key);
 	if (!p)
 		return 0;
 	int st = KD_NODE_POD_EXISTS;

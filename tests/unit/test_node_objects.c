@@ -495,6 +495,29 @@ static void synthetic_ids_are_stable_and_distinct(void **state)
 	assert_string_not_equal(i1, i2);
 }
 
+/* containerID and imageID are written into Pod statuses (persisted in the API Server) and must
+ * stay the same across kd-node versions and restarts: these values were computed by the
+ * original hash (four seeded FNV-1a 64 passes). */
+static void synthetic_ids_are_pinned(void **state)
+{
+	(void)state;
+	kd_autofree char *a = kd_node_container_id("kd-sim", "0b9a7c2e-1111-4e5f-9a3b-5d2f0c6e7a81",
+	                                           "user-container");
+	assert_string_equal(
+	    a, "kd-sim://5f01fa37c73b2878d8e3bb9310ea77e12254842dcb9d9526c9d4215ac43cb8d7");
+	kd_autofree char *b = kd_node_container_id(NULL, NULL, NULL);
+	assert_string_equal(
+	    b, "kd://27a3edb23259bcdd75acacb284b63c3070addd80c97add7f857fbe80af1843ea");
+	kd_autofree char *c = kd_node_image_id("dev.local/hello");
+	assert_string_equal(c, "dev.local/hello@sha256:"
+	                       "db1b33c12d4720b7358b85f65beba32a97f915d5225c7aa57cf24b9322078650");
+	kd_autofree char *d = kd_node_image_id(NULL);
+	assert_string_equal(
+	    d, "@sha256:5cfddfd6ab4ccf16bbfd458b3cf652f13b86f63c8b8afbd01326794f3dbbf25b");
+	kd_autofree char *e = kd_node_image_id("dev.local/hello@sha256:abc");
+	assert_string_equal(e, "dev.local/hello@sha256:abc"); /* already pinned by digest */
+}
+
 /* ---- sandbox spec from a pod ---- */
 
 static void sandbox_spec_maps_containers_env_ports_probe_and_adopted_ip(void **state)
@@ -563,6 +586,7 @@ int main(void)
 	    cmocka_unit_test(failed_status_terminates_containers),
 	    cmocka_unit_test(running_ready_detection),
 	    cmocka_unit_test(synthetic_ids_are_stable_and_distinct),
+	    cmocka_unit_test(synthetic_ids_are_pinned),
 	    cmocka_unit_test(sandbox_spec_maps_containers_env_ports_probe_and_adopted_ip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
