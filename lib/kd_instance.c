@@ -424,6 +424,7 @@ void kd_instance_status_fini(struct kd_instance_status *st)
 	free(st->node);
 	free(st->ip);
 	free(st->reason);
+	free(st->revision);
 	memset(st, 0, sizeof(*st));
 }
 
@@ -442,6 +443,8 @@ int kd_instance_status_to_op(const struct kd_instance_status *st, struct kd_op *
 		o.has |= KD_OP_HAS_READY;
 		if (st->ip)
 			kd_op_set_str(&o.ip, st->ip);
+		if (st->revision)
+			kd_kv_list_push(&o.labels, KD_KNATIVE_LABEL_REVISION, st->revision);
 	}
 	if (st->reason)
 		kd_op_set_str(&o.reason, st->reason);
@@ -472,6 +475,9 @@ int kd_instance_status_from_op(const struct kd_op *op, struct kd_instance_status
 	st.ready = op->ready;
 	st.ip = dupn(op->ip);
 	st.reason = dupn(op->reason);
+	for (size_t i = 0; i < op->labels.n; i++)
+		if (strcmp(op->labels.v[i].key, KD_KNATIVE_LABEL_REVISION) == 0 && !st.revision)
+			st.revision = kd_xstrdup(op->labels.v[i].value);
 	*out = st;
 	return 0;
 }

@@ -25,6 +25,7 @@ struct dstatus {
 	bool ready;
 	char *ip;
 	char *reason;
+	char *revision;
 };
 
 /* One status channel (kd-node upstream) and the ops not yet handed to it. */
@@ -91,6 +92,7 @@ static void dstatus_free(struct dstatus *s)
 	free(s->node);
 	free(s->ip);
 	free(s->reason);
+	free(s->revision);
 	free(s);
 }
 
@@ -213,12 +215,12 @@ static void on_st_timer(struct kd_loop *loop, struct kd_timer *t, void *arg)
 }
 
 static void st_queue(struct kd_direct *d, const char *key, const char *node, bool ready,
-                     const char *ip, const char *reason, bool gone)
+                     const char *ip, const char *reason, const char *revision, bool gone)
 {
 	struct kd_op op;
 	memset(&op, 0, sizeof(op));
 	kd_autoerr struct kd_error *err = NULL;
-	if (kd_node_direct_status_op(key, node, ready, ip, reason, gone, &op, &err) < 0) {
+	if (kd_node_direct_status_op(key, node, ready, ip, reason, revision, gone, &op, &err) < 0) {
 		kd_log_warn("direct: status of %s: %s", key, kd_error_msg(err));
 		return;
 	}
@@ -236,8 +238,8 @@ static int st_wanted(void *ud, struct kd_op_list *out, struct kd_error **err)
 	for (const struct dstatus *s; (s = kd_strmap_next(&d->status, &pos));) {
 		struct kd_op op;
 		memset(&op, 0, sizeof(op));
-		if (kd_node_direct_status_op(s->key, s->node, s->ready, s->ip, s->reason, false,
-		                             &op, err) < 0)
+		if (kd_node_direct_status_op(s->key, s->node, s->ready, s->ip, s->reason,
+		                             s->revision, false, &op, err) < 0)
 			return -EINVAL;
 		*kd_op_list_push(out) = op;
 	}
@@ -271,14 +273,14 @@ static void st_writable(void *ud)
 }
 
 void kd_node_direct_report(struct kd_node_agent *a, const char *key, const char *node, bool ready,
-                           const char *ip, const char *reason)
+                           const char *ip, const char *reason, const char *revision)
 {
 	struct kd_direct *d = D(a);
 	if (!d || a->stopping)
 		return;
 	struct dstatus *s = kd_strmap_get(&d->status, key);
 	if (s && str_eq(s->node, node) && s->ready == ready && str_eq(s->ip, ip) &&
-	    str_eq(s->reason, reason))
+	    str_eq(s->reason, reason) && str_eq(s->revision, revision))
 		return;
 	if (!s) {
 		s = kd_xcalloc(1, sizeof(*s));
@@ -288,11 +290,13 @@ void kd_node_direct_report(struct kd_node_agent *a, const char *key, const char 
 	free(s->node);
 	free(s->ip);
 	free(s->reason);
+	free(s->revision);
 	s->node = node ? kd_xstrdup(node) : NULL;
+	s->revision = revision ? kd_xstrdup(revision) : NULL;
 	s->ready = ready;
 	s->ip = ip ? kd_xstrdup(ip) : NULL;
 	s->reason = reason ? kd_xstrdup(reason) : NULL;
-	st_queue(d, key, node, ready, ip, reason, false);
+	st_queue(d, key, node, ready, ip, reason, revision, false);
 }
 
 void kd_node_direct_report_gone(struct kd_node_agent *a, const char *key, const char *reason)
@@ -301,7 +305,7 @@ void kd_node_direct_report_gone(struct kd_node_agent *a, const char *key, const 
 	if (!d || a->stopping || !kd_strmap_get(&d->status, key))
 		return;
 	status_del(d, key);
-	st_queue(d, key, NULL, false, NULL, reason, true);
+	st_queue(d, key, NULL, false, NULL, reason, NULL, true);
 }
 
 /* The instance is lost before it was ever reported (or reported): tell the autoscaler, which
@@ -309,7 +313,7 @@ void kd_node_direct_report_gone(struct kd_node_agent *a, const char *key, const 
 static void report_lost(struct kd_direct *d, const char *key, const char *reason)
 {
 	status_del(d, key);
-	st_queue(d, key, NULL, false, NULL, reason, true);
+	st_queue(d, key, NULL, false, NULL, reason, NULL, true);
 }
 
 /* ---- write-back ----------------------------------------------------------------------------- */

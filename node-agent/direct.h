@@ -81,10 +81,10 @@ void kd_node_direct_observe(struct kd_node_agent *a, const char *key, json_objec
 /* True when key is a direct instance we cancelled whose Pod may still show up in the API: the
  * pod informer must not start it. */
 bool kd_node_direct_ignore(struct kd_node_agent *a, const char *key);
-/* Status of a managed instance changed (strings borrowed; ip/reason may be NULL). Sent upstream
- * when it differs from the last report. */
+/* Status of a managed instance changed (strings borrowed; ip/reason/revision may be NULL). Sent
+ * upstream when it differs from the last report. */
 void kd_node_direct_report(struct kd_node_agent *a, const char *key, const char *node, bool ready,
-                           const char *ip, const char *reason);
+                           const char *ip, const char *reason, const char *revision);
 /* The managed instance no longer exists on its node: sends a status delete if a status was
  * reported for key (idempotent). */
 void kd_node_direct_report_gone(struct kd_node_agent *a, const char *key, const char *reason);
@@ -132,9 +132,9 @@ const char *kd_node_direct_action_name(enum kd_direct_action act);
 int kd_node_direct_held_op(json_object *pod, struct kd_op *op, struct kd_error **err);
 
 /* Status op of one instance into caller storage op (zeroed): upsert {key, node, ready, ip,
- * reason} or, when gone, delete {key, reason}. 0 or -EINVAL with *err. */
+ * reason, revision label} or, when gone, delete {key, reason}. 0 or -EINVAL with *err. */
 int kd_node_direct_status_op(const char *key, const char *node, bool ready, const char *ip,
-                             const char *reason, bool gone, struct kd_op *op,
+                             const char *reason, const char *revision, bool gone, struct kd_op *op,
                              struct kd_error **err);
 
 /* Address to publish: `advertise` when set, else bind:port, where an unspecified bind

@@ -74,7 +74,8 @@ int kd_node_direct_held_op(json_object *pod, struct kd_op *op, struct kd_error *
 }
 
 int kd_node_direct_status_op(const char *key, const char *node, bool ready, const char *ip,
-                             const char *reason, bool gone, struct kd_op *op, struct kd_error **err)
+                             const char *reason, const char *revision, bool gone, struct kd_op *op,
+                             struct kd_error **err)
 {
 	struct kd_instance_status st;
 	kd_instance_status_init(&st);
@@ -84,6 +85,7 @@ int kd_node_direct_status_op(const char *key, const char *node, bool ready, cons
 		st.ready = ready && !gone;
 		st.ip = ip && *ip ? kd_xstrdup(ip) : NULL;
 		st.reason = reason ? kd_xstrdup(reason) : NULL;
+		st.revision = revision && *revision && !gone ? kd_xstrdup(revision) : NULL;
 		st.gone = gone;
 		rc = kd_instance_status_to_op(&st, op, err);
 	}

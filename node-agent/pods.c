@@ -43,6 +43,9 @@
 
 enum want_status { WANT_NONE = 0, WANT_RUNNING, WANT_WAITING, WANT_FAILED };
 
+struct kd_pod;
+static const char *pod_revision(const struct kd_pod *p);
+
 struct kd_pod {
 	struct kd_node_agent *a;
 	char *key; /* "ns/name"; the table key */
@@ -77,6 +80,15 @@ struct kd_pod {
 
 	struct kd_timer *restart_timer;
 };
+
+/* The Knative revision label of the pod (borrowed from p->obj), or NULL. */
+static const char *pod_revision(const struct kd_pod *p)
+{
+	struct json_object *labels = kd_json_get_object(p->obj, "metadata.labels"), *v;
+	if (!labels || !json_object_object_get_ex(labels, KD_KNATIVE_LABEL_REVISION, &v))
+		return NULL;
+	return json_object_get_string(v);
+}
 
 static void pod_start(struct kd_pod *p);
 static void send_patch(struct kd_pod *p);
@@ -426,7 +438,7 @@ static void sandbox_ended(struct kd_pod *p, const struct kd_runtime_event *ev)
 		else
 			kd_node_direct_report(p->a, p->key, p->node->name, false,
 			                      p->pod_ip[0] ? p->pod_ip : NULL,
-			                      ev->reason ? ev->reason : "Error");
+			                      ev->reason ? ev->reason : "Error", pod_revision(p));
 	}
 	p->sandbox = false;
 	p->ready = false;
@@ -481,7 +493,8 @@ static void on_runtime_event(const struct kd_runtime_event *ev, void *arg)
 		p->ready_wall_ns = kd_wall_ns();
 		set_reason(p, NULL, NULL);
 		if (p->managed)
-			kd_node_direct_report(a, p->key, p->node->name, true, p->pod_ip, NULL);
+			kd_node_direct_report(a, p->key, p->node->name, true, p->pod_ip, NULL,
+			                      pod_revision(p));
 		request_patch(p, WANT_RUNNING);
 		break;
 	case KD_RUNTIME_FAILED:
@@ -564,7 +577,8 @@ static void pod_start(struct kd_pod *p)
 		p->ready = true;
 		p->ready_wall_ns = kd_wall_ns();
 		if (p->managed)
-			kd_node_direct_report(a, p->key, p->node->name, true, p->pod_ip, NULL);
+			kd_node_direct_report(a, p->key, p->node->name, true, p->pod_ip, NULL,
+			                      pod_revision(p));
 		request_patch(p, WANT_RUNNING);
 	}
 }

@@ -169,7 +169,7 @@ static void status_ops_carry_ready_ip_and_gone(void **state)
 	struct kd_op op;
 	memset(&op, 0, sizeof(op));
 	assert_int_equal(kd_node_direct_status_op("demo/p1", "kd-node-0", true, "10.244.0.5", NULL,
-	                                          false, &op, NULL),
+	                                          "hello-00001", false, &op, NULL),
 	                 0);
 	struct kd_instance_status st;
 	assert_int_equal(kd_instance_status_from_op(&op, &st, NULL), 0);
@@ -177,11 +177,33 @@ static void status_ops_carry_ready_ip_and_gone(void **state)
 	assert_false(st.gone);
 	assert_string_equal(st.ip, "10.244.0.5");
 	assert_string_equal(st.node, "kd-node-0");
+	assert_string_equal(st.revision, "hello-00001"); /* what kd-activator routes by */
 	kd_instance_status_fini(&st);
 	kd_op_fini(&op);
+	/* encoded on the wire and decoded again, the revision survives */
+	{
+		struct kd_msg m;
+		kd_msg_init(&m, KD_MSG_DELTA, 7, 1);
+		assert_int_equal(kd_node_direct_status_op("demo/p1", "kd-node-0", true,
+		                                          "10.244.0.5", NULL, "hello-00001", false,
+		                                          kd_op_list_push(&m.delta.ops), NULL),
+		                 0);
+		char *buf = NULL;
+		size_t len = 0;
+		struct kd_delta_limits lim = {0};
+		assert_int_equal(kd_msg_encode(&m, 0, &lim, &buf, &len, NULL), 0);
+		struct kd_msg *back = NULL;
+		assert_int_equal(kd_msg_decode(buf, len, &lim, &back, NULL), 0);
+		assert_int_equal(kd_instance_status_from_op(&back->delta.ops.v[0], &st, NULL), 0);
+		assert_string_equal(st.revision, "hello-00001");
+		kd_instance_status_fini(&st);
+		kd_msg_free(back);
+		free(buf);
+		kd_msg_fini(&m);
+	}
 
 	assert_int_equal(kd_node_direct_status_op("demo/p1", "kd-node-0", false, NULL, "Error",
-	                                          false, &op, NULL),
+	                                          NULL, false, &op, NULL),
 	                 0);
 	assert_int_equal(kd_instance_status_from_op(&op, &st, NULL), 0);
 	assert_false(st.ready);
@@ -191,7 +213,7 @@ static void status_ops_carry_ready_ip_and_gone(void **state)
 	kd_op_fini(&op);
 
 	assert_int_equal(kd_node_direct_status_op("demo/p1", "kd-node-0", true, NULL, "Stopped",
-	                                          true, &op, NULL),
+	                                          NULL, true, &op, NULL),
 	                 0);
 	assert_int_equal(op.kind, KD_OP_DELETE);
 	assert_string_equal(op.reason, "Stopped");
@@ -199,7 +221,8 @@ static void status_ops_carry_ready_ip_and_gone(void **state)
 
 	kd_autoerr struct kd_error *err = NULL;
 	assert_int_equal(
-	    kd_node_direct_status_op("no-slash", "n", true, NULL, NULL, false, &op, &err), -EINVAL);
+	    kd_node_direct_status_op("no-slash", "n", true, NULL, NULL, NULL, false, &op, &err),
+	    -EINVAL);
 }
 
 static void published_address(void **state)

@@ -44,7 +44,9 @@
  *   is configured with its "host:port" and connects as upstream, hello.source = a stable,
  *   unique name of the kd-node process (e.g. "kd-node:<first node name>").
  * - upsert (kd_instance_status_to_op): key "namespace/podname", node, ready (always present),
- *   ip (once assigned), reason (why not ready: "ContainerCreating", "Failed: ...", or absent).
+ *   ip (once assigned), reason (why not ready: "ContainerCreating", "Failed: ...", or absent),
+ *   and the instance's revision as label KD_KNATIVE_LABEL_REVISION (so kd-activator, which
+ *   takes the same status stream from kd-node, routes to it before its Pod is written back).
  *   delete: key (+ reason): the instance no longer exists on that node (stopped, failed for good,
  *   deleted).
  * - Handshake convention: kd-autoscaler's held[] for a status source lists every key it holds a
@@ -127,9 +129,10 @@ struct kd_instance_status {
 	char *name;
 	char *node; /* NULL only in a deletion */
 	bool ready;
-	char *ip;     /* or NULL */
-	char *reason; /* or NULL */
-	bool gone;    /* a delete op: the instance no longer exists on the node */
+	char *ip;       /* or NULL */
+	char *reason;   /* or NULL */
+	char *revision; /* Knative revision of the instance, or NULL (sent as a label) */
+	bool gone;      /* a delete op: the instance no longer exists on the node */
 };
 
 /* Zeroes d with cpu/mem = -1 (caller storage). */
