@@ -12,7 +12,8 @@
  * and growing delays; a readiness probe that never passes (refused, HTTP 400) -> never READY,
  * message says why; exec probes run inside the sandbox (see its eth0 and pod IP); a stop then
  * start of the same key delivers EXITED before STARTED; a pooled
- * namespace serves a sandbox too. */
+ * namespace serves a sandbox too; a probe without a port in the first of two containers is
+ * refused at start. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -648,6 +649,27 @@ static void bad_config_is_refused(void **state)
 	plugin = NULL;
 }
 
+static void probe_without_port_in_first_container_is_refused(void **state)
+{
+	(void)state;
+	SKIP_UNLESS_USABLE();
+	struct one o;
+	one_init(&o, "default/noport-1", "test.local/hello", NULL);
+	struct kd_container_spec cs[2] = {o.c, o.c};
+	cs[0].readiness = (struct kd_probe){.type = KD_PROBE_TCP}; /* no port */
+	cs[1].name = "second";
+	o.spec.containers = cs;
+	o.spec.n_containers = 2;
+	struct kd_error *err = NULL;
+	assert_int_equal(ops->start(rt, &o.spec, on_event, &events, &err), -EINVAL);
+	assert_non_null(strstr(kd_error_msg(err), "readiness probe without a port"));
+	kd_error_free(err);
+	struct kd_sandbox_status ss;
+	assert_int_equal(ops->status(rt, "default/noport-1", &ss), -ENOENT);
+	run_for(50);
+	assert_int_equal(events.n, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -663,6 +685,8 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(pooled_namespace_serves_a_sandbox, setup, teardown),
 	    cmocka_unit_test_setup_teardown(bad_config_is_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(probe_without_port_in_first_container_is_refused, setup,
+	                                    teardown),
 	};
 	return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }

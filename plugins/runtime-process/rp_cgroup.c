@@ -1,0 +1,151 @@
+/* plugins/runtime-process/rp_cgroup.c: resource limits. If the Pod sets limits (cpu/memory,
+ * summed over containers) and cgroup v2 is mounted and writable at the parent of `cgroup-root`,
+ * the sandbox gets its own cgroup (cpu.max, memory.max) that its processes join before exec.
+ * Otherwise one log line at init says sandboxes are not cgroup-limited.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include "kd/json.h"
+#include "rp.h"
+
+#ifndef CGROUP2_SUPER_MAGIC
+#define CGROUP2_SUPER_MAGIC 0x63677270
+#endif
+
+static int write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = write(fd, text, strlen(text));
+	int e = n < 0 ? errno : 0;
+	close(fd);
+	return n < 0 ? -e : 0;
+}
+
+void rp_cgroup_init(struct rp *rp)
+{
+	const char *root = rp->cfg->cgroup_root;
+	if (!root || !*root) {
+		rp->host->log(KD_LOG_INFO, "runtime-process: cgroup-root empty: sandboxes are not "
+		                           "cgroup-limited");
+		return;
+	}
+	kd_autofree char *parent = kd_xstrdup(root);
+	char *slash = strrchr(parent, '/');
+	if (slash && slash != parent)
+		*slash = '\0';
+	struct statfs sf;
+	if (statfs(parent, &sf) < 0 || (unsigned long)sf.f_type != CGROUP2_SUPER_MAGIC ||
+	    access(parent, W_OK) < 0) {
+		rp->host->log(KD_LOG_INFO,
+		              "runtime-process: no writable cgroup v2 at %s: sandboxes are not "
+		              "cgroup-limited",
+		              parent);
+		return;
+	}
+	if (mkdir(root, 0755) < 0 && errno != EEXIST) {
+		rp->host->log(KD_LOG_INFO,
+		              "runtime-process: mkdir %s: %s: sandboxes are not cgroup-limited",
+		              root, strerror(errno));
+		return;
+	}
+	kd_autofree char *pctl = kd_xasprintf("%s/cgroup.subtree_control", parent);
+	kd_autofree char *rctl = kd_xasprintf("%s/cgroup.subtree_control", root);
+	write_file(pctl, "+cpu +memory +pids");
+	write_file(rctl, "+cpu +memory +pids");
+	rp->cgroups = true;
+	rp->host->log(KD_LOG_INFO, "runtime-process: sandbox cgroups under %s", root);
+}
+
+/* Kubernetes quantities: cpu ("500m", "2", "0.5") in millicores, memory ("128Mi", "1G", "1e6"). */
+static int64_t quantity(const char *s, bool cpu)
+{
+	if (!s || !*s)
+		return 0;
+	char *end;
+	double v = strtod(s, &end);
+	static const struct {
+		const char *suf;
+		double mul;
+	} sufs[] = {
+	    {"Ki", 1024.0}, {"Mi", 1048576.0}, {"Gi", 1073741824.0}, {"Ti", 1099511627776.0},
+	    {"k", 1e3},     {"M", 1e6},        {"G", 1e9},           {"T", 1e12},
+	    {"m", 1e-3},    {"", 1.0}};
+	for (size_t i = 0; i < KD_ARRAY_SIZE(sufs); i++) {
+		if (strcmp(end, sufs[i].suf) == 0) {
+			v *= sufs[i].mul;
+			return (int64_t)(cpu ? v * 1000.0 + 0.5 : v);
+		}
+	}
+	return 0;
+}
+
+int rp_cgroup_add_limits(struct sandbox *sb, const char *ctr_name, struct json_object *pc,
+                         char **msg)
+{
+	(void)ctr_name, (void)msg;
+	if (pc) {
+		sb->cpu_milli += quantity(kd_json_get_string(pc, "resources.limits.cpu"), true);
+		sb->mem_bytes += quantity(kd_json_get_string(pc, "resources.limits.memory"), false);
+	}
+	return 0;
+}
+
+void rp_cgroup_create(struct rp *rp, struct sandbox *sb)
+{
+	if (!rp->cgroups || (sb->cpu_milli <= 0 && sb->mem_bytes <= 0))
+		return;
+	char *path = kd_xasprintf("%s/%s", rp->cfg->cgroup_root, sb->veth);
+	if (mkdir(path, 0755) < 0) {
+		rp->host->log(KD_LOG_WARN, "runtime-process: %s: mkdir %s: %s", sb->key, path,
+		              strerror(errno));
+		free(path);
+		return;
+	}
+	char buf[64];
+	kd_autofree char *f = NULL;
+	if (sb->cpu_milli > 0) {
+		f = kd_xasprintf("%s/cpu.max", path);
+		snprintf(buf, sizeof(buf), "%lld 100000", (long long)sb->cpu_milli * 100);
+		int rc = write_file(f, buf);
+		if (rc < 0)
+			rp->host->log(KD_LOG_WARN, "runtime-process: %s: write %s: %s", sb->key, f,
+			              strerror(-rc));
+		free(f);
+		f = NULL;
+	}
+	if (sb->mem_bytes > 0) {
+		f = kd_xasprintf("%s/memory.max", path);
+		snprintf(buf, sizeof(buf), "%lld", (long long)sb->mem_bytes);
+		int rc = write_file(f, buf);
+		if (rc < 0)
+			rp->host->log(KD_LOG_WARN, "runtime-process: %s: write %s: %s", sb->key, f,
+			              strerror(-rc));
+		free(f);
+		f = NULL;
+	}
+	f = kd_xasprintf("%s/cgroup.procs", path);
+	sb->cg_procs_fd = open(f, O_WRONLY | O_CLOEXEC);
+	sb->cg_path = path;
+}
+
+void rp_cgroup_destroy(struct rp *rp, struct sandbox *sb)
+{
+	if (sb->cg_procs_fd >= 0)
+		close(sb->cg_procs_fd);
+	sb->cg_procs_fd = -1;
+	if (sb->cg_path && rmdir(sb->cg_path) < 0)
+		rp->host->log(KD_LOG_WARN, "runtime-process: rmdir %s: %s", sb->cg_path,
+		              strerror(errno));
+	free(sb->cg_path);
+	sb->cg_path = NULL;
+}
