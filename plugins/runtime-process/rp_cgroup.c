@@ -1,7 +1,9 @@
 /* plugins/runtime-process/rp_cgroup.c: resource limits. If the Pod sets limits (cpu/memory,
  * summed over containers) and cgroup v2 is mounted and writable at the parent of `cgroup-root`,
  * the sandbox gets its own cgroup (cpu.max, memory.max) that its processes join before exec.
- * Otherwise one log line at init says sandboxes are not cgroup-limited.
+ * Otherwise one log line at init says sandboxes are not cgroup-limited. Limits are Kubernetes
+ * quantities (kd_quantity_parse, kd/schedjson.h): one that is not fails the sandbox at start
+ * (CreateContainerConfigError naming the field and value), never "no limit".
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +16,7 @@
 #include <unistd.h>
 
 #include "kd/json.h"
+#include "kd/schedjson.h"
 #include "rp.h"
 
 #ifndef CGROUP2_SUPER_MAGIC
@@ -66,38 +69,46 @@ void rp_cgroup_init(struct rp *rp)
 	rp->host->log(KD_LOG_INFO, "runtime-process: sandbox cgroups under %s", root);
 }
 
-/* Kubernetes quantities: cpu ("500m", "2", "0.5") in millicores, memory ("128Mi", "1G", "1e6"). */
-static int64_t quantity(const char *s, bool cpu)
+/* Adds limits.<res> of resources (borrowed, may be NULL) to *acc. */
+static int add_limit(struct json_object *limits, const char *ctr_name, const char *res, bool milli,
+                     int64_t *acc, char **msg)
 {
-	if (!s || !*s)
+	struct json_object *v = NULL;
+	if (!limits || !json_object_object_get_ex(limits, res, &v) || !v)
 		return 0;
-	char *end;
-	double v = strtod(s, &end);
-	static const struct {
-		const char *suf;
-		double mul;
-	} sufs[] = {
-	    {"Ki", 1024.0}, {"Mi", 1048576.0}, {"Gi", 1073741824.0}, {"Ti", 1099511627776.0},
-	    {"k", 1e3},     {"M", 1e6},        {"G", 1e9},           {"T", 1e12},
-	    {"m", 1e-3},    {"", 1.0}};
-	for (size_t i = 0; i < KD_ARRAY_SIZE(sufs); i++) {
-		if (strcmp(end, sufs[i].suf) == 0) {
-			v *= sufs[i].mul;
-			return (int64_t)(cpu ? v * 1000.0 + 0.5 : v);
-		}
+	const char *s = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+	int64_t q = 0;
+	int rc = -EINVAL;
+	if (s) {
+		rc = kd_quantity_parse(s, milli, &q);
+	} else if (json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 0) {
+		q = json_object_get_int64(v);
+		rc = 0;
+		if (milli && q > INT64_MAX / 1000)
+			rc = -ERANGE;
+		else if (milli)
+			q *= 1000;
 	}
+	if (rc == 0 && *acc > INT64_MAX - q)
+		rc = -ERANGE;
+	if (rc < 0) {
+		*msg = kd_xasprintf("container %s: resources.limits.%s \"%s\": %s", ctr_name, res,
+		                    s ? s : json_object_to_json_string(v),
+		                    rc == -ERANGE ? "out of range" : "not a Kubernetes quantity");
+		return rc;
+	}
+	*acc += q;
 	return 0;
 }
 
 int rp_cgroup_add_limits(struct sandbox *sb, const char *ctr_name, struct json_object *pc,
                          char **msg)
 {
-	(void)ctr_name, (void)msg;
-	if (pc) {
-		sb->cpu_milli += quantity(kd_json_get_string(pc, "resources.limits.cpu"), true);
-		sb->mem_bytes += quantity(kd_json_get_string(pc, "resources.limits.memory"), false);
-	}
-	return 0;
+	struct json_object *limits = pc ? kd_json_get_object(pc, "resources.limits") : NULL;
+	int rc = add_limit(limits, ctr_name, "cpu", true, &sb->cpu_milli, msg);
+	if (rc == 0)
+		rc = add_limit(limits, ctr_name, "memory", false, &sb->mem_bytes, msg);
+	return rc;
 }
 
 void rp_cgroup_create(struct rp *rp, struct sandbox *sb)
