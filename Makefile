@@ -133,13 +133,15 @@ $(BUILD)/$(2): $(patsubst %.c,$(BUILD)/%.o,$(wildcard $(1)/*.c)) $(LIBKD_A)
 	$$(Q)$$(CC) -o $$@ $$(filter %.o,$$^) $(LIBKD_A) $$(LDFLAGS_ALL) $$(LIBS)
 endef
 $(foreach c,$(COMPONENTS),$(if $(wildcard $(call comp_dir,$(c))/*.c),$(eval $(call bin_rule,$(call comp_dir,$(c)),bin/$(call comp_bin,$(c))))))
-# Sample functions: standalone programs (no libkd), compiled straight from their sources so the
-# binary $(BUILD)/functions/<name> does not collide with an object folder of the same name.
+# Sample functions: standalone programs (no libkd) on libmicrohttpd, compiled straight from their
+# sources plus the shared server functions/*.c, so the binary $(BUILD)/functions/<name> does not
+# collide with an object folder of the same name.
 define func_rule
-$(BUILD)/functions/$(1): $(wildcard functions/$(1)/*.c) $(wildcard functions/*.h)
+$(BUILD)/functions/$(1): $(wildcard functions/$(1)/*.c) $(wildcard functions/*.c) $(wildcard functions/*.h)
 	@mkdir -p $$(dir $$@)
 	@$$(if $$(Q),echo "  FUNC    $$@")
-	$$(Q)$$(CC) $(CPPFLAGS) $(CFLAGS_ALL) -o $$@ $$(filter %.c,$$^) $$(LDFLAGS_ALL) -lpthread
+	$$(Q)$$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(shell pkg-config --cflags libmicrohttpd) -o $$@ \
+		$$(filter %.c,$$^) $$(LDFLAGS_ALL) $(shell pkg-config --libs libmicrohttpd) -lpthread
 endef
 $(foreach f,$(FUNC_NAMES),$(eval $(call func_rule,$(f))))
 $(foreach b,$(BENCH_NAMES),$(eval $(call bin_rule,bench/$(b),bench/$(b)/$(b))))

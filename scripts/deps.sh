@@ -2,7 +2,7 @@
 # Installs the Debian packages the build, the tests and the rig need. Idempotent, non-interactive.
 set -euo pipefail
 PKGS=(build-essential pkg-config libcurl4-openssl-dev libjson-c-dev libwebsockets-dev
-	libwebsockets-evlib-uv libuv1-dev
+	libwebsockets-evlib-uv libuv1-dev libmicrohttpd-dev
 	libcmocka-dev libssl-dev libyaml-dev clang clang-tidy clang-format cppcheck valgrind libclang-rt-14-dev
 	openssl iproute2 curl procps psmisc python3 etcd-server util-linux)
 missing=()

@@ -4,11 +4,16 @@
  * thread for N ms of wall time). Answers "slept N ms (idle|busy) in <K_REVISION or hostname>\n".
  * A bad value is 400. HTTP/1.1 on $PORT (default 8080), keep-alive, clean SIGTERM shutdown
  * (see ../fn_httpd.h; $FN_THREADS workers bound the number of concurrent busy waits). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
 #include "../fn_httpd.h"
 
 #define SLEEP_MAX_MS 600000L
 
-static void fn_handle(const struct fn_request *req, struct fn_response *resp)
+void fn_handle(const struct fn_request *req, struct fn_response *resp)
 {
 	char v[32];
 	long ms = 0;

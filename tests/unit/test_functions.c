@@ -2,7 +2,8 @@
  * on 127.0.0.1 (FN_LISTEN) with a free port in $PORT and driven by a small blocking client with
  * timeouts. Covered: hello's answer with K_REVISION, keep-alive (two requests, one connection),
  * sleep's idle waits served concurrently by one worker thread, busy waits, bad query values,
- * SIGTERM finishing the response in flight and exiting 0. */
+ * request bodies read and discarded on a kept-alive connection, chunked bodies refused (411),
+ * HTTP/1.0 closed after the response, SIGTERM finishing the response in flight and exiting 0. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -210,6 +211,43 @@ static void sleep_busy_waits_and_rejects_bad_values(void **state)
 	assert_int_equal(get("/?ms=1&busy=2", body, sizeof(body)), 400);
 }
 
+static void bodies_are_discarded_chunked_refused_http10_closed(void **state)
+{
+	(void)state;
+	spawn("hello", "1");
+	char body[256];
+	/* a body with Content-Length, then a second request on the same connection */
+	int fd = dial();
+	static const char post[] =
+	    "POST /?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 11\r\n"
+	    "\r\nhello world";
+	assert_int_equal(send(fd, post, sizeof(post) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(post) - 1);
+	assert_int_equal(read_response(fd, body, sizeof(body)), 200);
+	assert_string_equal(body, "Hello from rev-x\n");
+	send_get(fd, "/", false);
+	assert_int_equal(read_response(fd, body, sizeof(body)), 200);
+	assert_string_equal(body, "Hello from rev-x\n");
+	close(fd);
+	/* chunked: 411, then the connection is closed */
+	fd = dial();
+	static const char chunked[] = "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: "
+	                              "chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+	assert_int_equal(send(fd, chunked, sizeof(chunked) - 1, MSG_NOSIGNAL),
+	                 (ssize_t)sizeof(chunked) - 1);
+	assert_int_equal(read_response(fd, body, sizeof(body)), 411);
+	char c;
+	assert_int_equal(recv(fd, &c, 1, 0), 0);
+	close(fd);
+	/* HTTP/1.0 without keep-alive: the answer, then EOF */
+	fd = dial();
+	static const char h10[] = "GET / HTTP/1.0\r\n\r\n";
+	assert_int_equal(send(fd, h10, sizeof(h10) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(h10) - 1);
+	assert_int_equal(read_response(fd, body, sizeof(body)), 200);
+	assert_string_equal(body, "Hello from rev-x\n");
+	assert_int_equal(recv(fd, &c, 1, 0), 0);
+	close(fd);
+}
+
 static void sigterm_finishes_response_in_flight_and_exits_zero(void **state)
 {
 	(void)state;
@@ -242,6 +280,7 @@ int main(void)
 	    cmocka_unit_test_teardown(hello_answers_with_revision_and_keeps_alive, teardown),
 	    cmocka_unit_test_teardown(sleep_serves_idle_waits_concurrently, teardown),
 	    cmocka_unit_test_teardown(sleep_busy_waits_and_rejects_bad_values, teardown),
+	    cmocka_unit_test_teardown(bodies_are_discarded_chunked_refused_http10_closed, teardown),
 	    cmocka_unit_test_teardown(sigterm_finishes_response_in_flight_and_exits_zero, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,7 +12,9 @@
  * and growing delays; a readiness probe that never passes (refused, HTTP 400) -> never READY,
  * message says why; exec probes run inside the sandbox (see its eth0 and pod IP); a stop then
  * start of the same key delivers EXITED before STARTED; a pooled
- * namespace serves a sandbox too. */
+ * namespace serves a sandbox too; a limit that is not a Kubernetes quantity fails the sandbox
+ * (CreateContainerConfigError naming the field and value) while valid ones start; a probe
+ * without a port in the first of two containers is refused at start. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -648,6 +650,79 @@ static void bad_config_is_refused(void **state)
 	plugin = NULL;
 }
 
+static void bad_quantity_fails_the_sandbox_naming_field_and_value(void **state)
+{
+	(void)state;
+	SKIP_UNLESS_USABLE();
+	static const struct {
+		const char *key, *cpu, *memory, *field, *value;
+	} bad[] = {
+	    {"default/badmem-1", "500m", "12Q", "resources.limits.memory", "12Q"},
+	    {"default/badcpu-1", "-1", "128Mi", "resources.limits.cpu", "-1"},
+	    {"default/badcpu-2", "1.5 cores", "128Mi", "resources.limits.cpu", "1.5 cores"},
+	};
+	struct one o[KD_ARRAY_SIZE(bad) + 1];
+	struct json_object *pods[KD_ARRAY_SIZE(bad) + 1];
+	for (size_t i = 0; i <= KD_ARRAY_SIZE(bad); i++) {
+		bool good = i == KD_ARRAY_SIZE(bad);
+		const char *key = good ? "default/goodlim-1" : bad[i].key;
+		one_init(&o[i], key, "test.local/hello", NULL);
+		char js[512];
+		snprintf(js, sizeof(js),
+		         "{\"metadata\":{\"name\":\"%s\",\"namespace\":\"default\"},"
+		         "\"spec\":{\"containers\":[{\"name\":\"user-container\",\"resources\":"
+		         "{\"limits\":{\"cpu\":\"%s\",\"memory\":\"%s\"}}}]}}",
+		         o[i].name, good ? "500m" : bad[i].cpu, good ? "128Mi" : bad[i].memory);
+		pods[i] = json_tokener_parse(js);
+		assert_non_null(pods[i]);
+		o[i].spec.pod = pods[i];
+		assert_int_equal(ops->start(rt, &o[i].spec, on_event, &events, NULL), 0);
+	}
+	for (size_t i = 0; i < KD_ARRAY_SIZE(bad); i++) {
+		const struct rec *f = run_until(KD_RUNTIME_FAILED, bad[i].key, 3000);
+		assert_non_null(f);
+		assert_string_equal(f->reason, "CreateContainerConfigError");
+		assert_non_null(strstr(f->message, bad[i].field));
+		char quoted[64];
+		snprintf(quoted, sizeof(quoted), "\"%s\"", bad[i].value);
+		assert_non_null(strstr(f->message, quoted));
+		assert_non_null(strstr(f->message, "user-container"));
+		assert_null(find_event(KD_RUNTIME_STARTED, bad[i].key));
+		struct kd_sandbox_status ss;
+		assert_int_equal(ops->status(rt, bad[i].key, &ss), -ENOENT);
+	}
+	/* valid quantities start (no writable cgroup v2 here: not limited, but not refused) */
+	assert_non_null(run_until(KD_RUNTIME_READY, "default/goodlim-1", 3000));
+	assert_null(find_event(KD_RUNTIME_FAILED, "default/goodlim-1"));
+	assert_int_equal(veths_in_br(), 1);
+	assert_int_equal(ops->stop(rt, "default/goodlim-1", 1000, NULL), 0);
+	assert_non_null(run_until(KD_RUNTIME_EXITED, "default/goodlim-1", 3000));
+	assert_int_equal(veths_in_br(), 0);
+	for (size_t i = 0; i <= KD_ARRAY_SIZE(bad); i++)
+		json_object_put(pods[i]);
+}
+
+static void probe_without_port_in_first_container_is_refused(void **state)
+{
+	(void)state;
+	SKIP_UNLESS_USABLE();
+	struct one o;
+	one_init(&o, "default/noport-1", "test.local/hello", NULL);
+	struct kd_container_spec cs[2] = {o.c, o.c};
+	cs[0].readiness = (struct kd_probe){.type = KD_PROBE_TCP}; /* no port */
+	cs[1].name = "second";
+	o.spec.containers = cs;
+	o.spec.n_containers = 2;
+	struct kd_error *err = NULL;
+	assert_int_equal(ops->start(rt, &o.spec, on_event, &events, &err), -EINVAL);
+	assert_non_null(strstr(kd_error_msg(err), "readiness probe without a port"));
+	kd_error_free(err);
+	struct kd_sandbox_status ss;
+	assert_int_equal(ops->status(rt, "default/noport-1", &ss), -ENOENT);
+	run_for(50);
+	assert_int_equal(events.n, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -663,6 +738,10 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(pooled_namespace_serves_a_sandbox, setup, teardown),
 	    cmocka_unit_test_setup_teardown(bad_config_is_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(bad_quantity_fails_the_sandbox_naming_field_and_value,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(probe_without_port_in_first_container_is_refused, setup,
+	                                    teardown),
 	};
 	return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }

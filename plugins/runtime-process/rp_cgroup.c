@@ -1,0 +1,162 @@
+/* plugins/runtime-process/rp_cgroup.c: resource limits. If the Pod sets limits (cpu/memory,
+ * summed over containers) and cgroup v2 is mounted and writable at the parent of `cgroup-root`,
+ * the sandbox gets its own cgroup (cpu.max, memory.max) that its processes join before exec.
+ * Otherwise one log line at init says sandboxes are not cgroup-limited. Limits are Kubernetes
+ * quantities (kd_quantity_parse, kd/schedjson.h): one that is not fails the sandbox at start
+ * (CreateContainerConfigError naming the field and value), never "no limit".
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include "kd/json.h"
+#include "kd/schedjson.h"
+#include "rp.h"
+
+#ifndef CGROUP2_SUPER_MAGIC
+#define CGROUP2_SUPER_MAGIC 0x63677270
+#endif
+
+static int write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = write(fd, text, strlen(text));
+	int e = n < 0 ? errno : 0;
+	close(fd);
+	return n < 0 ? -e : 0;
+}
+
+void rp_cgroup_init(struct rp *rp)
+{
+	const char *root = rp->cfg->cgroup_root;
+	if (!root || !*root) {
+		rp->host->log(KD_LOG_INFO, "runtime-process: cgroup-root empty: sandboxes are not "
+		                           "cgroup-limited");
+		return;
+	}
+	kd_autofree char *parent = kd_xstrdup(root);
+	char *slash = strrchr(parent, '/');
+	if (slash && slash != parent)
+		*slash = '\0';
+	struct statfs sf;
+	if (statfs(parent, &sf) < 0 || (unsigned long)sf.f_type != CGROUP2_SUPER_MAGIC ||
+	    access(parent, W_OK) < 0) {
+		rp->host->log(KD_LOG_INFO,
+		              "runtime-process: no writable cgroup v2 at %s: sandboxes are not "
+		              "cgroup-limited",
+		              parent);
+		return;
+	}
+	if (mkdir(root, 0755) < 0 && errno != EEXIST) {
+		rp->host->log(KD_LOG_INFO,
+		              "runtime-process: mkdir %s: %s: sandboxes are not cgroup-limited",
+		              root, strerror(errno));
+		return;
+	}
+	kd_autofree char *pctl = kd_xasprintf("%s/cgroup.subtree_control", parent);
+	kd_autofree char *rctl = kd_xasprintf("%s/cgroup.subtree_control", root);
+	write_file(pctl, "+cpu +memory +pids");
+	write_file(rctl, "+cpu +memory +pids");
+	rp->cgroups = true;
+	rp->host->log(KD_LOG_INFO, "runtime-process: sandbox cgroups under %s", root);
+}
+
+/* Adds limits.<res> of resources (borrowed, may be NULL) to *acc. */
+static int add_limit(struct json_object *limits, const char *ctr_name, const char *res, bool milli,
+                     int64_t *acc, char **msg)
+{
+	struct json_object *v = NULL;
+	if (!limits || !json_object_object_get_ex(limits, res, &v) || !v)
+		return 0;
+	const char *s = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+	int64_t q = 0;
+	int rc = -EINVAL;
+	if (s) {
+		rc = kd_quantity_parse(s, milli, &q);
+	} else if (json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 0) {
+		q = json_object_get_int64(v);
+		rc = 0;
+		if (milli && q > INT64_MAX / 1000)
+			rc = -ERANGE;
+		else if (milli)
+			q *= 1000;
+	}
+	if (rc == 0 && *acc > INT64_MAX - q)
+		rc = -ERANGE;
+	if (rc < 0) {
+		*msg = kd_xasprintf("container %s: resources.limits.%s \"%s\": %s", ctr_name, res,
+		                    s ? s : json_object_to_json_string(v),
+		                    rc == -ERANGE ? "out of range" : "not a Kubernetes quantity");
+		return rc;
+	}
+	*acc += q;
+	return 0;
+}
+
+int rp_cgroup_add_limits(struct sandbox *sb, const char *ctr_name, struct json_object *pc,
+                         char **msg)
+{
+	struct json_object *limits = pc ? kd_json_get_object(pc, "resources.limits") : NULL;
+	int rc = add_limit(limits, ctr_name, "cpu", true, &sb->cpu_milli, msg);
+	if (rc == 0)
+		rc = add_limit(limits, ctr_name, "memory", false, &sb->mem_bytes, msg);
+	return rc;
+}
+
+void rp_cgroup_create(struct rp *rp, struct sandbox *sb)
+{
+	if (!rp->cgroups || (sb->cpu_milli <= 0 && sb->mem_bytes <= 0))
+		return;
+	char *path = kd_xasprintf("%s/%s", rp->cfg->cgroup_root, sb->veth);
+	if (mkdir(path, 0755) < 0) {
+		rp->host->log(KD_LOG_WARN, "runtime-process: %s: mkdir %s: %s", sb->key, path,
+		              strerror(errno));
+		free(path);
+		return;
+	}
+	char buf[64];
+	kd_autofree char *f = NULL;
+	if (sb->cpu_milli > 0) {
+		f = kd_xasprintf("%s/cpu.max", path);
+		snprintf(buf, sizeof(buf), "%lld 100000", (long long)sb->cpu_milli * 100);
+		int rc = write_file(f, buf);
+		if (rc < 0)
+			rp->host->log(KD_LOG_WARN, "runtime-process: %s: write %s: %s", sb->key, f,
+			              strerror(-rc));
+		free(f);
+		f = NULL;
+	}
+	if (sb->mem_bytes > 0) {
+		f = kd_xasprintf("%s/memory.max", path);
+		snprintf(buf, sizeof(buf), "%lld", (long long)sb->mem_bytes);
+		int rc = write_file(f, buf);
+		if (rc < 0)
+			rp->host->log(KD_LOG_WARN, "runtime-process: %s: write %s: %s", sb->key, f,
+			              strerror(-rc));
+		free(f);
+		f = NULL;
+	}
+	f = kd_xasprintf("%s/cgroup.procs", path);
+	sb->cg_procs_fd = open(f, O_WRONLY | O_CLOEXEC);
+	sb->cg_path = path;
+}
+
+void rp_cgroup_destroy(struct rp *rp, struct sandbox *sb)
+{
+	if (sb->cg_procs_fd >= 0)
+		close(sb->cg_procs_fd);
+	sb->cg_procs_fd = -1;
+	if (sb->cg_path && rmdir(sb->cg_path) < 0)
+		rp->host->log(KD_LOG_WARN, "runtime-process: rmdir %s: %s", sb->cg_path,
+		              strerror(errno));
+	free(sb->cg_path);
+	sb->cg_path = NULL;
+}
