@@ -87,7 +87,7 @@ FUZZ_CC ?= clang
 FUZZ_TIME ?= 60
 
 ALL_C := $(LIB_SRCS) $(wildcard plugins/*/*.c) $(foreach c,$(COMPONENTS),$(wildcard $(call comp_dir,$(c))/*.c)) \
-	$(wildcard functions/*/*.c) $(wildcard bench/*/*.c) $(TEST_SRCS) $(TEST_SUPPORT_SRCS) \
+	$(wildcard functions/*.c) $(wildcard functions/*/*.c) $(wildcard bench/*/*.c) $(TEST_SRCS) $(TEST_SUPPORT_SRCS) \
 	$(FIXTURE_SRCS) $(HARNESS_SRCS) $(FUZZ_SRCS)
 ALL_H := $(shell find lib plugins autoscaler-shim node-agent activator-hook functions bench tests \
 	-name '*.h' 2>/dev/null)
