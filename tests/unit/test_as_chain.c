@@ -43,10 +43,9 @@ void kd_as_event(struct kd_as *as, json_object *obj, const char *type, const cha
 {
 	(void)as;
 	(void)obj;
-	char msg[400];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	kd_autofree char *msg = kd_xvasprintf(fmt, ap);
 	va_end(ap);
 	snprintf(last_event, sizeof(last_event), "%s %s: %s", type, reason, msg);
 	n_events++;
@@ -262,6 +261,16 @@ static const struct kd_op *pending_op(struct kd_as_chan *ch, const char *key)
 	return NULL;
 }
 
+/* The revision's instance on node (exactly one expected). */
+static struct kd_as_inst *inst_on(struct fx *f, const char *node_name)
+{
+	for (size_t i = 0; i < f->rev.n_insts; i++)
+		if (strcmp(f->rev.insts[i]->d.node, node_name) == 0)
+			return f->rev.insts[i];
+	fail_msg("no instance on %s", node_name);
+	abort(); /* not reached: fail_msg does not return */
+}
+
 /* Makes inst persisted and Ready with an IP, as the Pod informer would after write-back. */
 static void persist(struct fx *f, struct kd_as_inst *inst, bool ready)
 {
@@ -415,17 +424,9 @@ static void victims_are_cancelled_or_deleted(void **state)
 	assert_int_equal(f->rev.n_insts, 3);
 	for (size_t i = 0; i < 3; i++)
 		clear_pending(ch[i]);
-	struct kd_as_inst *eph = NULL, *ready = NULL, *unready = NULL;
-	for (size_t i = 0; i < 3; i++) {
-		struct kd_as_inst *inst = f->rev.insts[i];
-		if (strcmp(inst->d.node, "n1") == 0)
-			eph = inst; /* stays ephemeral, not ready */
-		else if (strcmp(inst->d.node, "n2") == 0)
-			ready = inst;
-		else
-			unready = inst;
-	}
-	assert_true(eph && ready && unready);
+	struct kd_as_inst *eph = inst_on(f, "n1"); /* stays ephemeral, not ready */
+	struct kd_as_inst *ready = inst_on(f, "n2");
+	struct kd_as_inst *unready = inst_on(f, "n3");
 	persist(f, ready, true);
 	persist(f, unready, false);
 	assert_true(kd_as_inst_routable(&f->as, ready));
@@ -476,12 +477,8 @@ static void victims_are_cancelled_or_deleted(void **state)
 	 * one's name stays reserved and its node still counts it until the Pod is gone */
 	kd_as_chain_apply(&f->as, &f->rev, 2);
 	assert_int_equal(live(f), 2);
-	struct kd_as_inst *fresh = NULL;
-	for (size_t i = 0; i < f->rev.n_insts; i++)
-		if (f->rev.insts[i] != ready && f->rev.insts[i] != unready)
-			fresh = f->rev.insts[i];
-	assert_non_null(fresh);
-	assert_string_equal(fresh->d.node, "n1");
+	struct kd_as_inst *fresh = inst_on(f, "n1");
+	assert_true(fresh != ready && fresh != unready);
 	assert_string_not_equal(fresh->d.name, gone_name);
 }
 
