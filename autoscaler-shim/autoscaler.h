@@ -1,14 +1,21 @@
 /* autoscaler-shim/autoscaler.h: shared state of kd-autoscaler, the PodAutoscaler reconciler of
- * the kubedirect class (DESIGN.md sections 2-5). Everything runs on one kd_loop:
+ * the kubedirect class (DESIGN.md sections 2-5), and the interface between its files. Everything
+ * runs on one kd_loop:
  *  - pa.c: informers (PodAutoscalers of our class, template Deployments, managed Pods), the
  *    per-revision table, the decision tick and pokes, and the write-back of the public/private
  *    Services, public Endpoints, PA status and the Deployment's replica annotation through
  *    kd_wbcache + kd_wbk8s. Invariant 6: a PA whose class annotation is not ours is never
  *    touched (not even read beyond the class check).
- *  - chain.c: decision -> workload plan -> scheduler place -> kd_op on the instance channel of
- *    the node's kd-node (kd/instance.h contract), victims cancelled along the chain or deleted
- *    through the API Server; the Node informer feeding the scheduler; the status channel
- *    (kd_chan_down) where kd-nodes report readiness.
+ *  - insts.c: the instance table (every instance of every revision, by key) and the adoption
+ *    of managed Pods seen through the API Server.
+ *  - plan.c: the chain's decisions, without I/O: decider output -> workload plan -> scheduler
+ *    placements -> what to create where, what to cancel, what to delete.
+ *  - apply.c: carries a plan out: kd_op upserts/deletes queued on the instance channel of the
+ *    node's kd-node (kd/instance.h contract), victims cancelled along the chain or deleted
+ *    through the API Server.
+ *  - nodes.c: the Node informer feeding the scheduler (through kd/schedjson.h) and the pool of
+ *    instance channels, one kd_chan_up per kd-node address.
+ *  - status.c: the status channel (kd_chan_down) where kd-nodes report readiness.
  *  - stats.c: the stats WebSocket (Knative WireStatMessages and our JSON; kd/wirestat.h).
  *  - objects.c: pure builders (objects.h).
  *  - main.c: options, clients, plugins, signals.
@@ -20,7 +27,6 @@
 #include <stdint.h>
 
 #include <json-c/json.h>
-#include <json-c/linkhash.h>
 
 #include "kd/chan.h"
 #include "kd/config.h"
@@ -28,7 +34,9 @@
 #include "kd/k8s.h"
 #include "kd/loop.h"
 #include "kd/plugin.h"
+#include "kd/schedjson.h"
 #include "kd/stage.h"
+#include "kd/strmap.h"
 #include "kd/watch.h"
 #include "kd/wbcache.h"
 #include "kd/wbk8s.h"
@@ -64,6 +72,12 @@ struct kd_as_cfg {
 struct kd_as;
 struct kd_as_rev;
 
+/* A Node that publishes an instance channel address (Node annotation KD_ANNOT_CHANNEL_ADDR). */
+struct kd_as_node {
+	char *name; /* the map key */
+	char *addr; /* "host:port" */
+};
+
 /* One instance channel: a kd-node address (Node annotation KD_ANNOT_CHANNEL_ADDR). */
 struct kd_as_chan {
 	struct kd_as *as;
@@ -98,7 +112,10 @@ struct kd_as_rev {
 	json_object *deploy;      /* template Deployment (owned reference) or NULL */
 	json_object *last_status; /* our last status patch (owned), the "previous" status */
 	char tmpl_hash[KD_TEMPLATE_HASH_LEN + 1];
-	int64_t cpu_milli, mem_bytes;
+	/* deploy's pod template as scheduler input (borrows from deploy), valid while deploy is
+	 * set and tmpl_error is NULL */
+	struct kd_pod_view tmpl;
+	char *tmpl_error;          /* why deploy's pod template cannot be placed, or NULL */
 	struct kd_as_inst **insts; /* live and deleting instances */
 	size_t n_insts, cap_insts;
 	int32_t desired;         /* last applied decision, -1 before */
@@ -126,19 +143,20 @@ struct kd_as {
 	const struct kd_workload_ops *workload;
 	const struct kd_scheduler_ops *scheduler;
 	struct kd_informer *pa_inf, *deploy_inf, *pod_inf, *node_inf;
-	struct lh_table *revs;      /* key -> struct kd_as_rev * */
-	struct lh_table *insts;     /* key -> struct kd_as_inst * */
-	struct lh_table *chans;     /* addr -> struct kd_as_chan * */
-	struct lh_table *node_addr; /* node name (owned key) -> addr (owned) */
-	struct lh_table *notready;  /* names of NotReady nodes (owned keys) */
-	struct lh_table *written;   /* wb keys whose write succeeded (owned keys) */
+	/* Maps (kd/strmap.h); each key points into its value. */
+	struct kd_strmap revs;     /* rev->key -> struct kd_as_rev */
+	struct kd_strmap insts;    /* inst->key -> struct kd_as_inst */
+	struct kd_strmap chans;    /* ch->addr -> struct kd_as_chan */
+	struct kd_strmap nodes;    /* node->name -> struct kd_as_node */
+	struct kd_strmap notready; /* names of NotReady nodes -> the same string (owned) */
+	struct kd_strmap written;  /* wb keys whose write succeeded -> the same string (owned) */
 	struct kd_wbk8s *wbk8s;
 	struct kd_wb_writer inner; /* the adapter's writer */
 	struct kd_wb *wb;
 	struct kd_chan_down *status_down;
 	struct kd_as_stats *stats;
 	struct kd_timer *tick, *sync_timer, *warm_timer;
-	bool warm; /* decisions are applied (see chain.c check_warm) */
+	bool warm; /* decisions are applied (see nodes.c check_warm) */
 	bool stopping;
 	uint64_t decisions, pokes, created, cancelled, deleted;
 };
@@ -163,26 +181,88 @@ void kd_as_event(struct kd_as *as, json_object *obj, const char *type, const cha
 uint32_t kd_as_rev_live(const struct kd_as_rev *rev);
 uint32_t kd_as_rev_ready(struct kd_as *as, const struct kd_as_rev *rev);
 
-/* ---- chain.c ---- */
-int kd_as_chain_start(struct kd_as *as, struct kd_error **err);
-void kd_as_chain_stop(struct kd_as *as);
-/* Starts the Node informer (channels connect as nodes appear). */
-void kd_as_chain_nodes_start(struct kd_as *as);
-/* Brings rev's instances to `desired` (plan, place, send). */
-void kd_as_chain_apply(struct kd_as *as, struct kd_as_rev *rev, int32_t desired);
-/* Ready, with an IP, not a victim, and on a node not known NotReady. */
-bool kd_as_inst_routable(struct kd_as *as, const struct kd_as_inst *inst);
+/* ---- insts.c: the instance table ---- */
+/* The instance of key ("ns/name"), or NULL. Borrowed. */
+struct kd_as_inst *kd_as_inst_find(struct kd_as *as, const char *key);
+/* A new instance of rev from *d (moved: *d is left as kd_instance_init makes it), in as->insts
+ * and rev's list. Returns it (borrowed; freed by kd_as_inst_remove). */
+struct kd_as_inst *kd_as_inst_new(struct kd_as *as, struct kd_as_rev *rev,
+                                  struct kd_instance_desc *d);
 /* Removes inst from every table (and its rev); releases its scheduler reservation; frees it. */
 void kd_as_inst_remove(struct kd_as *as, struct kd_as_inst *inst);
-/* Adopts a managed Pod (borrowed) seen in the API; returns the instance or NULL. */
+/* Adopts a managed Pod (borrowed) seen in the API; returns the instance or NULL. The Pod's spec
+ * (kd_pod_view) is what the scheduler counts for it. */
 struct kd_as_inst *kd_as_inst_observe(struct kd_as *as, json_object *pod);
+/* Removes every instance, without touching revisions (shutdown: after kd_as_pa_stop). */
+void kd_as_insts_clear(struct kd_as *as);
+
+/* ---- plan.c: the chain's decisions (no I/O) ---- */
+/* Ready, with an IP, not a victim, and on a node not known NotReady. */
+bool kd_as_inst_routable(struct kd_as *as, const struct kd_as_inst *inst);
+
+/* One instance to create: placed (scheduler reservation held under its key) on d.node, which
+ * has an instance channel. */
+struct kd_as_plan_create {
+	struct kd_instance_desc d; /* owned */
+	struct kd_op op;           /* the upsert for d's channel, owned */
+};
+
+/* What it takes to bring a revision to a desired scale. Owned by the caller (zeroed before
+ * kd_as_plan_make), freed with kd_as_plan_fini, which releases no reservation: kd_as_chain_apply
+ * turns each create into an instance that owns its reservation. */
+struct kd_as_plan {
+	struct kd_as_plan_create *create; /* placed, in the workload's order */
+	size_t n_create;
+	struct kd_as_inst **cancel; /* victims never persisted: cancel along the chain (borrowed) */
+	size_t n_cancel;
+	struct kd_as_inst **del; /* persisted victims: the node deletes them (borrowed) */
+	size_t n_del;
+	size_t wanted;     /* creations the workload plan asked for */
+	bool placed_all;   /* every one of them was placed */
+	char *sched_error; /* when not: why (owned), naming the revision, not the instance */
+};
+
+/* Plans rev toward desired: the workload plan over rev's live instances (victims and
+ * terminating ones reserve their names), then each new instance placed by the scheduler from
+ * rev's template (rev->tmpl) on a node that has an instance channel, stopping at the first one
+ * that cannot be (its reservation released); victims split into cancel (not observed in the API)
+ * and del (persisted). Reads as->insts, as->nodes, as->chans, as->notready and the workload and
+ * scheduler plugins; changes nothing but the scheduler's reservations. 0, or -errno with *err
+ * when the workload plan fails (then nothing was reserved). rev needs deploy and pa_uid. */
+int kd_as_plan_make(struct kd_as *as, struct kd_as_rev *rev, int32_t desired,
+                    struct kd_as_plan *out, struct kd_error **err);
+void kd_as_plan_fini(struct kd_as_plan *plan);
+
+/* ---- apply.c: decisions carried out along the chain ---- */
+/* Brings rev's instances to `desired` (kd_as_plan_make, then queue and send); a no-op until the
+ * chain is warm and rev has its template and PA uid. */
+void kd_as_chain_apply(struct kd_as *as, struct kd_as_rev *rev, int32_t desired);
 /* Cancels every instance of rev along the chain (rev going away). */
 void kd_as_chain_forget_rev(struct kd_as *as, struct kd_as_rev *rev);
 /* API-deletes victims whose node did not delete them in time (tick). */
 void kd_as_chain_sweep(struct kd_as *as);
 #define KD_AS_DELETE_FALLBACK_MS 10000
+/* DELETE of inst's Pod through the API Server (uid precondition when the informer knows it);
+ * force: grace period 0 (its node is gone). Asynchronous; failures are logged. */
+void kd_as_delete_through_api(struct kd_as *as, struct kd_as_inst *inst, bool force);
+
+/* ---- nodes.c: Node informer and instance channel pool ---- */
+/* Creates the Node informer (not started) and the warm-up timer. */
+int kd_as_nodes_init(struct kd_as *as, struct kd_error **err);
+/* Starts the Node informer (channels connect as nodes appear). */
+void kd_as_nodes_start(struct kd_as *as);
+/* Stops the informer and frees every channel and node record (after kd_as_insts_clear). */
+void kd_as_nodes_stop(struct kd_as *as);
+/* The instance channel of node (borrowed), or NULL when it publishes no address. */
+struct kd_as_chan *kd_as_chan_for_node(struct kd_as *as, const char *node);
+/* Queues op (moved: *op is zeroed) on ch, replacing a pending op of the same key. */
+void kd_as_chan_queue(struct kd_as_chan *ch, struct kd_op *op);
 /* Hands every channel's pending ops to kd_chan. */
 void kd_as_chain_flush(struct kd_as *as);
+
+/* ---- status.c: the status channel server ---- */
+int kd_as_status_start(struct kd_as *as, struct kd_error **err);
+void kd_as_status_stop(struct kd_as *as);
 
 /* ---- stats.c ---- */
 struct kd_as_stats;

@@ -1,8 +1,8 @@
 /* autoscaler-shim/main.c: kd-autoscaler entry point: options (--help generated from the table),
  * logging, two Kubernetes clients (watches/events/scale patches unlimited; write-back rate
- * limited by --write-qps), the decider, workload and scheduler plugins, then chain.c (Node
- * informer, status channel), pa.c (informers, decisions, write-back) and stats.c (stats
- * WebSocket) on one kd_loop until SIGINT or SIGTERM. Exit status: 0 after a signal, 1 on bad
+ * limited by --write-qps), the decider, workload and scheduler plugins, then status.c (status
+ * channel), nodes.c (Node informer), stats.c (stats WebSocket) and pa.c (informers, decisions,
+ * write-back) on one kd_loop until SIGINT or SIGTERM. Exit status: 0 after a signal, 1 on bad
  * options, unusable kubeconfig, a plugin the loader refuses or a port that cannot be bound, 2 if
  * the loop fails. */
 #include <errno.h>
@@ -176,8 +176,8 @@ int main(int argc, char **argv)
 		kd_log_error("signalfd: %s", strerror(errno));
 		goto out;
 	}
-	if (kd_as_chain_start(&as, &err) < 0 || kd_as_stats_start(&as, &err) < 0 ||
-	    kd_as_pa_start(&as, &err) < 0) {
+	if (kd_as_status_start(&as, &err) < 0 || kd_as_nodes_init(&as, &err) < 0 ||
+	    kd_as_stats_start(&as, &err) < 0 || kd_as_pa_start(&as, &err) < 0) {
 		kd_log_error("%s", kd_error_msg(err));
 		goto out;
 	}
@@ -200,7 +200,9 @@ out:
 	as.stopping = true;
 	kd_as_stats_stop(&as);
 	kd_as_pa_stop(&as);
-	kd_as_chain_stop(&as);
+	kd_as_status_stop(&as);
+	kd_as_insts_clear(&as);
+	kd_as_nodes_stop(&as);
 	kd_k8s_free(as.k8s_w);
 	kd_k8s_free(as.k8s);
 	kd_plugin_unload(as.scheduler_h);

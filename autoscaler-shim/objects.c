@@ -1,6 +1,4 @@
 /* autoscaler-shim/objects.c: pure object builders (see objects.h). */
-#include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -281,69 +279,4 @@ json_object *kd_as_build_event(json_object *obj, const char *type, const char *r
 	add_str(e, "lastTimestamp", now);
 	json_object_object_add(e, "count", json_object_new_int(1));
 	return e;
-}
-
-/* Parses a quantity into a number scaled by `unit` (1000 for millicores, 1 for bytes). */
-static int parse_quantity(const char *q, double unit, int64_t *out)
-{
-	if (!q || !*q)
-		return -EINVAL;
-	char *end = NULL;
-	errno = 0;
-	double v = strtod(q, &end);
-	if (errno || end == q || !isfinite(v) || v < 0)
-		return -EINVAL;
-	static const struct {
-		const char *sfx;
-		double mul;
-	} sfx[] = {{"", 1},
-	           {"m", 1e-3},
-	           {"k", 1e3},
-	           {"M", 1e6},
-	           {"G", 1e9},
-	           {"T", 1e12},
-	           {"P", 1e15},
-	           {"E", 1e18},
-	           {"Ki", 1024.0},
-	           {"Mi", 1048576.0},
-	           {"Gi", 1073741824.0},
-	           {"Ti", 1099511627776.0},
-	           {"Pi", 1125899906842624.0},
-	           {"Ei", 1152921504606846976.0}};
-	for (size_t i = 0; i < KD_ARRAY_SIZE(sfx); i++) {
-		if (strcmp(end, sfx[i].sfx) == 0) {
-			double r = ceil(v * sfx[i].mul * unit - 1e-9);
-			if (r > 9.2e18)
-				return -EINVAL;
-			*out = (int64_t)r;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
-int kd_as_parse_cpu_milli(const char *q, int64_t *out)
-{
-	return parse_quantity(q, 1000.0, out);
-}
-
-int kd_as_parse_bytes(const char *q, int64_t *out)
-{
-	return parse_quantity(q, 1.0, out);
-}
-
-void kd_as_template_requests(json_object *deployment, int64_t *cpu_milli, int64_t *mem_bytes)
-{
-	*cpu_milli = 0;
-	*mem_bytes = 0;
-	json_object *cs = kd_json_get_array(deployment, "spec.template.spec.containers");
-	for (size_t i = 0; cs && i < json_object_array_length(cs); i++) {
-		json_object *c = json_object_array_get_idx(cs, i);
-		int64_t v = 0;
-		if (kd_as_parse_cpu_milli(kd_json_get_string(c, "resources.requests.cpu"), &v) == 0)
-			*cpu_milli += v;
-		v = 0;
-		if (kd_as_parse_bytes(kd_json_get_string(c, "resources.requests.memory"), &v) == 0)
-			*mem_bytes += v;
-	}
 }

@@ -2,8 +2,8 @@
  * PodAutoscaler of its class: the revision's public Service and Endpoints and private Service
  * (shaped as Knative's SKS reconciler makes them: pkg/reconciler/serverlessservice/resources/
  * services.go), the PodAutoscaler status (conditions with the semantics of Knative's
- * pa_lifecycle.go and kpa.go computeActiveCondition), Events, and the pod template's resource
- * requests. No I/O; wall-clock times are passed in, so tests check exact output. */
+ * pa_lifecycle.go and kpa.go computeActiveCondition) and Events. No I/O; wall-clock times are
+ * passed in, so tests check exact output. */
 #ifndef KD_AS_OBJECTS_H
 #define KD_AS_OBJECTS_H
 
@@ -69,13 +69,5 @@ json_object *kd_as_build_status(const struct kd_as_status *st, json_object *prev
  * "Warning", from component kd-autoscaler. Name "<obj name>.<hex of now>". Returns owned. */
 json_object *kd_as_build_event(json_object *obj, const char *type, const char *reason,
                                const char *message, uint64_t now_wall_ns);
-
-/* Kubernetes quantity to millicores (cpu) / bytes (memory): "250m", "1", "0.5", "1e3", "128Mi",
- * "1Gi", "1k". 0 or -EINVAL. */
-int kd_as_parse_cpu_milli(const char *q, int64_t *out);
-int kd_as_parse_bytes(const char *q, int64_t *out);
-/* Sum of resources.requests (cpu, memory) over spec.template.spec.containers of a Deployment
- * (borrowed). Unparsable quantities count as 0. */
-void kd_as_template_requests(json_object *deployment, int64_t *cpu_milli, int64_t *mem_bytes);
 
 #endif /* KD_AS_OBJECTS_H */

@@ -79,8 +79,7 @@ struct kd_as_rev *kd_as_rev_find(struct kd_as *as, const char *ns, const char *n
 	if (!ns || !name)
 		return NULL;
 	kd_autofree char *key = kd_xasprintf("%s/%s", ns, name);
-	void *v = NULL;
-	return lh_table_lookup_ex(as->revs, key, &v) ? v : NULL;
+	return kd_strmap_get(&as->revs, key);
 }
 
 uint32_t kd_as_rev_live(const struct kd_as_rev *rev)
@@ -116,6 +115,7 @@ static bool ours(struct kd_as *as, json_object *pa)
 }
 
 static void rev_set_deploy(struct kd_as *as, struct kd_as_rev *rev, json_object *dep);
+static void rev_clear_deploy(struct kd_as_rev *rev);
 static void rev_forget_writes(struct kd_as *as, struct kd_as_rev *rev);
 
 /* cancel: the revision goes away (cancel its instances along the chain); otherwise (shutdown)
@@ -134,11 +134,10 @@ static void rev_free(struct kd_as *as, struct kd_as_rev *rev, bool cancel)
 		as->decider->forget(kd_plugin_state(as->decider_h), rev->key);
 	if (as->workload)
 		as->workload->forget(kd_plugin_state(as->workload_h), rev->key);
-	lh_table_delete(as->revs, rev->key);
+	kd_strmap_del(&as->revs, rev->key);
 	if (rev->pa)
 		json_object_put(rev->pa);
-	if (rev->deploy)
-		json_object_put(rev->deploy);
+	rev_clear_deploy(rev);
 	if (rev->last_status)
 		json_object_put(rev->last_status);
 	free(rev->insts);
@@ -191,7 +190,7 @@ static void on_pa(struct kd_informer *inf, json_object *pa, void *arg)
 		rev->pa_uid = kd_xstrdup(uid);
 		rev->desired = -1;
 		rev->manual = -1;
-		lh_table_insert(as->revs, rev->key, rev);
+		kd_strmap_put(&as->revs, rev->key, rev);
 		kd_log_info("pa %s: ours (class %s)", rev->key, as->cfg.pa_class);
 	}
 	if (rev->pa)
@@ -248,14 +247,30 @@ static void scale_done(struct kd_k8s_response *resp, struct kd_error *err, void 
 	free(key);
 }
 
-static void rev_set_deploy(struct kd_as *as, struct kd_as_rev *rev, json_object *dep)
+static void rev_clear_deploy(struct kd_as_rev *rev)
 {
+	kd_pod_view_fini(&rev->tmpl);
+	free(rev->tmpl_error);
+	rev->tmpl_error = NULL;
 	if (rev->deploy)
 		json_object_put(rev->deploy);
+	rev->deploy = NULL;
+}
+
+static void rev_set_deploy(struct kd_as *as, struct kd_as_rev *rev, json_object *dep)
+{
+	rev_clear_deploy(rev);
 	rev->deploy = json_object_get(dep);
 	if (kd_instance_template_hash(dep, rev->tmpl_hash) < 0)
 		rev->tmpl_hash[0] = 0;
-	kd_as_template_requests(dep, &rev->cpu_milli, &rev->mem_bytes);
+	/* what every instance requests of its node, read once per template version */
+	kd_autoerr struct kd_error *verr = NULL;
+	if (kd_pod_view_init(&rev->tmpl, kd_json_get_object(dep, "spec.template.spec"), &verr) <
+	    0) {
+		rev->tmpl_error = kd_xstrdup(kd_error_msg(verr));
+		kd_log_warn("template %s/%s: spec.template.spec: %s", rev->ns,
+		            kd_json_get_string(dep, "metadata.name"), rev->tmpl_error);
+	}
 	int64_t replicas = 0;
 	const char *rv = kd_json_get_string(dep, "metadata.resourceVersion");
 	const char *dname = kd_json_get_string(dep, "metadata.name");
@@ -319,10 +334,8 @@ static void on_deploy_delete(struct kd_informer *inf, json_object *dep, void *ar
 {
 	(void)inf;
 	struct kd_as_rev *rev = rev_of_deploy(arg, dep);
-	if (rev && rev->deploy) {
-		json_object_put(rev->deploy);
-		rev->deploy = NULL;
-	}
+	if (rev)
+		rev_clear_deploy(rev);
 }
 
 /* ---- managed Pods --------------------------------------------------------------------------- */
@@ -344,12 +357,9 @@ static void on_pod_delete(struct kd_informer *inf, json_object *pod, void *arg)
 	(void)inf;
 	struct kd_as *as = arg;
 	kd_autofree char *key = kd_informer_key(pod);
-	void *v = NULL;
-	if (!key || !lh_table_lookup_ex(as->insts, key, &v))
+	struct kd_as_inst *inst = kd_as_inst_find(as, key);
+	if (!inst)
 		return;
-	struct kd_as_inst *inst = v;
-	const char *uid = kd_json_get_string(pod, "metadata.uid");
-	(void)uid;
 	struct kd_as_rev *rev = inst->rev;
 	bool was_victim = inst->deleting;
 	kd_as_inst_remove(as, inst);
@@ -361,8 +371,7 @@ static void on_pod_delete(struct kd_informer *inf, json_object *pod, void *arg)
 
 static bool written(struct kd_as *as, const char *key)
 {
-	void *v = NULL;
-	return lh_table_lookup_ex(as->written, key, &v);
+	return kd_strmap_get(&as->written, key) != NULL;
 }
 
 struct wdone {
@@ -395,7 +404,7 @@ static void wrap_done(void *arg, enum kd_wb_result res, const struct kd_error *e
 		struct kd_as_rev *rev = rev_of_key(as, w->key);
 		if (!written(as, w->key)) {
 			char *k = kd_xstrdup(w->key);
-			lh_table_insert(as->written, k, k);
+			kd_strmap_put(&as->written, k, k);
 			kd_as_rev_dirty(as, rev);
 		}
 		size_t kl = strlen(w->key);
@@ -498,11 +507,7 @@ static void rev_forget_writes(struct kd_as *as, struct kd_as_rev *rev)
 			else if (state == KD_WB_PERSISTED)
 				(void)kd_wb_evict(as->wb, keys[i]);
 		}
-		void *v = NULL;
-		if (keys[i] && as->written && lh_table_lookup_ex(as->written, keys[i], &v)) {
-			lh_table_delete(as->written, keys[i]);
-			free(v);
-		}
+		free(keys[i] ? kd_strmap_del(&as->written, keys[i]) : NULL);
 		free(keys[i]);
 	}
 }
@@ -667,13 +672,11 @@ static void sync_cb(struct kd_loop *loop, struct kd_timer *t, void *arg)
 	(void)loop;
 	(void)t;
 	struct kd_as *as = arg;
-	struct lh_entry *e;
-	lh_foreach(as->revs, e)
-	{
-		struct kd_as_rev *rev = (struct kd_as_rev *)lh_entry_v(e);
+	size_t pos = 0;
+	struct kd_as_rev *rev;
+	while ((rev = kd_strmap_next(&as->revs, &pos)))
 		if (rev->dirty)
 			sync_rev(as, rev);
-	}
 }
 
 /* ---- decisions ------------------------------------------------------------------------------ */
@@ -764,10 +767,9 @@ static void tick_cb(struct kd_loop *loop, struct kd_timer *t, void *arg)
 	struct kd_as *as = arg;
 	if (kd_informer_synced(as->pod_inf) && kd_informer_synced(as->pa_inf)) {
 		kd_as_chain_sweep(as);
-		struct lh_entry *e, *tmp;
-		lh_foreach_safe(as->revs, e, tmp)
-		{
-			struct kd_as_rev *rev = (struct kd_as_rev *)lh_entry_v(e);
+		size_t pos = 0;
+		struct kd_as_rev *rev;
+		while ((rev = kd_strmap_next(&as->revs, &pos))) {
 			retry_failed_writes(as, rev, kd_loop_now_ms(as->loop));
 			kd_as_decide(as, rev, "tick");
 		}
@@ -818,7 +820,7 @@ static void on_synced(struct kd_informer *inf, void *arg)
 	struct kd_as *as = arg;
 	if (kd_informer_synced(as->pa_inf) && kd_informer_synced(as->pod_inf) &&
 	    kd_informer_synced(as->deploy_inf))
-		kd_as_chain_nodes_start(as);
+		kd_as_nodes_start(as);
 }
 
 static int informer(struct kd_as *as, const struct kd_k8s_resource *res, const char *selector,
@@ -835,8 +837,6 @@ static int informer(struct kd_as *as, const struct kd_k8s_resource *res, const c
 
 int kd_as_pa_start(struct kd_as *as, struct kd_error **err)
 {
-	as->revs = lh_kchar_table_new(256, NULL);
-	as->written = lh_kchar_table_new(256, NULL);
 	as->sync_timer = kd_loop_timer_new(as->loop, sync_cb, as);
 	as->tick = kd_loop_timer_new(as->loop, tick_cb, as);
 
@@ -909,28 +909,25 @@ void kd_as_pa_stop(struct kd_as *as)
 	kd_informer_free(as->pod_inf);
 	kd_informer_free(as->deploy_inf);
 	as->pa_inf = as->pod_inf = as->deploy_inf = NULL;
-	if (as->revs) {
-		struct lh_entry *e, *tmp;
-		lh_foreach_safe(as->revs, e, tmp)
-		{
-			rev_free(as, (struct kd_as_rev *)lh_entry_v(e), false);
-		}
-		lh_table_free(as->revs);
-		as->revs = NULL;
-	}
+	/* collect first: rev_free removes each from the map */
+	size_t n = 0, pos = 0;
+	struct kd_as_rev **all = kd_xcalloc(as->revs.n ? as->revs.n : 1, sizeof(*all));
+	struct kd_as_rev *rev;
+	while ((rev = kd_strmap_next(&as->revs, &pos)))
+		all[n++] = rev;
+	for (size_t i = 0; i < n; i++)
+		rev_free(as, all[i], false);
+	free(all);
+	kd_strmap_fini(&as->revs);
 	kd_wb_free(as->wb);
 	as->wb = NULL;
 	kd_wbk8s_free(as->wbk8s);
 	as->wbk8s = NULL;
-	if (as->written) {
-		struct lh_entry *e;
-		lh_foreach(as->written, e)
-		{
-			free(lh_entry_k(e));
-		}
-		lh_table_free(as->written);
-		as->written = NULL;
-	}
+	pos = 0;
+	char *key;
+	while ((key = kd_strmap_next(&as->written, &pos)))
+		free(key);
+	kd_strmap_fini(&as->written);
 	kd_loop_timer_free(as->sync_timer);
 	kd_loop_timer_free(as->tick);
 	as->sync_timer = as->tick = NULL;

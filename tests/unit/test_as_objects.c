@@ -1,7 +1,7 @@
 /* Unit tests for kd-autoscaler's pure object builders (autoscaler-shim/objects.c): the SKS-like
  * Services and Endpoints as Knative shapes them, the PodAutoscaler status patch (Ready derived
  * from Active/ScaleTargetInitialized/SKSReady, lastTransitionTime kept across unchanged
- * statuses), Events, and quantity parsing for template requests. */
+ * statuses) and Events. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -204,37 +204,6 @@ static void event_names_the_object(void **state)
 	assert_string_equal(kd_json_get_string(e, "firstTimestamp"), "1970-01-01T00:00:01Z");
 }
 
-static void quantities_and_template_requests(void **state)
-{
-	(void)state;
-	int64_t v = 0;
-	assert_int_equal(kd_as_parse_cpu_milli("250m", &v), 0);
-	assert_int_equal(v, 250);
-	assert_int_equal(kd_as_parse_cpu_milli("2", &v), 0);
-	assert_int_equal(v, 2000);
-	assert_int_equal(kd_as_parse_cpu_milli("0.5", &v), 0);
-	assert_int_equal(v, 500);
-	assert_int_equal(kd_as_parse_bytes("128Mi", &v), 0);
-	assert_int_equal(v, 134217728);
-	assert_int_equal(kd_as_parse_bytes("1G", &v), 0);
-	assert_int_equal(v, 1000000000);
-	assert_int_equal(kd_as_parse_bytes("110", &v), 0);
-	assert_int_equal(v, 110);
-	assert_int_equal(kd_as_parse_bytes("1e3", &v), 0);
-	assert_int_equal(v, 1000);
-	const char *bad[] = {"", "abc", "12Xi", "-1", "1 Gi"};
-	for (size_t i = 0; i < KD_ARRAY_SIZE(bad); i++)
-		assert_int_equal(kd_as_parse_bytes(bad[i], &v), -EINVAL);
-	kd_autojson json_object *d = json_tokener_parse(
-	    "{\"spec\":{\"template\":{\"spec\":{\"containers\":[{\"resources\":{\"requests\":"
-	    "{\"cpu\":\"100m\",\"memory\":\"64Mi\"}}},{\"resources\":{\"requests\":{\"cpu\":"
-	    "\"25m\"}}},{}]}}}}");
-	int64_t cpu = -1, mem = -1;
-	kd_as_template_requests(d, &cpu, &mem);
-	assert_int_equal(cpu, 125);
-	assert_int_equal(mem, 67108864);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -243,7 +212,6 @@ int main(void)
 	    cmocka_unit_test(private_service_selects_and_has_knative_ports),
 	    cmocka_unit_test(status_derives_ready_and_keeps_transition_times),
 	    cmocka_unit_test(event_names_the_object),
-	    cmocka_unit_test(quantities_and_template_requests),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

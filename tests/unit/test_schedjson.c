@@ -1,5 +1,6 @@
-/* Unit tests for lib/kd_schedjson.c: Kubernetes quantities, Node objects and pod specs as
- * scheduler inputs, and one round through the real scheduler plugin with them. */
+/* Unit tests for lib/kd_schedjson.c: Node objects and pod specs as scheduler inputs (pod
+ * requests checked against cases ported from Kubernetes), and one round through the real
+ * scheduler plugin with them. Quantities: test_quantity.c. */
 #include <errno.h>
 #include <json-c/json.h>
 #include <setjmp.h>
@@ -26,73 +27,6 @@ static struct json_object *parse(const char *text)
 	if (kd_json_parse(text, strlen(text), 0, "test", &o, &err) < 0)
 		fail_msg("bad test JSON: %s", err->msg);
 	return o;
-}
-
-static void quantities_round_up_like_kubernetes(void **state)
-{
-	(void)state;
-	static const struct {
-		const char *s;
-		bool milli;
-		int64_t want;
-	} ok[] = {
-	    {"0", false, 0},
-	    {"1", false, 1},
-	    {"1", true, 1000},
-	    {"100m", true, 100},
-	    {"100m", false, 1}, /* rounds up */
-	    {"1.5", true, 1500},
-	    {"0.1", true, 100},
-	    {".5", true, 500},
-	    {"2.", false, 2},
-	    {"+3", false, 3},
-	    {"1k", false, 1000},
-	    {"1Ki", false, 1024},
-	    {"128974848", false, 128974848},
-	    {"129e6", false, 129000000},
-	    {"129M", false, 129000000},
-	    {"123Mi", false, 128974848},
-	    {"1.5Gi", false, 1610612736},
-	    {"8Ei", false, INT64_MAX}, /* 2^63 does not fit */
-	    {"1E", false, 1000000000000000000},
-	    {"1E3", false, 1000},
-	    {"1e-3", true, 1},
-	    {"250u", true, 1}, /* 0.25m rounds up to 1m */
-	    {"1n", false, 1},
-	    {"3900m", true, 3900},
-	    {"0.000", true, 0},
-	    {"0000000000000000000000000001", false, 1},
-	    {"1.000000000000000000000000001", false, 2}, /* a dropped digit still rounds up */
-	    {"9223372036854775807", false, INT64_MAX},
-	    {"110", false, 110},
-	};
-	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-		int64_t v = -7;
-		int rc = kd_quantity_parse(ok[i].s, ok[i].milli, &v);
-		if (ok[i].want == INT64_MAX && strcmp(ok[i].s, "8Ei") == 0) {
-			assert_int_equal(rc, -ERANGE);
-			assert_int_equal(v, -7);
-			continue;
-		}
-		if (rc != 0 || v != ok[i].want)
-			fail_msg("%s (milli %d): rc %d value %lld, want %lld", ok[i].s, ok[i].milli,
-			         rc, (long long)v, (long long)ok[i].want);
-	}
-	static const char *const bad[] = {"",  "-1",   "abc", "1x", "1KiB", "1ki", "1e",  "e3",
-	                                  ".", "1..2", "1 ",  " 1", "1m5",  "++1", "1e+", "Mi"};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		int64_t v = -7;
-		if (kd_quantity_parse(bad[i], false, &v) != -EINVAL)
-			fail_msg("\"%s\" accepted", bad[i]);
-		assert_int_equal(v, -7);
-	}
-	int64_t v;
-	assert_int_equal(kd_quantity_parse("9223372036854775808", false, &v), -ERANGE);
-	assert_int_equal(kd_quantity_parse("9223372036854775807", true, &v), -ERANGE);
-	assert_int_equal(kd_quantity_parse("1e400", false, &v), -ERANGE);
-	assert_int_equal(kd_quantity_parse("1e-400", false, &v), 0);
-	assert_int_equal(v, 1);
-	assert_int_equal(kd_quantity_parse(NULL, false, &v), -EINVAL);
 }
 
 static const char *node_json =
@@ -251,6 +185,153 @@ static void pod_specs_become_requests_selectors_and_tolerations(void **state)
 	kd_pod_view_fini(&v);
 }
 
+/* Pod requests against Kubernetes' own cases, ported from
+ * kubernetes/kubernetes staging/src/k8s.io/component-helpers/resource/helpers_test.go:
+ *  - TestPodRequestsAndLimits: "just-limit-no-overhead", "just-overhead", "req-and-overhead",
+ *    "all-req-lim-and-overhead", "req-some-lim-and-overhead" (getPod puts the same resources on
+ *    one container and one init container);
+ *  - TestPodRequestsAndLimitsWithoutOverhead: "two container no overhead - should just be sum of
+ *    containers", "two container with overhead - shouldn't consider overhead", "two container
+ *    with overhead, massive init - should just be the largest init" (those run with
+ *    ExcludeOverhead; kube-scheduler counts overhead, so the overhead is added here);
+ *  - TestPodResourceRequests: "nil options, larger init container", "nil options, larger
+ *    containers", "pod overhead included", "restartable init container", "multiple restartable
+ *    init containers", "multiple restartable and regular init containers", "restartable-init,
+ *    init and regular";
+ *  plus one case of ours, "pod level requests replace the container sum" (PodRequests'
+ *  applyPodLevelResources: spec.resources.requests wins per resource, overhead still added).
+ * Kubernetes' helpers see Pods the API Server has defaulted (requests from limits); templates are
+ * not defaulted, so "just-limit-no-overhead" expects the limit as the request here. Memory
+ * quantities without a suffix are bytes, as in the Go cases. */
+static void pod_requests_match_kubernetes_resource_helpers(void **state)
+{
+	(void)state;
+	/* specs in JSON with ' for " (readability); one container per line */
+	static const struct {
+		const char *name;
+		const char *spec;
+		int64_t cpu_milli, mem;
+	} cases[] = {
+	    {"just-limit-no-overhead",
+	     "{'containers':[{'resources':{'limits':{'cpu':'9'}}}],"
+	     " 'initContainers':[{'resources':{'limits':{'cpu':'9'}}}]}",
+	     9000, 0},
+	    {"just-overhead",
+	     "{'containers':[{}],'initContainers':[{}],'overhead':{'cpu':'5','memory':'5'}}", 5000,
+	     5},
+	    {"req-and-overhead",
+	     "{'containers':[{'resources':{'requests':{'cpu':'1','memory':'10'}}}],"
+	     " 'initContainers':[{'resources':{'requests':{'cpu':'1','memory':'10'}}}],"
+	     " 'overhead':{'cpu':'5','memory':'5'}}",
+	     6000, 15},
+	    {"all-req-lim-and-overhead",
+	     "{'containers':[{'resources':{'requests':{'cpu':'1','memory':'10'},"
+	     "                             'limits':{'cpu':'2','memory':'12'}}}],"
+	     " 'initContainers':[{'resources':{'requests':{'cpu':'1','memory':'10'},"
+	     "                                 'limits':{'cpu':'2','memory':'12'}}}],"
+	     " 'overhead':{'cpu':'5','memory':'5'}}",
+	     6000, 15},
+	    {"req-some-lim-and-overhead",
+	     "{'containers':[{'resources':{'requests':{'cpu':'1','memory':'10'},"
+	     "                             'limits':{'cpu':'2'}}}],"
+	     " 'initContainers':[{'resources':{'requests':{'cpu':'1','memory':'10'},"
+	     "                                 'limits':{'cpu':'2'}}}],"
+	     " 'overhead':{'cpu':'5','memory':'5'}}",
+	     6000, 15},
+	    {"two container no overhead - should just be sum of containers",
+	     "{'containers':["
+	     "  {'resources':{'requests':{'cpu':'1','memory':'5'},"
+	     "                'limits':{'cpu':'2','memory':'10'}}},"
+	     "  {'resources':{'requests':{'cpu':'4','memory':'12'},"
+	     "                'limits':{'cpu':'8','memory':'24'}}}]}",
+	     5000, 17},
+	    {"two container with overhead (counted here)",
+	     "{'overhead':{'cpu':'3','memory':'8'},'containers':["
+	     "  {'resources':{'requests':{'cpu':'1','memory':'5'},"
+	     "                'limits':{'cpu':'2','memory':'10'}}},"
+	     "  {'resources':{'requests':{'cpu':'4','memory':'12'},"
+	     "                'limits':{'cpu':'8','memory':'24'}}}]}",
+	     8000, 25},
+	    {"two container with overhead, massive init (overhead counted here)",
+	     "{'overhead':{'cpu':'3','memory':'8'},'containers':["
+	     "  {'resources':{'requests':{'cpu':'1','memory':'5'},"
+	     "                'limits':{'cpu':'2','memory':'10'}}},"
+	     "  {'resources':{'requests':{'cpu':'4','memory':'12'},"
+	     "                'limits':{'cpu':'8','memory':'24'}}}"
+	     " ],'initContainers':["
+	     "  {'resources':{'requests':{'cpu':'1','memory':'5'},"
+	     "                'limits':{'cpu':'1','memory':'5'}}},"
+	     "  {'resources':{'requests':{'cpu':'40','memory':'120'},"
+	     "                'limits':{'cpu':'80','memory':'240'}}}]}",
+	     43000, 128},
+	    {"nil options, larger init container",
+	     "{'initContainers':[{'resources':{'requests':{'cpu':'4'}}}],"
+	     " 'containers':[{'resources':{'requests':{'cpu':'1'}}}]}",
+	     4000, 0},
+	    {"nil options, larger containers",
+	     "{'initContainers':[{'resources':{'requests':{'cpu':'2'}}}],"
+	     " 'containers':[{'resources':{'requests':{'cpu':'2'}}},"
+	     "               {'resources':{'requests':{'cpu':'3'}}}]}",
+	     5000, 0},
+	    {"pod overhead included",
+	     "{'overhead':{'cpu':'1','memory':'1Gi'},"
+	     " 'initContainers':[{'resources':{'requests':{'cpu':'2'},'limits':{'cpu':'2'}}}],"
+	     " 'containers':[{'resources':{'requests':{'cpu':'2'}}},"
+	     "               {'resources':{'requests':{'cpu':'3'}}}]}",
+	     6000, 1024ll * 1024 * 1024},
+	    {"restartable init container",
+	     "{'initContainers':[{'restartPolicy':'Always','resources':{'requests':{'cpu':'1'}}}],"
+	     " 'containers':[{'resources':{'requests':{'cpu':'1'}}}]}",
+	     2000, 0},
+	    {"multiple restartable init containers",
+	     "{'initContainers':["
+	     "  {'resources':{'requests':{'cpu':'5'}}},"
+	     "  {'restartPolicy':'Always','resources':{'requests':{'cpu':'1'}}},"
+	     "  {'restartPolicy':'Always','resources':{'requests':{'cpu':'2'}}},"
+	     "  {'restartPolicy':'Always','resources':{'requests':{'cpu':'3'}}}],"
+	     " 'containers':[{'resources':{'requests':{'cpu':'1'}}}]}",
+	     7000, 0},
+	    {"multiple restartable and regular init containers",
+	     "{'initContainers':["
+	     "  {'resources':{'requests':{'cpu':'5'}}},"
+	     "  {'restartPolicy':'Always','resources':{'requests':{'cpu':'1'}}},"
+	     "  {'restartPolicy':'Always','resources':{'requests':{'cpu':'2'}}},"
+	     "  {'resources':{'requests':{'cpu':'5'}}},"
+	     "  {'restartPolicy':'Always','resources':{'requests':{'cpu':'3'}}}],"
+	     " 'containers':[{'resources':{'requests':{'cpu':'1'}}}]}",
+	     8000, 0},
+	    {"restartable-init, init and regular",
+	     "{'initContainers':["
+	     "  {'restartPolicy':'Always','resources':{'requests':{'cpu':'10'}}},"
+	     "  {'resources':{'requests':{'cpu':'200'}}}],"
+	     " 'containers':[{'resources':{'requests':{'cpu':'100'}}}]}",
+	     210000, 0},
+	    {"pod level requests replace the container sum",
+	     "{'resources':{'requests':{'cpu':'3'}},'overhead':{'cpu':'1'},"
+	     " 'containers':[{'resources':{'requests':{'cpu':'1','memory':'10'}}}]}",
+	     4000, 10},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char json[1024];
+		snprintf(json, sizeof(json), "%s", cases[i].spec);
+		for (char *c = json; *c; c++)
+			if (*c == '\'')
+				*c = '"';
+		kd_autojson struct json_object *spec = parse(json);
+		struct kd_pod_view v;
+		struct kd_error *err = NULL;
+		if (kd_pod_view_init(&v, spec, &err) < 0)
+			fail_msg("%s: %s", cases[i].name, err->msg);
+		if (v.requests.cpu_milli != cases[i].cpu_milli ||
+		    v.requests.memory_bytes != cases[i].mem || v.requests.pods != 1)
+			fail_msg("%s: cpu %lldm memory %lld pods %lld, want %lldm %lld 1",
+			         cases[i].name, (long long)v.requests.cpu_milli,
+			         (long long)v.requests.memory_bytes, (long long)v.requests.pods,
+			         (long long)cases[i].cpu_milli, (long long)cases[i].mem);
+		kd_pod_view_fini(&v);
+	}
+}
+
 static void bad_pod_specs_are_refused_with_the_field(void **state)
 {
 	(void)state;
@@ -355,10 +436,10 @@ static void views_drive_the_scheduler_plugin(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(quantities_round_up_like_kubernetes),
 	    cmocka_unit_test(node_objects_become_node_info),
 	    cmocka_unit_test(bad_node_objects_are_refused_with_the_field),
 	    cmocka_unit_test(pod_specs_become_requests_selectors_and_tolerations),
+	    cmocka_unit_test(pod_requests_match_kubernetes_resource_helpers),
 	    cmocka_unit_test(bad_pod_specs_are_refused_with_the_field),
 	    cmocka_unit_test(views_drive_the_scheduler_plugin),
 	};

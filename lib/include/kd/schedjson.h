@@ -1,20 +1,19 @@
-/* kd/schedjson.h: Kubernetes JSON -> scheduler stage inputs (kd/stage.h): resource quantities,
- * a Node object as struct kd_node_info, a pod spec's effective requests, nodeSelector and
- * tolerations as the fields of struct kd_pod_request. Pure functions, no I/O.
+/* kd/schedjson.h: Kubernetes JSON -> scheduler stage inputs (kd/stage.h): a Node object as struct
+ * kd_node_info, a pod spec's effective requests, nodeSelector and tolerations as the fields of
+ * struct kd_pod_request. Pure functions, no I/O.
  *
  * Semantics follow Kubernetes:
- *  - Quantities ("100m", "1.5", "2Gi", "1e3", "128974848", "500M") round up to the unit asked
- *    for, as resource.Quantity's Value()/MilliValue() do. Negative quantities are refused here
- *    (no request or allocatable may be negative); so are values beyond int64 and more than 20
- *    significant digits before an exponent makes them small.
+ *  - Quantities are parsed by kd_quantity_parse (kd/quantity.h).
  *  - A node is ready when its Ready condition has status "True"; schedulable when
  *    spec.unschedulable is not true. Allocatable comes from status.allocatable (a missing
  *    resource is 0: nothing that requests it fits).
  *  - A pod's effective request (what kube-scheduler's NodeResourcesFit counts): per resource,
  *    requests, else limits (the API Server defaults requests from limits); the sum over
  *    containers plus restartable ("sidecar") init containers, or the largest regular init
- *    container plus the sidecars declared before it, whichever is larger; plus spec.overhead.
- *    pods is 1.
+ *    container plus the sidecars declared before it, whichever is larger; a pod-level request
+ *    (spec.resources.requests, PodLevelResources) replaces that per resource; plus
+ *    spec.overhead. pods is 1. (k8s.io/component-helpers/resource PodRequests; pod-level
+ *    limits without pod-level requests are not defaulted into requests here.)
  */
 #ifndef KD_SCHEDJSON_H
 #define KD_SCHEDJSON_H
@@ -24,14 +23,10 @@
 #include <stdint.h>
 
 #include "kd/error.h"
+#include "kd/quantity.h" /* kd_quantity_parse, for callers of this header */
 #include "kd/stage.h"
 
 struct json_object;
-
-/* Parses a Kubernetes quantity into *out: whole units (bytes, pods) or, with milli, thousandths
- * (cpu millicores), rounded up. 0, -EINVAL (not a quantity, negative) or -ERANGE. *out is set
- * only on success. */
-int kd_quantity_parse(const char *s, bool milli, int64_t *out);
 
 /* A Node as scheduler input. info is ready for kd_scheduler_ops.node_update; its strings are
  * borrowed from the JSON object given to kd_node_view_init (keep that alive), its label and

@@ -1,0 +1,20 @@
+/* kd/quantity.h: Kubernetes resource quantities (resource.Quantity's text form) as integers,
+ * exactly: the one quantity parser of kubedirect (scheduler inputs, sandbox cgroup limits).
+ *
+ * "100m", "1.5", "2Gi", "1e3", "128974848", "500M" round up to the unit asked for, as
+ * resource.Quantity's Value()/MilliValue() do. Negative quantities are refused (no request,
+ * limit or allocatable may be negative); so are values beyond int64, unknown suffixes, and more
+ * than 20 significant digits before an exponent makes them small. Pure, no allocation.
+ */
+#ifndef KD_QUANTITY_H
+#define KD_QUANTITY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Parses a Kubernetes quantity into *out: whole units (bytes, pods) or, with milli, thousandths
+ * (cpu millicores), rounded up. 0, -EINVAL (not a quantity, negative, unknown suffix) or
+ * -ERANGE (beyond int64). *out is set only on success. */
+int kd_quantity_parse(const char *s, bool milli, int64_t *out);
+
+#endif /* KD_QUANTITY_H */

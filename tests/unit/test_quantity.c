@@ -1,0 +1,89 @@
+/* Unit tests for lib/kd_quantity.c: Kubernetes quantities as integers, rounded up as
+ * resource.Quantity's Value()/MilliValue() do; malformed, negative and out-of-range text refused
+ * without touching the output. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kd/quantity.h"
+
+static void quantities_round_up_like_kubernetes(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *s;
+		bool milli;
+		int64_t want;
+	} ok[] = {
+	    {"0", false, 0},
+	    {"1", false, 1},
+	    {"1", true, 1000},
+	    {"100m", true, 100},
+	    {"100m", false, 1}, /* rounds up */
+	    {"1.5", true, 1500},
+	    {"0.1", true, 100},
+	    {".5", true, 500},
+	    {"2.", false, 2},
+	    {"+3", false, 3},
+	    {"1k", false, 1000},
+	    {"1Ki", false, 1024},
+	    {"128974848", false, 128974848},
+	    {"129e6", false, 129000000},
+	    {"129M", false, 129000000},
+	    {"123Mi", false, 128974848},
+	    {"1.5Gi", false, 1610612736},
+	    {"8Ei", false, INT64_MAX}, /* 2^63 does not fit */
+	    {"1E", false, 1000000000000000000},
+	    {"1E3", false, 1000},
+	    {"1e-3", true, 1},
+	    {"250u", true, 1}, /* 0.25m rounds up to 1m */
+	    {"1n", false, 1},
+	    {"3900m", true, 3900},
+	    {"0.000", true, 0},
+	    {"0000000000000000000000000001", false, 1},
+	    {"1.000000000000000000000000001", false, 2}, /* a dropped digit still rounds up */
+	    {"9223372036854775807", false, INT64_MAX},
+	    {"110", false, 110},
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		int64_t v = -7;
+		int rc = kd_quantity_parse(ok[i].s, ok[i].milli, &v);
+		if (ok[i].want == INT64_MAX && strcmp(ok[i].s, "8Ei") == 0) {
+			assert_int_equal(rc, -ERANGE);
+			assert_int_equal(v, -7);
+			continue;
+		}
+		if (rc != 0 || v != ok[i].want)
+			fail_msg("%s (milli %d): rc %d value %lld, want %lld", ok[i].s, ok[i].milli,
+			         rc, (long long)v, (long long)ok[i].want);
+	}
+	static const char *const bad[] = {"",  "-1",   "abc", "1x", "1KiB", "1ki", "1e",  "e3",
+	                                  ".", "1..2", "1 ",  " 1", "1m5",  "++1", "1e+", "Mi"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int64_t v = -7;
+		if (kd_quantity_parse(bad[i], false, &v) != -EINVAL)
+			fail_msg("\"%s\" accepted", bad[i]);
+		assert_int_equal(v, -7);
+	}
+	int64_t v;
+	assert_int_equal(kd_quantity_parse("9223372036854775808", false, &v), -ERANGE);
+	assert_int_equal(kd_quantity_parse("9223372036854775807", true, &v), -ERANGE);
+	assert_int_equal(kd_quantity_parse("1e400", false, &v), -ERANGE);
+	assert_int_equal(kd_quantity_parse("1e-400", false, &v), 0);
+	assert_int_equal(v, 1);
+	assert_int_equal(kd_quantity_parse(NULL, false, &v), -EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(quantities_round_up_like_kubernetes),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
