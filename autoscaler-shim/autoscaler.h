@@ -56,6 +56,7 @@ struct kd_as_cfg {
 	char *scheduler_config;
 	char *stats_bind;
 	uint64_t stats_port;
+	char *activator_ips; /* comma-separated; empty: Serve mode */
 	char *status_bind;
 	uint64_t status_port;
 	char *chan_token;
@@ -134,6 +135,8 @@ struct kd_as_rev {
 
 struct kd_as {
 	struct kd_as_cfg cfg;
+	char **activator_ips; /* --activator-ips, validated IPv4/IPv6 literals (owned) */
+	size_t n_activator_ips;
 	struct kd_loop *loop;
 	struct kd_k8s *k8s;   /* informers, events, scale patches */
 	struct kd_k8s *k8s_w; /* write-back (rate limited) */

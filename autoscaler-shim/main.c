@@ -5,6 +5,7 @@
  * write-back) on one kd_loop until SIGINT or SIGTERM. Exit status: 0 after a signal, 1 on bad
  * options, unusable kubeconfig, a plugin the loader refuses or a port that cannot be bound, 2 if
  * the loop fails. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -53,6 +54,9 @@ static const struct kd_config_option options[] = {
                   .help = "address of the stats WebSocket (Knative activator format and JSON)"),
     KD_OPT_UINT("stats-port", C, stats_port, .def = "8080", .has_max = true, .max = 65535,
                 .help = "port of the stats WebSocket (0: ephemeral)"),
+    KD_OPT_STRING("activator-ips", C, activator_ips, .metavar = "IP[,IP...]",
+                  .help = "kd-activator addresses: the revisions' public Endpoints point at them "
+                          "(Knative's proxy mode); empty: at the ready instances (Serve mode)"),
     KD_OPT_STRING("status-bind", C, status_bind, .def = "0.0.0.0", .metavar = "ADDR",
                   .help = "address of the status channel kd-nodes report readiness to"),
     KD_OPT_UINT("status-port", C, status_port, .def = "9471", .has_max = true, .max = 65535,
@@ -90,6 +94,26 @@ static void on_signalfd(struct kd_loop *loop, int fd, unsigned events, void *arg
 		as->stopping = true;
 		kd_loop_stop(loop);
 	}
+}
+
+/* --activator-ips into as->activator_ips: IP literals only (they go into Endpoints). */
+static int parse_ips(struct kd_as *as, const char *list)
+{
+	if (!list || !*list)
+		return 0;
+	kd_autofree char *copy = kd_xstrdup(list);
+	char *save = NULL;
+	for (char *ip = strtok_r(copy, ",", &save); ip; ip = strtok_r(NULL, ",", &save)) {
+		unsigned char buf[16];
+		if (inet_pton(AF_INET, ip, buf) != 1 && inet_pton(AF_INET6, ip, buf) != 1) {
+			kd_log_error("--activator-ips: \"%s\" is not an IP address", ip);
+			return -EINVAL;
+		}
+		as->activator_ips =
+		    kd_xrealloc(as->activator_ips, (as->n_activator_ips + 1) * sizeof(char *));
+		as->activator_ips[as->n_activator_ips++] = kd_xstrdup(ip);
+	}
+	return 0;
 }
 
 static int load(struct kd_as *as, const char *ref, enum kd_plugin_kind kind, const char *cfg,
@@ -134,6 +158,8 @@ int main(int argc, char **argv)
 		kd_log_error("cannot create the event loop: %s", strerror(errno));
 		goto out;
 	}
+	if (parse_ips(&as, as.cfg.activator_ips) < 0)
+		goto out;
 	if (as.cfg.kubeconfig && *as.cfg.kubeconfig)
 		rc = kd_k8s_config_from_kubeconfig(as.cfg.kubeconfig, as.cfg.context, &kcfg, &err);
 	else
@@ -214,6 +240,9 @@ out:
 	}
 	kd_k8s_config_free(kcfg);
 	kd_loop_free(as.loop);
+	for (size_t i = 0; i < as.n_activator_ips; i++)
+		free(as.activator_ips[i]);
+	free(as.activator_ips);
 	kd_config_free(options, &as.cfg);
 	return status;
 }

@@ -560,11 +560,19 @@ static void sync_rev(struct kd_as *as, struct kd_as_rev *rev)
 		        rev->pa, kd_json_get_object(rev->deploy, "spec.selector.matchLabels")));
 	}
 	size_t n = 0;
-	const char **ips = kd_xcalloc(rev->n_insts ? rev->n_insts : 1, sizeof(*ips));
-	for (size_t i = 0; i < rev->n_insts; i++) {
-		struct kd_as_inst *inst = rev->insts[i];
-		if (kd_as_inst_routable(as, inst))
-			ips[n++] = inst->ip;
+	const char **ips = kd_xcalloc(rev->n_insts + as->n_activator_ips + 1, sizeof(*ips));
+	if (as->n_activator_ips) {
+		/* Knative's proxy mode, kept permanently: every request goes through kd-activator,
+		 * which holds it at zero and routes on the chain's readiness */
+		for (size_t i = 0; i < as->n_activator_ips; i++)
+			ips[n++] = as->activator_ips[i];
+	} else {
+		for (size_t i = 0; i < rev->n_insts;
+		     i++) { /* Serve mode: the instances themselves */
+			struct kd_as_inst *inst = rev->insts[i];
+			if (kd_as_inst_routable(as, inst))
+				ips[n++] = inst->ip;
+		}
 	}
 	put(as, "ep", rev->ns, rev->name, kd_as_build_endpoints(rev->pa, ips, n));
 	free(ips);

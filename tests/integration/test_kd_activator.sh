@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# kd-activator on the rig with real sandboxes (plugins/runtime-process: own netns + veth, Knative's
+# queue-proxy + functions/hello): requests reach kubedirect-class revisions, woken from zero.
+#  - a kd Service at zero answers its first request (sent to kd-activator with the Knative
+#    headers) with the function's body: kd-activator holds it, pokes kd-autoscaler over the stats
+#    WebSocket, kd-autoscaler scales 0 -> 1 through the chain, kd-node starts the sandbox and
+#    reports it ready on the status channel to kd-autoscaler AND kd-activator, which forwards;
+#  - 20 concurrent cold requests to another kd Service at zero all succeed;
+#  - an unknown revision gets 404 with a reason; a revision whose instance never becomes ready
+#    (an image the runtime cannot map) gets 503 after its timeoutSeconds;
+#  - /healthz, /readyz and /metrics answer; /debug/routes lists the instance as routable.
+# Isolation: our own kd-node (Node kd-act-210, tainted NoSchedule, pod CIDR 10.244.210.0/24),
+# kd-autoscaler limited to our namespace and Node, kd-activator limited to our namespace.
+. "$(dirname "$0")/lib.sh"
+. "$IT_DIR/lib_kd_as.sh"
+
+NODEBIN="$KD_BUILD_DIR/bin/kd-node"
+ACTBIN="$KD_BUILD_DIR/bin/kd-activator"
+HELLO="$KD_BUILD_DIR/functions/hello"
+PLUGINS="$KD_BUILD_DIR/plugins"
+QUEUE="$KD_CACHE/bin/knative-serving-v0.50.0/queue"
+for f in "$NODEBIN" "$ACTBIN" "$HELLO" "$PLUGINS/kd-runtime-process.so" "$QUEUE"; do
+	[[ -e "$f" ]] || die "missing $f (make all; rig/build)"
+done
+"$REPO/rig/status" --quiet || die "the rig is not up"
+
+NODE=kd-act-210
+ACT_PORT=$((AS_STATS_PORT + 1))
+ACT_ADMIN_PORT=$((AS_STATS_PORT + 2))
+ACT_STATUS_PORT=$((AS_STATS_PORT + 3))
+RUN="$KD_RUNS/current"
+PODLOG="$RUN/pods-act"
+mkdir -p "$PODLOG"
+ACT_PID="" ACT_LOG="" KDN_PID="" KDN_LOG="" FEATURES_BEFORE=""
+
+act_cleanup() {
+	local rc=$?
+	set +e
+	[[ -n "${IT_NS:-}" ]] && kc delete namespace "$IT_NS" --wait=false >/dev/null 2>&1
+	as_stop
+	if [[ -n "$ACT_PID" ]]; then
+		kill "$ACT_PID" 2>/dev/null
+		for _ in $(seq 1 50); do kill -0 "$ACT_PID" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$ACT_PID" 2>/dev/null
+	fi
+	if [[ -n "$KDN_PID" ]]; then
+		for _ in $(seq 1 40); do
+			[[ -z "$(ls /var/run/netns 2>/dev/null | grep -i 'kd-act\|10-244-210')" ]] && break
+			sleep 0.25
+		done
+		kill -TERM "$KDN_PID" 2>/dev/null
+		for _ in $(seq 1 100); do kill -0 "$KDN_PID" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$KDN_PID" 2>/dev/null
+	fi
+	kc delete node "$NODE" --wait=false >/dev/null 2>&1
+	kc delete lease -n kube-node-lease "$NODE" >/dev/null 2>&1
+	[[ -n "$FEATURES_BEFORE" ]] &&
+		kc -n knative-serving patch configmap config-features --type merge -p "$FEATURES_BEFORE" >/dev/null 2>&1
+	exit $rc
+}
+
+kd_it_namespace kd-it-act
+trap act_cleanup EXIT
+
+# 1. our Node, tainted before kd-node takes it over; Knative's nodeSelector/tolerations features
+kc delete node "$NODE" --ignore-not-found >/dev/null 2>&1 || true
+kc apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Node
+metadata:
+  name: $NODE
+  labels: {kubernetes.io/hostname: $NODE}
+spec:
+  podCIDR: 10.244.210.0/24
+  podCIDRs: [10.244.210.0/24]
+  taints:
+  - {key: kubedirect.dev/runtime, value: process, effect: NoSchedule}
+EOF
+prev() { kc -n knative-serving get configmap config-features -o jsonpath="{.data.kubernetes\.podspec-$1}" 2>/dev/null || true; }
+pns="$(prev nodeselector)" ptol="$(prev tolerations)"
+FEATURES_BEFORE="{\"data\":{\"kubernetes.podspec-nodeselector\":$([[ -n "$pns" ]] && echo "\"$pns\"" || echo null),\"kubernetes.podspec-tolerations\":$([[ -n "$ptol" ]] && echo "\"$ptol\"" || echo null)}}"
+kc -n knative-serving patch configmap config-features --type merge \
+	-p '{"data":{"kubernetes.podspec-nodeselector":"enabled","kubernetes.podspec-tolerations":"enabled"}}' >/dev/null
+
+# 2. kd-autoscaler (our namespace, our Node), kd-activator, then kd-node (direct mode, process
+#    runtime) reporting to both status channels
+as_start --node-selector "kubernetes.io/hostname=$NODE"
+ACT_LOG="$(mktemp /tmp/kd-activator-it.XXXXXX.log)"
+ip netns exec kd-cp "$ACTBIN" --kubeconfig "$KD_KUBECONFIG" --namespace "$NS" \
+	--port "$ACT_PORT" --admin-port "$ACT_ADMIN_PORT" --status-port "$ACT_STATUS_PORT" \
+	--autoscaler "127.0.0.1:$AS_STATS_PORT" --log-level debug >"$ACT_LOG" 2>&1 &
+ACT_PID=$!
+log "kd-activator pid $ACT_PID, log $ACT_LOG"
+act() { ip netns exec kd-cp curl -sS --max-time "${CT:-60}" "$@"; }
+act_ready() { [[ "$(act -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ACT_ADMIN_PORT/readyz")" == 200 ]]; }
+wait_for "kd-activator /readyz" 30 act_ready
+
+RTCFG="{\"bridge-netns\":\"/proc/$$/ns/net\",\"images\":\"{\\\"dev.local/hello\\\":\\\"$HELLO\\\"}\",\"queue-bin\":\"$QUEUE\",\"log-dir\":\"$PODLOG\",\"restart-backoff\":\"1s\"}"
+KDN_LOG="$(mktemp /tmp/kd-node-act-it.XXXXXX.log)"
+setsid ip netns exec kd-cp env KD_PLUGIN_DIR="$PLUGINS" "$NODEBIN" --kubeconfig "$KD_KUBECONFIG" \
+	--nodes 1 --node-prefix kd-act --node-index-base 210 --pod-cidr 10.244.0.0/16 --max-pods 50 \
+	--runtime runtime-process --runtime-config "$RTCFG" --direct --direct-port 0 \
+	--status-addr "127.0.0.1:$AS_STATUS_PORT,127.0.0.1:$ACT_STATUS_PORT" </dev/null >"$KDN_LOG" 2>&1 &
+KDN_PID=$!
+log "kd-node (direct, runtime-process) pid $KDN_PID, log $KDN_LOG"
+node_up() {
+	[[ "$(kc get node "$NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True &&
+		-n "$(kc get node "$NODE" -o jsonpath='{.metadata.annotations.kubedirect\.dev/channel-addr}')" ]]
+}
+wait_for "node $NODE Ready with an instance channel" 60 node_up
+act_chan() { grep -q "status channel 127.0.0.1:$ACT_STATUS_PORT ready" "$KDN_LOG"; }
+wait_for "kd-node's status channel to kd-activator handshaked" 30 act_chan
+
+POD_LINES="      nodeSelector: {kubernetes.io/hostname: $NODE}
+      tolerations:
+      - {key: kubedirect.dev/runtime, operator: Equal, value: process, effect: NoSchedule}"
+kd_ksvc kd "" "$POD_LINES"
+kd_ksvc burst "" "$POD_LINES"
+kd_rev_at_zero
+REV1="$REV"
+wait_for "revision of burst" 120 has_rev burst
+REV2="$(rev_of burst)"
+wait_for "Revision $REV2 Ready at 0" 120 rev_ready "$REV2"
+no_pods() { [[ -z "$(kc -n "$NS" get pods -o name)" ]]; }
+check "no instance yet (scaled to zero)" no_pods
+
+# 3. first request of a revision at zero, through kd-activator
+req() { # REV [CURL ARGS...]
+	local r="$1"
+	shift
+	act -H "Knative-Serving-Namespace: $NS" -H "Knative-Serving-Revision: $r" "$@" \
+		"http://127.0.0.1:$ACT_PORT/"
+}
+t0=$(date +%s%N)
+body="$(req "$REV1")" || die "cold request failed: $(tail -n 20 "$ACT_LOG")"
+ms=$((($(date +%s%N) - t0) / 1000000))
+expect_eq "cold request body" "Hello from $REV1" "$body"
+log "cold request through kd-activator answered in $ms ms"
+has_inst() { act "http://127.0.0.1:$ACT_ADMIN_PORT/debug/routes" | jq -e --arg r "$REV1" \
+	'.revisions[] | select(.revision == $r) | .instances[] | select(.routable)' >/dev/null; }
+check "/debug/routes lists a routable instance of $REV1" has_inst
+grep -q "poking kd-autoscaler" "$ACT_LOG" || die "kd-activator did not poke kd-autoscaler"
+warm="$(req "$REV1")"
+expect_eq "warm request body" "Hello from $REV1" "$warm"
+
+# 4. 20 concurrent cold requests
+OUT="$(mktemp -d)"
+for i in $(seq 1 20); do
+	(req "$REV2" -o "$OUT/$i.body" -w '%{http_code}' >"$OUT/$i.code" 2>"$OUT/$i.err" || true) &
+done
+wait
+ok=0
+for i in $(seq 1 20); do
+	[[ "$(cat "$OUT/$i.code")" == 200 && "$(cat "$OUT/$i.body")" == "Hello from $REV2" ]] && ok=$((ok + 1))
+done
+rm -rf "$OUT"
+expect_eq "concurrent cold requests answered by the function" 20 "$ok"
+
+# 5. unknown revision: 404 with a reason
+code="$(req no-such-rev -o "$RUN/act-404.body" -w '%{http_code}')"
+expect_eq "unknown revision status" 404 "$code"
+grep -q "unknown revision $NS/no-such-rev" "$RUN/act-404.body" || die "404 body: $(cat "$RUN/act-404.body")"
+
+# 6. a revision whose instance never becomes ready: 503 after its timeoutSeconds (5 s)
+kc -n "$NS" apply -f - >/dev/null <<EOF
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: broken}
+spec:
+  template:
+    metadata:
+      annotations:
+        autoscaling.knative.dev/class: kd.kubedirect.dev
+        autoscaling.knative.dev/initial-scale: "0"
+    spec:
+      timeoutSeconds: 5
+$POD_LINES
+      containers:
+      - image: dev.local/no-such-function
+EOF
+wait_for "revision of broken" 120 has_rev broken
+REV3="$(rev_of broken)"
+known3() { act "http://127.0.0.1:$ACT_ADMIN_PORT/debug/routes" | jq -e --arg r "$REV3" '.revisions[] | select(.revision == $r and .known)' >/dev/null; }
+wait_for "kd-activator knows $REV3" 60 known3
+t0=$SECONDS
+code="$(CT=30 req "$REV3" -o "$RUN/act-503.body" -w '%{http_code}')"
+expect_eq "never-ready revision status" 503 "$code"
+grep -q "no ready instance after 5 s" "$RUN/act-503.body" || die "503 body: $(cat "$RUN/act-503.body")"
+((SECONDS - t0 >= 4)) || die "503 came after $((SECONDS - t0)) s, before the 5 s timeout"
+
+# 7. health and metrics
+expect_eq "/healthz" 200 "$(act -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ACT_ADMIN_PORT/healthz")"
+metrics="$(act "http://127.0.0.1:$ACT_ADMIN_PORT/metrics")"
+grep -q "kd_activator_requests_total{namespace=\"$NS\",revision=\"$REV2\"} 20" <<<"$metrics" ||
+	die "metrics lack 20 requests of $REV2: $(grep requests_total <<<"$metrics")"
+grep -q '^kd_activator_proxy_latency_seconds_count [1-9]' <<<"$metrics" || die "no latency histogram"
+log "kd-activator: all checks passed"
