@@ -4,8 +4,11 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "kd/strmap.h"
 
 #define DEFAULT_REORDER_WINDOW 64u
 
@@ -49,71 +52,17 @@ uint64_t kd_epoch_mint(void)
 	}
 }
 
-/* ---- a small string -> index map (borrowed keys) -------------------------------------------- */
+/* ---- key sets: kd_strmap with borrowed keys, used as a set -------------------------------- */
 
-struct idxmap {
-	const char **key;
-	size_t *val;
-	size_t mask;
-	size_t n;
-};
-
-static void idxmap_init(struct idxmap *m, size_t n)
+/* Adds k; false when it was already there. The value is unused (any non-NULL: the map). */
+static bool set_add(struct kd_strmap *m, const char *k)
 {
-	size_t cap = 16;
-	while (cap < n * 2)
-		cap <<= 1;
-	m->key = kd_xcalloc(cap, sizeof(*m->key));
-	m->val = kd_xcalloc(cap, sizeof(*m->val));
-	m->mask = cap - 1;
-	m->n = 0;
+	return kd_strmap_add(m, k, m) == NULL;
 }
 
-static void idxmap_fini(struct idxmap *m)
+static bool set_has(const struct kd_strmap *m, const char *k)
 {
-	free(m->key);
-	free(m->val);
-	memset(m, 0, sizeof(*m));
-}
-
-static size_t idxmap_slot(const struct idxmap *m, const char *k)
-{
-	uint64_t h = 1469598103934665603ULL;
-	for (const unsigned char *p = (const unsigned char *)k; *p; p++)
-		h = (h ^ *p) * 1099511628211ULL;
-	size_t i = (size_t)h & m->mask;
-	while (m->key[i] && strcmp(m->key[i], k) != 0)
-		i = (i + 1) & m->mask;
-	return i;
-}
-
-/* Inserts k -> v unless k is present (grows at half load). */
-static void idxmap_put(struct idxmap *m, const char *k, size_t v)
-{
-	if ((m->n + 1) * 2 > m->mask + 1) {
-		struct idxmap old = *m;
-		idxmap_init(m, (old.mask + 1));
-		for (size_t j = 0; j <= old.mask; j++)
-			if (old.key[j])
-				idxmap_put(m, old.key[j], old.val[j]);
-		free(old.key);
-		free(old.val);
-	}
-	size_t i = idxmap_slot(m, k);
-	if (!m->key[i]) {
-		m->key[i] = k;
-		m->val[i] = v;
-		m->n++;
-	}
-}
-
-static bool idxmap_get(const struct idxmap *m, const char *k, size_t *v)
-{
-	size_t i = idxmap_slot(m, k);
-	if (!m->key[i])
-		return false;
-	*v = m->val[i];
-	return true;
+	return kd_strmap_get(m, k) != NULL;
 }
 
 /* ---- downstream ----------------------------------------------------------------------------- */
@@ -127,10 +76,10 @@ struct src {
 	struct kd_msg **ring;    /* reorder buffer, slot seq % window */
 	unsigned nconns;         /* connections bound to this source (any epoch) */
 	/* assembly of a paged reconcile{} of the current epoch */
-	struct kd_msg *rasm; /* pages so far (owned) or NULL */
-	uint32_t rnext;      /* next expected part */
-	size_t rtotal;       /* entries so far */
-	struct idxmap rkeys; /* keys so far (borrowed from rasm) */
+	struct kd_msg *rasm;    /* pages so far (owned) or NULL */
+	uint32_t rnext;         /* next expected part */
+	size_t rtotal;          /* entries so far */
+	struct kd_strmap rkeys; /* keys so far (borrowed from rasm) */
 };
 
 struct kd_hs_down {
@@ -171,8 +120,7 @@ static void rasm_clear(struct src *s)
 {
 	kd_msg_free(s->rasm);
 	s->rasm = NULL;
-	if (s->rkeys.key)
-		idxmap_fini(&s->rkeys);
+	kd_strmap_fini(&s->rkeys);
 	s->rnext = 0;
 	s->rtotal = 0;
 }
@@ -408,11 +356,7 @@ static int apply_reconcile(struct kd_hs_down *d, struct src *s, const struct kd_
 /* A key of a paged reconcile: refused when an earlier entry (any page, any list) had it. */
 static bool rasm_key(struct src *s, const char *key)
 {
-	size_t v;
-	if (idxmap_get(&s->rkeys, key, &v))
-		return false;
-	idxmap_put(&s->rkeys, key, 0);
-	return true;
+	return set_add(&s->rkeys, key);
 }
 
 static int on_reconcile(struct kd_hs_down *d, struct src *s, const struct kd_msg *in,
@@ -442,7 +386,7 @@ static int on_reconcile(struct kd_hs_down *d, struct src *s, const struct kd_msg
 	}
 	if (!s->rasm) {
 		s->rasm = kd_msg_new(KD_MSG_RECONCILE, in->epoch, 0);
-		idxmap_init(&s->rkeys, n);
+		kd_strmap_reserve(&s->rkeys, n);
 	}
 	struct kd_msg *a = s->rasm;
 	const char *dup = NULL;
@@ -585,18 +529,18 @@ struct kd_hs_up {
 		uint64_t last_seq; /* of part 0; every page repeats it */
 		size_t total;      /* held entries so far */
 		struct kd_op_list wanted;
-		struct idxmap wmap;   /* wanted key -> first index */
-		unsigned char *wseen; /* per wanted index: 0 not held, 1 held same, 2 held other */
-		struct idxmap hset;   /* held keys not wanted (borrowed from r's keep/drop) */
-		struct kd_msg *r;     /* reconcile being built (owned) */
+		struct kd_strmap wmap; /* wanted key -> first index */
+		unsigned char *wseen;  /* per wanted index: 0 not held, 1 held same, 2 held other */
+		struct kd_strmap hset; /* held keys not wanted (borrowed from r's keep/drop) */
+		struct kd_msg *r;      /* reconcile being built (owned) */
 	} st;
 };
 
 static void st_clear(struct kd_hs_up *u)
 {
 	kd_op_list_fini(&u->st.wanted);
-	idxmap_fini(&u->st.wmap);
-	idxmap_fini(&u->st.hset);
+	kd_strmap_fini(&u->st.wmap);
+	kd_strmap_fini(&u->st.hset);
 	free(u->st.wseen);
 	kd_msg_free(u->st.r);
 	memset(&u->st, 0, sizeof(u->st));
@@ -697,12 +641,12 @@ static int st_begin(struct kd_hs_up *u, const struct kd_msg *in, struct kd_msg_v
 		              ull(u->epoch), u->source, kd_error_msg(e));
 	}
 	u->st.wanted = wanted;
-	idxmap_init(&u->st.wmap, wanted.n);
+	kd_strmap_reserve(&u->st.wmap, wanted.n);
 	for (size_t i = 0; i < wanted.n; i++)
 		if (wanted.v[i].kind == KD_OP_UPSERT && wanted.v[i].key)
-			idxmap_put(&u->st.wmap, wanted.v[i].key, i);
+			kd_strmap_add(&u->st.wmap, wanted.v[i].key, &wanted.v[i]);
 	u->st.wseen = kd_xcalloc(wanted.n ? wanted.n : 1, 1);
-	idxmap_init(&u->st.hset, in->state.held.n);
+	kd_strmap_reserve(&u->st.hset, in->state.held.n);
 	u->st.r = kd_msg_new(KD_MSG_RECONCILE, u->epoch, 0);
 	u->st.last_seq = in->state.last_seq;
 	u->st.open = true;
@@ -719,7 +663,9 @@ static int st_feed(struct kd_hs_up *u, const struct kd_msg *in, struct kd_msg_ve
 		const struct kd_op *h = &held->v[i];
 		size_t wi;
 		bool dup;
-		if (idxmap_get(&u->st.wmap, h->key, &wi)) {
+		const struct kd_op *w = kd_strmap_get(&u->st.wmap, h->key);
+		if (w) {
+			wi = (size_t)(w - u->st.wanted.v);
 			dup = u->st.wseen[wi] != 0;
 			if (!dup) {
 				bool same = same_identity(h, &u->st.wanted.v[wi]);
@@ -731,13 +677,13 @@ static int st_feed(struct kd_hs_up *u, const struct kd_msg *in, struct kd_msg_ve
 				 */
 			}
 		} else {
-			dup = idxmap_get(&u->st.hset, h->key, &wi);
+			dup = set_has(&u->st.hset, h->key);
 			if (!dup) {
 				struct kd_key_list *l = u->cbs.persisted(u->ud, h->key)
 				                            ? &r->reconcile.keep
 				                            : &r->reconcile.drop;
 				kd_key_list_push(l, h->key);
-				idxmap_put(&u->st.hset, l->v[l->n - 1], 0);
+				set_add(&u->st.hset, l->v[l->n - 1]);
 			}
 		}
 		if (dup)
@@ -757,10 +703,9 @@ static void st_finish(struct kd_hs_up *u, struct kd_msg_vec *out)
 	const struct kd_op_list *wanted = &u->st.wanted;
 	for (size_t i = 0; i < wanted->n; i++) {
 		const struct kd_op *w = &wanted->v[i];
-		size_t first;
 		if (w->kind != KD_OP_UPSERT || !w->key)
 			continue;
-		if (!idxmap_get(&u->st.wmap, w->key, &first) || first != i)
+		if (kd_strmap_get(&u->st.wmap, w->key) != w)
 			continue; /* a duplicate in wanted[]: the first one counts */
 		if (u->st.wseen[i] == 2 ||
 		    (u->st.wseen[i] == 0 && !u->cbs.persisted(u->ud, w->key)))

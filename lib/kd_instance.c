@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kd/hash.h"
 #include "kd/instance.h"
 #include "kd/json.h"
 
@@ -290,17 +291,19 @@ int kd_instance_from_pod(json_object *pod, struct kd_instance_desc *out, struct 
 	return 0;
 }
 
+/* The template hash starts from the value every build so far used, 1469598103934665603 (the FNV
+ * offset basis with its last digit lost), not KD_HASH_INIT: the hash is persisted in the
+ * template-hash annotation of every Pod kd-node created and compared with a freshly computed one,
+ * so Pods created by an earlier build would otherwise stop matching their Deployment. */
+#define TEMPLATE_HASH_INIT 1469598103934665603ull
+
 int kd_instance_template_hash(json_object *deployment, char buf[KD_TEMPLATE_HASH_LEN + 1])
 {
 	json_object *t = kd_json_get_object(deployment, "spec.template");
 	if (!t)
 		return -EINVAL;
 	const char *s = json_object_to_json_string_ext(t, JSON_C_TO_STRING_PLAIN);
-	uint64_t h = 1469598103934665603ULL;
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		h ^= *p;
-		h *= 1099511628211ULL;
-	}
+	uint64_t h = kd_hash_str(TEMPLATE_HASH_INIT, s);
 	snprintf(buf, KD_TEMPLATE_HASH_LEN + 1, "%016" PRIx64, h);
 	return 0;
 }

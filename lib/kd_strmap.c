@@ -35,10 +35,10 @@ void *kd_strmap_get(const struct kd_strmap *m, const char *key)
 	return kd_strmap_get_h(m, key, kd_strmap_hash(key));
 }
 
-static void grow(struct kd_strmap *m)
+static void resize(struct kd_strmap *m, size_t cap)
 {
 	struct kd_strmap old = *m;
-	m->cap = old.cap ? old.cap * 2 : 16;
+	m->cap = cap;
 	m->slots = kd_xcalloc(m->cap, sizeof(*m->slots));
 	for (size_t i = 0; i < old.cap; i++)
 		if (old.slots[i].key)
@@ -46,10 +46,24 @@ static void grow(struct kd_strmap *m)
 	free(old.slots);
 }
 
+/* Smallest capacity (a power of two, >= 16) holding n entries at load factor <= 3/4. */
+static size_t cap_for(size_t n)
+{
+	size_t cap = 16;
+	while (n * 4 > cap * 3)
+		cap *= 2;
+	return cap;
+}
+
+void kd_strmap_reserve(struct kd_strmap *m, size_t n)
+{
+	if (n * 4 > m->cap * 3)
+		resize(m, cap_for(n));
+}
+
 void kd_strmap_put(struct kd_strmap *m, const char *key, void *value)
 {
-	if ((m->n + 1) * 4 > m->cap * 3) /* load factor <= 3/4 */
-		grow(m);
+	kd_strmap_reserve(m, m->n + 1);
 	uint64_t hash = kd_strmap_hash(key);
 	struct kd_strmap_slot *s = &m->slots[find(m, key, hash)];
 	if (!s->key)
@@ -57,6 +71,18 @@ void kd_strmap_put(struct kd_strmap *m, const char *key, void *value)
 	s->key = key;
 	s->hash = hash;
 	s->value = value;
+}
+
+void *kd_strmap_add(struct kd_strmap *m, const char *key, void *value)
+{
+	kd_strmap_reserve(m, m->n + 1);
+	uint64_t hash = kd_strmap_hash(key);
+	struct kd_strmap_slot *s = &m->slots[find(m, key, hash)];
+	if (s->key)
+		return s->value;
+	*s = (struct kd_strmap_slot){.key = key, .hash = hash, .value = value};
+	m->n++;
+	return NULL;
 }
 
 void *kd_strmap_del(struct kd_strmap *m, const char *key)

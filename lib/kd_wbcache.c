@@ -1,4 +1,4 @@
-/* kd_wbcache.c: hierarchical write-back cache: per-key entries in a chained hash table, a batching
+/* kd_wbcache.c: hierarchical write-back cache: per-key entries in a kd_strmap, a batching
  * and rate-limited write scheduler on kd_loop, retries with jittered backoff. See kd/wbcache.h. */
 #include "kd/wbcache.h"
 
@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "kd/log.h"
+#include "kd/strmap.h"
 
 #define KEY_MAX                    1024
 #define UTOK                       1000000ull /* micro-tokens per token */
@@ -62,11 +63,9 @@ struct op;
 
 struct entry {
 	struct kd_wb *wb;
-	char *key;
-	uint64_t hash;
-	struct entry *hnext; /* hash chain */
-	struct dl all;       /* wb->all, insertion order */
-	struct dl q;         /* wb->pending or wb->ready */
+	char *key;     /* the key of wb->entries while the entry is in the cache */
+	struct dl all; /* wb->all, insertion order */
+	struct dl q;   /* wb->pending or wb->ready */
 	enum where where;
 	struct dl ev; /* wb->evict */
 	uint64_t evict_at;
@@ -109,8 +108,7 @@ struct kd_wb {
 	struct kd_wb_config cfg;
 	struct kd_wb_writer w;
 	struct kd_wb_callbacks cb;
-	struct entry **buckets;
-	size_t nbuckets, size;
+	struct kd_strmap entries; /* key -> struct entry (keys borrowed from the entries) */
 	struct dl all, pending, ready, evict, ops;
 	size_t npending, nready;
 	struct kd_timer *flush_timer, *issue_timer, *evict_timer;
@@ -217,61 +215,11 @@ enum kd_wb_result kd_wb_classify_error(const struct kd_error *err)
 	}
 }
 
-/* --- hash table ------------------------------------------------------------------------------- */
-
-static uint64_t hash_key(const char *s)
-{
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ull;
-	}
-	return h;
-}
+/* --- the key index -------------------------------------------------------------------------- */
 
 static struct entry *lookup(const struct kd_wb *wb, const char *key)
 {
-	uint64_t h = hash_key(key);
-	for (struct entry *e = wb->buckets[h & (wb->nbuckets - 1)]; e; e = e->hnext)
-		if (e->hash == h && !strcmp(e->key, key))
-			return e;
-	return NULL;
-}
-
-static void rehash(struct kd_wb *wb, size_t n)
-{
-	struct entry **b = kd_xcalloc(n, sizeof(*b));
-	for (size_t i = 0; i < wb->nbuckets; i++) {
-		for (struct entry *e = wb->buckets[i], *next; e; e = next) {
-			next = e->hnext;
-			e->hnext = b[e->hash & (n - 1)];
-			b[e->hash & (n - 1)] = e;
-		}
-	}
-	free(wb->buckets);
-	wb->buckets = b;
-	wb->nbuckets = n;
-}
-
-static void hash_insert(struct kd_wb *wb, struct entry *e)
-{
-	if (wb->size + 1 > wb->nbuckets)
-		rehash(wb, wb->nbuckets * 2);
-	struct entry **b = &wb->buckets[e->hash & (wb->nbuckets - 1)];
-	e->hnext = *b;
-	*b = e;
-	wb->size++;
-}
-
-static void hash_remove(struct kd_wb *wb, struct entry *e)
-{
-	for (struct entry **p = &wb->buckets[e->hash & (wb->nbuckets - 1)]; *p; p = &(*p)->hnext) {
-		if (*p == e) {
-			*p = e->hnext;
-			wb->size--;
-			return;
-		}
-	}
+	return kd_strmap_get(&wb->entries, key);
 }
 
 static bool key_ok(const char *key)
@@ -469,7 +417,6 @@ static struct entry *entry_new(struct kd_wb *wb, const char *key, json_object *o
 	struct entry *e = kd_xcalloc(1, sizeof(*e));
 	e->wb = wb;
 	e->key = kd_xstrdup(key);
-	e->hash = hash_key(key);
 	dl_init(&e->q);
 	dl_init(&e->ev);
 	e->obj = json_object_get(obj);
@@ -478,7 +425,7 @@ static struct entry *entry_new(struct kd_wb *wb, const char *key, json_object *o
 	e->need = NEED_CREATE;
 	e->attempt_op = KD_WB_OP_CREATE;
 	wb->c.ephemeral++;
-	hash_insert(wb, e);
+	kd_strmap_put(&wb->entries, e->key, e);
 	dl_add_tail(&wb->all, &e->all);
 	return e;
 }
@@ -515,7 +462,8 @@ static void entry_remove(struct entry *e, enum kd_wb_gone why)
 	kd_loop_timer_stop(e->verify);
 	evict_unlink(e);
 	detach_op(e);
-	hash_remove(wb, e);
+	if (lookup(wb, e->key) == e) /* by pointer, as a newer entry may hold the key */
+		kd_strmap_del(&wb->entries, e->key);
 	dl_del(&e->all);
 	(*gauge(wb, e->state))--;
 	switch (why) {
@@ -1050,8 +998,6 @@ struct kd_wb *kd_wb_new(struct kd_loop *loop, const struct kd_wb_config *cfg,
 	wb->w = *writer;
 	if (cbs)
 		wb->cb = *cbs;
-	wb->nbuckets = 64;
-	wb->buckets = kd_xcalloc(wb->nbuckets, sizeof(*wb->buckets));
 	dl_init(&wb->all);
 	dl_init(&wb->pending);
 	dl_init(&wb->ready);
@@ -1082,7 +1028,7 @@ void kd_wb_free(struct kd_wb *wb)
 	kd_loop_timer_free(wb->flush_timer);
 	kd_loop_timer_free(wb->issue_timer);
 	kd_loop_timer_free(wb->evict_timer);
-	free(wb->buckets);
+	kd_strmap_fini(&wb->entries);
 	free(wb);
 }
 
@@ -1293,7 +1239,7 @@ size_t kd_wb_count(const struct kd_wb *wb)
 
 size_t kd_wb_size(const struct kd_wb *wb)
 {
-	return wb->size;
+	return wb->entries.n;
 }
 
 void kd_wb_get_counters(const struct kd_wb *wb, struct kd_wb_counters *out)
@@ -1322,7 +1268,7 @@ void kd_wb_dump(const struct kd_wb *wb, FILE *out)
 	fprintf(out,
 	        "wbcache: %zu entries: ephemeral %" PRIu64 " persisting %" PRIu64
 	        " persisted %" PRIu64 " failed %" PRIu64 " deleting %" PRIu64 "\n",
-	        wb->size, c->ephemeral, c->persisting, c->persisted, c->failed, c->deleting);
+	        wb->entries.n, c->ephemeral, c->persisting, c->persisted, c->failed, c->deleting);
 	fprintf(out,
 	        "  queued %" PRIu64 " backoff %" PRIu64 " in-flight %" PRIu64 " rereads %" PRIu64
 	        "\n",

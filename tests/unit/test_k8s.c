@@ -1,6 +1,7 @@
-/* Unit tests for kd_k8s against the loopback test server (tests/support/kd_test_httpd): config
- * loading, request paths/verbs/content types, pagination, error mapping, TLS, caps, timeouts,
- * async calls on kd_loop, rate limiting. */
+/* Unit tests for kd_k8s against the loopback test server (tests/support/kd_test_httpd): the
+ * rotated service-account token reaching requests, request paths/verbs/content types, pagination,
+ * error mapping, TLS, caps, timeouts, async calls on kd_loop, rate limiting. Config loading itself
+ * is tested in test_kubeconfig.c. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -118,220 +119,6 @@ static void errno_mapping_distinguishes_conflicts(void **state)
 
 /* ------------------------------------------------------------------------------------------ */
 /* configuration                                                                               */
-
-static const char *kubeconfig_yaml = "apiVersion: v1\n"
-                                     "kind: Config\n"
-                                     "current-context: dev\n"
-                                     "clusters:\n"
-                                     "- name: c1\n"
-                                     "  cluster:\n"
-                                     "    server: https://127.0.0.1:6443/\n"
-                                     "    certificate-authority: certs/ca.crt\n"
-                                     "- name: c2\n"
-                                     "  cluster:\n"
-                                     "    server: https://10.0.0.1:443\n"
-                                     "    certificate-authority-data: SGVsbG8gQ0E=\n"
-                                     "    insecure-skip-tls-verify: true\n"
-                                     "contexts:\n"
-                                     "- name: dev\n"
-                                     "  context:\n"
-                                     "    cluster: c1\n"
-                                     "    user: u1\n"
-                                     "    namespace: team-a\n"
-                                     "- name: prod\n"
-                                     "  context:\n"
-                                     "    cluster: c2\n"
-                                     "    user: u2\n"
-                                     "- name: tf\n"
-                                     "  context: {cluster: c1, user: u3}\n"
-                                     "users:\n"
-                                     "- name: u1\n"
-                                     "  user:\n"
-                                     "    token: abc.def\n"
-                                     "- name: u2\n"
-                                     "  user:\n"
-                                     "    client-certificate-data: Q0VSVA==\n"
-                                     "    client-key-data: S0VZ\n"
-                                     "- name: u3\n"
-                                     "  user:\n"
-                                     "    tokenFile: tok\n";
-
-static char *write_kubeconfig(const char *dir, const char *content)
-{
-	char *certs = kd_xasprintf("%s/certs", dir);
-	assert_int_equal(mkdir(certs, 0700), 0);
-	char *ca = kd_xasprintf("%s/ca.crt", certs);
-	kd_test_httpd_write_file(ca, "PEM");
-	char *tok = kd_xasprintf("%s/tok", dir);
-	kd_test_httpd_write_file(tok, "file-token\n");
-	char *p = kd_xasprintf("%s/config", dir);
-	kd_test_httpd_write_file(p, content);
-	free(certs);
-	free(ca);
-	free(tok);
-	return p;
-}
-
-static void kubeconfig_current_context_token_and_relative_ca(void **state)
-{
-	(void)state;
-	kd_autofree char *dir = kd_test_httpd_mkdtemp();
-	kd_autofree char *p = write_kubeconfig(dir, kubeconfig_yaml);
-	struct kd_k8s_config *cfg = NULL;
-	struct kd_error *err = NULL;
-	assert_int_equal(kd_k8s_config_from_kubeconfig(p, NULL, &cfg, &err), 0);
-	assert_null(err);
-	assert_string_equal(cfg->server, "https://127.0.0.1:6443");
-	kd_autofree char *ca = kd_xasprintf("%s/certs/ca.crt", dir);
-	assert_string_equal(cfg->ca_file, ca);
-	assert_string_equal(cfg->token, "abc.def");
-	assert_string_equal(cfg->namespace, "team-a");
-	assert_false(cfg->insecure_skip_tls_verify);
-	assert_non_null(strstr(cfg->source, p));
-	kd_k8s_config_free(cfg);
-	kd_test_httpd_rmrf(dir);
-}
-
-static void kubeconfig_inline_data_and_context_override(void **state)
-{
-	(void)state;
-	kd_autofree char *dir = kd_test_httpd_mkdtemp();
-	kd_autofree char *p = write_kubeconfig(dir, kubeconfig_yaml);
-	struct kd_k8s_config *cfg = NULL;
-	assert_int_equal(kd_k8s_config_from_kubeconfig(p, "prod", &cfg, NULL), 0);
-	assert_string_equal(cfg->server, "https://10.0.0.1:443");
-	assert_int_equal(cfg->ca_len, 8);
-	assert_memory_equal(cfg->ca_data, "Hello CA", 8);
-	assert_true(cfg->insecure_skip_tls_verify);
-	assert_int_equal(cfg->cert_len, 4);
-	assert_memory_equal(cfg->cert_data, "CERT", 4);
-	assert_int_equal(cfg->key_len, 3);
-	assert_memory_equal(cfg->key_data, "KEY", 3);
-	assert_null(cfg->token);
-	assert_string_equal(cfg->namespace, "default");
-	kd_k8s_config_free(cfg);
-	/* tokenFile resolves against the kubeconfig's directory. */
-	assert_int_equal(kd_k8s_config_from_kubeconfig(p, "tf", &cfg, NULL), 0);
-	kd_autofree char *tok = kd_xasprintf("%s/tok", dir);
-	assert_string_equal(cfg->token_file, tok);
-	kd_k8s_config_free(cfg);
-	kd_test_httpd_rmrf(dir);
-}
-
-static void kubeconfig_numeric_looking_names_stay_strings(void **state)
-{
-	(void)state;
-	kd_autofree char *dir = kd_test_httpd_mkdtemp();
-	kd_autofree char *p = kd_xasprintf("%s/kc", dir);
-	kd_test_httpd_write_file(
-	    p, "current-context: 1\ncontexts:\n- name: 1\n  context: {cluster: 2, "
-	       "user: 3}\nclusters:\n- name: 2\n  cluster: {server: "
-	       "'https://h:6443', insecure-skip-tls-verify: True}\nusers:\n"
-	       "- name: 3\n  user: {token: 12345}\n");
-	struct kd_k8s_config *cfg = NULL;
-	struct kd_error *err = NULL;
-	if (kd_k8s_config_from_kubeconfig(p, NULL, &cfg, &err))
-		fail_msg("%s", kd_error_msg(err));
-	assert_string_equal(cfg->token, "12345");
-	assert_true(cfg->insecure_skip_tls_verify);
-	kd_k8s_config_free(cfg);
-	kd_test_httpd_rmrf(dir);
-}
-
-static void kubeconfig_accepts_json(void **state)
-{
-	(void)state;
-	kd_autofree char *dir = kd_test_httpd_mkdtemp();
-	kd_autofree char *p = kd_xasprintf("%s/kc.json", dir);
-	kd_test_httpd_write_file(
-	    p, "{\"current-context\":\"x\",\"clusters\":[{\"name\":\"c\",\"cluster\":{\"server\":"
-	       "\"http://127.0.0.1:1\"}}],\"contexts\":[{\"name\":\"x\",\"context\":{\"cluster\":"
-	       "\"c\"}}]}");
-	struct kd_k8s_config *cfg = NULL;
-	assert_int_equal(kd_k8s_config_from_kubeconfig(p, NULL, &cfg, NULL), 0);
-	assert_string_equal(cfg->server, "http://127.0.0.1:1");
-	assert_null(cfg->token);
-	kd_k8s_config_free(cfg);
-	kd_test_httpd_rmrf(dir);
-}
-
-static void expect_config_error(const char *path, const char *context, int errnum,
-                                const char *needle1, const char *needle2)
-{
-	struct kd_k8s_config *cfg = NULL;
-	struct kd_error *err = NULL;
-	assert_int_equal(kd_k8s_config_from_kubeconfig(path, context, &cfg, &err), -errnum);
-	assert_null(cfg);
-	assert_non_null(err);
-	if (!strstr(err->msg, needle1) || (needle2 && !strstr(err->msg, needle2)))
-		fail_msg("unexpected message: %s", err->msg);
-	kd_error_free(err);
-}
-
-static void kubeconfig_errors_name_file_and_field(void **state)
-{
-	(void)state;
-	kd_autofree char *dir = kd_test_httpd_mkdtemp();
-	kd_autofree char *p = write_kubeconfig(dir, kubeconfig_yaml);
-	expect_config_error(p, "nope", ENOENT, p, "context \"nope\": no such context");
-	kd_autofree char *missing = kd_xasprintf("%s/does-not-exist", dir);
-	expect_config_error(missing, NULL, ENOENT, missing, "No such file");
-	kd_autofree char *bad = kd_xasprintf("%s/bad", dir);
-	kd_test_httpd_write_file(bad, "clusters:\n  - name: [unclosed\n  x: : :\n");
-	expect_config_error(bad, NULL, EINVAL, bad, "invalid YAML at line");
-	kd_autofree char *noserver = kd_xasprintf("%s/noserver", dir);
-	kd_test_httpd_write_file(noserver, "current-context: a\ncontexts:\n- name: a\n  context:\n"
-	                                   "    cluster: c\nclusters:\n- name: c\n  cluster: {}\n");
-	expect_config_error(noserver, NULL, EINVAL, noserver, "cluster \"c\": missing server");
-	kd_autofree char *badca = kd_xasprintf("%s/badca", dir);
-	kd_test_httpd_write_file(badca,
-	                         "current-context: a\ncontexts:\n- name: a\n  context:\n"
-	                         "    cluster: c\nclusters:\n- name: c\n  cluster:\n"
-	                         "    server: https://h\n    certificate-authority: nope.crt\n");
-	expect_config_error(badca, NULL, ENOENT, "certificate-authority", "nope.crt");
-	kd_autofree char *b64 = kd_xasprintf("%s/b64", dir);
-	kd_test_httpd_write_file(b64,
-	                         "current-context: a\ncontexts:\n- name: a\n  context:\n"
-	                         "    cluster: c\nclusters:\n- name: c\n  cluster:\n"
-	                         "    server: https://h\n    certificate-authority-data: '#!'\n");
-	expect_config_error(b64, NULL, EINVAL, "certificate-authority-data", "invalid base64");
-	kd_autofree char *exec = kd_xasprintf("%s/exec", dir);
-	kd_test_httpd_write_file(exec, "current-context: a\ncontexts:\n- name: a\n  context:\n"
-	                               "    cluster: c\n    user: e\nclusters:\n- name: c\n"
-	                               "  cluster:\n    server: https://h\nusers:\n- name: e\n"
-	                               "  user:\n    exec: {command: aws}\n");
-	expect_config_error(exec, NULL, ENOTSUP, "user \"e\"", "exec");
-	kd_autofree char *nocur = kd_xasprintf("%s/nocur", dir);
-	kd_test_httpd_write_file(nocur, "clusters: []\n");
-	expect_config_error(nocur, NULL, EINVAL, nocur, "current-context");
-	kd_test_httpd_rmrf(dir);
-}
-
-static void auto_config_prefers_kubeconfig_env(void **state)
-{
-	(void)state;
-	kd_autofree char *dir = kd_test_httpd_mkdtemp();
-	kd_autofree char *p = write_kubeconfig(dir, kubeconfig_yaml);
-	kd_autofree char *list = kd_xasprintf("%s:/nonexistent/second", p);
-	setenv("KUBECONFIG", list, 1);
-	struct kd_k8s_config *cfg = NULL;
-	assert_int_equal(kd_k8s_config_auto(&cfg, NULL), 0);
-	assert_string_equal(cfg->token, "abc.def");
-	kd_k8s_config_free(cfg);
-	unsetenv("KUBECONFIG");
-	kd_test_httpd_rmrf(dir);
-}
-
-static void in_cluster_missing_env_is_enoent(void **state)
-{
-	(void)state;
-	unsetenv("KUBERNETES_SERVICE_HOST");
-	struct kd_k8s_config *cfg = NULL;
-	struct kd_error *err = NULL;
-	assert_int_equal(kd_k8s_config_in_cluster_at("/nonexistent", &cfg, &err), -ENOENT);
-	assert_non_null(strstr(err->msg, "KUBERNETES_SERVICE_HOST"));
-	kd_error_free(err);
-}
 
 static void auth_handler(struct kd_test_httpd_conn *conn, const struct kd_test_httpd_req *req,
                          void *arg)
@@ -1192,60 +979,11 @@ static void streams_deliver_close_abort_and_fail(void **state)
 	kd_test_httpd_stop(srv);
 }
 
-static void auto_config_falls_back_to_in_cluster_then_home(void **state)
-{
-	(void)state;
-	kd_autofree char *dir = kd_test_httpd_mkdtemp();
-	unsetenv("KUBECONFIG");
-	const char *old_home = getenv("HOME");
-	kd_autofree char *saved_home = old_home ? kd_xstrdup(old_home) : NULL;
-	setenv("HOME", dir, 1);
-	unsetenv("KUBERNETES_SERVICE_HOST");
-	struct kd_k8s_config *cfg = NULL;
-	struct kd_error *err = NULL;
-	/* Nothing there: the error says what was tried. */
-	assert_int_equal(kd_k8s_config_auto(&cfg, &err), -ENOENT);
-	kd_autofree char *want = kd_xasprintf("%s/.kube/config", dir);
-	assert_non_null(strstr(err->msg, want));
-	assert_non_null(strstr(err->msg, "no KUBECONFIG, not in a cluster"));
-	kd_error_free(err);
-	/* ~/.kube/config. */
-	kd_autofree char *kube = kd_xasprintf("%s/.kube", dir);
-	assert_int_equal(mkdir(kube, 0700), 0);
-	kd_autofree char *p = write_kubeconfig(kube, kubeconfig_yaml);
-	assert_int_equal(kd_k8s_config_auto(&cfg, NULL), 0);
-	assert_string_equal(cfg->token, "abc.def");
-	kd_k8s_config_free(cfg);
-	/* In-cluster env wins over ~/.kube/config (and fails here: no service-account token). */
-	setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1", 1);
-	setenv("KUBERNETES_SERVICE_PORT", "1", 1);
-	err = NULL;
-	int rc = kd_k8s_config_auto(&cfg, &err);
-	if (rc == 0) {
-		kd_k8s_config_free(cfg); /* running inside a real pod */
-	} else {
-		assert_non_null(strstr(err->msg, "in-cluster config"));
-		kd_error_free(err);
-	}
-	unsetenv("KUBERNETES_SERVICE_HOST");
-	unsetenv("KUBERNETES_SERVICE_PORT");
-	if (saved_home)
-		setenv("HOME", saved_home, 1);
-	kd_test_httpd_rmrf(dir);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(path_builds_core_group_and_subresources),
 	    cmocka_unit_test(errno_mapping_distinguishes_conflicts),
-	    cmocka_unit_test(kubeconfig_current_context_token_and_relative_ca),
-	    cmocka_unit_test(kubeconfig_inline_data_and_context_override),
-	    cmocka_unit_test(kubeconfig_accepts_json),
-	    cmocka_unit_test(kubeconfig_numeric_looking_names_stay_strings),
-	    cmocka_unit_test(kubeconfig_errors_name_file_and_field),
-	    cmocka_unit_test(auto_config_prefers_kubeconfig_env),
-	    cmocka_unit_test(in_cluster_missing_env_is_enoent),
 	    cmocka_unit_test(in_cluster_config_rereads_rotated_token),
 	    cmocka_unit_test(get_sends_path_auth_and_user_agent_on_one_connection),
 	    cmocka_unit_test(list_follows_continue_and_encodes_selectors),
@@ -1262,7 +1000,6 @@ int main(void)
 	    cmocka_unit_test(async_requires_loop),
 	    cmocka_unit_test(qps_limiter_spaces_requests),
 	    cmocka_unit_test(streams_deliver_close_abort_and_fail),
-	    cmocka_unit_test(auto_config_falls_back_to_in_cluster_then_home),
 	    cmocka_unit_test(tls_untrusted_ca_fails_with_clear_message),
 	    cmocka_unit_test(tls_trusted_ca_file_blob_and_client_cert),
 	};

@@ -1,5 +1,6 @@
 /* Unit tests for lib/kd_strmap: put/get/replace, deletion with backward shift inside colliding
- * probe runs (every remaining key still found), growth, iteration and reuse after fini. */
+ * probe runs (every remaining key still found), growth, iteration, reuse after fini,
+ * insert-if-absent (set use) and reserving room up front. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -113,6 +114,46 @@ static void test_iteration_visits_each_once(void **state)
 	kd_strmap_fini(&m);
 }
 
+static void test_add_inserts_only_when_absent(void **state)
+{
+	(void)state;
+	struct kd_strmap m = {0};
+	int a = 1, b = 2;
+	assert_null(kd_strmap_add(&m, "ns/a", &a)); /* absent: inserted */
+	assert_int_equal(m.n, 1);
+	char same[] = "ns/a";                              /* another pointer, same text */
+	assert_ptr_equal(kd_strmap_add(&m, same, &b), &a); /* present: existing value back */
+	assert_int_equal(m.n, 1);
+	assert_ptr_equal(kd_strmap_get(&m, "ns/a"), &a); /* and left unchanged */
+	for (int i = 0; i < N; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "ns/pod-%d", i);
+		assert_null(kd_strmap_add(&m, keys[i], &vals[i]));
+	}
+	for (int i = 0; i < N; i++)
+		assert_ptr_equal(kd_strmap_add(&m, keys[i], &a), &vals[i]);
+	assert_int_equal(m.n, N + 1);
+	kd_strmap_fini(&m);
+}
+
+static void test_reserve_avoids_rehash(void **state)
+{
+	(void)state;
+	struct kd_strmap m = {0};
+	kd_strmap_reserve(&m, N);
+	assert_true(N * 4 <= m.cap * 3);
+	assert_true(m.cap < 4 * N); /* the smallest power of two that holds N */
+	const struct kd_strmap_slot *slots = m.slots;
+	size_t cap = m.cap;
+	fill(&m);
+	assert_ptr_equal(m.slots, slots); /* no rehash while filling */
+	assert_int_equal(m.cap, cap);
+	kd_strmap_reserve(&m, 10); /* never shrinks */
+	assert_int_equal(m.cap, cap);
+	for (int i = 0; i < N; i++)
+		assert_ptr_equal(kd_strmap_get(&m, keys[i]), &vals[i]);
+	kd_strmap_fini(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -120,6 +161,8 @@ int main(void)
 	    cmocka_unit_test(test_delete_keeps_others_reachable),
 	    cmocka_unit_test(test_small_table_wraparound),
 	    cmocka_unit_test(test_iteration_visits_each_once),
+	    cmocka_unit_test(test_add_inserts_only_when_absent),
+	    cmocka_unit_test(test_reserve_avoids_rehash),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,9 @@
 /* kd/delta.h: the message codec of the direct channels (DESIGN.md section 4): a C model of every
  * channel message (struct kd_msg, a tagged union; struct kd_op, one object change) and its
- * strict JSON text-frame encoding (one message per WebSocket text frame; decoded by a small
- * strict RFC 8259 parser of our own since 09:50 UTC, json-c before).
+ * strict JSON text-frame encoding (one message per WebSocket text frame; decoded with the strict
+ * RFC 8259 parser of kd/jsonstrict.h since 09:50 UTC, json-c before; bench/delta/RESULTS.md
+ * compares the two). Implemented in lib/kd_delta.c (model), kd_delta_validate.c,
+ * kd_delta_encode.c (encoder and paging) and kd_delta_decode.c.
  *
  * NOTE TO kd_chan: this header is the contract. Compatible additions only; any change is
  * announced here, at the top, with the date.

@@ -1,5 +1,6 @@
-/* kd/k8s.h: Kubernetes REST client on libcurl + json-c: configuration (kubeconfig, in-cluster),
- * synchronous calls, and asynchronous calls driven by the curl multi socket API on a kd_loop.
+/* kd/k8s.h: Kubernetes REST client on libcurl + json-c: synchronous calls, and asynchronous calls
+ * driven by the curl multi socket API on a kd_loop. The connection settings it takes (struct
+ * kd_k8s_config: kubeconfig, in-cluster) are in kd/kubeconfig.h, included here.
  *
  * Threading: a struct kd_k8s is used from one thread, the thread running its kd_loop, except the
  * synchronous calls, which are serialised by an internal mutex and may be made from any thread
@@ -35,68 +36,8 @@
 
 #include "kd/common.h"
 #include "kd/error.h"
+#include "kd/kubeconfig.h"
 #include "kd/loop.h"
-
-/* ------------------------------------------------------------------------------------------ */
-/* Configuration                                                                               */
-
-/* Connection settings. Returned owned by the kd_k8s_config_* constructors; free with
- * kd_k8s_config_free. All strings and blobs are owned by the config; tests may build one with
- * kd_k8s_config_new and fill fields (kd_xstrdup) directly. */
-struct kd_k8s_config {
-	char *server;  /* "https://host:port" (no trailing slash) */
-	char *ca_file; /* PEM CA bundle path, or NULL */
-	char *ca_data; /* PEM CA bundle (decoded certificate-authority-data), or NULL */
-	size_t ca_len;
-	bool insecure_skip_tls_verify;
-	char *cert_file; /* client certificate (PEM) path, or NULL */
-	char *cert_data; /* client certificate (PEM) bytes, or NULL */
-	size_t cert_len;
-	char *key_file; /* client key (PEM) path, or NULL */
-	char *key_data; /* client key (PEM) bytes, or NULL */
-	size_t key_len;
-	char *token;      /* bearer token, or NULL (ignored when token_file is set) */
-	char *token_file; /* bearer token file, re-read when its mtime/size/inode change */
-	char *namespace;  /* default namespace of the context / service account ("default") */
-	char *source; /* where this came from, for messages: "kubeconfig /x/config", "in-cluster" */
-};
-
-/* Returns owned (free with kd_k8s_config_free); server copied; namespace "default". */
-struct kd_k8s_config *kd_k8s_config_new(const char *server);
-/* Deep copy. Returns owned. */
-struct kd_k8s_config *kd_k8s_config_dup(const struct kd_k8s_config *cfg);
-void kd_k8s_config_free(struct kd_k8s_config *cfg);
-
-/* Parses the kubeconfig at path (YAML or JSON): `context` (or current-context when NULL), its
- * cluster (server, certificate-authority[-data], insecure-skip-tls-verify) and user
- * (client-certificate[-data], client-key[-data], token, tokenFile). Relative file paths resolve
- * against the kubeconfig's directory. Not supported (error naming the field): exec and
- * auth-provider plugins, username/password. Only the first file of a colon-separated list is read.
- * On success *out is owned. Errors name the file and the field: `kubeconfig /x/config: context
- * "dev": no such context` (ENOENT), bad YAML EINVAL with line/column, missing file ENOENT. */
-int kd_k8s_config_from_kubeconfig(const char *path, const char *context, struct kd_k8s_config **out,
-                                  struct kd_error **err);
-
-/* Same on in-memory YAML/JSON text (for tests and fuzzing): name is used in messages (the file
- * name), dir resolves relative file paths (NULL: "."). Referenced files must still exist. */
-int kd_k8s_config_from_kubeconfig_data(const char *text, size_t len, const char *name,
-                                       const char *dir, const char *context,
-                                       struct kd_k8s_config **out, struct kd_error **err);
-
-/* Default service-account directory of a pod. */
-#define KD_K8S_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
-
-/* In-cluster config: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT, token file
- * <dir>/token (re-read on change), CA <dir>/ca.crt, namespace from <dir>/namespace ("default" if
- * absent). kd_k8s_config_in_cluster uses KD_K8S_SA_DIR; the _at variant takes the directory (for
- * tests). ENOENT when the env variables or the token file are missing. *out owned. */
-int kd_k8s_config_in_cluster(struct kd_k8s_config **out, struct kd_error **err);
-int kd_k8s_config_in_cluster_at(const char *sa_dir, struct kd_k8s_config **out,
-                                struct kd_error **err);
-
-/* $KUBECONFIG (its first entry) if set, else in-cluster if KUBERNETES_SERVICE_HOST is set, else
- * ~/.kube/config. The error says what was tried. *out owned. */
-int kd_k8s_config_auto(struct kd_k8s_config **out, struct kd_error **err);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Client                                                                                      */

@@ -1,7 +1,8 @@
 /* kd/strmap.h: a string-keyed map of pointers (open addressing, linear probing, backward-shift
- * deletion), for the plugins' tables (scheduler nodes/pods, runtime sandboxes). Keys and values
- * are borrowed: each key must stay valid while its entry is in the map (callers point it into the
- * value it maps to). A zeroed struct kd_strmap is an empty map. Not thread-safe. */
+ * deletion): the one hash map of libkd and the plugins (scheduler nodes/pods, runtime sandboxes,
+ * the write-back cache's entries, the codec's duplicate and template checks, the handshake). Keys
+ * and values are borrowed: each key must stay valid while its entry is in the map (callers point it
+ * into the value it maps to). A zeroed struct kd_strmap is an empty map. Not thread-safe. */
 #ifndef KD_STRMAP_H
 #define KD_STRMAP_H
 
@@ -29,6 +30,14 @@ void *kd_strmap_get(const struct kd_strmap *m, const char *key);
 
 /* Inserts or replaces key -> value (value non-NULL). key and value borrowed (see above). */
 void kd_strmap_put(struct kd_strmap *m, const char *key, void *value);
+
+/* Set use, or get-or-insert: inserts key -> value (value non-NULL) when key is absent and returns
+ * NULL; when key is present, leaves the map unchanged and returns the value it has (borrowed).
+ * One probe, so a duplicate check costs one hash of key. key and value borrowed (see above). */
+void *kd_strmap_add(struct kd_strmap *m, const char *key, void *value);
+
+/* Makes room for n entries in all, so that the next puts/adds up to n do not rehash. */
+void kd_strmap_reserve(struct kd_strmap *m, size_t n);
 
 /* Removes key; returns its value (borrowed, as put) or NULL. */
 void *kd_strmap_del(struct kd_strmap *m, const char *key);
