@@ -42,6 +42,7 @@
 #include "kd/error.h"
 #include "kd/plugin.h"
 #include "kd/stage.h"
+#include "kd/strmap.h"
 
 #define NAME_MAX_LEN 63
 #define ALPHABET     "bcdfghjklmnpqrstvwxz2456789"
@@ -76,53 +77,6 @@ struct wl_plugin {
 	uint64_t step;    /* < space, not a multiple of 3: coprime with space */
 	uint64_t counter; /* names handed out */
 };
-
-/* --- name set (borrowed strings, open addressing) ------------------------------------------- */
-
-struct name_set {
-	const char **slots;
-	size_t cap; /* power of two */
-};
-
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
-}
-
-static void set_init(struct name_set *s, size_t n)
-{
-	s->cap = 16;
-	while (s->cap < n * 2 + 1)
-		s->cap *= 2;
-	s->slots = kd_xcalloc(s->cap, sizeof(*s->slots));
-}
-
-/* Adds name (borrowed; must outlive the set). Returns true if it was not there. */
-static bool set_add(struct name_set *s, const char *name)
-{
-	size_t i = (size_t)hash_str(name) & (s->cap - 1);
-	while (s->slots[i]) {
-		if (strcmp(s->slots[i], name) == 0)
-			return false;
-		i = (i + 1) & (s->cap - 1);
-	}
-	s->slots[i] = name;
-	return true;
-}
-
-static bool set_has(const struct name_set *s, const char *name)
-{
-	size_t i = (size_t)hash_str(name) & (s->cap - 1);
-	while (s->slots[i]) {
-		if (strcmp(s->slots[i], name) == 0)
-			return true;
-		i = (i + 1) & (s->cap - 1);
-	}
-	return false;
-}
 
 /* --- names ------------------------------------------------------------------------------------ */
 
@@ -214,16 +168,17 @@ static int wl_plan(void *state, const struct kd_workload_input *in, struct kd_wo
 		                    in->revision);
 
 	/* taken: live names (counted once each) and reserved names (not counted) */
-	struct name_set taken;
-	set_init(&taken, in->n_current + in->n_reserved);
+	struct kd_strmap taken = {0}; /* a set: each name maps to itself */
+	kd_strmap_reserve(&taken, in->n_current + in->n_reserved);
 	const struct kd_instance **uniq = kd_xmalloc((in->n_current + 1) * sizeof(*uniq));
 	size_t n_live = 0;
 	for (size_t i = 0; i < in->n_current; i++)
-		if (set_add(&taken, in->current[i].name))
+		if (!kd_strmap_add(&taken, in->current[i].name, (void *)in->current[i].name))
 			uniq[n_live++] = &in->current[i];
 	size_t n_taken = n_live;
 	for (size_t i = 0; i < in->n_reserved; i++)
-		if (in->reserved[i] && set_add(&taken, in->reserved[i]))
+		if (in->reserved[i] &&
+		    !kd_strmap_add(&taken, in->reserved[i], (void *)in->reserved[i]))
 			n_taken++;
 
 	int rc = 0;
@@ -275,7 +230,7 @@ static int wl_plan(void *state, const struct kd_workload_input *in, struct kd_wo
 				goto out;
 			}
 			next_suffix(p, name + plen);
-			if (set_has(&taken, name))
+			if (kd_strmap_get(&taken, name))
 				continue;
 			struct kd_instance_spec *s = &plan.created[plan.create.n];
 			plan.create.items[plan.create.n++] = kd_xstrdup(name);
@@ -299,7 +254,7 @@ static int wl_plan(void *state, const struct kd_workload_input *in, struct kd_wo
 out:
 	kd_workload_plan_clear(&plan);
 	free(uniq);
-	free(taken.slots);
+	kd_strmap_fini(&taken);
 	return rc;
 }
 

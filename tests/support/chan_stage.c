@@ -7,13 +7,11 @@
 
 #include "kd/common.h"
 #include "kd/error.h"
+#include "kd/hash.h"
 
 static uint64_t hash_str(const char *s)
 {
-	uint64_t h = 1469598103934665603ull;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
+	return kd_hash_str(KD_HASH_INIT, s);
 }
 
 void ts_map_fini(struct ts_map *m)
