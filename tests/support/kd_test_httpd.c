@@ -243,6 +243,7 @@ static void req_fini(struct kd_test_httpd_req *r)
 	free(r->content_type);
 	free(r->auth);
 	free(r->user_agent);
+	free(r->head);
 	free(r->body);
 	memset(r, 0, sizeof(*r));
 }
@@ -266,10 +267,67 @@ static void req_copy(struct kd_test_httpd_req *d, const struct kd_test_httpd_req
 	d->content_type = dupz(s->content_type);
 	d->auth = dupz(s->auth);
 	d->user_agent = dupz(s->user_agent);
+	d->head = dupz(s->head);
 	d->body = kd_xmalloc(s->body_len + 1);
 	memcpy(d->body, s->body, s->body_len + 1);
 	d->body_len = s->body_len;
 	d->conn_id = s->conn_id;
+}
+
+/* Reads at least until c->rbuf holds `need` bytes. 0, or -1 on EOF/error. */
+static int fill(struct kd_test_httpd_conn *c, size_t need)
+{
+	while (c->rlen < need) {
+		if (c->rlen + 4097 > c->rcap || need + 1 > c->rcap) {
+			c->rcap = c->rcap * 2 + need;
+			c->rbuf = kd_xrealloc(c->rbuf, c->rcap);
+		}
+		ssize_t n = conn_read(c, c->rbuf + c->rlen, 4096);
+		if (n <= 0)
+			return -1;
+		c->rlen += (size_t)n;
+		c->rbuf[c->rlen] = '\0';
+	}
+	return 0;
+}
+
+/* A chunked body after the head (head_len bytes of c->rbuf). 0, or -1. */
+static int read_chunked(struct kd_test_httpd_conn *c, struct kd_test_httpd_req *r, size_t head_len)
+{
+	size_t pos = head_len, blen = 0;
+	char *body = kd_xmalloc(1);
+	for (;;) {
+		char *eol;
+		while (!(eol = strstr(c->rbuf + pos, "\r\n")))
+			if (fill(c, c->rlen + 1) < 0)
+				goto fail;
+		size_t n = strtoul(c->rbuf + pos, NULL, 16);
+		size_t data = (size_t)(eol - c->rbuf) + 2;
+		if (fill(c, data + n + 2) < 0)
+			goto fail;
+		if (n == 0) {
+			pos = data + 2; /* no trailers sent by our clients */
+			break;
+		}
+		body = kd_xrealloc(body, blen + n + 1);
+		memcpy(body + blen, c->rbuf + data, n);
+		blen += n;
+		pos = data + n + 2;
+	}
+	body[blen] = '\0';
+	r->body = body;
+	r->body_len = blen;
+	memmove(c->rbuf, c->rbuf + pos, c->rlen - pos + 1);
+	c->rlen -= pos;
+	return 0;
+fail:
+	free(body);
+	return -1;
+}
+
+char *kd_test_httpd_req_header(const struct kd_test_httpd_req *r, const char *name)
+{
+	return r->head ? find_header(r->head, name) : NULL;
 }
 
 /* Reads one request. 0, or -1 on EOF/error. */
@@ -305,9 +363,15 @@ static int read_request(struct kd_test_httpd_conn *c, struct kd_test_httpd_req *
 	r->auth = find_header(head, "Authorization");
 	r->user_agent = find_header(head, "User-Agent");
 	char *cl = find_header(head, "Content-Length");
+	char *te = find_header(head, "Transfer-Encoding");
 	size_t blen = cl ? strtoul(cl, NULL, 10) : 0;
 	free(cl);
-	free(head);
+	r->head = head;
+	if (te && !strcasecmp(te, "chunked")) {
+		free(te);
+		return read_chunked(c, r, head_len);
+	}
+	free(te);
 	while (c->rlen < head_len + blen) {
 		if (c->rlen + 4097 > c->rcap) {
 			c->rcap = c->rcap * 2 + blen;

@@ -22,6 +22,7 @@ struct kd_test_httpd_req {
 	char *content_type; /* Content-Type header or NULL */
 	char *auth;         /* Authorization header or NULL */
 	char *user_agent;   /* User-Agent header or NULL */
+	char *head;         /* the request line and headers as received */
 	char *body;         /* NUL-terminated, "" if none */
 	size_t body_len;
 	int conn_id; /* connection number, 1-based: same id = keep-alive reuse */
@@ -43,6 +44,9 @@ int kd_test_httpd_port(const struct kd_test_httpd *srv);
 const char *kd_test_httpd_url(const struct kd_test_httpd *srv);
 struct kd_test_httpd *kd_test_httpd_conn_server(struct kd_test_httpd_conn *conn);
 bool kd_test_httpd_stopping(const struct kd_test_httpd *srv);
+
+/* The value of header `name` (case-insensitive) in r->head; owned (free()), or NULL. */
+char *kd_test_httpd_req_header(const struct kd_test_httpd_req *r, const char *name);
 
 /* Responses (from the handler). All return 0, or -1 once the peer is gone. */
 int kd_test_httpd_respond(struct kd_test_httpd_conn *conn, int status, const char *content_type,

@@ -1,0 +1,864 @@
+/* lib/kd_http.c: HTTP server (libmicrohttpd, external epoll) and forwarder (curl multi) on one
+ * kd_loop (see kd/http.h).
+ *
+ * libmicrohttpd calls the access handler for a request: once when its headers are in, once per
+ * body chunk, and once more (no data) when the body is complete; a response can be queued from
+ * any of these calls. A connection can be suspended only from the access handler or the content
+ * reader, and resumed from anywhere. So every decision is taken at the end of a handler or
+ * reader call from the request's state: queue a response if one is ready, else suspend if there
+ * is nothing to do until an event of ours (the caller answering or forwarding, the upstream's
+ * headers or body bytes, curl reading the request body); every such event resumes. */
+#include "kd/http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "kd/common.h"
+#include "kd/curlm.h"
+#include "kd/log.h"
+
+#define BUF_CAP    (64u * 1024u) /* each direction's buffer between the two libraries */
+#define READ_BLOCK (16u * 1024u) /* what the content reader is asked for at most */
+
+struct kd_http_server {
+	struct kd_loop *loop;
+	struct MHD_Daemon *d;
+	int epfd;
+	int port;
+	struct kd_timer *timer; /* libmicrohttpd's next timeout, or a 0-ms kick after a resume */
+	kd_http_handler_cb handler;
+	void *ud;
+	struct kd_curlm *cm;
+	unsigned connect_ms;
+	struct kd_http_req *reqs; /* live requests */
+	bool stopping;
+};
+
+/* Forward state: the upstream side of a request. */
+struct fwd {
+	CURL *e;
+	struct curl_slist *hdrs;
+	kd_http_fwd_cb done;
+	void *ud;
+	char errbuf[CURL_ERROR_SIZE];
+	bool in_multi;
+	bool send_paused; /* curl's read callback paused: no request body bytes yet */
+	bool recv_paused; /* curl's write callback paused: the client-bound buffer is full */
+	bool headers_done;
+	bool up_done, up_failed;
+	int status;
+	long long resp_len;           /* the upstream's Content-Length, or -1 */
+	struct curl_slist *resp_hdrs; /* "Name: value" lines to relay */
+};
+
+struct kd_http_req {
+	struct kd_http_req *prev, *next;
+	struct kd_http_server *s;
+	struct MHD_Connection *conn;
+	char *target;
+	const char *method; /* libmicrohttpd's, valid while the connection is */
+	char peer[INET6_ADDRSTRLEN];
+	bool delivered;  /* the handler has seen it */
+	bool body_done;  /* the whole request body was received */
+	bool in_handler; /* inside an access-handler call */
+	bool suspended;  /* connection suspended by us */
+	bool answered;   /* a response was queued (ours or the upstream's) */
+	bool fwd_over;   /* a reached forward ended (done was called) */
+	bool has_body;
+	long long body_len; /* Content-Length, or -1 (chunked / none) */
+	unsigned long long body_sent;
+	struct MHD_Response *pending; /* ours, waiting for a handler call to queue it */
+	int pending_status;
+	kd_http_abort_cb abort_cb;
+	void *abort_ud;
+	struct fwd *f;
+	/* client -> upstream bytes */
+	char *in;
+	size_t in_off, in_len;
+	/* upstream -> client bytes */
+	char *out;
+	size_t out_off, out_len;
+};
+
+static const char *const hop_by_hop[] = {
+    "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+    "TE",         "Trailer",    "Trailers",         "Transfer-Encoding",  "Upgrade",
+};
+
+static bool is_hop_by_hop(const char *name, size_t len, const char *connection)
+{
+	for (size_t i = 0; i < KD_ARRAY_SIZE(hop_by_hop); i++)
+		if (strlen(hop_by_hop[i]) == len && strncasecmp(hop_by_hop[i], name, len) == 0)
+			return true;
+	/* Tokens of the Connection header name more hop-by-hop headers. */
+	for (const char *p = connection; p && *p;) {
+		p += strspn(p, " \t,");
+		size_t n = strcspn(p, " \t,");
+		if (n == len && n > 0 && strncasecmp(p, name, len) == 0)
+			return true;
+		p += n;
+	}
+	return false;
+}
+
+/* ---- loop glue ------------------------------------------------------------------------------ */
+
+static void run_mhd(struct kd_http_server *s)
+{
+	MHD_run(s->d);
+	MHD_UNSIGNED_LONG_LONG to = 0;
+	if (MHD_get_timeout(s->d, &to) == MHD_YES)
+		kd_loop_timer_start(s->timer, (uint64_t)to);
+	else
+		kd_loop_timer_stop(s->timer);
+}
+
+static void ep_cb(struct kd_loop *loop, int fd, unsigned events, void *arg)
+{
+	(void)loop;
+	(void)fd;
+	(void)events;
+	run_mhd(arg);
+}
+
+static void timer_cb(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	(void)loop;
+	(void)t;
+	run_mhd(arg);
+}
+
+/* Wakes a request suspended by us: libmicrohttpd calls its handler or reader again. Inside a
+ * handler call the end of that call decides instead. */
+static void wake(struct kd_http_req *r)
+{
+	if (!r->suspended || r->in_handler || r->s->stopping)
+		return;
+	r->suspended = false;
+	MHD_resume_connection(r->conn);
+	kd_loop_timer_start(r->s->timer, 0);
+}
+
+static void suspend(struct kd_http_req *r)
+{
+	if (r->suspended)
+		return;
+	r->suspended = true;
+	MHD_suspend_connection(r->conn);
+}
+
+/* ---- forward: curl side --------------------------------------------------------------------- */
+
+static void set_pause(struct fwd *f)
+{
+	int mask = (f->send_paused ? CURLPAUSE_SEND : 0) | (f->recv_paused ? CURLPAUSE_RECV : 0);
+	curl_easy_pause(f->e, mask);
+}
+
+static size_t read_cb(char *buf, size_t size, size_t nitems, void *arg)
+{
+	struct kd_http_req *r = arg;
+	size_t want = size * nitems;
+	size_t have = r->in_len - r->in_off;
+	if (have == 0) {
+		if (r->body_done)
+			return 0;
+		r->f->send_paused = true;
+		return CURL_READFUNC_PAUSE;
+	}
+	size_t n = KD_MIN(want, have);
+	memcpy(buf, r->in + r->in_off, n);
+	r->in_off += n;
+	r->body_sent += n;
+	if (r->in_off == r->in_len)
+		r->in_off = r->in_len = 0;
+	wake(r); /* room for more of the client's body */
+	return n;
+}
+
+static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+	struct kd_http_req *r = arg;
+	struct fwd *f = r->f;
+	size_t n = size * nmemb;
+	if (r->out_off > 0 && r->out_off == r->out_len)
+		r->out_off = r->out_len = 0;
+	if (r->out_off > 0 && BUF_CAP - r->out_len < n) { /* compact */
+		memmove(r->out, r->out + r->out_off, r->out_len - r->out_off);
+		r->out_len -= r->out_off;
+		r->out_off = 0;
+	}
+	if (BUF_CAP - r->out_len < n && r->out_len > 0) {
+		f->recv_paused = true;
+		return CURL_WRITEFUNC_PAUSE;
+	}
+	if (!r->out)
+		r->out = kd_xmalloc(KD_MAX(BUF_CAP, n));
+	else if (n > BUF_CAP) /* a chunk larger than the buffer (curl's are <= 16 KiB) */
+		r->out = kd_xrealloc(r->out, n);
+	memcpy(r->out + r->out_len, ptr, n);
+	r->out_len += n;
+	wake(r);
+	return n;
+}
+
+static size_t header_cb(char *line, size_t size, size_t nitems, void *arg)
+{
+	struct kd_http_req *r = arg;
+	struct fwd *f = r->f;
+	size_t n = size * nitems;
+	size_t len = n;
+	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == '\n'))
+		len--;
+	if (len >= 5 && strncmp(line, "HTTP/", 5) == 0) { /* a status line: a new header block */
+		curl_slist_free_all(f->resp_hdrs);
+		f->resp_hdrs = NULL;
+		f->resp_len = -1;
+		return n;
+	}
+	if (len == 0) { /* end of a header block */
+		long code = 0;
+		curl_easy_getinfo(f->e, CURLINFO_RESPONSE_CODE, &code);
+		if (code >= 100 && code < 200)
+			return n; /* 100 Continue, 103 Early Hints: the final response follows */
+		f->status = (int)code;
+		f->headers_done = true;
+		wake(r);
+		return n;
+	}
+	const char *colon = memchr(line, ':', len);
+	if (!colon || colon == line)
+		return n;
+	size_t nlen = (size_t)(colon - line);
+	const char *v = colon + 1;
+	while (v < line + len && (*v == ' ' || *v == '\t'))
+		v++;
+	size_t vlen = (size_t)(line + len - v);
+	if (nlen == 14 && strncasecmp(line, "Content-Length", 14) == 0) {
+		char tmp[32];
+		if (vlen < sizeof(tmp)) {
+			memcpy(tmp, v, vlen);
+			tmp[vlen] = '\0';
+			char *end = NULL;
+			long long cl = strtoll(tmp, &end, 10);
+			if (end != tmp && *end == '\0' && cl >= 0)
+				f->resp_len = cl;
+		}
+		return n;
+	}
+	if (is_hop_by_hop(line, nlen, NULL) || (nlen == 4 && strncasecmp(line, "Date", 4) == 0))
+		return n; /* ours: the server writes framing and Date itself */
+	kd_autofree char *h = kd_xasprintf("%.*s: %.*s", (int)nlen, line, (int)vlen, v);
+	f->resp_hdrs = curl_slist_append(f->resp_hdrs, h);
+	return n;
+}
+
+static void fwd_free(struct fwd *f)
+{
+	if (!f)
+		return;
+	if (f->e)
+		curl_easy_cleanup(f->e);
+	curl_slist_free_all(f->hdrs);
+	curl_slist_free_all(f->resp_hdrs);
+	free(f);
+}
+
+static struct MHD_Response *text_response(const char *content_type, const char *body, size_t len)
+{
+	struct MHD_Response *mr =
+	    MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+	if (mr && content_type)
+		MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	return mr;
+}
+
+static bool connect_failed(CURLcode rc, CURL *e)
+{
+	if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST)
+		return true;
+	if (rc == CURLE_OPERATION_TIMEDOUT) {
+		curl_off_t ct = 0;
+		curl_easy_getinfo(e, CURLINFO_CONNECT_TIME_T, &ct);
+		return ct == 0;
+	}
+	return false;
+}
+
+/* Reports the end of a reached forward once. */
+static void fwd_report(struct kd_http_req *r, struct kd_http_fwd_result *res)
+{
+	struct fwd *f = r->f;
+	if (r->fwd_over)
+		return;
+	r->fwd_over = true;
+	f->done(f->ud, r, res);
+}
+
+static void curl_done(void *ud, CURL *e, CURLcode rc)
+{
+	(void)ud;
+	struct kd_http_req *r = NULL;
+	curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&r);
+	struct fwd *f = r->f;
+	f->in_multi = false;
+	long nconn = 0;
+	curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &nconn);
+	struct kd_http_fwd_result res = {.new_conn = nconn > 0};
+	bool reached = f->headers_done || r->body_sent > 0 || !connect_failed(rc, e);
+	if (!reached) {
+		/* Nothing reached the upstream: the request is the caller's again. */
+		char err[CURL_ERROR_SIZE + 64];
+		snprintf(err, sizeof(err), "%s", f->errbuf[0] ? f->errbuf : curl_easy_strerror(rc));
+		r->f = NULL;
+		kd_http_fwd_cb done = f->done;
+		void *dud = f->ud;
+		fwd_free(f);
+		res.status = 502;
+		res.error = err;
+		done(dud, r, &res);
+		return;
+	}
+	f->up_done = true;
+	f->up_failed = rc != CURLE_OK;
+	res.reached = true;
+	res.upstream_ok = rc == CURLE_OK;
+	res.error = rc == CURLE_OK ? NULL : (f->errbuf[0] ? f->errbuf : curl_easy_strerror(rc));
+	if (!f->headers_done && !r->answered) {
+		int st = rc == CURLE_OPERATION_TIMEDOUT ? 504 : 502;
+		kd_autofree char *body =
+		    kd_xasprintf("kd-http: upstream %s: %s\n", st == 504 ? "timed out" : "failed",
+		                 res.error ? res.error : "no response");
+		r->pending = text_response("text/plain; charset=utf-8", body, strlen(body));
+		r->pending_status = st;
+		res.status = st;
+	} else {
+		res.status = f->status;
+	}
+	wake(r);
+	fwd_report(r, &res);
+}
+
+/* ---- requests ------------------------------------------------------------------------------- */
+
+static void req_free(struct kd_http_req *r)
+{
+	struct kd_http_server *s = r->s;
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		s->reqs = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	if (r->pending)
+		MHD_destroy_response(r->pending);
+	fwd_free(r->f);
+	free(r->target);
+	free(r->in);
+	free(r->out);
+	free(r);
+}
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	struct kd_http_server *s = cls;
+	struct kd_http_req *r = kd_xcalloc(1, sizeof(*r));
+	r->s = s;
+	r->conn = conn;
+	r->target = kd_xstrdup(uri ? uri : "/");
+	r->body_len = -1;
+	r->next = s->reqs;
+	if (s->reqs)
+		s->reqs->prev = r;
+	s->reqs = r;
+	return r;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+	(void)cls;
+	(void)conn;
+	struct kd_http_req *r = *con_cls;
+	if (!r)
+		return;
+	*con_cls = NULL;
+	bool ok = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
+	if (r->f && !r->fwd_over) {
+		struct fwd *f = r->f;
+		if (f->in_multi) {
+			kd_curlm_remove(r->s->cm, f->e);
+			f->in_multi = false;
+		}
+		struct kd_http_fwd_result res = {
+		    .reached = true,
+		    .upstream_ok = ok,
+		    .client_aborted = !ok,
+		    .status = ok ? f->status : 499,
+		    .error = ok ? NULL : "the client went away",
+		};
+		fwd_report(r, &res);
+	} else if (!r->f && !r->answered && r->abort_cb) {
+		kd_http_abort_cb cb = r->abort_cb;
+		r->abort_cb = NULL;
+		cb(r->abort_ud, r);
+	}
+	req_free(r);
+}
+
+static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	(void)pos;
+	struct kd_http_req *r = cls;
+	struct fwd *f = r->f;
+	if (!f)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	size_t have = r->out_len - r->out_off;
+	if (have > 0) {
+		size_t n = KD_MIN(have, max);
+		memcpy(buf, r->out + r->out_off, n);
+		r->out_off += n;
+		if (f->recv_paused && !f->up_done) {
+			f->recv_paused = false;
+			set_pause(f); /* may deliver more into the buffer at once */
+		}
+		return (ssize_t)n;
+	}
+	if (f->up_done)
+		return f->up_failed ? MHD_CONTENT_READER_END_WITH_ERROR
+		                    : MHD_CONTENT_READER_END_OF_STREAM;
+	suspend(r); /* woken by write_cb or curl_done */
+	return 0;
+}
+
+static enum MHD_Result queue(struct kd_http_req *r, int status, struct MHD_Response *mr)
+{
+	r->answered = true;
+	enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, mr);
+	MHD_destroy_response(mr);
+	return ret;
+}
+
+static enum MHD_Result queue_upstream(struct kd_http_req *r)
+{
+	struct fwd *f = r->f;
+	uint64_t size = f->resp_len >= 0 ? (uint64_t)f->resp_len : MHD_SIZE_UNKNOWN;
+	struct MHD_Response *mr =
+	    MHD_create_response_from_callback(size, READ_BLOCK, reader, r, NULL);
+	if (!mr)
+		return MHD_NO;
+	for (struct curl_slist *h = f->resp_hdrs; h; h = h->next) {
+		char *colon = strchr(h->data, ':');
+		if (!colon)
+			continue;
+		*colon = '\0';
+		MHD_add_response_header(mr, h->data, colon + 2);
+		*colon = ':';
+	}
+	return queue(r, f->status, mr);
+}
+
+/* Copies as much of the client's body chunk as fits; returns how much was taken. */
+static size_t take_body(struct kd_http_req *r, const char *data, size_t len)
+{
+	if (r->in_off > 0) {
+		memmove(r->in, r->in + r->in_off, r->in_len - r->in_off);
+		r->in_len -= r->in_off;
+		r->in_off = 0;
+	}
+	size_t n = KD_MIN(len, BUF_CAP - r->in_len);
+	if (n == 0)
+		return 0;
+	if (!r->in)
+		r->in = kd_xmalloc(BUF_CAP);
+	memcpy(r->in + r->in_len, data, n);
+	r->in_len += n;
+	return n;
+}
+
+static void deliver(struct kd_http_req *r, const char *method)
+{
+	struct kd_http_server *s = r->s;
+	r->method = method;
+	r->delivered = true;
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci && ci->client_addr) {
+		const struct sockaddr *sa = ci->client_addr;
+		if (sa->sa_family == AF_INET)
+			inet_ntop(AF_INET,
+			          &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
+			          r->peer, sizeof(r->peer));
+		else if (sa->sa_family == AF_INET6)
+			inet_ntop(AF_INET6,
+			          &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+			          r->peer, sizeof(r->peer));
+	}
+	const char *cl = kd_http_req_header(r, "Content-Length");
+	const char *te = kd_http_req_header(r, "Transfer-Encoding");
+	if (cl) {
+		char *end = NULL;
+		long long v = strtoll(cl, &end, 10);
+		if (end != cl && *end == '\0' && v >= 0)
+			r->body_len = v;
+	}
+	r->has_body = r->body_len > 0 || (te && strcasecmp(te, "identity") != 0);
+	s->handler(s->ud, r);
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *data,
+                                 size_t *data_size, void **con_cls)
+{
+	(void)cls;
+	(void)url;
+	(void)version;
+	struct kd_http_req *r = *con_cls;
+	if (!r)
+		return MHD_NO;
+	r->conn = conn;
+	r->suspended = false; /* we are being called: not suspended */
+	r->in_handler = true;
+	bool need_event = false; /* nothing to do until an event of ours */
+	if (!r->delivered) {
+		deliver(r, method);
+		need_event = !r->pending && !r->f && !r->answered;
+	} else if (*data_size > 0) {
+		if (r->answered || r->pending || r->fwd_over) {
+			*data_size = 0; /* answered already: the rest of the body is dropped */
+		} else if (!r->f) {
+			need_event = true; /* held: the body waits in the connection */
+		} else {
+			size_t n = take_body(r, data, *data_size);
+			*data_size -= n;
+			if (n > 0 && r->f->send_paused) {
+				r->f->send_paused = false;
+				set_pause(r->f);
+			}
+			need_event = *data_size > 0;
+		}
+	} else {
+		r->body_done = true;
+		if (r->f && r->f->send_paused) {
+			r->f->send_paused = false;
+			set_pause(r->f); /* curl reads the end of the body */
+		}
+	}
+	enum MHD_Result ret = MHD_YES;
+	if (r->pending) {
+		struct MHD_Response *mr = r->pending;
+		r->pending = NULL;
+		ret = queue(r, r->pending_status, mr);
+	} else if (!r->answered && r->f && r->f->headers_done && (r->body_done || r->f->up_done)) {
+		ret = queue_upstream(r);
+	} else if (!r->answered && r->body_done) {
+		need_event = true; /* body in, response not ready */
+	}
+	if (need_event && !r->answered)
+		suspend(r);
+	r->in_handler = false;
+	return ret;
+}
+
+/* ---- public: requests ------------------------------------------------------------------------ */
+
+const char *kd_http_req_method(const struct kd_http_req *req)
+{
+	return req->method ? req->method : "";
+}
+
+const char *kd_http_req_target(const struct kd_http_req *req)
+{
+	return req->target;
+}
+
+const char *kd_http_req_header(const struct kd_http_req *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *kd_http_req_peer(const struct kd_http_req *req)
+{
+	return req->peer;
+}
+
+int kd_http_req_respond(struct kd_http_req *req, int status, const char *content_type,
+                        const char *body, size_t len)
+{
+	if (req->answered || req->pending || req->f || req->fwd_over)
+		return -EALREADY;
+	req->pending = text_response(content_type, body ? body : "", body ? len : 0);
+	req->pending_status = status;
+	req->abort_cb = NULL;
+	wake(req);
+	return 0;
+}
+
+void kd_http_req_on_abort(struct kd_http_req *req, kd_http_abort_cb cb, void *ud)
+{
+	req->abort_cb = cb;
+	req->abort_ud = ud;
+}
+
+struct hdr_ctx {
+	struct curl_slist *list;
+	const char *connection;
+	bool has_accept, has_xfp;
+	const char *xff;
+};
+
+static enum MHD_Result copy_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+	(void)kind;
+	struct hdr_ctx *c = cls;
+	size_t klen = strlen(key);
+	if (is_hop_by_hop(key, klen, c->connection) || strcasecmp(key, "Content-Length") == 0 ||
+	    strcasecmp(key, "Expect") == 0 || strcasecmp(key, "X-Forwarded-For") == 0)
+		return MHD_YES;
+	if (strcasecmp(key, "Accept") == 0)
+		c->has_accept = true;
+	if (strcasecmp(key, "X-Forwarded-Proto") == 0)
+		c->has_xfp = true;
+	/* curl: "Name;" sends a header with an empty value. */
+	kd_autofree char *h =
+	    value && *value ? kd_xasprintf("%s: %s", key, value) : kd_xasprintf("%s;", key);
+	c->list = curl_slist_append(c->list, h);
+	return MHD_YES;
+}
+
+int kd_http_req_forward(struct kd_http_req *req, const char *ip, int port,
+                        const struct kd_http_fwd_opts *opts, kd_http_fwd_cb done, void *ud)
+{
+	struct kd_http_server *s = req->s;
+	if (req->answered || req->pending || req->f || req->fwd_over)
+		return -EALREADY;
+	if (!ip || !*ip || port <= 0 || port > 65535 || !done)
+		return -EINVAL;
+	if (s->stopping)
+		return -ESHUTDOWN;
+	struct fwd *f = kd_xcalloc(1, sizeof(*f));
+	f->done = done;
+	f->ud = ud;
+	f->resp_len = -1;
+	f->e = curl_easy_init();
+	if (!f->e) {
+		free(f);
+		return -ENOMEM;
+	}
+	struct hdr_ctx hc = {.connection = kd_http_req_header(req, "Connection"),
+	                     .xff = kd_http_req_header(req, "X-Forwarded-For")};
+	MHD_get_connection_values(req->conn, MHD_HEADER_KIND, copy_header, &hc);
+	kd_autofree char *xff =
+	    hc.xff && *hc.xff
+	        ? kd_xasprintf("X-Forwarded-For: %s, %s", hc.xff,
+	                       req->peer[0] ? req->peer : "unknown")
+	        : kd_xasprintf("X-Forwarded-For: %s", req->peer[0] ? req->peer : "unknown");
+	hc.list = curl_slist_append(hc.list, xff);
+	if (!hc.has_xfp)
+		hc.list = curl_slist_append(hc.list, "X-Forwarded-Proto: http");
+	if (!hc.has_accept)
+		hc.list = curl_slist_append(hc.list, "Accept:"); /* no curl default */
+	hc.list = curl_slist_append(hc.list, "Expect:");         /* no 100-continue round trip */
+	f->hdrs = hc.list;
+
+	bool v6 = strchr(ip, ':') != NULL;
+	kd_autofree char *url =
+	    kd_xasprintf("http://%s%s%s:%d%s", v6 ? "[" : "", ip, v6 ? "]" : "", port, req->target);
+	CURL *e = f->e;
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)req);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->hdrs);
+	curl_easy_setopt(e, CURLOPT_PROXY, ""); /* never a proxy from the environment */
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)s->connect_ms);
+	if (opts && opts->timeout_ms)
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)opts->timeout_ms);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, f->errbuf);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, req);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, req);
+	const char *m = kd_http_req_method(req);
+	if (strcmp(m, "HEAD") == 0)
+		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+	if (req->has_body) {
+		curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(e, CURLOPT_READFUNCTION, read_cb);
+		curl_easy_setopt(e, CURLOPT_READDATA, req);
+		curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)req->body_len);
+	}
+	if (strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0)
+		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
+	else if (req->has_body)
+		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m); /* a GET with a body stays a GET */
+	req->f = f;
+	if (kd_curlm_add(s->cm, e) < 0) {
+		req->f = NULL;
+		fwd_free(f);
+		return -EIO;
+	}
+	f->in_multi = true;
+	req->abort_cb = NULL;
+	wake(req); /* the body (if any) may flow now */
+	return 0;
+}
+
+/* ---- public: server -------------------------------------------------------------------------- */
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	(void)cls;
+	char msg[512];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	size_t n = strlen(msg);
+	while (n > 0 && msg[n - 1] == '\n')
+		msg[--n] = '\0';
+	kd_log_debug("http: %s", msg);
+}
+
+/* A listening socket on addr:port, or -1 with *err naming the address. */
+static int listen_on(const char *addr, int port, bool *v6, struct kd_error **err)
+{
+	struct sockaddr_storage ss = {0};
+	socklen_t sl;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+	if (port < 0 || port > 65535) {
+		kd_error_set(err, EINVAL, 0, "listen %s:%d: the port is not in 0-65535", addr,
+		             port);
+		return -1;
+	}
+	if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		sl = sizeof(*s4);
+		*v6 = false;
+	} else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		sl = sizeof(*s6);
+		*v6 = true;
+	} else {
+		kd_error_set(err, EINVAL, 0, "listen %s:%d: not an IPv4 or IPv6 address", addr,
+		             port);
+		return -1;
+	}
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		kd_error_set(err, errno, 0, "listen %s:%d: socket: %s", addr, port,
+		             strerror(errno));
+		return -1;
+	}
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 1024) < 0) {
+		int e = errno;
+		close(fd);
+		kd_error_set(err, e, 0, "listen %s:%d: %s", addr, port, strerror(e));
+		return -1;
+	}
+	return fd;
+}
+
+struct kd_http_server *kd_http_server_new(struct kd_loop *loop,
+                                          const struct kd_http_server_opts *opts,
+                                          kd_http_handler_cb handler, void *ud,
+                                          struct kd_error **err)
+{
+	static const struct kd_http_server_opts defaults = {0};
+	if (!opts)
+		opts = &defaults;
+	const char *addr = opts->bind_addr && *opts->bind_addr ? opts->bind_addr : "0.0.0.0";
+	bool v6 = false;
+	int lfd = listen_on(addr, opts->port, &v6, err);
+	if (lfd < 0)
+		return NULL;
+	struct kd_http_server *s = kd_xcalloc(1, sizeof(*s));
+	s->loop = loop;
+	s->handler = handler;
+	s->ud = ud;
+	s->epfd = -1;
+	s->connect_ms = opts->upstream_connect_ms ? opts->upstream_connect_ms : 2000;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	if (getsockname(lfd, (struct sockaddr *)&ss, &sl) == 0)
+		s->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+		                                         : ((struct sockaddr_in *)&ss)->sin_port);
+	struct rlimit rl = {0};
+	unsigned limit = 4096;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		limit =
+		    (unsigned)KD_MAX((long long)rl.rlim_cur - 64, 16LL) / 2; /* half: upstreams */
+	unsigned flags =
+	    MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+	s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, lfd,
+	                        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_COMPLETED,
+	                        on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
+	                        (unsigned)(opts->idle_timeout_s ? opts->idle_timeout_s : 120),
+	                        MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_EXTERNAL_LOGGER,
+	                        mhd_log, NULL, MHD_OPTION_END);
+	if (!s->d) {
+		close(lfd);
+		free(s);
+		kd_error_set(err, EIO, 0, "listen %s:%d: libmicrohttpd did not start", addr,
+		             opts->port);
+		return NULL;
+	}
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_EPOLL_FD);
+	s->epfd = di ? di->epoll_fd : -1;
+	s->timer = kd_loop_timer_new(loop, timer_cb, s);
+	int rc = s->epfd >= 0 ? kd_loop_add_fd(loop, s->epfd, KD_LOOP_IN, ep_cb, s) : -EBADF;
+	if (rc < 0) {
+		kd_error_set(err, -rc, 0, "listen %s:%d: cannot watch libmicrohttpd's epoll fd: %s",
+		             addr, opts->port, strerror(-rc));
+		kd_http_server_free(s);
+		return NULL;
+	}
+	s->cm = kd_curlm_new(loop, "http", curl_done, NULL, s);
+	long keep = opts->max_upstream_conns ? (long)opts->max_upstream_conns : 256;
+	curl_multi_setopt(kd_curlm_multi(s->cm), CURLMOPT_MAXCONNECTS, keep);
+	kd_loop_timer_start(s->timer, 0);
+	return s;
+}
+
+void kd_http_server_free(struct kd_http_server *s)
+{
+	if (!s)
+		return;
+	s->stopping = true;
+	if (s->epfd >= 0)
+		kd_loop_del_fd(s->loop, s->epfd);
+	/* libmicrohttpd must not be stopped with suspended connections. */
+	for (struct kd_http_req *r = s->reqs; r; r = r->next) {
+		if (r->suspended) {
+			r->suspended = false;
+			MHD_resume_connection(r->conn);
+		}
+	}
+	if (s->d) {
+		MHD_run(s->d);         /* takes the resumed connections back */
+		MHD_stop_daemon(s->d); /* completes every request (on_completed) */
+	}
+	while (s->reqs) /* requests never handed to a connection callback */
+		req_free(s->reqs);
+	kd_curlm_free(s->cm);
+	kd_loop_timer_free(s->timer);
+	free(s);
+}
+
+int kd_http_server_port(const struct kd_http_server *s)
+{
+	return s->port;
+}
