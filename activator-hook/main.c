@@ -1,0 +1,178 @@
+/* activator-hook/main.c: kd-activator entry point: options (--help generated from the table),
+ * logging, the Kubernetes client, then revs.c (routing table: Revision and Endpoints informers,
+ * kd-node's status channel), stats.c (the stats WebSocket to kd-autoscaler) and proxy.c (the
+ * data-plane and admin HTTP servers), all on one kd_loop until SIGINT or SIGTERM.
+ * Exit status: 0 after a signal, 1 on a runtime failure at start (unusable kubeconfig, an address
+ * that cannot be bound), 2 on bad options. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "activator.h"
+#include "kd/log.h"
+
+#define KD_ACT_VERSION "0.1.0"
+
+static const char *const log_levels[] = {"error", "warn", "info", "debug", "trace", NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
+
+#define C struct kd_act_cfg
+static const struct kd_config_option options[] = {
+    KD_OPT_STRING("kubeconfig", C, kubeconfig, .env = "KUBECONFIG", .metavar = "FILE",
+                  .help = "kubeconfig to use (default: $KUBECONFIG, in-cluster, ~/.kube/config)"),
+    KD_OPT_STRING("context", C, context, .metavar = "NAME",
+                  .help = "kubeconfig context (default: current-context)"),
+    KD_OPT_STRING("class", C, pa_class, .def = KD_ACT_CLASS_DEFAULT, .required = true,
+                  .help = "autoscaling class (Revision annotation autoscaling.knative.dev/class) "
+                          "whose revisions this process serves"),
+    KD_OPT_STRING("namespace", C, namespace, .metavar = "NS",
+                  .help = "serve revisions of this namespace only (default: all)"),
+    KD_OPT_STRING("bind", C, bind, .def = "0.0.0.0", .metavar = "ADDR",
+                  .help = "address of the data-plane HTTP server (what the revisions' public "
+                          "Endpoints point at)"),
+    KD_OPT_UINT("port", C, port, .def = "8012", .has_max = true, .max = 65535,
+                .help = "port of the data-plane HTTP server (Knative's activator port; 0: "
+                        "ephemeral)"),
+    KD_OPT_STRING("admin-bind", C, admin_bind, .def = "0.0.0.0", .metavar = "ADDR",
+                  .help = "address of /healthz, /readyz, /metrics and /debug/routes"),
+    KD_OPT_UINT("admin-port", C, admin_port, .def = "9473", .has_max = true, .max = 65535,
+                .help = "port of the admin server (0: ephemeral)"),
+    KD_OPT_STRING("status-bind", C, status_bind, .def = "0.0.0.0", .metavar = "ADDR",
+                  .help = "address of the status channel kd-nodes report readiness to"),
+    KD_OPT_UINT("status-port", C, status_port, .def = "9472", .has_max = true, .max = 65535,
+                .help = "port of the status channel (0: ephemeral); give it to kd-node as a "
+                        "second --status-addr"),
+    KD_OPT_STRING("chan-token", C, chan_token, .env = "KD_CHAN_TOKEN", .metavar = "TOKEN",
+                  .help = "bearer token of the status channel (empty: no authentication)"),
+    KD_OPT_STRING("autoscaler", C, autoscaler, .metavar = "HOST:PORT",
+                  .help = "kd-autoscaler's stats WebSocket (its --stats-port): pokes and "
+                          "concurrency go there (empty: none, revisions at zero stay there)"),
+    KD_OPT_UINT("instance-port", C, instance_port, .def = "8012", .has_min = true, .min = 1,
+                .has_max = true, .max = 65535,
+                .help = "port requests are forwarded to on an instance (queue-proxy's http)"),
+    KD_OPT_UINT("queue-depth", C, queue_depth, .def = "1000", .has_min = true, .min = 1,
+                .help = "requests held per revision at most; more get 503"),
+    KD_OPT_DURATION("default-timeout", C, default_timeout_ms, .def = "300s", .has_min = true,
+                    .min = 1,
+                    .help = "how long a request waits for an instance when its Revision sets no "
+                            "timeoutSeconds (Knative's default)"),
+    KD_OPT_DURATION("stats-period", C, stats_period_ms, .def = "1s", .has_min = true, .min = 10,
+                    .help = "concurrency report period (Knative's activator: 1s)"),
+    KD_OPT_UINT("retries", C, retries, .def = "2", .has_max = true, .max = 10,
+                .help = "times a request that never reached an instance is sent to another"),
+    KD_OPT_STRING("pod-name", C, pod_name, .env = "POD_NAME", .metavar = "NAME",
+                  .help = "our name in the stats we send (default: kd-activator-<hostname>)"),
+    KD_OPT_ENUM("log-level", C, log_level, .def = "info", .choices = log_levels,
+                .env = "KD_LOG_LEVEL", .help = "log verbosity"),
+    KD_OPT_ENUM("log-format", C, log_format, .def = "text", .choices = log_formats,
+                .env = "KD_LOG_FORMAT", .help = "log line format"),
+    KD_CONFIG_END,
+};
+#undef C
+
+static void on_signalfd(struct kd_loop *loop, int fd, unsigned events, void *arg)
+{
+	(void)events;
+	struct kd_act *a = arg;
+	struct signalfd_siginfo si;
+	if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		kd_log_info("received signal %u, stopping", si.ssi_signo);
+		a->stopping = true;
+		kd_loop_stop(loop);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct kd_act a;
+	memset(&a, 0, sizeof(a));
+	struct kd_config_cli cli = {
+	    .prog = "kd-activator",
+	    .summary = "kubedirect activator: the data plane of kubedirect-class revisions; holds "
+	               "requests for a revision at zero, wakes it through kd-autoscaler, and forwards "
+	               "to its instances the moment kd-node reports them ready",
+	    .version = "kd-activator " KD_ACT_VERSION,
+	};
+	kd_autoerr struct kd_error *err = NULL;
+	int rc = kd_config_parse_argv(options, &a.cfg, &cli, argc, argv, 0, NULL, &err);
+	if (rc != 0) {
+		kd_config_free(options, &a.cfg);
+		if (rc > 0)
+			return 0;
+		fprintf(stderr, "kd-activator: %s (see --help)\n", kd_error_msg(err));
+		return 2;
+	}
+	kd_log_init("kd-activator", (enum kd_log_level)a.cfg.log_level,
+	            (enum kd_log_format)a.cfg.log_format);
+	signal(SIGPIPE, SIG_IGN);
+	if (!a.cfg.pod_name || !*a.cfg.pod_name) {
+		char host[256] = "";
+		gethostname(host, sizeof(host) - 1);
+		free(a.cfg.pod_name);
+		a.cfg.pod_name = kd_xasprintf("kd-activator-%s", *host ? host : "local");
+	}
+
+	int status = 1;
+	int sfd = -1;
+	struct kd_k8s_config *kcfg = NULL;
+	a.loop = kd_loop_new();
+	if (!a.loop) {
+		kd_log_error("cannot create the event loop: %s", strerror(errno));
+		goto out;
+	}
+	if (a.cfg.kubeconfig && *a.cfg.kubeconfig)
+		rc = kd_k8s_config_from_kubeconfig(a.cfg.kubeconfig, a.cfg.context, &kcfg, &err);
+	else
+		rc = kd_k8s_config_auto(&kcfg, &err);
+	if (rc < 0) {
+		kd_log_error("Kubernetes configuration: %s", kd_error_msg(err));
+		goto out;
+	}
+	struct kd_k8s_opts kopts = {.user_agent = "kd-activator/" KD_ACT_VERSION};
+	if (kd_k8s_new(kcfg, a.loop, &kopts, &a.k8s, &err) < 0) {
+		kd_log_error("Kubernetes client: %s", kd_error_msg(err));
+		goto out;
+	}
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0 || kd_loop_add_fd(a.loop, sfd, KD_LOOP_IN, on_signalfd, &a) < 0) {
+		kd_log_error("signalfd: %s", strerror(errno));
+		goto out;
+	}
+	if (kd_act_proxy_start(&a, &err) < 0 || kd_act_revs_start(&a, &err) < 0 ||
+	    kd_act_stats_start(&a, &err) < 0) {
+		kd_log_error("%s", kd_error_msg(err));
+		goto out;
+	}
+	kd_log_info("serving revisions of class %s in %s via %s", a.cfg.pa_class,
+	            a.cfg.namespace && *a.cfg.namespace ? a.cfg.namespace : "all namespaces",
+	            kcfg->server);
+	if (kd_loop_run(a.loop) < 0) {
+		kd_log_error("event loop: %s", strerror(errno));
+		status = 1;
+	} else {
+		status = 0;
+	}
+
+out:
+	a.stopping = true;
+	kd_act_proxy_stop(&a);
+	kd_act_stats_stop(&a);
+	kd_act_revs_stop(&a);
+	if (sfd >= 0) {
+		kd_loop_del_fd(a.loop, sfd);
+		close(sfd);
+	}
+	kd_k8s_free(a.k8s);
+	kd_k8s_config_free(kcfg);
+	kd_loop_free(a.loop);
+	kd_config_free(options, &a.cfg);
+	return status;
+}

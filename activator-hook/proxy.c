@@ -1,0 +1,546 @@
+/* activator-hook/proxy.c: kd-activator's HTTP side (see activator.h): the data-plane server
+ * (--port) and the admin server (--admin-port: /healthz, /readyz, /metrics, /debug/routes). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "activator.h"
+#include "kd/log.h"
+
+#define HDR_NS  "Knative-Serving-Namespace"
+#define HDR_REV "Knative-Serving-Revision"
+
+/* A request of a revision: held in its queue, then in flight to one instance. */
+struct kd_act_held {
+	struct kd_act_held *prev, *next; /* rev queue while held */
+	struct kd_act *a;
+	struct kd_act_rev *rev;
+	struct kd_act_inst *inst; /* while in flight */
+	struct kd_http_req *req;
+	struct kd_timer *timer; /* the revision's timeout while held */
+	uint64_t t0_ns;
+	unsigned tries;
+	bool queued;
+};
+
+static const double bucket_le[KD_ACT_NBUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                   0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+
+static void hist_add(struct kd_act_hist *h, double s)
+{
+	for (size_t i = 0; i < KD_ACT_NBUCKETS; i++)
+		if (s <= bucket_le[i])
+			h->buckets[i]++;
+	h->count++;
+	h->sum_s += s;
+}
+
+static void respondf(struct kd_http_req *req, int status, const char *fmt, ...) KD_PRINTF(3, 4);
+static void respondf(struct kd_http_req *req, int status, const char *fmt, ...)
+{
+	char body[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(body, sizeof(body) - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n > sizeof(body) - 2)
+		n = (int)sizeof(body) - 2;
+	body[n++] = '\n';
+	kd_http_req_respond(req, status, "text/plain; charset=utf-8", body, (size_t)n);
+}
+
+static void count_status(struct kd_act_rev *r, int status)
+{
+	if (status >= 200 && status < 300)
+		r->ok_2xx++;
+	else if (status >= 400 && status < 500)
+		r->resp_4xx++;
+	else if (status >= 500)
+		r->resp_5xx++;
+}
+
+static void unqueue(struct kd_act_held *h)
+{
+	struct kd_act_rev *r = h->rev;
+	if (!h->queued)
+		return;
+	kd_act_stats_touch(h->a, r);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		r->qhead = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	else
+		r->qtail = h->prev;
+	h->prev = h->next = NULL;
+	h->queued = false;
+	r->qlen--;
+	kd_loop_timer_stop(h->timer);
+}
+
+static void enqueue(struct kd_act_held *h, bool front)
+{
+	struct kd_act_rev *r = h->rev;
+	kd_act_stats_touch(h->a, r);
+	if (front) {
+		h->next = r->qhead;
+		if (r->qhead)
+			r->qhead->prev = h;
+		else
+			r->qtail = h;
+		r->qhead = h;
+	} else {
+		h->prev = r->qtail;
+		if (r->qtail)
+			r->qtail->next = h;
+		else
+			r->qhead = h;
+		r->qtail = h;
+	}
+	h->queued = true;
+	r->qlen++;
+}
+
+/* Frees h. Never frees its revision: the event handlers call kd_act_rev_release last, so no
+ * loop over a revision's queue sees it freed. */
+static void held_free(struct kd_act_held *h)
+{
+	kd_http_req_on_abort(h->req, NULL, NULL); /* the request may outlive h (response sending) */
+	unqueue(h);
+	kd_loop_timer_free(h->timer);
+	free(h);
+}
+
+/* Answers a request that never went to an instance (or came back unanswered). */
+static void held_answer(struct kd_act_held *h, int status, const char *fmt, ...) KD_PRINTF(3, 4);
+static void held_answer(struct kd_act_held *h, int status, const char *fmt, ...)
+{
+	char msg[400];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	count_status(h->rev, status);
+	respondf(h->req, status, "%s", msg);
+	held_free(h);
+}
+
+static void held_timeout(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	(void)loop;
+	(void)t;
+	struct kd_act_held *h = arg;
+	struct kd_act *a = h->a;
+	struct kd_act_rev *r = h->rev;
+	r->timeouts++;
+	kd_log_warn("route %s: request %s held %llu ms without a ready instance (%zu routable, %zu "
+	            "queued): 503",
+	            r->key, kd_http_req_target(h->req), (unsigned long long)(r->timeout_ms),
+	            kd_act_rev_routable(r), r->qlen);
+	held_answer(h, 503,
+	            "kd-activator: revision %s has no ready instance after %llu s (its "
+	            "timeoutSeconds)",
+	            r->key, (unsigned long long)(r->timeout_ms / 1000u));
+	kd_act_rev_release(a, r);
+}
+
+static void held_abort(void *ud, struct kd_http_req *req)
+{
+	(void)req;
+	struct kd_act_held *h = ud;
+	struct kd_act *a = h->a;
+	struct kd_act_rev *r = h->rev;
+	kd_log_debug("route %s: client went away while its request was held", r->key);
+	h->req = NULL; /* freed by the server when this returns */
+	unqueue(h);
+	kd_loop_timer_free(h->timer);
+	free(h);
+	kd_act_rev_release(a, r);
+}
+
+/* The least-loaded instance that can take a request now, or NULL. */
+static struct kd_act_inst *pick(struct kd_act_rev *r)
+{
+	struct kd_act_inst *best = NULL;
+	for (size_t i = 0; i < r->n_insts; i++) {
+		struct kd_act_inst *c = r->insts[i];
+		if (kd_act_inst_free(c) && (!best || c->inflight < best->inflight))
+			best = c;
+	}
+	return best;
+}
+
+static void forward(struct kd_act_held *h, struct kd_act_inst *inst);
+
+static void fwd_done(void *ud, struct kd_http_req *req, const struct kd_http_fwd_result *res)
+{
+	(void)req;
+	struct kd_act_held *h = ud;
+	struct kd_act *a = h->a;
+	struct kd_act_rev *r = h->rev;
+	struct kd_act_inst *inst = h->inst;
+	kd_act_stats_touch(a, r);
+	h->inst = NULL;
+	inst->inflight--;
+	r->inflight--;
+	if (!res->reached) {
+		/* Never reached the instance: safe to send elsewhere. Skip this one for a second. */
+		inst->bad_until_ms = kd_loop_now_ms(a->loop) + 1000u;
+		kd_log_warn("route %s: %s at %s:%llu refused the request (%s)%s", r->key, inst->key,
+		            inst->ip, (unsigned long long)a->cfg.instance_port,
+		            res->error ? res->error : "connect failed",
+		            h->tries <= a->cfg.retries ? "; retrying" : "");
+		kd_act_inst_release(a, inst);
+		if (h->tries <= a->cfg.retries) {
+			r->retried++;
+			enqueue(h, true);
+			kd_loop_timer_start(h->timer, r->timeout_ms);
+			kd_act_dispatch(a, r);
+			kd_act_rev_release(a, r);
+			return;
+		}
+		held_answer(h, 502, "kd-activator: no instance of %s accepted the request", r->key);
+		kd_act_rev_release(a, r);
+		return;
+	}
+	if (res->client_aborted)
+		kd_log_debug("route %s: client went away during the forward to %s", r->key,
+		             inst->key);
+	else if (!res->upstream_ok)
+		kd_log_warn("route %s: %s at %s failed mid-request: %s (client got %d)", r->key,
+		            inst->key, inst->ip, res->error ? res->error : "?", res->status);
+	count_status(r, res->status);
+	hist_add(&a->proxy_latency, (double)(kd_now_ns() - h->t0_ns) / 1e9);
+	kd_act_inst_release(a, inst);
+	held_free(h);
+	kd_act_dispatch(a, r);
+	kd_act_rev_release(a, r);
+}
+
+static void forward(struct kd_act_held *h, struct kd_act_inst *inst)
+{
+	struct kd_act *a = h->a;
+	struct kd_act_rev *r = h->rev;
+	kd_act_stats_touch(a, r);
+	h->inst = inst;
+	h->tries++;
+	inst->inflight++;
+	r->inflight++;
+	struct kd_http_fwd_opts o = {.timeout_ms = (unsigned)KD_MIN(r->timeout_ms, UINT32_MAX)};
+	int rc = kd_http_req_forward(h->req, inst->ip, (int)a->cfg.instance_port, &o, fwd_done, h);
+	if (rc < 0) {
+		kd_log_error("route %s: forward to %s at %s: %s", r->key, inst->key, inst->ip,
+		             strerror(-rc));
+		inst->inflight--;
+		r->inflight--;
+		h->inst = NULL;
+		kd_act_inst_release(a, inst);
+		held_answer(h, 502, "kd-activator: cannot forward to %s: %s", inst->key,
+		            strerror(-rc));
+	}
+}
+
+void kd_act_dispatch(struct kd_act *a, struct kd_act_rev *r)
+{
+	while (r->qhead) {
+		struct kd_act_held *h = r->qhead;
+		if (r->draining) {
+			unqueue(h);
+			held_answer(h, 404, "kd-activator: revision %s was deleted", r->key);
+			continue;
+		}
+		if (!r->known && kd_informer_synced(a->rev_inf) && kd_act_rev_routable(r) == 0) {
+			unqueue(h);
+			a->unknown_revision++;
+			held_answer(h, 404,
+			            "kd-activator: unknown revision %s (no Revision of class %s)",
+			            r->key, a->cfg.pa_class);
+			continue;
+		}
+		struct kd_act_inst *inst = pick(r);
+		if (!inst)
+			return;
+		unqueue(h);
+		forward(h, inst);
+	}
+}
+
+/* Revision of a request: Knative's headers, else the first two labels of Host
+ * (<revision>[-private].<namespace>...). Returns 0 with owned *ns and *name, or -ENOENT. */
+static int identify(struct kd_http_req *req, char **ns, char **name)
+{
+	const char *hn = kd_http_req_header(req, HDR_NS);
+	const char *hr = kd_http_req_header(req, HDR_REV);
+	if (hn && *hn && hr && *hr) {
+		*ns = kd_xstrdup(hn);
+		*name = kd_xstrdup(hr);
+		return 0;
+	}
+	const char *host = kd_http_req_header(req, "Host");
+	const char *dot = host ? strchr(host, '.') : NULL;
+	if (!dot || dot == host)
+		return -ENOENT;
+	const char *end = dot + 1 + strcspn(dot + 1, ".:");
+	if (end == dot + 1)
+		return -ENOENT;
+	size_t rl = (size_t)(dot - host);
+	if (rl > 8 && strncmp(dot - 8, "-private", 8) == 0)
+		rl -= 8;
+	*name = kd_xstrndup(host, rl);
+	*ns = kd_xstrndup(dot + 1, (size_t)(end - dot - 1));
+	return 0;
+}
+
+static void on_request(void *ud, struct kd_http_req *req)
+{
+	struct kd_act *a = ud;
+	kd_autofree char *ns = NULL, *name = NULL;
+	if (identify(req, &ns, &name) < 0) {
+		a->unknown_revision++;
+		respondf(req, 404,
+		         "kd-activator: no revision named (set the " HDR_NS " and " HDR_REV
+		         " headers, or a Host of <revision>.<namespace>)");
+		return;
+	}
+	struct kd_act_rev *r = kd_act_rev_get(a, ns, name);
+	bool synced = kd_informer_synced(a->rev_inf);
+	if ((!r || (!r->known && kd_act_rev_routable(r) == 0)) && synced) {
+		a->unknown_revision++;
+		kd_log_info("route %s/%s: unknown revision: 404", ns, name);
+		respondf(req, 404, "kd-activator: unknown revision %s/%s (no Revision of class %s)", ns,
+		         name, a->cfg.pa_class);
+		return;
+	}
+	if (!r) /* not listed yet: held until the Revision informer has synced */
+		r = kd_act_rev_ensure(a, ns, name);
+	r->requests++;
+	r->window_reqs++;
+	r->active = true;
+	if (r->qlen >= a->cfg.queue_depth) {
+		r->rejected++;
+		count_status(r, 503);
+		kd_log_warn("route %s: queue full (%zu held): 503", r->key, r->qlen);
+		respondf(req, 503, "kd-activator: revision %s has %zu requests waiting already", r->key,
+		         r->qlen);
+		return;
+	}
+	struct kd_act_held *h = kd_xcalloc(1, sizeof(*h));
+	h->a = a;
+	h->rev = r;
+	h->req = req;
+	h->t0_ns = kd_now_ns();
+	h->timer = kd_loop_timer_new(a->loop, held_timeout, h);
+	kd_http_req_on_abort(req, held_abort, h);
+	bool cold = kd_act_rev_routable(r) == 0;
+	enqueue(h, false);
+	kd_loop_timer_start(h->timer, r->timeout_ms);
+	if (cold)
+		kd_act_stats_poke(a, r);
+	kd_act_dispatch(a, r);
+}
+
+/* ---- admin ---------------------------------------------------------------------------------- */
+
+struct buf {
+	char *s;
+	size_t len, cap;
+};
+
+static void bprintf(struct buf *b, const char *fmt, ...) KD_PRINTF(2, 3);
+static void bprintf(struct buf *b, const char *fmt, ...)
+{
+	for (;;) {
+		va_list ap;
+		va_start(ap, fmt);
+		int n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+		va_end(ap);
+		if (n >= 0 && (size_t)n < b->cap - b->len) {
+			b->len += (size_t)n;
+			return;
+		}
+		b->cap = KD_MAX(b->cap * 2, b->len + (size_t)(n > 0 ? n : 0) + 256);
+		b->s = kd_xrealloc(b->s, b->cap);
+	}
+}
+
+static void metric_help(struct buf *b, const char *name, const char *type, const char *help)
+{
+	bprintf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void metrics(struct kd_act *a, struct buf *b)
+{
+	struct {
+		const char *name, *type, *help;
+		size_t off; /* offset of the uint64 in struct kd_act_rev; SIZE_MAX: computed */
+	} per_rev[] = {
+	    {"kd_activator_requests_total", "counter", "Requests received for the revision.",
+	     offsetof(struct kd_act_rev, requests)},
+	    {"kd_activator_timeouts_total", "counter",
+	     "Requests answered 503 after the revision's timeout without a ready instance.",
+	     offsetof(struct kd_act_rev, timeouts)},
+	    {"kd_activator_rejected_total", "counter", "Requests refused because the queue was full.",
+	     offsetof(struct kd_act_rev, rejected)},
+	    {"kd_activator_retries_total", "counter",
+	     "Requests sent again after an instance refused the connection.",
+	     offsetof(struct kd_act_rev, retried)},
+	};
+	for (size_t m = 0; m < KD_ARRAY_SIZE(per_rev); m++) {
+		metric_help(b, per_rev[m].name, per_rev[m].type, per_rev[m].help);
+		size_t pos = 0;
+		struct kd_act_rev *r;
+		while ((r = kd_strmap_next(&a->revs, &pos)))
+			bprintf(b, "%s{namespace=\"%s\",revision=\"%s\"} %llu\n", per_rev[m].name, r->ns,
+			        r->name, (unsigned long long)*(uint64_t *)((char *)r + per_rev[m].off));
+	}
+	metric_help(b, "kd_activator_responses_total", "counter", "Responses by status class.");
+	size_t pos = 0;
+	struct kd_act_rev *r;
+	while ((r = kd_strmap_next(&a->revs, &pos))) {
+		const char *cls[] = {"2xx", "4xx", "5xx"};
+		uint64_t v[] = {r->ok_2xx, r->resp_4xx, r->resp_5xx};
+		for (int i = 0; i < 3; i++)
+			bprintf(b,
+			        "kd_activator_responses_total{namespace=\"%s\",revision=\"%s\",code=\"%s\"} "
+			        "%llu\n",
+			        r->ns, r->name, cls[i], (unsigned long long)v[i]);
+	}
+	metric_help(b, "kd_activator_queue_depth", "gauge", "Requests held waiting for an instance.");
+	pos = 0;
+	while ((r = kd_strmap_next(&a->revs, &pos)))
+		bprintf(b, "kd_activator_queue_depth{namespace=\"%s\",revision=\"%s\"} %zu\n", r->ns,
+		        r->name, r->qlen);
+	metric_help(b, "kd_activator_inflight", "gauge", "Requests forwarded and not yet answered.");
+	pos = 0;
+	while ((r = kd_strmap_next(&a->revs, &pos)))
+		bprintf(b, "kd_activator_inflight{namespace=\"%s\",revision=\"%s\"} %u\n", r->ns,
+		        r->name, r->inflight);
+	metric_help(b, "kd_activator_ready_instances", "gauge",
+	            "Instances the activator routes to (ready per kd-node or Endpoints).");
+	pos = 0;
+	while ((r = kd_strmap_next(&a->revs, &pos)))
+		bprintf(b, "kd_activator_ready_instances{namespace=\"%s\",revision=\"%s\"} %zu\n",
+		        r->ns, r->name, kd_act_rev_routable(r));
+	struct {
+		const char *name, *help;
+		uint64_t v;
+	} global[] = {
+	    {"kd_activator_unknown_revision_total", "Requests for no known revision (404).",
+	     a->unknown_revision},
+	    {"kd_activator_status_ops_total", "Status ops applied from kd-node.", a->status_ops},
+	    {"kd_activator_endpoints_updates_total", "Endpoints objects applied.", a->api_updates},
+	    {"kd_activator_pokes_total", "Immediate stats sent for a revision without instances.",
+	     a->pokes},
+	    {"kd_activator_stats_sent_total", "Stat frames sent to kd-autoscaler.", a->stats_sent},
+	};
+	for (size_t i = 0; i < KD_ARRAY_SIZE(global); i++) {
+		metric_help(b, global[i].name, "counter", global[i].help);
+		bprintf(b, "%s %llu\n", global[i].name, (unsigned long long)global[i].v);
+	}
+	metric_help(b, "kd_activator_proxy_latency_seconds", "histogram",
+	            "Time from a request's arrival to the end of its forwarded response.");
+	for (size_t i = 0; i < KD_ACT_NBUCKETS; i++)
+		bprintf(b, "kd_activator_proxy_latency_seconds_bucket{le=\"%g\"} %llu\n", bucket_le[i],
+		        (unsigned long long)a->proxy_latency.buckets[i]);
+	bprintf(b, "kd_activator_proxy_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
+	        (unsigned long long)a->proxy_latency.count);
+	bprintf(b, "kd_activator_proxy_latency_seconds_sum %g\n", a->proxy_latency.sum_s);
+	bprintf(b, "kd_activator_proxy_latency_seconds_count %llu\n",
+	        (unsigned long long)a->proxy_latency.count);
+}
+
+/* {"revisions":[{"namespace","revision","known","queued","inflight","instances":[{"pod","ip",
+ * "routable","source","inflight","routable_since_ms"}]}]}: what the benchmarks read. */
+static void routes_json(struct kd_act *a, struct buf *b)
+{
+	bprintf(b, "{\"revisions\":[");
+	size_t pos = 0;
+	struct kd_act_rev *r;
+	bool first = true;
+	while ((r = kd_strmap_next(&a->revs, &pos))) {
+		bprintf(b,
+		        "%s{\"namespace\":\"%s\",\"revision\":\"%s\",\"known\":%s,\"queued\":%zu,"
+		        "\"inflight\":%u,\"containerConcurrency\":%u,\"instances\":[",
+		        first ? "" : ",", r->ns, r->name, r->known ? "true" : "false", r->qlen,
+		        r->inflight, r->cc);
+		first = false;
+		for (size_t i = 0; i < r->n_insts; i++) {
+			const struct kd_act_inst *in = r->insts[i];
+			bprintf(b,
+			        "%s{\"pod\":\"%s\",\"ip\":\"%s\",\"routable\":%s,\"source\":\"%s\","
+			        "\"inflight\":%u,\"routable_since_ms\":%llu}",
+			        i ? "," : "", strchr(in->key, '/') + 1, in->ip,
+			        kd_act_inst_routable(in) ? "true" : "false",
+			        in->chan_ready ? "kd-node" : in->api_ready ? "endpoints" : "none",
+			        in->inflight, (unsigned long long)in->routable_since_ms);
+		}
+		bprintf(b, "]}");
+	}
+	bprintf(b, "]}\n");
+}
+
+static void on_admin(void *ud, struct kd_http_req *req)
+{
+	struct kd_act *a = ud;
+	const char *path = kd_http_req_target(req);
+	size_t plen = strcspn(path, "?");
+	struct buf b = {0};
+	if (plen == 8 && strncmp(path, "/healthz", 8) == 0) {
+		respondf(req, 200, "ok");
+	} else if (plen == 7 && strncmp(path, "/readyz", 7) == 0) {
+		if (kd_act_revs_synced(a))
+			respondf(req, 200, "ready");
+		else
+			respondf(req, 503, "not ready: %s",
+			         !kd_informer_synced(a->rev_inf)  ? "Revisions not listed yet"
+			         : !kd_informer_synced(a->ep_inf) ? "Endpoints not listed yet"
+			                                          : "status channel not listening");
+	} else if (plen == 8 && strncmp(path, "/metrics", 8) == 0) {
+		metrics(a, &b);
+		kd_http_req_respond(req, 200, "text/plain; version=0.0.4", b.s, b.len);
+	} else if (plen == 13 && strncmp(path, "/debug/routes", 13) == 0) {
+		routes_json(a, &b);
+		kd_http_req_respond(req, 200, "application/json", b.s, b.len);
+	} else {
+		respondf(req, 404, "kd-activator admin: /healthz, /readyz, /metrics, /debug/routes");
+	}
+	free(b.s);
+}
+
+int kd_act_proxy_start(struct kd_act *a, struct kd_error **err)
+{
+	struct kd_http_server_opts o = {.bind_addr = a->cfg.bind, .port = (int)a->cfg.port};
+	a->http = kd_http_server_new(a->loop, &o, on_request, a, err);
+	if (!a->http)
+		return kd_error_wrap(err, "data-plane server");
+	struct kd_http_server_opts ao = {.bind_addr = a->cfg.admin_bind,
+	                                 .port = (int)a->cfg.admin_port};
+	a->admin = kd_http_server_new(a->loop, &ao, on_admin, a, err);
+	if (!a->admin)
+		return kd_error_wrap(err, "admin server");
+	kd_log_info("serving requests on %s:%d, admin (/healthz /readyz /metrics /debug/routes) on "
+	            "%s:%d",
+	            a->cfg.bind, kd_http_server_port(a->http), a->cfg.admin_bind,
+	            kd_http_server_port(a->admin));
+	return 0;
+}
+
+void kd_act_proxy_stop(struct kd_act *a)
+{
+	size_t pos = 0;
+	struct kd_act_rev *r;
+	while ((r = kd_strmap_next(&a->revs, &pos)))
+		while (r->qhead) {
+			struct kd_act_held *h = r->qhead;
+			unqueue(h);
+			held_answer(h, 503, "kd-activator: shutting down");
+		}
+	kd_http_server_free(a->http);
+	a->http = NULL;
+	kd_http_server_free(a->admin);
+	a->admin = NULL;
+}
