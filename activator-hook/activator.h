@@ -12,8 +12,8 @@
  *             admin endpoints (/healthz, /readyz, /metrics, /debug/routes).
  *  - stats.c: the WebSocket to kd-autoscaler's stats port: a poke (a stat at once) on the first
  *             request of a revision without ready instances, then the concurrency of every revision
- *             with traffic each --stats-period, as Knative's activator reports it (WireStatMessages).
- * Not thread-safe: everything runs on the loop thread. */
+ *             with traffic each --stats-period, as Knative's activator reports it
+ * (WireStatMessages). Not thread-safe: everything runs on the loop thread. */
 #ifndef KD_ACTIVATOR_H
 #define KD_ACTIVATOR_H
 
@@ -81,9 +81,9 @@ struct kd_act_held; /* a request waiting for an instance (proxy.c) */
 struct kd_act_rev {
 	char *key; /* "ns/name"; its key in kd_act.revs */
 	char *ns, *name;
-	bool known;     /* the Revision (of our class) exists in the API */
-	bool draining;  /* deleted: freed once nothing is in flight (kd_act_rev_release) */
-	unsigned cc;    /* containerConcurrency; 0 = unlimited */
+	bool known;    /* the Revision (of our class) exists in the API */
+	bool draining; /* deleted: freed once nothing is in flight (kd_act_rev_release) */
+	unsigned cc;   /* containerConcurrency; 0 = unlimited */
 	uint64_t timeout_ms;
 	struct kd_act_inst **insts; /* every instance we know of (routable or not) */
 	size_t n_insts, cap_insts;

@@ -91,9 +91,10 @@ int main(int argc, char **argv)
 	memset(&a, 0, sizeof(a));
 	struct kd_config_cli cli = {
 	    .prog = "kd-activator",
-	    .summary = "kubedirect activator: the data plane of kubedirect-class revisions; holds "
-	               "requests for a revision at zero, wakes it through kd-autoscaler, and forwards "
-	               "to its instances the moment kd-node reports them ready",
+	    .summary =
+	        "kubedirect activator: the data plane of kubedirect-class revisions; holds "
+	        "requests for a revision at zero, wakes it through kd-autoscaler, and forwards "
+	        "to its instances the moment kd-node reports them ready",
 	    .version = "kd-activator " KD_ACT_VERSION,
 	};
 	kd_autoerr struct kd_error *err = NULL;

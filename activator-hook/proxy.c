@@ -25,7 +25,7 @@ struct kd_act_held {
 };
 
 static const double bucket_le[KD_ACT_NBUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                   0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+                                                  0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 
 static void hist_add(struct kd_act_hist *h, double s)
 {
@@ -188,7 +188,8 @@ static void fwd_done(void *ud, struct kd_http_req *req, const struct kd_http_fwd
 	inst->inflight--;
 	r->inflight--;
 	if (!res->reached) {
-		/* Never reached the instance: safe to send elsewhere. Skip this one for a second. */
+		/* Never reached the instance: safe to send elsewhere. Skip this one for a second.
+		 */
 		inst->bad_until_ms = kd_loop_now_ms(a->loop) + 1000u;
 		kd_log_warn("route %s: %s at %s:%llu refused the request (%s)%s", r->key, inst->key,
 		            inst->ip, (unsigned long long)a->cfg.instance_port,
@@ -311,8 +312,8 @@ static void on_request(void *ud, struct kd_http_req *req)
 	if ((!r || (!r->known && kd_act_rev_routable(r) == 0)) && synced) {
 		a->unknown_revision++;
 		kd_log_info("route %s/%s: unknown revision: 404", ns, name);
-		respondf(req, 404, "kd-activator: unknown revision %s/%s (no Revision of class %s)", ns,
-		         name, a->cfg.pa_class);
+		respondf(req, 404, "kd-activator: unknown revision %s/%s (no Revision of class %s)",
+		         ns, name, a->cfg.pa_class);
 		return;
 	}
 	if (!r) /* not listed yet: held until the Revision informer has synced */
@@ -324,8 +325,8 @@ static void on_request(void *ud, struct kd_http_req *req)
 		r->rejected++;
 		count_status(r, 503);
 		kd_log_warn("route %s: queue full (%zu held): 503", r->key, r->qlen);
-		respondf(req, 503, "kd-activator: revision %s has %zu requests waiting already", r->key,
-		         r->qlen);
+		respondf(req, 503, "kd-activator: revision %s has %zu requests waiting already",
+		         r->key, r->qlen);
 		return;
 	}
 	struct kd_act_held *h = kd_xcalloc(1, sizeof(*h));
@@ -383,8 +384,8 @@ static void metrics(struct kd_act *a, struct buf *b)
 	    {"kd_activator_timeouts_total", "counter",
 	     "Requests answered 503 after the revision's timeout without a ready instance.",
 	     offsetof(struct kd_act_rev, timeouts)},
-	    {"kd_activator_rejected_total", "counter", "Requests refused because the queue was full.",
-	     offsetof(struct kd_act_rev, rejected)},
+	    {"kd_activator_rejected_total", "counter",
+	     "Requests refused because the queue was full.", offsetof(struct kd_act_rev, rejected)},
 	    {"kd_activator_retries_total", "counter",
 	     "Requests sent again after an instance refused the connection.",
 	     offsetof(struct kd_act_rev, retried)},
@@ -394,8 +395,9 @@ static void metrics(struct kd_act *a, struct buf *b)
 		size_t pos = 0;
 		struct kd_act_rev *r;
 		while ((r = kd_strmap_next(&a->revs, &pos)))
-			bprintf(b, "%s{namespace=\"%s\",revision=\"%s\"} %llu\n", per_rev[m].name, r->ns,
-			        r->name, (unsigned long long)*(uint64_t *)((char *)r + per_rev[m].off));
+			bprintf(b, "%s{namespace=\"%s\",revision=\"%s\"} %llu\n", per_rev[m].name,
+			        r->ns, r->name,
+			        (unsigned long long)*(uint64_t *)((char *)r + per_rev[m].off));
 	}
 	metric_help(b, "kd_activator_responses_total", "counter", "Responses by status class.");
 	size_t pos = 0;
@@ -405,16 +407,19 @@ static void metrics(struct kd_act *a, struct buf *b)
 		uint64_t v[] = {r->ok_2xx, r->resp_4xx, r->resp_5xx};
 		for (int i = 0; i < 3; i++)
 			bprintf(b,
-			        "kd_activator_responses_total{namespace=\"%s\",revision=\"%s\",code=\"%s\"} "
+			        "kd_activator_responses_total{namespace=\"%s\",revision=\"%s\","
+			        "code=\"%s\"} "
 			        "%llu\n",
 			        r->ns, r->name, cls[i], (unsigned long long)v[i]);
 	}
-	metric_help(b, "kd_activator_queue_depth", "gauge", "Requests held waiting for an instance.");
+	metric_help(b, "kd_activator_queue_depth", "gauge",
+	            "Requests held waiting for an instance.");
 	pos = 0;
 	while ((r = kd_strmap_next(&a->revs, &pos)))
-		bprintf(b, "kd_activator_queue_depth{namespace=\"%s\",revision=\"%s\"} %zu\n", r->ns,
-		        r->name, r->qlen);
-	metric_help(b, "kd_activator_inflight", "gauge", "Requests forwarded and not yet answered.");
+		bprintf(b, "kd_activator_queue_depth{namespace=\"%s\",revision=\"%s\"} %zu\n",
+		        r->ns, r->name, r->qlen);
+	metric_help(b, "kd_activator_inflight", "gauge",
+	            "Requests forwarded and not yet answered.");
 	pos = 0;
 	while ((r = kd_strmap_next(&a->revs, &pos)))
 		bprintf(b, "kd_activator_inflight{namespace=\"%s\",revision=\"%s\"} %u\n", r->ns,
@@ -444,8 +449,8 @@ static void metrics(struct kd_act *a, struct buf *b)
 	metric_help(b, "kd_activator_proxy_latency_seconds", "histogram",
 	            "Time from a request's arrival to the end of its forwarded response.");
 	for (size_t i = 0; i < KD_ACT_NBUCKETS; i++)
-		bprintf(b, "kd_activator_proxy_latency_seconds_bucket{le=\"%g\"} %llu\n", bucket_le[i],
-		        (unsigned long long)a->proxy_latency.buckets[i]);
+		bprintf(b, "kd_activator_proxy_latency_seconds_bucket{le=\"%g\"} %llu\n",
+		        bucket_le[i], (unsigned long long)a->proxy_latency.buckets[i]);
 	bprintf(b, "kd_activator_proxy_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
 	        (unsigned long long)a->proxy_latency.count);
 	bprintf(b, "kd_activator_proxy_latency_seconds_sum %g\n", a->proxy_latency.sum_s);
@@ -475,7 +480,9 @@ static void routes_json(struct kd_act *a, struct buf *b)
 			        "\"inflight\":%u,\"routable_since_ms\":%llu}",
 			        i ? "," : "", strchr(in->key, '/') + 1, in->ip,
 			        kd_act_inst_routable(in) ? "true" : "false",
-			        in->chan_ready ? "kd-node" : in->api_ready ? "endpoints" : "none",
+			        in->chan_ready  ? "kd-node"
+			        : in->api_ready ? "endpoints"
+			                        : "none",
 			        in->inflight, (unsigned long long)in->routable_since_ms);
 		}
 		bprintf(b, "]}");
@@ -506,7 +513,8 @@ static void on_admin(void *ud, struct kd_http_req *req)
 		routes_json(a, &b);
 		kd_http_req_respond(req, 200, "application/json", b.s, b.len);
 	} else {
-		respondf(req, 404, "kd-activator admin: /healthz, /readyz, /metrics, /debug/routes");
+		respondf(req, 404,
+		         "kd-activator admin: /healthz, /readyz, /metrics, /debug/routes");
 	}
 	free(b.s);
 }

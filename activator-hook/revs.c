@@ -186,8 +186,9 @@ static void rev_upsert(struct kd_informer *inf, json_object *obj, void *arg)
 	r->timeout_ms = timeout_s > 0 ? (uint64_t)timeout_s * 1000u : a->cfg.default_timeout_ms;
 	r->draining = false;
 	if (!was) {
-		kd_log_info("route %s: revision of our class (containerConcurrency %u, timeout %llu s)",
-		            r->key, r->cc, (unsigned long long)(r->timeout_ms / 1000u));
+		kd_log_info(
+		    "route %s: revision of our class (containerConcurrency %u, timeout %llu s)",
+		    r->key, r->cc, (unsigned long long)(r->timeout_ms / 1000u));
 		/* its Endpoints may have been listed before the revision was known */
 		kd_autofree char *ep = kd_xasprintf("%s-private", name);
 		json_object *cached = a->ep_inf ? kd_informer_get(a->ep_inf, ns, ep) : NULL;
@@ -247,8 +248,8 @@ static void ep_apply(struct kd_act *a, struct kd_act_rev *r, json_object *ep)
 	json_object *subsets = ep ? kd_json_get_array(ep, "subsets") : NULL;
 	size_t ns_ = subsets ? json_object_array_length(subsets) : 0;
 	for (size_t s = 0; s < ns_; s++) {
-		json_object *addrs = kd_json_get_array(json_object_array_get_idx(subsets, s),
-		                                       "addresses");
+		json_object *addrs =
+		    kd_json_get_array(json_object_array_get_idx(subsets, s), "addresses");
 		size_t na = addrs ? json_object_array_length(addrs) : 0;
 		for (size_t k = 0; k < na; k++) {
 			json_object *ad = json_object_array_get_idx(addrs, k);
@@ -401,11 +402,10 @@ bool kd_act_revs_synced(const struct kd_act *a)
 
 int kd_act_revs_start(struct kd_act *a, struct kd_error **err)
 {
-	struct kd_chan_down_opts dopts = {.bind = a->cfg.status_bind,
-	                                  .port = (int)a->cfg.status_port,
-	                                  .t = {.token = a->cfg.chan_token && *a->cfg.chan_token
-	                                                     ? a->cfg.chan_token
-	                                                     : NULL}};
+	struct kd_chan_down_opts dopts = {
+	    .bind = a->cfg.status_bind,
+	    .port = (int)a->cfg.status_port,
+	    .t = {.token = a->cfg.chan_token && *a->cfg.chan_token ? a->cfg.chan_token : NULL}};
 	struct kd_hs_down_cbs cbs = {.held = st_held, .apply = st_apply, .drop = st_drop};
 	a->status_down = kd_chan_down_new(a->loop, &dopts, &cbs, a, err);
 	if (!a->status_down)
@@ -420,13 +420,10 @@ int kd_act_revs_start(struct kd_act *a, struct kd_error **err)
 	                                  .on_delete = rev_delete,
 	                                  .on_synced = rev_synced,
 	                                  .arg = a};
-	struct kd_informer_opts eo = {.res = &kd_k8s_endpoints,
-	                              .ns = ns,
-	                              .label_selector = LABEL_SERVICE_TYPE "=Private"};
-	struct kd_informer_handlers eh = {.on_add = ep_add,
-	                                  .on_update = ep_update,
-	                                  .on_delete = ep_delete,
-	                                  .arg = a};
+	struct kd_informer_opts eo = {
+	    .res = &kd_k8s_endpoints, .ns = ns, .label_selector = LABEL_SERVICE_TYPE "=Private"};
+	struct kd_informer_handlers eh = {
+	    .on_add = ep_add, .on_update = ep_update, .on_delete = ep_delete, .arg = a};
 	if (kd_informer_new(a->k8s, &ro, &rh, &a->rev_inf, err) < 0 ||
 	    kd_informer_new(a->k8s, &eo, &eh, &a->ep_inf, err) < 0)
 		return kd_error_wrap(err, "informers");

@@ -147,7 +147,8 @@ static int stats_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void 
 	case LWS_CALLBACK_CLIENT_WRITEABLE:
 		if (st->head) {
 			struct sframe *f = st->head;
-			if (lws_write(wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_BINARY) < (int)f->len)
+			if (lws_write(wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_BINARY) <
+			    (int)f->len)
 				return -1;
 			st->head = f->next;
 			if (!st->head)
