@@ -25,6 +25,7 @@
 #include "kd/common.h"
 #include "kd/curlm.h"
 #include "kd/log.h"
+#include "kd_http_priv.h"
 
 #define BUF_CAP    (64u * 1024u) /* each direction's buffer between the two libraries */
 #define READ_BLOCK (16u * 1024u) /* what the content reader is asked for at most */
@@ -94,7 +95,7 @@ static const char *const hop_by_hop[] = {
     "TE",         "Trailer",    "Trailers",         "Transfer-Encoding",  "Upgrade",
 };
 
-static bool is_hop_by_hop(const char *name, size_t len, const char *connection)
+bool kd_http_hop_by_hop(const char *name, size_t len, const char *connection)
 {
 	for (size_t i = 0; i < KD_ARRAY_SIZE(hop_by_hop); i++)
 		if (strlen(hop_by_hop[i]) == len && strncasecmp(hop_by_hop[i], name, len) == 0)
@@ -211,22 +212,67 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
+int kd_http_hline_parse(const char *line, size_t len, struct kd_http_hline *out)
+{
+	memset(out, 0, sizeof(*out));
+	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == '\n'))
+		len--;
+	if (len == 0 || (len >= 5 && strncmp(line, "HTTP/", 5) == 0))
+		return 0;
+	const char *colon = memchr(line, ':', len);
+	if (!colon || colon == line)
+		return -1;
+	const char *v = colon + 1, *end = line + len;
+	while (v < end && (*v == ' ' || *v == '\t'))
+		v++;
+	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	out->name = line;
+	out->name_len = (size_t)(colon - line);
+	out->value = v;
+	out->value_len = (size_t)(end - v);
+	return 1;
+}
+
+int kd_http_content_length(const char *v, size_t len, long long *out)
+{
+	if (len == 0 || len > 18)
+		return -1;
+	long long n = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return -1;
+		n = n * 10 + (v[i] - '0');
+	}
+	*out = n;
+	return 0;
+}
+
+static bool name_is(const struct kd_http_hline *h, const char *name)
+{
+	return strlen(name) == h->name_len && strncasecmp(h->name, name, h->name_len) == 0;
+}
+
 static size_t header_cb(char *line, size_t size, size_t nitems, void *arg)
 {
 	struct kd_http_req *r = arg;
 	struct fwd *f = r->f;
 	size_t n = size * nitems;
-	size_t len = n;
-	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == '\n'))
-		len--;
-	if (len >= 5 && strncmp(line, "HTTP/", 5) == 0) { /* a status line: a new header block */
-		curl_slist_free_all(f->resp_hdrs);
-		f->resp_hdrs = NULL;
-		f->resp_len = -1;
+	struct kd_http_hline h;
+	int kind = kd_http_hline_parse(line, n, &h);
+	if (kind < 0)
 		return n;
-	}
-	if (len == 0) { /* end of a header block */
-		long code = 0;
+	if (kind == 0) {
+		size_t len = n;
+		while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == '\n'))
+			len--;
+		if (len > 0) { /* a status line: a new header block */
+			curl_slist_free_all(f->resp_hdrs);
+			f->resp_hdrs = NULL;
+			f->resp_len = -1;
+			return n;
+		}
+		long code = 0; /* end of a header block */
 		curl_easy_getinfo(f->e, CURLINFO_RESPONSE_CODE, &code);
 		if (code >= 100 && code < 200)
 			return n; /* 100 Continue, 103 Early Hints: the final response follows */
@@ -235,30 +281,17 @@ static size_t header_cb(char *line, size_t size, size_t nitems, void *arg)
 		wake(r);
 		return n;
 	}
-	const char *colon = memchr(line, ':', len);
-	if (!colon || colon == line)
-		return n;
-	size_t nlen = (size_t)(colon - line);
-	const char *v = colon + 1;
-	while (v < line + len && (*v == ' ' || *v == '\t'))
-		v++;
-	size_t vlen = (size_t)(line + len - v);
-	if (nlen == 14 && strncasecmp(line, "Content-Length", 14) == 0) {
-		char tmp[32];
-		if (vlen < sizeof(tmp)) {
-			memcpy(tmp, v, vlen);
-			tmp[vlen] = '\0';
-			char *end = NULL;
-			long long cl = strtoll(tmp, &end, 10);
-			if (end != tmp && *end == '\0' && cl >= 0)
-				f->resp_len = cl;
-		}
+	if (name_is(&h, "Content-Length")) {
+		long long cl;
+		if (kd_http_content_length(h.value, h.value_len, &cl) == 0)
+			f->resp_len = cl;
 		return n;
 	}
-	if (is_hop_by_hop(line, nlen, NULL) || (nlen == 4 && strncasecmp(line, "Date", 4) == 0))
+	if (kd_http_hop_by_hop(h.name, h.name_len, NULL) || name_is(&h, "Date"))
 		return n; /* ours: the server writes framing and Date itself */
-	kd_autofree char *h = kd_xasprintf("%.*s: %.*s", (int)nlen, line, (int)vlen, v);
-	f->resp_hdrs = curl_slist_append(f->resp_hdrs, h);
+	kd_autofree char *line_out =
+	    kd_xasprintf("%.*s: %.*s", (int)h.name_len, h.name, (int)h.value_len, h.value);
+	f->resp_hdrs = curl_slist_append(f->resp_hdrs, line_out);
 	return n;
 }
 
@@ -505,12 +538,9 @@ static void deliver(struct kd_http_req *r, const char *method)
 	}
 	const char *cl = kd_http_req_header(r, "Content-Length");
 	const char *te = kd_http_req_header(r, "Transfer-Encoding");
-	if (cl) {
-		char *end = NULL;
-		long long v = strtoll(cl, &end, 10);
-		if (end != cl && *end == '\0' && v >= 0)
-			r->body_len = v;
-	}
+	long long v;
+	if (cl && kd_http_content_length(cl, strlen(cl), &v) == 0)
+		r->body_len = v;
 	r->has_body = r->body_len > 0 || (te && strcasecmp(te, "identity") != 0);
 	s->handler(s->ud, r);
 }
@@ -622,8 +652,9 @@ static enum MHD_Result copy_header(void *cls, enum MHD_ValueKind kind, const cha
 	(void)kind;
 	struct hdr_ctx *c = cls;
 	size_t klen = strlen(key);
-	if (is_hop_by_hop(key, klen, c->connection) || strcasecmp(key, "Content-Length") == 0 ||
-	    strcasecmp(key, "Expect") == 0 || strcasecmp(key, "X-Forwarded-For") == 0)
+	if (kd_http_hop_by_hop(key, klen, c->connection) ||
+	    strcasecmp(key, "Content-Length") == 0 || strcasecmp(key, "Expect") == 0 ||
+	    strcasecmp(key, "X-Forwarded-For") == 0)
 		return MHD_YES;
 	if (strcasecmp(key, "Accept") == 0)
 		c->has_accept = true;

@@ -20,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include "../../lib/kd_http_priv.h"
 #include "kd/common.h"
 #include "kd/http.h"
 #include "kd/loop.h"
@@ -531,6 +532,34 @@ static void taken_or_bad_address_is_a_clear_error(void **state)
 	kd_error_free(err);
 }
 
+static void header_lines_content_length_and_hop_by_hop_are_parsed(void **state)
+{
+	(void)state;
+	struct kd_http_hline h;
+	assert_int_equal(kd_http_hline_parse("HTTP/1.1 200 OK\r\n", 17, &h), 0);
+	assert_int_equal(kd_http_hline_parse("\r\n", 2, &h), 0);
+	assert_int_equal(kd_http_hline_parse("no colon\r\n", 10, &h), -1);
+	assert_int_equal(kd_http_hline_parse(": empty name\r\n", 14, &h), -1);
+	static const char l[] = "X-Thing: \t a b \t\r\n";
+	assert_int_equal(kd_http_hline_parse(l, sizeof(l) - 1, &h), 1);
+	assert_int_equal(h.name_len, 7);
+	assert_memory_equal(h.name, "X-Thing", 7);
+	assert_int_equal(h.value_len, 3);
+	assert_memory_equal(h.value, "a b", 3);
+	long long v = -1;
+	assert_int_equal(kd_http_content_length("1234", 4, &v), 0);
+	assert_int_equal(v, 1234);
+	assert_int_equal(kd_http_content_length("-1", 2, &v), -1);
+	assert_int_equal(kd_http_content_length("12a", 3, &v), -1);
+	assert_int_equal(kd_http_content_length("", 0, &v), -1);
+	assert_int_equal(kd_http_content_length("9999999999999999999", 19, &v), -1);
+	assert_true(kd_http_hop_by_hop("connection", 10, NULL));
+	assert_true(kd_http_hop_by_hop("Transfer-Encoding", 17, NULL));
+	assert_false(kd_http_hop_by_hop("Content-Type", 12, NULL));
+	assert_true(kd_http_hop_by_hop("X-Secret", 8, "keep-alive, x-secret"));
+	assert_false(kd_http_hop_by_hop("X-Secre", 7, "keep-alive, x-secret"));
+}
+
 int main(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -552,6 +581,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(client_going_away_mid_forward_is_reported_once, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(taken_or_bad_address_is_a_clear_error, setup, teardown),
+	    cmocka_unit_test(header_lines_content_length_and_hop_by_hop_are_parsed),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	curl_global_cleanup();
