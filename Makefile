@@ -93,7 +93,7 @@ ALL_H := $(shell find lib plugins autoscaler-shim node-agent activator-hook func
 	-name '*.h' 2>/dev/null)
 
 .PHONY: valgrind test-all all lib plugins bins test test-unit check lint format format-check fuzz fuzz-build deps \
-	clean help test-integration rig-up rig-down rig-status bench-chan bench-scale-pods ab
+	clean help test-integration rig-up rig-down rig-status bench-chan bench-scale-pods bench-cold-burst ab
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -241,6 +241,11 @@ ab: all
 
 bench-scale-pods: all
 	$(Q)N="$(N)" BUILD=$(BUILD) bench/scale-pods/run.sh
+
+# cold-burst, both arms in one run on the rig (bench/cold-burst/run.sh): R concurrent first
+# requests to a Service at zero through kd-activator vs Knative's activator, then the warm path.
+bench-cold-burst: all
+	$(Q)R="$(R)" REPEATS="$(REPEATS)" BUILD=$(BUILD) bench/cold-burst/run.sh
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-san

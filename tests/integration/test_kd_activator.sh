@@ -145,10 +145,12 @@ expect_eq "warm request body" "Hello from $REV1" "$warm"
 
 # 4. 20 concurrent cold requests
 OUT="$(mktemp -d)"
+pids=()
 for i in $(seq 1 20); do
 	(req "$REV2" -o "$OUT/$i.body" -w '%{http_code}' >"$OUT/$i.code" 2>"$OUT/$i.err" || true) &
+	pids+=($!)
 done
-wait
+wait "${pids[@]}" # not a bare wait: kd-activator, kd-node and kd-autoscaler are children too
 ok=0
 for i in $(seq 1 20); do
 	[[ "$(cat "$OUT/$i.code")" == 200 && "$(cat "$OUT/$i.body")" == "Hello from $REV2" ]] && ok=$((ok + 1))

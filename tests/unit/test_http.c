@@ -26,7 +26,7 @@
 #include "kd/loop.h"
 #include "kd_test_httpd.h"
 
-enum mode { M_RESPOND, M_HOLD, M_FORWARD, M_FORWARD_DEAD_FIRST };
+enum mode { M_RESPOND, M_HOLD, M_HOLD_MANY, M_FORWARD, M_FORWARD_DEAD_FIRST };
 
 struct fx {
 	struct kd_loop *loop;
@@ -38,6 +38,9 @@ struct fx {
 	int last_status;
 	struct kd_timer *later;
 	struct kd_http_req *held;
+	struct kd_http_req *held_list[64];
+	int n_held;
+	bool held_forward; /* M_HOLD_MANY: forward the held requests (else answer 503) */
 };
 
 /* ---- the upstream --------------------------------------------------------------------------- */
@@ -83,6 +86,22 @@ static void answer_later(struct kd_loop *loop, struct kd_timer *t, void *arg)
 	(void)t;
 	struct fx *f = arg;
 	static const char msg[] = "no instance\n";
+	if (f->mode == M_HOLD_MANY) {
+		for (int i = 0; i < f->n_held; i++) {
+			if (f->held_forward) {
+				struct kd_http_fwd_opts o = {.timeout_ms = 5000};
+				assert_int_equal(kd_http_req_forward(f->held_list[i], "127.0.0.1",
+				                                     kd_test_httpd_port(f->up), &o,
+				                                     fwd_done, f),
+				                 0);
+			} else {
+				kd_http_req_respond(f->held_list[i], 503, "text/plain", msg,
+				                    sizeof(msg) - 1);
+			}
+		}
+		f->n_held = 0;
+		return;
+	}
 	assert_int_equal(kd_http_req_respond(f->held, 503, "text/plain", msg, sizeof(msg) - 1), 0);
 	assert_int_equal(kd_http_req_respond(f->held, 200, NULL, NULL, 0), -EALREADY);
 	f->held = NULL;
@@ -104,6 +123,11 @@ static void handler(void *ud, struct kd_http_req *req)
 	case M_HOLD:
 		f->held = req;
 		kd_loop_timer_start(f->later, 50);
+		break;
+	case M_HOLD_MANY:
+		f->held_list[f->n_held++] = req;
+		if (f->n_held == 1)
+			kd_loop_timer_start(f->later, 200);
 		break;
 	case M_FORWARD:
 	case M_FORWARD_DEAD_FIRST: {
@@ -190,6 +214,7 @@ struct call {
 	const char *body;
 	size_t body_len;
 	bool chunked_upload;
+	unsigned delay_ms; /* the client waits this long before sending */
 	size_t sent;
 	/* results */
 	long status;
@@ -257,6 +282,8 @@ static void *client_main(void *arg)
 	} else if (c->method) {
 		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, c->method);
 	}
+	if (c->delay_ms)
+		usleep(c->delay_ms * 1000u);
 	uint64_t t0 = kd_now_ns();
 	c->rc = curl_easy_perform(e);
 	c->secs = (double)(kd_now_ns() - t0) / 1e9;
@@ -336,6 +363,27 @@ static void held_request_is_answered_later(void **state)
 	assert_string_equal(c.resp, "no instance\n");
 	assert_true(c.secs >= 0.045);
 	call_fini(&c);
+}
+
+static void many_held_requests_are_all_forwarded(void **state)
+{
+	struct fx *f = *state;
+	f->mode = M_HOLD_MANY;
+	f->held_forward = true;
+	struct call c[20];
+	memset(c, 0, sizeof(c));
+	for (int i = 0; i < 20; i++) {
+		c[i].path = "/x";
+		c[i].delay_ms =
+		    i ? 20u + (unsigned)i : 0u; /* the first is held before the rest come */
+	}
+	run_calls(f, c, 20);
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(c[i].status, 201);
+		assert_string_equal(c[i].resp, "up\n");
+		call_fini(&c[i]);
+	}
+	assert_int_equal(f->dones, 20);
 }
 
 static void forward_relays_status_headers_and_strips_hop_by_hop(void **state)
@@ -567,6 +615,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(responds_from_the_handler_with_target_and_headers,
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(held_request_is_answered_later, setup, teardown),
+	    cmocka_unit_test_setup_teardown(many_held_requests_are_all_forwarded, setup, teardown),
 	    cmocka_unit_test_setup_teardown(forward_relays_status_headers_and_strips_hop_by_hop,
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(forward_streams_large_bodies_both_ways, setup,

@@ -1,0 +1,327 @@
+#!/usr/bin/env bash
+# bench/cold-burst/run.sh: R concurrent first requests to a Knative Service at zero, both arms in
+# one run on the rig (`make bench-cold-burst R=1,10,50 [REPEATS=3] [BUILD=...]`).
+#
+# Both arms are Knative Services running functions/hello in real sandboxes (plugins/runtime-process:
+# own netns + veth, Knative's queue-proxy in front of the function), identical except the class
+# annotation, each on a Node of its own served by a kd-node on this machine:
+#  - kd arm: class kd.kubedirect.dev, requests sent to kd-activator with the Knative-Serving-*
+#    headers; kd-activator pokes kd-autoscaler, the chain places the instance on the direct-mode
+#    kd-node, which reports it ready to kd-activator over the status channel;
+#  - vanilla arm: class kpa.autoscaling.knative.dev, requests sent to Knative's activator
+#    (10.88.0.13:8012) with the same headers; KPA scales the Deployment, kube-scheduler binds, the
+#    kd-node (kubelet mode) starts the Pod, Knative's activator routes on the private Endpoints.
+# Every (arm, R, repeat) gets a fresh Service at zero; arms alternate which goes first per repeat.
+# Then the warm path, with one instance of each arm ready: wrk (bounded: 1 thread, 8 connections,
+# WARM_SECONDS s) direct to the pod's queue-proxy, through kd-activator, and through Knative's
+# activator. The sandbox start time comes from bench/sandbox in the same run.
+# Prints a table and the lines scripts read:
+#   cold p50 kd: <ms>            cold p50 vanilla: <ms>      sandbox start p50: <ms>
+#   cold-burst R=<max R> p99 ratio: <x> (vanilla/kd)
+#   warm p50 overhead: <x> (kd-activator / direct)   warm rps ratio: <x> (kd-activator / Knative)
+# Raw samples: $OUT/samples.tsv (arm R repeat http_code seconds). Env: R (default 1,10,50),
+# REPEATS (3), WARM_SECONDS (5), BUILD, KD_BENCH_OUT (default /var/lib/kubedirect/bench/cold-burst-<ts>).
+set -euo pipefail
+REPO="$(cd "$(dirname "$0")/../.." && pwd)"
+case "${1:-}" in
+-h | --help)
+	sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+	exit 0
+	;;
+"") ;;
+*)
+	echo "cold-burst: unknown argument '$1' (see --help)" >&2
+	exit 2
+	;;
+esac
+. "$REPO/rig/lib.sh"
+RS="${R:-1,10,50}"
+REPEATS="${REPEATS:-3}"
+WARM_SECONDS="${WARM_SECONDS:-5}"
+B="${BUILD:-build}"
+[[ $B == /* ]] || B="$REPO/$B"
+BUILD_DIR="${KD_BUILD_DIR:-$B}"
+OUT="${KD_BENCH_OUT:-/var/lib/kubedirect/bench/cold-burst-$(date -u +%Y%m%dT%H%M%SZ)}"
+[[ "$RS" =~ ^[0-9]+(,[0-9]+)*$ ]] || { echo "cold-burst: R must be a list of counts, got '$RS'" >&2; exit 2; }
+[[ "$REPEATS" =~ ^[1-9][0-9]*$ && "$REPEATS" -le 10 ]] || { echo "cold-burst: REPEATS must be 1-10" >&2; exit 2; }
+IFS=, read -r -a RLIST <<<"$RS"
+for r in "${RLIST[@]}"; do ((r >= 1 && r <= 200)) || { echo "cold-burst: each R must be 1-200" >&2; exit 2; }; done
+[[ $EUID -eq 0 ]] || { echo "cold-burst: must run as root (network namespaces)" >&2; exit 1; }
+for b in bin/kd-node bin/kd-autoscaler bin/kd-activator functions/hello plugins/kd-runtime-process.so bench/sandbox/sandbox; do
+	[[ -e "$BUILD_DIR/$b" ]] || { echo "cold-burst: $BUILD_DIR/$b not built (make all)" >&2; exit 1; }
+done
+QUEUE="$KD_CACHE/bin/knative-serving-v0.50.0/queue"
+[[ -x "$QUEUE" ]] || { echo "cold-burst: $QUEUE missing (rig/build)" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "cold-burst: wrk missing (make deps)" >&2; exit 1; }
+"$REPO/rig/status" --quiet || { echo "cold-burst: the rig is not up (rig/up)" >&2; exit 1; }
+mkdir -p "$OUT"
+
+KC="$KD_K8S_BIN/kubectl"
+kc() { "$KC" --kubeconfig "$KD_KUBECONFIG" --request-timeout=20s "$@"; }
+say() { printf '%s\n' "$*" >&2; }
+die() {
+	say "cold-burst: $*"
+	exit 1
+}
+exec 9>/var/lock/kd-autoscaler-it.lock
+flock -w 900 9 || die "another kd-autoscaler user holds /var/lock/kd-autoscaler-it.lock"
+
+NS="kd-bench-cb-$(date +%s)"
+KD_NODE=kd-cb-230 VN_NODE=kd-cb-231
+BASE_PORT=$((22000 + RANDOM % 3000))
+AS_STATS=$BASE_PORT AS_STATUS=$((BASE_PORT + 1)) ACT_PORT=$((BASE_PORT + 2))
+ACT_ADMIN=$((BASE_PORT + 3)) ACT_STATUS=$((BASE_PORT + 4))
+KN_ACTIVATOR=10.88.0.13:8012
+PIDS=()
+FEATURES_BEFORE=""
+cleanup() {
+	local rc=$? p
+	set +e
+	kc delete namespace "$NS" --wait=false >/dev/null 2>&1
+	for _ in $(seq 1 60); do
+		[[ -z "$(kc get pods -A --field-selector spec.nodeName=$VN_NODE -o name 2>/dev/null)" ]] && break
+		sleep 0.5
+	done
+	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do
+		for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$p" 2>/dev/null
+	done
+	kc delete node "$KD_NODE" "$VN_NODE" --wait=false >/dev/null 2>&1
+	kc delete lease -n kube-node-lease "$KD_NODE" "$VN_NODE" >/dev/null 2>&1
+	[[ -n "$FEATURES_BEFORE" ]] &&
+		kc -n knative-serving patch configmap config-features --type merge -p "$FEATURES_BEFORE" >/dev/null 2>&1
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+wait_for() { # WHAT SECONDS CMD...
+	local what="$1" t="$2" t0=$SECONDS
+	shift 2
+	until "$@"; do
+		((SECONDS - t0 < t)) || die "timed out after ${t}s waiting for $what"
+		sleep 0.3
+	done
+}
+
+# 1. Nodes, features, components
+for n in "$KD_NODE:230" "$VN_NODE:231"; do
+	kc delete node "${n%%:*}" --ignore-not-found >/dev/null 2>&1 || true
+	kc apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Node
+metadata:
+  name: ${n%%:*}
+  labels: {kubernetes.io/hostname: ${n%%:*}}
+spec:
+  podCIDR: 10.244.${n##*:}.0/24
+  podCIDRs: [10.244.${n##*:}.0/24]
+  taints:
+  - {key: kubedirect.dev/runtime, value: process, effect: NoSchedule}
+EOF
+done
+prev() { kc -n knative-serving get configmap config-features -o jsonpath="{.data.kubernetes\.podspec-$1}" 2>/dev/null || true; }
+pns="$(prev nodeselector)" ptol="$(prev tolerations)"
+FEATURES_BEFORE="{\"data\":{\"kubernetes.podspec-nodeselector\":$([[ -n "$pns" ]] && echo "\"$pns\"" || echo null),\"kubernetes.podspec-tolerations\":$([[ -n "$ptol" ]] && echo "\"$ptol\"" || echo null)}}"
+kc -n knative-serving patch configmap config-features --type merge \
+	-p '{"data":{"kubernetes.podspec-nodeselector":"enabled","kubernetes.podspec-tolerations":"enabled"}}' >/dev/null
+kc create namespace "$NS" >/dev/null
+
+PLUG="$BUILD_DIR/plugins"
+cpx() { ip netns exec kd-cp "$@"; }
+cpx env KD_PLUGIN_DIR="$PLUG" "$BUILD_DIR/bin/kd-autoscaler" --kubeconfig "$KD_KUBECONFIG" \
+	--stats-port "$AS_STATS" --status-port "$AS_STATUS" --namespace "$NS" --source "kd-autoscaler:$NS" \
+	--node-selector "kubernetes.io/hostname=$KD_NODE" >"$OUT/kd-autoscaler.log" 2>&1 &
+PIDS+=($!)
+cpx "$BUILD_DIR/bin/kd-activator" --kubeconfig "$KD_KUBECONFIG" --namespace "$NS" --port "$ACT_PORT" \
+	--admin-port "$ACT_ADMIN" --status-port "$ACT_STATUS" --autoscaler "127.0.0.1:$AS_STATS" \
+	>"$OUT/kd-activator.log" 2>&1 &
+PIDS+=($!)
+ccurl() { cpx curl -sS "$@"; }
+act_ready() { [[ "$(ccurl -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ACT_ADMIN/readyz" 2>/dev/null)" == 200 ]]; }
+wait_for "kd-activator /readyz" 30 act_ready
+mkdir -p "$OUT/pods"
+RTCFG="{\"bridge-netns\":\"/proc/$$/ns/net\",\"images\":\"{\\\"dev.local/hello\\\":\\\"$BUILD_DIR/functions/hello\\\"}\",\"queue-bin\":\"$QUEUE\",\"log-dir\":\"$OUT/pods\",\"restart-backoff\":\"1s\"}"
+setsid ip netns exec kd-cp env KD_PLUGIN_DIR="$PLUG" "$BUILD_DIR/bin/kd-node" --kubeconfig "$KD_KUBECONFIG" \
+	--nodes 1 --node-prefix kd-cb --node-index-base 230 --pod-cidr 10.244.0.0/16 --max-pods 100 \
+	--runtime runtime-process --runtime-config "$RTCFG" --direct --direct-port 0 \
+	--status-addr "127.0.0.1:$AS_STATUS,127.0.0.1:$ACT_STATUS" </dev/null >"$OUT/kd-node-kd.log" 2>&1 &
+PIDS+=($!)
+setsid ip netns exec kd-cp env KD_PLUGIN_DIR="$PLUG" "$BUILD_DIR/bin/kd-node" --kubeconfig "$KD_KUBECONFIG" \
+	--nodes 1 --node-prefix kd-cb --node-index-base 231 --pod-cidr 10.244.0.0/16 --max-pods 100 \
+	--runtime runtime-process --runtime-config "$RTCFG" </dev/null >"$OUT/kd-node-vanilla.log" 2>&1 &
+PIDS+=($!)
+node_ready() { [[ "$(kc get node "$1" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
+wait_for "node $KD_NODE Ready" 60 node_ready "$KD_NODE"
+wait_for "node $VN_NODE Ready" 60 node_ready "$VN_NODE"
+act_chan() { grep -q "status channel 127.0.0.1:$ACT_STATUS ready" "$OUT/kd-node-kd.log"; }
+wait_for "kd-node's status channel to kd-activator" 30 act_chan
+
+# 2. one Service per (arm, R, repeat), all at zero
+ksvc() { # NAME CLASS NODE
+	cat <<EOF
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: $1}
+spec:
+  template:
+    metadata:
+      annotations:
+        autoscaling.knative.dev/class: $2
+        autoscaling.knative.dev/initial-scale: "0"
+    spec:
+      nodeSelector: {kubernetes.io/hostname: $3}
+      tolerations:
+      - {key: kubedirect.dev/runtime, operator: Equal, value: process, effect: NoSchedule}
+      containers:
+      - image: dev.local/hello
+        ports: [{containerPort: 8080}]
+---
+EOF
+}
+SVCS=()
+for rep in $(seq 1 "$REPEATS"); do
+	for r in "${RLIST[@]}"; do
+		SVCS+=("kd-r$r-$rep" "vanilla-r$r-$rep")
+	done
+done
+SVCS+=(kd-warm vanilla-warm)
+for s in "${SVCS[@]}"; do
+	if [[ $s == kd-* ]]; then ksvc "$s" kd.kubedirect.dev "$KD_NODE"; else ksvc "$s" kpa.autoscaling.knative.dev "$VN_NODE"; fi
+done | kc -n "$NS" apply -f - >/dev/null
+declare -A REV
+revs_ready() {
+	local s r
+	for s in "${SVCS[@]}"; do
+		r="$(kc -n "$NS" get ksvc "$s" -o jsonpath='{.status.latestCreatedRevisionName}')"
+		[[ -n "$r" && "$(kc -n "$NS" get revision "$r" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]] || return 1
+		REV[$s]="$r"
+	done
+}
+say "cold-burst: ${#SVCS[@]} Services in $NS, waiting for their revisions at zero"
+wait_for "revisions Ready at zero" 300 revs_ready
+no_pods() { [[ -z "$(kc -n "$NS" get pods -o name)" ]]; }
+wait_for "no pods" 60 no_pods
+known_all() {
+	local s
+	for s in "${SVCS[@]}"; do
+		[[ $s == kd-* ]] || continue
+		ccurl "http://127.0.0.1:$ACT_ADMIN/debug/routes" | jq -e --arg r "${REV[$s]}" '.revisions[] | select(.revision == $r and .known)' >/dev/null || return 1
+	done
+}
+wait_for "kd-activator knows every kd revision" 60 known_all
+sleep 5 # Knative's activator learns revisions through its own informers
+
+# 3. cold bursts
+SAMPLES="$OUT/samples.tsv"
+: >"$SAMPLES"
+burst() { # ARM R REPEAT SERVICE
+	local arm="$1" r="$2" rep="$3" svc="$4" i dir target
+	dir="$(mktemp -d)"
+	target="http://127.0.0.1:$ACT_PORT/"
+	[[ $arm == vanilla ]] && target="http://$KN_ACTIVATOR/"
+	local pids=()
+	for ((i = 0; i < r; i++)); do
+		(cpx curl -sS -o "$dir/$i.body" -w '%{http_code} %{time_total}\n' --max-time 120 \
+			-H "Knative-Serving-Namespace: $NS" -H "Knative-Serving-Revision: ${REV[$svc]}" \
+			"$target" >"$dir/$i.res" 2>"$dir/$i.err" || echo "000 120" >"$dir/$i.res") &
+		pids+=($!)
+	done
+	wait "${pids[@]}" # not a bare wait: the components are children too
+	local bad=0
+	for ((i = 0; i < r; i++)); do
+		read -r code secs <"$dir/$i.res"
+		[[ $code == 200 && "$(cat "$dir/$i.body" 2>/dev/null)" == "Hello from ${REV[$svc]}" ]] || bad=$((bad + 1))
+		printf '%s\t%s\t%s\t%s\t%s\n' "$arm" "$r" "$rep" "$code" "$secs" >>"$SAMPLES"
+	done
+	rm -rf "$dir"
+	say "  repeat $rep/$REPEATS R=$r $arm: $((r - bad))/$r answered by the function"
+}
+T0=$SECONDS
+for rep in $(seq 1 "$REPEATS"); do
+	for r in "${RLIST[@]}"; do
+		if ((rep % 2)); then order=(kd vanilla); else order=(vanilla kd); fi
+		for arm in "${order[@]}"; do burst "$arm" "$r" "$rep" "$arm-r$r-$rep"; done
+	done
+done
+say "cold-burst: cold phase took $((SECONDS - T0)) s"
+
+# 4. sandbox start, same run
+"$BUILD_DIR/bench/sandbox/sandbox" --n 20 --build-dir "$BUILD_DIR" >"$OUT/sandbox.txt" 2>&1 || say "bench/sandbox failed: $(tail -n 3 "$OUT/sandbox.txt")"
+SANDBOX_P50="$(awk '/start -> READY/ {print $(NF-10); exit}' "$OUT/sandbox.txt")"
+
+# 5. warm path: one ready instance per arm
+warm_up() { # ARM SERVICE
+	local target="http://127.0.0.1:$ACT_PORT/"
+	[[ $1 == vanilla ]] && target="http://$KN_ACTIVATOR/"
+	cpx curl -sS -o /dev/null --max-time 120 -H "Knative-Serving-Namespace: $NS" \
+		-H "Knative-Serving-Revision: ${REV[$2]}" "$target"
+}
+warm_up kd kd-warm
+warm_up vanilla vanilla-warm
+pod_ip() { kc -n "$NS" get pods -l "serving.knative.dev/revision=${REV[$1]}" -o jsonpath='{.items[0].status.podIP}'; }
+has_ip() { [[ -n "$(pod_ip "$1")" ]]; }
+wait_for "kd-warm pod IP in the API" 30 has_ip kd-warm
+wait_for "vanilla-warm pod IP in the API" 30 has_ip vanilla-warm
+KD_IP="$(pod_ip kd-warm)" VN_IP="$(pod_ip vanilla-warm)"
+wrk_run() { # NAME URL REVISION-SERVICE
+	cpx wrk -t1 -c8 -d"${WARM_SECONDS}s" --timeout 5s --latency -H "Knative-Serving-Namespace: $NS" \
+		-H "Knative-Serving-Revision: ${REV[$3]}" "$2" >"$OUT/wrk-$1.txt" 2>&1 || true
+}
+wrk_run direct-kd "http://$KD_IP:8012/" kd-warm
+wrk_run kd-activator "http://127.0.0.1:$ACT_PORT/" kd-warm
+wrk_run direct-vanilla "http://$VN_IP:8012/" vanilla-warm
+wrk_run knative-activator "http://$KN_ACTIVATOR/" vanilla-warm
+
+# 6. report
+python3 - "$SAMPLES" "$OUT" "${SANDBOX_P50:-nan}" "${RLIST[*]}" "$REPEATS" <<'PY'
+import sys, re, statistics
+samples, out, sandbox, rlist, repeats = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split(), int(sys.argv[5])
+rows = [l.split('\t') for l in open(samples).read().splitlines() if l]
+def pct(xs, p):
+    xs = sorted(xs)
+    if not xs: return float('nan')
+    k = max(0, min(len(xs) - 1, int(round(p / 100.0 * len(xs) + 0.5)) - 1))
+    return xs[k]
+def ms(x): return x * 1000.0
+print("cold-burst: first requests to a Service at zero (ms; p50/p99/max over every request of every repeat;")
+print("            per-repeat p50 min-max in brackets; ok = answered 200 by the function)")
+print(f"{'R':>4} {'arm':<8} {'p50':>9} {'p99':>9} {'max':>9}  {'repeat p50 range':<22} ok")
+stats = {}
+for r in rlist:
+    for arm in ('kd', 'vanilla'):
+        sel = [x for x in rows if x[0] == arm and x[1] == r]
+        t = [float(x[4]) for x in sel]
+        ok = sum(1 for x in sel if x[3] == '200')
+        per = [pct([float(x[4]) for x in sel if x[2] == str(k)], 50) for k in range(1, repeats + 1)]
+        per = [p for p in per if p == p]
+        stats[(arm, r)] = (pct(t, 50), pct(t, 99), max(t) if t else float('nan'))
+        rng = f"[{ms(min(per)):.1f}-{ms(max(per)):.1f}]" if per else "-"
+        print(f"{r:>4} {arm:<8} {ms(stats[(arm, r)][0]):9.1f} {ms(stats[(arm, r)][1]):9.1f} {ms(stats[(arm, r)][2]):9.1f}  {rng:<22} {ok}/{len(sel)}")
+def wrk(name):
+    try:
+        txt = open(f"{out}/wrk-{name}.txt").read()
+    except OSError:
+        return float('nan'), float('nan')
+    m = re.search(r"^\s*50%\s+([\d.]+)(us|ms|s)\s*$", txt, re.M)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", txt)
+    lat = float('nan')
+    if m:
+        lat = float(m.group(1)) * {'us': 0.001, 'ms': 1.0, 's': 1000.0}[m.group(2)]
+    return lat, float(rps.group(1)) if rps else float('nan')
+print("warm path (wrk, 1 thread, 8 connections; one ready instance):")
+w = {}
+for name in ('direct-kd', 'kd-activator', 'direct-vanilla', 'knative-activator'):
+    w[name] = wrk(name)
+    print(f"  {name:<18} p50 {w[name][0]:7.3f} ms  {w[name][1]:9.0f} req/s")
+r0 = rlist[0]
+rmax = rlist[-1]
+print(f"cold p50 kd: {ms(stats[('kd', r0)][0]):.1f}")
+print(f"cold p50 vanilla: {ms(stats[('vanilla', r0)][0]):.1f}")
+print(f"sandbox start p50: {sandbox}")
+kd99 = stats[('kd', rmax)][1]
+print(f"cold-burst R={rmax} p99 ratio: {stats[('vanilla', rmax)][1] / kd99:.2f}" if kd99 > 0 else f"cold-burst R={rmax} p99 ratio: n/a")
+print(f"warm p50 overhead: {w['kd-activator'][0] / w['direct-kd'][0]:.2f}")
+print(f"warm rps ratio: {w['kd-activator'][1] / w['knative-activator'][1]:.2f}")
+PY
+echo "report: $OUT"
