@@ -20,7 +20,8 @@
 #   cold-burst R=<max R> p99 ratio: <x> (vanilla/kd)
 #   warm p50 overhead: <x> (kd-activator / direct)   warm rps ratio: <x> (kd-activator / Knative)
 # Raw samples: $OUT/samples.tsv (arm R repeat http_code seconds). Env: R (default 1,10,50),
-# REPEATS (3), WARM_SECONDS (5), BUILD, KD_BENCH_OUT (default /var/lib/kubedirect/bench/cold-burst-<ts>).
+# REPEATS (3), WARM_SECONDS (5), STARTUP_PROBE (startup-probe-period of both arms
+# sandboxes, 5ms as bench/sandbox), BUILD, KD_BENCH_OUT (default /var/lib/kubedirect/bench/cold-burst-<ts>).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 case "${1:-}" in
@@ -38,6 +39,7 @@ esac
 RS="${R:-1,10,50}"
 REPEATS="${REPEATS:-3}"
 WARM_SECONDS="${WARM_SECONDS:-5}"
+STARTUP_PROBE="${STARTUP_PROBE:-5ms}" # runtime-process startup-probe-period, both arms (bench/sandbox's)
 B="${BUILD:-build}"
 [[ $B == /* ]] || B="$REPO/$B"
 BUILD_DIR="${KD_BUILD_DIR:-$B}"
@@ -131,25 +133,25 @@ PLUG="$BUILD_DIR/plugins"
 cpx() { ip netns exec kd-cp "$@"; }
 cpx env KD_PLUGIN_DIR="$PLUG" "$BUILD_DIR/bin/kd-autoscaler" --kubeconfig "$KD_KUBECONFIG" \
 	--stats-port "$AS_STATS" --status-port "$AS_STATUS" --namespace "$NS" --source "kd-autoscaler:$NS" \
-	--node-selector "kubernetes.io/hostname=$KD_NODE" >"$OUT/kd-autoscaler.log" 2>&1 &
+	--node-selector "kubernetes.io/hostname=$KD_NODE" >"$OUT/kd-autoscaler.log" 2>&1 9>&- &
 PIDS+=($!)
 cpx "$BUILD_DIR/bin/kd-activator" --kubeconfig "$KD_KUBECONFIG" --namespace "$NS" --port "$ACT_PORT" \
 	--admin-port "$ACT_ADMIN" --status-port "$ACT_STATUS" --autoscaler "127.0.0.1:$AS_STATS" \
-	>"$OUT/kd-activator.log" 2>&1 &
+	>"$OUT/kd-activator.log" 2>&1 9>&- &
 PIDS+=($!)
 ccurl() { cpx curl -sS "$@"; }
 act_ready() { [[ "$(ccurl -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ACT_ADMIN/readyz" 2>/dev/null)" == 200 ]]; }
 wait_for "kd-activator /readyz" 30 act_ready
 mkdir -p "$OUT/pods"
-RTCFG="{\"bridge-netns\":\"/proc/$$/ns/net\",\"images\":\"{\\\"dev.local/hello\\\":\\\"$BUILD_DIR/functions/hello\\\"}\",\"queue-bin\":\"$QUEUE\",\"log-dir\":\"$OUT/pods\",\"restart-backoff\":\"1s\"}"
+RTCFG="{\"bridge-netns\":\"/proc/$$/ns/net\",\"images\":\"{\\\"dev.local/hello\\\":\\\"$BUILD_DIR/functions/hello\\\"}\",\"queue-bin\":\"$QUEUE\",\"log-dir\":\"$OUT/pods\",\"restart-backoff\":\"1s\",\"startup-probe-period\":\"$STARTUP_PROBE\"}"
 setsid ip netns exec kd-cp env KD_PLUGIN_DIR="$PLUG" "$BUILD_DIR/bin/kd-node" --kubeconfig "$KD_KUBECONFIG" \
 	--nodes 1 --node-prefix kd-cb --node-index-base 230 --pod-cidr 10.244.0.0/16 --max-pods 100 \
 	--runtime runtime-process --runtime-config "$RTCFG" --direct --direct-port 0 \
-	--status-addr "127.0.0.1:$AS_STATUS,127.0.0.1:$ACT_STATUS" </dev/null >"$OUT/kd-node-kd.log" 2>&1 &
+	--status-addr "127.0.0.1:$AS_STATUS,127.0.0.1:$ACT_STATUS" </dev/null >"$OUT/kd-node-kd.log" 2>&1 9>&- &
 PIDS+=($!)
 setsid ip netns exec kd-cp env KD_PLUGIN_DIR="$PLUG" "$BUILD_DIR/bin/kd-node" --kubeconfig "$KD_KUBECONFIG" \
 	--nodes 1 --node-prefix kd-cb --node-index-base 231 --pod-cidr 10.244.0.0/16 --max-pods 100 \
-	--runtime runtime-process --runtime-config "$RTCFG" </dev/null >"$OUT/kd-node-vanilla.log" 2>&1 &
+	--runtime runtime-process --runtime-config "$RTCFG" </dev/null >"$OUT/kd-node-vanilla.log" 2>&1 9>&- &
 PIDS+=($!)
 node_ready() { [[ "$(kc get node "$1" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
 wait_for "node $KD_NODE Ready" 60 node_ready "$KD_NODE"
@@ -215,24 +217,25 @@ sleep 5 # Knative's activator learns revisions through its own informers
 # 3. cold bursts
 SAMPLES="$OUT/samples.tsv"
 : >"$SAMPLES"
-burst() { # ARM R REPEAT SERVICE
+burst() { # ARM R REPEAT SERVICE: R transfers started at once by one curl (--parallel-immediate)
 	local arm="$1" r="$2" rep="$3" svc="$4" i dir target
 	dir="$(mktemp -d)"
-	target="http://127.0.0.1:$ACT_PORT/"
-	[[ $arm == vanilla ]] && target="http://$KN_ACTIVATOR/"
-	local pids=()
-	for ((i = 0; i < r; i++)); do
-		(cpx curl -sS -o "$dir/$i.body" -w '%{http_code} %{time_total}\n' --max-time 120 \
-			-H "Knative-Serving-Namespace: $NS" -H "Knative-Serving-Revision: ${REV[$svc]}" \
-			"$target" >"$dir/$i.res" 2>"$dir/$i.err" || echo "000 120" >"$dir/$i.res") &
-		pids+=($!)
-	done
-	wait "${pids[@]}" # not a bare wait: the components are children too
-	local bad=0
-	for ((i = 0; i < r; i++)); do
-		read -r code secs <"$dir/$i.res"
-		[[ $code == 200 && "$(cat "$dir/$i.body" 2>/dev/null)" == "Hello from ${REV[$svc]}" ]] || bad=$((bad + 1))
+	target="http://127.0.0.1:$ACT_PORT"
+	[[ $arm == vanilla ]] && target="http://$KN_ACTIVATOR"
+	cpx curl -sS -Z --parallel-immediate --parallel-max "$r" --max-time 120 \
+		-H "Knative-Serving-Namespace: $NS" -H "Knative-Serving-Revision: ${REV[$svc]}" \
+		-w '%{url} %{http_code} %{time_total}\n' -o "$dir/#1.body" "$target/?i=[1-$r]" \
+		>"$dir/res" 2>"$dir/err" || true
+	local bad=0 n=0 url code secs idx
+	while read -r url code secs; do
+		idx="${url##*=}"
+		n=$((n + 1))
+		[[ $code == 200 && "$(cat "$dir/$idx.body" 2>/dev/null)" == "Hello from ${REV[$svc]}" ]] || bad=$((bad + 1))
 		printf '%s\t%s\t%s\t%s\t%s\n' "$arm" "$r" "$rep" "$code" "$secs" >>"$SAMPLES"
+	done <"$dir/res"
+	for ((i = n; i < r; i++)); do # transfers curl never reported: failures
+		printf '%s\t%s\t%s\t000\t120\n' "$arm" "$r" "$rep" >>"$SAMPLES"
+		bad=$((bad + 1))
 	done
 	rm -rf "$dir"
 	say "  repeat $rep/$REPEATS R=$r $arm: $((r - bad))/$r answered by the function"
@@ -248,7 +251,7 @@ say "cold-burst: cold phase took $((SECONDS - T0)) s"
 
 # 4. sandbox start, same run
 "$BUILD_DIR/bench/sandbox/sandbox" --n 20 --build-dir "$BUILD_DIR" >"$OUT/sandbox.txt" 2>&1 || say "bench/sandbox failed: $(tail -n 3 "$OUT/sandbox.txt")"
-SANDBOX_P50="$(awk '/start -> READY/ {print $(NF-10); exit}' "$OUT/sandbox.txt")"
+SANDBOX_P50="$(grep -m1 'start -> READY' "$OUT/sandbox.txt" | grep -oP 'p50\s+\K[0-9.]+' || true)"
 
 # 5. warm path: one ready instance per arm
 warm_up() { # ARM SERVICE

@@ -85,6 +85,7 @@ kc -n knative-serving patch configmap config-features --type merge \
 # 2. kd-autoscaler (our namespace, our Node), kd-activator, then kd-node (direct mode, process
 #    runtime) reporting to both status channels
 as_start --node-selector "kubernetes.io/hostname=$NODE"
+trap act_cleanup EXIT # as_start installs its own trap: ours also stops kd-activator and kd-node
 ACT_LOG="$(mktemp /tmp/kd-activator-it.XXXXXX.log)"
 ip netns exec kd-cp "$ACTBIN" --kubeconfig "$KD_KUBECONFIG" --namespace "$NS" \
 	--port "$ACT_PORT" --admin-port "$ACT_ADMIN_PORT" --status-port "$ACT_STATUS_PORT" \
