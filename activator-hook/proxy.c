@@ -39,17 +39,14 @@ static void hist_add(struct kd_act_hist *h, double s)
 static void respondf(struct kd_http_req *req, int status, const char *fmt, ...) KD_PRINTF(3, 4);
 static void respondf(struct kd_http_req *req, int status, const char *fmt, ...)
 {
-	char body[512];
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(body, sizeof(body) - 1, fmt, ap);
+	char *msg = kd_xvasprintf(fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		n = 0;
-	if ((size_t)n > sizeof(body) - 2)
-		n = (int)sizeof(body) - 2;
-	body[n++] = '\n';
-	kd_http_req_respond(req, status, "text/plain; charset=utf-8", body, (size_t)n);
+	char *body = kd_xasprintf("%s\n", msg);
+	kd_http_req_respond(req, status, "text/plain; charset=utf-8", body, strlen(body));
+	free(body);
+	free(msg);
 }
 
 static void count_status(struct kd_act_rev *r, int status)
@@ -119,13 +116,13 @@ static void held_free(struct kd_act_held *h)
 static void held_answer(struct kd_act_held *h, int status, const char *fmt, ...) KD_PRINTF(3, 4);
 static void held_answer(struct kd_act_held *h, int status, const char *fmt, ...)
 {
-	char msg[400];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	char *msg = kd_xvasprintf(fmt, ap);
 	va_end(ap);
 	count_status(h->rev, status);
 	respondf(h->req, status, "%s", msg);
+	free(msg);
 	held_free(h);
 }
 
@@ -354,18 +351,18 @@ struct buf {
 static void bprintf(struct buf *b, const char *fmt, ...) KD_PRINTF(2, 3);
 static void bprintf(struct buf *b, const char *fmt, ...)
 {
-	for (;;) {
-		va_list ap;
-		va_start(ap, fmt);
-		int n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
-		va_end(ap);
-		if (n >= 0 && (size_t)n < b->cap - b->len) {
-			b->len += (size_t)n;
-			return;
-		}
-		b->cap = KD_MAX(b->cap * 2, b->len + (size_t)(n > 0 ? n : 0) + 256);
+	va_list ap;
+	va_start(ap, fmt);
+	char *piece = kd_xvasprintf(fmt, ap);
+	va_end(ap);
+	size_t n = strlen(piece);
+	if (b->len + n + 1 > b->cap) {
+		b->cap = KD_MAX(b->cap * 2, b->len + n + 256);
 		b->s = kd_xrealloc(b->s, b->cap);
 	}
+	memcpy(b->s + b->len, piece, n + 1);
+	b->len += n;
+	free(piece);
 }
 
 static void metric_help(struct buf *b, const char *name, const char *type, const char *help)

@@ -383,6 +383,18 @@ static void curl_done(void *ud, CURL *e, CURLcode rc)
 
 /* ---- requests ------------------------------------------------------------------------------- */
 
+/* Frees r, already unlinked from its server's list. */
+static void req_destroy(struct kd_http_req *r)
+{
+	if (r->pending)
+		MHD_destroy_response(r->pending);
+	fwd_free(r->f);
+	free(r->target);
+	free(r->in);
+	free(r->out);
+	free(r);
+}
+
 static void req_free(struct kd_http_req *r)
 {
 	struct kd_http_server *s = r->s;
@@ -392,13 +404,7 @@ static void req_free(struct kd_http_req *r)
 		s->reqs = r->next;
 	if (r->next)
 		r->next->prev = r->prev;
-	if (r->pending)
-		MHD_destroy_response(r->pending);
-	fwd_free(r->f);
-	free(r->target);
-	free(r->in);
-	free(r->out);
-	free(r);
+	req_destroy(r);
 }
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
@@ -823,6 +829,7 @@ struct kd_http_server *kd_http_server_new(struct kd_loop *loop,
 	s->epfd = -1;
 	s->connect_ms = opts->upstream_connect_ms ? opts->upstream_connect_ms : 2000;
 	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
 	socklen_t sl = sizeof(ss);
 	if (getsockname(lfd, (struct sockaddr *)&ss, &sl) == 0)
 		s->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
@@ -882,8 +889,11 @@ void kd_http_server_free(struct kd_http_server *s)
 		MHD_run(s->d);         /* takes the resumed connections back */
 		MHD_stop_daemon(s->d); /* completes every request (on_completed) */
 	}
-	while (s->reqs) /* requests never handed to a connection callback */
-		req_free(s->reqs);
+	for (struct kd_http_req *r = s->reqs, *next; r; r = next) {
+		next = r->next; /* requests never handed to a connection callback */
+		req_destroy(r);
+	}
+	s->reqs = NULL;
 	kd_curlm_free(s->cm);
 	kd_loop_timer_free(s->timer);
 	free(s);

@@ -8,7 +8,10 @@
 #  - 20 concurrent cold requests to another kd Service at zero all succeed;
 #  - an unknown revision gets 404 with a reason; a revision whose instance never becomes ready
 #    (an image the runtime cannot map) gets 503 after its timeoutSeconds;
-#  - /healthz, /readyz and /metrics answer; /debug/routes lists the instance as routable.
+#  - /healthz, /readyz and /metrics answer; /debug/routes lists the instance as routable;
+#  - containerConcurrency 1 with 5 concurrent requests scales to >= 2 instances, never 2 in flight
+#    on one; a KPA Service on the same rig is left to Knative (404 here);
+#  - kd-activator killed with SIGKILL mid-traffic and restarted routes again within 1 s.
 # Isolation: our own kd-node (Node kd-act-210, tainted NoSchedule, pod CIDR 10.244.210.0/24),
 # kd-autoscaler limited to our namespace and Node, kd-activator limited to our namespace.
 . "$(dirname "$0")/lib.sh"
@@ -17,9 +20,10 @@
 NODEBIN="$KD_BUILD_DIR/bin/kd-node"
 ACTBIN="$KD_BUILD_DIR/bin/kd-activator"
 HELLO="$KD_BUILD_DIR/functions/hello"
+SLEEPFN="$KD_BUILD_DIR/functions/sleep"
 PLUGINS="$KD_BUILD_DIR/plugins"
 QUEUE="$KD_CACHE/bin/knative-serving-v0.50.0/queue"
-for f in "$NODEBIN" "$ACTBIN" "$HELLO" "$PLUGINS/kd-runtime-process.so" "$QUEUE"; do
+for f in "$NODEBIN" "$ACTBIN" "$HELLO" "$SLEEPFN" "$PLUGINS/kd-runtime-process.so" "$QUEUE"; do
 	[[ -e "$f" ]] || die "missing $f (make all; rig/build)"
 done
 "$REPO/rig/status" --quiet || die "the rig is not up"
@@ -87,16 +91,19 @@ kc -n knative-serving patch configmap config-features --type merge \
 as_start --node-selector "kubernetes.io/hostname=$NODE"
 trap act_cleanup EXIT # as_start installs its own trap: ours also stops kd-activator and kd-node
 ACT_LOG="$(mktemp /tmp/kd-activator-it.XXXXXX.log)"
-ip netns exec kd-cp "$ACTBIN" --kubeconfig "$KD_KUBECONFIG" --namespace "$NS" \
-	--port "$ACT_PORT" --admin-port "$ACT_ADMIN_PORT" --status-port "$ACT_STATUS_PORT" \
-	--autoscaler "127.0.0.1:$AS_STATS_PORT" --log-level debug >"$ACT_LOG" 2>&1 &
-ACT_PID=$!
+act_start() {
+	ip netns exec kd-cp "$ACTBIN" --kubeconfig "$KD_KUBECONFIG" --namespace "$NS" \
+		--port "$ACT_PORT" --admin-port "$ACT_ADMIN_PORT" --status-port "$ACT_STATUS_PORT" \
+		--autoscaler "127.0.0.1:$AS_STATS_PORT" --log-level debug >>"$ACT_LOG" 2>&1 &
+	ACT_PID=$!
+}
+act_start
 log "kd-activator pid $ACT_PID, log $ACT_LOG"
 act() { ip netns exec kd-cp curl -sS --max-time "${CT:-60}" "$@"; }
 act_ready() { [[ "$(act -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ACT_ADMIN_PORT/readyz")" == 200 ]]; }
 wait_for "kd-activator /readyz" 30 act_ready
 
-RTCFG="{\"bridge-netns\":\"/proc/$$/ns/net\",\"images\":\"{\\\"dev.local/hello\\\":\\\"$HELLO\\\"}\",\"queue-bin\":\"$QUEUE\",\"log-dir\":\"$PODLOG\",\"restart-backoff\":\"1s\"}"
+RTCFG="{\"bridge-netns\":\"/proc/$$/ns/net\",\"images\":\"{\\\"dev.local/hello\\\":\\\"$HELLO\\\",\\\"dev.local/sleep\\\":\\\"$SLEEPFN\\\"}\",\"queue-bin\":\"$QUEUE\",\"log-dir\":\"$PODLOG\",\"restart-backoff\":\"1s\"}"
 KDN_LOG="$(mktemp /tmp/kd-node-act-it.XXXXXX.log)"
 setsid ip netns exec kd-cp env KD_PLUGIN_DIR="$PLUGINS" "$NODEBIN" --kubeconfig "$KD_KUBECONFIG" \
 	--nodes 1 --node-prefix kd-act --node-index-base 210 --pod-cidr 10.244.0.0/16 --max-pods 50 \
@@ -197,4 +204,95 @@ metrics="$(act "http://127.0.0.1:$ACT_ADMIN_PORT/metrics")"
 grep -q "kd_activator_requests_total{namespace=\"$NS\",revision=\"$REV2\"} 20" <<<"$metrics" ||
 	die "metrics lack 20 requests of $REV2: $(grep requests_total <<<"$metrics")"
 grep -q '^kd_activator_proxy_latency_seconds_count [1-9]' <<<"$metrics" || die "no latency histogram"
+# 8. containerConcurrency 1: 5 concurrent 2 s requests scale out to >= 2 instances and no instance
+#    ever has 2 requests in flight (sampled from /debug/routes every 100 ms while they run)
+kc -n "$NS" apply -f - >/dev/null <<EOF
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: cc1}
+spec:
+  template:
+    metadata:
+      annotations:
+        autoscaling.knative.dev/class: kd.kubedirect.dev
+        autoscaling.knative.dev/initial-scale: "0"
+    spec:
+      containerConcurrency: 1
+$POD_LINES
+      containers:
+      - image: dev.local/sleep
+        ports: [{containerPort: 8080}]
+EOF
+wait_for "revision of cc1" 120 has_rev cc1
+REV4="$(rev_of cc1)"
+known4() { act "http://127.0.0.1:$ACT_ADMIN_PORT/debug/routes" | jq -e --arg r "$REV4" '.revisions[] | select(.revision == $r and .known)' >/dev/null; }
+wait_for "kd-activator knows $REV4" 60 known4
+OUT="$(mktemp -d)"
+pids=()
+for i in $(seq 1 5); do
+	(act -H "Knative-Serving-Namespace: $NS" -H "Knative-Serving-Revision: $REV4" -o "$OUT/$i.body" \
+		-w '%{http_code}' "http://127.0.0.1:$ACT_PORT/?ms=2000" >"$OUT/$i.code" 2>/dev/null || true) &
+	pids+=($!)
+done
+max_inflight=0 max_insts=0
+for _ in $(seq 1 50); do # 5 s, bounded
+	read -r ni mi < <(act "http://127.0.0.1:$ACT_ADMIN_PORT/debug/routes" | jq -r --arg r "$REV4" \
+		'[.revisions[] | select(.revision == $r) | .instances[]] | "\(length) \(map(.inflight) | max // 0)"')
+	((ni > max_insts)) && max_insts=$ni
+	((mi > max_inflight)) && max_inflight=$mi
+	sleep 0.1
+done
+wait "${pids[@]}"
+ok=0
+for i in $(seq 1 5); do
+	[[ "$(cat "$OUT/$i.code")" == 200 ]] && grep -q "slept 2000 ms" "$OUT/$i.body" && ok=$((ok + 1))
+done
+rm -rf "$OUT"
+expect_eq "containerConcurrency 1: requests answered" 5 "$ok"
+((max_insts >= 2)) || die "containerConcurrency 1 with 5 concurrent requests: only $max_insts instance(s)"
+log "containerConcurrency 1: up to $max_insts instances, at most $max_inflight request(s) in flight on one"
+expect_eq "containerConcurrency 1: most requests in flight on one instance" 1 "$max_inflight"
+
+# 9. a vanilla (KPA) Service on the same rig is not ours: not routed, 404 at kd-activator
+ksvc_apply vanilla kpa.autoscaling.knative.dev "        autoscaling.knative.dev/initial-scale: \"0\"" "$POD_LINES"
+wait_for "revision of vanilla" 120 has_rev vanilla
+REV5="$(rev_of vanilla)"
+wait_for "Revision $REV5 Ready (Knative's autoscaler)" 120 rev_ready "$REV5"
+code="$(req "$REV5" -o /dev/null -w '%{http_code}')"
+expect_eq "a KPA revision at kd-activator" 404 "$code"
+if grep -q "pa $NS/$REV5: ours" "$AS_LOG"; then die "kd-autoscaler took the KPA revision $REV5"; fi
+log "vanilla revision $REV5 left to Knative"
+
+# 10. kd-activator killed with SIGKILL mid-traffic and restarted: it routes again within 1 s
+#     (the private Endpoints list the instance; kd-node's status channel reconnects too)
+TRAFFIC="$(mktemp)"
+(
+	for _ in $(seq 1 60); do # bounded: 60 requests, 2 s each at most
+		req "$REV1" -o /dev/null -w '%{http_code}\n' --max-time 2 >>"$TRAFFIC" 2>/dev/null || echo 000 >>"$TRAFFIC"
+		sleep 0.05
+	done
+) &
+traffic=$!
+sleep 1
+kill -KILL "$ACT_PID"
+wait "$ACT_PID" 2>/dev/null || true
+t0=$(date +%s%N)
+act_start
+first=""
+for _ in $(seq 1 100); do # 5 s, bounded
+	if [[ "$(CT=2 req "$REV1" -o /dev/null -w '%{http_code}' 2>/dev/null)" == 200 ]]; then
+		first=$((($(date +%s%N) - t0) / 1000000))
+		break
+	fi
+	sleep 0.05
+done
+wait "$traffic"
+[[ -n "$first" ]] || die "kd-activator did not route $REV1 within 5 s of its restart: $(tail -n 20 "$ACT_LOG")"
+log "restarted kd-activator answered $REV1 $first ms after it was started"
+((first <= 1000)) || die "kd-activator routed again only after $first ms (> 1 s)"
+failed=$(grep -vc '^200$' "$TRAFFIC" || true)
+total=$(wc -l <"$TRAFFIC")
+log "traffic across the SIGKILL: $((total - failed))/$total answered 200"
+if tail -n 5 "$TRAFFIC" | grep -qv '^200$'; then die "requests after the restart failed: $(tail -n 5 "$TRAFFIC" | tr '\n' ' ')"; fi
+rm -f "$TRAFFIC"
 log "kd-activator: all checks passed"
