@@ -131,11 +131,12 @@ kc create namespace "$NS" >/dev/null
 
 PLUG="$BUILD_DIR/plugins"
 cpx() { ip netns exec kd-cp "$@"; }
-cpx env KD_PLUGIN_DIR="$PLUG" "$BUILD_DIR/bin/kd-autoscaler" --kubeconfig "$KD_KUBECONFIG" \
+# started with ip netns exec directly (not through a shell function), so $! is the component
+ip netns exec kd-cp env KD_PLUGIN_DIR="$PLUG" "$BUILD_DIR/bin/kd-autoscaler" --kubeconfig "$KD_KUBECONFIG" \
 	--stats-port "$AS_STATS" --status-port "$AS_STATUS" --namespace "$NS" --source "kd-autoscaler:$NS" \
 	--node-selector "kubernetes.io/hostname=$KD_NODE" >"$OUT/kd-autoscaler.log" 2>&1 9>&- &
 PIDS+=($!)
-cpx "$BUILD_DIR/bin/kd-activator" --kubeconfig "$KD_KUBECONFIG" --namespace "$NS" --port "$ACT_PORT" \
+ip netns exec kd-cp "$BUILD_DIR/bin/kd-activator" --kubeconfig "$KD_KUBECONFIG" --namespace "$NS" --port "$ACT_PORT" \
 	--admin-port "$ACT_ADMIN" --status-port "$ACT_STATUS" --autoscaler "127.0.0.1:$AS_STATS" \
 	>"$OUT/kd-activator.log" 2>&1 9>&- &
 PIDS+=($!)
