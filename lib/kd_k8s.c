@@ -1,5 +1,6 @@
 /* kd_k8s.c: Kubernetes REST client: sync calls on one reused easy handle, async calls and streams
  * on curl multi handles driven by a kd_loop. Its configuration and token are kd_kubeconfig.c's. */
+#include "kd/curlm.h"
 #include "kd/k8s.h"
 
 #include <curl/curl.h>
@@ -124,11 +125,11 @@ static void propagate(struct kd_error **err, struct kd_error *e)
 
 struct kd_k8s;
 
-/* One curl multi handle on the loop. */
+/* One curl multi handle on the loop (kd/curlm.h). */
 struct kmulti {
 	struct kd_k8s *c;
-	CURLM *multi;
-	struct kd_timer *timer;
+	struct kd_curlm *cm;
+	CURLM *multi; /* kd_curlm_multi(cm) */
 };
 
 /* One HTTP exchange (an async call, possibly several LIST pages) or a stream. */
@@ -189,7 +190,6 @@ struct kd_k8s {
 	struct kmulti req, strm;
 	struct kd_timer *kick;
 	struct xlist queue, active;
-	int in_curl;
 	bool closing;
 	struct kd_k8s_stats stats;
 };
@@ -269,26 +269,26 @@ static uint64_t rl_take(struct kd_k8s *c)
 }
 
 static void kick_cb(struct kd_loop *loop, struct kd_timer *t, void *arg);
-static void mtimer_cb(struct kd_loop *loop, struct kd_timer *t, void *arg);
-static int msocket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp);
-static int mtimerfn_cb(CURLM *m, long timeout_ms, void *userp);
+static void multi_done(void *ud, CURL *e, CURLcode rc);
+static void multi_after(void *ud);
 
 static void kmulti_init(struct kd_k8s *c, struct kmulti *m, long max_conns)
 {
 	m->c = c;
-	m->multi = curl_multi_init();
-	if (!m->multi)
-		abort();
-	m->timer = kd_loop_timer_new(c->loop, mtimer_cb, m);
-	curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, msocket_cb);
-	curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m);
-	curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, mtimerfn_cb);
-	curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
+	m->cm = kd_curlm_new(c->loop, "k8s", multi_done, multi_after, m);
+	m->multi = kd_curlm_multi(m->cm);
 	if (max_conns > 0) {
 		curl_multi_setopt(m->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_conns);
 		curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, max_conns);
 	}
 	curl_multi_setopt(m->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+}
+
+/* True while curl runs one of our callbacks (on either multi handle). */
+static bool in_curl(const struct kd_k8s *c)
+{
+	return (c->req.cm && kd_curlm_inside(c->req.cm)) ||
+	       (c->strm.cm && kd_curlm_inside(c->strm.cm));
 }
 
 int kd_k8s_new(const struct kd_k8s_config *cfg, struct kd_loop *loop,
@@ -1001,79 +1001,6 @@ int kd_k8s_delete(struct kd_k8s *c, const struct kd_k8s_resource *res, const cha
 /* ------------------------------------------------------------------------------------------ */
 /* Async: curl multi on the loop                                                               */
 
-static void process_done(struct kmulti *m);
-static void fd_cb(struct kd_loop *loop, int fd, unsigned events, void *arg);
-
-static int msocket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
-{
-	(void)e;
-	struct kmulti *m = userp;
-	struct kd_loop *loop = m->c->loop;
-	if (what == CURL_POLL_REMOVE) {
-		if (socketp) {
-			kd_loop_del_fd(loop, s);
-			curl_multi_assign(m->multi, s, NULL);
-		}
-		return 0;
-	}
-	unsigned ev =
-	    ((what & CURL_POLL_IN) ? KD_LOOP_IN : 0) | ((what & CURL_POLL_OUT) ? KD_LOOP_OUT : 0);
-	if (!socketp) {
-		int rc = kd_loop_add_fd(loop, s, ev, fd_cb, m);
-		if (rc == -EEXIST)
-			rc = kd_loop_mod_fd(loop, s, ev);
-		if (rc < 0) {
-			kd_log_error("k8s: cannot watch socket %d: %s", (int)s, strerror(-rc));
-			return -1;
-		}
-		curl_multi_assign(m->multi, s, m);
-	} else {
-		kd_loop_mod_fd(loop, s, ev);
-	}
-	return 0;
-}
-
-static void fd_cb(struct kd_loop *loop, int fd, unsigned events, void *arg)
-{
-	(void)loop;
-	struct kmulti *m = arg;
-	int flags = 0;
-	if (events & (KD_LOOP_IN | KD_LOOP_HUP))
-		flags |= CURL_CSELECT_IN;
-	if (events & KD_LOOP_OUT)
-		flags |= CURL_CSELECT_OUT;
-	if (events & KD_LOOP_ERR)
-		flags |= CURL_CSELECT_ERR;
-	int running = 0;
-	m->c->in_curl++;
-	curl_multi_socket_action(m->multi, fd, flags, &running);
-	m->c->in_curl--;
-	process_done(m);
-}
-
-static int mtimerfn_cb(CURLM *multi, long timeout_ms, void *userp)
-{
-	(void)multi;
-	struct kmulti *m = userp;
-	if (timeout_ms < 0)
-		kd_loop_timer_stop(m->timer);
-	else
-		kd_loop_timer_start(m->timer, (uint64_t)timeout_ms);
-	return 0;
-}
-
-static void mtimer_cb(struct kd_loop *loop, struct kd_timer *t, void *arg)
-{
-	(void)loop;
-	(void)t;
-	struct kmulti *m = arg;
-	int running = 0;
-	m->c->in_curl++;
-	curl_multi_socket_action(m->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	m->c->in_curl--;
-	process_done(m);
-}
-
 static void kick(struct kd_k8s *c, uint64_t after_ms)
 {
 	if (!c->kick)
@@ -1207,32 +1134,29 @@ static void complete_xfer(struct kd_k8s *c, struct xfer *x, CURLcode cc)
 	xfer_free(x);
 }
 
-static void process_done(struct kmulti *m)
+static void multi_done(void *ud, CURL *e, CURLcode cc)
 {
+	struct kmulti *m = ud;
+	struct xfer *x = NULL;
+	curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x);
+	complete_xfer(m->c, x, cc);
+}
+
+static void multi_after(void *ud)
+{
+	struct kmulti *m = ud;
 	struct kd_k8s *c = m->c;
-	CURLMsg *msg;
-	int left = 0;
-	while ((msg = curl_multi_info_read(m->multi, &left))) {
-		if (msg->msg != CURLMSG_DONE)
-			continue;
-		CURL *e = msg->easy_handle;
-		CURLcode cc = msg->data.result;
-		struct xfer *x = NULL;
-		curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x);
-		curl_multi_remove_handle(m->multi, e);
-		complete_xfer(c, x, cc);
-	}
 	/* Streams closed from inside curl callbacks: detach now. */
 	for (struct xfer *x = c->active.head; x;) {
 		struct xfer *next = x->next;
-		if (x->is_stream && x->closed && c->in_curl == 0) {
+		if (x->is_stream && x->closed && !in_curl(c)) {
 			curl_multi_remove_handle(c->strm.multi, x->easy);
 			xlist_remove(&c->active, x);
 			xfer_free(x);
 		}
 		x = next;
 	}
-	if (c->queue.head && c->in_curl == 0)
+	if (c->queue.head && !in_curl(c))
 		dispatch(c);
 }
 
@@ -1304,12 +1228,12 @@ void kd_k8s_stream_close(struct kd_k8s_stream *s)
 		xfer_free(x);
 		return;
 	}
-	if (x->active && c->in_curl == 0) {
+	if (x->active && !in_curl(c)) {
 		curl_multi_remove_handle(c->strm.multi, x->easy);
 		xlist_remove(&c->active, x);
 		xfer_free(x);
 	}
-	/* else: inside a curl callback; the write callback aborts it and process_done frees it. */
+	/* else: inside a curl callback; the write callback aborts it and multi_after frees it. */
 }
 
 void kd_k8s_free(struct kd_k8s *c)
@@ -1338,10 +1262,8 @@ void kd_k8s_free(struct kd_k8s *c)
 		}
 	}
 	if (c->loop) {
-		curl_multi_cleanup(c->req.multi);
-		curl_multi_cleanup(c->strm.multi);
-		kd_loop_timer_free(c->req.timer);
-		kd_loop_timer_free(c->strm.timer);
+		kd_curlm_free(c->req.cm);
+		kd_curlm_free(c->strm.cm);
 		kd_loop_timer_free(c->kick);
 	}
 	curl_easy_cleanup(c->sync_easy);
