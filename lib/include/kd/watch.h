@@ -80,7 +80,9 @@ struct kd_informer;
 /* Object arguments are borrowed for the duration of the callback (json_object_get to keep).
  * old in on_update is the previous cached version; obj in on_delete the last known state (the
  * DELETED event's object, or the cached one when a relist shows the object gone). Callbacks may
- * call kd_informer_get/foreach, kd_k8s_submit, and kd_informer_free on their own informer. */
+ * call kd_informer_get/foreach, kd_k8s_submit, and kd_informer_free on their own informer.
+ * Order: a list's adds and updates come in the order of its items; a relist first reports the
+ * vanished objects, in cache order (see kd_informer_foreach); watch events come as received. */
 struct kd_informer_handlers {
 	void (*on_add)(struct kd_informer *inf, struct json_object *obj, void *arg);
 	void (*on_update)(struct kd_informer *inf, struct json_object *old, struct json_object *obj,
@@ -131,8 +133,9 @@ bool kd_informer_synced(const struct kd_informer *inf);
  * loop next runs informer code (next event); json_object_get() to keep. */
 struct json_object *kd_informer_get(struct kd_informer *inf, const char *ns, const char *name);
 size_t kd_informer_count(const struct kd_informer *inf);
-/* Calls fn for every cached object (borrowed) in unspecified order; stops when fn returns
- * non-zero and returns that value. fn must not modify the informer. */
+/* Calls fn for every cached object (borrowed) in cache order (the last list's items order, then
+ * objects added by watch events as they came; an update keeps the object's place); stops when fn
+ * returns non-zero and returns that value. fn must not modify the informer. */
 int kd_informer_foreach(struct kd_informer *inf, int (*fn)(struct json_object *obj, void *arg),
                         void *arg);
 /* Last resourceVersion seen (list, event or bookmark), or NULL. Borrowed until the next event. */
