@@ -22,17 +22,17 @@ enum kd_log_format {
 
 /* Sets the component name (copied), level and format. Defaults: "kubedirect", INFO, TEXT, stderr.
  * Safe to call again; not thread-safe against concurrent kd_log calls. */
-void kd_log_init(const char *component, enum kd_log_level level, enum kd_log_format format);
-void kd_log_set_level(enum kd_log_level level);
-enum kd_log_level kd_log_get_level(void);
+KD_API void kd_log_init(const char *component, enum kd_log_level level, enum kd_log_format format);
+KD_API void kd_log_set_level(enum kd_log_level level);
+KD_API enum kd_log_level kd_log_get_level(void);
 /* Redirects output (borrowed; must outlive logging). NULL restores stderr. */
-void kd_log_set_stream(FILE *stream);
+KD_API void kd_log_set_stream(FILE *stream);
 
 /* Parses "error|warn|info|debug|trace" (case-insensitive). Returns 0 or -EINVAL. */
-int kd_log_level_parse(const char *s, enum kd_log_level *out);
+KD_API int kd_log_level_parse(const char *s, enum kd_log_level *out);
 /* Parses "text|json". Returns 0 or -EINVAL. */
-int kd_log_format_parse(const char *s, enum kd_log_format *out);
-const char *kd_log_level_name(enum kd_log_level level);
+KD_API int kd_log_format_parse(const char *s, enum kd_log_format *out);
+KD_API const char *kd_log_level_name(enum kd_log_level level);
 
 static inline bool kd_log_enabled(enum kd_log_level level)
 {
@@ -40,7 +40,7 @@ static inline bool kd_log_enabled(enum kd_log_level level)
 }
 
 /* Writes one line (one write(2)-sized fputs) if level is enabled. */
-void kd_log_write(enum kd_log_level level, const char *fmt, ...) KD_PRINTF(2, 3);
+KD_API void kd_log_write(enum kd_log_level level, const char *fmt, ...) KD_PRINTF(2, 3);
 
 #define kd_log_error(...) kd_log_write(KD_LOG_ERROR, __VA_ARGS__)
 #define kd_log_warn(...)  kd_log_write(KD_LOG_WARN, __VA_ARGS__)

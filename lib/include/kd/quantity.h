@@ -12,9 +12,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "kd/common.h"
+
 /* Parses a Kubernetes quantity into *out: whole units (bytes, pods) or, with milli, thousandths
  * (cpu millicores), rounded up. 0, -EINVAL (not a quantity, negative, unknown suffix) or
  * -ERANGE (beyond int64). *out is set only on success. */
-int kd_quantity_parse(const char *s, bool milli, int64_t *out);
+KD_API int kd_quantity_parse(const char *s, bool milli, int64_t *out);
 
 #endif /* KD_QUANTITY_H */
