@@ -35,8 +35,7 @@
  *   dial pod IPs; the CA is the channel's own). Known libwebsockets 4.1.6 issue: a TLS
  *   downstream that served a connection leaks its SSL_CTX (~700 KB) when freed.
  * - A state{} or reconcile{} larger than max_frame is sent as pages (kd_msg_encode_pages,
- *   "Paging" in kd/delta.h; changed 09:45 UTC, previously one frame and a handshake failing
- *   above ~8,000 held objects): each page is decoded as it arrives (transfer and decoding
+ *   "Paging" in kd/delta.h): each page is decoded as it arrives (transfer and decoding
  *   overlap) and the handshake machines act on the whole message after its last page. A held
  *   object costs ~45-70 bytes of state{} (template table), so 10,000 fit one 1 MiB frame and
  *   at most KD_HS_MAX_TOTAL (1,000,000) can be held per source.

