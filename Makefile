@@ -42,7 +42,14 @@ endif
 LIB_SRCS := $(wildcard lib/*.c)
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIBKD_A := $(BUILD)/lib/libkd.a
+# libkd.so.MAJOR.MINOR.PATCH with soname libkd.so.MAJOR; libkd.so.MAJOR and libkd.so (the link
+# name) are symlinks. Bump MAJOR when an exported (KD_API) function or struct changes incompatibly.
+LIBKD_VERSION := 0.1.0
+LIBKD_SONAME := libkd.so.$(firstword $(subst ., ,$(LIBKD_VERSION)))
+LIBKD_SO_REAL := $(BUILD)/lib/libkd.so.$(LIBKD_VERSION)
 LIBKD_SO := $(BUILD)/lib/libkd.so
+# lib/ is compiled hidden: only declarations marked KD_API (kd/common.h) are exported.
+LIB_CFLAGS := -fvisibility=hidden
 
 # --- plugins: plugins/<name>/*.c -> $(BUILD)/plugins/kd-<name>.so ------------------------------
 PLUGIN_DIRS := $(patsubst %/,%,$(dir $(wildcard plugins/*/*.c)))
@@ -106,17 +113,24 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(if $(filter tests/%,$<),$(TEST_CPPFLAGS)) \
-		$(if $(filter plugins/%,$<),$(PLUGIN_CFLAGS)) $(CFLAGS_ALL) -c $< -o $@
+		$(if $(filter plugins/%,$<),$(PLUGIN_CFLAGS)) $(if $(filter lib/%,$<),$(LIB_CFLAGS)) \
+		$(CFLAGS_ALL) -c $< -o $@
 
 $(LIBKD_A): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(LIBKD_SO): $(LIB_OBJS)
+$(LIBKD_SO_REAL): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) -shared -Wl,-soname,libkd.so -o $@ $^ $(LDFLAGS_ALL) $(LIBS)
+	$(Q)$(CC) -shared -Wl,-soname,$(LIBKD_SONAME) -o $@ $^ $(LDFLAGS_ALL) $(LIBS)
+
+$(BUILD)/lib/$(LIBKD_SONAME): $(LIBKD_SO_REAL)
+	$(Q)ln -sf $(notdir $<) $@
+
+$(LIBKD_SO): $(BUILD)/lib/$(LIBKD_SONAME)
+	$(Q)ln -sf $(LIBKD_SONAME) $@
 
 define plugin_rule
 $(BUILD)/plugins/kd-$(1).so: $(patsubst %.c,$(BUILD)/%.o,$(wildcard plugins/$(1)/*.c)) $(LIBKD_A)

@@ -242,20 +242,36 @@ static int dec_op(struct dctx *d, const struct kd_jsonstrict_value *jo, struct k
 	return get_kvs(c, jo, "annotations", &op->annotations);
 }
 
-static int dec_ops(struct dctx *d, const struct kd_jsonstrict_value *root, const char *field,
-                   const char *list, bool upsert_list, struct kd_op_list *out)
+/* The required array member `field` of root, with at most max elements (`what` they are, for
+ * the message: "ops", "keys"): borrowed from root, or NULL with *rc set to the failure. */
+static const struct kd_jsonstrict_value *get_list(struct dctx *d,
+                                                  const struct kd_jsonstrict_value *root,
+                                                  const char *field, size_t max, const char *what,
+                                                  int *rc)
 {
 	d->v.list = NULL;
 	const struct kd_jsonstrict_value *ja = kd_jsonstrict_member(root, field);
 	if (!ja)
-		return kd__vfail(&d->v, EINVAL, "missing field \"%s\"", field);
-	if (!is_type(ja, KD_JSONSTRICT_ARRAY))
-		return kd__vfail(&d->v, EINVAL, "field \"%s\" must be an array, not %s", field,
-		                 kd_jsonstrict_type_name(ja));
+		*rc = kd__vfail(&d->v, EINVAL, "missing field \"%s\"", field);
+	else if (!is_type(ja, KD_JSONSTRICT_ARRAY))
+		*rc = kd__vfail(&d->v, EINVAL, "field \"%s\" must be an array, not %s", field,
+		                kd_jsonstrict_type_name(ja));
+	else if (ja->n > max)
+		*rc = kd__vfail(&d->v, E2BIG, "%zu %s %s exceed the limit of %zu", (size_t)ja->n,
+		                field, what, max);
+	else
+		return ja;
+	return NULL;
+}
+
+static int dec_ops(struct dctx *d, const struct kd_jsonstrict_value *root, const char *field,
+                   const char *list, bool upsert_list, struct kd_op_list *out)
+{
+	int rc = 0;
+	const struct kd_jsonstrict_value *ja = get_list(d, root, field, d->lim.max_ops, "ops", &rc);
+	if (!ja)
+		return rc;
 	size_t n = ja->n;
-	if (n > d->lim.max_ops)
-		return kd__vfail(&d->v, E2BIG, "%zu %s ops exceed the limit of %zu", n, field,
-		                 d->lim.max_ops);
 	out->v = kd_xcalloc(n ? n : 1, sizeof(*out->v));
 	out->cap = n ? n : 1;
 	size_t i = 0;
@@ -263,7 +279,7 @@ static int dec_ops(struct dctx *d, const struct kd_jsonstrict_value *root, const
 		d->v.list = list;
 		d->v.idx = i;
 		struct kd_op *op = &out->v[out->n++];
-		int rc = dec_op(d, e, op, upsert_list);
+		rc = dec_op(d, e, op, upsert_list);
 		if (rc < 0)
 			return rc;
 	}
@@ -274,17 +290,12 @@ static int dec_ops(struct dctx *d, const struct kd_jsonstrict_value *root, const
 static int dec_keys(struct dctx *d, const struct kd_jsonstrict_value *root, const char *field,
                     struct kd_key_list *out)
 {
-	d->v.list = NULL;
-	const struct kd_jsonstrict_value *ja = kd_jsonstrict_member(root, field);
+	int rc = 0;
+	const struct kd_jsonstrict_value *ja =
+	    get_list(d, root, field, d->lim.max_keys, "keys", &rc);
 	if (!ja)
-		return kd__vfail(&d->v, EINVAL, "missing field \"%s\"", field);
-	if (!is_type(ja, KD_JSONSTRICT_ARRAY))
-		return kd__vfail(&d->v, EINVAL, "field \"%s\" must be an array, not %s", field,
-		                 kd_jsonstrict_type_name(ja));
+		return rc;
 	size_t n = ja->n;
-	if (n > d->lim.max_keys)
-		return kd__vfail(&d->v, E2BIG, "%zu %s keys exceed the limit of %zu", n, field,
-		                 d->lim.max_keys);
 	out->v = kd_xcalloc(n ? n : 1, sizeof(*out->v));
 	out->cap = n ? n : 1;
 	size_t i = 0;

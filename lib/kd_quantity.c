@@ -2,6 +2,7 @@
 #include "kd/quantity.h"
 
 #include <errno.h>
+#include <json-c/json.h>
 #include <string.h>
 
 #define SIG_DIGITS 20 /* < 1e20; times 2^60 (Ei) still fits in 128 bits */
@@ -137,5 +138,23 @@ int kd_quantity_parse(const char *s, bool milli, int64_t *out)
 	if (m > (u128)INT64_MAX)
 		return -ERANGE;
 	*out = (int64_t)m;
+	return 0;
+}
+
+int kd_quantity_parse_json(struct json_object *v, bool milli, int64_t *out)
+{
+	if (json_object_is_type(v, json_type_string))
+		return kd_quantity_parse(json_object_get_string(v), milli, out);
+	if (!v || !json_object_is_type(v, json_type_int))
+		return -EINVAL;
+	int64_t q = json_object_get_int64(v);
+	if (q < 0)
+		return -EINVAL;
+	if (milli) {
+		if (q > INT64_MAX / 1000)
+			return -ERANGE;
+		q *= 1000;
+	}
+	*out = q;
 	return 0;
 }

@@ -74,23 +74,14 @@ static int node_quantity(struct json_object *alloc, const char *node, const char
 	*out = 0;
 	if (!alloc || !json_object_object_get_ex(alloc, res, &v) || !v)
 		return 0;
-	const char *s = str_of(v);
 	int64_t q = 0;
-	int rc = -EINVAL;
-	if (s) {
-		rc = kd_quantity_parse(s, milli, &q);
-	} else if (json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 0) {
-		q = json_object_get_int64(v);
-		rc = 0;
-		if (milli && q > INT64_MAX / 1000)
-			rc = -ERANGE;
-		else if (milli)
-			q *= 1000;
-	}
-	if (rc < 0)
+	int rc = kd_quantity_parse_json(v, milli, &q);
+	if (rc < 0) {
+		const char *s = str_of(v);
 		return kd_error_set(err, -rc, 0, "node %s: status.allocatable.%s \"%s\": %s", node,
 		                    res, s ? s : json_object_to_json_string(v),
 		                    rc == -ERANGE ? "out of range" : "not a quantity");
+	}
 	*out = q;
 	return 0;
 }

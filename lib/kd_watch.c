@@ -9,6 +9,7 @@
 
 #include "kd/json.h"
 #include "kd/log.h"
+#include "kd/strmap.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Decoder                                                                                     */
@@ -201,6 +202,83 @@ struct list_ticket {
 	struct kd_informer *inf; /* NULL once the informer is gone */
 };
 
+/* One cached object. The cache is a kd_strmap keyed by the entry's own key, plus a list of the
+ * entries in insertion order (a replaced object keeps its place): callbacks and
+ * kd_informer_foreach follow that order, so they do not depend on the hash layout. */
+struct centry {
+	char *key;               /* "ns/name" or "name" */
+	struct json_object *obj; /* owned reference */
+	struct centry *prev, *next;
+};
+
+struct cache {
+	struct kd_strmap map; /* key -> struct centry (owned) */
+	struct centry *head, *tail;
+};
+
+static void centry_free(struct centry *e)
+{
+	json_object_put(e->obj);
+	free(e->key);
+	free(e);
+}
+
+static void cache_fini(struct cache *c)
+{
+	struct centry *e = c->head;
+	while (e) {
+		struct centry *next = e->next;
+		centry_free(e);
+		e = next;
+	}
+	kd_strmap_fini(&c->map);
+	*c = (struct cache){0};
+}
+
+static struct centry *cache_entry(const struct cache *c, const char *key)
+{
+	return kd_strmap_get(&c->map, key);
+}
+
+static struct json_object *cache_obj(const struct cache *c, const char *key)
+{
+	const struct centry *e = cache_entry(c, key);
+	return e ? e->obj : NULL;
+}
+
+/* Appends key -> obj (a reference is taken) to a cache without key. */
+static void cache_append(struct cache *c, const char *key, struct json_object *obj)
+{
+	struct centry *e = kd_xcalloc(1, sizeof(*e));
+	e->key = kd_xstrdup(key);
+	e->obj = json_object_get(obj);
+	e->prev = c->tail;
+	if (c->tail)
+		c->tail->next = e;
+	else
+		c->head = e;
+	c->tail = e;
+	kd_strmap_put(&c->map, e->key, e);
+}
+
+/* Removes key; returns its entry (owned by the caller) or NULL. */
+static struct centry *cache_remove(struct cache *c, const char *key)
+{
+	struct centry *e = kd_strmap_del(&c->map, key);
+	if (!e)
+		return NULL;
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		c->head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		c->tail = e->prev;
+	e->prev = e->next = NULL;
+	return e;
+}
+
 struct kd_informer {
 	struct kd_k8s *c;
 	struct kd_loop *loop;
@@ -212,7 +290,7 @@ struct kd_informer {
 	unsigned attempt;
 	struct kd_informer_handlers h;
 
-	struct json_object *cache; /* object used as a hash map: key -> object (owned refs) */
+	struct cache cache;
 	char *rv;
 	bool started, synced;
 	enum inf_state state;
@@ -259,7 +337,7 @@ static void destroy(struct kd_informer *inf)
 	kd_loop_timer_free(inf->retry);
 	kd_loop_timer_free(inf->idle);
 	kd_watch_decoder_free(inf->dec);
-	json_object_put(inf->cache);
+	cache_fini(&inf->cache);
 	free(inf->ns);
 	free(inf->lsel);
 	free(inf->fsel);
@@ -334,44 +412,49 @@ static void retry_cb(struct kd_loop *loop, struct kd_timer *t, void *arg)
 		start_watch(inf);
 }
 
-/* Replaces the cache with the listed items: deletes for vanished keys, adds for new ones,
- * updates for changed resourceVersions. */
+/* Replaces the cache with the listed items (in the list's order): deletes for vanished keys (in
+ * their cache order), then adds for new ones and updates for changed resourceVersions (in the
+ * list's order). */
 static void apply_list(struct kd_informer *inf, struct json_object *list)
 {
-	struct json_object *fresh = json_object_new_object();
+	struct cache fresh = {0};
 	struct json_object *items = kd_json_get_array(list, "items");
 	size_t n = items ? json_object_array_length(items) : 0;
+	kd_strmap_reserve(&fresh.map, n);
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *it = json_object_array_get_idx(items, i);
 		kd_autofree char *key = kd_informer_key(it);
-		if (key)
-			json_object_object_add(fresh, key, json_object_get(it));
-	}
-	struct json_object *old = inf->cache;
-	inf->cache = fresh;
-	set_rv(inf, kd_json_get_string(list, "metadata.resourceVersion"));
-	json_object_object_foreach(old, okey, oval)
-	{
-		if (inf->dead)
-			break;
-		if (!json_object_object_get_ex(fresh, okey, NULL))
-			cb_delete(inf, oval);
-	}
-	json_object_object_foreach(fresh, nkey, nval)
-	{
-		if (inf->dead)
-			break;
-		struct json_object *prev = NULL;
-		if (json_object_object_get_ex(old, nkey, &prev)) {
-			const char *a = kd_json_get_string(prev, "metadata.resourceVersion");
-			const char *b = kd_json_get_string(nval, "metadata.resourceVersion");
-			if (!a || !b || strcmp(a, b))
-				cb_update(inf, prev, nval);
+		if (!key)
+			continue;
+		struct centry *dup = cache_entry(&fresh, key);
+		if (dup) { /* a list never repeats a key; if it did, the later item wins */
+			json_object_put(dup->obj);
+			dup->obj = json_object_get(it);
 		} else {
-			cb_add(inf, nval);
+			cache_append(&fresh, key, it);
 		}
 	}
-	json_object_put(old);
+	struct cache old = inf->cache;
+	inf->cache = fresh;
+	set_rv(inf, kd_json_get_string(list, "metadata.resourceVersion"));
+	/* Callbacks may read the cache (kd_informer_get, kd_informer_foreach) but never change it,
+	 * and a kd_informer_free from one is deferred (the caller holds in_cb): walking both lists
+	 * is safe. */
+	for (const struct centry *e = old.head; e && !inf->dead; e = e->next)
+		if (!cache_entry(&inf->cache, e->key))
+			cb_delete(inf, e->obj);
+	for (const struct centry *e = inf->cache.head; e && !inf->dead; e = e->next) {
+		struct json_object *prev = cache_obj(&old, e->key);
+		if (prev) {
+			const char *a = kd_json_get_string(prev, "metadata.resourceVersion");
+			const char *b = kd_json_get_string(e->obj, "metadata.resourceVersion");
+			if (!a || !b || strcmp(a, b))
+				cb_update(inf, prev, e->obj);
+		} else {
+			cb_add(inf, e->obj);
+		}
+	}
+	cache_fini(&old);
 }
 
 static void list_done(struct kd_k8s_response *resp, struct kd_error *err, void *arg)
@@ -468,14 +551,16 @@ static int on_event(const struct kd_watch_event *ev, void *arg)
 		kd_autofree char *key = kd_informer_key(ev->object);
 		if (!key)
 			break;
-		struct json_object *prev = NULL;
-		if (json_object_object_get_ex(inf->cache, key, &prev))
-			json_object_get(prev);
-		json_object_object_add(inf->cache, key, json_object_get(ev->object));
-		if (prev) {
+		struct centry *e = cache_entry(&inf->cache, key);
+		if (e) {
+			/* the entry keeps its place; the old object is released after the callback
+			 */
+			struct json_object *prev = e->obj;
+			e->obj = json_object_get(ev->object);
 			cb_update(inf, prev, ev->object);
 			json_object_put(prev);
 		} else {
+			cache_append(&inf->cache, key, ev->object);
 			cb_add(inf, ev->object);
 		}
 		break;
@@ -484,8 +569,9 @@ static int on_event(const struct kd_watch_event *ev, void *arg)
 		kd_autofree char *key = kd_informer_key(ev->object);
 		if (!key)
 			break;
-		if (json_object_object_get_ex(inf->cache, key, NULL)) {
-			json_object_object_del(inf->cache, key);
+		struct centry *e = cache_remove(&inf->cache, key);
+		if (e) {
+			centry_free(e);
 			cb_delete(inf, ev->object);
 		}
 		break;
@@ -669,7 +755,6 @@ int kd_informer_new(struct kd_k8s *c, const struct kd_informer_opts *opts,
 	inf->bo_cap = opts->backoff_cap_ms ? opts->backoff_cap_ms : 30000;
 	if (handlers)
 		inf->h = *handlers;
-	inf->cache = json_object_new_object();
 	inf->dec = kd_watch_decoder_new(opts->max_event_bytes);
 	inf->retry = kd_loop_timer_new(inf->loop, retry_cb, inf);
 	inf->idle = kd_loop_timer_new(inf->loop, idle_cb, inf);
@@ -709,22 +794,19 @@ struct json_object *kd_informer_get(struct kd_informer *inf, const char *ns, con
 	if (!name)
 		return NULL;
 	kd_autofree char *key = ns && *ns ? kd_xasprintf("%s/%s", ns, name) : kd_xstrdup(name);
-	struct json_object *v = NULL;
-	return json_object_object_get_ex(inf->cache, key, &v) ? v : NULL;
+	return cache_obj(&inf->cache, key);
 }
 
 size_t kd_informer_count(const struct kd_informer *inf)
 {
-	return (size_t)json_object_object_length(inf->cache);
+	return inf->cache.map.n;
 }
 
 int kd_informer_foreach(struct kd_informer *inf, int (*fn)(struct json_object *obj, void *arg),
                         void *arg)
 {
-	json_object_object_foreach(inf->cache, key, val)
-	{
-		(void)key;
-		int rc = fn(val, arg);
+	for (const struct centry *e = inf->cache.head; e; e = e->next) {
+		int rc = fn(e->obj, arg);
 		if (rc)
 			return rc;
 	}

@@ -2,7 +2,7 @@
  * summed over containers) and cgroup v2 is mounted and writable at the parent of `cgroup-root`,
  * the sandbox gets its own cgroup (cpu.max, memory.max) that its processes join before exec.
  * Otherwise one log line at init says sandboxes are not cgroup-limited. Limits are Kubernetes
- * quantities (kd_quantity_parse, kd/schedjson.h): one that is not fails the sandbox at start
+ * quantities (kd_quantity_parse_json, kd/quantity.h): one that is not fails the sandbox at start
  * (CreateContainerConfigError naming the field and value), never "no limit".
  */
 #include <errno.h>
@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "kd/json.h"
-#include "kd/schedjson.h"
+#include "kd/quantity.h"
 #include "rp.h"
 
 #ifndef CGROUP2_SUPER_MAGIC
@@ -76,22 +76,13 @@ static int add_limit(struct json_object *limits, const char *ctr_name, const cha
 	struct json_object *v = NULL;
 	if (!limits || !json_object_object_get_ex(limits, res, &v) || !v)
 		return 0;
-	const char *s = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
 	int64_t q = 0;
-	int rc = -EINVAL;
-	if (s) {
-		rc = kd_quantity_parse(s, milli, &q);
-	} else if (json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 0) {
-		q = json_object_get_int64(v);
-		rc = 0;
-		if (milli && q > INT64_MAX / 1000)
-			rc = -ERANGE;
-		else if (milli)
-			q *= 1000;
-	}
+	int rc = kd_quantity_parse_json(v, milli, &q);
 	if (rc == 0 && *acc > INT64_MAX - q)
 		rc = -ERANGE;
 	if (rc < 0) {
+		const char *s =
+		    json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
 		*msg = kd_xasprintf("container %s: resources.limits.%s \"%s\": %s", ctr_name, res,
 		                    s ? s : json_object_to_json_string(v),
 		                    rc == -ERANGE ? "out of range" : "not a Kubernetes quantity");

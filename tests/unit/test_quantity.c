@@ -1,6 +1,6 @@
 /* Unit tests for lib/kd_quantity.c: Kubernetes quantities as integers, rounded up as
  * resource.Quantity's Value()/MilliValue() do; malformed, negative and out-of-range text refused
- * without touching the output. */
+ * without touching the output; the same from JSON values (strings, non-negative integers). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <json-c/json.h>
 
 #include "kd/quantity.h"
 
@@ -80,10 +81,49 @@ static void quantities_round_up_like_kubernetes(void **state)
 	assert_int_equal(kd_quantity_parse(NULL, false, &v), -EINVAL);
 }
 
+static void json_quantities_are_strings_or_non_negative_integers(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *json;
+		bool milli;
+		int rc;
+		int64_t want;
+	} cases[] = {
+	    {"\"250m\"", true, 0, 250},
+	    {"\"2Gi\"", false, 0, 2147483648},
+	    {"4", false, 0, 4},
+	    {"4", true, 0, 4000},
+	    {"0", true, 0, 0},
+	    {"9223372036854775", true, 0, 9223372036854775000},
+	    {"9223372036854776", true, -ERANGE, -7},
+	    {"-1", false, -EINVAL, -7},
+	    {"1.5", false, -EINVAL, -7}, /* a JSON double: not a quantity */
+	    {"true", false, -EINVAL, -7},
+	    {"null", false, -EINVAL, -7},
+	    {"{}", false, -EINVAL, -7},
+	    {"\"lots\"", false, -EINVAL, -7},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct json_object *v = json_tokener_parse(cases[i].json);
+		int64_t q = -7;
+		int rc = kd_quantity_parse_json(v, cases[i].milli, &q);
+		if (rc != cases[i].rc || q != cases[i].want)
+			fail_msg("%s (milli %d): rc %d value %lld, want rc %d value %lld",
+			         cases[i].json, cases[i].milli, rc, (long long)q, cases[i].rc,
+			         (long long)cases[i].want);
+		json_object_put(v);
+	}
+	int64_t q = -7;
+	assert_int_equal(kd_quantity_parse_json(NULL, false, &q), -EINVAL);
+	assert_int_equal(q, -7);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(quantities_round_up_like_kubernetes),
+	    cmocka_unit_test(json_quantities_are_strings_or_non_negative_integers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,8 +35,7 @@
  *   dial pod IPs; the CA is the channel's own). Known libwebsockets 4.1.6 issue: a TLS
  *   downstream that served a connection leaks its SSL_CTX (~700 KB) when freed.
  * - A state{} or reconcile{} larger than max_frame is sent as pages (kd_msg_encode_pages,
- *   "Paging" in kd/delta.h; changed 09:45 UTC, previously one frame and a handshake failing
- *   above ~8,000 held objects): each page is decoded as it arrives (transfer and decoding
+ *   "Paging" in kd/delta.h): each page is decoded as it arrives (transfer and decoding
  *   overlap) and the handshake machines act on the whole message after its last page. A held
  *   object costs ~45-70 bytes of state{} (template table), so 10,000 fit one 1 MiB frame and
  *   at most KD_HS_MAX_TOTAL (1,000,000) can be held per source.
@@ -53,6 +52,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kd/common.h"
 #include "kd/delta.h"
 #include "kd/error.h"
 #include "kd/handshake.h"
@@ -124,11 +124,11 @@ struct kd_chan_up_opts {
 
 /* Creates the upstream and starts connecting. cbs is copied, ud borrowed, opts strings copied.
  * Returns owned; free with kd_chan_up_free. NULL with *err on failure (bad options, lws). */
-struct kd_chan_up *kd_chan_up_new(struct kd_loop *loop, const struct kd_chan_up_opts *opts,
-                                  const struct kd_chan_up_cbs *cbs, void *ud,
-                                  struct kd_error **err);
+KD_API struct kd_chan_up *kd_chan_up_new(struct kd_loop *loop, const struct kd_chan_up_opts *opts,
+                                         const struct kd_chan_up_cbs *cbs, void *ud,
+                                         struct kd_error **err);
 /* Closes the connection and frees everything (unacked ops are dropped). NULL is fine. */
-void kd_chan_up_free(struct kd_chan_up *up);
+KD_API void kd_chan_up_free(struct kd_chan_up *up);
 
 /* Queues ops (moved: *ops is left empty on success) for delivery as deltas of at most
  * max_ops_per_frame ops, fewer when needed to fit max_frame (each delta is encoded once here to
@@ -137,19 +137,19 @@ void kd_chan_up_free(struct kd_chan_up *up);
  * epochs); -EAGAIN when the queue is full (ops untouched; the writable callback follows);
  * -EMSGSIZE when one op alone exceeds max_frame; -EINVAL on an empty list or invalid ops (the
  * codec's rules, kd/delta.h), with *err saying which. May be called from any kd_chan callback. */
-int kd_chan_up_send(struct kd_chan_up *up, struct kd_op_list *ops, uint64_t *id,
-                    struct kd_error **err);
+KD_API int kd_chan_up_send(struct kd_chan_up *up, struct kd_op_list *ops, uint64_t *id,
+                           struct kd_error **err);
 
-bool kd_chan_up_ready(const struct kd_chan_up *up);
-uint64_t kd_chan_up_epoch(const struct kd_chan_up *up);
+KD_API bool kd_chan_up_ready(const struct kd_chan_up *up);
+KD_API uint64_t kd_chan_up_epoch(const struct kd_chan_up *up);
 /* Ops handed to kd_chan_up_send and not yet acknowledged. */
-size_t kd_chan_up_pending_ops(const struct kd_chan_up *up);
-const struct kd_chan_stats *kd_chan_up_stats(const struct kd_chan_up *up); /* borrowed */
+KD_API size_t kd_chan_up_pending_ops(const struct kd_chan_up *up);
+KD_API const struct kd_chan_stats *kd_chan_up_stats(const struct kd_chan_up *up); /* borrowed */
 /* Closes the current connection (as if the peer vanished) and reconnects after backoff. */
-void kd_chan_up_kick(struct kd_chan_up *up);
+KD_API void kd_chan_up_kick(struct kd_chan_up *up);
 /* Test-only: writes `len` raw bytes as one text frame (after anything queued) on the current
  * connection. -ENOTCONN when there is none. */
-int kd_chan_up_send_raw(struct kd_chan_up *up, const char *buf, size_t len);
+KD_API int kd_chan_up_send_raw(struct kd_chan_up *up, const char *buf, size_t len);
 
 /* ---- downstream (WebSocket server) ---------------------------------------------------------- */
 
@@ -164,22 +164,24 @@ struct kd_chan_down_opts {
 
 /* Creates and starts the server. hs callbacks are copied, ud borrowed. Returns owned; free with
  * kd_chan_down_free. NULL with *err on failure (bind, lws). */
-struct kd_chan_down *kd_chan_down_new(struct kd_loop *loop, const struct kd_chan_down_opts *opts,
-                                      const struct kd_hs_down_cbs *cbs, void *ud,
-                                      struct kd_error **err);
-void kd_chan_down_free(struct kd_chan_down *down);
+KD_API struct kd_chan_down *kd_chan_down_new(struct kd_loop *loop,
+                                             const struct kd_chan_down_opts *opts,
+                                             const struct kd_hs_down_cbs *cbs, void *ud,
+                                             struct kd_error **err);
+KD_API void kd_chan_down_free(struct kd_chan_down *down);
 
-int kd_chan_down_port(const struct kd_chan_down *down);
+KD_API int kd_chan_down_port(const struct kd_chan_down *down);
 /* Number of open WebSocket connections. */
-size_t kd_chan_down_conns(const struct kd_chan_down *down);
-const struct kd_chan_stats *kd_chan_down_stats(const struct kd_chan_down *down); /* borrowed */
+KD_API size_t kd_chan_down_conns(const struct kd_chan_down *down);
+KD_API const struct kd_chan_stats *
+kd_chan_down_stats(const struct kd_chan_down *down); /* borrowed */
 /* Handshake state per source (kd/handshake.h), borrowed. */
-const struct kd_hs_down *kd_chan_down_hs(const struct kd_chan_down *down);
+KD_API const struct kd_hs_down *kd_chan_down_hs(const struct kd_chan_down *down);
 /* Test-only: stop (false) / resume (true) reading every connection; a paused downstream answers
  * no ping and sends no ack, like a stuck peer. */
-void kd_chan_down_set_reading(struct kd_chan_down *down, bool reading);
+KD_API void kd_chan_down_set_reading(struct kd_chan_down *down, bool reading);
 /* Test-only: writes raw bytes as one text frame to every connection. Returns the count. */
-int kd_chan_down_send_raw(struct kd_chan_down *down, const char *buf, size_t len);
+KD_API int kd_chan_down_send_raw(struct kd_chan_down *down, const char *buf, size_t len);
 
 /* ---- other libwebsockets users of the process
  * ---------------------------------------------------- The way kd_chan runs lws (foreign libuv
@@ -192,13 +194,14 @@ struct kd_chan_lws;
 /* Creates an lws context from info (borrowed; the caller fills protocols, port, iface, user ...;
  * this function adds LWS_SERVER_OPTION_LIBUV, the foreign loop kd_loop_uv(loop) and pcontext).
  * Returns owned (kd_chan_lws_free), or NULL with *err. */
-struct kd_chan_lws *kd_chan_lws_new(struct kd_loop *loop, struct lws_context_creation_info *info,
-                                    struct kd_error **err);
+KD_API struct kd_chan_lws *kd_chan_lws_new(struct kd_loop *loop,
+                                           struct lws_context_creation_info *info,
+                                           struct kd_error **err);
 /* Borrowed; valid until kd_chan_lws_free. */
-struct lws_context *kd_chan_lws_context(const struct kd_chan_lws *l);
+KD_API struct lws_context *kd_chan_lws_context(const struct kd_chan_lws *l);
 /* Destroys the context (closing its connections). NULL is fine. Not from inside one of its own
  * lws callbacks. From inside another loop callback, lws finishes on the loop (the protocol
  * callbacks may still see the close of their connections, never new data). */
-void kd_chan_lws_free(struct kd_chan_lws *l);
+KD_API void kd_chan_lws_free(struct kd_chan_lws *l);
 
 #endif /* KD_CHAN_H */

@@ -10,20 +10,25 @@
 
 #define KD_ARRAY_SIZE(a)     (sizeof(a) / sizeof((a)[0]))
 #define KD_UNUSED            __attribute__((unused))
-#define KD_EXPORT            __attribute__((visibility("default")))
 #define KD_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
 #define KD_MIN(a, b)         ((a) < (b) ? (a) : (b))
 #define KD_MAX(a, b)         ((a) > (b) ? (a) : (b))
 
+/* Symbol visibility. lib/ is compiled with -fvisibility=hidden: libkd.so exports exactly the
+ * declarations marked KD_API (the functions and data of lib/include/kd/). KD_EXPORT marks a
+ * plugin's one export, kd_plugin_entry (plugins are built hidden too). */
+#define KD_API    __attribute__((visibility("default")))
+#define KD_EXPORT __attribute__((visibility("default")))
+
 /* Allocation: failure aborts the process with a message on stderr (CONVENTIONS.md: tests inject
  * I/O and HTTP failures instead of allocation failures). All return owned memory; free(). */
-void *kd_xmalloc(size_t n);
-void *kd_xcalloc(size_t nmemb, size_t size);
-void *kd_xrealloc(void *p, size_t n);
-char *kd_xstrdup(const char *s);
-char *kd_xstrndup(const char *s, size_t n);
-char *kd_xasprintf(const char *fmt, ...) KD_PRINTF(1, 2);
-char *kd_xvasprintf(const char *fmt, va_list ap) KD_PRINTF(1, 0);
+KD_API void *kd_xmalloc(size_t n);
+KD_API void *kd_xcalloc(size_t nmemb, size_t size);
+KD_API void *kd_xrealloc(void *p, size_t n);
+KD_API char *kd_xstrdup(const char *s);
+KD_API char *kd_xstrndup(const char *s, size_t n);
+KD_API char *kd_xasprintf(const char *fmt, ...) KD_PRINTF(1, 2);
+KD_API char *kd_xvasprintf(const char *fmt, va_list ap) KD_PRINTF(1, 0);
 
 /* Cleanup attribute: `kd_autofree char *s = ...;` frees s when it leaves scope. */
 static inline void kd__freep(void *p)
@@ -33,10 +38,10 @@ static inline void kd__freep(void *p)
 #define kd_autofree __attribute__((cleanup(kd__freep)))
 
 /* Clocks, in nanoseconds. kd_now_ns is CLOCK_MONOTONIC, kd_wall_ns is CLOCK_REALTIME. */
-uint64_t kd_now_ns(void);
-uint64_t kd_wall_ns(void);
+KD_API uint64_t kd_now_ns(void);
+KD_API uint64_t kd_wall_ns(void);
 
 /* Full jitter backoff: a uniformly random delay in [base/2, min(cap, base * 2^attempt)] ms. */
-uint64_t kd_backoff_ms(unsigned attempt, uint64_t base_ms, uint64_t cap_ms);
+KD_API uint64_t kd_backoff_ms(unsigned attempt, uint64_t base_ms, uint64_t cap_ms);
 
 #endif /* KD_COMMON_H */

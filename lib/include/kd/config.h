@@ -152,24 +152,27 @@ struct kd_config_cli {
 /* Checks a table against the struct it fills: keys unique and well-formed, types known, enum
  * choices present, fields inside cfg_size, defaults parse. The plugin loader runs it on every
  * plugin table. 0 or -EINVAL with *err. */
-int kd_config_validate_table(const struct kd_config_option *opts, size_t cfg_size,
-                             struct kd_error **err);
+KD_API int kd_config_validate_table(const struct kd_config_option *opts, size_t cfg_size,
+                                    struct kd_error **err);
 
 /* Finds an option by key. Borrowed (points into opts) or NULL. */
-const struct kd_config_option *kd_config_find(const struct kd_config_option *opts, const char *key);
+KD_API const struct kd_config_option *kd_config_find(const struct kd_config_option *opts,
+                                                     const char *key);
 
 /* Zeroes every field named by the table (without freeing: fields are treated as uninitialised),
  * then applies defaults. 0 or -EINVAL (bad default). */
-int kd_config_defaults(const struct kd_config_option *opts, void *cfg, struct kd_error **err);
+KD_API int kd_config_defaults(const struct kd_config_option *opts, void *cfg,
+                              struct kd_error **err);
 
 /* Applies the environment variable of every option that has one and that is set. */
-int kd_config_apply_env(const struct kd_config_option *opts, void *cfg, struct kd_error **err);
+KD_API int kd_config_apply_env(const struct kd_config_option *opts, void *cfg,
+                               struct kd_error **err);
 
 /* Sets one option from text, with the same parsing and range checks as every source. `what`
  * names the source for messages (e.g. "plugin runtime-sim"), may be NULL. -EINVAL for unknown
  * keys and bad values, -ERANGE for values outside the option's range. */
-int kd_config_set(const struct kd_config_option *opts, void *cfg, const char *what, const char *key,
-                  const char *value, struct kd_error **err);
+KD_API int kd_config_set(const struct kd_config_option *opts, void *cfg, const char *what,
+                         const char *key, const char *value, struct kd_error **err);
 
 /* Parses argv[1..]: --key=value, --key value, --flag / --no-flag (bools; --flag=false too),
  * -h/--help, --version (when cli->version is set), "--" ends options. Parsing stops at the first
@@ -177,45 +180,47 @@ int kd_config_set(const struct kd_config_option *opts, void *cfg, const char *wh
  * arguments are an error). Unless flags say otherwise, defaults and environment are applied first
  * and required options checked last. Returns 0, KD_CONFIG_HELP_SHOWN, KD_CONFIG_VERSION_SHOWN, or
  * -errno with *err ("--delay: \"abc\" is not a duration (e.g. 250ms, 2s)"). */
-int kd_config_parse_argv(const struct kd_config_option *opts, void *cfg,
-                         const struct kd_config_cli *cli, int argc, char *const *argv,
-                         unsigned flags, int *first_arg, struct kd_error **err);
+KD_API int kd_config_parse_argv(const struct kd_config_option *opts, void *cfg,
+                                const struct kd_config_cli *cli, int argc, char *const *argv,
+                                unsigned flags, int *first_arg, struct kd_error **err);
 
 /* Parses n "key=value" strings (borrowed). Unknown keys are errors naming `what` and the known
  * keys. Defaults/env/required as in kd_config_parse_argv. */
-int kd_config_parse_kv(const struct kd_config_option *opts, void *cfg, const char *what,
-                       const char *const *kv, size_t n, unsigned flags, struct kd_error **err);
+KD_API int kd_config_parse_kv(const struct kd_config_option *opts, void *cfg, const char *what,
+                              const char *const *kv, size_t n, unsigned flags,
+                              struct kd_error **err);
 
 /* Parses a JSON object (borrowed): scalars may be JSON strings or the matching JSON type,
  * string lists a JSON array of strings (or one comma-separated string). Unknown keys are errors:
  * `unknown option "foo" for plugin runtime-sim (known: pod-cidr, ready-delay)`. obj NULL: only
  * defaults/env/required. */
-int kd_config_parse_json(const struct kd_config_option *opts, void *cfg, const char *what,
-                         struct json_object *obj, unsigned flags, struct kd_error **err);
+KD_API int kd_config_parse_json(const struct kd_config_option *opts, void *cfg, const char *what,
+                                struct json_object *obj, unsigned flags, struct kd_error **err);
 
 /* Like kd_config_parse_json, from JSON text (must be an object; NULL or "" means {}). */
-int kd_config_parse_json_str(const struct kd_config_option *opts, void *cfg, const char *what,
-                             const char *json, unsigned flags, struct kd_error **err);
+KD_API int kd_config_parse_json_str(const struct kd_config_option *opts, void *cfg,
+                                    const char *what, const char *json, unsigned flags,
+                                    struct kd_error **err);
 
 /* Generated --help text. Returns owned; free(). */
-char *kd_config_help(const struct kd_config_option *opts, const struct kd_config_cli *cli);
+KD_API char *kd_config_help(const struct kd_config_option *opts, const struct kd_config_cli *cli);
 
 /* Generated Markdown: "## title" (if title non-NULL), then a table
  * | Option | Type | Default | Env | Description |. Returns owned; free(). */
-char *kd_config_markdown(const struct kd_config_option *opts, const char *title);
+KD_API char *kd_config_markdown(const struct kd_config_option *opts, const char *title);
 
 /* Frees the owned strings and lists in cfg and resets those fields to NULL/empty. */
-void kd_config_free(const struct kd_config_option *opts, void *cfg);
+KD_API void kd_config_free(const struct kd_config_option *opts, void *cfg);
 
 /* Parses a duration ("250ms", "2s", "1m30s", "1.5h", "0") into milliseconds. 0 or -EINVAL /
  * -ERANGE. Fractions of a millisecond are rounded down. */
-int kd_config_parse_duration(const char *s, uint64_t *out_ms);
+KD_API int kd_config_parse_duration(const char *s, uint64_t *out_ms);
 
 /* Formats milliseconds as the shortest duration text ("0ms", "250ms", "2s", "1m30s").
  * Returns owned; free(). */
-char *kd_config_format_duration(uint64_t ms);
+KD_API char *kd_config_format_duration(uint64_t ms);
 
 /* Frees the items of a list and empties it. */
-void kd_strlist_clear(struct kd_strlist *l);
+KD_API void kd_strlist_clear(struct kd_strlist *l);
 
 #endif /* KD_CONFIG_H */

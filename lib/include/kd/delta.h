@@ -1,27 +1,15 @@
 /* kd/delta.h: the message codec of the direct channels (DESIGN.md section 4): a C model of every
  * channel message (struct kd_msg, a tagged union; struct kd_op, one object change) and its
- * strict JSON text-frame encoding (one message per WebSocket text frame; decoded with the strict
- * RFC 8259 parser of kd/jsonstrict.h since 09:50 UTC, json-c before; bench/delta/RESULTS.md
- * compares the two). Implemented in lib/kd_delta.c (model), kd_delta_validate.c,
- * kd_delta_encode.c (encoder and paging) and kd_delta_decode.c.
+ * strict JSON text-frame encoding (one message per WebSocket text frame, decoded with the strict
+ * RFC 8259 parser of kd/jsonstrict.h; bench/delta/RESULTS.md compares it with a json-c decoder).
+ * Implemented in lib/kd_delta.c (model), kd_delta_validate.c, kd_delta_encode.c (encoder and
+ * paging) and kd_delta_decode.c.
  *
- * NOTE TO kd_chan: this header is the contract. Compatible additions only; any change is
- * announced here, at the top, with the date.
- * Changes since the first commit (all compatible):
- *   08:28 UTC  decode also rejects (-E2BIG) frames with more than 4 * max_ops + 16 JSON objects
- *              or 64 arrays (json-c memory bound; no legitimate frame comes close).
- *   09:40 UTC  (hsp) wire format 1.1, all compatible with version-1 frames on decode:
- *              - paging: state and reconcile may be split into pages ("part"/"more"),
- *                kd_msg_encode_pages produces them, the handshake assembles them; struct kd_msg
- *                gained `part` and `more` (appended), kd_delta_limits gained `max_total`;
- *              - a per-message template table "tmpls" referenced by index ("t") instead of a
- *                full "tmpl" object in every op (the decoder still accepts inline "tmpl");
- *              - "op" may be omitted in held[] and resend[] (upserts only there).
- *   09:50 UTC  (hsp) decoding no longer uses json-c (own strict parser, ~3x faster): also
- *              rejected now, as RFC 8259 requires, are raw control characters (< 0x20) inside
- *              strings and numbers with leading zeros; a labels/annotations object naming a
- *              key twice is rejected (json-c silently kept the last one). Everything else,
- *              including the reasons quoted in errors, is unchanged.
+ * Compatibility: this header is the contract with kd_chan and with peers on the wire. Changes
+ * are compatible only: struct members are appended, and the decoder accepts every frame of
+ * wire format version 1. Version 1.1 (below) adds paging ("part"/"more"), the template table
+ * ("tmpls"/"t") and the optional "op" in held[]/resend[]; a message without them is encoded
+ * exactly as in version 1.
  *
  * ---- Wire format (version 1) -------------------------------------------------------------
  * Every frame is exactly one JSON object (UTF-8, no NUL byte, optional surrounding whitespace,
@@ -101,9 +89,9 @@
  * rejected; keepalive is the transport's business). Label values are empty or
  * [A-Za-z0-9._-] starting and ending alphanumeric; label/annotation keys are Kubernetes
  * qualified names ([DNS-subdomain/]name). JSON nesting deeper than 8 levels is rejected, and
- * so, before parsing, is a frame with more than 4 * max_ops + 16 objects or 64 arrays (kept from
- * the json-c decoder, which spent ~700 bytes per object; the parser now uses ~64 bytes per JSON
- * value plus one copy of the frame).
+ * so, before parsing, is a frame with more than 4 * max_ops + 16 objects or 64 arrays (-E2BIG; a
+ * memory bound no legitimate frame comes close to). Decoding uses ~64 bytes per JSON value plus
+ * one copy of the frame.
  *
  * ---- Ownership / threading --------------------------------------------------------------
  * All strings inside a kd_msg/kd_op are owned by it (malloc'ed, NUL-terminated) and freed by
@@ -246,8 +234,8 @@ struct kd_msg {
 			char *reason; /* owned; may be NULL (encoded as absent) */
 		} error;
 	};
-	/* Paging of state/reconcile (appended 09:40 UTC): index of this page and whether more
-	 * pages follow. 0/false for a message in one frame and for every other type. */
+	/* Paging of state/reconcile: index of this page and whether more pages follow. 0/false for
+	 * a message in one frame and for every other type. */
 	uint32_t part;
 	bool more;
 };
@@ -263,8 +251,8 @@ struct kd_delta_limits {
 	size_t max_frame; /* bytes, checked before parsing; default 1 MiB */
 	size_t max_ops;   /* per op list; default KD_DELTA_MAX_OPS_DEFAULT */
 	size_t max_keys;  /* per key list; default KD_DELTA_MAX_KEYS_DEFAULT */
-	/* Appended 09:40 UTC: entries (ops + keys) of one paged message across all its pages, for
-	 * kd_msg_encode_pages and the assembling receiver; default KD_DELTA_MAX_TOTAL_DEFAULT. */
+	/* Entries (ops + keys) of one paged message across all its pages, for kd_msg_encode_pages
+	 * and the assembling receiver; default KD_DELTA_MAX_TOTAL_DEFAULT. */
 	size_t max_total;
 };
 
@@ -281,68 +269,70 @@ struct kd_frame_vec {
 };
 
 /* Frees every frame buffer and the array; leaves v empty. */
-void kd_frame_vec_fini(struct kd_frame_vec *v);
+KD_API void kd_frame_vec_fini(struct kd_frame_vec *v);
 
 /* ---- model ---------------------------------------------------------------------------------- */
 
 /* Initialises caller storage m as an empty message of `type`. Pair with kd_msg_fini. */
-void kd_msg_init(struct kd_msg *m, enum kd_msg_type type, uint64_t epoch, uint64_t seq);
+KD_API void kd_msg_init(struct kd_msg *m, enum kd_msg_type type, uint64_t epoch, uint64_t seq);
 /* Frees everything m owns and leaves it as KD_MSG_NONE. NULL is fine. */
-void kd_msg_fini(struct kd_msg *m);
+KD_API void kd_msg_fini(struct kd_msg *m);
 /* Returns an owned, initialised message; free with kd_msg_free. */
-struct kd_msg *kd_msg_new(enum kd_msg_type type, uint64_t epoch, uint64_t seq);
+KD_API struct kd_msg *kd_msg_new(enum kd_msg_type type, uint64_t epoch, uint64_t seq);
 /* Frees m and its contents; NULL is fine. */
-void kd_msg_free(struct kd_msg *m);
+KD_API void kd_msg_free(struct kd_msg *m);
 /* Deep copy of src into caller storage dst (dst is overwritten, not freed). */
-void kd_msg_copy(struct kd_msg *dst, const struct kd_msg *src);
+KD_API void kd_msg_copy(struct kd_msg *dst, const struct kd_msg *src);
 /* Deep structural equality (same type, epoch, seq, and fields, lists in order). */
-bool kd_msg_equal(const struct kd_msg *a, const struct kd_msg *b);
+KD_API bool kd_msg_equal(const struct kd_msg *a, const struct kd_msg *b);
 
 /* "hello", "state", ... or NULL for an unknown type. Borrowed static string. */
-const char *kd_msg_type_name(enum kd_msg_type t);
+KD_API const char *kd_msg_type_name(enum kd_msg_type t);
 
 /* Initialises / frees an op in caller storage. kd_op_fini leaves it zeroed. */
-void kd_op_init(struct kd_op *op, enum kd_op_kind kind, const char *key);
-void kd_op_fini(struct kd_op *op);
+KD_API void kd_op_init(struct kd_op *op, enum kd_op_kind kind, const char *key);
+KD_API void kd_op_fini(struct kd_op *op);
 /* Deep copy of src into caller storage dst (dst is overwritten, not freed). */
-void kd_op_copy(struct kd_op *dst, const struct kd_op *src);
-bool kd_op_equal(const struct kd_op *a, const struct kd_op *b);
+KD_API void kd_op_copy(struct kd_op *dst, const struct kd_op *src);
+KD_API bool kd_op_equal(const struct kd_op *a, const struct kd_op *b);
 /* Setters: copy their arguments (free any previous value) and set the `has` bit. */
-void kd_op_set_tmpl(struct kd_op *op, const char *kind, const char *name, const char *uid,
-                    const char *hash);
-void kd_op_set_str(char **field, const char *value); /* e.g. kd_op_set_str(&op->node, "n1") */
+KD_API void kd_op_set_tmpl(struct kd_op *op, const char *kind, const char *name, const char *uid,
+                           const char *hash);
+KD_API void kd_op_set_str(char **field,
+                          const char *value); /* e.g. kd_op_set_str(&op->node, "n1") */
 
 /* Appends a zeroed op to l and returns it (borrowed; valid until l changes). The caller
  * initialises it (kd_op_init). */
-struct kd_op *kd_op_list_push(struct kd_op_list *l);
+KD_API struct kd_op *kd_op_list_push(struct kd_op_list *l);
 /* Frees every op and the array; leaves l empty. */
-void kd_op_list_fini(struct kd_op_list *l);
+KD_API void kd_op_list_fini(struct kd_op_list *l);
 /* Appends a copy of key. */
-void kd_key_list_push(struct kd_key_list *l, const char *key);
-void kd_key_list_fini(struct kd_key_list *l);
+KD_API void kd_key_list_push(struct kd_key_list *l, const char *key);
+KD_API void kd_key_list_fini(struct kd_key_list *l);
 /* Appends copies of key and value. */
-void kd_kv_list_push(struct kd_kv_list *l, const char *key, const char *value);
-void kd_kv_list_fini(struct kd_kv_list *l);
+KD_API void kd_kv_list_push(struct kd_kv_list *l, const char *key, const char *value);
+KD_API void kd_kv_list_fini(struct kd_kv_list *l);
 
 /* Returns an owned error message {epoch, code, reason formatted}; free with kd_msg_free. The
  * reason is truncated to KD_REASON_MAX bytes (at a UTF-8 boundary). */
-struct kd_msg *kd_msg_new_error(uint64_t epoch, int code, const char *fmt, ...) KD_PRINTF(3, 4);
+KD_API struct kd_msg *kd_msg_new_error(uint64_t epoch, int code, const char *fmt, ...)
+    KD_PRINTF(3, 4);
 
 /* Appends m (ownership moves to v). */
-void kd_msg_vec_push(struct kd_msg_vec *v, struct kd_msg *m);
+KD_API void kd_msg_vec_push(struct kd_msg_vec *v, struct kd_msg *m);
 /* Frees every message and the array; leaves v empty. */
-void kd_msg_vec_fini(struct kd_msg_vec *v);
+KD_API void kd_msg_vec_fini(struct kd_msg_vec *v);
 
 /* ---- validation ------------------------------------------------------------------------------ */
 
 /* 0 if key (len bytes, need not be NUL-terminated) is "namespace/name" as specified above,
  * else -EINVAL with a reason such as `key "a/b/c" has more than one '/'`. */
-int kd_key_check(const char *key, size_t len, struct kd_error **err);
+KD_API int kd_key_check(const char *key, size_t len, struct kd_error **err);
 
 /* Checks every rule the decoder enforces, on an in-memory message: 0 or -EINVAL/-E2BIG with a
  * precise reason (`delta seq 12 op 3: key "a/b/c" has more than one '/'`). lim may be NULL. */
-int kd_msg_validate(const struct kd_msg *m, const struct kd_delta_limits *lim,
-                    struct kd_error **err);
+KD_API int kd_msg_validate(const struct kd_msg *m, const struct kd_delta_limits *lim,
+                           struct kd_error **err);
 
 /* ---- codec ---------------------------------------------------------------------------------- */
 
@@ -352,8 +342,8 @@ int kd_msg_validate(const struct kd_msg *m, const struct kd_delta_limits *lim,
  * allocation (free()) of headroom + *len + 1 bytes: `headroom` bytes reserved at the front
  * (pass LWS_PRE for lws_write), then the JSON text at *buf + headroom, NUL-terminated; *len
  * excludes headroom and the NUL. Out-parameters are set only on success. lim may be NULL. */
-int kd_msg_encode(const struct kd_msg *m, size_t headroom, const struct kd_delta_limits *lim,
-                  char **buf, size_t *len, struct kd_error **err);
+KD_API int kd_msg_encode(const struct kd_msg *m, size_t headroom, const struct kd_delta_limits *lim,
+                         char **buf, size_t *len, struct kd_error **err);
 
 /* Encodes m as one or more frames appended to out. A state or reconcile message (which must
  * have part 0 and more false) that does not fit one frame (lim->max_frame, at most max_ops ops /
@@ -363,16 +353,17 @@ int kd_msg_encode(const struct kd_msg *m, size_t headroom, const struct kd_delta
  * are checked across the whole message). -EINVAL (invalid, or already a page), -EMSGSIZE (one
  * entry alone does not fit a frame), -E2BIG (more than max_total entries in one list); out is
  * left unchanged on failure. lim may be NULL. */
-int kd_msg_encode_pages(const struct kd_msg *m, size_t headroom, const struct kd_delta_limits *lim,
-                        struct kd_frame_vec *out, struct kd_error **err);
+KD_API int kd_msg_encode_pages(const struct kd_msg *m, size_t headroom,
+                               const struct kd_delta_limits *lim, struct kd_frame_vec *out,
+                               struct kd_error **err);
 
 /* Decodes one frame of len bytes (need not be NUL-terminated). Rejects, before parsing, frames
  * larger than lim->max_frame (-EMSGSIZE), then invalid UTF-8 and NUL bytes, non-JSON, trailing
  * bytes, non-objects, unknown types, missing or ill-typed fields, bad keys, too many ops (-E2BIG)
  * and out-of-range integers (-EINVAL), with a precise reason in *err. On success *out is an owned
  * message (kd_msg_free) that passes kd_msg_validate. lim may be NULL. */
-int kd_msg_decode(const char *buf, size_t len, const struct kd_delta_limits *lim,
-                  struct kd_msg **out, struct kd_error **err);
+KD_API int kd_msg_decode(const char *buf, size_t len, const struct kd_delta_limits *lim,
+                         struct kd_msg **out, struct kd_error **err);
 
 static inline void kd__msg_freep(struct kd_msg **m)
 {

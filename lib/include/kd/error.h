@@ -15,22 +15,22 @@ struct kd_error {
 
 /* Sets *err to a new error if err is non-NULL and *err is NULL (the first error wins).
  * Returns -errnum so that callers can `return kd_error_set(err, EINVAL, 0, "...")`. */
-int kd_error_set(struct kd_error **err, int errnum, long http_status, const char *fmt, ...)
+KD_API int kd_error_set(struct kd_error **err, int errnum, long http_status, const char *fmt, ...)
     KD_PRINTF(4, 5);
 
 /* Like kd_error_set, also recording a Kubernetes Status reason (copied). */
-int kd_error_set_reason(struct kd_error **err, int errnum, long http_status, const char *reason,
-                        const char *fmt, ...) KD_PRINTF(5, 6);
+KD_API int kd_error_set_reason(struct kd_error **err, int errnum, long http_status,
+                               const char *reason, const char *fmt, ...) KD_PRINTF(5, 6);
 
 /* Prefixes the message of *err with context: "context: previous message". No-op when err or
  * *err is NULL. Returns -(*err)->errnum, or -EIO when there is no error to wrap. */
-int kd_error_wrap(struct kd_error **err, const char *fmt, ...) KD_PRINTF(2, 3);
+KD_API int kd_error_wrap(struct kd_error **err, const char *fmt, ...) KD_PRINTF(2, 3);
 
 /* Frees an error; NULL is fine. Preserves errno. */
-void kd_error_free(struct kd_error *e);
+KD_API void kd_error_free(struct kd_error *e);
 
 /* Message of e, or "(no error)" for NULL. Borrowed; valid until e is freed. */
-const char *kd_error_msg(const struct kd_error *e);
+KD_API const char *kd_error_msg(const struct kd_error *e);
 
 static inline void kd__error_freep(struct kd_error **e)
 {

@@ -4,22 +4,7 @@
  * the messages appended to `out` (in order) and, when the call returns < 0, closes the
  * connection after sending them. Each object is single-threaded: use it from one kd_loop.
  *
- * NOTE TO kd_chan: this header is the contract. Compatible additions only; any change is
- * announced here, at the top, with the date.
- * Changes since the first commit (all compatible):
- *   08:25 UTC  added kd_hs_down_forget; documented that kd_chan may re-stamp pending deltas.
- *   09:45 UTC  (hsp) paged state{} and reconcile{} (kd/delta.h "Paging"): both machines
- *              accept a message as pages part 0, 1, ... (more=true on all but the last) and
- *              act only on the whole: the upstream classifies each state page as it arrives
- *              (keep/drop in held order) and emits the reconcile after the last page; the
- *              downstream collects reconcile pages and applies nothing before the last one
- *              (deltas stay refused with HANDSHAKING meanwhile). Refused with error{PROTOCOL}
- *              (-EPROTO): a part out of order (including a part > 0 first, or a page after a
- *              new hello), an empty non-final page, a state page whose last_seq differs from
- *              part 0's, a key repeated across pages; with -E2BIG: more than KD_HS_MAX_TOTAL
- *              entries in all pages. The state machines still EMIT one message (state or
- *              reconcile) in `out`; the transport pages it when sending
- *              (kd_msg_encode_pages). A message in one frame behaves exactly as before.
+ * Compatibility: this header is the contract with kd_chan; changes are compatible only.
  *
  * Protocol (per connection; the upstream mints a fresh epoch for every connection):
  *   up -> down   hello{source, epoch}
@@ -79,6 +64,17 @@
  * - ack{} records the highest acked seq (kd_hs_up_acked). error{APPLY} is non-fatal (reported to
  *   the optional `remote_error` callback); any other error, a wrong epoch or a message out of
  *   phase returns < 0 (close and reconnect with a new epoch).
+ *
+ * Paged state{} and reconcile{} (kd/delta.h "Paging"): both machines accept a message as pages
+ * part 0, 1, ... (more=true on all but the last) and act only on the whole: the upstream
+ * classifies each state page as it arrives (keep/drop in held order) and emits the reconcile
+ * after the last page; the downstream collects reconcile pages and applies nothing before the
+ * last one (deltas stay refused with HANDSHAKING meanwhile). Refused with error{PROTOCOL}
+ * (-EPROTO): a part out of order (including a part > 0 first, or a page after a new hello), an
+ * empty non-final page, a state page whose last_seq differs from part 0's, a key repeated across
+ * pages; with -E2BIG: more than KD_HS_MAX_TOTAL entries in all pages. The state machines EMIT one
+ * message (state or reconcile) in `out`; the transport pages it when sending
+ * (kd_msg_encode_pages). A message in one frame is handled as a single final page.
  */
 #ifndef KD_HANDSHAKE_H
 #define KD_HANDSHAKE_H
@@ -86,6 +82,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "kd/common.h"
 #include "kd/delta.h"
 #include "kd/error.h"
 
@@ -100,15 +97,15 @@ enum kd_hs_phase {
 	KD_HS_READY,       /* deltas flow */
 };
 
-const char *kd_hs_phase_name(enum kd_hs_phase p); /* borrowed static string */
+KD_API const char *kd_hs_phase_name(enum kd_hs_phase p); /* borrowed static string */
 
 /* Epochs: (wall-clock ms << 16) | counter, strictly increasing within the process (thread-safe)
  * and, given a wall clock that does not step back by more than the restart time, across
  * restarts. Never 0. */
-uint64_t kd_epoch_mint(void);
+KD_API uint64_t kd_epoch_mint(void);
 /* The pure step behind kd_epoch_mint, for tests: returns max(*last + 1, wall_ms << 16) and
  * stores it in *last. */
-uint64_t kd_epoch_next(uint64_t wall_ms, uint64_t *last);
+KD_API uint64_t kd_epoch_next(uint64_t wall_ms, uint64_t *last);
 
 /* ---- downstream ----------------------------------------------------------------------------- */
 
@@ -136,36 +133,37 @@ struct kd_hs_conn;
 
 /* Returns an owned downstream; free with kd_hs_down_free (after every conn is freed). cbs is
  * copied; ud is borrowed; cfg may be NULL. */
-struct kd_hs_down *kd_hs_down_new(const struct kd_hs_down_cbs *cbs, void *ud,
-                                  const struct kd_hs_down_config *cfg);
-void kd_hs_down_free(struct kd_hs_down *d);
+KD_API struct kd_hs_down *kd_hs_down_new(const struct kd_hs_down_cbs *cbs, void *ud,
+                                         const struct kd_hs_down_config *cfg);
+KD_API void kd_hs_down_free(struct kd_hs_down *d);
 
 /* One per accepted transport connection. Returns owned; free with kd_hs_conn_free when the
  * connection closes (the source keeps its epoch, so the closed connection's epoch stays fenced;
  * a handshake in progress on it is abandoned until the next hello). */
-struct kd_hs_conn *kd_hs_conn_new(struct kd_hs_down *d);
-void kd_hs_conn_free(struct kd_hs_conn *c);
+KD_API struct kd_hs_conn *kd_hs_conn_new(struct kd_hs_down *d);
+KD_API void kd_hs_conn_free(struct kd_hs_conn *c);
 
 /* Feeds one decoded message received on c. Appends replies to out (owned by the caller).
  * Returns 0 to keep the connection, or -errno (see rules above) to send `out` and close. */
-int kd_hs_down_on_msg(struct kd_hs_conn *c, const struct kd_msg *in, struct kd_msg_vec *out,
-                      struct kd_error **err);
+KD_API int kd_hs_down_on_msg(struct kd_hs_conn *c, const struct kd_msg *in, struct kd_msg_vec *out,
+                             struct kd_error **err);
 
 /* Introspection (tests, metrics, logs). Unknown source: 0 / KD_HS_IDLE. source is borrowed. */
-uint64_t kd_hs_down_epoch(const struct kd_hs_down *d, const char *source);
-enum kd_hs_phase kd_hs_down_phase(const struct kd_hs_down *d, const char *source);
-uint64_t kd_hs_down_last_seq(const struct kd_hs_down *d, const char *source); /* current epoch */
+KD_API uint64_t kd_hs_down_epoch(const struct kd_hs_down *d, const char *source);
+KD_API enum kd_hs_phase kd_hs_down_phase(const struct kd_hs_down *d, const char *source);
+KD_API uint64_t kd_hs_down_last_seq(const struct kd_hs_down *d,
+                                    const char *source); /* current epoch */
 /* Forgets everything about `source` (its epoch, phase, seq tracking), e.g. when the upstream
  * instance is known to be gone for good, so a long-lived downstream does not accumulate one
  * record per upstream incarnation. -EBUSY while a connection is bound to it, -ENOENT if unknown.
  * After this a hello with any epoch is accepted again for that name: call it only for instances
  * that cannot come back with an older epoch (epochs are wall-clock based, so in practice: ones
  * that are gone). */
-int kd_hs_down_forget(struct kd_hs_down *d, const char *source);
+KD_API int kd_hs_down_forget(struct kd_hs_down *d, const char *source);
 
 /* Source bound to c by its hello, or NULL. Borrowed; valid while c lives. */
-const char *kd_hs_conn_source(const struct kd_hs_conn *c);
-uint64_t kd_hs_conn_epoch(const struct kd_hs_conn *c);
+KD_API const char *kd_hs_conn_source(const struct kd_hs_conn *c);
+KD_API uint64_t kd_hs_conn_epoch(const struct kd_hs_conn *c);
 
 /* ---- upstream ------------------------------------------------------------------------------- */
 
@@ -185,31 +183,31 @@ struct kd_hs_up;
 
 /* Returns an owned upstream for one destination, named `source` in hello (copied); free with
  * kd_hs_up_free. cbs is copied, ud borrowed. */
-struct kd_hs_up *kd_hs_up_new(const char *source, const struct kd_hs_up_cbs *cbs, void *ud);
-void kd_hs_up_free(struct kd_hs_up *u);
+KD_API struct kd_hs_up *kd_hs_up_new(const char *source, const struct kd_hs_up_cbs *cbs, void *ud);
+KD_API void kd_hs_up_free(struct kd_hs_up *u);
 
 /* A new connection is up: mints a fresh epoch, appends hello to out, phase HANDSHAKING.
  * Any previous epoch is abandoned. Returns 0. */
-int kd_hs_up_connect(struct kd_hs_up *u, struct kd_msg_vec *out);
+KD_API int kd_hs_up_connect(struct kd_hs_up *u, struct kd_msg_vec *out);
 /* The connection closed: phase IDLE (deltas are refused until the next connect). */
-void kd_hs_up_disconnect(struct kd_hs_up *u);
+KD_API void kd_hs_up_disconnect(struct kd_hs_up *u);
 
 /* Feeds one decoded message from the downstream. Appends replies to out. 0 = keep going, <0 =
  * close (then reconnect: kd_hs_up_connect). */
-int kd_hs_up_on_msg(struct kd_hs_up *u, const struct kd_msg *in, struct kd_msg_vec *out,
-                    struct kd_error **err);
+KD_API int kd_hs_up_on_msg(struct kd_hs_up *u, const struct kd_msg *in, struct kd_msg_vec *out,
+                           struct kd_error **err);
 
 /* Stamps a delta the caller built (type KD_MSG_DELTA): sets its epoch and the next seq.
  * -EAGAIN when not READY (the caller keeps the ops in its cache; the next reconcile carries
  * them). */
-int kd_hs_up_stamp(struct kd_hs_up *u, struct kd_msg *delta, struct kd_error **err);
+KD_API int kd_hs_up_stamp(struct kd_hs_up *u, struct kd_msg *delta, struct kd_error **err);
 
-enum kd_hs_phase kd_hs_up_phase(const struct kd_hs_up *u);
-bool kd_hs_up_ready(const struct kd_hs_up *u);
-uint64_t kd_hs_up_epoch(const struct kd_hs_up *u);    /* 0 before the first connect */
-uint64_t kd_hs_up_last_seq(const struct kd_hs_up *u); /* last seq stamped in this epoch */
-uint64_t kd_hs_up_acked(const struct kd_hs_up *u);    /* highest seq acked in this epoch */
+KD_API enum kd_hs_phase kd_hs_up_phase(const struct kd_hs_up *u);
+KD_API bool kd_hs_up_ready(const struct kd_hs_up *u);
+KD_API uint64_t kd_hs_up_epoch(const struct kd_hs_up *u);    /* 0 before the first connect */
+KD_API uint64_t kd_hs_up_last_seq(const struct kd_hs_up *u); /* last seq stamped in this epoch */
+KD_API uint64_t kd_hs_up_acked(const struct kd_hs_up *u);    /* highest seq acked in this epoch */
 /* last_seq reported by the downstream's state{} of this epoch (its previous epoch's progress). */
-uint64_t kd_hs_up_peer_last_seq(const struct kd_hs_up *u);
+KD_API uint64_t kd_hs_up_peer_last_seq(const struct kd_hs_up *u);
 
 #endif /* KD_HANDSHAKE_H */

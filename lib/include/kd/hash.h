@@ -7,12 +7,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kd/common.h"
+
 /* The FNV-1a 64 offset basis: the starting value of a hash. */
 #define KD_HASH_INIT 14695981039346656037ull
 
 /* Continues hash h over len bytes at p (p may be NULL when len is 0). */
-uint64_t kd_hash_bytes(uint64_t h, const void *p, size_t len);
+KD_API uint64_t kd_hash_bytes(uint64_t h, const void *p, size_t len);
 /* Continues hash h over the NUL-terminated string s (without the NUL). */
-uint64_t kd_hash_str(uint64_t h, const char *s);
+KD_API uint64_t kd_hash_str(uint64_t h, const char *s);
 
 #endif /* KD_HASH_H */

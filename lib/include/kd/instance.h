@@ -136,68 +136,70 @@ struct kd_instance_status {
 };
 
 /* Zeroes d with cpu/mem = -1 (caller storage). */
-void kd_instance_init(struct kd_instance_desc *d);
+KD_API void kd_instance_init(struct kd_instance_desc *d);
 /* Frees the strings of d and leaves it as kd_instance_init does. */
-void kd_instance_fini(struct kd_instance_desc *d);
+KD_API void kd_instance_fini(struct kd_instance_desc *d);
 /* Deep copy into caller storage dst (overwritten, not freed). */
-void kd_instance_copy(struct kd_instance_desc *dst, const struct kd_instance_desc *src);
+KD_API void kd_instance_copy(struct kd_instance_desc *dst, const struct kd_instance_desc *src);
 
 /* Checks that every required field is set and valid (names, key, hash format). 0 or -EINVAL. */
-int kd_instance_check(const struct kd_instance_desc *d, struct kd_error **err);
+KD_API int kd_instance_check(const struct kd_instance_desc *d, struct kd_error **err);
 
 /* "ns/name" of d. Returns owned; free(). */
-char *kd_instance_key(const struct kd_instance_desc *d);
+KD_API char *kd_instance_key(const struct kd_instance_desc *d);
 
 /* Fills caller storage op (any previous content is NOT freed: pass a zeroed or fini'ed op) with
  * the upsert for d as specified above. 0, or -EINVAL (kd_instance_check) with op untouched. */
-int kd_instance_to_op(const struct kd_instance_desc *d, struct kd_op *op, struct kd_error **err);
+KD_API int kd_instance_to_op(const struct kd_instance_desc *d, struct kd_op *op,
+                             struct kd_error **err);
 
 /* Reads an upsert into caller storage out (initialised by this function). -EINVAL when op is not
  * an upsert or a required field is missing/malformed (message names the key and the field); out
  * is set only on success. */
-int kd_instance_from_op(const struct kd_op *op, struct kd_instance_desc *out,
-                        struct kd_error **err);
+KD_API int kd_instance_from_op(const struct kd_op *op, struct kd_instance_desc *out,
+                               struct kd_error **err);
 
 /* Reads a written-back Pod (borrowed) into out: key, node (spec.nodeName), template and owner
  * (annotations / ownerReferences), ctime (annotation, else 0), cpu/mem -1. -EINVAL when pod is not
  * a managed instance (message says why). out set only on success. */
-int kd_instance_from_pod(json_object *pod, struct kd_instance_desc *out, struct kd_error **err);
+KD_API int kd_instance_from_pod(json_object *pod, struct kd_instance_desc *out,
+                                struct kd_error **err);
 
 /* True if the object carries KD_LABEL_MANAGED="true". */
-bool kd_instance_pod_is_managed(json_object *pod);
+KD_API bool kd_instance_pod_is_managed(json_object *pod);
 
 /* Template hash of a Deployment (borrowed) into buf (KD_TEMPLATE_HASH_LEN + 1 bytes).
  * 0, or -EINVAL if it has no spec.template object. */
-int kd_instance_template_hash(json_object *deployment, char buf[KD_TEMPLATE_HASH_LEN + 1]);
+KD_API int kd_instance_template_hash(json_object *deployment, char buf[KD_TEMPLATE_HASH_LEN + 1]);
 
 /* Builds the Pod for d from the template Deployment (borrowed; not modified). *out owned
  * (json_object_put), set only on success. -ESTALE when the Deployment's uid or template hash is
  * not d's (the caller's copy is older or newer: wait for the informer), -EINVAL for an invalid d
  * or a Deployment without spec.template.spec. */
-int kd_instance_build_pod(json_object *deployment, const struct kd_instance_desc *d,
-                          json_object **out, struct kd_error **err);
+KD_API int kd_instance_build_pod(json_object *deployment, const struct kd_instance_desc *d,
+                                 json_object **out, struct kd_error **err);
 
 /* Zeroes st. */
-void kd_instance_status_init(struct kd_instance_status *st);
-void kd_instance_status_fini(struct kd_instance_status *st);
+KD_API void kd_instance_status_init(struct kd_instance_status *st);
+KD_API void kd_instance_status_fini(struct kd_instance_status *st);
 
 /* Fills caller storage op (zeroed or fini'ed) with the status op: an upsert {key, node, ready, ip,
  * reason} or, when st->gone, a delete {key, reason}. 0 or -EINVAL (bad key, upsert without node,
  * invalid ip) with op untouched. */
-int kd_instance_status_to_op(const struct kd_instance_status *st, struct kd_op *op,
-                             struct kd_error **err);
+KD_API int kd_instance_status_to_op(const struct kd_instance_status *st, struct kd_op *op,
+                                    struct kd_error **err);
 /* Reads a status op into out (initialised here). Upserts need node and ready; a BARE upsert (the
  * held[] convention above) is -EINVAL. out set only on success. */
-int kd_instance_status_from_op(const struct kd_op *op, struct kd_instance_status *out,
-                               struct kd_error **err);
+KD_API int kd_instance_status_from_op(const struct kd_op *op, struct kd_instance_status *out,
+                                      struct kd_error **err);
 /* Fills caller storage op (zeroed) with the bare upsert of the status-channel held[] convention. */
-void kd_instance_status_held_op(const char *key, struct kd_op *op);
+KD_API void kd_instance_status_held_op(const char *key, struct kd_op *op);
 
 /* Parses a channel address "host:port" / "[v6]:port" (port 1..65535). 0 with *host owned (free)
  * and *port, or -EINVAL with *err quoting the input. Out-parameters set only on success. */
-int kd_instance_addr_parse(const char *addr, char **host, int *port, struct kd_error **err);
+KD_API int kd_instance_addr_parse(const char *addr, char **host, int *port, struct kd_error **err);
 
 /* Splits "ns/name" into owned *ns and *name (free both). 0 or -EINVAL (kd_key_check). */
-int kd_instance_key_split(const char *key, char **ns, char **name, struct kd_error **err);
+KD_API int kd_instance_key_split(const char *key, char **ns, char **name, struct kd_error **err);
 
 #endif /* KD_INSTANCE_H */

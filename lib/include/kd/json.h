@@ -35,17 +35,17 @@ static inline void kd__json_putp(struct json_object **o)
  * from obj: valid while obj is alive and that member is not replaced. json_object_get() to keep. */
 
 /* The value at path of any type, or NULL if missing (a JSON null also reads as NULL). */
-struct json_object *kd_json_get(struct json_object *obj, const char *path);
+KD_API struct json_object *kd_json_get(struct json_object *obj, const char *path);
 /* The string at path, or NULL if missing or not a string. Borrowed. */
-const char *kd_json_get_string(struct json_object *obj, const char *path);
+KD_API const char *kd_json_get_string(struct json_object *obj, const char *path);
 /* The object / array at path, or NULL if missing or of another type. Borrowed. */
-struct json_object *kd_json_get_object(struct json_object *obj, const char *path);
-struct json_object *kd_json_get_array(struct json_object *obj, const char *path);
+KD_API struct json_object *kd_json_get_object(struct json_object *obj, const char *path);
+KD_API struct json_object *kd_json_get_array(struct json_object *obj, const char *path);
 /* Integer at path into *out: 0, -ENOENT if missing, -EINVAL if not an integer (a JSON string of
  * decimal digits is accepted, since Kubernetes quotes some int64 fields). *out set only on 0. */
-int kd_json_get_int64(struct json_object *obj, const char *path, int64_t *out);
+KD_API int kd_json_get_int64(struct json_object *obj, const char *path, int64_t *out);
 /* Boolean at path into *out: 0, -ENOENT, -EINVAL (the strings "true"/"false" are accepted). */
-int kd_json_get_bool(struct json_object *obj, const char *path, bool *out);
+KD_API int kd_json_get_bool(struct json_object *obj, const char *path, bool *out);
 
 /* Parses exactly one JSON value from buf[0..len) (need not be NUL-terminated). Leading and
  * trailing whitespace is allowed; anything else after the value is an error ("trailing garbage
@@ -53,10 +53,10 @@ int kd_json_get_bool(struct json_object *obj, const char *path, bool *out);
  * KD_JSON_MAX_DEPTH. `what` names the source for messages ("kubeconfig /x/config", "response").
  * On success *out is set to an owned value (json_object_put); returns 0 or -EINVAL / -EMSGSIZE
  * with *err set. */
-int kd_json_parse(const char *buf, size_t len, size_t max_bytes, const char *what,
-                  struct json_object **out, struct kd_error **err);
+KD_API int kd_json_parse(const char *buf, size_t len, size_t max_bytes, const char *what,
+                         struct json_object **out, struct kd_error **err);
 
 /* Compact serialisation of obj (borrowed). Returns owned; free(). */
-char *kd_json_dumps(struct json_object *obj);
+KD_API char *kd_json_dumps(struct json_object *obj);
 
 #endif /* KD_JSON_H */

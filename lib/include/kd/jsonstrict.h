@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kd/common.h"
 #include "kd/error.h"
 
 enum kd_jsonstrict_type {
@@ -50,22 +51,22 @@ struct kd_jsonstrict;
  * surrounding whitespace. 0 with *out an owned document (kd_jsonstrict_free), or -EINVAL with
  * *err = "<what> is truncated JSON (<why> at byte N)", "<what> is not valid JSON: <why> at
  * byte N" or "<what> has trailing bytes at byte N". *out is set only on success. */
-int kd_jsonstrict_parse(const char *buf, size_t len, unsigned max_depth, const char *what,
-                        struct kd_jsonstrict **out, struct kd_error **err);
+KD_API int kd_jsonstrict_parse(const char *buf, size_t len, unsigned max_depth, const char *what,
+                               struct kd_jsonstrict **out, struct kd_error **err);
 
 /* The root value; borrowed, valid until doc is freed. */
-const struct kd_jsonstrict_value *kd_jsonstrict_root(const struct kd_jsonstrict *doc);
+KD_API const struct kd_jsonstrict_value *kd_jsonstrict_root(const struct kd_jsonstrict *doc);
 
 /* Frees doc and every value in it; NULL is fine. */
-void kd_jsonstrict_free(struct kd_jsonstrict *doc);
+KD_API void kd_jsonstrict_free(struct kd_jsonstrict *doc);
 
 /* The member `name` of object obj (the last one when the name repeats), or NULL (also when obj
  * is not an object). Borrowed, as obj. Linear in the members of obj. */
-const struct kd_jsonstrict_value *kd_jsonstrict_member(const struct kd_jsonstrict_value *obj,
-                                                       const char *name);
+KD_API const struct kd_jsonstrict_value *kd_jsonstrict_member(const struct kd_jsonstrict_value *obj,
+                                                              const char *name);
 
 /* "null", "boolean", "int", "double", "string", "array" or "object" (json-c's names, which the
  * decoder's error texts quote). Borrowed static string. */
-const char *kd_jsonstrict_type_name(const struct kd_jsonstrict_value *v);
+KD_API const char *kd_jsonstrict_type_name(const struct kd_jsonstrict_value *v);
 
 #endif /* KD_JSONSTRICT_H */

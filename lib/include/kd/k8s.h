@@ -60,16 +60,16 @@ struct kd_k8s;
  * then only synchronous calls are available (async calls fail with EINVAL). opts may be NULL
  * (all defaults). Returns 0 and *out owned (free with kd_k8s_free), or -errno with *err set
  * (e.g. unreadable token file). */
-int kd_k8s_new(const struct kd_k8s_config *cfg, struct kd_loop *loop,
-               const struct kd_k8s_opts *opts, struct kd_k8s **out, struct kd_error **err);
+KD_API int kd_k8s_new(const struct kd_k8s_config *cfg, struct kd_loop *loop,
+                      const struct kd_k8s_opts *opts, struct kd_k8s **out, struct kd_error **err);
 /* Cancels every pending asynchronous call (their callbacks run with ECANCELED, inside this
  * call) and every stream (their callbacks do not run), then frees. Must not be called from a
  * callback of this client. NULL is fine. */
-void kd_k8s_free(struct kd_k8s *c);
+KD_API void kd_k8s_free(struct kd_k8s *c);
 
 /* Borrowed; valid until kd_k8s_free. */
-const struct kd_k8s_config *kd_k8s_get_config(const struct kd_k8s *c);
-struct kd_loop *kd_k8s_get_loop(const struct kd_k8s *c);
+KD_API const struct kd_k8s_config *kd_k8s_get_config(const struct kd_k8s *c);
+KD_API struct kd_loop *kd_k8s_get_loop(const struct kd_k8s *c);
 
 /* Counters (safe to read from any thread). */
 struct kd_k8s_stats {
@@ -77,7 +77,7 @@ struct kd_k8s_stats {
 	uint64_t throttled; /* requests delayed by the QPS limiter */
 	uint64_t pending;   /* async calls submitted and not completed */
 };
-void kd_k8s_get_stats(const struct kd_k8s *c, struct kd_k8s_stats *out);
+KD_API void kd_k8s_get_stats(const struct kd_k8s *c, struct kd_k8s_stats *out);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Resources and paths                                                                         */
@@ -91,21 +91,21 @@ struct kd_k8s_resource {
 };
 
 /* Common resources (static storage). */
-extern const struct kd_k8s_resource kd_k8s_pods;
-extern const struct kd_k8s_resource kd_k8s_nodes;
-extern const struct kd_k8s_resource kd_k8s_services;
-extern const struct kd_k8s_resource kd_k8s_endpoints;
-extern const struct kd_k8s_resource kd_k8s_deployments; /* apps/v1 */
-extern const struct kd_k8s_resource kd_k8s_replicasets; /* apps/v1 */
-extern const struct kd_k8s_resource kd_k8s_leases;      /* coordination.k8s.io/v1 */
-extern const struct kd_k8s_resource
+KD_API extern const struct kd_k8s_resource kd_k8s_pods;
+KD_API extern const struct kd_k8s_resource kd_k8s_nodes;
+KD_API extern const struct kd_k8s_resource kd_k8s_services;
+KD_API extern const struct kd_k8s_resource kd_k8s_endpoints;
+KD_API extern const struct kd_k8s_resource kd_k8s_deployments; /* apps/v1 */
+KD_API extern const struct kd_k8s_resource kd_k8s_replicasets; /* apps/v1 */
+KD_API extern const struct kd_k8s_resource kd_k8s_leases;      /* coordination.k8s.io/v1 */
+KD_API extern const struct kd_k8s_resource
     kd_k8s_podautoscalers; /* autoscaling.internal.knative.dev/v1alpha1 */
 
 /* Path of a resource: "/api/v1/namespaces/<ns>/pods/<name>/<subresource>". ns is ignored for
  * cluster-scoped resources and may be NULL/"" (all namespaces) for collections; name and
  * subresource may be NULL. Path segments are URL-escaped. Returns owned; free(). */
-char *kd_k8s_path(const struct kd_k8s_resource *res, const char *ns, const char *name,
-                  const char *subresource);
+KD_API char *kd_k8s_path(const struct kd_k8s_resource *res, const char *ns, const char *name,
+                         const char *subresource);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Requests                                                                                    */
@@ -154,27 +154,27 @@ struct kd_k8s_response {
 
 /* Synchronous call. On success returns 0 and, if out is non-NULL, *out = owned response body
  * (json_object_put; NULL for an empty body). -errno with *err set on failure (see top). */
-int kd_k8s_do(struct kd_k8s *c, const struct kd_k8s_request *req, struct json_object **out,
-              struct kd_error **err);
+KD_API int kd_k8s_do(struct kd_k8s *c, const struct kd_k8s_request *req, struct json_object **out,
+                     struct kd_error **err);
 
 /* Convenience wrappers over kd_k8s_do; *out as there (may be NULL when not wanted). */
-int kd_k8s_get(struct kd_k8s *c, const struct kd_k8s_resource *res, const char *ns,
-               const char *name, struct json_object **out, struct kd_error **err);
-int kd_k8s_list(struct kd_k8s *c, const struct kd_k8s_resource *res, const char *ns,
-                const char *label_selector, const char *field_selector, struct json_object **out,
-                struct kd_error **err);
-int kd_k8s_create(struct kd_k8s *c, const struct kd_k8s_resource *res, const char *ns,
-                  struct json_object *obj, struct json_object **out, struct kd_error **err);
-int kd_k8s_update(struct kd_k8s *c, const struct kd_k8s_resource *res, const char *ns,
-                  const char *name, const char *subresource, struct json_object *obj,
-                  struct json_object **out, struct kd_error **err);
-int kd_k8s_patch(struct kd_k8s *c, const struct kd_k8s_resource *res, const char *ns,
-                 const char *name, const char *subresource, enum kd_k8s_patch_type type,
-                 struct json_object *patch, struct json_object **out, struct kd_error **err);
+KD_API int kd_k8s_get(struct kd_k8s *c, const struct kd_k8s_resource *res, const char *ns,
+                      const char *name, struct json_object **out, struct kd_error **err);
+KD_API int kd_k8s_list(struct kd_k8s *c, const struct kd_k8s_resource *res, const char *ns,
+                       const char *label_selector, const char *field_selector,
+                       struct json_object **out, struct kd_error **err);
+KD_API int kd_k8s_create(struct kd_k8s *c, const struct kd_k8s_resource *res, const char *ns,
+                         struct json_object *obj, struct json_object **out, struct kd_error **err);
+KD_API int kd_k8s_update(struct kd_k8s *c, const struct kd_k8s_resource *res, const char *ns,
+                         const char *name, const char *subresource, struct json_object *obj,
+                         struct json_object **out, struct kd_error **err);
+KD_API int kd_k8s_patch(struct kd_k8s *c, const struct kd_k8s_resource *res, const char *ns,
+                        const char *name, const char *subresource, enum kd_k8s_patch_type type,
+                        struct json_object *patch, struct json_object **out, struct kd_error **err);
 /* delete_options may be NULL; e.g. {"gracePeriodSeconds":0,"propagationPolicy":"Background"}. */
-int kd_k8s_delete(struct kd_k8s *c, const struct kd_k8s_resource *res, const char *ns,
-                  const char *name, struct json_object *delete_options, struct json_object **out,
-                  struct kd_error **err);
+KD_API int kd_k8s_delete(struct kd_k8s *c, const struct kd_k8s_resource *res, const char *ns,
+                         const char *name, struct json_object *delete_options,
+                         struct json_object **out, struct kd_error **err);
 
 /* Completion of an asynchronous call, run on the loop thread, exactly once per accepted
  * submission, never from inside kd_k8s_submit. On success err is NULL and resp is set; on
@@ -189,8 +189,8 @@ typedef void (*kd_k8s_done_cb)(struct kd_k8s_response *resp, struct kd_error *er
  * queued, in order. Hundreds/thousands of concurrent calls are fine (measured on loopback:
  * 2000 creates in ~0.2 s over 8 keep-alive connections). Calls cannot be cancelled individually:
  * if the object behind `arg` may die first, pass a small ticket that outlives it. */
-int kd_k8s_submit(struct kd_k8s *c, const struct kd_k8s_request *req, kd_k8s_done_cb cb, void *arg,
-                  struct kd_error **err);
+KD_API int kd_k8s_submit(struct kd_k8s *c, const struct kd_k8s_request *req, kd_k8s_done_cb cb,
+                         void *arg, struct kd_error **err);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Streams (used by kd/watch.h; usable for any long-running GET)                               */
@@ -214,14 +214,15 @@ typedef void (*kd_k8s_stream_done_cb)(struct kd_error *err, void *arg);
  * request starts on the next loop iteration (never inside this call). low_speed_timeout_s > 0
  * aborts the stream (ETIMEDOUT) after that many seconds without a byte. Returns 0 and *out
  * (owned until on_done runs or kd_k8s_stream_close), or -errno with *err set. */
-int kd_k8s_stream_open(struct kd_k8s *c, const char *path_and_query, unsigned low_speed_timeout_s,
-                       kd_k8s_stream_data_cb on_data, kd_k8s_stream_done_cb on_done, void *arg,
-                       struct kd_k8s_stream **out, struct kd_error **err);
+KD_API int kd_k8s_stream_open(struct kd_k8s *c, const char *path_and_query,
+                              unsigned low_speed_timeout_s, kd_k8s_stream_data_cb on_data,
+                              kd_k8s_stream_done_cb on_done, void *arg, struct kd_k8s_stream **out,
+                              struct kd_error **err);
 /* Aborts a stream; its callbacks never run afterwards. Safe from inside the stream's own
  * on_data. NULL is fine. */
-void kd_k8s_stream_close(struct kd_k8s_stream *s);
+KD_API void kd_k8s_stream_close(struct kd_k8s_stream *s);
 
 /* Maps an HTTP status and Kubernetes Status reason to an errno as documented above. */
-int kd_k8s_errno_for(long http_status, const char *reason);
+KD_API int kd_k8s_errno_for(long http_status, const char *reason);
 
 #endif /* KD_K8S_H */

@@ -33,10 +33,10 @@ struct kd_k8s_config {
 };
 
 /* Returns owned (free with kd_k8s_config_free); server copied; namespace "default". */
-struct kd_k8s_config *kd_k8s_config_new(const char *server);
+KD_API struct kd_k8s_config *kd_k8s_config_new(const char *server);
 /* Deep copy. Returns owned. */
-struct kd_k8s_config *kd_k8s_config_dup(const struct kd_k8s_config *cfg);
-void kd_k8s_config_free(struct kd_k8s_config *cfg);
+KD_API struct kd_k8s_config *kd_k8s_config_dup(const struct kd_k8s_config *cfg);
+KD_API void kd_k8s_config_free(struct kd_k8s_config *cfg);
 
 /* Parses the kubeconfig at path (YAML or JSON): `context` (or current-context when NULL), its
  * cluster (server, certificate-authority[-data], insecure-skip-tls-verify) and user
@@ -45,14 +45,14 @@ void kd_k8s_config_free(struct kd_k8s_config *cfg);
  * auth-provider plugins, username/password. Only the first file of a colon-separated list is read.
  * On success *out is owned. Errors name the file and the field: `kubeconfig /x/config: context
  * "dev": no such context` (ENOENT), bad YAML EINVAL with line/column, missing file ENOENT. */
-int kd_k8s_config_from_kubeconfig(const char *path, const char *context, struct kd_k8s_config **out,
-                                  struct kd_error **err);
+KD_API int kd_k8s_config_from_kubeconfig(const char *path, const char *context,
+                                         struct kd_k8s_config **out, struct kd_error **err);
 
 /* Same on in-memory YAML/JSON text (for tests and fuzzing): name is used in messages (the file
  * name), dir resolves relative file paths (NULL: "."). Referenced files must still exist. */
-int kd_k8s_config_from_kubeconfig_data(const char *text, size_t len, const char *name,
-                                       const char *dir, const char *context,
-                                       struct kd_k8s_config **out, struct kd_error **err);
+KD_API int kd_k8s_config_from_kubeconfig_data(const char *text, size_t len, const char *name,
+                                              const char *dir, const char *context,
+                                              struct kd_k8s_config **out, struct kd_error **err);
 
 /* Default service-account directory of a pod. */
 #define KD_K8S_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -61,13 +61,13 @@ int kd_k8s_config_from_kubeconfig_data(const char *text, size_t len, const char 
  * <dir>/token (re-read on change), CA <dir>/ca.crt, namespace from <dir>/namespace ("default" if
  * absent). kd_k8s_config_in_cluster uses KD_K8S_SA_DIR; the _at variant takes the directory (for
  * tests). ENOENT when the env variables or the token file are missing. *out owned. */
-int kd_k8s_config_in_cluster(struct kd_k8s_config **out, struct kd_error **err);
-int kd_k8s_config_in_cluster_at(const char *sa_dir, struct kd_k8s_config **out,
-                                struct kd_error **err);
+KD_API int kd_k8s_config_in_cluster(struct kd_k8s_config **out, struct kd_error **err);
+KD_API int kd_k8s_config_in_cluster_at(const char *sa_dir, struct kd_k8s_config **out,
+                                       struct kd_error **err);
 
 /* $KUBECONFIG (its first entry) if set, else in-cluster if KUBERNETES_SERVICE_HOST is set, else
  * ~/.kube/config. The error says what was tried. *out owned. */
-int kd_k8s_config_auto(struct kd_k8s_config **out, struct kd_error **err);
+KD_API int kd_k8s_config_auto(struct kd_k8s_config **out, struct kd_error **err);
 
 /* The bearer token of a config, cached: caller storage, zeroed to start, kd_k8s_token_fini to
  * free. Not thread-safe (the client serialises its use under a lock). */
@@ -81,8 +81,8 @@ struct kd_k8s_token {
  * (trailing whitespace cut), read again whenever its mtime, size or inode changed. While the file
  * cannot be read (being rotated), the last good token stays. NULL with *err "token file <path>:
  * <strerror>" when there is none. Borrowed; valid until the next call or kd_k8s_token_fini. */
-const char *kd_k8s_token_current(struct kd_k8s_token *t, const struct kd_k8s_config *cfg,
-                                 struct kd_error **err);
-void kd_k8s_token_fini(struct kd_k8s_token *t);
+KD_API const char *kd_k8s_token_current(struct kd_k8s_token *t, const struct kd_k8s_config *cfg,
+                                        struct kd_error **err);
+KD_API void kd_k8s_token_fini(struct kd_k8s_token *t);
 
 #endif /* KD_KUBECONFIG_H */

@@ -1,4 +1,6 @@
-/* kd/log.h: leveled logging with a component prefix, as text or one JSON object per line. */
+/* kd/log.h: leveled logging with a component prefix, as text or one JSON object per line.
+ * Ownership: string arguments are borrowed for the call (kd_log_init copies the component);
+ * returned strings are static. The logger's state is process-global. */
 #ifndef KD_LOG_H
 #define KD_LOG_H
 
@@ -20,27 +22,32 @@ enum kd_log_format {
 	KD_LOG_JSON = 1, /* {"ts":"...","level":"info","component":"kd-node","msg":"..."} */
 };
 
-/* Sets the component name (copied), level and format. Defaults: "kubedirect", INFO, TEXT, stderr.
- * Safe to call again; not thread-safe against concurrent kd_log calls. */
-void kd_log_init(const char *component, enum kd_log_level level, enum kd_log_format format);
-void kd_log_set_level(enum kd_log_level level);
-enum kd_log_level kd_log_get_level(void);
-/* Redirects output (borrowed; must outlive logging). NULL restores stderr. */
-void kd_log_set_stream(FILE *stream);
+/* Sets the component name (copied; NULL: "kubedirect"), level and format. Defaults:
+ * "kubedirect", INFO, TEXT, stderr. Safe to call again (the previous copy is freed); not
+ * thread-safe against concurrent kd_log calls. */
+KD_API void kd_log_init(const char *component, enum kd_log_level level, enum kd_log_format format);
+KD_API void kd_log_set_level(enum kd_log_level level);
+KD_API enum kd_log_level kd_log_get_level(void);
+/* Redirects output (borrowed, never closed by the logger; must stay open while logging goes to
+ * it). NULL restores stderr. */
+KD_API void kd_log_set_stream(FILE *stream);
 
-/* Parses "error|warn|info|debug|trace" (case-insensitive). Returns 0 or -EINVAL. */
-int kd_log_level_parse(const char *s, enum kd_log_level *out);
-/* Parses "text|json". Returns 0 or -EINVAL. */
-int kd_log_format_parse(const char *s, enum kd_log_format *out);
-const char *kd_log_level_name(enum kd_log_level level);
+/* Parses "error|warn|info|debug|trace" (case-insensitive; "warning" too). s borrowed, may be
+ * NULL. Returns 0 with *out set, or -EINVAL (*out untouched). */
+KD_API int kd_log_level_parse(const char *s, enum kd_log_level *out);
+/* Parses "text|json". s borrowed. Returns 0 with *out set, or -EINVAL (*out untouched). */
+KD_API int kd_log_format_parse(const char *s, enum kd_log_format *out);
+/* "error", "warn", ... ("unknown" out of range). Borrowed static string, never NULL. */
+KD_API const char *kd_log_level_name(enum kd_log_level level);
 
 static inline bool kd_log_enabled(enum kd_log_level level)
 {
 	return level <= kd_log_get_level();
 }
 
-/* Writes one line (one write(2)-sized fputs) if level is enabled. */
-void kd_log_write(enum kd_log_level level, const char *fmt, ...) KD_PRINTF(2, 3);
+/* Writes one line (one write(2)-sized fputs) if level is enabled. fmt and the arguments are
+ * borrowed for the call. */
+KD_API void kd_log_write(enum kd_log_level level, const char *fmt, ...) KD_PRINTF(2, 3);
 
 #define kd_log_error(...) kd_log_write(KD_LOG_ERROR, __VA_ARGS__)
 #define kd_log_warn(...)  kd_log_write(KD_LOG_WARN, __VA_ARGS__)

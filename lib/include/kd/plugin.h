@@ -55,7 +55,7 @@ enum kd_plugin_kind {
 };
 
 /* "decider", "workload", "scheduler", "runtime", or "unknown". Static string. */
-const char *kd_plugin_kind_name(enum kd_plugin_kind kind);
+KD_API const char *kd_plugin_kind_name(enum kd_plugin_kind kind);
 
 /* The host table: the only way a plugin reaches host services. Filled by the host (see
  * kd_host_init), borrowed by the plugin from init until fini returns. */
@@ -97,7 +97,7 @@ struct kd_host {
 /* Fills *host with libkd's own services (kd_log_write, kd_error_set, kd_loop_timer_*,
  * kd_loop_now_ms, kd_loop_post) for `loop` (borrowed) and `component` (borrowed). k8s and host_arg
  * are NULL. */
-void kd_host_init(struct kd_host *host, struct kd_loop *loop, const char *component);
+KD_API void kd_host_init(struct kd_host *host, struct kd_loop *loop, const char *component);
 
 /* The plugin descriptor. Returned by kd_plugin_entry; static and const, lives as long as the .so
  * is loaded. */
@@ -182,7 +182,7 @@ KD_EXPORT const struct kd_plugin *kd_plugin_entry(void);
 #define KD_PLUGIN_BUILD_SIG ((const char[]){KD__BUILD_SIG_CHARS})
 
 /* The host's signature. Static string. */
-const char *kd_plugin_host_build_sig(void);
+KD_API const char *kd_plugin_host_build_sig(void);
 
 /* --- loader ---------------------------------------------------------------------------------- */
 struct kd_plugin_handle;
@@ -191,7 +191,7 @@ struct kd_plugin_handle;
  * ("runtime-sim") is looked up as kd-<name>.so in each directory of $KD_PLUGIN_DIR (':'-separated)
  * then in KD_PLUGIN_DEFAULT_DIR. Returns 0 and *path (owned; free()) or -ENOENT with *err listing
  * the places tried. */
-int kd_plugin_find(const char *ref, char **path, struct kd_error **err);
+KD_API int kd_plugin_find(const char *ref, char **path, struct kd_error **err);
 
 /* Loads and initialises a plugin: resolve (kd_plugin_find), dlopen(RTLD_NOW|RTLD_LOCAL), dlsym
  * kd_plugin_entry, check abi_major, struct_size >= KD_PLUGIN_MIN_SIZE, name non-empty (and equal
@@ -201,19 +201,22 @@ int kd_plugin_find(const char *ref, char **path, struct kd_error **err);
  * host is borrowed and must outlive the handle. On success *handle is owned (kd_plugin_unload).
  * On failure everything is undone (config freed, dlclose) and *err says which file and why:
  *   `plugin /x/kd-y.so: ABI major 2, host supports 1`. Returns 0 or -errno. */
-int kd_plugin_load(const char *ref, enum kd_plugin_kind expected_kind, const char *config_json,
-                   const struct kd_host *host, struct kd_plugin_handle **handle,
-                   struct kd_error **err);
+KD_API int kd_plugin_load(const char *ref, enum kd_plugin_kind expected_kind,
+                          const char *config_json, const struct kd_host *host,
+                          struct kd_plugin_handle **handle, struct kd_error **err);
 
 /* Calls fini, frees the config, dlcloses, frees the handle. NULL is fine. */
-void kd_plugin_unload(struct kd_plugin_handle *handle);
+KD_API void kd_plugin_unload(struct kd_plugin_handle *handle);
 
 /* Accessors; all borrowed, valid until kd_plugin_unload. */
-const struct kd_plugin *kd_plugin_desc(const struct kd_plugin_handle *handle);
-const void *kd_plugin_ops(const struct kd_plugin_handle *handle); /* cast to the kind's ops */
-void *kd_plugin_state(const struct kd_plugin_handle *handle);     /* first argument of every op */
-const void *kd_plugin_config(const struct kd_plugin_handle *handle); /* parsed config or NULL */
-const char *kd_plugin_path(const struct kd_plugin_handle *handle);
-const char *kd_plugin_name(const struct kd_plugin_handle *handle);
+KD_API const struct kd_plugin *kd_plugin_desc(const struct kd_plugin_handle *handle);
+KD_API const void *
+kd_plugin_ops(const struct kd_plugin_handle *handle); /* cast to the kind's ops */
+KD_API void *
+kd_plugin_state(const struct kd_plugin_handle *handle); /* first argument of every op */
+KD_API const void *
+kd_plugin_config(const struct kd_plugin_handle *handle); /* parsed config or NULL */
+KD_API const char *kd_plugin_path(const struct kd_plugin_handle *handle);
+KD_API const char *kd_plugin_name(const struct kd_plugin_handle *handle);
 
 #endif /* KD_PLUGIN_H */

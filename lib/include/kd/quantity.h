@@ -12,9 +12,19 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "kd/common.h"
+
+struct json_object;
+
 /* Parses a Kubernetes quantity into *out: whole units (bytes, pods) or, with milli, thousandths
  * (cpu millicores), rounded up. 0, -EINVAL (not a quantity, negative, unknown suffix) or
  * -ERANGE (beyond int64). *out is set only on success. */
-int kd_quantity_parse(const char *s, bool milli, int64_t *out);
+KD_API int kd_quantity_parse(const char *s, bool milli, int64_t *out);
+
+/* A quantity held in a JSON value (borrowed; e.g. status.allocatable.cpu, a container's
+ * resources.limits.memory): a string, parsed as kd_quantity_parse, or a non-negative JSON
+ * integer of whole units (times 1000 with milli). 0, -EINVAL (NULL, another JSON type, a
+ * negative integer, not a quantity) or -ERANGE (beyond int64). *out is set only on success. */
+KD_API int kd_quantity_parse_json(struct json_object *v, bool milli, int64_t *out);
 
 #endif /* KD_QUANTITY_H */

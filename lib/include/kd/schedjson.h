@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kd/common.h"
 #include "kd/error.h"
 #include "kd/quantity.h" /* kd_quantity_parse, for callers of this header */
 #include "kd/stage.h"
@@ -40,8 +41,9 @@ struct kd_node_view {
 /* Fills *v (caller storage) from a Node object (borrowed; must outlive v). On failure (-EINVAL
  * with *err naming the node and field: no metadata.name, a bad quantity, a taint without key or
  * with an unknown effect) *v is left empty and needs no fini. */
-int kd_node_view_init(struct kd_node_view *v, struct json_object *node, struct kd_error **err);
-void kd_node_view_fini(struct kd_node_view *v);
+KD_API int kd_node_view_init(struct kd_node_view *v, struct json_object *node,
+                             struct kd_error **err);
+KD_API void kd_node_view_fini(struct kd_node_view *v);
 
 /* A pod spec as scheduler input. Strings borrowed from the JSON object given to
  * kd_pod_view_init; arrays owned by the view. */
@@ -56,12 +58,13 @@ struct kd_pod_view {
 /* Fills *v (caller storage) from a pod spec (a Pod's or a pod template's `spec`; borrowed, must
  * outlive v). -EINVAL with *err naming the field on bad input (what is the pod's name is up to
  * the caller: wrap the error); then *v is left empty and needs no fini. */
-int kd_pod_view_init(struct kd_pod_view *v, struct json_object *pod_spec, struct kd_error **err);
+KD_API int kd_pod_view_init(struct kd_pod_view *v, struct json_object *pod_spec,
+                            struct kd_error **err);
 
 /* Copies the view into a request (requests, node selector, tolerations; key and revision are
  * the caller's). The request borrows the view's arrays. */
-void kd_pod_view_apply(const struct kd_pod_view *v, struct kd_pod_request *req);
+KD_API void kd_pod_view_apply(const struct kd_pod_view *v, struct kd_pod_request *req);
 
-void kd_pod_view_fini(struct kd_pod_view *v);
+KD_API void kd_pod_view_fini(struct kd_pod_view *v);
 
 #endif /* KD_SCHEDJSON_H */

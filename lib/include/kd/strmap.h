@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kd/common.h"
+
 struct kd_strmap_slot {
 	const char *key; /* NULL: empty */
 	uint64_t hash;
@@ -22,32 +24,32 @@ struct kd_strmap {
 };
 
 /* kd_hash_str(KD_HASH_INIT, s) (kd/hash.h). */
-uint64_t kd_strmap_hash(const char *s);
+KD_API uint64_t kd_strmap_hash(const char *s);
 
 /* The value for key (hash: kd_strmap_hash(key)), or NULL. */
-void *kd_strmap_get_h(const struct kd_strmap *m, const char *key, uint64_t hash);
-void *kd_strmap_get(const struct kd_strmap *m, const char *key);
+KD_API void *kd_strmap_get_h(const struct kd_strmap *m, const char *key, uint64_t hash);
+KD_API void *kd_strmap_get(const struct kd_strmap *m, const char *key);
 
 /* Inserts or replaces key -> value (value non-NULL). key and value borrowed (see above). */
-void kd_strmap_put(struct kd_strmap *m, const char *key, void *value);
+KD_API void kd_strmap_put(struct kd_strmap *m, const char *key, void *value);
 
 /* Set use, or get-or-insert: inserts key -> value (value non-NULL) when key is absent and returns
  * NULL; when key is present, leaves the map unchanged and returns the value it has (borrowed).
  * One probe, so a duplicate check costs one hash of key. key and value borrowed (see above). */
-void *kd_strmap_add(struct kd_strmap *m, const char *key, void *value);
+KD_API void *kd_strmap_add(struct kd_strmap *m, const char *key, void *value);
 
 /* Makes room for n entries in all, so that the next puts/adds up to n do not rehash. */
-void kd_strmap_reserve(struct kd_strmap *m, size_t n);
+KD_API void kd_strmap_reserve(struct kd_strmap *m, size_t n);
 
 /* Removes key; returns its value (borrowed, as put) or NULL. */
-void *kd_strmap_del(struct kd_strmap *m, const char *key);
+KD_API void *kd_strmap_del(struct kd_strmap *m, const char *key);
 
 /* Iteration: the value of the first entry at or after slot *pos, or NULL at the end; sets *pos
  * past it. Start with *pos = 0. Entries must not be added or removed during an iteration (the
  * values may be freed, if the map is then only finalised). */
-void *kd_strmap_next(const struct kd_strmap *m, size_t *pos);
+KD_API void *kd_strmap_next(const struct kd_strmap *m, size_t *pos);
 
 /* Frees the table (not keys or values); the map is empty and reusable afterwards. */
-void kd_strmap_fini(struct kd_strmap *m);
+KD_API void kd_strmap_fini(struct kd_strmap *m);
 
 #endif /* KD_STRMAP_H */

@@ -54,23 +54,23 @@ typedef int (*kd_watch_event_cb)(const struct kd_watch_event *ev, void *arg);
 
 /* max_event_bytes 0: KD_WATCH_DEFAULT_MAX_EVENT_BYTES. Returns owned; free with
  * kd_watch_decoder_free. */
-struct kd_watch_decoder *kd_watch_decoder_new(size_t max_event_bytes);
-void kd_watch_decoder_free(struct kd_watch_decoder *d);
+KD_API struct kd_watch_decoder *kd_watch_decoder_new(size_t max_event_bytes);
+KD_API void kd_watch_decoder_free(struct kd_watch_decoder *d);
 /* Forgets any partial event (e.g. for a new stream). */
-void kd_watch_decoder_reset(struct kd_watch_decoder *d);
+KD_API void kd_watch_decoder_reset(struct kd_watch_decoder *d);
 
 /* Feeds len bytes (any split: events may span calls, several events may be in one call) and
  * calls cb for each complete event, in order. Returns 0, the callback's stop value, or -errno
  * with *err set: -EBADMSG for malformed JSON or an invalid event (not an object, missing or
  * unknown "type", missing "object") and -EMSGSIZE for an event over the cap. After an error the
  * decoder refuses further input until kd_watch_decoder_reset. */
-int kd_watch_decoder_feed(struct kd_watch_decoder *d, const char *data, size_t len,
-                          kd_watch_event_cb cb, void *arg, struct kd_error **err);
+KD_API int kd_watch_decoder_feed(struct kd_watch_decoder *d, const char *data, size_t len,
+                                 kd_watch_event_cb cb, void *arg, struct kd_error **err);
 /* End of stream: 0 if no partial event is pending, else -EBADMSG ("truncated event"). */
-int kd_watch_decoder_finish(struct kd_watch_decoder *d, struct kd_error **err);
+KD_API int kd_watch_decoder_finish(struct kd_watch_decoder *d, struct kd_error **err);
 
 /* "ADDED" ... "ERROR" */
-const char *kd_watch_event_type_name(enum kd_watch_event_type t);
+KD_API const char *kd_watch_event_type_name(enum kd_watch_event_type t);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Informer                                                                                    */
@@ -80,7 +80,9 @@ struct kd_informer;
 /* Object arguments are borrowed for the duration of the callback (json_object_get to keep).
  * old in on_update is the previous cached version; obj in on_delete the last known state (the
  * DELETED event's object, or the cached one when a relist shows the object gone). Callbacks may
- * call kd_informer_get/foreach, kd_k8s_submit, and kd_informer_free on their own informer. */
+ * call kd_informer_get/foreach, kd_k8s_submit, and kd_informer_free on their own informer.
+ * Order: a list's adds and updates come in the order of its items; a relist first reports the
+ * vanished objects, in cache order (see kd_informer_foreach); watch events come as received. */
 struct kd_informer_handlers {
 	void (*on_add)(struct kd_informer *inf, struct json_object *obj, void *arg);
 	void (*on_update)(struct kd_informer *inf, struct json_object *old, struct json_object *obj,
@@ -116,31 +118,33 @@ struct kd_informer_stats {
 /* Creates an informer on client c (must have a loop; borrowed, must outlive the informer).
  * Nothing happens until kd_informer_start. Returns 0 and *out owned (kd_informer_free), or
  * -EINVAL with *err set. */
-int kd_informer_new(struct kd_k8s *c, const struct kd_informer_opts *opts,
-                    const struct kd_informer_handlers *handlers, struct kd_informer **out,
-                    struct kd_error **err);
+KD_API int kd_informer_new(struct kd_k8s *c, const struct kd_informer_opts *opts,
+                           const struct kd_informer_handlers *handlers, struct kd_informer **out,
+                           struct kd_error **err);
 /* Starts listing (asynchronously). 0, or -EALREADY. */
-int kd_informer_start(struct kd_informer *inf);
+KD_API int kd_informer_start(struct kd_informer *inf);
 /* Stops and frees; pending requests are cancelled, no callback runs afterwards. Safe from inside
  * the informer's own callbacks (freeing is then deferred to when the callback returns). */
-void kd_informer_free(struct kd_informer *inf);
+KD_API void kd_informer_free(struct kd_informer *inf);
 
 /* True once the first list has been applied. */
-bool kd_informer_synced(const struct kd_informer *inf);
+KD_API bool kd_informer_synced(const struct kd_informer *inf);
 /* Cached object "ns/name" (cluster-scoped: ns NULL or ""), or NULL. Borrowed: valid until the
  * loop next runs informer code (next event); json_object_get() to keep. */
-struct json_object *kd_informer_get(struct kd_informer *inf, const char *ns, const char *name);
-size_t kd_informer_count(const struct kd_informer *inf);
-/* Calls fn for every cached object (borrowed) in unspecified order; stops when fn returns
- * non-zero and returns that value. fn must not modify the informer. */
-int kd_informer_foreach(struct kd_informer *inf, int (*fn)(struct json_object *obj, void *arg),
-                        void *arg);
+KD_API struct json_object *kd_informer_get(struct kd_informer *inf, const char *ns,
+                                           const char *name);
+KD_API size_t kd_informer_count(const struct kd_informer *inf);
+/* Calls fn for every cached object (borrowed) in cache order (the last list's items order, then
+ * objects added by watch events as they came; an update keeps the object's place); stops when fn
+ * returns non-zero and returns that value. fn must not modify the informer. */
+KD_API int kd_informer_foreach(struct kd_informer *inf,
+                               int (*fn)(struct json_object *obj, void *arg), void *arg);
 /* Last resourceVersion seen (list, event or bookmark), or NULL. Borrowed until the next event. */
-const char *kd_informer_resource_version(const struct kd_informer *inf);
-void kd_informer_get_stats(const struct kd_informer *inf, struct kd_informer_stats *out);
+KD_API const char *kd_informer_resource_version(const struct kd_informer *inf);
+KD_API void kd_informer_get_stats(const struct kd_informer *inf, struct kd_informer_stats *out);
 
 /* Cache key of an object: "ns/name" or "name" for cluster-scoped objects. Returns owned; free().
  * NULL if the object has no metadata.name. */
-char *kd_informer_key(struct json_object *obj);
+KD_API char *kd_informer_key(struct json_object *obj);
 
 #endif /* KD_WATCH_H */

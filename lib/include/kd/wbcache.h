@@ -189,12 +189,12 @@ struct kd_wb_counters {
 /* Creates a cache on loop (borrowed; must outlive the cache). cfg NULL means
  * KD_WB_CONFIG_DEFAULT; writer is copied and writer->write is required; cbs may be NULL.
  * Returns owned; free with kd_wb_free. NULL with *err set (EINVAL) on a bad argument. */
-struct kd_wb *kd_wb_new(struct kd_loop *loop, const struct kd_wb_config *cfg,
-                        const struct kd_wb_writer *writer, const struct kd_wb_callbacks *cbs,
-                        struct kd_error **err);
+KD_API struct kd_wb *kd_wb_new(struct kd_loop *loop, const struct kd_wb_config *cfg,
+                               const struct kd_wb_writer *writer, const struct kd_wb_callbacks *cbs,
+                               struct kd_error **err);
 /* Frees the cache and its entries without callbacks. Writes still in flight are detached: the
  * writer must still call their done callbacks (which then only free their records). */
-void kd_wb_free(struct kd_wb *wb);
+KD_API void kd_wb_free(struct kd_wb *wb);
 
 /* Stores obj (borrowed; the cache takes a reference) as the wanted state of key.
  * New key: EPHEMERAL, a create is queued. Same content as the last put() of key: no-op (even
@@ -203,70 +203,71 @@ void kd_wb_free(struct kd_wb *wb);
  * create (unless observe() lets the API copy win first); PERSISTED -> an UPDATE is queued;
  * FAILED -> back to EPHEMERAL with the new content. Returns 0, -EINVAL (bad key or obj NULL) or
  * -EBUSY (entry is DELETING). */
-int kd_wb_put(struct kd_wb *wb, const char *key, json_object *obj);
+KD_API int kd_wb_put(struct kd_wb *wb, const char *key, json_object *obj);
 
 /* The stage's watch saw api_obj (borrowed; referenced) for key (ADDED or MODIFIED).
  * EPHEMERAL/PERSISTING/FAILED -> PERSISTED with the API copy as cached copy, pending and in-flight
  * writes cancelled, persisted callback fired. PERSISTED: records the API copy (and adopts it as the
  * cached copy unless an update is pending). DELETING: records it (the delete proceeds).
  * Returns 0, or -ENOENT for a key the cache does not hold (nothing done). */
-int kd_wb_observe(struct kd_wb *wb, const char *key, json_object *api_obj);
+KD_API int kd_wb_observe(struct kd_wb *wb, const char *key, json_object *api_obj);
 
 /* The stage's watch saw key DELETED. Removes PERSISTED and DELETING entries (removed callback,
  * KD_WB_GONE_API_DELETED); ignored for entries never observed (see header rules).
  * Returns 0 (removed), -EAGAIN (ignored: entry never observed), -ENOENT (no entry). */
-int kd_wb_observe_deleted(struct kd_wb *wb, const char *key);
+KD_API int kd_wb_observe_deleted(struct kd_wb *wb, const char *key);
 
 /* Scale-down of key. EPHEMERAL or FAILED: removed now without any write (removed callback,
  * KD_WB_GONE_CANCELLED). PERSISTING/PERSISTED: DELETING; a delete is issued once no create or
  * update is in flight, so an object whose create is still in flight ends up deleted too.
  * DELETING: nothing more. Returns 0 or -ENOENT. */
-int kd_wb_cancel(struct kd_wb *wb, const char *key);
+KD_API int kd_wb_cancel(struct kd_wb *wb, const char *key);
 
 /* Evicts a PERSISTED entry with nothing pending now (removed callback, KD_WB_GONE_EVICTED).
  * Returns 0, -ENOENT, or -EBUSY (not persisted yet, or a write pending): eviction only ever
  * follows observation. */
-int kd_wb_evict(struct kd_wb *wb, const char *key);
+KD_API int kd_wb_evict(struct kd_wb *wb, const char *key);
 
 /* Re-queues the failed write of key: FAILED -> EPHEMERAL (create again); a PERSISTED entry whose
  * update failed, or a DELETING entry whose delete failed, issues it again. Returns 0, -ENOENT,
  * or -EINVAL (nothing failed). */
-int kd_wb_retry(struct kd_wb *wb, const char *key);
+KD_API int kd_wb_retry(struct kd_wb *wb, const char *key);
 
 /* State of key in *state. 0 or -ENOENT. */
-int kd_wb_state(const struct kd_wb *wb, const char *key, enum kd_wb_state *state);
+KD_API int kd_wb_state(const struct kd_wb *wb, const char *key, enum kd_wb_state *state);
 /* Cached copy of key: borrowed, valid until the next call into the cache; NULL if absent. */
-json_object *kd_wb_get(const struct kd_wb *wb, const char *key);
+KD_API json_object *kd_wb_get(const struct kd_wb *wb, const char *key);
 /* Last permanent error of key: borrowed, valid until the next call into the cache; NULL if none. */
-const struct kd_error *kd_wb_error(const struct kd_wb *wb, const char *key);
+KD_API const struct kd_error *kd_wb_error(const struct kd_wb *wb, const char *key);
 
 /* Iteration in insertion order over entries whose state bit is in state_mask
  * (KD_WB_STATE_BIT(s) | ...). cb returns 0 to continue, non-zero to stop; it must not modify the
  * cache. key and obj are borrowed for the call. Returns the number of entries visited. */
 typedef int (*kd_wb_iter_cb)(void *arg, const char *key, enum kd_wb_state state, json_object *obj);
-size_t kd_wb_foreach(const struct kd_wb *wb, unsigned state_mask, kd_wb_iter_cb cb, void *arg);
+KD_API size_t kd_wb_foreach(const struct kd_wb *wb, unsigned state_mask, kd_wb_iter_cb cb,
+                            void *arg);
 /* Every entry not yet persisted that the stage holds (EPHEMERAL, PERSISTING, FAILED): the
  * content of a handshake's state message. */
-size_t kd_wb_held(const struct kd_wb *wb, kd_wb_iter_cb cb, void *arg);
+KD_API size_t kd_wb_held(const struct kd_wb *wb, kd_wb_iter_cb cb, void *arg);
 
 /* Live instances: EPHEMERAL + PERSISTING + PERSISTED entries. */
-size_t kd_wb_count(const struct kd_wb *wb);
+KD_API size_t kd_wb_count(const struct kd_wb *wb);
 /* Number of entries of any state. */
-size_t kd_wb_size(const struct kd_wb *wb);
-void kd_wb_get_counters(const struct kd_wb *wb, struct kd_wb_counters *out);
+KD_API size_t kd_wb_size(const struct kd_wb *wb);
+KD_API void kd_wb_get_counters(const struct kd_wb *wb, struct kd_wb_counters *out);
 /* Writes the counters and one line per entry (key, state, pending op, attempts, error) to out. */
-void kd_wb_dump(const struct kd_wb *wb, FILE *out);
+KD_API void kd_wb_dump(const struct kd_wb *wb, FILE *out);
 
 /* Maps an HTTP outcome to a result: 2xx OK; 409 with reason "AlreadyExists" ALREADY_EXISTS;
  * other 409 CONFLICT; 404 NOT_FOUND; 408, 429, 5xx RETRY; other 4xx PERMANENT; http_status 0
  * (transport failure: refused, reset, timeout, DNS) RETRY. reason may be NULL. */
-enum kd_wb_result kd_wb_classify(long http_status, const char *reason);
+KD_API enum kd_wb_result kd_wb_classify(long http_status, const char *reason);
 /* Same, from a kd_error (NULL means OK). */
-enum kd_wb_result kd_wb_classify_error(const struct kd_error *err);
+KD_API enum kd_wb_result kd_wb_classify_error(const struct kd_error *err);
 
-const char *kd_wb_state_name(enum kd_wb_state s);
-const char *kd_wb_op_name(enum kd_wb_op op);
-const char *kd_wb_result_name(enum kd_wb_result r);
-const char *kd_wb_gone_name(enum kd_wb_gone why);
+KD_API const char *kd_wb_state_name(enum kd_wb_state s);
+KD_API const char *kd_wb_op_name(enum kd_wb_op op);
+KD_API const char *kd_wb_result_name(enum kd_wb_result r);
+KD_API const char *kd_wb_gone_name(enum kd_wb_gone why);
 
 #endif /* KD_WBCACHE_H */

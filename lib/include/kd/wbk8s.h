@@ -76,24 +76,24 @@ struct kd_wbk8s;
 /* Creates an adapter on client c (borrowed; must have a loop and outlive every call). routes
  * (n >= 1) are copied. Prefixes must be distinct; the first matching prefix wins, so list ""
  * last. Returns owned (kd_wbk8s_free), or NULL with *err (EINVAL) on bad routes. */
-struct kd_wbk8s *kd_wbk8s_new(struct kd_k8s *c, const struct kd_wbk8s_route *routes, size_t n,
-                              struct kd_error **err);
-void kd_wbk8s_free(struct kd_wbk8s *a);
+KD_API struct kd_wbk8s *kd_wbk8s_new(struct kd_k8s *c, const struct kd_wbk8s_route *routes,
+                                     size_t n, struct kd_error **err);
+KD_API void kd_wbk8s_free(struct kd_wbk8s *a);
 
 /* Fills *w with this adapter's write and reread hooks (ctx = a). a must outlive the cache. */
-void kd_wbk8s_writer(struct kd_wbk8s *a, struct kd_wb_writer *w);
+KD_API void kd_wbk8s_writer(struct kd_wbk8s *a, struct kd_wb_writer *w);
 
 /* Counters: writes by verb and results. */
 struct kd_wbk8s_stats {
 	uint64_t posts, puts, patches, deletes, gets;
 	uint64_t ok, failed; /* completions: 2xx / anything else */
 };
-void kd_wbk8s_get_stats(const struct kd_wbk8s *a, struct kd_wbk8s_stats *out);
+KD_API void kd_wbk8s_get_stats(const struct kd_wbk8s *a, struct kd_wbk8s_stats *out);
 
 /* Splits a cache key: *route_index (first route whose prefix starts key), *ns (owned, NULL for
  * cluster-scoped resources) and *name (owned); free() both. 0 or -EINVAL (no route, bad key).
  * Out-parameters are set only on success. */
-int kd_wbk8s_parse_key(const struct kd_wbk8s *a, const char *key, size_t *route_index, char **ns,
-                       char **name);
+KD_API int kd_wbk8s_parse_key(const struct kd_wbk8s *a, const char *key, size_t *route_index,
+                              char **ns, char **name);
 
 #endif /* KD_WBK8S_H */

@@ -57,21 +57,21 @@ struct kd_statmsg_list {
 	size_t n, cap;
 };
 
-void kd_statmsg_list_fini(struct kd_statmsg_list *l);
+KD_API void kd_statmsg_list_fini(struct kd_statmsg_list *l);
 
 /* Decodes one binary frame of len bytes. Appends to *out (which may already hold messages; on
  * failure nothing is appended). 0 or -EINVAL/-E2BIG with *err saying where ("message 3: stat:
  * field 2: truncated"). */
-int kd_wirestat_decode(const uint8_t *buf, size_t len, struct kd_statmsg_list *out,
-                       struct kd_error **err);
+KD_API int kd_wirestat_decode(const uint8_t *buf, size_t len, struct kd_statmsg_list *out,
+                              struct kd_error **err);
 
 /* Encodes n STAT messages as WireStatMessages (zero fields omitted, like proto3). Returns owned
  * bytes (free()) and *len. */
-uint8_t *kd_wirestat_encode(const struct kd_statmsg *msgs, size_t n, size_t *len);
+KD_API uint8_t *kd_wirestat_encode(const struct kd_statmsg *msgs, size_t n, size_t *len);
 
 /* Decodes one JSON text frame (len bytes, need not be NUL-terminated; at most 1 MiB). Appends to
  * *out; on failure nothing is appended. 0 or -EINVAL/-E2BIG/-EMSGSIZE with *err. */
-int kd_statmsg_decode_json(const char *buf, size_t len, struct kd_statmsg_list *out,
-                           struct kd_error **err);
+KD_API int kd_statmsg_decode_json(const char *buf, size_t len, struct kd_statmsg_list *out,
+                                  struct kd_error **err);
 
 #endif /* KD_WIRESTAT_H */
