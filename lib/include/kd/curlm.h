@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #include <stdbool.h>
 
+#include "kd/common.h"
 #include "kd/loop.h"
 
 struct kd_curlm;
@@ -21,19 +22,19 @@ typedef void (*kd_curlm_after_cb)(void *ud);
 
 /* Returns owned (kd_curlm_free); aborts if curl cannot allocate. `name` (borrowed, static)
  * prefixes log lines. */
-struct kd_curlm *kd_curlm_new(struct kd_loop *loop, const char *name, kd_curlm_done_cb done,
-                              kd_curlm_after_cb after, void *ud);
+KD_API struct kd_curlm *kd_curlm_new(struct kd_loop *loop, const char *name, kd_curlm_done_cb done,
+                                     kd_curlm_after_cb after, void *ud);
 /* Frees the multi handle. Transfers still added are removed (not reported) and stay the caller's.
  */
-void kd_curlm_free(struct kd_curlm *m);
+KD_API void kd_curlm_free(struct kd_curlm *m);
 /* The multi handle, for curl_multi_setopt; borrowed. Add and remove easies with the calls below. */
-CURLM *kd_curlm_multi(struct kd_curlm *m);
+KD_API CURLM *kd_curlm_multi(struct kd_curlm *m);
 /* curl_multi_add_handle; 0 or -EINVAL. The transfer starts on the next loop iteration. */
-int kd_curlm_add(struct kd_curlm *m, CURL *easy);
+KD_API int kd_curlm_add(struct kd_curlm *m, CURL *easy);
 /* curl_multi_remove_handle; never call it from inside one of that transfer's curl callbacks
  * (check kd_curlm_inside). */
-void kd_curlm_remove(struct kd_curlm *m, CURL *easy);
+KD_API void kd_curlm_remove(struct kd_curlm *m, CURL *easy);
 /* True while curl runs (its callbacks may be on the stack): defer removals until `after`. */
-bool kd_curlm_inside(const struct kd_curlm *m);
+KD_API bool kd_curlm_inside(const struct kd_curlm *m);
 
 #endif /* KD_CURLM_H */

@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "kd/common.h"
 #include "kd/error.h"
 #include "kd/loop.h"
 
@@ -40,34 +41,34 @@ struct kd_http_server_opts {
 
 /* Listens on bind_addr:port and serves on loop. Returns owned (kd_http_server_free) or NULL with
  * *err naming the address ("listen 0.0.0.0:8012: Address already in use"). */
-struct kd_http_server *kd_http_server_new(struct kd_loop *loop,
-                                          const struct kd_http_server_opts *opts,
-                                          kd_http_handler_cb handler, void *ud,
-                                          struct kd_error **err);
+KD_API struct kd_http_server *kd_http_server_new(struct kd_loop *loop,
+                                                 const struct kd_http_server_opts *opts,
+                                                 kd_http_handler_cb handler, void *ud,
+                                                 struct kd_error **err);
 /* Closes the listener and every connection; in-flight forwards are reported done with
  * client_aborted, held requests through their abort callbacks. NULL is a no-op. */
-void kd_http_server_free(struct kd_http_server *s);
+KD_API void kd_http_server_free(struct kd_http_server *s);
 /* The port listened on (the ephemeral one when opts.port was 0). */
-int kd_http_server_port(const struct kd_http_server *s);
+KD_API int kd_http_server_port(const struct kd_http_server *s);
 
 /* Request accessors; returned strings are borrowed, valid while req is. */
-const char *kd_http_req_method(const struct kd_http_req *req);
+KD_API const char *kd_http_req_method(const struct kd_http_req *req);
 /* The request target as sent: path and query ("/a/b?x=1"). */
-const char *kd_http_req_target(const struct kd_http_req *req);
+KD_API const char *kd_http_req_target(const struct kd_http_req *req);
 /* The value of header `name` (case-insensitive), or NULL. */
-const char *kd_http_req_header(const struct kd_http_req *req, const char *name);
+KD_API const char *kd_http_req_header(const struct kd_http_req *req, const char *name);
 /* The client's address ("10.0.0.1"), or "" if unknown. */
-const char *kd_http_req_peer(const struct kd_http_req *req);
+KD_API const char *kd_http_req_peer(const struct kd_http_req *req);
 
 /* Sends a complete response (body copied; len 0 allowed; content_type NULL: none). Once per
  * request, not after kd_http_req_forward succeeded. Returns 0 or -EALREADY. */
-int kd_http_req_respond(struct kd_http_req *req, int status, const char *content_type,
-                        const char *body, size_t len);
+KD_API int kd_http_req_respond(struct kd_http_req *req, int status, const char *content_type,
+                               const char *body, size_t len);
 
 /* cb(ud, req) when the client goes away while req is held (neither answered nor forwarded). NULL
  * cb clears it. Never called after kd_http_req_respond or during a forward. */
 typedef void (*kd_http_abort_cb)(void *ud, struct kd_http_req *req);
-void kd_http_req_on_abort(struct kd_http_req *req, kd_http_abort_cb cb, void *ud);
+KD_API void kd_http_req_on_abort(struct kd_http_req *req, kd_http_abort_cb cb, void *ud);
 
 struct kd_http_fwd_opts {
 	unsigned timeout_ms; /* whole exchange with the upstream; 0: none */
@@ -91,7 +92,7 @@ typedef void (*kd_http_fwd_cb)(void *ud, struct kd_http_req *req,
  * still be receiving the last bytes). When !res->reached nothing was sent to the client and req
  * is the caller's again (respond or forward once more); otherwise req must not be used after
  * done. Returns 0, or -errno (nothing started, req still the caller's). */
-int kd_http_req_forward(struct kd_http_req *req, const char *ip, int port,
-                        const struct kd_http_fwd_opts *opts, kd_http_fwd_cb done, void *ud);
+KD_API int kd_http_req_forward(struct kd_http_req *req, const char *ip, int port,
+                               const struct kd_http_fwd_opts *opts, kd_http_fwd_cb done, void *ud);
 
 #endif /* KD_HTTP_H */
