@@ -9,12 +9,17 @@
  *      as well as to kd-autoscaler (kd-node --status-addr AS,BENCH): the same status op, at the
  *      same moment, that kd-autoscaler (and through it the data plane) receives;
  *  (b) API Ready: when each instance Pod is first seen Ready=True through an API Server watch
- *      (informer on the revision's pods, started before the message) - the write-back lag.
+ *      (informer on the revision's pods, started before the message) - the write-back lag;
+ *  (c) with --activator-admin: routable in the data plane, the moment kd-activator holds each
+ *      instance as ready in its routing table (its /debug/routes `routable_since_ms`, read once
+ *      the run is complete: CLOCK_MONOTONIC ms, the clock this program times with). This is the
+ *      "routable" the ratio uses: a request sent then is forwarded to the instance.
  * Then scales back to 0 and waits until every instance Pod is gone before the next N.
  *
  * Output: a table on stdout and JSON (--json FILE). Exit 0 if every run reached N on both
  * measures within --timeout, 1 otherwise. */
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -43,6 +48,7 @@ struct bench_cfg {
 	struct kd_strlist counts;
 	uint64_t timeout_ms;
 	char *json_out;
+	char *activator_admin;
 };
 
 #define C struct bench_cfg
@@ -60,6 +66,8 @@ static const struct kd_config_option options[] = {
     KD_OPT_DURATION("timeout", C, timeout_ms, .def = "120s",
                     .help = "per run: time allowed to reach N (and back to 0)"),
     KD_OPT_STRING("json", C, json_out, .metavar = "FILE", .help = "write results as JSON"),
+    KD_OPT_STRING("activator-admin", C, activator_admin, .metavar = "HOST:PORT",
+                  .help = "kd-activator's admin server: time routable in its routing table too"),
     KD_CONFIG_END,
 };
 #undef C
@@ -83,7 +91,10 @@ struct bench {
 	size_t chain_live; /* statuses held (any run): drained when 0 */
 	bool hs_seen;      /* kd-node's status channel handshook with us */
 	struct json_object *live;
-	struct kd_timer *deadline, *poll;
+	struct kd_timer *deadline, *poll, *act_poll;
+	double *act_ms;
+	size_t n_act;
+	unsigned act_tries;
 	struct json_object *results;
 	int failures;
 };
@@ -207,6 +218,68 @@ static int send_scale(struct bench *b, long n)
 	return 0;
 }
 
+/* ---- kd-activator's routing table -------------------------------------------------------- */
+
+struct body {
+	char *s;
+	size_t len;
+};
+
+static size_t collect_cb(char *p, size_t sz, size_t n, void *arg)
+{
+	struct body *b = arg;
+	b->s = kd_xrealloc(b->s, b->len + sz * n + 1);
+	memcpy(b->s + b->len, p, sz * n);
+	b->len += sz * n;
+	b->s[b->len] = '\0';
+	return sz * n;
+}
+
+/* Fills b->act_ms from kd-activator's /debug/routes: the instances of our revision that became
+ * routable after this run's t0. Returns how many, or -1 if the table cannot be read. */
+static long read_routes(struct bench *b)
+{
+	struct body body = {0};
+	kd_autofree char *url = kd_xasprintf("http://%s/debug/routes", b->cfg->activator_admin);
+	CURL *e = curl_easy_init();
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_PROXY, "");
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 2000L);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect_cb);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &body);
+	CURLcode rc = curl_easy_perform(e);
+	curl_easy_cleanup(e);
+	struct json_object *root = rc == CURLE_OK && body.s ? json_tokener_parse(body.s) : NULL;
+	free(body.s);
+	if (!root) {
+		kd_log_warn("kd-activator routes at %s: %s", url,
+		            rc == CURLE_OK ? "not JSON" : curl_easy_strerror(rc));
+		return -1;
+	}
+	double t0_ms = (double)(b->t0_ns / 1000000u);
+	b->n_act = 0;
+	struct json_object *revs = kd_json_get_array(root, "revisions");
+	for (size_t i = 0; revs && i < json_object_array_length(revs); i++) {
+		struct json_object *r = json_object_array_get_idx(revs, i);
+		const char *ns = kd_json_get_string(r, "namespace");
+		const char *name = kd_json_get_string(r, "revision");
+		if (!ns || !name || strcmp(ns, b->cfg->ns) || strcmp(name, b->cfg->revision))
+			continue;
+		struct json_object *insts = kd_json_get_array(r, "instances");
+		for (size_t k = 0; insts && k < json_object_array_length(insts); k++) {
+			struct json_object *in = json_object_array_get_idx(insts, k);
+			int64_t since = 0;
+			kd_json_get_int64(in, "routable_since_ms", &since);
+			if (since <= 0 || (double)since < t0_ms || (long)b->n_act >= b->target)
+				continue;
+			b->act_ms[b->n_act++] = (double)since - t0_ms;
+		}
+	}
+	json_object_put(root);
+	return (long)b->n_act;
+}
+
 /* ---- runs ------------------------------------------------------------------------------------ */
 
 static void next_run(struct bench *b);
@@ -214,8 +287,10 @@ static void next_run(struct bench *b);
 static void finish_run(struct bench *b, bool ok)
 {
 	kd_loop_timer_stop(b->deadline);
+	kd_loop_timer_stop(b->act_poll);
 	qsort(b->chain_ms, b->n_chain, sizeof(double), cmp_double);
 	qsort(b->api_ms, b->n_api, sizeof(double), cmp_double);
+	qsort(b->act_ms, b->n_act, sizeof(double), cmp_double);
 	struct json_object *r = json_object_new_object();
 	json_object_object_add(r, "n", json_object_new_int64(b->target));
 	json_object_object_add(r, "ok", json_object_new_boolean(ok));
@@ -231,7 +306,14 @@ static void finish_run(struct bench *b, bool ok)
 		snprintf(k, sizeof(k), "ready_p%s_ms", names[i]);
 		json_object_object_add(r, k,
 		                       json_object_new_double(pct(b->api_ms, b->n_api, ps[i])));
+		if (b->cfg->activator_admin) {
+			snprintf(k, sizeof(k), "activator_p%s_ms", names[i]);
+			json_object_object_add(
+			    r, k, json_object_new_double(pct(b->act_ms, b->n_act, ps[i])));
+		}
 	}
+	if (b->cfg->activator_admin)
+		json_object_object_add(r, "activator_routable", json_object_new_int64((int64_t)b->n_act));
 	double p100 = pct(b->chain_ms, b->n_chain, 100);
 	json_object_object_add(
 	    r, "chain_rate_per_s",
@@ -243,6 +325,10 @@ static void finish_run(struct bench *b, bool ok)
 	       pct(b->chain_ms, b->n_chain, 90), p100, pct(b->api_ms, b->n_api, 50),
 	       pct(b->api_ms, b->n_api, 90), pct(b->api_ms, b->n_api, 100),
 	       p100 > 0 ? (double)b->n_chain * 1000.0 / p100 : 0);
+	if (b->cfg->activator_admin)
+		printf("        kd-activator routable p50/p90/p100 %8.1f %8.1f %8.1f ms (%zu of %ld)\n",
+		       pct(b->act_ms, b->n_act, 50), pct(b->act_ms, b->n_act, 90),
+		       pct(b->act_ms, b->n_act, 100), b->n_act, b->target);
 	fflush(stdout);
 	if (!ok)
 		b->failures++;
@@ -255,8 +341,31 @@ static void finish_run(struct bench *b, bool ok)
 
 static void check_done(struct bench *b)
 {
-	if (b->phase == PH_SCALING && (long)b->n_chain >= b->target && (long)b->n_api >= b->target)
+	if (b->phase != PH_SCALING || (long)b->n_chain < b->target || (long)b->n_api < b->target)
+		return;
+	if (!b->cfg->activator_admin) {
 		finish_run(b, true);
+		return;
+	}
+	b->act_tries = 0;
+	kd_loop_timer_start(b->act_poll, 0); /* kd-activator's table, then finish */
+}
+
+static void on_act_poll(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	(void)loop;
+	struct bench *b = arg;
+	if (b->phase != PH_SCALING)
+		return;
+	long n = read_routes(b);
+	if (n >= b->target) {
+		finish_run(b, true);
+	} else if (++b->act_tries >= 100) { /* 5 s after the chain and the API had them all */
+		kd_log_error("N=%ld: kd-activator holds %ld of them as routable", b->target, n);
+		finish_run(b, false);
+	} else {
+		kd_loop_timer_start(t, 50);
+	}
 }
 
 static void start_run(struct bench *b)
@@ -268,6 +377,9 @@ static void start_run(struct bench *b)
 	b->api_seen = json_object_new_object();
 	free(b->chain_ms);
 	free(b->api_ms);
+	free(b->act_ms);
+	b->act_ms = kd_xcalloc((size_t)b->target + 1, sizeof(double));
+	b->n_act = 0;
 	b->chain_ms = kd_xcalloc((size_t)b->target + 1, sizeof(double));
 	b->api_ms = kd_xcalloc((size_t)b->target + 1, sizeof(double));
 	b->n_chain = b->n_api = 0;
@@ -470,6 +582,7 @@ int main(int argc, char **argv)
 	}
 	b.deadline = kd_loop_timer_new(b.loop, on_deadline, &b);
 	b.poll = kd_loop_timer_new(b.loop, on_poll, &b);
+	b.act_poll = kd_loop_timer_new(b.loop, on_act_poll, &b);
 	kd_informer_start(b.inf);
 	/* start drained: scale to 0 first, wait for no pod and no status */
 	b.phase = PH_DRAIN;
@@ -494,6 +607,7 @@ out:
 	kd_chan_down_free(b.down);
 	kd_loop_timer_free(b.deadline);
 	kd_loop_timer_free(b.poll);
+	kd_loop_timer_free(b.act_poll);
 	kd_k8s_free(b.k8s);
 	kd_k8s_config_free(kcfg);
 	json_object_put(b.results);
@@ -502,6 +616,7 @@ out:
 	json_object_put(b.api_seen);
 	free(b.chain_ms);
 	free(b.api_ms);
+	free(b.act_ms);
 	kd_loop_free(b.loop);
 	free(sel);
 	kd_config_free(options, &cfg);
