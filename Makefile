@@ -100,7 +100,7 @@ ALL_H := $(shell find lib plugins autoscaler-shim node-agent activator-hook func
 	-name '*.h' 2>/dev/null)
 
 .PHONY: valgrind test-all all lib plugins bins test test-unit check lint format format-check fuzz fuzz-build deps \
-	clean help test-integration rig-up rig-down rig-status bench-chan bench-scale-pods bench-cold-burst ab
+	clean help test-integration rig-up rig-down rig-status bench-chan bench-scale-pods bench-cold-burst bench-http-proxy ab
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -255,6 +255,10 @@ ab: all
 
 bench-scale-pods: all
 	$(Q)N="$(N)" BUILD=$(BUILD) bench/scale-pods/run.sh
+
+# lib/http's proxy hop on loopback (bench/http-proxy/run.sh): wrk direct vs through it, no rig.
+bench-http-proxy: $(BUILD)/bench/http-proxy/http-proxy $(BUILD)/functions/hello
+	$(Q)BUILD=$(BUILD) bench/http-proxy/run.sh
 
 # cold-burst, both arms in one run on the rig (bench/cold-burst/run.sh): R concurrent first
 # requests to a Service at zero through kd-activator vs Knative's activator, then the warm path.

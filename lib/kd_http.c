@@ -41,6 +41,10 @@ struct kd_http_server {
 	struct kd_curlm *cm;
 	unsigned connect_ms;
 	struct kd_http_req *reqs; /* live requests */
+	CURL *easy_pool[64];      /* idle easy handles, reset (their allocations reused) */
+	unsigned n_easy;
+	char *buf_pool[128]; /* idle BUF_CAP buffers: no allocator churn per request */
+	unsigned n_buf;
 	bool stopping;
 };
 
@@ -89,6 +93,21 @@ struct kd_http_req {
 	char *out;
 	size_t out_off, out_len;
 };
+
+static char *buf_get(struct kd_http_server *s)
+{
+	return s->n_buf ? s->buf_pool[--s->n_buf] : kd_xmalloc(BUF_CAP);
+}
+
+static void buf_put(struct kd_http_server *s, char *b)
+{
+	if (!b)
+		return;
+	if (s->n_buf < KD_ARRAY_SIZE(s->buf_pool) && !s->stopping)
+		s->buf_pool[s->n_buf++] = b;
+	else
+		free(b);
+}
 
 static const char *const hop_by_hop[] = {
     "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
@@ -202,10 +221,10 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 		f->recv_paused = true;
 		return CURL_WRITEFUNC_PAUSE;
 	}
+	if (n > BUF_CAP)
+		return 0; /* never: curl hands over at most CURL_MAX_WRITE_SIZE (16 KiB) at once */
 	if (!r->out)
-		r->out = kd_xmalloc(KD_MAX(BUF_CAP, n));
-	else if (n > BUF_CAP) /* a chunk larger than the buffer (curl's are <= 16 KiB) */
-		r->out = kd_xrealloc(r->out, n);
+		r->out = buf_get(r->s);
 	memcpy(r->out + r->out_len, ptr, n);
 	r->out_len += n;
 	wake(r);
@@ -295,12 +314,16 @@ static size_t header_cb(char *line, size_t size, size_t nitems, void *arg)
 	return n;
 }
 
-static void fwd_free(struct fwd *f)
+static void fwd_free(struct kd_http_server *s, struct fwd *f)
 {
 	if (!f)
 		return;
-	if (f->e)
+	if (f->e && s->n_easy < KD_ARRAY_SIZE(s->easy_pool) && !s->stopping) {
+		curl_easy_reset(f->e); /* nothing of this request's stays set */
+		s->easy_pool[s->n_easy++] = f->e;
+	} else if (f->e) {
 		curl_easy_cleanup(f->e);
+	}
 	curl_slist_free_all(f->hdrs);
 	curl_slist_free_all(f->resp_hdrs);
 	free(f);
@@ -355,7 +378,7 @@ static void curl_done(void *ud, CURL *e, CURLcode rc)
 		r->f = NULL;
 		kd_http_fwd_cb done = f->done;
 		void *dud = f->ud;
-		fwd_free(f);
+		fwd_free(r->s, f);
 		res.status = 502;
 		res.error = err;
 		done(dud, r, &res);
@@ -388,10 +411,10 @@ static void req_destroy(struct kd_http_req *r)
 {
 	if (r->pending)
 		MHD_destroy_response(r->pending);
-	fwd_free(r->f);
+	fwd_free(r->s, r->f);
 	free(r->target);
-	free(r->in);
-	free(r->out);
+	buf_put(r->s, r->in);
+	buf_put(r->s, r->out);
 	free(r);
 }
 
@@ -518,7 +541,7 @@ static size_t take_body(struct kd_http_req *r, const char *data, size_t len)
 	if (n == 0)
 		return 0;
 	if (!r->in)
-		r->in = kd_xmalloc(BUF_CAP);
+		r->in = buf_get(r->s);
 	memcpy(r->in + r->in_len, data, n);
 	r->in_len += n;
 	return n;
@@ -687,7 +710,7 @@ int kd_http_req_forward(struct kd_http_req *req, const char *ip, int port,
 	f->done = done;
 	f->ud = ud;
 	f->resp_len = -1;
-	f->e = curl_easy_init();
+	f->e = s->n_easy ? s->easy_pool[--s->n_easy] : curl_easy_init();
 	if (!f->e) {
 		free(f);
 		return -ENOMEM;
@@ -743,7 +766,7 @@ int kd_http_req_forward(struct kd_http_req *req, const char *ip, int port,
 	req->f = f;
 	if (kd_curlm_add(s->cm, e) < 0) {
 		req->f = NULL;
-		fwd_free(f);
+		fwd_free(s, f);
 		return -EIO;
 	}
 	f->in_multi = true;
@@ -895,6 +918,10 @@ void kd_http_server_free(struct kd_http_server *s)
 	}
 	s->reqs = NULL;
 	kd_curlm_free(s->cm);
+	while (s->n_easy)
+		curl_easy_cleanup(s->easy_pool[--s->n_easy]);
+	while (s->n_buf)
+		free(s->buf_pool[--s->n_buf]);
 	kd_loop_timer_free(s->timer);
 	free(s);
 }
