@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kd/common.h"
 #include "kd/log.h"
@@ -69,8 +70,10 @@ static int socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *sock
 	(void)e;
 	struct kd_curlm *m = userp;
 	if (what == CURL_POLL_REMOVE) {
+		/* An idle kept-alive connection: stop watching, keep the watch (no epoll_ctl
+		 * and handle churn per request); close_cb drops it when curl closes the socket. */
 		if (socketp) {
-			kd_loop_del_fd(m->loop, s);
+			kd_loop_mod_fd(m->loop, s, 0);
 			curl_multi_assign(m->multi, s, NULL);
 		}
 		return 0;
@@ -88,6 +91,13 @@ static int socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *sock
 	}
 	curl_multi_assign(m->multi, s, m);
 	return 0;
+}
+
+static int close_cb(void *clientp, curl_socket_t fd)
+{
+	struct kd_curlm *m = clientp;
+	kd_loop_del_fd(m->loop, fd); /* -ENOENT when it was never watched */
+	return close(fd);
 }
 
 static int timerfn_cb(CURLM *multi, long timeout_ms, void *userp)
@@ -137,6 +147,8 @@ CURLM *kd_curlm_multi(struct kd_curlm *m)
 
 int kd_curlm_add(struct kd_curlm *m, CURL *easy)
 {
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, m);
 	return curl_multi_add_handle(m->multi, easy) == CURLM_OK ? 0 : -EINVAL;
 }
 

@@ -1041,9 +1041,8 @@ static void start_xfer(struct kd_k8s *c, struct xfer *x)
 		return;
 	}
 	__atomic_add_fetch(&c->stats.requests, 1, __ATOMIC_RELAXED);
-	CURLMcode mc = curl_multi_add_handle(x->is_stream ? c->strm.multi : c->req.multi, e);
-	if (mc != CURLM_OK) {
-		kd_log_error("k8s: curl_multi_add_handle: %s", curl_multi_strerror(mc));
+	if (kd_curlm_add(x->is_stream ? c->strm.cm : c->req.cm, e) < 0) {
+		kd_log_error("k8s: curl_multi_add_handle failed");
 		abort();
 	}
 }

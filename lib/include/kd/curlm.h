@@ -29,7 +29,9 @@ KD_API struct kd_curlm *kd_curlm_new(struct kd_loop *loop, const char *name, kd_
 KD_API void kd_curlm_free(struct kd_curlm *m);
 /* The multi handle, for curl_multi_setopt; borrowed. Add and remove easies with the calls below. */
 KD_API CURLM *kd_curlm_multi(struct kd_curlm *m);
-/* curl_multi_add_handle; 0 or -EINVAL. The transfer starts on the next loop iteration. */
+/* curl_multi_add_handle; 0 or -EINVAL. The transfer starts on the next loop iteration. Every
+ * easy handle goes through here (not curl_multi_add_handle): it sets the handle's
+ * CURLOPT_CLOSESOCKETFUNCTION, which the loop needs to drop an idle connection's watch. */
 KD_API int kd_curlm_add(struct kd_curlm *m, CURL *easy);
 /* curl_multi_remove_handle; never call it from inside one of that transfer's curl callbacks
  * (check kd_curlm_inside). */
