@@ -653,9 +653,24 @@ const char *kd_http_req_peer(const struct kd_http_req *req)
 int kd_http_req_respond(struct kd_http_req *req, int status, const char *content_type,
                         const char *body, size_t len)
 {
+	return kd_http_req_respond_with(req, status, content_type, NULL, 0, body, len);
+}
+
+int kd_http_req_respond_with(struct kd_http_req *req, int status, const char *content_type,
+                             const char *const *headers, size_t n_headers, const char *body,
+                             size_t len)
+{
 	if (req->answered || req->pending || req->f || req->fwd_over)
 		return -EALREADY;
 	req->pending = text_response(content_type, body ? body : "", body ? len : 0);
+	for (size_t i = 0; req->pending && i < n_headers; i++) {
+		const char *colon = strchr(headers[i], ':');
+		if (!colon || colon == headers[i])
+			continue;
+		kd_autofree char *name = kd_xstrndup(headers[i], (size_t)(colon - headers[i]));
+		const char *v = colon + 1 + strspn(colon + 1, " \t");
+		MHD_add_response_header(req->pending, name, v);
+	}
 	req->pending_status = status;
 	req->abort_cb = NULL;
 	wake(req);
@@ -673,7 +688,23 @@ struct hdr_ctx {
 	const char *connection;
 	bool has_accept, has_xfp;
 	const char *xff;
+	const struct kd_http_fwd_opts *opts;
 };
+
+/* True if `key` is one of the headers opts sets (or Host, when opts rewrites it). */
+static bool overridden(const struct kd_http_fwd_opts *o, const char *key)
+{
+	if (!o)
+		return false;
+	if (o->host && strcasecmp(key, "Host") == 0)
+		return true;
+	size_t klen = strlen(key);
+	for (size_t i = 0; i < o->n_set_headers; i++)
+		if (strncasecmp(o->set_headers[i], key, klen) == 0 &&
+		    o->set_headers[i][klen] == ':')
+			return true;
+	return false;
+}
 
 static enum MHD_Result copy_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                    const char *value)
@@ -683,7 +714,7 @@ static enum MHD_Result copy_header(void *cls, enum MHD_ValueKind kind, const cha
 	size_t klen = strlen(key);
 	if (kd_http_hop_by_hop(key, klen, c->connection) ||
 	    strcasecmp(key, "Content-Length") == 0 || strcasecmp(key, "Expect") == 0 ||
-	    strcasecmp(key, "X-Forwarded-For") == 0)
+	    strcasecmp(key, "X-Forwarded-For") == 0 || overridden(c->opts, key))
 		return MHD_YES;
 	if (strcasecmp(key, "Accept") == 0)
 		c->has_accept = true;
@@ -716,7 +747,8 @@ int kd_http_req_forward(struct kd_http_req *req, const char *ip, int port,
 		return -ENOMEM;
 	}
 	struct hdr_ctx hc = {.connection = kd_http_req_header(req, "Connection"),
-	                     .xff = kd_http_req_header(req, "X-Forwarded-For")};
+	                     .xff = kd_http_req_header(req, "X-Forwarded-For"),
+	                     .opts = opts};
 	MHD_get_connection_values(req->conn, MHD_HEADER_KIND, copy_header, &hc);
 	kd_autofree char *xff =
 	    hc.xff && *hc.xff
@@ -729,6 +761,12 @@ int kd_http_req_forward(struct kd_http_req *req, const char *ip, int port,
 	if (!hc.has_accept)
 		hc.list = curl_slist_append(hc.list, "Accept:"); /* no curl default */
 	hc.list = curl_slist_append(hc.list, "Expect:");         /* no 100-continue round trip */
+	for (size_t i = 0; opts && i < opts->n_set_headers; i++)
+		hc.list = curl_slist_append(hc.list, opts->set_headers[i]);
+	if (opts && opts->host) {
+		kd_autofree char *h = kd_xasprintf("Host: %s", opts->host);
+		hc.list = curl_slist_append(hc.list, h);
+	}
 	f->hdrs = hc.list;
 
 	bool v6 = strchr(ip, ':') != NULL;

@@ -26,7 +26,7 @@
 #include "kd/loop.h"
 #include "kd_test_httpd.h"
 
-enum mode { M_RESPOND, M_HOLD, M_HOLD_MANY, M_FORWARD, M_FORWARD_DEAD_FIRST };
+enum mode { M_RESPOND, M_HOLD, M_HOLD_MANY, M_FORWARD, M_FORWARD_SET, M_FORWARD_DEAD_FIRST };
 
 struct fx {
 	struct kd_loop *loop;
@@ -116,7 +116,8 @@ static void handler(void *ud, struct kd_http_req *req)
 		char *body =
 		    kd_xasprintf("%s %s rev=%s peer=%s\n", kd_http_req_method(req),
 		                 kd_http_req_target(req), rev ? rev : "-", kd_http_req_peer(req));
-		kd_http_req_respond(req, 200, "text/plain", body, strlen(body));
+		static const char *const extra[] = {"K-Network-Hash: abc123"};
+		kd_http_req_respond_with(req, 200, "text/plain", extra, 1, body, strlen(body));
 		free(body);
 		break;
 	}
@@ -129,6 +130,18 @@ static void handler(void *ud, struct kd_http_req *req)
 		if (f->n_held == 1)
 			kd_loop_timer_start(f->later, 200);
 		break;
+	case M_FORWARD_SET: {
+		static const char *const set[] = {"Knative-Serving-Revision: real-00001",
+		                                  "X-Added: yes"};
+		struct kd_http_fwd_opts o = {.timeout_ms = 5000,
+		                             .set_headers = set,
+		                             .n_set_headers = 2,
+		                             .host = "rewritten.example"};
+		assert_int_equal(kd_http_req_forward(req, "127.0.0.1", kd_test_httpd_port(f->up),
+		                                     &o, fwd_done, f),
+		                 0);
+		break;
+	}
 	case M_FORWARD:
 	case M_FORWARD_DEAD_FIRST: {
 		int port = f->mode == M_FORWARD ? kd_test_httpd_port(f->up) : f->dead_port;
@@ -350,6 +363,7 @@ static void responds_from_the_handler_with_target_and_headers(void **state)
 	assert_int_equal(c.rc, CURLE_OK);
 	assert_int_equal(c.status, 200);
 	assert_string_equal(c.resp, "GET /a/b?x=1&y=2 rev=hello-00001 peer=127.0.0.1\n");
+	assert_non_null(strstr(c.resp_hdrs, "K-Network-Hash: abc123\r\n"));
 	call_fini(&c);
 }
 
@@ -422,6 +436,32 @@ static void forward_relays_status_headers_and_strips_hop_by_hop(void **state)
 	assert_null(kd_test_httpd_req_header(&r, "X-Secret"));
 	assert_null(kd_test_httpd_req_header(&r, "Keep-Alive"));
 	assert_null(kd_test_httpd_req_header(&r, "Expect"));
+	kd_test_httpd_req_fini(&r);
+	call_fini(&c);
+}
+
+static void forward_sets_headers_the_client_cannot_spoof(void **state)
+{
+	struct fx *f = *state;
+	f->mode = M_FORWARD_SET;
+	struct call c = {.path = "/x"};
+	c.hdrs = curl_slist_append(NULL, "Knative-Serving-Revision: spoofed");
+	c.hdrs = curl_slist_append(c.hdrs, "Host: original.example");
+	run_calls(f, &c, 1);
+	assert_int_equal(c.status, 201);
+	struct kd_test_httpd_req r = {0};
+	assert_true(kd_test_httpd_get(f->up, 0, &r));
+	assert_null(strstr(r.head, "spoofed"));
+	char *v;
+	assert_non_null(v = kd_test_httpd_req_header(&r, "Knative-Serving-Revision"));
+	assert_string_equal(v, "real-00001");
+	free(v);
+	assert_non_null(v = kd_test_httpd_req_header(&r, "X-Added"));
+	assert_string_equal(v, "yes");
+	free(v);
+	assert_non_null(v = kd_test_httpd_req_header(&r, "Host"));
+	assert_string_equal(v, "rewritten.example");
+	free(v);
 	kd_test_httpd_req_fini(&r);
 	call_fini(&c);
 }

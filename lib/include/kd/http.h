@@ -65,6 +65,11 @@ KD_API const char *kd_http_req_peer(const struct kd_http_req *req);
 KD_API int kd_http_req_respond(struct kd_http_req *req, int status, const char *content_type,
                                const char *body, size_t len);
 
+/* kd_http_req_respond with extra response headers, "Name: value" each (copied). */
+KD_API int kd_http_req_respond_with(struct kd_http_req *req, int status, const char *content_type,
+                                    const char *const *headers, size_t n_headers, const char *body,
+                                    size_t len);
+
 /* cb(ud, req) when the client goes away while req is held (neither answered nor forwarded). NULL
  * cb clears it. Never called after kd_http_req_respond or during a forward. */
 typedef void (*kd_http_abort_cb)(void *ud, struct kd_http_req *req);
@@ -72,6 +77,11 @@ KD_API void kd_http_req_on_abort(struct kd_http_req *req, kd_http_abort_cb cb, v
 
 struct kd_http_fwd_opts {
 	unsigned timeout_ms; /* whole exchange with the upstream; 0: none */
+	/* Headers set on the forwarded request, "Name: value" each (borrowed for the call): a
+	 * client header of the same name is dropped, so a client cannot spoof them. */
+	const char *const *set_headers;
+	size_t n_set_headers;
+	const char *host; /* the Host sent upstream instead of the client's; NULL: the client's */
 };
 
 /* How a forward ended; borrowed for the callback's duration. */
