@@ -660,6 +660,8 @@ int main(void)
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(forward_streams_large_bodies_both_ways, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(forward_sets_headers_the_client_cannot_spoof, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(forward_reuses_the_upstream_connection, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(
