@@ -59,7 +59,8 @@ PLUGIN_CFLAGS := -fvisibility=hidden
 PLUGIN_LDFLAGS := -shared -Wl,--no-undefined -Wl,--exclude-libs,ALL
 
 # --- components: <folder>/*.c -> $(BUILD)/bin/<binary> ---------------------------------------
-COMPONENTS := autoscaler-shim:kd-autoscaler node-agent:kd-node activator-hook:kd-activator
+COMPONENTS := autoscaler-shim:kd-autoscaler node-agent:kd-node activator-hook:kd-activator \
+	ingress-gateway:kd-gateway
 comp_dir = $(word 1,$(subst :, ,$(1)))
 comp_bin = $(word 2,$(subst :, ,$(1)))
 BINS := $(foreach c,$(COMPONENTS),$(if $(wildcard $(call comp_dir,$(c))/*.c),$(BUILD)/bin/$(call comp_bin,$(c))))
@@ -96,7 +97,7 @@ FUZZ_TIME ?= 60
 ALL_C := $(LIB_SRCS) $(wildcard plugins/*/*.c) $(foreach c,$(COMPONENTS),$(wildcard $(call comp_dir,$(c))/*.c)) \
 	$(wildcard functions/*.c) $(wildcard functions/*/*.c) $(wildcard bench/*/*.c) $(TEST_SRCS) $(TEST_SUPPORT_SRCS) \
 	$(FIXTURE_SRCS) $(HARNESS_SRCS) $(FUZZ_SRCS)
-ALL_H := $(shell find lib plugins autoscaler-shim node-agent activator-hook functions bench tests \
+ALL_H := $(shell find lib plugins autoscaler-shim node-agent activator-hook ingress-gateway functions bench tests \
 	-name '*.h' 2>/dev/null)
 
 .PHONY: valgrind test-all all lib plugins bins test test-unit check lint format format-check fuzz fuzz-build deps \

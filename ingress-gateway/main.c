@@ -1,0 +1,153 @@
+/* ingress-gateway/main.c: kd-gateway entry point: options (--help generated from the table),
+ * logging, the Kubernetes client, then routes.c (the KIngress controller) and proxy.c (the
+ * gateway and admin servers) on one kd_loop until SIGINT or SIGTERM.
+ * Exit status: 0 after a signal, 1 on a runtime failure at start (unusable kubeconfig, an address
+ * that cannot be bound), 2 on bad options. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gateway.h"
+#include "kd/config.h"
+#include "kd/log.h"
+
+#define KD_GW_VERSION "0.1.0"
+
+static const char *const log_levels[] = {"error", "warn", "info", "debug", "trace", NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
+
+#define C struct kd_gw_cfg
+static const struct kd_config_option options[] = {
+    KD_OPT_STRING("kubeconfig", C, kubeconfig, .env = "KUBECONFIG", .metavar = "FILE",
+                  .help = "kubeconfig to use (default: $KUBECONFIG, in-cluster, ~/.kube/config)"),
+    KD_OPT_STRING("context", C, context, .metavar = "NAME",
+                  .help = "kubeconfig context (default: current-context)"),
+    KD_OPT_STRING("ingress-class", C, ingress_class, .def = KD_GW_CLASS_DEFAULT, .required = true,
+                  .help = "Knative ingress class served (config-network's ingress-class; the "
+                          "Ingress annotation networking.knative.dev/ingress.class)"),
+    KD_OPT_STRING("bind", C, bind, .def = "0.0.0.0", .metavar = "ADDR",
+                  .help = "address of the gateway"),
+    KD_OPT_UINT("port", C, port, .def = "80", .has_max = true, .max = 65535,
+                .help = "port of the gateway (Knative's Route Services point at port 80 of the "
+                        "load balancer; 0: ephemeral)"),
+    KD_OPT_STRING("admin-bind", C, admin_bind, .def = "0.0.0.0", .metavar = "ADDR",
+                  .help = "address of /healthz, /readyz, /metrics and /debug/hosts"),
+    KD_OPT_UINT("admin-port", C, admin_port, .def = "9474", .has_max = true, .max = 65535,
+                .help = "port of the admin server (0: ephemeral)"),
+    KD_OPT_STRING("public-ip", C, public_ip, .required = true, .metavar = "IP",
+                  .help = "this gateway's address, written as the Ingresses' public and private "
+                          "load balancer (Routes point their Services at it)"),
+    KD_OPT_DURATION("timeout", C, timeout_ms, .def = "600s", .has_min = true, .min = 1,
+                    .help = "longest exchange with a backend"),
+    KD_OPT_ENUM("log-level", C, log_level, .def = "info", .choices = log_levels,
+                .env = "KD_LOG_LEVEL", .help = "log verbosity"),
+    KD_OPT_ENUM("log-format", C, log_format, .def = "text", .choices = log_formats,
+                .env = "KD_LOG_FORMAT", .help = "log line format"),
+    KD_CONFIG_END,
+};
+#undef C
+
+static void on_signalfd(struct kd_loop *loop, int fd, unsigned events, void *arg)
+{
+	(void)events;
+	(void)arg;
+	struct signalfd_siginfo si;
+	if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		kd_log_info("received signal %u, stopping", si.ssi_signo);
+		kd_loop_stop(loop);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct kd_gw g;
+	memset(&g, 0, sizeof(g));
+	struct kd_config_cli cli = {
+	    .prog = "kd-gateway",
+	    .summary =
+	        "kubedirect gateway: a Knative ingress class; routes requests by Host and path "
+	        "to the Services the Ingresses split traffic between, and makes Routes Ready",
+	    .version = "kd-gateway " KD_GW_VERSION,
+	};
+	kd_autoerr struct kd_error *err = NULL;
+	int rc = kd_config_parse_argv(options, &g.cfg, &cli, argc, argv, 0, NULL, &err);
+	if (rc != 0) {
+		kd_config_free(options, &g.cfg);
+		if (rc > 0)
+			return 0;
+		fprintf(stderr, "kd-gateway: %s (see --help)\n", kd_error_msg(err));
+		return 2;
+	}
+	struct in_addr a4;
+	struct in6_addr a6;
+	if (inet_pton(AF_INET, g.cfg.public_ip, &a4) != 1 &&
+	    inet_pton(AF_INET6, g.cfg.public_ip, &a6) != 1) {
+		fprintf(stderr,
+		        "kd-gateway: --public-ip %s: not an IPv4 or IPv6 address (see --help)\n",
+		        g.cfg.public_ip);
+		kd_config_free(options, &g.cfg);
+		return 2;
+	}
+	kd_log_init("kd-gateway", (enum kd_log_level)g.cfg.log_level,
+	            (enum kd_log_format)g.cfg.log_format);
+	signal(SIGPIPE, SIG_IGN);
+	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+
+	int status = 1;
+	int sfd = -1;
+	struct kd_k8s_config *kcfg = NULL;
+	g.loop = kd_loop_new();
+	if (!g.loop) {
+		kd_log_error("cannot create the event loop: %s", strerror(errno));
+		goto out;
+	}
+	if (g.cfg.kubeconfig && *g.cfg.kubeconfig)
+		rc = kd_k8s_config_from_kubeconfig(g.cfg.kubeconfig, g.cfg.context, &kcfg, &err);
+	else
+		rc = kd_k8s_config_auto(&kcfg, &err);
+	if (rc < 0) {
+		kd_log_error("Kubernetes configuration: %s", kd_error_msg(err));
+		goto out;
+	}
+	struct kd_k8s_opts kopts = {.user_agent = "kd-gateway/" KD_GW_VERSION};
+	if (kd_k8s_new(kcfg, g.loop, &kopts, &g.k8s, &err) < 0) {
+		kd_log_error("Kubernetes client: %s", kd_error_msg(err));
+		goto out;
+	}
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0 || kd_loop_add_fd(g.loop, sfd, KD_LOOP_IN, on_signalfd, &g) < 0) {
+		kd_log_error("signalfd: %s", strerror(errno));
+		goto out;
+	}
+	if (kd_gw_proxy_start(&g, &err) < 0 || kd_gw_routes_start(&g, &err) < 0) {
+		kd_log_error("%s", kd_error_msg(err));
+		goto out;
+	}
+	kd_log_info("serving Ingresses of class %s as %s via %s", g.cfg.ingress_class,
+	            g.cfg.public_ip, kcfg->server);
+	status = kd_loop_run(g.loop) < 0 ? 1 : 0;
+
+out:
+	kd_gw_proxy_stop(&g);
+	kd_gw_routes_stop(&g);
+	if (sfd >= 0) {
+		kd_loop_del_fd(g.loop, sfd);
+		close(sfd);
+	}
+	kd_k8s_free(g.k8s);
+	kd_k8s_config_free(kcfg);
+	kd_loop_free(g.loop);
+	kd_config_free(options, &g.cfg);
+	return status;
+}
