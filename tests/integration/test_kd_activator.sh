@@ -29,19 +29,21 @@ done
 "$REPO/rig/status" --quiet || die "the rig is not up"
 
 NODE=kd-act-210
-ACT_PORT=$((AS_STATS_PORT + 1))
+ACT_PORT=8012 # the port kd-autoscaler --activator-ips writes into the public Endpoints
+GW_ADMIN_PORT=$((AS_STATS_PORT + 4))
 ACT_ADMIN_PORT=$((AS_STATS_PORT + 2))
 ACT_STATUS_PORT=$((AS_STATS_PORT + 3))
 RUN="$KD_RUNS/current"
 PODLOG="$RUN/pods-act"
 mkdir -p "$PODLOG"
-ACT_PID="" ACT_LOG="" KDN_PID="" KDN_LOG="" FEATURES_BEFORE=""
+ACT_PID="" ACT_LOG="" GW_PID="" KDN_PID="" KDN_LOG="" FEATURES_BEFORE=""
 
 act_cleanup() {
 	local rc=$?
 	set +e
 	[[ -n "${IT_NS:-}" ]] && kc delete namespace "$IT_NS" --wait=false >/dev/null 2>&1
 	as_stop
+	[[ -n "$GW_PID" ]] && kill "$GW_PID" 2>/dev/null
 	if [[ -n "$ACT_PID" ]]; then
 		kill "$ACT_PID" 2>/dev/null
 		for _ in $(seq 1 50); do kill -0 "$ACT_PID" 2>/dev/null || break; sleep 0.1; done
@@ -88,7 +90,7 @@ kc -n knative-serving patch configmap config-features --type merge \
 
 # 2. kd-autoscaler (our namespace, our Node), kd-activator, then kd-node (direct mode, process
 #    runtime) reporting to both status channels
-as_start --node-selector "kubernetes.io/hostname=$NODE"
+as_start --node-selector "kubernetes.io/hostname=$NODE" --activator-ips 10.88.0.2
 trap act_cleanup EXIT # as_start installs its own trap: ours also stops kd-activator and kd-node
 ACT_LOG="$(mktemp /tmp/kd-activator-it.XXXXXX.log)"
 act_start() {
@@ -204,6 +206,29 @@ metrics="$(act "http://127.0.0.1:$ACT_ADMIN_PORT/metrics")"
 grep -q "kd_activator_requests_total{namespace=\"$NS\",revision=\"$REV2\"} 20" <<<"$metrics" ||
 	die "metrics lack 20 requests of $REV2: $(grep requests_total <<<"$metrics")"
 grep -q '^kd_activator_proxy_latency_seconds_count [1-9]' <<<"$metrics" || die "no latency histogram"
+# 7b. the same door for both arms: the Service's URL through kd-gateway (the ingress class of
+#     ours) reaches the kd revision at zero via its public Endpoints, which kd-autoscaler
+#     (--activator-ips) points at kd-activator
+GW_LOG="$(mktemp /tmp/kd-gateway-act-it.XXXXXX.log)"
+ip netns exec kd-cp "$KD_BUILD_DIR/bin/kd-gateway" --kubeconfig "$KD_KUBECONFIG" --public-ip 10.88.0.2 \
+	--port 80 --admin-port "$GW_ADMIN_PORT" >"$GW_LOG" 2>&1 &
+GW_PID=$!
+gw_ready() { [[ "$(act -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GW_ADMIN_PORT/readyz" 2>/dev/null)" == 200 ]]; }
+wait_for "kd-gateway /readyz" 30 gw_ready
+kd_ksvc viagw "" "$POD_LINES"
+wait_for "revision of viagw" 120 has_rev viagw
+REV6="$(rev_of viagw)"
+ksvc_ready() { [[ "$(kc -n "$NS" get ksvc viagw -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
+wait_for "ksvc viagw Ready with its URL (kd-gateway)" 120 ksvc_ready
+pub="$(kc -n "$NS" get endpoints "$REV6" -o jsonpath='{.subsets[0].addresses[0].ip}:{.subsets[0].ports[?(@.name=="http")].port}')"
+expect_eq "public Endpoints of $REV6 (kd-activator)" "10.88.0.2:$ACT_PORT" "$pub"
+GWHOST="$(kc -n "$NS" get ksvc viagw -o jsonpath='{.status.url}')"
+GWHOST="${GWHOST#http://}"
+t0=$(date +%s%N)
+body="$(act -H "Host: $GWHOST" http://10.88.0.2/)" || die "request through kd-gateway failed: $(tail -n 5 "$GW_LOG")"
+expect_eq "kd revision at zero through kd-gateway" "Hello from $REV6" "$body"
+log "cold request through kd-gateway and kd-activator answered in $((($(date +%s%N) - t0) / 1000000)) ms"
+
 # 8. containerConcurrency 1: 5 concurrent 2 s requests scale out to >= 2 instances and no instance
 #    ever has 2 requests in flight (sampled from /debug/routes every 100 ms while they run)
 kc -n "$NS" apply -f - >/dev/null <<EOF
