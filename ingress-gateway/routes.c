@@ -242,6 +242,19 @@ static bool port_is(json_object *port, json_object *want_port, const char *want_
 	return kd_json_get_int64(port, "port", &n) == 0 && n == json_object_get_int64(want_port);
 }
 
+/* The port of an Endpoints subset named pname (any, when the Service port has no name). */
+static json_object *subset_port(json_object *sub, const char *pname)
+{
+	json_object *eps = kd_json_get_array(sub, "ports");
+	for (size_t k = 0; eps && k < json_object_array_length(eps); k++) {
+		json_object *p = json_object_array_get_idx(eps, k);
+		const char *en = kd_json_get_string(p, "name");
+		if (!pname || !*pname || (en && strcmp(en, pname) == 0))
+			return p;
+	}
+	return NULL;
+}
+
 int kd_gw_backend(struct kd_gw *g, const char *ns, const char *name, json_object *port, char *ip,
                   size_t iplen, int *out_port, const char **why)
 {
@@ -267,48 +280,39 @@ int kd_gw_backend(struct kd_gw *g, const char *ns, const char *name, json_object
 	const char *pname = kd_json_get_string(sp, "name");
 	json_object *ep = kd_informer_get(g->ep_inf, ns, name);
 	json_object *subsets = ep ? kd_json_get_array(ep, "subsets") : NULL;
+	size_t nsub = subsets ? json_object_array_length(subsets) : 0;
+	/* Per subset: its port of that name (or its only one) and its ready addresses. */
 	size_t total = 0;
-	for (int pass = 0; pass < 2; pass++) {
-		size_t pick = pass ? (size_t)(g->rr++ % total) : 0, seen = 0;
-		for (size_t s = 0; subsets && s < json_object_array_length(subsets); s++) {
-			json_object *sub = json_object_array_get_idx(subsets, s);
-			json_object *eps = kd_json_get_array(sub, "ports"), *epp = NULL;
-			for (size_t k = 0; eps && k < json_object_array_length(eps); k++) {
-				const char *en =
-				    kd_json_get_string(json_object_array_get_idx(eps, k), "name");
-				if (!pname || !*pname || (en && strcmp(en, pname) == 0)) {
-					epp = json_object_array_get_idx(eps, k);
-					break;
-				}
-			}
-			json_object *addrs = kd_json_get_array(sub, "addresses");
-			size_t na = epp && addrs ? json_object_array_length(addrs) : 0;
-			if (!pass) {
-				total += na;
-				continue;
-			}
-			if (pick >= seen + na) {
-				seen += na;
-				continue;
-			}
-			const char *a =
-			    kd_json_get_string(json_object_array_get_idx(addrs, pick - seen), "ip");
-			int64_t p = 0;
-			kd_json_get_int64(epp, "port", &p);
-			if (!a || strlen(a) >= iplen || p <= 0 || p > 65535) {
-				*why = "malformed Endpoints";
-				return -ENOENT;
-			}
-			snprintf(ip, iplen, "%s", a);
-			*out_port = (int)p;
-			return 0;
-		}
-		if (!total) {
-			*why = "no ready endpoint";
-			return -ENOENT;
-		}
+	for (size_t s = 0; s < nsub; s++) {
+		json_object *sub = json_object_array_get_idx(subsets, s);
+		json_object *addrs = kd_json_get_array(sub, "addresses");
+		if (subset_port(sub, pname) && addrs)
+			total += json_object_array_length(addrs);
 	}
-	*why = "no ready endpoint";
+	if (total == 0) {
+		*why = "no ready endpoint";
+		return -ENOENT;
+	}
+	size_t pick = (size_t)(g->rr++ % total);
+	for (size_t s = 0; s < nsub; s++) {
+		json_object *sub = json_object_array_get_idx(subsets, s);
+		json_object *addrs = kd_json_get_array(sub, "addresses");
+		json_object *epp = subset_port(sub, pname);
+		size_t na = epp && addrs ? json_object_array_length(addrs) : 0;
+		if (pick >= na) {
+			pick -= na;
+			continue;
+		}
+		const char *a = kd_json_get_string(json_object_array_get_idx(addrs, pick), "ip");
+		int64_t p = 0;
+		kd_json_get_int64(epp, "port", &p);
+		if (!a || strlen(a) >= iplen || p <= 0 || p > 65535)
+			break;
+		snprintf(ip, iplen, "%s", a);
+		*out_port = (int)p;
+		return 0;
+	}
+	*why = "malformed Endpoints";
 	return -ENOENT;
 }
 

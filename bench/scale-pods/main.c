@@ -257,7 +257,7 @@ static long read_routes(struct bench *b)
 		            rc == CURLE_OK ? "not JSON" : curl_easy_strerror(rc));
 		return -1;
 	}
-	double t0_ms = (double)(b->t0_ns / 1000000u);
+	int64_t t0_ms = (int64_t)(b->t0_ns / 1000000u); /* kd-activator's clock: whole ms */
 	b->n_act = 0;
 	struct json_object *revs = kd_json_get_array(root, "revisions");
 	for (size_t i = 0; revs && i < json_object_array_length(revs); i++) {
@@ -271,9 +271,9 @@ static long read_routes(struct bench *b)
 			struct json_object *in = json_object_array_get_idx(insts, k);
 			int64_t since = 0;
 			kd_json_get_int64(in, "routable_since_ms", &since);
-			if (since <= 0 || (double)since < t0_ms || (long)b->n_act >= b->target)
+			if (since <= 0 || since < t0_ms || (long)b->n_act >= b->target)
 				continue;
-			b->act_ms[b->n_act++] = (double)since - t0_ms;
+			b->act_ms[b->n_act++] = (double)(since - t0_ms);
 		}
 	}
 	json_object_put(root);
@@ -313,7 +313,8 @@ static void finish_run(struct bench *b, bool ok)
 		}
 	}
 	if (b->cfg->activator_admin)
-		json_object_object_add(r, "activator_routable", json_object_new_int64((int64_t)b->n_act));
+		json_object_object_add(r, "activator_routable",
+		                       json_object_new_int64((int64_t)b->n_act));
 	double p100 = pct(b->chain_ms, b->n_chain, 100);
 	json_object_object_add(
 	    r, "chain_rate_per_s",
@@ -326,7 +327,8 @@ static void finish_run(struct bench *b, bool ok)
 	       pct(b->api_ms, b->n_api, 90), pct(b->api_ms, b->n_api, 100),
 	       p100 > 0 ? (double)b->n_chain * 1000.0 / p100 : 0);
 	if (b->cfg->activator_admin)
-		printf("        kd-activator routable p50/p90/p100 %8.1f %8.1f %8.1f ms (%zu of %ld)\n",
+		printf("        kd-activator routable p50/p90/p100 %8.1f %8.1f %8.1f ms (%zu of "
+		       "%ld)\n",
 		       pct(b->act_ms, b->n_act, 50), pct(b->act_ms, b->n_act, 90),
 		       pct(b->act_ms, b->n_act, 100), b->n_act, b->target);
 	fflush(stdout);
