@@ -8,7 +8,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "activator.h"
@@ -73,18 +72,6 @@ static const struct kd_config_option options[] = {
 };
 #undef C
 
-static void on_signalfd(struct kd_loop *loop, int fd, unsigned events, void *arg)
-{
-	(void)events;
-	struct kd_act *a = arg;
-	struct signalfd_siginfo si;
-	if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-		kd_log_info("received signal %u, stopping", si.ssi_signo);
-		a->stopping = true;
-		kd_loop_stop(loop);
-	}
-}
-
 int main(int argc, char **argv)
 {
 	struct kd_act a;
@@ -124,11 +111,7 @@ int main(int argc, char **argv)
 		kd_log_error("cannot create the event loop: %s", strerror(errno));
 		goto out;
 	}
-	if (a.cfg.kubeconfig && *a.cfg.kubeconfig)
-		rc = kd_k8s_config_from_kubeconfig(a.cfg.kubeconfig, a.cfg.context, &kcfg, &err);
-	else
-		rc = kd_k8s_config_auto(&kcfg, &err);
-	if (rc < 0) {
+	if (kd_k8s_config_load(a.cfg.kubeconfig, a.cfg.context, &kcfg, &err) < 0) {
 		kd_log_error("Kubernetes configuration: %s", kd_error_msg(err));
 		goto out;
 	}
@@ -137,14 +120,9 @@ int main(int argc, char **argv)
 		kd_log_error("Kubernetes client: %s", kd_error_msg(err));
 		goto out;
 	}
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (sfd < 0 || kd_loop_add_fd(a.loop, sfd, KD_LOOP_IN, on_signalfd, &a) < 0) {
-		kd_log_error("signalfd: %s", strerror(errno));
+	sfd = kd_loop_stop_on_signals(a.loop);
+	if (sfd < 0) {
+		kd_log_error("signals: %s", strerror(-sfd));
 		goto out;
 	}
 	if (kd_act_proxy_start(&a, &err) < 0 || kd_act_revs_start(&a, &err) < 0 ||
@@ -167,10 +145,7 @@ out:
 	kd_act_proxy_stop(&a);
 	kd_act_stats_stop(&a);
 	kd_act_revs_stop(&a);
-	if (sfd >= 0) {
-		kd_loop_del_fd(a.loop, sfd);
-		close(sfd);
-	}
+	kd_loop_signals_close(a.loop, sfd);
 	kd_k8s_free(a.k8s);
 	kd_k8s_config_free(kcfg);
 	kd_loop_free(a.loop);

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -52,17 +51,6 @@ static const struct kd_config_option options[] = {
     KD_CONFIG_END,
 };
 #undef C
-
-static void on_signalfd(struct kd_loop *loop, int fd, unsigned events, void *arg)
-{
-	(void)events;
-	(void)arg;
-	struct signalfd_siginfo si;
-	if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-		kd_log_info("received signal %u, stopping", si.ssi_signo);
-		kd_loop_stop(loop);
-	}
-}
 
 int main(int argc, char **argv)
 {
@@ -107,11 +95,7 @@ int main(int argc, char **argv)
 		kd_log_error("cannot create the event loop: %s", strerror(errno));
 		goto out;
 	}
-	if (g.cfg.kubeconfig && *g.cfg.kubeconfig)
-		rc = kd_k8s_config_from_kubeconfig(g.cfg.kubeconfig, g.cfg.context, &kcfg, &err);
-	else
-		rc = kd_k8s_config_auto(&kcfg, &err);
-	if (rc < 0) {
+	if (kd_k8s_config_load(g.cfg.kubeconfig, g.cfg.context, &kcfg, &err) < 0) {
 		kd_log_error("Kubernetes configuration: %s", kd_error_msg(err));
 		goto out;
 	}
@@ -120,14 +104,9 @@ int main(int argc, char **argv)
 		kd_log_error("Kubernetes client: %s", kd_error_msg(err));
 		goto out;
 	}
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (sfd < 0 || kd_loop_add_fd(g.loop, sfd, KD_LOOP_IN, on_signalfd, &g) < 0) {
-		kd_log_error("signalfd: %s", strerror(errno));
+	sfd = kd_loop_stop_on_signals(g.loop);
+	if (sfd < 0) {
+		kd_log_error("signals: %s", strerror(-sfd));
 		goto out;
 	}
 	if (kd_gw_proxy_start(&g, &err) < 0 || kd_gw_routes_start(&g, &err) < 0) {
@@ -141,10 +120,7 @@ int main(int argc, char **argv)
 out:
 	kd_gw_proxy_stop(&g);
 	kd_gw_routes_stop(&g);
-	if (sfd >= 0) {
-		kd_loop_del_fd(g.loop, sfd);
-		close(sfd);
-	}
+	kd_loop_signals_close(g.loop, sfd);
 	kd_k8s_free(g.k8s);
 	kd_k8s_config_free(kcfg);
 	kd_loop_free(g.loop);

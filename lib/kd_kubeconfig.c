@@ -513,6 +513,15 @@ int kd_k8s_config_in_cluster(struct kd_k8s_config **out, struct kd_error **err)
 	return kd_k8s_config_in_cluster_at(KD_K8S_SA_DIR, out, err);
 }
 
+int kd_k8s_config_load(const char *path, const char *context, struct kd_k8s_config **out,
+                       struct kd_error **err)
+{
+	if (path && *path)
+		return kd_k8s_config_from_kubeconfig(path, context && *context ? context : NULL,
+		                                     out, err);
+	return kd_k8s_config_auto(out, err);
+}
+
 int kd_k8s_config_auto(struct kd_k8s_config **out, struct kd_error **err)
 {
 	const char *kc = getenv("KUBECONFIG");

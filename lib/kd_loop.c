@@ -6,8 +6,11 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "kd/log.h"
@@ -482,4 +485,41 @@ void kd_loop_free(struct kd_loop *loop)
 	}
 	pthread_mutex_destroy(&loop->post_lock);
 	free(loop);
+}
+
+static void on_stop_signal(struct kd_loop *loop, int fd, unsigned events, void *arg)
+{
+	(void)events;
+	(void)arg;
+	struct signalfd_siginfo si;
+	if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		kd_log_info("received signal %u, stopping", si.ssi_signo);
+		kd_loop_stop(loop);
+	}
+}
+
+int kd_loop_stop_on_signals(struct kd_loop *loop)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	int fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	int rc = kd_loop_add_fd(loop, fd, KD_LOOP_IN, on_stop_signal, NULL);
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+void kd_loop_signals_close(struct kd_loop *loop, int fd)
+{
+	if (fd < 0)
+		return;
+	kd_loop_del_fd(loop, fd);
+	close(fd);
 }

@@ -69,6 +69,11 @@ KD_API int kd_k8s_config_in_cluster_at(const char *sa_dir, struct kd_k8s_config 
  * ~/.kube/config. The error says what was tried. *out owned. */
 KD_API int kd_k8s_config_auto(struct kd_k8s_config **out, struct kd_error **err);
 
+/* What a component's --kubeconfig/--context options name: path (NULL or "": kd_k8s_config_auto)
+ * and context (NULL or "": current-context). *out owned. */
+KD_API int kd_k8s_config_load(const char *path, const char *context, struct kd_k8s_config **out,
+                              struct kd_error **err);
+
 /* The bearer token of a config, cached: caller storage, zeroed to start, kd_k8s_token_fini to
  * free. Not thread-safe (the client serialises its use under a lock). */
 struct kd_k8s_token {

@@ -97,4 +97,10 @@ KD_API void kd_loop_release(struct kd_loop *loop);
 /* Monotonic milliseconds (CLOCK_MONOTONIC, the clock of kd_now_ns), cached once per iteration. */
 KD_API uint64_t kd_loop_now_ms(struct kd_loop *loop);
 
+/* Blocks SIGINT and SIGTERM for the process and makes the first one that arrives stop the loop
+ * (logged with its number). Returns the signalfd it watches (>= 0; give it back to
+ * kd_loop_signals_close before kd_loop_free), or -errno. */
+KD_API int kd_loop_stop_on_signals(struct kd_loop *loop);
+KD_API void kd_loop_signals_close(struct kd_loop *loop, int fd);
+
 #endif /* KD_LOOP_H */
