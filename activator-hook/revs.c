@@ -133,9 +133,9 @@ void kd_act_inst_release(struct kd_act *a, struct kd_act_inst *inst)
 
 static void rev_free(struct kd_act *a, struct kd_act_rev *r)
 {
-	while (r->n_insts) {
-		struct kd_act_inst *inst = r->insts[0];
-		inst_detach(inst);
+	for (size_t i = 0; i < r->n_insts; i++) {
+		struct kd_act_inst *inst = r->insts[i];
+		inst->rev = NULL;
 		if (inst->inflight == 0) {
 			kd_strmap_del(&a->insts, inst->key);
 			free(inst->key);
@@ -143,6 +143,7 @@ static void rev_free(struct kd_act *a, struct kd_act_rev *r)
 		}
 		/* else: the in-flight request frees it when done (inst->rev == NULL) */
 	}
+	r->n_insts = 0;
 	kd_strmap_del(&a->revs, r->key);
 	free(r->insts);
 	free(r->key);

@@ -220,14 +220,11 @@ static int teardown(void **state)
 /* ---- clients -------------------------------------------------------------------------------- */
 
 struct call {
-	int port;
 	const char *path;
 	const char *method;
 	struct curl_slist *hdrs;
 	const char *body;
 	size_t body_len;
-	bool chunked_upload;
-	unsigned delay_ms; /* the client waits this long before sending */
 	size_t sent;
 	/* results */
 	long status;
@@ -235,8 +232,11 @@ struct call {
 	size_t resp_len;
 	char *resp_hdrs;
 	size_t resp_hdrs_len;
-	CURLcode rc;
 	double secs;
+	int port;
+	unsigned delay_ms; /* the client waits this long before sending */
+	CURLcode rc;
+	bool chunked_upload;
 };
 
 static size_t c_write(char *p, size_t s, size_t n, void *arg)
