@@ -663,82 +663,103 @@ static void add_scheduled(struct json_object *conds, struct json_object *pod, ui
 	                  transition_of(pod, "PodScheduled", true, fallback));
 }
 
-struct json_object *kd_node_pod_status_running(struct json_object *pod,
-                                               const struct kd_node_pod_info *info,
-                                               uint64_t now_wall_ns)
+/* The kubelet's pod conditions: the sandbox's, Initialized (since start), Ready and
+ * ContainersReady (with reason and message when not ready), PodScheduled. Each keeps its
+ * lastTransitionTime while its status does not change (transition_of); sandbox_t 0: the
+ * sandbox condition's time is now. */
+struct lifecycle {
+	bool sandbox;
+	uint64_t sandbox_t;
+	uint64_t start;
+	bool ready;
+	const char *reason, *msg;
+	uint64_t ready_t;
+};
+
+static void add_lifecycle_conditions(struct json_object *conds, struct json_object *pod,
+                                     const struct lifecycle *lc, uint64_t now)
 {
-	if (!info->pod_ip || !*info->pod_ip)
+	uint64_t sandbox_t = lc->sandbox_t ? transition_of(pod, "PodReadyToStartContainers",
+	                                                   lc->sandbox, lc->sandbox_t)
+	                                   : now;
+	add_pod_condition(conds, "PodReadyToStartContainers", lc->sandbox, NULL, NULL, sandbox_t);
+	add_pod_condition(conds, "Initialized", true, NULL, NULL,
+	                  transition_of(pod, "Initialized", true, lc->start));
+	add_pod_condition(conds, "Ready", lc->ready, lc->reason, lc->msg,
+	                  transition_of(pod, "Ready", lc->ready, lc->ready_t));
+	add_pod_condition(conds, "ContainersReady", lc->ready, lc->reason, lc->msg,
+	                  transition_of(pod, "ContainersReady", lc->ready, lc->ready_t));
+	add_scheduled(conds, pod, lc->start);
+}
+
+enum pod_kind { POD_RUNNING, POD_WAITING, POD_FAILED };
+
+/* The status patch of each pod state (kd_node_pod_status_running/_waiting/_failed). */
+static struct json_object *pod_status(struct json_object *pod, const struct kd_node_pod_info *info,
+                                      uint64_t now, enum pod_kind kind)
+{
+	bool sandbox = info->pod_ip && *info->pod_ip;
+	if (kind == POD_RUNNING && !sandbox)
 		return NULL;
 	struct json_object *st = NULL;
 	struct json_object *patch = new_status_patch(pod, info, &st);
 	if (!patch)
 		return NULL;
-	uint64_t start = info->start_wall_ns ? info->start_wall_ns : now_wall_ns;
-	uint64_t ready = info->ready_wall_ns ? info->ready_wall_ns : now_wall_ns;
-	add_str(st, "phase", "Running");
-	struct json_object *conds = add_arr(st, "conditions");
-	add_pod_condition(conds, "PodReadyToStartContainers", true, NULL, NULL,
-	                  transition_of(pod, "PodReadyToStartContainers", true, start));
-	add_pod_condition(conds, "Initialized", true, NULL, NULL,
-	                  transition_of(pod, "Initialized", true, start));
-	add_pod_condition(conds, "Ready", true, NULL, NULL,
-	                  transition_of(pod, "Ready", true, ready));
-	add_pod_condition(conds, "ContainersReady", true, NULL, NULL,
-	                  transition_of(pod, "ContainersReady", true, ready));
-	add_scheduled(conds, pod, start);
-	add_all_container_statuses(st, pod, info, CTR_RUNNING, now_wall_ns);
+	uint64_t start = info->start_wall_ns ? info->start_wall_ns : now;
+	struct lifecycle lc = {
+	    .sandbox = sandbox, .sandbox_t = now, .start = start, .ready_t = now};
+	kd_autofree char *msg = NULL;
+	enum ctr_state cs = CTR_RUNNING;
+	switch (kind) {
+	case POD_RUNNING:
+		add_str(st, "phase", "Running");
+		lc.sandbox_t = start;
+		lc.ready = true;
+		lc.ready_t = info->ready_wall_ns ? info->ready_wall_ns : now;
+		break;
+	case POD_WAITING: {
+		const char *phase = kd_json_get_string(pod, "status.phase");
+		add_str(st, "phase",
+		        phase && strcmp(phase, "Running") == 0 ? "Running" : "Pending");
+		msg = unready_message(pod);
+		lc.reason = "ContainersNotReady";
+		lc.msg = msg;
+		cs = CTR_WAITING;
+		break;
+	}
+	case POD_FAILED:
+		add_str(st, "phase", "Failed");
+		add_str(st, "reason", or_default(info->reason, "Error"));
+		if (info->message)
+			add_str(st, "message", info->message);
+		lc.sandbox = false;
+		lc.sandbox_t = 0; /* now, not kept: the sandbox is gone */
+		lc.reason = "PodCompleted";
+		cs = CTR_TERMINATED;
+		break;
+	}
+	add_lifecycle_conditions(add_arr(st, "conditions"), pod, &lc, now);
+	add_all_container_statuses(st, pod, info, cs, now);
 	return patch;
+}
+
+struct json_object *kd_node_pod_status_running(struct json_object *pod,
+                                               const struct kd_node_pod_info *info,
+                                               uint64_t now_wall_ns)
+{
+	return pod_status(pod, info, now_wall_ns, POD_RUNNING);
 }
 
 struct json_object *kd_node_pod_status_waiting(struct json_object *pod,
                                                const struct kd_node_pod_info *info,
                                                uint64_t now_wall_ns)
 {
-	struct json_object *st = NULL;
-	struct json_object *patch = new_status_patch(pod, info, &st);
-	if (!patch)
-		return NULL;
-	uint64_t start = info->start_wall_ns ? info->start_wall_ns : now_wall_ns;
-	const char *phase = kd_json_get_string(pod, "status.phase");
-	add_str(st, "phase", phase && strcmp(phase, "Running") == 0 ? "Running" : "Pending");
-	kd_autofree char *msg = unready_message(pod);
-	bool sandbox = info->pod_ip && *info->pod_ip;
-	struct json_object *conds = add_arr(st, "conditions");
-	add_pod_condition(conds, "PodReadyToStartContainers", sandbox, NULL, NULL,
-	                  transition_of(pod, "PodReadyToStartContainers", sandbox, now_wall_ns));
-	add_pod_condition(conds, "Initialized", true, NULL, NULL,
-	                  transition_of(pod, "Initialized", true, start));
-	add_pod_condition(conds, "Ready", false, "ContainersNotReady", msg,
-	                  transition_of(pod, "Ready", false, now_wall_ns));
-	add_pod_condition(conds, "ContainersReady", false, "ContainersNotReady", msg,
-	                  transition_of(pod, "ContainersReady", false, now_wall_ns));
-	add_scheduled(conds, pod, start);
-	add_all_container_statuses(st, pod, info, CTR_WAITING, now_wall_ns);
-	return patch;
+	return pod_status(pod, info, now_wall_ns, POD_WAITING);
 }
 
 struct json_object *kd_node_pod_status_failed(struct json_object *pod,
                                               const struct kd_node_pod_info *info,
                                               uint64_t now_wall_ns)
 {
-	struct json_object *st = NULL;
-	struct json_object *patch = new_status_patch(pod, info, &st);
-	if (!patch)
-		return NULL;
-	uint64_t start = info->start_wall_ns ? info->start_wall_ns : now_wall_ns;
-	add_str(st, "phase", "Failed");
-	add_str(st, "reason", or_default(info->reason, "Error"));
-	if (info->message)
-		add_str(st, "message", info->message);
-	struct json_object *conds = add_arr(st, "conditions");
-	add_pod_condition(conds, "PodReadyToStartContainers", false, NULL, NULL, now_wall_ns);
-	add_pod_condition(conds, "Initialized", true, NULL, NULL,
-	                  transition_of(pod, "Initialized", true, start));
-	add_pod_condition(conds, "Ready", false, "PodCompleted", NULL,
-	                  transition_of(pod, "Ready", false, now_wall_ns));
-	add_pod_condition(conds, "ContainersReady", false, "PodCompleted", NULL,
-	                  transition_of(pod, "ContainersReady", false, now_wall_ns));
-	add_scheduled(conds, pod, start);
-	add_all_container_statuses(st, pod, info, CTR_TERMINATED, now_wall_ns);
-	return patch;
+	return pod_status(pod, info, now_wall_ns, POD_FAILED);
 }
