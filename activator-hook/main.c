@@ -15,15 +15,9 @@
 
 #define KD_ACT_VERSION "0.1.0"
 
-static const char *const log_levels[] = {"error", "warn", "info", "debug", "trace", NULL};
-static const char *const log_formats[] = {"text", "json", NULL};
-
 #define C struct kd_act_cfg
 static const struct kd_config_option options[] = {
-    KD_OPT_STRING("kubeconfig", C, kubeconfig, .env = "KUBECONFIG", .metavar = "FILE",
-                  .help = "kubeconfig to use (default: $KUBECONFIG, in-cluster, ~/.kube/config)"),
-    KD_OPT_STRING("context", C, context, .metavar = "NAME",
-                  .help = "kubeconfig context (default: current-context)"),
+    KD_OPT_KUBECONFIG(C, kubeconfig, context),
     KD_OPT_STRING("class", C, pa_class, .def = KD_ACT_CLASS_DEFAULT, .required = true,
                   .help = "autoscaling class (Revision annotation autoscaling.knative.dev/class) "
                           "whose revisions this process serves"),
@@ -64,10 +58,7 @@ static const struct kd_config_option options[] = {
                 .help = "times a request that never reached an instance is sent to another"),
     KD_OPT_STRING("pod-name", C, pod_name, .env = "POD_NAME", .metavar = "NAME",
                   .help = "our name in the stats we send (default: kd-activator-<hostname>)"),
-    KD_OPT_ENUM("log-level", C, log_level, .def = "info", .choices = log_levels,
-                .env = "KD_LOG_LEVEL", .help = "log verbosity"),
-    KD_OPT_ENUM("log-format", C, log_format, .def = "text", .choices = log_formats,
-                .env = "KD_LOG_FORMAT", .help = "log line format"),
+    KD_OPT_LOGGING(C, log_level, log_format),
     KD_CONFIG_END,
 };
 #undef C
@@ -84,15 +75,10 @@ int main(int argc, char **argv)
 	        "to its instances the moment kd-node reports them ready",
 	    .version = "kd-activator " KD_ACT_VERSION,
 	};
+	int rc = kd_config_main(options, &a.cfg, &cli, argc, argv);
+	if (rc >= 0)
+		return rc;
 	kd_autoerr struct kd_error *err = NULL;
-	int rc = kd_config_parse_argv(options, &a.cfg, &cli, argc, argv, 0, NULL, &err);
-	if (rc != 0) {
-		kd_config_free(options, &a.cfg);
-		if (rc > 0)
-			return 0;
-		fprintf(stderr, "kd-activator: %s (see --help)\n", kd_error_msg(err));
-		return 2;
-	}
 	kd_log_init("kd-activator", (enum kd_log_level)a.cfg.log_level,
 	            (enum kd_log_format)a.cfg.log_format);
 	signal(SIGPIPE, SIG_IGN);
@@ -111,13 +97,9 @@ int main(int argc, char **argv)
 		kd_log_error("cannot create the event loop: %s", strerror(errno));
 		goto out;
 	}
-	if (kd_k8s_config_load(a.cfg.kubeconfig, a.cfg.context, &kcfg, &err) < 0) {
-		kd_log_error("Kubernetes configuration: %s", kd_error_msg(err));
-		goto out;
-	}
-	struct kd_k8s_opts kopts = {.user_agent = "kd-activator/" KD_ACT_VERSION};
-	if (kd_k8s_new(kcfg, a.loop, &kopts, &a.k8s, &err) < 0) {
-		kd_log_error("Kubernetes client: %s", kd_error_msg(err));
+	if (kd_k8s_open(a.cfg.kubeconfig, a.cfg.context, a.loop, "kd-activator/" KD_ACT_VERSION,
+	                &kcfg, &a.k8s, &err) < 0) {
+		kd_log_error("%s", kd_error_msg(err));
 		goto out;
 	}
 	sfd = kd_loop_stop_on_signals(a.loop);

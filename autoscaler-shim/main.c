@@ -18,15 +18,9 @@
 
 #define KD_AS_VERSION "0.1.0"
 
-static const char *const log_levels[] = {"error", "warn", "info", "debug", "trace", NULL};
-static const char *const log_formats[] = {"text", "json", NULL};
-
 #define C struct kd_as_cfg
 static const struct kd_config_option options[] = {
-    KD_OPT_STRING("kubeconfig", C, kubeconfig, .env = "KUBECONFIG", .metavar = "FILE",
-                  .help = "kubeconfig to use (default: $KUBECONFIG, in-cluster, ~/.kube/config)"),
-    KD_OPT_STRING("context", C, context, .metavar = "NAME",
-                  .help = "kubeconfig context (default: current-context)"),
+    KD_OPT_KUBECONFIG(C, kubeconfig, context),
     KD_OPT_STRING("class", C, pa_class, .def = KD_PA_CLASS, .required = true,
                   .help = "PodAutoscaler class (annotation autoscaling.knative.dev/class) "
                           "this process reconciles; all others are never touched"),
@@ -76,10 +70,7 @@ static const struct kd_config_option options[] = {
     KD_OPT_UINT("write-burst", C, write_burst, .def = "200", .help = "write-back burst"),
     KD_OPT_DURATION("sync-delay", C, sync_delay_ms, .def = "10ms",
                     .help = "coalescing delay between a change and its write-back"),
-    KD_OPT_ENUM("log-level", C, log_level, .def = "info", .choices = log_levels,
-                .env = "KD_LOG_LEVEL", .help = "log verbosity"),
-    KD_OPT_ENUM("log-format", C, log_format, .def = "text", .choices = log_formats,
-                .env = "KD_LOG_FORMAT", .help = "log line format"),
+    KD_OPT_LOGGING(C, log_level, log_format),
     KD_CONFIG_END,
 };
 #undef C
@@ -137,15 +128,10 @@ int main(int argc, char **argv)
 	               "their revisions through direct channels to kd-node",
 	    .version = "kd-autoscaler " KD_AS_VERSION,
 	};
+	int rc = kd_config_main(options, &as.cfg, &cli, argc, argv);
+	if (rc >= 0)
+		return rc;
 	kd_autoerr struct kd_error *err = NULL;
-	int rc = kd_config_parse_argv(options, &as.cfg, &cli, argc, argv, 0, NULL, &err);
-	if (rc != 0) {
-		kd_config_free(options, &as.cfg);
-		if (rc > 0)
-			return 0;
-		fprintf(stderr, "kd-autoscaler: %s (see --help)\n", kd_error_msg(err));
-		return 1;
-	}
 	kd_log_init("kd-autoscaler", (enum kd_log_level)as.cfg.log_level,
 	            (enum kd_log_format)as.cfg.log_format);
 	signal(SIGPIPE, SIG_IGN);

@@ -18,15 +18,9 @@
 
 #define KD_GW_VERSION "0.1.0"
 
-static const char *const log_levels[] = {"error", "warn", "info", "debug", "trace", NULL};
-static const char *const log_formats[] = {"text", "json", NULL};
-
 #define C struct kd_gw_cfg
 static const struct kd_config_option options[] = {
-    KD_OPT_STRING("kubeconfig", C, kubeconfig, .env = "KUBECONFIG", .metavar = "FILE",
-                  .help = "kubeconfig to use (default: $KUBECONFIG, in-cluster, ~/.kube/config)"),
-    KD_OPT_STRING("context", C, context, .metavar = "NAME",
-                  .help = "kubeconfig context (default: current-context)"),
+    KD_OPT_KUBECONFIG(C, kubeconfig, context),
     KD_OPT_STRING("ingress-class", C, ingress_class, .def = KD_GW_CLASS_DEFAULT, .required = true,
                   .help = "Knative ingress class served (config-network's ingress-class; the "
                           "Ingress annotation networking.knative.dev/ingress.class)"),
@@ -44,10 +38,7 @@ static const struct kd_config_option options[] = {
                           "load balancer (Routes point their Services at it)"),
     KD_OPT_DURATION("timeout", C, timeout_ms, .def = "600s", .has_min = true, .min = 1,
                     .help = "longest exchange with a backend"),
-    KD_OPT_ENUM("log-level", C, log_level, .def = "info", .choices = log_levels,
-                .env = "KD_LOG_LEVEL", .help = "log verbosity"),
-    KD_OPT_ENUM("log-format", C, log_format, .def = "text", .choices = log_formats,
-                .env = "KD_LOG_FORMAT", .help = "log line format"),
+    KD_OPT_LOGGING(C, log_level, log_format),
     KD_CONFIG_END,
 };
 #undef C
@@ -63,15 +54,10 @@ int main(int argc, char **argv)
 	        "to the Services the Ingresses split traffic between, and makes Routes Ready",
 	    .version = "kd-gateway " KD_GW_VERSION,
 	};
+	int rc = kd_config_main(options, &g.cfg, &cli, argc, argv);
+	if (rc >= 0)
+		return rc;
 	kd_autoerr struct kd_error *err = NULL;
-	int rc = kd_config_parse_argv(options, &g.cfg, &cli, argc, argv, 0, NULL, &err);
-	if (rc != 0) {
-		kd_config_free(options, &g.cfg);
-		if (rc > 0)
-			return 0;
-		fprintf(stderr, "kd-gateway: %s (see --help)\n", kd_error_msg(err));
-		return 2;
-	}
 	struct in_addr a4;
 	struct in6_addr a6;
 	if (inet_pton(AF_INET, g.cfg.public_ip, &a4) != 1 &&
@@ -95,13 +81,9 @@ int main(int argc, char **argv)
 		kd_log_error("cannot create the event loop: %s", strerror(errno));
 		goto out;
 	}
-	if (kd_k8s_config_load(g.cfg.kubeconfig, g.cfg.context, &kcfg, &err) < 0) {
-		kd_log_error("Kubernetes configuration: %s", kd_error_msg(err));
-		goto out;
-	}
-	struct kd_k8s_opts kopts = {.user_agent = "kd-gateway/" KD_GW_VERSION};
-	if (kd_k8s_new(kcfg, g.loop, &kopts, &g.k8s, &err) < 0) {
-		kd_log_error("Kubernetes client: %s", kd_error_msg(err));
+	if (kd_k8s_open(g.cfg.kubeconfig, g.cfg.context, g.loop, "kd-gateway/" KD_GW_VERSION, &kcfg,
+	                &g.k8s, &err) < 0) {
+		kd_log_error("%s", kd_error_msg(err));
 		goto out;
 	}
 	sfd = kd_loop_stop_on_signals(g.loop);

@@ -960,3 +960,23 @@ char *kd_config_markdown(const struct kd_config_option *opts, const char *title)
 	}
 	return sb_take(&b);
 }
+
+const char *const kd_config_log_levels[] = {"error", "warn", "info", "debug", "trace", NULL};
+const char *const kd_config_log_formats[] = {"text", "json", NULL};
+
+int kd_config_main(const struct kd_config_option *opts, void *cfg, const struct kd_config_cli *cli,
+                   int argc, char *const *argv)
+{
+	struct kd_error *err = NULL;
+	int rc = kd_config_parse_argv(opts, cfg, cli, argc, argv, 0, NULL, &err);
+	if (rc == 0)
+		return -1;
+	kd_config_free(opts, cfg);
+	if (rc > 0)
+		return 0;
+	const char *msg = kd_error_msg(err);
+	fprintf(stderr, "%s: %s%s\n", cli->prog, msg,
+	        strstr(msg, "(see --help)") ? "" : " (see --help)");
+	kd_error_free(err);
+	return 2;
+}

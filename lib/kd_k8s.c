@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "kd/json.h"
+#include "kd/kubeconfig.h"
 #include "kd/log.h"
 
 #define DEFAULT_TIMEOUT_MS         30000u
@@ -1274,4 +1275,19 @@ void kd_k8s_free(struct kd_k8s *c)
 	kd_k8s_token_fini(&c->token);
 	free(c->user_agent);
 	free(c);
+}
+
+int kd_k8s_open(const char *kubeconfig, const char *context, struct kd_loop *loop,
+                const char *user_agent, struct kd_k8s_config **cfg_out, struct kd_k8s **out,
+                struct kd_error **err)
+{
+	*out = NULL;
+	int rc = kd_k8s_config_load(kubeconfig, context, cfg_out, err);
+	if (rc < 0)
+		return kd_error_wrap(err, "Kubernetes configuration");
+	struct kd_k8s_opts o = {.user_agent = user_agent};
+	rc = kd_k8s_new(*cfg_out, loop, &o, out, err);
+	if (rc < 0)
+		return kd_error_wrap(err, "Kubernetes client");
+	return 0;
 }

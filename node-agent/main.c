@@ -21,15 +21,9 @@
 
 #define KD_NODE_VERSION "0.1.0"
 
-static const char *const log_levels[] = {"error", "warn", "info", "debug", "trace", NULL};
-static const char *const log_formats[] = {"text", "json", NULL};
-
 #define C struct kd_node_cfg
 static const struct kd_config_option options[] = {
-    KD_OPT_STRING("kubeconfig", C, kubeconfig, .env = "KUBECONFIG", .metavar = "FILE",
-                  .help = "kubeconfig to use (default: $KUBECONFIG, in-cluster, ~/.kube/config)"),
-    KD_OPT_STRING("context", C, context, .metavar = "NAME",
-                  .help = "kubeconfig context (default: current-context)"),
+    KD_OPT_KUBECONFIG(C, kubeconfig, context),
     KD_OPT_UINT("nodes", C, nodes, .def = "1", .has_min = true, .min = 1, .has_max = true,
                 .max = 65536, .help = "number of Nodes this process registers and serves"),
     KD_OPT_STRING("node-prefix", C, node_prefix, .def = "kd-node", .required = true,
@@ -92,10 +86,7 @@ static const struct kd_config_option options[] = {
                   .help = "client-side QPS of instance Pod creates (write-back; 0: unlimited)"),
     KD_OPT_UINT("direct-write-burst", C, direct_write_burst, .def = "1000",
                 .help = "burst of instance Pod creates"),
-    KD_OPT_ENUM("log-level", C, log_level, .def = "info", .choices = log_levels,
-                .env = "KD_LOG_LEVEL", .help = "log verbosity"),
-    KD_OPT_ENUM("log-format", C, log_format, .def = "text", .choices = log_formats,
-                .env = "KD_LOG_FORMAT", .help = "log line format"),
+    KD_OPT_LOGGING(C, log_level, log_format),
     KD_CONFIG_END,
 };
 #undef C
@@ -181,15 +172,10 @@ int main(int argc, char **argv)
 	               "bound to them through a runtime plugin (kubelet-compatible mode)",
 	    .version = "kd-node " KD_NODE_VERSION,
 	};
+	int rc = kd_config_main(options, &cfg, &cli, argc, argv);
+	if (rc >= 0)
+		return rc;
 	kd_autoerr struct kd_error *err = NULL;
-	int rc = kd_config_parse_argv(options, &cfg, &cli, argc, argv, 0, NULL, &err);
-	if (rc != 0) {
-		kd_config_free(options, &cfg);
-		if (rc > 0)
-			return 0;
-		fprintf(stderr, "kd-node: %s (see --help)\n", kd_error_msg(err));
-		return 1;
-	}
 	kd_log_init("kd-node", (enum kd_log_level)cfg.log_level,
 	            (enum kd_log_format)cfg.log_format);
 

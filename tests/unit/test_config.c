@@ -495,6 +495,45 @@ static void markdown_documents_every_option(void **state)
 	assert_string_equal(empty, "No options.\n");
 }
 
+static void config_main_says_go_on_exit_0_or_exit_2_once(void **state)
+{
+	(void)state;
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&buf, &len);
+	struct kd_config_cli cli = {.prog = "kd-test", .version = "kd-test 1", .out = out};
+	struct cfg c;
+	char *ok[] = {"kd-test", "--token=t", NULL};
+	assert_int_equal(kd_config_main(opts, &c, &cli, 2, ok), -1);
+	assert_string_equal(c.token, "t");
+	kd_config_free(opts, &c);
+	char *help[] = {"kd-test", "--help", NULL};
+	assert_int_equal(kd_config_main(opts, &c, &cli, 2, help), 0);
+	char *version[] = {"kd-test", "--version", NULL};
+	assert_int_equal(kd_config_main(opts, &c, &cli, 2, version), 0);
+	fclose(out);
+	assert_non_null(strstr(buf, "kd-test 1"));
+	free(buf);
+	/* bad options: 2, and "(see --help)" once even when the parser's message has it already */
+	char *errbuf = NULL;
+	size_t errlen = 0;
+	FILE *err = open_memstream(&errbuf, &errlen);
+	FILE *saved = stderr;
+	stderr = err;
+	char *bad[] = {"kd-test", "--token=t", "--colour", NULL};
+	int rc = kd_config_main(opts, &c, &cli, 3, bad);
+	char *bad2[] = {"kd-test", "--token=t", "--count=lots", NULL};
+	int rc2 = kd_config_main(opts, &c, &cli, 3, bad2);
+	stderr = saved;
+	fclose(err);
+	assert_int_equal(rc, 2);
+	assert_int_equal(rc2, 2);
+	assert_non_null(strstr(errbuf, "kd-test: unknown option \"--colour\" (see --help)\n"));
+	assert_null(strstr(errbuf, "(see --help) (see --help)"));
+	assert_non_null(strstr(errbuf, "kd-test: --count"));
+	free(errbuf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -511,6 +550,7 @@ int main(void)
 	    cmocka_unit_test_setup(set_and_find_single_options, setup),
 	    cmocka_unit_test_setup(table_validation_catches_mistakes, setup),
 	    cmocka_unit_test_setup(markdown_documents_every_option, setup),
+	    cmocka_unit_test_setup(config_main_says_go_on_exit_0_or_exit_2_once, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

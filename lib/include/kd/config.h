@@ -184,6 +184,29 @@ KD_API int kd_config_parse_argv(const struct kd_config_option *opts, void *cfg,
                                 const struct kd_config_cli *cli, int argc, char *const *argv,
                                 unsigned flags, int *first_arg, struct kd_error **err);
 
+/* The start of a component's main(): kd_config_parse_argv (no positional arguments). Returns -1
+ * to go on, else the status the program exits with at once: 0 after --help or --version, 2 on
+ * bad options, after printing "<prog>: <reason> (see --help)" on stderr and freeing cfg. */
+KD_API int kd_config_main(const struct kd_config_option *opts, void *cfg,
+                          const struct kd_config_cli *cli, int argc, char *const *argv);
+
+/* The options every component has, for its table: --kubeconfig and --context (char * fields),
+ * --log-level and --log-format (int fields, enum kd_log_level / kd_log_format order). */
+KD_API extern const char *const kd_config_log_levels[];  /* "error" ... "trace", NULL */
+KD_API extern const char *const kd_config_log_formats[]; /* "text", "json", NULL */
+#define KD_OPT_KUBECONFIG(T, kubeconfig_field, context_field)                                      \
+	KD_OPT_STRING("kubeconfig", T, kubeconfig_field, .env = "KUBECONFIG", .metavar = "FILE",   \
+	              .help =                                                                      \
+	                  "kubeconfig to use (default: $KUBECONFIG, in-cluster, ~/.kube/config)"), \
+	    KD_OPT_STRING("context", T, context_field, .metavar = "NAME",                          \
+	                  .help = "kubeconfig context (default: current-context)")
+#define KD_OPT_LOGGING(T, level_field, format_field)                                               \
+	KD_OPT_ENUM("log-level", T, level_field, .def = "info", .choices = kd_config_log_levels,   \
+	            .env = "KD_LOG_LEVEL", .help = "log verbosity"),                               \
+	    KD_OPT_ENUM("log-format", T, format_field, .def = "text",                              \
+	                .choices = kd_config_log_formats, .env = "KD_LOG_FORMAT",                  \
+	                .help = "log line format")
+
 /* Parses n "key=value" strings (borrowed). Unknown keys are errors naming `what` and the known
  * keys. Defaults/env/required as in kd_config_parse_argv. */
 KD_API int kd_config_parse_kv(const struct kd_config_option *opts, void *cfg, const char *what,

@@ -66,6 +66,12 @@ KD_API int kd_k8s_new(const struct kd_k8s_config *cfg, struct kd_loop *loop,
  * call) and every stream (their callbacks do not run), then frees. Must not be called from a
  * callback of this client. NULL is fine. */
 KD_API void kd_k8s_free(struct kd_k8s *c);
+/* A component's client from its --kubeconfig/--context (kd_k8s_config_load) on loop: 0 with
+ * *cfg_out and *out owned (kd_k8s_config_free, kd_k8s_free), or -errno with *err saying which
+ * step failed ("Kubernetes configuration: ...", "Kubernetes client: ..."). */
+KD_API int kd_k8s_open(const char *kubeconfig, const char *context, struct kd_loop *loop,
+                       const char *user_agent, struct kd_k8s_config **cfg_out, struct kd_k8s **out,
+                       struct kd_error **err);
 
 /* Borrowed; valid until kd_k8s_free. */
 KD_API const struct kd_k8s_config *kd_k8s_get_config(const struct kd_k8s *c);
