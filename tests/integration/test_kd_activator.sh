@@ -30,20 +30,19 @@ done
 
 NODE=kd-act-210
 ACT_PORT=8012 # the port kd-autoscaler --activator-ips writes into the public Endpoints
-GW_ADMIN_PORT=$((AS_STATS_PORT + 4))
 ACT_ADMIN_PORT=$((AS_STATS_PORT + 2))
 ACT_STATUS_PORT=$((AS_STATS_PORT + 3))
 RUN="$KD_RUNS/current"
 PODLOG="$RUN/pods-act"
 mkdir -p "$PODLOG"
-ACT_PID="" ACT_LOG="" GW_PID="" KDN_PID="" KDN_LOG="" FEATURES_BEFORE=""
+ACT_PID="" ACT_LOG="" GW_OURS=0 KDN_PID="" KDN_LOG="" FEATURES_BEFORE=""
 
 act_cleanup() {
 	local rc=$?
 	set +e
 	[[ -n "${IT_NS:-}" ]] && kc delete namespace "$IT_NS" --wait=false >/dev/null 2>&1
 	as_stop
-	[[ -n "$GW_PID" ]] && kill "$GW_PID" 2>/dev/null
+	((GW_OURS)) && "$REPO/rig/kd-gateway-stop" >/dev/null 2>&1
 	if [[ -n "$ACT_PID" ]]; then
 		kill "$ACT_PID" 2>/dev/null
 		for _ in $(seq 1 50); do kill -0 "$ACT_PID" 2>/dev/null || break; sleep 0.1; done
@@ -209,12 +208,10 @@ grep -q '^kd_activator_proxy_latency_seconds_count [1-9]' <<<"$metrics" || die "
 # 7b. the same door for both arms: the Service's URL through kd-gateway (the ingress class of
 #     ours) reaches the kd revision at zero via its public Endpoints, which kd-autoscaler
 #     (--activator-ips) points at kd-activator
-GW_LOG="$(mktemp /tmp/kd-gateway-act-it.XXXXXX.log)"
-ip netns exec kd-cp "$KD_BUILD_DIR/bin/kd-gateway" --kubeconfig "$KD_KUBECONFIG" --public-ip 10.88.0.2 \
-	--port 80 --admin-port "$GW_ADMIN_PORT" >"$GW_LOG" 2>&1 &
-GW_PID=$!
-gw_ready() { [[ "$(act -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GW_ADMIN_PORT/readyz" 2>/dev/null)" == 200 ]]; }
-wait_for "kd-gateway /readyz" 30 gw_ready
+out="$(KD_GATEWAY_BIN="$KD_BUILD_DIR/bin/kd-gateway" "$REPO/rig/kd-gateway-start" 2>&1)" ||
+	die "rig/kd-gateway-start: $out"
+[[ "$out" == *"already running"* ]] || GW_OURS=1
+GW_LOG="$KD_RUNS/current/kd-gateway.log"
 kd_ksvc viagw "" "$POD_LINES"
 wait_for "revision of viagw" 120 has_rev viagw
 REV6="$(rev_of viagw)"

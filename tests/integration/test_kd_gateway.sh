@@ -22,11 +22,12 @@ done
 
 NODE=kd-gw-220
 GW_IP=10.88.0.2
-GW_ADMIN=$((23000 + RANDOM % 2000))
+GW_ADMIN=9474 # rig/kd-gateway-start's
+GW_OURS=0
 RUN="$KD_RUNS/current"
 PODLOG="$RUN/pods-gw"
 mkdir -p "$PODLOG"
-GW_PID="" GW_LOG="" KDN_PID="" KDN_LOG="" FEATURES_BEFORE=""
+KDN_PID="" KDN_LOG="" FEATURES_BEFORE=""
 
 gw_cleanup() {
 	local rc=$?
@@ -36,8 +37,9 @@ gw_cleanup() {
 		[[ -z "$(kc get pods -A --field-selector spec.nodeName=$NODE -o name 2>/dev/null)" ]] && break
 		sleep 0.5
 	done
-	for p in $GW_PID $KDN_PID; do kill -TERM "$p" 2>/dev/null; done
-	for p in $GW_PID $KDN_PID; do
+	((GW_OURS)) && "$REPO/rig/kd-gateway-stop" >/dev/null 2>&1
+	for p in $KDN_PID; do kill -TERM "$p" 2>/dev/null; done
+	for p in $KDN_PID; do
 		for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
 		kill -KILL "$p" 2>/dev/null
 	done
@@ -80,15 +82,12 @@ KDN_PID=$!
 node_ready() { [[ "$(kc get node "$NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
 wait_for "node $NODE Ready" 60 node_ready
 
-# 2. kd-gateway on the control plane's address, port 80
-GW_LOG="$(mktemp /tmp/kd-gateway-it.XXXXXX.log)"
-ip netns exec kd-cp "$GWBIN" --kubeconfig "$KD_KUBECONFIG" --public-ip "$GW_IP" --port 80 \
-	--admin-port "$GW_ADMIN" --log-level debug >"$GW_LOG" 2>&1 &
-GW_PID=$!
-log "kd-gateway pid $GW_PID, log $GW_LOG"
+# 2. kd-gateway on the control plane's address, port 80 (rig/kd-gateway-start; left running if it
+#    already was)
+out="$(KD_GATEWAY_BIN="$GWBIN" "$REPO/rig/kd-gateway-start" 2>&1)" || die "rig/kd-gateway-start: $out"
+[[ "$out" == *"already running"* ]] || GW_OURS=1
+log "$out"
 gw() { ip netns exec kd-cp curl -sS --max-time "${CT:-30}" "$@"; }
-gw_ready() { [[ "$(gw -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GW_ADMIN/readyz" 2>/dev/null)" == 200 ]]; }
-wait_for "kd-gateway /readyz" 30 gw_ready
 
 it_namespace kd-it-gw >/dev/null
 trap gw_cleanup EXIT # it_namespace replaced the trap
@@ -159,6 +158,6 @@ for _ in $(seq 1 60); do # bounded: 60 requests
 done
 log "50/50 split: $one to hello-one, $two to hello-two"
 ((one >= 12 && two >= 12 && one + two == 60)) || die "split not honoured: $one / $two of 60"
-metrics="$(gw "http://127.0.0.1:$GW_ADMIN/metrics")"
+metrics="$(gw "http://$GW_IP:$GW_ADMIN/metrics")"
 grep -q '^kd_gateway_requests_total [1-9]' <<<"$metrics" || die "no request counter: $metrics"
 log "kd-gateway: all checks passed"
