@@ -11,6 +11,10 @@
 #  - vanilla arm: class kpa.autoscaling.knative.dev, requests sent to Knative's activator
 #    (10.88.0.13:8012) with the same headers; KPA scales the Deployment, kube-scheduler binds, the
 #    kd-node (kubelet mode) starts the Pod, Knative's activator routes on the private Endpoints.
+# DOOR=gateway sends both arms through the same door instead: kd-gateway (rig/kd-gateway-start,
+# our Knative ingress class) by the Service URL's Host, which forwards by the Route's KIngress to
+# the revision's public Endpoints (Knative's activator for vanilla, kd-activator for kd, as
+# kd-autoscaler --activator-ips writes them); the warm path then also measures both through it.
 # Every (arm, R, repeat) gets a fresh Service at zero; arms alternate which goes first per repeat.
 # Then the warm path, with one instance of each arm ready: wrk (bounded: 1 thread, 8 connections,
 # WARM_SECONDS s) direct to the pod's queue-proxy, through kd-activator, and through Knative's
@@ -39,6 +43,8 @@ esac
 RS="${R:-1,10,50}"
 REPEATS="${REPEATS:-3}"
 WARM_SECONDS="${WARM_SECONDS:-5}"
+DOOR="${DOOR:-activators}"
+[[ $DOOR == activators || $DOOR == gateway ]] || { echo "cold-burst: DOOR must be activators or gateway" >&2; exit 2; }
 STARTUP_PROBE="${STARTUP_PROBE:-5ms}" # runtime-process startup-probe-period, both arms (bench/sandbox's)
 B="${BUILD:-build}"
 [[ $B == /* ]] || B="$REPO/$B"
@@ -71,7 +77,9 @@ flock -w 900 9 || die "another kd-autoscaler user holds /var/lock/kd-autoscaler-
 NS="kd-bench-cb-$(date +%s)"
 KD_NODE=kd-cb-230 VN_NODE=kd-cb-231
 BASE_PORT=$((22000 + RANDOM % 3000))
-AS_STATS=$BASE_PORT AS_STATUS=$((BASE_PORT + 1)) ACT_PORT=$((BASE_PORT + 2))
+# kd-activator on 8012: the port kd-autoscaler --activator-ips writes into the public Endpoints
+AS_STATS=$BASE_PORT AS_STATUS=$((BASE_PORT + 1)) ACT_PORT=8012
+GW=10.88.0.2 GW_OURS=0
 ACT_ADMIN=$((BASE_PORT + 3)) ACT_STATUS=$((BASE_PORT + 4))
 KN_ACTIVATOR=10.88.0.13:8012
 PIDS=()
@@ -80,6 +88,7 @@ cleanup() {
 	local rc=$? p
 	set +e
 	kc delete namespace "$NS" --wait=false >/dev/null 2>&1
+	((GW_OURS)) && "$REPO/rig/kd-gateway-stop" >/dev/null 2>&1
 	for _ in $(seq 1 60); do
 		[[ -z "$(kc get pods -A --field-selector spec.nodeName=$VN_NODE -o name 2>/dev/null)" ]] && break
 		sleep 0.5
@@ -129,12 +138,17 @@ kc -n knative-serving patch configmap config-features --type merge \
 	-p '{"data":{"kubernetes.podspec-nodeselector":"enabled","kubernetes.podspec-tolerations":"enabled"}}' >/dev/null
 kc create namespace "$NS" >/dev/null
 
+if [[ $DOOR == gateway ]]; then
+	out="$(KD_GATEWAY_BIN="$BUILD_DIR/bin/kd-gateway" "$REPO/rig/kd-gateway-start" 2>&1 9>&-)" || die "rig/kd-gateway-start: $out"
+	[[ "$out" == *"already running"* ]] || GW_OURS=1
+fi
 PLUG="$BUILD_DIR/plugins"
 cpx() { ip netns exec kd-cp "$@"; }
 # started with ip netns exec directly (not through a shell function), so $! is the component
 ip netns exec kd-cp env KD_PLUGIN_DIR="$PLUG" "$BUILD_DIR/bin/kd-autoscaler" --kubeconfig "$KD_KUBECONFIG" \
 	--stats-port "$AS_STATS" --status-port "$AS_STATUS" --namespace "$NS" --source "kd-autoscaler:$NS" \
-	--node-selector "kubernetes.io/hostname=$KD_NODE" >"$OUT/kd-autoscaler.log" 2>&1 9>&- &
+	--node-selector "kubernetes.io/hostname=$KD_NODE" --activator-ips 10.88.0.2 \
+	>"$OUT/kd-autoscaler.log" 2>&1 9>&- &
 PIDS+=($!)
 ip netns exec kd-cp "$BUILD_DIR/bin/kd-activator" --kubeconfig "$KD_KUBECONFIG" --namespace "$NS" --port "$ACT_PORT" \
 	--admin-port "$ACT_ADMIN" --status-port "$ACT_STATUS" --autoscaler "127.0.0.1:$AS_STATS" \
@@ -192,14 +206,37 @@ SVCS+=(kd-warm vanilla-warm)
 for s in "${SVCS[@]}"; do
 	if [[ $s == kd-* ]]; then ksvc "$s" kd.kubedirect.dev "$KD_NODE"; else ksvc "$s" kpa.autoscaling.knative.dev "$VN_NODE"; fi
 done | kc -n "$NS" apply -f - >/dev/null
-declare -A REV
+declare -A REV HOST
 revs_ready() {
-	local s r
+	local s r u
 	for s in "${SVCS[@]}"; do
 		r="$(kc -n "$NS" get ksvc "$s" -o jsonpath='{.status.latestCreatedRevisionName}')"
 		[[ -n "$r" && "$(kc -n "$NS" get revision "$r" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]] || return 1
 		REV[$s]="$r"
+		if [[ $DOOR == gateway ]]; then # the Route Ready with its URL: served by kd-gateway
+			[[ "$(kc -n "$NS" get ksvc "$s" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]] || return 1
+			u="$(kc -n "$NS" get ksvc "$s" -o jsonpath='{.status.url}')"
+			HOST[$s]="${u#*://}"
+		fi
 	done
+}
+# door ARM SERVICE: the URL and headers (one per line) a client sends to reach SERVICE
+door() {
+	if [[ $DOOR == gateway ]]; then
+		printf 'http://%s\nHost: %s\n' "$GW" "${HOST[$2]}"
+	elif [[ $1 == vanilla ]]; then
+		printf 'http://%s\nKnative-Serving-Namespace: %s\nKnative-Serving-Revision: %s\n' "$KN_ACTIVATOR" "$NS" "${REV[$2]}"
+	else
+		printf 'http://127.0.0.1:%s\nKnative-Serving-Namespace: %s\nKnative-Serving-Revision: %s\n' "$ACT_PORT" "$NS" "${REV[$2]}"
+	fi
+}
+door_args() { # ARM SERVICE: sets TARGET and HDRS (curl/wrk -H arguments)
+	local lines
+	mapfile -t lines < <(door "$1" "$2")
+	TARGET="${lines[0]}"
+	HDRS=()
+	local h
+	for h in "${lines[@]:1}"; do HDRS+=(-H "$h"); done
 }
 say "cold-burst: ${#SVCS[@]} Services in $NS, waiting for their revisions at zero"
 wait_for "revisions Ready at zero" 300 revs_ready
@@ -219,13 +256,11 @@ sleep 5 # Knative's activator learns revisions through its own informers
 SAMPLES="$OUT/samples.tsv"
 : >"$SAMPLES"
 burst() { # ARM R REPEAT SERVICE: R transfers started at once by one curl (--parallel-immediate)
-	local arm="$1" r="$2" rep="$3" svc="$4" i dir target
+	local arm="$1" r="$2" rep="$3" svc="$4" i dir
 	dir="$(mktemp -d)"
-	target="http://127.0.0.1:$ACT_PORT"
-	[[ $arm == vanilla ]] && target="http://$KN_ACTIVATOR"
-	cpx curl -sS -Z --parallel-immediate --parallel-max "$r" --max-time 120 \
-		-H "Knative-Serving-Namespace: $NS" -H "Knative-Serving-Revision: ${REV[$svc]}" \
-		-w '%{url} %{http_code} %{time_total}\n' -o "$dir/#1.body" "$target/?i=[1-$r]" \
+	door_args "$arm" "$svc"
+	cpx curl -sS -Z --parallel-immediate --parallel-max "$r" --max-time 120 "${HDRS[@]}" \
+		-w '%{url} %{http_code} %{time_total}\n' -o "$dir/#1.body" "$TARGET/?i=[1-$r]" \
 		>"$dir/res" 2>"$dir/err" || true
 	local bad=0 n=0 url code secs idx
 	while read -r url code secs; do
@@ -256,10 +291,8 @@ SANDBOX_P50="$(grep -m1 'start -> READY' "$OUT/sandbox.txt" | grep -oP 'p50\s+\K
 
 # 5. warm path: one ready instance per arm
 warm_up() { # ARM SERVICE
-	local target="http://127.0.0.1:$ACT_PORT/"
-	[[ $1 == vanilla ]] && target="http://$KN_ACTIVATOR/"
-	cpx curl -sS -o /dev/null --max-time 120 -H "Knative-Serving-Namespace: $NS" \
-		-H "Knative-Serving-Revision: ${REV[$2]}" "$target"
+	door_args "$1" "$2"
+	cpx curl -sS -o /dev/null --max-time 120 "${HDRS[@]}" "$TARGET/"
 }
 warm_up kd kd-warm
 warm_up vanilla vanilla-warm
@@ -276,10 +309,16 @@ wrk_run direct-kd "http://$KD_IP:8012/" kd-warm
 wrk_run kd-activator "http://127.0.0.1:$ACT_PORT/" kd-warm
 wrk_run direct-vanilla "http://$VN_IP:8012/" vanilla-warm
 wrk_run knative-activator "http://$KN_ACTIVATOR/" vanilla-warm
+if [[ $DOOR == gateway ]]; then
+	for a in kd vanilla; do
+		cpx wrk -t1 -c8 -d"${WARM_SECONDS}s" --timeout 5s --latency -H "Host: ${HOST[$a-warm]}" \
+			"http://$GW/" >"$OUT/wrk-gateway-$a.txt" 2>&1 || true
+	done
+fi
 
 # 6. report
-python3 - "$SAMPLES" "$OUT" "${SANDBOX_P50:-nan}" "${RLIST[*]}" "$REPEATS" <<'PY'
-import sys, re, statistics
+DOOR="$DOOR" python3 - "$SAMPLES" "$OUT" "${SANDBOX_P50:-nan}" "${RLIST[*]}" "$REPEATS" <<'PY'
+import os, sys, re, statistics
 samples, out, sandbox, rlist, repeats = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split(), int(sys.argv[5])
 rows = [l.split('\t') for l in open(samples).read().splitlines() if l]
 def pct(xs, p):
@@ -288,6 +327,7 @@ def pct(xs, p):
     k = max(0, min(len(xs) - 1, int(round(p / 100.0 * len(xs) + 0.5)) - 1))
     return xs[k]
 def ms(x): return x * 1000.0
+print(f"door: {os.environ.get('DOOR', 'activators')}")
 print("cold-burst: first requests to a Service at zero (ms; p50/p99/max over every request of every repeat;")
 print("            per-repeat p50 min-max in brackets; ok = answered 200 by the function)")
 print(f"{'R':>4} {'arm':<8} {'p50':>9} {'p99':>9} {'max':>9}  {'repeat p50 range':<22} ok")
@@ -315,7 +355,10 @@ def wrk(name):
     return lat, float(rps.group(1)) if rps else float('nan')
 print("warm path (wrk, 1 thread, 8 connections; one ready instance):")
 w = {}
-for name in ('direct-kd', 'kd-activator', 'direct-vanilla', 'knative-activator'):
+names = ['direct-kd', 'kd-activator', 'direct-vanilla', 'knative-activator']
+import os
+names += [n for n in ('gateway-kd', 'gateway-vanilla') if os.path.exists(f"{out}/wrk-{n}.txt")]
+for name in names:
     w[name] = wrk(name)
     print(f"  {name:<18} p50 {w[name][0]:7.3f} ms  {w[name][1]:9.0f} req/s")
 r0 = rlist[0]
