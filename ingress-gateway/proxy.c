@@ -9,6 +9,7 @@
 #include "gateway.h"
 #include "kd/json.h"
 #include "kd/log.h"
+#include "match.h"
 
 #define MAX_SET_HEADERS 32
 
@@ -57,61 +58,9 @@ static bool req_host(struct kd_http_req *req, char *buf, size_t len)
 	return true;
 }
 
-/* The first path of the rule that matches the request (path prefix, exact header matches). */
-static json_object *match_path(struct kd_http_req *req, json_object *rule)
+static const char *req_header(void *ud, const char *name)
 {
-	const char *target = kd_http_req_target(req);
-	size_t tlen = strcspn(target, "?");
-	json_object *paths = kd_json_get_array(rule, "http.paths");
-	for (size_t i = 0; paths && i < json_object_array_length(paths); i++) {
-		json_object *p = json_object_array_get_idx(paths, i);
-		const char *pp = kd_json_get_string(p, "path");
-		size_t plen = pp ? strlen(pp) : 0;
-		if (plen && (plen > tlen || strncmp(target, pp, plen) != 0))
-			continue;
-		json_object *hm = kd_json_get_object(p, "headers");
-		bool ok = true;
-		if (hm) {
-			json_object_object_foreach(hm, name, m)
-			{
-				const char *want = kd_json_get_string(m, "exact");
-				const char *have = kd_http_req_header(req, name);
-				if (!want || !have || strcmp(want, have) != 0) {
-					ok = false;
-					break;
-				}
-			}
-		}
-		if (ok)
-			return p;
-	}
-	return NULL;
-}
-
-/* A split by its percent (weights as given; all 0 or absent: the first). */
-static json_object *pick_split(json_object *path)
-{
-	json_object *splits = kd_json_get_array(path, "splits");
-	size_t n = splits ? json_object_array_length(splits) : 0;
-	if (n == 0)
-		return NULL;
-	int64_t total = 0;
-	for (size_t i = 0; i < n; i++) {
-		int64_t pc = 0;
-		kd_json_get_int64(json_object_array_get_idx(splits, i), "percent", &pc);
-		total += pc > 0 ? pc : 0;
-	}
-	if (total <= 0)
-		return json_object_array_get_idx(splits, 0);
-	int64_t r = (int64_t)(random() % total);
-	for (size_t i = 0; i < n; i++) {
-		int64_t pc = 0;
-		kd_json_get_int64(json_object_array_get_idx(splits, i), "percent", &pc);
-		if (pc > 0 && r < pc)
-			return json_object_array_get_idx(splits, i);
-		r -= pc > 0 ? pc : 0;
-	}
-	return json_object_array_get_idx(splits, n - 1);
+	return kd_http_req_header(ud, name);
 }
 
 static size_t add_headers(json_object *obj, char **out, size_t n)
@@ -163,8 +112,8 @@ static void on_request(void *ud, struct kd_http_req *req)
 		reply(g, req, 404, msg);
 		return;
 	}
-	json_object *path = match_path(req, rule);
-	json_object *split = path ? pick_split(path) : NULL;
+	json_object *path = kd_gw_match_path(rule, kd_http_req_target(req), req_header, req);
+	json_object *split = path ? kd_gw_pick_split(path, (uint64_t)random() % 100u) : NULL;
 	if (!split) {
 		g->no_route++;
 		reply(g, req, 404, "no path of the Ingress rule matches the request");

@@ -13,6 +13,7 @@
 #include "kd/hash.h"
 #include "kd/json.h"
 #include "kd/log.h"
+#include "match.h"
 
 static const struct kd_k8s_resource ingresses = {"networking.internal.knative.dev", "v1alpha1",
                                                  "ingresses", true};
@@ -232,29 +233,6 @@ const struct kd_gw_host *kd_gw_route(struct kd_gw *g, const char *host, json_obj
 	return h;
 }
 
-static bool port_is(json_object *port, json_object *want_port, const char *want_name)
-{
-	int64_t n = 0;
-	if (want_name) {
-		const char *pn = kd_json_get_string(port, "name");
-		return pn && strcmp(pn, want_name) == 0;
-	}
-	return kd_json_get_int64(port, "port", &n) == 0 && n == json_object_get_int64(want_port);
-}
-
-/* The port of an Endpoints subset named pname (any, when the Service port has no name). */
-static json_object *subset_port(json_object *sub, const char *pname)
-{
-	json_object *eps = kd_json_get_array(sub, "ports");
-	for (size_t k = 0; eps && k < json_object_array_length(eps); k++) {
-		json_object *p = json_object_array_get_idx(eps, k);
-		const char *en = kd_json_get_string(p, "name");
-		if (!pname || !*pname || (en && strcmp(en, pname) == 0))
-			return p;
-	}
-	return NULL;
-}
-
 int kd_gw_backend(struct kd_gw *g, const char *ns, const char *name, json_object *port, char *ip,
                   size_t iplen, int *out_port, const char **why)
 {
@@ -263,57 +241,8 @@ int kd_gw_backend(struct kd_gw *g, const char *ns, const char *name, json_object
 		*why = "no such Service";
 		return -ENOENT;
 	}
-	/* The Service port the split names (a number or a name), then its name for Endpoints. */
-	const char *want_name = port && json_object_is_type(port, json_type_string)
-	                            ? json_object_get_string(port)
-	                            : NULL;
-	json_object *ports = kd_json_get_array(svc, "spec.ports"), *sp = NULL;
-	for (size_t i = 0; ports && i < json_object_array_length(ports); i++)
-		if (!port || port_is(json_object_array_get_idx(ports, i), port, want_name)) {
-			sp = json_object_array_get_idx(ports, i);
-			break;
-		}
-	if (!sp) {
-		*why = "the Service has no such port";
-		return -ENOENT;
-	}
-	const char *pname = kd_json_get_string(sp, "name");
-	json_object *ep = kd_informer_get(g->ep_inf, ns, name);
-	json_object *subsets = ep ? kd_json_get_array(ep, "subsets") : NULL;
-	size_t nsub = subsets ? json_object_array_length(subsets) : 0;
-	/* Per subset: its port of that name (or its only one) and its ready addresses. */
-	size_t total = 0;
-	for (size_t s = 0; s < nsub; s++) {
-		json_object *sub = json_object_array_get_idx(subsets, s);
-		json_object *addrs = kd_json_get_array(sub, "addresses");
-		if (subset_port(sub, pname) && addrs)
-			total += json_object_array_length(addrs);
-	}
-	if (total == 0) {
-		*why = "no ready endpoint";
-		return -ENOENT;
-	}
-	size_t pick = (size_t)(g->rr++ % total);
-	for (size_t s = 0; s < nsub; s++) {
-		json_object *sub = json_object_array_get_idx(subsets, s);
-		json_object *addrs = kd_json_get_array(sub, "addresses");
-		json_object *epp = subset_port(sub, pname);
-		size_t na = epp && addrs ? json_object_array_length(addrs) : 0;
-		if (pick >= na) {
-			pick -= na;
-			continue;
-		}
-		const char *a = kd_json_get_string(json_object_array_get_idx(addrs, pick), "ip");
-		int64_t p = 0;
-		kd_json_get_int64(epp, "port", &p);
-		if (!a || strlen(a) >= iplen || p <= 0 || p > 65535)
-			break;
-		snprintf(ip, iplen, "%s", a);
-		*out_port = (int)p;
-		return 0;
-	}
-	*why = "malformed Endpoints";
-	return -ENOENT;
+	return kd_gw_endpoint(svc, kd_informer_get(g->ep_inf, ns, name), port, g->rr++, ip, iplen,
+	                      out_port, why);
 }
 
 bool kd_gw_routes_synced(const struct kd_gw *g)
