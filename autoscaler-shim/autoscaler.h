@@ -30,6 +30,7 @@
 
 #include "kd/chan.h"
 #include "kd/config.h"
+#include "kd/http.h"
 #include "kd/instance.h"
 #include "kd/k8s.h"
 #include "kd/loop.h"
@@ -59,6 +60,8 @@ struct kd_as_cfg {
 	char *activator_ips; /* comma-separated; empty: Serve mode */
 	char *status_bind;
 	uint64_t status_port;
+	char *admin_bind;
+	uint64_t admin_port;
 	char *chan_token;
 	uint64_t tick_ms;
 	uint64_t scale_hold_ms;
@@ -158,11 +161,16 @@ struct kd_as {
 	struct kd_wb *wb;
 	struct kd_chan_down *status_down;
 	struct kd_as_stats *stats;
+	struct kd_http_server *admin;
 	struct kd_timer *tick, *sync_timer, *warm_timer;
 	bool warm; /* decisions are applied (see nodes.c check_warm) */
 	bool stopping;
 	uint64_t decisions, pokes, created, cancelled, deleted;
 };
+
+/* ---- admin.c: /healthz, /readyz, /metrics on --admin-port (0: off) ---- */
+int kd_as_admin_start(struct kd_as *as, struct kd_error **err);
+void kd_as_admin_stop(struct kd_as *as);
 
 /* ---- pa.c ---- */
 int kd_as_pa_start(struct kd_as *as, struct kd_error **err);

@@ -55,6 +55,10 @@ static const struct kd_config_option options[] = {
                   .help = "address of the status channel kd-nodes report readiness to"),
     KD_OPT_UINT("status-port", C, status_port, .def = "9471", .has_max = true, .max = 65535,
                 .help = "port of the status channel (0: ephemeral)"),
+    KD_OPT_STRING("admin-bind", C, admin_bind, .def = "0.0.0.0", .metavar = "ADDR",
+                  .help = "address of /healthz, /readyz and /metrics"),
+    KD_OPT_UINT("admin-port", C, admin_port, .def = "0", .has_max = true, .max = 65535,
+                .help = "port of /healthz, /readyz and /metrics (0: no admin server)"),
     KD_OPT_STRING("chan-token", C, chan_token, .env = "KD_CHAN_TOKEN", .metavar = "TOKEN",
                   .help = "bearer token of the direct channels (empty: no authentication)"),
     KD_OPT_DURATION("tick", C, tick_ms, .def = "2s", .has_min = true, .min = 10,
@@ -188,8 +192,9 @@ int main(int argc, char **argv)
 		kd_log_error("signalfd: %s", strerror(errno));
 		goto out;
 	}
-	if (kd_as_status_start(&as, &err) < 0 || kd_as_nodes_init(&as, &err) < 0 ||
-	    kd_as_stats_start(&as, &err) < 0 || kd_as_pa_start(&as, &err) < 0) {
+	if (kd_as_admin_start(&as, &err) < 0 || kd_as_status_start(&as, &err) < 0 ||
+	    kd_as_nodes_init(&as, &err) < 0 || kd_as_stats_start(&as, &err) < 0 ||
+	    kd_as_pa_start(&as, &err) < 0) {
 		kd_log_error("%s", kd_error_msg(err));
 		goto out;
 	}
@@ -210,6 +215,7 @@ int main(int argc, char **argv)
 
 out:
 	as.stopping = true;
+	kd_as_admin_stop(&as);
 	kd_as_stats_stop(&as);
 	kd_as_pa_stop(&as);
 	kd_as_status_stop(&as);

@@ -29,6 +29,7 @@ done
 "$REPO/rig/status" --quiet || die "the rig is not up"
 
 NODE=kd-act-210
+AS_ADMIN_PORT=$((AS_STATS_PORT + 6))
 ACT_PORT=8012 # the port kd-autoscaler --activator-ips writes into the public Endpoints
 ACT_ADMIN_PORT=$((AS_STATS_PORT + 2))
 ACT_STATUS_PORT=$((AS_STATS_PORT + 3))
@@ -89,7 +90,7 @@ kc -n knative-serving patch configmap config-features --type merge \
 
 # 2. kd-autoscaler (our namespace, our Node), kd-activator, then kd-node (direct mode, process
 #    runtime) reporting to both status channels
-as_start --node-selector "kubernetes.io/hostname=$NODE" --activator-ips 10.88.0.2
+as_start --node-selector "kubernetes.io/hostname=$NODE" --activator-ips 10.88.0.2 --admin-port "$AS_ADMIN_PORT"
 trap act_cleanup EXIT # as_start installs its own trap: ours also stops kd-activator and kd-node
 ACT_LOG="$(mktemp /tmp/kd-activator-it.XXXXXX.log)"
 act_start() {
@@ -201,6 +202,10 @@ grep -q "no ready instance after 5 s" "$RUN/act-503.body" || die "503 body: $(ca
 
 # 7. health and metrics
 expect_eq "/healthz" 200 "$(act -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ACT_ADMIN_PORT/healthz")"
+expect_eq "kd-autoscaler /readyz" 200 "$(act -o /dev/null -w '%{http_code}' "http://127.0.0.1:$AS_ADMIN_PORT/readyz")"
+asm="$(act "http://127.0.0.1:$AS_ADMIN_PORT/metrics")"
+grep -q '^kd_autoscaler_decisions_total [1-9]' <<<"$asm" || die "kd-autoscaler metrics lack decisions: $asm"
+grep -q '^kd_autoscaler_instances{state="ready"} [1-9]' <<<"$asm" || die "kd-autoscaler metrics lack ready instances: $asm"
 metrics="$(act "http://127.0.0.1:$ACT_ADMIN_PORT/metrics")"
 grep -q "kd_activator_requests_total{namespace=\"$NS\",revision=\"$REV2\"} 20" <<<"$metrics" ||
 	die "metrics lack 20 requests of $REV2: $(grep requests_total <<<"$metrics")"
