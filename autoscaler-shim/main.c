@@ -2,9 +2,9 @@
  * logging, two Kubernetes clients (watches/events/scale patches unlimited; write-back rate
  * limited by --write-qps), the decider, workload and scheduler plugins, then status.c (status
  * channel), nodes.c (Node informer), stats.c (stats WebSocket) and pa.c (informers, decisions,
- * write-back) on one kd_loop until SIGINT or SIGTERM. Exit status: 0 after a signal, 1 on bad
- * options, unusable kubeconfig, a plugin the loader refuses or a port that cannot be bound, 2 if
- * the loop fails. */
+ * write-back) on one kd_loop until SIGINT or SIGTERM. Exit status: 0 after a signal (or --help,
+ * --version), 2 on bad options, 1 on a runtime failure (unusable kubeconfig, a plugin the loader
+ * refuses, a port that cannot be bound, the loop failing). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <signal.h>
@@ -203,7 +203,7 @@ int main(int argc, char **argv)
 	            kcfg->server);
 	if (kd_loop_run(as.loop) < 0) {
 		kd_log_error("event loop: %s", strerror(errno));
-		status = 2;
+		status = 1;
 	} else {
 		status = 0;
 	}

@@ -1,7 +1,8 @@
 /* node-agent/main.c: kd-node entry point: options (--help generated from the table), logging,
  * Kubernetes clients, the runtime plugin, then nodes.c and pods.c on one kd_loop until SIGINT or
- * SIGTERM. Exit status: 0 after a signal, 1 on bad options, unusable kubeconfig or a runtime
- * plugin the loader refuses (its message is printed), 2 if the loop fails.
+ * SIGTERM. Exit status: 0 after a signal (or --help, --version), 2 on bad options, 1 on a runtime
+ * failure (unusable kubeconfig, a runtime plugin the loader refuses: its message is printed, the
+ * loop failing).
  *
  * An unreachable API Server at start is not fatal: kd-node waits, retrying with jittered
  * backoff and saying so on every attempt, until the namespace kube-node-lease can be read. */
@@ -279,7 +280,7 @@ int main(int argc, char **argv)
 
 	if (kd_loop_run(a.loop) < 0) {
 		kd_log_error("event loop: %s", strerror(errno));
-		status = 2;
+		status = 1;
 	} else {
 		status = 0;
 	}

@@ -62,7 +62,7 @@
  * in all; nothing of a paged message takes effect before its last page arrived.
  *
  * Template table: "tmpls" (optional, any message with op lists) is an array of T =
- * {"kind":"PodAutoscaler","name":"hello-00001","uid":"…","hash":"7f9c…"} (all four members
+ * {"kind":"Deployment","name":"hello-00001-deployment","uid":"…","hash":"7f9c…"} (all four members
  * required); an op refers to entry i with "t":i. The table must not be empty, every entry must
  * be referenced by at least one op of the frame, and an op carries "t" or an inline "tmpl" (the
  * same object as T), not both. The encoder always uses the table, numbering templates in order
@@ -73,7 +73,7 @@
  * (upserts only) "op" may be omitted and the encoder omits it. Upsert optional fields,
  * written only when set (compact; "only what differs from the template"):
  *   "t":0  template reference (index into "tmpls"), or inline
- *   "tmpl":{"kind":"PodAutoscaler","name":"hello-00001","uid":"…","hash":"7f9c…"}
+ *   "tmpl":{"kind":"Deployment","name":"hello-00001-deployment","uid":"…","hash":"7f9c…"}
  *          template reference: the owner (same namespace as key) and the template hash; when
  *          present all four members are required.
  *   "node":"node-1"            bound node (DNS-1123 subdomain)

@@ -1,8 +1,8 @@
 /* kd/loop.h: the one event loop of a kubedirect process: a thin layer over one libuv loop
  * (uv_loop_t). fd watches, timers and cross-thread posts of libkd and the plugins go through
- * this API; libraries with libuv support (libwebsockets' foreign-loop mode, the HTTP server of
- * kd-activator) attach to the same uv_loop_t (kd_loop_uv), and curl multi runs on the fd and
- * timer calls below, so every component is one thread on one loop.
+ * this API; libraries with libuv support (libwebsockets' foreign-loop mode) attach to the same
+ * uv_loop_t (kd_loop_uv), while curl multi (lib/curlm) and libmicrohttpd (lib/http: its epoll fd)
+ * run on the fd and timer calls below, so every component is one thread on one loop.
  * Not thread-safe except kd_loop_post and kd_loop_stop, which may be called from any thread.
  *
  * Ownership: the loop never frees what it is given. Every `arg` is borrowed: stored and passed
