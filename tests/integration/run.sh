@@ -23,6 +23,14 @@ if ((${#harness[@]})); then
 	make -s -C "$REPO" -j2 BUILD="${BUILD:-build}" "${harness[@]}" || { echo "building harness programs failed" >&2; exit 1; }
 fi
 
+. "$REPO/rig/lib.sh"
+for c in try-kd-autoscaler try-kd-activator try-kd-node; do
+	if [[ -f "$KD_PIDDIR/$c.pid" ]] && kill -0 "$(<"$KD_PIDDIR/$c.pid")" 2>/dev/null; then
+		echo "integration: rig/kd-start's components run (${c#try-}); stop them with rig/kd-stop first:" \
+			"the tests start their own" >&2
+		exit 1
+	fi
+done
 was_up=0
 "$REPO/rig/status" --quiet && was_up=1
 finish() {

@@ -6,8 +6,11 @@
 #    writes its status (NetworkConfigured, LoadBalancerReady, Ready; load balancer IP 10.88.0.2);
 #  - `curl` of the URL's host (and of the cluster-local host) through the gateway answers with the
 #    function's body; Knative's ingress probe gets 200 and the configuration's hash;
-#  - a 50/50 traffic split between two revisions sends requests to both;
-#  - an unknown host gets 404 with the reason.
+#  - from the host's own network namespace, `curl --resolve <host>:80:10.88.0.2` of the URL works;
+#  - a KPA Service at zero answers its first request through the gateway (Knative's activator);
+#  - a 50/50 traffic split between two revisions is honoured within +-10 % over 200 requests, and
+#    its tag route (tag: canary) answers on its own host;
+#  - an unknown host gets 404 with the reason; deleting the Service removes its routes.
 . "$(dirname "$0")/lib.sh"
 
 GWBIN="$KD_BUILD_DIR/bin/kd-gateway"
@@ -129,6 +132,8 @@ body="$(gw -H "Host: $HOST" "http://$GW_IP/")"
 expect_eq "curl of the URL's host" "Hello from hello-one" "$body"
 body="$(gw -H "Host: hello.$NS.svc.cluster.local" "http://$GW_IP/")"
 expect_eq "curl of the cluster-local host" "Hello from hello-one" "$body"
+body="$(curl -sS --max-time 30 --resolve "$HOST:80:$GW_IP" "http://$HOST/")"
+expect_eq "curl --resolve of the URL from the host" "Hello from hello-one" "$body"
 code="$(gw -o "$RUN/gw-404.body" -w '%{http_code}' -H "Host: nobody.$NS.example.com" "http://$GW_IP/")"
 expect_eq "unknown host" 404 "$code"
 grep -q "serves host nobody.$NS.example.com" "$RUN/gw-404.body" || die "404 body: $(cat "$RUN/gw-404.body")"
@@ -139,10 +144,38 @@ expect_eq "ingress probe with the served hash" 200 "$code"
 code="$(gw -o /dev/null -w '%{http_code}' -H "Host: $HOST" -H 'K-Network-Probe: probe' -H "K-Network-Hash: stale" "http://$GW_IP/")"
 expect_eq "ingress probe with another hash" 404 "$code"
 
-# 4. a 50/50 split between two revisions
+# 4. a KPA Service at zero: its first request through the gateway (Knative's activator wakes it)
+kc -n "$NS" apply -f - >/dev/null <<EOT
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: zero}
+spec:
+  template:
+    metadata:
+      annotations:
+        autoscaling.knative.dev/initial-scale: "0"
+    spec:
+      nodeSelector: {kubernetes.io/hostname: $NODE}
+      tolerations:
+      - {key: kubedirect.dev/runtime, operator: Equal, value: process, effect: NoSchedule}
+      containers:
+      - image: dev.local/hello
+        ports: [{containerPort: 8080}]
+EOT
+wait_for "ksvc zero Ready at zero" 120 ksvc_ready zero
+ZHOST="$(kc -n "$NS" get ksvc zero -o jsonpath='{.status.url}')"
+ZHOST="${ZHOST#http://}"
+ZREV="$(kc -n "$NS" get ksvc zero -o jsonpath='{.status.latestCreatedRevisionName}')"
+[[ -z "$(kc -n "$NS" get pods -l "serving.knative.dev/revision=$ZREV" -o name)" ]] || die "zero has pods before its first request"
+t0=$(date +%s%N)
+body="$(CT=120 gw -H "Host: $ZHOST" "http://$GW_IP/")"
+expect_eq "vanilla Service at zero through the gateway" "Hello from $ZREV" "$body"
+log "vanilla cold request through kd-gateway answered in $((($(date +%s%N) - t0) / 1000000)) ms"
+
+# 5. a 50/50 split between two revisions, the second also under the tag canary
 ksvc hello "  traffic:
   - {revisionName: hello-one, percent: 50}
-  - {revisionName: hello-two, percent: 50}" hello-two
+  - {revisionName: hello-two, percent: 50, tag: canary}" hello-two
 rev_ready() { [[ "$(kc -n "$NS" get revision "$1" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
 wait_for "revision hello-two Ready" 120 rev_ready hello-two
 split_ready() {
@@ -150,14 +183,28 @@ split_ready() {
 }
 wait_for "ksvc hello Ready with the 50/50 split" 120 split_ready
 one=0 two=0
-for _ in $(seq 1 60); do # bounded: 60 requests
+for _ in $(seq 1 200); do # bounded: 200 requests
 	case "$(gw -H "Host: $HOST" "http://$GW_IP/")" in
 	"Hello from hello-one") one=$((one + 1)) ;;
 	"Hello from hello-two") two=$((two + 1)) ;;
 	esac
 done
 log "50/50 split: $one to hello-one, $two to hello-two"
-((one >= 12 && two >= 12 && one + two == 60)) || die "split not honoured: $one / $two of 60"
+((one >= 80 && two >= 80 && one + two == 200)) || die "split not within +-10 %: $one / $two of 200"
+CANARY="$(kc -n "$NS" get ksvc hello -o jsonpath='{.status.traffic[?(@.tag=="canary")].url}')"
+CANARY="${CANARY#http://}"
+[[ -n "$CANARY" ]] || die "no URL for the canary tag"
+tagged=0
+for _ in $(seq 1 10); do
+	[[ "$(gw -H "Host: $CANARY" "http://$GW_IP/")" == "Hello from hello-two" ]] && tagged=$((tagged + 1))
+done
+expect_eq "tag route $CANARY answers from hello-two only" 10 "$tagged"
 metrics="$(gw "http://$GW_IP:$GW_ADMIN/metrics")"
 grep -q '^kd_gateway_requests_total [1-9]' <<<"$metrics" || die "no request counter: $metrics"
+
+# 6. deleting the Service removes its routes
+kc -n "$NS" delete ksvc hello --wait=true >/dev/null
+host_gone() { ! gw "http://$GW_IP:$GW_ADMIN/debug/hosts" | jq -e --arg h "$HOST" '.[] | select(.host == $h)' >/dev/null; }
+wait_for "the gateway forgot $HOST" 60 host_gone
+expect_eq "the deleted Service's host" 404 "$(gw -o /dev/null -w '%{http_code}' -H "Host: $HOST" "http://$GW_IP/")"
 log "kd-gateway: all checks passed"
