@@ -164,20 +164,24 @@ request() { # REVISION -> prints "HTTP_CODE TIME_S" and the body into $BODY_FILE
 }
 BODY_FILE="$(mktemp)"
 times=()
+stalls=0
 for i in $(seq 0 $((N_COLD - 1))); do
 	rev="$(rev_of "cold-$i")"
 	: >"$BODY_FILE"
 	out="$(request "$rev")" || true
 	code="${out%% *}" t="${out##* }"
-	if [[ "$code" == 000 ]]; then
-		# Known, not yet explained: the stock activator sometimes holds a cold request for
-		# 3-90+ s although the pod is Ready (see the issue note). Counted as a stall, and the
-		# request is sent once more; a second failure fails the test.
-		log "WARN: cold request $((i + 1)) to $rev got no response in 90 s (activator stall); retrying once"
+	attempt=1
+	while [[ "$code" == 000 ]] && ((attempt < 3)); do
+		# Known, not yet explained (issue [baseline]): the stock activator sometimes holds a
+		# cold request for 3-90+ s although the pod is Ready. Counted as a stall, reported in
+		# the RESULT line, and the request is sent again, at most twice; a third stall fails.
+		stalls=$((stalls + 1))
+		log "WARN: cold request $((i + 1)) to $rev got no response in 90 s (activator stall $stalls); sending it again"
 		: >"$BODY_FILE"
 		out="$(request "$rev")" || true
 		code="${out%% *}" t="90+${out##* }"
-	fi
+		attempt=$((attempt + 1))
+	done
 	body="$(cat "$BODY_FILE")"
 	[[ "$code" == 200 && "$body" == "Hello from $rev" ]] ||
 		die "cold request $i to $rev: HTTP $code, body '$body' (kd-node log: $LOG; pod logs: $PODLOG)"
@@ -187,7 +191,7 @@ done
 times=("${times[@]/#90+/9}") # a stalled request counts as >= 90 s
 p50="$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
 max="$(printf '%s\n' "${times[@]}" | sort -n | tail -1)"
-echo "  RESULT cold request via the Knative activator (vanilla KPA, runtime-process): p50 ${p50}s max ${max}s over $N_COLD"
+echo "  RESULT cold request via the Knative activator (vanilla KPA, runtime-process): p50 ${p50}s max ${max}s over $N_COLD, $stalls activator stall(s) of 90 s"
 
 # 10 concurrent requests to a cold service
 rev="$(rev_of burst)"
