@@ -5,7 +5,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "kd/config.h"
@@ -67,15 +66,6 @@ static void on_stop(struct kd_loop *loop, struct kd_timer *t, void *arg)
 	kd_loop_stop(loop);
 }
 
-static void on_signal(struct kd_loop *loop, int fd, unsigned events, void *arg)
-{
-	(void)events;
-	(void)arg;
-	struct signalfd_siginfo si;
-	if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-		kd_loop_stop(loop);
-}
-
 int main(int argc, char **argv)
 {
 	struct cfg cfg;
@@ -100,13 +90,7 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	struct kd_loop *loop = kd_loop_new();
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-	kd_loop_add_fd(loop, sfd, KD_LOOP_IN, on_signal, NULL);
+	int sfd = kd_loop_stop_on_signals(loop);
 	struct kd_timer *stop = kd_loop_timer_new(loop, on_stop, NULL);
 	kd_loop_timer_start(stop, cfg.duration_ms);
 	struct kd_http_server_opts o = {.bind_addr = cfg.bind, .port = (int)cfg.port};
@@ -121,8 +105,7 @@ int main(int argc, char **argv)
 	}
 	kd_http_server_free(s);
 	kd_loop_timer_free(stop);
-	kd_loop_del_fd(loop, sfd);
-	close(sfd);
+	kd_loop_signals_close(loop, sfd);
 	kd_loop_free(loop);
 	free(p.host);
 	kd_config_free(options, &cfg);
