@@ -62,6 +62,15 @@ kd_need_root() {
 KD_BRIDGE=kd-br0
 KD_NET_CIDR=10.88.0.0/16
 KD_BRIDGE_IP=10.88.0.1
+# kd-br0's MAC is set explicitly (0a:58 + the bridge IP's bytes, the CNI bridge plugin's scheme).
+# A Linux bridge whose MAC was never set takes the lowest MAC of its ports and changes it as ports
+# come and go. Pod sandboxes add and delete veths with random MACs all the time, so the bridge's
+# MAC would change under the namespaces' ARP caches. Frames sent to the old MAC are not delivered
+# to the root netns. A reply in flight is then resent with TCP backoff (0.2 ... 51 ... 102 s)
+# until the neighbour entry expires. This was the cold-request "activator stall" of issue
+# [baseline]: the activator's response to curl in the root netns was lost.
+# Upstream: containernetworking/cni#285, kubernetes/kubernetes#30783, lxc/lxc#604.
+KD_BRIDGE_MAC=0a:58:0a:58:00:01
 KD_POD_CIDR=10.244.0.0/16
 KD_SERVICE_CIDR=10.96.0.0/16
 KD_SERVICE_IP=10.96.0.1

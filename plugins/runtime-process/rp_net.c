@@ -4,6 +4,10 @@
  *  - A bridge (`bridge`, default kd-br0) in the network namespace named by `bridge-netns` (a path
  *    to a netns file; default /proc/1/ns/net, the root namespace, where rig/up creates kd-br0
  *    with 10.88.0.1/16). The runtime only enslaves veths to it; it never changes the bridge.
+ *    The bridge needs a fixed MAC (`ip link set <bridge> address ...`, as rig/up sets it).
+ *    Without one, Linux gives the bridge the lowest MAC among its ports. Each sandbox veth that
+ *    joins or leaves can then change it, and frames the namespaces had already addressed to the
+ *    old MAC are lost (issue [baseline]: replies from Knative's activator lost for 3-100 s).
  *    The file is opened once at init (a netlink socket is kept there), so any path valid at
  *    that moment works, e.g. /proc/<pid of a root-netns process>/ns/net where PID 1's
  *    namespace files are not readable (as on our build machines; kd-node itself runs inside
@@ -14,9 +18,8 @@
  *    leaves the machine). No per-node gateway address is needed on the bridge for the rig.
  *  - Host ends are named `veth-prefix` + 8 hex digits (default "kd-s", so rig/down's sweep of kd-*
  *    links removes leftovers); the sandbox end is eth0, lo is up. eth0's MAC is derived from
- *    the pod IP (0a:58:<4 IP bytes>, the CNI bridge plugin's old scheme): pod IPs are reused,
- *    and with a new random MAC per sandbox the peers' ARP caches (e.g. Knative's activator)
- *    kept the previous pod's MAC for tens of seconds (seen: cold requests stuck 30-50 s).
+ *    the pod IP (0a:58:<4 IP bytes>, the CNI bridge plugin's old scheme). Pod IPs are reused,
+ *    so a peer's ARP entry for a reused IP is still right for the new sandbox.
  *  - Namespaces are anonymous: held by an fd of this plugin and by the sandbox's processes
  *    (which get PR_SET_PDEATHSIG=SIGKILL, so they die with the host process; the namespace and
  *    both veth ends go with them). Creating them uses unshare(CLONE_NEWNET) on the loop thread,

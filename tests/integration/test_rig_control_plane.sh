@@ -26,6 +26,20 @@ for s in "${KD_NS_ORDER[@]}"; do
 		"$(ip netns exec "kd-$s" getent hosts autoscaler.knative-serving.svc.cluster.local | awk '{print $1}')"
 done
 
+# kd-br0's MAC is fixed: a bridge with an unset MAC takes its lowest port MAC, so a sandbox veth
+# with a lower random MAC would move it. Frames already addressed to the old MAC are then lost,
+# and TCP backs off for tens of seconds (the cold-request stall of issue [baseline]).
+br_mac() { cat "/sys/class/net/$KD_BRIDGE/address"; }
+expect_eq "$KD_BRIDGE has the fixed MAC" "$KD_BRIDGE_MAC" "$(br_mac)"
+trap 'ip link del kd-itmac0 2>/dev/null || true' EXIT
+ip link add kd-itmac0 type veth peer name kd-itmac1
+ip link set kd-itmac0 address 02:00:00:00:00:01
+ip link set kd-itmac0 master "$KD_BRIDGE" up
+expect_eq "$KD_BRIDGE keeps its MAC when a port with a lower MAC joins" "$KD_BRIDGE_MAC" "$(br_mac)"
+ip link del kd-itmac0
+expect_eq "$KD_BRIDGE keeps its MAC when that port leaves" "$KD_BRIDGE_MAC" "$(br_mac)"
+trap - EXIT
+
 # rig/kubeconfig mints client-cert identities signed by the rig CA (x509 authn works, RBAC applies)
 kcfg="$("$REPO/rig/kubeconfig" kd-it-probe kd-it:probe kd-it:probers)"
 expect_eq "rig/kubeconfig identity" "kd-it:probe" \
