@@ -101,7 +101,7 @@ ALL_H := $(shell find lib plugins autoscaler-shim node-agent activator-hook ingr
 	-name '*.h' 2>/dev/null)
 
 .PHONY: valgrind test-all all lib plugins bins test test-unit check lint format format-check fuzz fuzz-build deps \
-	clean help test-integration rig-up rig-down rig-status bench-chan bench-scale-pods bench-cold-burst bench-http-proxy ab
+	clean help test-integration rig-up rig-down rig-status bench-chan bench-scale-pods bench-cold-burst bench-cold-request bench-http-proxy ab
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -265,6 +265,11 @@ bench-http-proxy: $(BUILD)/bench/http-proxy/http-proxy $(BUILD)/functions/hello
 # requests to a Service at zero through kd-activator vs Knative's activator, then the warm path.
 bench-cold-burst: all
 	$(Q)R="$(R)" REPEATS="$(REPEATS)" BUILD=$(BUILD) bench/cold-burst/run.sh
+
+# the vanilla arm's cold requests through Knative's activator, tuned and default control plane
+# (bench/cold-request/run.sh; restarts the rig per setting): SEQ sequential + 10 concurrent.
+bench-cold-request: all
+	$(Q)SEQ="$(SEQ)" REPEATS="$(REPEATS)" BUILD=$(BUILD) bench/cold-request/run.sh
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-san
