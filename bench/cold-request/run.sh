@@ -14,12 +14,18 @@
 # (over the sequential and concurrent samples together). Raw samples: $OUT/samples.tsv (setting
 # repeat load http_code seconds). Env: SEQ (50; 1-100), REPEATS (3; 1-10), MODES (tuned,default),
 # BUILD, KD_BENCH_OUT (default /var/lib/kubedirect/bench/cold-request-<ts>).
+# `run.sh --summary DIR` prints the table and lines again from DIR/samples.tsv (no rig needed).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
+SUMMARY_ONLY=0
 case "${1:-}" in
 -h | --help)
-	sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
 	exit 0
+	;;
+--summary)
+	[[ -f "${2:-}/samples.tsv" ]] || { echo "cold-request: --summary DIR: no DIR/samples.tsv" >&2; exit 2; }
+	SUMMARY_ONLY=1 KD_BENCH_OUT="$2"
 	;;
 "") ;;
 *)
@@ -39,6 +45,11 @@ done
 [[ $EUID -eq 0 ]] || { echo "cold-request: must run as root (the rig uses network namespaces)" >&2; exit 1; }
 B="${BUILD:-build}"
 OUT="${KD_BENCH_OUT:-/var/lib/kubedirect/bench/cold-request-$(date -u +%Y%m%dT%H%M%SZ)}"
+if ((SUMMARY_ONLY)); then
+	MLIST=()
+	for m in tuned default; do grep -q "^$m	" "$OUT/samples.tsv" && MLIST+=("$m"); done
+	REPEATS="$(awk -F'\t' 'NR > 1 && $2 > r {r = $2} END {print r + 0}' "$OUT/samples.tsv")"
+else
 mkdir -p "$OUT"
 make -s -C "$REPO" -j"$(nproc)" BUILD="$B" all >/dev/null
 
@@ -76,11 +87,13 @@ for mode in "${MLIST[@]}"; do
 	done
 done
 
+fi
+
 # nearest-rank percentiles in ms over one setting's samples of one load ("all": both loads)
 pct() { # SETTING LOAD P [REPEAT]
 	awk -F'\t' -v m="$1" -v l="$2" -v p="$3" -v r="${4:-}" \
 		'NR > 1 && $1 == m && (l == "all" || $3 == l) && (r == "" || $2 == r) {print $5 * 1000}' \
-		"$OUT/samples.tsv" | sort -n | awk -v p="$p" '{a[NR] = $1} END {
+		"$OUT/samples.tsv" | sort -n | awk -v p="$3" '{a[NR] = $1} END {
 			if (NR == 0) { print "n/a"; exit }
 			i = int(p / 100 * NR + 0.999999); if (i < 1) i = 1; if (i > NR) i = NR
 			printf "%.0f", a[i] }'

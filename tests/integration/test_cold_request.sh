@@ -95,7 +95,7 @@ kc -n knative-serving patch configmap config-features --type merge \
 RTCFG="{\"bridge-netns\":\"/proc/$$/ns/net\",\"images\":\"{\\\"dev.local/hello\\\":\\\"$HELLO\\\"}\",\"queue-bin\":\"$QUEUE\",\"log-dir\":\"$PODLOG\",\"restart-backoff\":\"1s\"}"
 echo "# $(date -u +%FT%TZ) netns=kd-cp: $BIN --runtime runtime-process --runtime-config $RTCFG" >>"$LOG"
 setsid ip netns exec kd-cp env KD_PLUGIN_DIR="$PLUGINS" "$BIN" --kubeconfig "$KD_PKI/admin.kubeconfig" \
-	--nodes 1 --node-prefix kd-proc --node-index-base 200 --pod-cidr 10.244.0.0/16 --max-pods 50 \
+	--nodes 1 --node-prefix kd-proc --node-index-base 200 --pod-cidr 10.244.0.0/16 --max-pods 250 \
 	--runtime runtime-process --runtime-config "$RTCFG" </dev/null >>"$LOG" 2>&1 &
 KDPID=$!
 log "kd-node (runtime-process) pid $KDPID, log $LOG"
