@@ -344,6 +344,12 @@ void kd_node_direct_observe(struct kd_node_agent *a, const char *key, json_objec
 		kd_wb_observe(d->wb, key, obj);
 }
 
+struct kd_k8s *kd_node_direct_client(struct kd_node_agent *a)
+{
+	struct kd_direct *d = D(a);
+	return d ? d->k8s_wb : NULL;
+}
+
 bool kd_node_direct_ignore(struct kd_node_agent *a, const char *key)
 {
 	struct kd_direct *d = D(a);

@@ -89,6 +89,11 @@ void kd_node_direct_report(struct kd_node_agent *a, const char *key, const char 
  * reported for key (idempotent). */
 void kd_node_direct_report_gone(struct kd_node_agent *a, const char *key, const char *reason);
 
+/* The write-back client (--direct-write-qps/-burst, HTTP/2), or NULL when direct mode is off.
+ * pods.c sends the status patches of managed instances through it: they are the second write
+ * of the write-back, not a kubelet's status traffic, so --status-qps does not limit them. */
+struct kd_k8s *kd_node_direct_client(struct kd_node_agent *a);
+
 /* ---- pure parts (directops.c; unit-tested in tests/unit/test_node_direct.c) ----------------- */
 
 enum kd_direct_tmpl {

@@ -84,9 +84,10 @@ static const struct kd_config_option options[] = {
     KD_OPT_STRING("chan-token", C, chan_token, .env = "KD_CHAN_TOKEN", .metavar = "TOKEN",
                   .help = "bearer token of the instance and status channels (default: none)"),
     KD_OPT_DOUBLE("direct-write-qps", C, direct_write_qps, .def = "0", .has_min = true, .min = 0,
-                  .help = "client-side QPS of instance Pod creates (write-back; 0: unlimited)"),
+                  .help = "client-side QPS of the write-back of instance Pods: creates and their "
+                          "status patches (0: unlimited)"),
     KD_OPT_UINT("direct-write-burst", C, direct_write_burst, .def = "1000",
-                .help = "burst of instance Pod creates"),
+                .help = "burst of the write-back of instance Pods"),
     KD_OPT_LOGGING(C, log_level, log_format),
     KD_CONFIG_END,
 };

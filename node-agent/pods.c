@@ -25,8 +25,10 @@
  * is not re-asserted (kubelet would on its next sync; we do on the next sandbox event).
  *
  * Status writes: coalesced per pod (one in flight; a newer wish is sent when it completes),
- * through the rate-limited client a->k8s_pods; failures other than "pod gone" (404, or 409 on
- * the uid precondition) are retried with jittered backoff. */
+ * through the rate-limited client a->k8s_pods (--status-qps, as a kubelet's), except for managed
+ * instances in direct mode: their status patch is the second write of the write-back and goes
+ * through its client (kd_node_direct_client: --direct-write-qps, HTTP/2). Failures other than
+ * "pod gone" (404, or 409 on the uid precondition) are retried with jittered backoff. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -285,7 +287,8 @@ static void send_patch(struct kd_pod *p)
 	};
 	struct kd_error *err = NULL;
 	p->patch_inflight = true;
-	if (kd_k8s_submit(a->k8s_pods, &req, on_patch_done, p, &err) < 0) {
+	struct kd_k8s *c = p->managed ? kd_node_direct_client(a) : NULL;
+	if (kd_k8s_submit(c ? c : a->k8s_pods, &req, on_patch_done, p, &err) < 0) {
 		p->patch_inflight = false;
 		kd_log_warn("pod %s: patch status: %s", p->key, kd_error_msg(err));
 		kd_error_free(err);
