@@ -3,7 +3,8 @@
 # (`make bench-scale-pods N=50,200,500 [BUILD=...]`).
 #
 # Setup (all ours, removed afterwards): a kd-node in direct mode serving 4 Nodes kd-bsp-160..163
-# (runtime-sim, ready-delay 0 ms, kubelet-default status write limits 50/100 per node), labelled
+# (runtime-sim, ready-delay 0 ms, kubelet status write limits per node of the rig's setting:
+# 200/400 tuned, 50/100 default; the kd instances' writes go through the write-back), labelled
 # kd-bench=<namespace>; a kd-autoscaler limited to the namespace; one kd-class Knative Service
 # (initial-scale 0, nodeSelector on those Nodes). Both arms start from the same event, a scale
 # decision for 0 -> N:
@@ -16,11 +17,14 @@
 #    would make, on a Deployment whose pod spec is the revision's (user-container + queue-proxy,
 #    as Knative's Deployment has), pinned to the same Nodes; routable = API Ready (the earliest
 #    any vanilla component could route to it).
-# The vanilla arm runs against the control plane as the rig runs it: rig/up starts
-# kube-controller-manager and kube-scheduler with --kube-api-qps=1000 --kube-api-burst=2000 and the
-# apiserver with --max-requests-inflight=2000 (the "tuned" baseline); `KD_RIG_CLIENT_LIMITS=default
-# rig/up` runs Kubernetes' defaults instead (a rig restart, so this script does not switch: it
-# reads which mode runs from kube-controller-manager's command line and reports that one).
+# The vanilla arm runs against the control plane as the rig runs it: "tuned" (rig/up's default,
+# KubeDirect's baseline tuning) or `KD_RIG_CLIENT_LIMITS=default rig/up` (upstream defaults); the
+# flags are in rig/README.md "Client limits". This script does not switch (that is a rig restart):
+# it reads the mode from $KD_RIG_DIR/client-limits and reports that one.
+# Then bench/apiserver-ceiling with the same pod spec and N: the API Server's own ceiling for the
+# write-back's writes (N creates, then N status patches), printed per N beside the kd arm's API
+# consistency (kd API Ready p100 after the decision) as `N=<n> api consistent: <ms> ceiling: <ms>`,
+# and `api p90 ratio <mode>: <x>` (vanilla / kd API Ready p90 at the largest N).
 # The ratio line compares like with like (DESIGN.md section 9): Pod Ready through a watch in both
 # arms (KubeDirect's scale-pods metric), vanilla API Ready p90 / kd API Ready p90 at N=200 (else
 # the largest N): `p90 ratio <mode>: <x>`; the other mode's line says n/a. The routable line
@@ -89,9 +93,13 @@ ip netns exec kd-cp "$BUILD_DIR/bin/kd-activator" --kubeconfig "$KD_KUBECONFIG" 
 	--bind 127.0.0.1 --port "$ACT_PORT" --admin-bind 127.0.0.1 --admin-port "$ACT_ADMIN_PORT" \
 	--status-bind 127.0.0.1 --status-port "$ACT_STATUS_PORT" >"$WORK/kd-activator.log" 2>&1 9>&- &
 ACT_PID=$!
+# the rig's setting (rig/up writes it); kd-node stands in for the kubelets of the vanilla pods,
+# so their status writes get the kubelet limits of that setting (rig/README.md "Client limits")
+MODE="$(cat "$KD_RIG_DIR/client-limits" 2>/dev/null || echo tuned)"
+if [[ $MODE == tuned ]]; then KUBELET_LIMITS=(--status-qps 200 --status-burst 400); else KUBELET_LIMITS=(); fi
 ip netns exec kd-cp env KD_PLUGIN_DIR="$BUILD_DIR/plugins" "$BUILD_DIR/bin/kd-node" \
 	--kubeconfig "$KD_KUBECONFIG" --nodes "$NODES" --node-prefix "$PREFIX" \
-	--node-index-base "$BASE" --max-pods 500 --runtime runtime-sim \
+	--node-index-base "$BASE" --max-pods 500 --runtime runtime-sim "${KUBELET_LIMITS[@]}" \
 	--runtime-config '{"ready-delay":"0ms"}' --direct --direct-port "$DN_PORT" \
 	--status-addr "127.0.0.1:$AS_STATUS_PORT,127.0.0.1:$BENCH_STATUS_PORT,127.0.0.1:$ACT_STATUS_PORT" \
 	>"$WORK/kd-node.log" 2>&1 9>&- &
@@ -143,9 +151,6 @@ until [[ -n "$REV" && "$(kc -n "$NS" get revision "$REV" -o jsonpath='{.status.c
 	sleep 0.5
 done
 
-MODE=tuned
-kcm_args="$(for p in $(pgrep -f kube-controller-manager); do tr '\0' ' ' <"/proc/$p/cmdline"; done 2>/dev/null || true)"
-[[ "$kcm_args" == *--kube-api-qps=1000* ]] || MODE=default
 say "scale-pods: namespace $NS, revision $REV, counts $COUNTS, control plane client limits: $MODE"
 
 ip netns exec kd-cp "$BUILD_DIR/bench/scale-pods/scale-pods" --kubeconfig "$KD_KUBECONFIG" \
@@ -163,12 +168,20 @@ kc get --raw "/apis/apps/v1/namespaces/$NS/deployments/$REV-deployment" |
 	--pod-spec "$WORK/podspec.json" \
 	--json "$WORK/vanilla.json" >"$WORK/vanilla.txt" 2>&1 || say "scale-pods: vanilla arm reported a failure"
 cat "$WORK/vanilla.txt"
+# the API Server's own ceiling for the write-back's writes (same pod spec, same N), run with
+# both arms idle: N creates then N status patches, as fast as it accepts them
+"$BUILD_DIR/bench/apiserver-ceiling/apiserver-ceiling" --kubeconfig "$KD_KUBECONFIG" \
+	--namespace "$NS-ceiling" --pod-spec "$WORK/podspec.json" --counts "$COUNTS" \
+	>"$WORK/ceiling.txt" 2>&1 || say "scale-pods: the ceiling benchmark reported a failure"
+cat "$WORK/ceiling.txt"
 
-python3 - "$WORK/kd.json" "$WORK/vanilla.json" "$MODE" <<'EOF'
-import json, sys
+python3 - "$WORK/kd.json" "$WORK/vanilla.json" "$MODE" "$WORK/ceiling.txt" <<'EOF'
+import json, re, sys
 kd = {r["n"]: r for r in json.load(open(sys.argv[1]))}
 va = {r["n"]: r for r in json.load(open(sys.argv[2]))}
 mode = sys.argv[3]
+ceiling = {int(m.group(1)): float(m.group(2)) for m in
+           (re.match(r"N=(\d+) ceiling: (\d+)", l) for l in open(sys.argv[4])) if m}
 print()
 print(f"{'N':>5} | {'kd routable (kd-activator)':>28} | {'kd chain':>16} | {'kd API Ready':>16} | "
       f"{'vanilla ('+mode+') Ready':>24} | Ready p90 ratio")
@@ -189,6 +202,18 @@ for n in sorted(set(kd) | set(va)):
               f"write-back lag (API p100 - chain p100) {k['ready_p100_ms'] - k['routable_p100_ms']:.0f} ms")
     if ratio and (last is None or last[0] != 200):
         last = (n, ratio, k)
+print()
+for n in sorted(kd):
+    c = ceiling.get(n)
+    cons = kd[n]["ready_p100_ms"]
+    print(f"N={n} api consistent: {cons:.0f} ceiling: " + (f"{c:.0f}" if c else "n/a") +
+          (f"  ({cons / c:.2f}x the ceiling; api consistent = kd API Ready p100 after the decision)" if c else ""))
+for n in sorted(set(kd) & set(va)):
+    if kd[n]["ready_p90_ms"] > 0:
+        print(f"N={n} api p90 ratio {mode}: {va[n]['ready_p90_ms'] / kd[n]['ready_p90_ms']:.2f}")
+big = max(set(kd) & set(va), default=None)
+if big and kd[big]["ready_p90_ms"] > 0:
+    print(f"api p90 ratio {mode}: {va[big]['ready_p90_ms'] / kd[big]['ready_p90_ms']:.2f}  (N={big}, vanilla API Ready p90 / kd API Ready p90)")
 if last:
     print(f"p90 ratio {mode}: {last[1]:.2f}  (N={last[0]}, vanilla API Ready p90 / kd API Ready p90)")
     if last[2] and last[2].get("activator_p90_ms", -1) >= 0:
