@@ -108,9 +108,11 @@ static void sandbox_free(struct sandbox *sb)
 	free(sb);
 }
 
-static void emit(struct sim *s, kd_runtime_event_cb cb, void *arg, enum kd_runtime_event_type t,
-                 const char *key, const char *uid, const char *ip, const char *reason,
-                 const char *msg)
+/* at_ms 0: now. The READY event passes the time it recorded as ready_ms, so the event and the
+ * status agree (two clock reads can differ by a millisecond on a slow machine). */
+static void emit_at(struct sim *s, kd_runtime_event_cb cb, void *arg, enum kd_runtime_event_type t,
+                    const char *key, const char *uid, const char *ip, const char *reason,
+                    const char *msg, uint64_t at_ms)
 {
 	if (!cb)
 		return;
@@ -122,9 +124,16 @@ static void emit(struct sim *s, kd_runtime_event_cb cb, void *arg, enum kd_runti
 	    .reason = reason,
 	    .message = msg,
 	    .exit_code = 0,
-	    .at_ms = s->host->now_ms(s->host->loop),
+	    .at_ms = at_ms ? at_ms : s->host->now_ms(s->host->loop),
 	};
 	cb(&ev, arg);
+}
+
+static void emit(struct sim *s, kd_runtime_event_cb cb, void *arg, enum kd_runtime_event_type t,
+                 const char *key, const char *uid, const char *ip, const char *reason,
+                 const char *msg)
+{
+	emit_at(s, cb, arg, t, key, uid, ip, reason, msg, 0);
 }
 
 /* The sandbox timer: PENDING -> STARTED (arming READY), STARTED -> READY. One event per firing,
@@ -142,7 +151,8 @@ static void on_sandbox_timer(struct kd_loop *loop, struct kd_timer *timer, void 
 	} else if (sb->phase == KD_SANDBOX_STARTED) {
 		sb->phase = KD_SANDBOX_READY;
 		sb->ready_ms = s->host->now_ms(s->host->loop);
-		emit(s, sb->cb, sb->cb_arg, KD_RUNTIME_READY, sb->key, sb->uid, sb->ip, NULL, NULL);
+		emit_at(s, sb->cb, sb->cb_arg, KD_RUNTIME_READY, sb->key, sb->uid, sb->ip, NULL,
+		        NULL, sb->ready_ms);
 	}
 }
 
