@@ -71,6 +71,7 @@ struct kd_act_inst {
 	bool chan_gone;  /* kd-node reports it gone: the API's copy is stale */
 	bool api_ready;  /* in the private Service's ready Endpoints addresses */
 	unsigned inflight;
+	unsigned max_inflight;      /* the most requests ever in flight to it at once */
 	uint64_t routable_since_ms; /* 0: not routable */
 	uint64_t bad_until_ms;      /* refused a connection: skipped until then */
 };

@@ -227,6 +227,7 @@ static void forward(struct kd_act_held *h, struct kd_act_inst *inst)
 	h->inst = inst;
 	h->tries++;
 	inst->inflight++;
+	inst->max_inflight = KD_MAX(inst->max_inflight, inst->inflight);
 	r->inflight++;
 	struct kd_http_fwd_opts o = {.timeout_ms = (unsigned)KD_MIN(r->timeout_ms, UINT32_MAX)};
 	int rc = kd_http_req_forward(h->req, inst->ip, (int)a->cfg.instance_port, &o, fwd_done, h);
@@ -456,7 +457,8 @@ static void metrics(struct kd_act *a, struct buf *b)
 }
 
 /* {"revisions":[{"namespace","revision","known","queued","inflight","instances":[{"pod","ip",
- * "routable","source","inflight","routable_since_ms"}]}]}: what the benchmarks read. */
+ * "routable","source","inflight","max_inflight","routable_since_ms"}]}]}: what the benchmarks and
+ * the tests read (max_inflight: the most requests ever in flight to the instance at once). */
 static void routes_json(struct kd_act *a, struct buf *b)
 {
 	bprintf(b, "{\"revisions\":[");
@@ -474,13 +476,13 @@ static void routes_json(struct kd_act *a, struct buf *b)
 			const struct kd_act_inst *in = r->insts[i];
 			bprintf(b,
 			        "%s{\"pod\":\"%s\",\"ip\":\"%s\",\"routable\":%s,\"source\":\"%s\","
-			        "\"inflight\":%u,\"routable_since_ms\":%llu}",
+			        "\"inflight\":%u,\"max_inflight\":%u,\"routable_since_ms\":%llu}",
 			        i ? "," : "", strchr(in->key, '/') + 1, in->ip,
 			        kd_act_inst_routable(in) ? "true" : "false",
 			        in->chan_ready  ? "kd-node"
 			        : in->api_ready ? "endpoints"
 			                        : "none",
-			        in->inflight, (unsigned long long)in->routable_since_ms);
+			        in->inflight, in->max_inflight, (unsigned long long)in->routable_since_ms);
 		}
 		bprintf(b, "]}");
 	}

@@ -206,5 +206,7 @@ grep -q '^kd_gateway_requests_total [1-9]' <<<"$metrics" || die "no request coun
 kc -n "$NS" delete ksvc hello --wait=true >/dev/null
 host_gone() { ! gw "http://$GW_IP:$GW_ADMIN/debug/hosts" | jq -e --arg h "$HOST" '.[] | select(.host == $h)' >/dev/null; }
 wait_for "the gateway forgot $HOST" 60 host_gone
-expect_eq "the deleted Service's host" 404 "$(gw -o /dev/null -w '%{http_code}' -H "Host: $HOST" "http://$GW_IP/")"
+for h in "$HOST" "$CANARY" "hello.$NS.svc.cluster.local"; do
+	expect_eq "the deleted Service's host $h" 404 "$(gw -o /dev/null -w '%{http_code}' -H "Host: $h" "http://$GW_IP/")"
+done
 log "kd-gateway: all checks passed"
