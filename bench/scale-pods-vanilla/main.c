@@ -7,6 +7,12 @@
  * (KubeDirect's metric), and the same for binding and creation, then scales back to 0 and waits
  * until every pod is gone before the next N.
  *
+ * "Routable" (--service, on by default): the bench also creates a Service of the same name that
+ * selects the pods with Knative's private Service's port (http 80 -> 8012, queue-proxy), and
+ * watches its Endpoints: a pod is routable when its IP is first seen among the ready addresses.
+ * This is what Knative's activator routes on (the revision's private Endpoints, written by the
+ * same Endpoints controller), so it is the vanilla counterpart of kd-activator's routing table.
+ *
  * Pods run wherever the scheduler puts them; on the rig that is kd-node with runtime-sim
  * (--node-selector defaults to kd-node's nodes), so the numbers measure the control plane:
  * deployment and replicaset controllers, scheduler, node agent status writes and the watch.
@@ -37,6 +43,7 @@ struct bench_cfg {
 	uint64_t timeout_ms;
 	char *json_out;
 	bool keep;
+	bool service;
 };
 
 #define C struct bench_cfg
@@ -57,6 +64,9 @@ static const struct kd_config_option options[] = {
                     .help = "per run: time allowed to reach N Ready pods (and back to 0)"),
     KD_OPT_STRING("json", C, json_out, .metavar = "FILE", .help = "write results as JSON"),
     KD_OPT_BOOL("keep", C, keep, .def = "false", .help = "keep the Deployment afterwards"),
+    KD_OPT_BOOL("service", C, service, .def = "true",
+                .help = "also time \"routable\": each pod's IP first in the ready addresses of "
+                        "a Service's Endpoints (as a Knative revision's private Service)"),
     KD_CONFIG_END,
 };
 #undef C
@@ -68,13 +78,14 @@ struct bench {
 	struct kd_loop *loop;
 	struct kd_k8s *k8s;
 	struct kd_informer *inf;
-	struct json_object *seen; /* uid -> 1 (created) or 2 (ready) */
+	struct kd_informer *ep_inf; /* the Service's Endpoints (--service) */
+	struct json_object *seen;   /* uid -> bits: 1 created, 2 bound, 4 Ready, 8 routable */
 	enum phase phase;
 	size_t run;  /* index into counts */
 	long target; /* N of the current run */
 	uint64_t t0_ns;
-	double *created_ms, *bound_ms, *ready_ms; /* target entries each */
-	size_t n_created, n_bound, n_ready;
+	double *created_ms, *bound_ms, *ready_ms, *routable_ms; /* target entries each */
+	size_t n_created, n_bound, n_ready, n_routable;
 	struct kd_timer *deadline;
 	struct json_object *results; /* array */
 	int failures;
@@ -120,6 +131,10 @@ static void finish_run(struct bench *b, bool ok)
 	qsort(b->created_ms, b->n_created, sizeof(double), cmp_double);
 	qsort(b->bound_ms, b->n_bound, sizeof(double), cmp_double);
 	qsort(b->ready_ms, b->n_ready, sizeof(double), cmp_double);
+	qsort(b->routable_ms, b->n_routable, sizeof(double), cmp_double);
+	double e50 = pct(b->routable_ms, b->n_routable, 50),
+	       e90 = pct(b->routable_ms, b->n_routable, 90),
+	       e100 = pct(b->routable_ms, b->n_routable, 100);
 	double r50 = pct(b->ready_ms, b->n_ready, 50), r90 = pct(b->ready_ms, b->n_ready, 90),
 	       r100 = pct(b->ready_ms, b->n_ready, 100);
 	double c50 = pct(b->created_ms, b->n_created, 50),
@@ -127,14 +142,21 @@ static void finish_run(struct bench *b, bool ok)
 	       c100 = pct(b->created_ms, b->n_created, 100);
 	double b50 = pct(b->bound_ms, b->n_bound, 50), b90 = pct(b->bound_ms, b->n_bound, 90),
 	       b100 = pct(b->bound_ms, b->n_bound, 100);
-	printf("%6ld  %9.0f %9.0f %9.0f   %9.0f %9.0f %9.0f   %9.0f %9.0f %9.0f   %5zu%s\n",
-	       b->target, r50, r90, r100, b50, b90, b100, c50, c90, c100, b->n_ready,
+	printf("%6ld  %9.0f %9.0f %9.0f   %9.0f %9.0f %9.0f   %9.0f %9.0f %9.0f   %9.0f %9.0f "
+	       "%9.0f   %5zu%s\n",
+	       b->target, e50, e90, e100, r50, r90, r100, b50, b90, b100, c50, c90, c100, b->n_ready,
 	       ok ? "" : "  TIMEOUT");
 	fflush(stdout);
 	struct json_object *r = json_object_new_object();
 	json_object_object_add(r, "n", json_object_new_int64(b->target));
 	json_object_object_add(r, "ready", json_object_new_int64((int64_t)b->n_ready));
 	json_object_object_add(r, "ok", json_object_new_boolean(ok));
+	if (b->cfg->service) {
+		json_object_object_add(r, "routable", json_object_new_int64((int64_t)b->n_routable));
+		json_object_object_add(r, "routable_p50_ms", json_object_new_double(e50));
+		json_object_object_add(r, "routable_p90_ms", json_object_new_double(e90));
+		json_object_object_add(r, "routable_p100_ms", json_object_new_double(e100));
+	}
 	json_object_object_add(r, "ready_p50_ms", json_object_new_double(r50));
 	json_object_object_add(r, "ready_p90_ms", json_object_new_double(r90));
 	json_object_object_add(r, "ready_p100_ms", json_object_new_double(r100));
@@ -194,13 +216,24 @@ static void start_scaling(struct bench *b)
 	free(b->bound_ms);
 	b->bound_ms = kd_xcalloc((size_t)b->target, sizeof(double));
 	free(b->ready_ms);
+	free(b->routable_ms);
+	b->n_routable = 0;
 	b->created_ms = kd_xcalloc((size_t)b->target, sizeof(double));
 	b->ready_ms = kd_xcalloc((size_t)b->target, sizeof(double));
+	b->routable_ms = kd_xcalloc((size_t)b->target, sizeof(double));
 	json_object_put(b->seen);
 	b->seen = json_object_new_object();
 	b->t0_ns = kd_now_ns();
 	scale_to(b, b->target);
 	kd_loop_timer_start(b->deadline, b->cfg->timeout_ms);
+}
+
+/* A run ends when every pod is Ready and (--service) routable. */
+static void maybe_finish(struct bench *b)
+{
+	if (b->phase == PH_SCALING && b->n_ready == (size_t)b->target &&
+	    (!b->cfg->service || b->n_routable == (size_t)b->target))
+		finish_run(b, true);
 }
 
 static void observe(struct bench *b, struct json_object *pod)
@@ -231,12 +264,57 @@ static void observe(struct bench *b, struct json_object *pod)
 		state |= 4;
 	if (state != was)
 		json_object_object_add(b->seen, uid, json_object_new_int(state));
-	if (now_ready) {
-		if (b->n_ready < (size_t)b->target)
-			b->ready_ms[b->n_ready++] = ms;
-		if (b->n_ready == (size_t)b->target)
-			finish_run(b, true);
+	if (now_ready && b->n_ready < (size_t)b->target)
+		b->ready_ms[b->n_ready++] = ms;
+	if (now_ready)
+		maybe_finish(b);
+}
+
+/* Ready addresses of the Service's Endpoints: each pod of this run (by targetRef uid, so an
+ * address left from the previous run is not counted) is routable the first time it is there. */
+static void observe_endpoints(struct bench *b, struct json_object *ep)
+{
+	if (b->phase != PH_SCALING)
+		return;
+	double ms = (double)(kd_now_ns() - b->t0_ns) / 1e6;
+	struct json_object *subsets = kd_json_get_array(ep, "subsets");
+	size_t ns = subsets ? json_object_array_length(subsets) : 0;
+	bool added = false;
+	for (size_t i = 0; i < ns; i++) {
+		struct json_object *addrs =
+		    kd_json_get_array(json_object_array_get_idx(subsets, i), "addresses");
+		size_t na = addrs ? json_object_array_length(addrs) : 0;
+		for (size_t j = 0; j < na; j++) {
+			const char *uid =
+			    kd_json_get_string(json_object_array_get_idx(addrs, j), "targetRef.uid");
+			struct json_object *v = NULL;
+			if (!uid || !json_object_object_get_ex(b->seen, uid, &v))
+				continue; /* not a pod of this run (or not seen yet: next update) */
+			int state = json_object_get_int(v);
+			if (state & 8)
+				continue;
+			json_object_object_add(b->seen, uid, json_object_new_int(state | 8));
+			if (b->n_routable < (size_t)b->target)
+				b->routable_ms[b->n_routable++] = ms;
+			added = true;
+		}
 	}
+	if (added)
+		maybe_finish(b);
+}
+
+static void on_ep(struct kd_informer *inf, struct json_object *obj, void *arg)
+{
+	(void)inf;
+	observe_endpoints(arg, obj);
+}
+
+static void on_ep_update(struct kd_informer *inf, struct json_object *old, struct json_object *obj,
+                         void *arg)
+{
+	(void)inf;
+	(void)old;
+	observe_endpoints(arg, obj);
 }
 
 static void check_drained(struct bench *b)
@@ -278,8 +356,9 @@ static void on_deadline(struct kd_loop *loop, struct kd_timer *t, void *arg)
 	(void)t;
 	struct bench *b = arg;
 	if (b->phase == PH_SCALING) {
-		kd_log_error("N=%ld: only %zu of %ld pods Ready after %llu ms", b->target,
-		             b->n_ready, b->target, (unsigned long long)b->cfg->timeout_ms);
+		kd_log_error("N=%ld: only %zu of %ld pods Ready (%zu routable) after %llu ms",
+		             b->target, b->n_ready, b->target, b->n_routable,
+		             (unsigned long long)b->cfg->timeout_ms);
 		finish_run(b, false);
 	} else {
 		kd_log_error("pods of %s/%s did not drain to 0 within %llu ms", b->cfg->ns,
@@ -366,6 +445,26 @@ static int setup(struct bench *b, struct kd_error **err)
 		e2 = NULL;
 		return -EIO;
 	}
+	if (!cfg->service)
+		return 0;
+	/* as Knative's private Service of a revision: port http 80 -> queue-proxy's 8012 */
+	char *svc = kd_xasprintf(
+	    "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"%s\"},"
+	    "\"spec\":{\"selector\":{\"app\":\"%s\"},\"ports\":[{\"name\":\"http\",\"port\":80,"
+	    "\"targetPort\":8012}]}}",
+	    cfg->name, cfg->name);
+	kd_autojson struct json_object *sv = NULL;
+	rc = kd_json_parse(svc, strlen(svc), 0, "service", &sv, err);
+	free(svc);
+	if (rc < 0)
+		return rc;
+	kd_autoerr struct kd_error *e3 = NULL;
+	if (kd_k8s_create(b->k8s, &kd_k8s_services, cfg->ns, sv, NULL, &e3) < 0 &&
+	    e3->errnum != EEXIST) {
+		*err = e3;
+		e3 = NULL;
+		return -EIO;
+	}
 	return 0;
 }
 
@@ -400,6 +499,7 @@ int main(int argc, char **argv)
 	}
 	int status = 1;
 	kd_autofree char *label = NULL;
+	kd_autofree char *ep_field = NULL;
 	kd_autojson struct json_object *zero = NULL;
 	kd_autoerr struct kd_error *ez = NULL;
 	struct bench b;
@@ -429,15 +529,28 @@ int main(int argc, char **argv)
 		kd_log_error("%s", kd_error_msg(err));
 		goto out;
 	}
+	ep_field = kd_xasprintf("metadata.name=%s", cfg.name);
+	if (cfg.service) {
+		struct kd_informer_opts eopts = {
+		    .res = &kd_k8s_endpoints, .ns = cfg.ns, .field_selector = ep_field};
+		struct kd_informer_handlers eh = {
+		    .on_add = on_ep, .on_update = on_ep_update, .arg = &b};
+		if (kd_informer_new(b.k8s, &eopts, &eh, &b.ep_inf, &err) < 0) {
+			kd_log_error("%s", kd_error_msg(err));
+			goto out;
+		}
+	}
 	b.deadline = kd_loop_timer_new(b.loop, on_deadline, &b);
 	b.seen = json_object_new_object();
 	printf("deployment %s/%s, times in ms from the scale request (watch-observed)\n", cfg.ns,
 	       cfg.name);
-	printf("%6s  %9s %9s %9s   %9s %9s %9s   %9s %9s %9s   %5s\n", "N", "ready-p50",
-	       "ready-p90", "ready-max", "bound-p50", "bound-p90", "bound-max", "creat-p50",
-	       "creat-p90", "creat-max", "ready");
+	printf("%6s  %9s %9s %9s   %9s %9s %9s   %9s %9s %9s   %9s %9s %9s   %5s\n", "N", "route-p50",
+	       "route-p90", "route-max", "ready-p50", "ready-p90", "ready-max", "bound-p50",
+	       "bound-p90", "bound-max", "creat-p50", "creat-p90", "creat-max", "ready");
 	next_run(&b);
 	kd_informer_start(b.inf);
+	if (b.ep_inf)
+		kd_informer_start(b.ep_inf);
 	kd_loop_run(b.loop);
 	status = b.failures ? 1 : 0;
 	if (cfg.json_out) {
@@ -456,16 +569,23 @@ int main(int argc, char **argv)
 		kd_autoerr struct kd_error *e = NULL;
 		if (kd_k8s_delete(b.k8s, &kd_k8s_deployments, cfg.ns, cfg.name, NULL, NULL, &e) < 0)
 			kd_log_warn("delete deployment: %s", kd_error_msg(e));
+		kd_autoerr struct kd_error *es = NULL;
+		if (cfg.service &&
+		    kd_k8s_delete(b.k8s, &kd_k8s_services, cfg.ns, cfg.name, NULL, NULL, &es) < 0)
+			kd_log_warn("delete service: %s", kd_error_msg(es));
 	}
 out:
 	if (b.inf)
 		kd_informer_free(b.inf);
+	if (b.ep_inf)
+		kd_informer_free(b.ep_inf);
 	kd_k8s_free(b.k8s);
 	kd_loop_timer_free(b.deadline);
 	json_object_put(b.seen);
 	free(b.created_ms);
 	free(b.bound_ms);
 	free(b.ready_ms);
+	free(b.routable_ms);
 	json_object_put(b.results);
 	kd_k8s_config_free(kc);
 	kd_loop_free(b.loop);

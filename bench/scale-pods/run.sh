@@ -15,8 +15,10 @@
 #    a watch.
 #  - vanilla arm (bench/scale-pods-vanilla --pod-spec): the Deployment /scale write Knative's KPA
 #    would make, on a Deployment whose pod spec is the revision's (user-container + queue-proxy,
-#    as Knative's Deployment has), pinned to the same Nodes; routable = API Ready (the earliest
-#    any vanilla component could route to it).
+#    as Knative's Deployment has), pinned to the same Nodes; routable = the pod's address first
+#    among the ready addresses of the Endpoints of a Service selecting the pods with the private
+#    Service's port (80 -> queue-proxy 8012): what Knative's activator routes on, written by the
+#    same Endpoints controller; API Ready = seen Ready through a watch.
 # The vanilla arm runs against the control plane as the rig runs it: "tuned" (rig/up's default,
 # KubeDirect's baseline tuning) or `KD_RIG_CLIENT_LIMITS=default rig/up` (upstream defaults); the
 # flags are in rig/README.md "Client limits". This script does not switch (that is a rig restart):
@@ -25,11 +27,13 @@
 # write-back's writes (N creates, then N status patches), printed per N beside the kd arm's API
 # consistency (kd API Ready p100 after the decision) as `N=<n> api consistent: <ms> ceiling: <ms>`,
 # and `api p90 ratio <mode>: <x>` (vanilla / kd API Ready p90 at the largest N).
-# The ratio line compares like with like (DESIGN.md section 9): Pod Ready through a watch in both
-# arms (KubeDirect's scale-pods metric), vanilla API Ready p90 / kd API Ready p90 at N=200 (else
-# the largest N): `p90 ratio <mode>: <x>`; the other mode's line says n/a. The routable line
-# (`routable p90 kd: <ms>`) has no vanilla counterpart here: that is the private Endpoints of a
-# Knative Service, and this vanilla arm is a bare Deployment (issue ab-bench).
+# The ratio lines compare like with like (DESIGN.md section 9), never mixed:
+#  - `p90 ratio <mode>: <x>`: routable with routable, vanilla Endpoints p90 / kd-activator p90,
+#    at N=200 (else the largest N); the other mode's line says n/a;
+#  - `api p90 ratio <mode>: <x>`: Pod Ready with Pod Ready through a watch (KubeDirect's
+#    scale-pods metric), vanilla API Ready p90 / kd API Ready p90 at the largest N.
+# The vanilla arm is still a bare Deployment scaled by the /scale write, not a Knative Service
+# scaled by Knative's autoscaler (issue ab-bench).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 . "$REPO/rig/lib.sh"
@@ -183,10 +187,11 @@ mode = sys.argv[3]
 ceiling = {int(m.group(1)): float(m.group(2)) for m in
            (re.match(r"N=(\d+) ceiling: (\d+)", l) for l in open(sys.argv[4])) if m}
 print()
-print(f"{'N':>5} | {'kd routable (kd-activator)':>28} | {'kd chain':>16} | {'kd API Ready':>16} | "
+print(f"{'N':>5} | {'kd routable (kd-activator)':>28} | {'vanilla routable (Endpoints)':>28} | "
+      f"routable p90 ratio | {'kd chain':>16} | {'kd API Ready':>16} | "
       f"{'vanilla ('+mode+') Ready':>24} | Ready p90 ratio")
-print(f"{'':>5} | {'p50/p90/p100 ms':>28} | {'p50/p90/p100 ms':>16} | {'p50/p90/p100 ms':>16} | "
-      f"{'p50/p90/p100 ms':>24} |")
+print(f"{'':>5} | {'p50/p90/p100 ms':>28} | {'p50/p90/p100 ms':>28} | {'':>18} | "
+      f"{'p50/p90/p100 ms':>16} | {'p50/p90/p100 ms':>16} | {'p50/p90/p100 ms':>24} |")
 last = None
 for n in sorted(set(kd) | set(va)):
     k, v = kd.get(n), va.get(n)
@@ -195,13 +200,18 @@ for n in sorted(set(kd) | set(va)):
             return "-"
         return "/".join(f"{r[p + s + '_ms']:.0f}" for s in ("50", "90", "100"))
     ratio = v["ready_p90_ms"] / k["ready_p90_ms"] if k and v and k["ready_p90_ms"] > 0 else None
-    print(f"{n:>5} | {f(k, 'activator_p'):>28} | {f(k, 'routable_p'):>16} | {f(k, 'ready_p'):>16} | "
+    rratio = (v["routable_p90_ms"] / k["activator_p90_ms"]
+              if k and v and k.get("activator_p90_ms", -1) > 0 and v.get("routable_p90_ms", -1) > 0
+              else None)
+    print(f"{n:>5} | {f(k, 'activator_p'):>28} | {f(v, 'routable_p'):>28} | "
+          + (f"{rratio:.2f}x" if rratio else "-").rjust(18)
+          + f" | {f(k, 'routable_p'):>16} | {f(k, 'ready_p'):>16} | "
           f"{f(v, 'ready_p'):>24} | " + (f"{ratio:.2f}x" if ratio else "-"))
     if k:
         print(f"{'':>5}   chain throughput {k['chain_rate_per_s']:.0f} instances/s (one batch); "
               f"write-back lag (API p100 - chain p100) {k['ready_p100_ms'] - k['routable_p100_ms']:.0f} ms")
-    if ratio and (last is None or last[0] != 200):
-        last = (n, ratio, k)
+    if rratio and (last is None or last[0] != 200):
+        last = (n, rratio, k, v)
 print()
 for n in sorted(kd):
     c = ceiling.get(n)
@@ -215,9 +225,9 @@ big = max(set(kd) & set(va), default=None)
 if big and kd[big]["ready_p90_ms"] > 0:
     print(f"api p90 ratio {mode}: {va[big]['ready_p90_ms'] / kd[big]['ready_p90_ms']:.2f}  (N={big}, vanilla API Ready p90 / kd API Ready p90)")
 if last:
-    print(f"p90 ratio {mode}: {last[1]:.2f}  (N={last[0]}, vanilla API Ready p90 / kd API Ready p90)")
-    if last[2] and last[2].get("activator_p90_ms", -1) >= 0:
-        print(f"routable p90 kd: {last[2]['activator_p90_ms']:.0f}  (N={last[0]}, kd-activator's routing table)")
+    print(f"p90 ratio {mode}: {last[1]:.2f}  (N={last[0]}, vanilla routable p90 (private-Service Endpoints) / kd routable p90 (kd-activator))")
+    print(f"routable p90 kd: {last[2]['activator_p90_ms']:.0f}  (N={last[0]}, kd-activator's routing table)")
+    print(f"routable p90 vanilla: {last[3]['routable_p90_ms']:.0f}  (N={last[0]}, ready in the Endpoints)")
 other = "default" if mode == "tuned" else "tuned"
 print(f"p90 ratio {other}: n/a (not measured in this run: rig/up runs one mode at a time)")
 EOF
