@@ -116,7 +116,12 @@ static void on_tick(struct kd_loop *loop, struct kd_timer *t, void *arg)
 	while ((r = kd_strmap_next(&a->revs, &pos))) {
 		kd_act_stats_touch(a, r);
 		bool busy = r->inflight || r->qlen || r->window_reqs;
-		if (busy || r->active) /* one report of 0 after traffic ends, as Knative does */
+		/* Every request of a kd revision passes here (its public Endpoints point at us for
+		 * good), so we are its only source of concurrency: report it every period while it has
+		 * instances, zeros included, which is what lets the decider scale it to zero. Knative's
+		 * own activator reports once after traffic ends because Knative's autoscaler also
+		 * scrapes the pods; nothing scrapes kd's instances. */
+		if (busy || r->active || r->n_insts)
 			fill(st, &msgs[n++], r, r->conc_ms / period, (double)r->window_reqs);
 		r->active = busy;
 		r->conc_ms = 0;

@@ -12,6 +12,7 @@
 #  - containerConcurrency 1 with 5 concurrent requests scales to >= 2 instances, never 2 in flight
 #    on one; a KPA Service on the same rig is left to Knative (404 here, its public Endpoints
 #    not ours) and answers from zero through Knative's activator;
+#  - a kd revision goes back to zero once its traffic stops;
 #  - kd-activator killed with SIGKILL mid-traffic and restarted routes again within 1 s on the
 #    API fallback alone (private Endpoints), and no request sent after that fails.
 # Isolation: our own kd-node (Node kd-act-210, tainted NoSchedule, pod CIDR 10.244.210.0/24),
@@ -286,6 +287,24 @@ max_inflight="$(act "http://127.0.0.1:$ACT_ADMIN_PORT/debug/routes" | jq -r --ar
 	'[.revisions[] | select(.revision == $r) | .instances[].max_inflight] | max // 0')"
 log "containerConcurrency 1: up to $max_insts instances, at most $max_inflight request(s) in flight on one"
 expect_eq "containerConcurrency 1: most requests ever in flight on one instance" 1 "$max_inflight"
+
+# 8b. back to zero when traffic stops: kd-activator is the only source of a kd revision's
+#     concurrency, so its zero reports are what lets the decider scale it in (window 6 s, then
+#     the 30 s scale-to-zero grace period)
+kd_ksvc idle "        autoscaling.knative.dev/window: \"6s\"" "$POD_LINES"
+wait_for "revision of idle" 120 has_rev idle
+REV7="$(rev_of idle)"
+wait_for "Revision $REV7 Ready at 0" 120 rev_ready "$REV7"
+known7() { act "http://127.0.0.1:$ACT_ADMIN_PORT/debug/routes" | jq -e --arg r "$REV7" '.revisions[] | select(.revision == $r and .known)' >/dev/null; }
+wait_for "kd-activator knows $REV7" 60 known7
+expect_eq "first request of $REV7" "Hello from $REV7" "$(req "$REV7")"
+t0=$SECONDS
+gone7() {
+	[[ "$(act "http://127.0.0.1:$ACT_ADMIN_PORT/debug/routes" | jq -r --arg r "$REV7" '[.revisions[] | select(.revision == $r) | .instances[]] | length')" == 0 ]] &&
+		[[ -z "$(kc -n "$NS" get pods -l "serving.knative.dev/revision=$REV7" -o name)" ]]
+}
+wait_for "$REV7 back to zero (instances and Pods)" 120 gone7
+log "$REV7 scaled back to zero $((SECONDS - t0)) s after its only request"
 
 # 9. a vanilla (KPA) Service on the same rig is not ours: not routed, 404 at kd-activator
 ksvc_apply vanilla kpa.autoscaling.knative.dev "        autoscaling.knative.dev/initial-scale: \"0\"" "$POD_LINES"
