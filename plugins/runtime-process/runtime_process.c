@@ -656,13 +656,7 @@ static int rp_status(void *state, const char *key, struct kd_sandbox_status *out
 	struct sandbox *sb = kd_strmap_get(&rp->table, key);
 	if (!sb)
 		return -ENOENT;
-	memset(out, 0, sizeof(*out));
-	out->phase = sb->phase;
-	memcpy(out->pod_ip, sb->ip, sizeof(out->pod_ip));
-	if (sb->uid)
-		snprintf(out->uid, sizeof(out->uid), "%s", sb->uid);
-	out->created_ms = sb->created_ms;
-	out->ready_ms = sb->ready_ms;
+	kd_sandbox_status_set(out, sb->phase, sb->ip, sb->uid, sb->created_ms, sb->ready_ms);
 	return 0;
 }
 
@@ -776,19 +770,9 @@ static int rp_init(const struct kd_host *host, const void *config, void **state,
 	return 0;
 }
 
-static const struct kd_plugin rp_plugin = {
-    .abi_major = KD_PLUGIN_ABI_MAJOR,
-    .struct_size = sizeof(struct kd_plugin),
-    .name = "runtime-process",
-    .build_sig = KD_PLUGIN_BUILD_SIG,
-    .kind = KD_PLUGIN_RUNTIME,
-    .description = "real sandboxes: a network namespace + veth per pod, containers as local "
-                   "processes (Knative queue-proxy + user program)",
-    .options = rp_options,
-    .config_size = sizeof(struct rp_config),
-    .init = rp_init,
-    .fini = rp_fini,
-    .ops = &rp_ops,
-};
-
-KD_PLUGIN_DEFINE(rp_plugin)
+KD_PLUGIN_EXPORT("runtime-process", KD_PLUGIN_RUNTIME,
+                 .description =
+                     "real sandboxes: a network namespace + veth per pod, containers as local "
+                     "processes (Knative queue-proxy + user program)",
+                 .options = rp_options, .config_size = sizeof(struct rp_config), .init = rp_init,
+                 .fini = rp_fini, .ops = &rp_ops)
