@@ -127,6 +127,23 @@ static void submit(struct kd_node *n, const struct kd_k8s_request *req, kd_k8s_d
 	}
 }
 
+/* Submits a heartbeat write of n (its status or its lease): *inflight is true while it runs; a
+ * write that cannot be sent is logged ("node N: <what>: why") and tried again by timer after
+ * retry_ms. */
+static void submit_heartbeat(struct kd_node *n, const struct kd_k8s_request *req, kd_k8s_done_cb cb,
+                             bool *inflight, struct kd_timer *timer, uint64_t retry_ms,
+                             const char *what)
+{
+	struct kd_error *err = NULL;
+	*inflight = true;
+	if (kd_k8s_submit(n->agent->k8s, req, cb, n, &err) < 0) {
+		*inflight = false;
+		kd_log_warn("node %s: %s: %s", n->name, what, kd_error_msg(err));
+		kd_error_free(err);
+		kd_loop_timer_start(timer, retry_ms);
+	}
+}
+
 static void start_heartbeats(struct kd_node *n)
 {
 	struct kd_node_agent *a = n->agent;
@@ -162,14 +179,8 @@ static void post_status_now(struct kd_node *n)
 	    .patch_type = KD_K8S_PATCH_MERGE,
 	    .body = patch,
 	};
-	n->status_inflight = true;
-	struct kd_error *err = NULL;
-	if (kd_k8s_submit(n->agent->k8s, &req, on_status_done, n, &err) < 0) {
-		n->status_inflight = false;
-		kd_log_warn("node %s: status update: %s", n->name, kd_error_msg(err));
-		kd_error_free(err);
-		kd_loop_timer_start(n->status_timer, BACKOFF_CAP_MS);
-	}
+	submit_heartbeat(n, &req, on_status_done, &n->status_inflight, n->status_timer,
+	                 BACKOFF_CAP_MS, "status update");
 }
 
 static void on_status_done(struct kd_k8s_response *resp, struct kd_error *err, void *arg)
@@ -335,14 +346,8 @@ static void lease_create(struct kd_node *n)
 	    .ns = KD_NODE_LEASE_NAMESPACE,
 	    .body = lease,
 	};
-	struct kd_error *err = NULL;
-	n->lease_inflight = true;
-	if (kd_k8s_submit(n->agent->k8s, &req, on_lease_done, n, &err) < 0) {
-		n->lease_inflight = false;
-		kd_log_warn("node %s: create lease: %s", n->name, kd_error_msg(err));
-		kd_error_free(err);
-		kd_loop_timer_start(n->lease_timer, BACKOFF_BASE_MS);
-	}
+	submit_heartbeat(n, &req, on_lease_done, &n->lease_inflight, n->lease_timer,
+	                 BACKOFF_BASE_MS, "create lease");
 }
 
 static void on_lease_done(struct kd_k8s_response *resp, struct kd_error *err, void *arg)
@@ -391,14 +396,8 @@ static void lease_renew(struct kd_node *n)
 	    .patch_type = KD_K8S_PATCH_MERGE,
 	    .body = patch,
 	};
-	struct kd_error *err = NULL;
-	n->lease_inflight = true;
-	if (kd_k8s_submit(n->agent->k8s, &req, on_lease_done, n, &err) < 0) {
-		n->lease_inflight = false;
-		kd_log_warn("node %s: renew lease: %s", n->name, kd_error_msg(err));
-		kd_error_free(err);
-		kd_loop_timer_start(n->lease_timer, BACKOFF_BASE_MS);
-	}
+	submit_heartbeat(n, &req, on_lease_done, &n->lease_inflight, n->lease_timer,
+	                 BACKOFF_BASE_MS, "renew lease");
 }
 
 /* ---- start / stop
