@@ -258,43 +258,49 @@ static void remember_node(struct kd_node *n, struct json_object *obj)
 	}
 }
 
-static void on_meta_done(struct kd_k8s_response *resp, struct kd_error *err, void *arg)
+/* A registration request of n completed: false when the agent is stopping (nothing follows). */
+static bool register_step_done(struct kd_node *n)
 {
-	struct kd_node *n = arg;
 	n->register_inflight = false;
-	if (n->agent->stopping)
-		return;
+	return !n->agent->stopping;
+}
+
+/* The Node object was written (created or patched): retried on an error, else the API's copy is
+ * remembered and the status posted. */
+static void node_written(struct kd_node *n, const struct kd_k8s_response *resp,
+                         const struct kd_error *err, const char *what)
+{
 	if (err) {
-		retry_register(n, "patch node", err);
+		retry_register(n, what, err);
 		return;
 	}
 	remember_node(n, resp->body);
 	post_status_now(n);
+}
+
+static void on_meta_done(struct kd_k8s_response *resp, struct kd_error *err, void *arg)
+{
+	struct kd_node *n = arg;
+	if (register_step_done(n))
+		node_written(n, resp, err, "patch node");
 }
 
 static void on_create_done(struct kd_k8s_response *resp, struct kd_error *err, void *arg)
 {
 	struct kd_node *n = arg;
-	n->register_inflight = false;
-	if (n->agent->stopping)
+	if (!register_step_done(n))
 		return;
 	if (err && err->errnum == EEXIST) { /* raced with someone: start over */
 		kd_loop_timer_start(n->register_timer, 0);
 		return;
 	}
-	if (err) {
-		retry_register(n, "create node", err);
-		return;
-	}
-	remember_node(n, resp->body);
-	post_status_now(n);
+	node_written(n, resp, err, "create node");
 }
 
 static void on_get_done(struct kd_k8s_response *resp, struct kd_error *err, void *arg)
 {
 	struct kd_node *n = arg;
-	n->register_inflight = false;
-	if (n->agent->stopping)
+	if (!register_step_done(n))
 		return;
 	struct kd_node_params p;
 	if (err && err->errnum == ENOENT) {
