@@ -164,7 +164,9 @@ $(foreach b,$(BENCH_NAMES),$(eval $(call bin_rule,bench/$(b),bench/$(b)/$(b))))
 $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(TEST_SUPPORT_OBJS) $(LIBKD_A)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  TEST    $@")
-	$(Q)$(CC) -o $@ $< $(TEST_SUPPORT_OBJS) $(LIBKD_A) $(LDFLAGS_ALL) $(LIBS) $(TEST_LIBS) -lcmocka
+	$(Q)$(CC) -o $@ $(filter %.o,$^) $(LIBKD_A) $(LDFLAGS_ALL) $(LIBS) $(TEST_LIBS) -lcmocka
+# A test of a component's pure module (a .c with its own header, no I/O) links that module's object.
+$(BUILD)/tests/test_act_ident: $(BUILD)/activator-hook/ident.o
 
 $(BUILD)/tests/harness/%: $(BUILD)/tests/harness/%.o $(TEST_SUPPORT_OBJS) $(LIBKD_A)
 	@mkdir -p $(dir $@)
@@ -204,7 +206,9 @@ FUZZ_FLAGS := -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Ilib/includ
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  FUZZ    $@")
-	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRCS) $(LIBS)
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $(filter %.c,$^) $(LIBS)
+# A fuzz target of a component's pure module (a .c with its own header) is linked with its source.
+$(BUILD)/fuzz/fuzz_act_identify: activator-hook/ident.c activator-hook/ident.h
 fuzz-build: $(FUZZ_BINS)
 # Runs each target for FUZZ_TIME seconds on its corpus (tests/fuzz/corpus/<name>).
 fuzz: fuzz-build

@@ -115,12 +115,7 @@ int main(int argc, char **argv)
 	kd_log_info("serving revisions of class %s in %s via %s", a.cfg.pa_class,
 	            a.cfg.namespace && *a.cfg.namespace ? a.cfg.namespace : "all namespaces",
 	            kcfg->server);
-	if (kd_loop_run(a.loop) < 0) {
-		kd_log_error("event loop: %s", strerror(errno));
-		status = 1;
-	} else {
-		status = 0;
-	}
+	status = kd_loop_run_main(a.loop);
 
 out:
 	a.stopping = true;

@@ -6,10 +6,8 @@
 #include <string.h>
 
 #include "activator.h"
+#include "ident.h"
 #include "kd/log.h"
-
-#define HDR_NS  "Knative-Serving-Namespace"
-#define HDR_REV "Knative-Serving-Revision"
 
 /* A request of a revision: held in its queue, then in flight to one instance. */
 struct kd_act_held {
@@ -268,30 +266,12 @@ void kd_act_dispatch(struct kd_act *a, struct kd_act_rev *r)
 	}
 }
 
-/* Revision of a request: Knative's headers, else the first two labels of Host
- * (<revision>[-private].<namespace>...). Returns 0 with owned *ns and *name, or -ENOENT. */
+/* Revision of a request (ident.h): 0 with owned *ns and *name, or -ENOENT. */
 static int identify(struct kd_http_req *req, char **ns, char **name)
 {
-	const char *hn = kd_http_req_header(req, HDR_NS);
-	const char *hr = kd_http_req_header(req, HDR_REV);
-	if (hn && *hn && hr && *hr) {
-		*ns = kd_xstrdup(hn);
-		*name = kd_xstrdup(hr);
-		return 0;
-	}
-	const char *host = kd_http_req_header(req, "Host");
-	const char *dot = host ? strchr(host, '.') : NULL;
-	if (!dot || dot == host)
-		return -ENOENT;
-	const char *end = dot + 1 + strcspn(dot + 1, ".:");
-	if (end == dot + 1)
-		return -ENOENT;
-	size_t rl = (size_t)(dot - host);
-	if (rl > 8 && strncmp(dot - 8, "-private", 8) == 0)
-		rl -= 8;
-	*name = kd_xstrndup(host, rl);
-	*ns = kd_xstrndup(dot + 1, (size_t)(end - dot - 1));
-	return 0;
+	return kd_act_identify(kd_http_req_header(req, KD_ACT_HDR_NS),
+	                       kd_http_req_header(req, KD_ACT_HDR_REV),
+	                       kd_http_req_header(req, "Host"), ns, name);
 }
 
 static void on_request(void *ud, struct kd_http_req *req)
@@ -301,8 +281,8 @@ static void on_request(void *ud, struct kd_http_req *req)
 	if (identify(req, &ns, &name) < 0) {
 		a->unknown_revision++;
 		respondf(req, 404,
-		         "kd-activator: no revision named (set the " HDR_NS " and " HDR_REV
-		         " headers, or a Host of <revision>.<namespace>)");
+		         "kd-activator: no revision named (set the " KD_ACT_HDR_NS
+		         " and " KD_ACT_HDR_REV " headers, or a Host of <revision>.<namespace>)");
 		return;
 	}
 	struct kd_act_rev *r = kd_act_rev_get(a, ns, name);

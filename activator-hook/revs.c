@@ -199,17 +199,6 @@ static void rev_upsert(struct kd_informer *inf, json_object *obj, void *arg)
 	kd_act_dispatch(a, r);
 }
 
-static void rev_add(struct kd_informer *inf, json_object *obj, void *arg)
-{
-	rev_upsert(inf, obj, arg);
-}
-
-static void rev_update(struct kd_informer *inf, json_object *old, json_object *obj, void *arg)
-{
-	(void)old;
-	rev_upsert(inf, obj, arg);
-}
-
 static void rev_delete(struct kd_informer *inf, json_object *obj, void *arg)
 {
 	(void)inf;
@@ -292,12 +281,6 @@ static void ep_add(struct kd_informer *inf, json_object *obj, void *arg)
 	struct kd_act_rev *r = ep_rev(a, obj);
 	if (r)
 		ep_apply(a, r, obj);
-}
-
-static void ep_update(struct kd_informer *inf, json_object *old, json_object *obj, void *arg)
-{
-	(void)old;
-	ep_add(inf, obj, arg);
 }
 
 static void ep_delete(struct kd_informer *inf, json_object *obj, void *arg)
@@ -416,15 +399,17 @@ int kd_act_revs_start(struct kd_act *a, struct kd_error **err)
 
 	const char *ns = a->cfg.namespace && *a->cfg.namespace ? a->cfg.namespace : NULL;
 	struct kd_informer_opts ro = {.res = &revisions, .ns = ns};
-	struct kd_informer_handlers rh = {.on_add = rev_add,
-	                                  .on_update = rev_update,
+	struct kd_informer_handlers rh = {.on_add = rev_upsert,
+	                                  .on_update = kd_informer_update_as_add,
 	                                  .on_delete = rev_delete,
 	                                  .on_synced = rev_synced,
 	                                  .arg = a};
 	struct kd_informer_opts eo = {
 	    .res = &kd_k8s_endpoints, .ns = ns, .label_selector = LABEL_SERVICE_TYPE "=Private"};
-	struct kd_informer_handlers eh = {
-	    .on_add = ep_add, .on_update = ep_update, .on_delete = ep_delete, .arg = a};
+	struct kd_informer_handlers eh = {.on_add = ep_add,
+	                                  .on_update = kd_informer_update_as_add,
+	                                  .on_delete = ep_delete,
+	                                  .arg = a};
 	if (kd_informer_new(a->k8s, &ro, &rh, &a->rev_inf, err) < 0 ||
 	    kd_informer_new(a->k8s, &eo, &eh, &a->ep_inf, err) < 0)
 		return kd_error_wrap(err, "informers");

@@ -201,12 +201,7 @@ int main(int argc, char **argv)
 	kd_log_info("reconciling PodAutoscalers of class %s in %s via %s", as.cfg.pa_class,
 	            as.cfg.namespace && *as.cfg.namespace ? as.cfg.namespace : "all namespaces",
 	            kcfg->server);
-	if (kd_loop_run(as.loop) < 0) {
-		kd_log_error("event loop: %s", strerror(errno));
-		status = 1;
-	} else {
-		status = 0;
-	}
+	status = kd_loop_run_main(as.loop);
 	kd_log_info("decisions %llu, pokes %llu, instances created %llu, cancelled %llu, deleted "
 	            "%llu",
 	            (unsigned long long)as.decisions, (unsigned long long)as.pokes,

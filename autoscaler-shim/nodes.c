@@ -352,12 +352,6 @@ static void on_node(struct kd_informer *inf, json_object *node, void *arg)
 	kd_node_view_fini(&v);
 }
 
-static void on_node_update(struct kd_informer *inf, json_object *old, json_object *node, void *arg)
-{
-	(void)old;
-	on_node(inf, node, arg);
-}
-
 static void on_node_delete(struct kd_informer *inf, json_object *node, void *arg)
 {
 	(void)inf;
@@ -410,7 +404,7 @@ int kd_as_nodes_init(struct kd_as *as, struct kd_error **err)
 	struct kd_informer_opts io = {.res = &kd_k8s_nodes,
 	                              .label_selector = as->cfg.node_selector};
 	struct kd_informer_handlers h = {.on_add = on_node,
-	                                 .on_update = on_node_update,
+	                                 .on_update = kd_informer_update_as_add,
 	                                 .on_delete = on_node_delete,
 	                                 .on_synced = on_nodes_synced,
 	                                 .arg = as};

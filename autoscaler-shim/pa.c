@@ -218,12 +218,6 @@ static void on_pa(struct kd_informer *inf, json_object *pa, void *arg)
 		kd_as_decide(as, rev, "new");
 }
 
-static void on_pa_update(struct kd_informer *inf, json_object *old, json_object *pa, void *arg)
-{
-	(void)old;
-	on_pa(inf, pa, arg);
-}
-
 static void on_pa_delete(struct kd_informer *inf, json_object *pa, void *arg)
 {
 	(void)inf;
@@ -324,12 +318,6 @@ static void on_deploy(struct kd_informer *inf, json_object *dep, void *arg)
 		rev_set_deploy(as, rev, dep);
 }
 
-static void on_deploy_update(struct kd_informer *inf, json_object *old, json_object *dep, void *arg)
-{
-	(void)old;
-	on_deploy(inf, dep, arg);
-}
-
 static void on_deploy_delete(struct kd_informer *inf, json_object *dep, void *arg)
 {
 	(void)inf;
@@ -344,12 +332,6 @@ static void on_pod(struct kd_informer *inf, json_object *pod, void *arg)
 {
 	(void)inf;
 	kd_as_inst_observe(arg, pod);
-}
-
-static void on_pod_update(struct kd_informer *inf, json_object *old, json_object *pod, void *arg)
-{
-	(void)old;
-	on_pod(inf, pod, arg);
 }
 
 static void on_pod_delete(struct kd_informer *inf, json_object *pod, void *arg)
@@ -884,17 +866,17 @@ int kd_as_pa_start(struct kd_as *as, struct kd_error **err)
 		return -EINVAL;
 
 	struct kd_informer_handlers hp = {.on_add = on_pa,
-	                                  .on_update = on_pa_update,
+	                                  .on_update = kd_informer_update_as_add,
 	                                  .on_delete = on_pa_delete,
 	                                  .on_synced = on_synced,
 	                                  .arg = as};
 	struct kd_informer_handlers hd = {.on_add = on_deploy,
-	                                  .on_update = on_deploy_update,
+	                                  .on_update = kd_informer_update_as_add,
 	                                  .on_delete = on_deploy_delete,
 	                                  .on_synced = on_synced,
 	                                  .arg = as};
 	struct kd_informer_handlers hpod = {.on_add = on_pod,
-	                                    .on_update = on_pod_update,
+	                                    .on_update = kd_informer_update_as_add,
 	                                    .on_delete = on_pod_delete,
 	                                    .on_synced = on_synced,
 	                                    .arg = as};

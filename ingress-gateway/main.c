@@ -97,7 +97,7 @@ int main(int argc, char **argv)
 	}
 	kd_log_info("serving Ingresses of class %s as %s via %s", g.cfg.ingress_class,
 	            g.cfg.public_ip, kcfg->server);
-	status = kd_loop_run(g.loop) < 0 ? 1 : 0;
+	status = kd_loop_run_main(g.loop);
 
 out:
 	kd_gw_proxy_stop(&g);

@@ -203,12 +203,6 @@ static void ing_add(struct kd_informer *inf, json_object *obj, void *arg)
 		write_status(g, obj);
 }
 
-static void ing_update(struct kd_informer *inf, json_object *old, json_object *obj, void *arg)
-{
-	(void)old;
-	ing_add(inf, obj, arg);
-}
-
 static void ing_delete(struct kd_informer *inf, json_object *obj, void *arg)
 {
 	(void)inf;
@@ -254,8 +248,10 @@ bool kd_gw_routes_synced(const struct kd_gw *g)
 int kd_gw_routes_start(struct kd_gw *g, struct kd_error **err)
 {
 	struct kd_informer_opts io = {.res = &ingresses};
-	struct kd_informer_handlers ih = {
-	    .on_add = ing_add, .on_update = ing_update, .on_delete = ing_delete, .arg = g};
+	struct kd_informer_handlers ih = {.on_add = ing_add,
+	                                  .on_update = kd_informer_update_as_add,
+	                                  .on_delete = ing_delete,
+	                                  .arg = g};
 	struct kd_informer_opts so = {.res = &kd_k8s_services};
 	struct kd_informer_opts eo = {.res = &kd_k8s_endpoints};
 	struct kd_informer_handlers none = {.arg = g};

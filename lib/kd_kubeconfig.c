@@ -140,24 +140,25 @@ static char *dupmem(const char *p, size_t n)
 	return d;
 }
 
+/* The strings a kd_k8s_config owns; its PEM data (ca_data, cert_data, key_data, sized by their
+ * _len members) are the other buffers it owns. kd_k8s_config_dup copies and kd_k8s_config_free
+ * frees exactly these. */
+#define CFG_STRINGS(c)                                                                             \
+	{                                                                                          \
+		&(c)->server, &(c)->ca_file, &(c)->cert_file, &(c)->key_file, &(c)->token,         \
+		    &(c)->token_file, &(c)->namespace, &(c)->source                                \
+	}
+
 struct kd_k8s_config *kd_k8s_config_dup(const struct kd_k8s_config *s)
 {
-	struct kd_k8s_config *d = kd_xcalloc(1, sizeof(*d));
-	d->server = dupn(s->server);
-	d->ca_file = dupn(s->ca_file);
+	struct kd_k8s_config *d = kd_xmalloc(sizeof(*d));
+	*d = *s; /* the lengths and flags; every buffer is replaced by its copy below */
+	char **strings[] = CFG_STRINGS(d);
+	for (size_t i = 0; i < KD_ARRAY_SIZE(strings); i++)
+		*strings[i] = dupn(*strings[i]);
 	d->ca_data = dupmem(s->ca_data, s->ca_len);
-	d->ca_len = s->ca_len;
-	d->insecure_skip_tls_verify = s->insecure_skip_tls_verify;
-	d->cert_file = dupn(s->cert_file);
 	d->cert_data = dupmem(s->cert_data, s->cert_len);
-	d->cert_len = s->cert_len;
-	d->key_file = dupn(s->key_file);
 	d->key_data = dupmem(s->key_data, s->key_len);
-	d->key_len = s->key_len;
-	d->token = dupn(s->token);
-	d->token_file = dupn(s->token_file);
-	d->namespace = dupn(s->namespace);
-	d->source = dupn(s->source);
 	return d;
 }
 
@@ -165,17 +166,12 @@ void kd_k8s_config_free(struct kd_k8s_config *cfg)
 {
 	if (!cfg)
 		return;
-	free(cfg->server);
-	free(cfg->ca_file);
+	char **strings[] = CFG_STRINGS(cfg);
+	for (size_t i = 0; i < KD_ARRAY_SIZE(strings); i++)
+		free(*strings[i]);
 	free(cfg->ca_data);
-	free(cfg->cert_file);
 	free(cfg->cert_data);
-	free(cfg->key_file);
 	free(cfg->key_data);
-	free(cfg->token);
-	free(cfg->token_file);
-	free(cfg->namespace);
-	free(cfg->source);
 	free(cfg);
 }
 

@@ -372,6 +372,16 @@ int kd_loop_run(struct kd_loop *loop)
 	return 0;
 }
 
+int kd_loop_run_main(struct kd_loop *loop)
+{
+	int rc = kd_loop_run(loop);
+	if (rc < 0) {
+		kd_log_error("event loop: %s", strerror(-rc));
+		return 1;
+	}
+	return 0;
+}
+
 int kd_loop_run_attached(struct kd_loop *loop)
 {
 	if (loop->running)

@@ -375,6 +375,14 @@ static void cb_update(struct kd_informer *inf, struct json_object *old, struct j
 	}
 }
 
+void kd_informer_update_as_add(struct kd_informer *inf, struct json_object *old,
+                               struct json_object *obj, void *arg)
+{
+	(void)old;
+	if (inf->h.on_add)
+		inf->h.on_add(inf, obj, arg);
+}
+
 static void cb_delete(struct kd_informer *inf, struct json_object *obj)
 {
 	if (inf->h.on_delete && !inf->dead) {

@@ -246,6 +246,37 @@ static uint64_t *gauge(struct kd_wb *wb, enum kd_wb_state s)
 	return &wb->c.deleting;
 }
 
+/* The total that counts entries leaving the cache for why. */
+static uint64_t *gone_total(struct kd_wb *wb, enum kd_wb_gone why)
+{
+	uint64_t *const totals[] = {
+	    [KD_WB_GONE_CANCELLED] = &wb->c.cancelled,
+	    [KD_WB_GONE_DELETED] = &wb->c.deleted,
+	    [KD_WB_GONE_API_DELETED] = &wb->c.api_deleted,
+	    [KD_WB_GONE_EVICTED] = &wb->c.evicted,
+	};
+	return (size_t)why < KD_ARRAY_SIZE(totals) ? totals[why] : NULL;
+}
+
+/* The total that counts write completions with res, or NULL: RETRY and PERMANENT are counted
+ * where they are handled (backoff, fail), as retries and permanent_errors. */
+static uint64_t *result_total(struct kd_wb *wb, enum kd_wb_result res)
+{
+	uint64_t *const totals[] = {
+	    [KD_WB_OK] = &wb->c.writes_ok,
+	    [KD_WB_ALREADY_EXISTS] = &wb->c.already_exists,
+	    [KD_WB_CONFLICT] = &wb->c.conflicts,
+	    [KD_WB_NOT_FOUND] = &wb->c.not_found,
+	};
+	return (size_t)res < KD_ARRAY_SIZE(totals) ? totals[res] : NULL;
+}
+
+static void count(uint64_t *total)
+{
+	if (total)
+		(*total)++;
+}
+
 static void set_state(struct entry *e, enum kd_wb_state s)
 {
 	(*gauge(e->wb, e->state))--;
@@ -466,20 +497,7 @@ static void entry_remove(struct entry *e, enum kd_wb_gone why)
 		kd_strmap_del(&wb->entries, e->key);
 	dl_del(&e->all);
 	(*gauge(wb, e->state))--;
-	switch (why) {
-	case KD_WB_GONE_CANCELLED:
-		wb->c.cancelled++;
-		break;
-	case KD_WB_GONE_DELETED:
-		wb->c.deleted++;
-		break;
-	case KD_WB_GONE_API_DELETED:
-		wb->c.api_deleted++;
-		break;
-	case KD_WB_GONE_EVICTED:
-		wb->c.evicted++;
-		break;
-	}
+	count(gone_total(wb, why));
 	e->zombie = true;
 	kd_log_debug("wbcache: %s: %s", e->key, kd_wb_gone_name(why));
 	pin(e);
@@ -739,22 +757,7 @@ static void handle_write(struct entry *e, enum kd_wb_op kind, uint64_t gen, enum
                          const struct kd_error *err)
 {
 	struct kd_wb *wb = e->wb;
-	switch (res) {
-	case KD_WB_OK:
-		wb->c.writes_ok++;
-		break;
-	case KD_WB_ALREADY_EXISTS:
-		wb->c.already_exists++;
-		break;
-	case KD_WB_CONFLICT:
-		wb->c.conflicts++;
-		break;
-	case KD_WB_NOT_FOUND:
-		wb->c.not_found++;
-		break;
-	default:
-		break;
-	}
+	count(result_total(wb, res));
 	if (e->state == KD_WB_DELETING && kind != KD_WB_OP_DELETE) {
 		/* Cancelled while a create or update was in flight. */
 		if (kind == KD_WB_OP_CREATE && !e->created &&

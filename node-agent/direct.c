@@ -688,12 +688,6 @@ static void on_deploy(struct kd_informer *inf, json_object *obj, void *arg)
 	}
 }
 
-static void on_deploy_update(struct kd_informer *inf, json_object *old, json_object *obj, void *arg)
-{
-	(void)old;
-	on_deploy(inf, obj, arg);
-}
-
 /* ---- lifecycle ------------------------------------------------------------------------------ */
 
 void kd_node_direct_log_stats(struct kd_node_agent *a)
@@ -765,7 +759,7 @@ int kd_node_direct_new(struct kd_node_agent *a, const struct kd_k8s_config *kcfg
 	struct kd_informer_opts io = {.res = &kd_k8s_deployments,
 	                              .label_selector = REVISION_SELECTOR};
 	struct kd_informer_handlers ih = {
-	    .on_add = on_deploy, .on_update = on_deploy_update, .arg = d};
+	    .on_add = on_deploy, .on_update = kd_informer_update_as_add, .arg = d};
 	if (kd_informer_new(a->k8s, &io, &ih, &d->deploy_inf, err) < 0)
 		goto fail;
 

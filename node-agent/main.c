@@ -279,12 +279,7 @@ int main(int argc, char **argv)
 	stats = kd_loop_timer_new(a.loop, on_stats_timer, &a);
 	kd_loop_timer_start(stats, 10000);
 
-	if (kd_loop_run(a.loop) < 0) {
-		kd_log_error("event loop: %s", strerror(errno));
-		status = 1;
-	} else {
-		status = 0;
-	}
+	status = kd_loop_run_main(a.loop);
 
 out:
 	a.stopping = true;

@@ -127,6 +127,23 @@ static void submit(struct kd_node *n, const struct kd_k8s_request *req, kd_k8s_d
 	}
 }
 
+/* Submits a heartbeat write of n (its status or its lease): *inflight is true while it runs; a
+ * write that cannot be sent is logged ("node N: <what>: why") and tried again by timer after
+ * retry_ms. */
+static void submit_heartbeat(struct kd_node *n, const struct kd_k8s_request *req, kd_k8s_done_cb cb,
+                             bool *inflight, struct kd_timer *timer, uint64_t retry_ms,
+                             const char *what)
+{
+	struct kd_error *err = NULL;
+	*inflight = true;
+	if (kd_k8s_submit(n->agent->k8s, req, cb, n, &err) < 0) {
+		*inflight = false;
+		kd_log_warn("node %s: %s: %s", n->name, what, kd_error_msg(err));
+		kd_error_free(err);
+		kd_loop_timer_start(timer, retry_ms);
+	}
+}
+
 static void start_heartbeats(struct kd_node *n)
 {
 	struct kd_node_agent *a = n->agent;
@@ -162,14 +179,8 @@ static void post_status_now(struct kd_node *n)
 	    .patch_type = KD_K8S_PATCH_MERGE,
 	    .body = patch,
 	};
-	n->status_inflight = true;
-	struct kd_error *err = NULL;
-	if (kd_k8s_submit(n->agent->k8s, &req, on_status_done, n, &err) < 0) {
-		n->status_inflight = false;
-		kd_log_warn("node %s: status update: %s", n->name, kd_error_msg(err));
-		kd_error_free(err);
-		kd_loop_timer_start(n->status_timer, BACKOFF_CAP_MS);
-	}
+	submit_heartbeat(n, &req, on_status_done, &n->status_inflight, n->status_timer,
+	                 BACKOFF_CAP_MS, "status update");
 }
 
 static void on_status_done(struct kd_k8s_response *resp, struct kd_error *err, void *arg)
@@ -247,43 +258,49 @@ static void remember_node(struct kd_node *n, struct json_object *obj)
 	}
 }
 
-static void on_meta_done(struct kd_k8s_response *resp, struct kd_error *err, void *arg)
+/* A registration request of n completed: false when the agent is stopping (nothing follows). */
+static bool register_step_done(struct kd_node *n)
 {
-	struct kd_node *n = arg;
 	n->register_inflight = false;
-	if (n->agent->stopping)
-		return;
+	return !n->agent->stopping;
+}
+
+/* The Node object was written (created or patched): retried on an error, else the API's copy is
+ * remembered and the status posted. */
+static void node_written(struct kd_node *n, const struct kd_k8s_response *resp,
+                         const struct kd_error *err, const char *what)
+{
 	if (err) {
-		retry_register(n, "patch node", err);
+		retry_register(n, what, err);
 		return;
 	}
 	remember_node(n, resp->body);
 	post_status_now(n);
+}
+
+static void on_meta_done(struct kd_k8s_response *resp, struct kd_error *err, void *arg)
+{
+	struct kd_node *n = arg;
+	if (register_step_done(n))
+		node_written(n, resp, err, "patch node");
 }
 
 static void on_create_done(struct kd_k8s_response *resp, struct kd_error *err, void *arg)
 {
 	struct kd_node *n = arg;
-	n->register_inflight = false;
-	if (n->agent->stopping)
+	if (!register_step_done(n))
 		return;
 	if (err && err->errnum == EEXIST) { /* raced with someone: start over */
 		kd_loop_timer_start(n->register_timer, 0);
 		return;
 	}
-	if (err) {
-		retry_register(n, "create node", err);
-		return;
-	}
-	remember_node(n, resp->body);
-	post_status_now(n);
+	node_written(n, resp, err, "create node");
 }
 
 static void on_get_done(struct kd_k8s_response *resp, struct kd_error *err, void *arg)
 {
 	struct kd_node *n = arg;
-	n->register_inflight = false;
-	if (n->agent->stopping)
+	if (!register_step_done(n))
 		return;
 	struct kd_node_params p;
 	if (err && err->errnum == ENOENT) {
@@ -335,14 +352,8 @@ static void lease_create(struct kd_node *n)
 	    .ns = KD_NODE_LEASE_NAMESPACE,
 	    .body = lease,
 	};
-	struct kd_error *err = NULL;
-	n->lease_inflight = true;
-	if (kd_k8s_submit(n->agent->k8s, &req, on_lease_done, n, &err) < 0) {
-		n->lease_inflight = false;
-		kd_log_warn("node %s: create lease: %s", n->name, kd_error_msg(err));
-		kd_error_free(err);
-		kd_loop_timer_start(n->lease_timer, BACKOFF_BASE_MS);
-	}
+	submit_heartbeat(n, &req, on_lease_done, &n->lease_inflight, n->lease_timer,
+	                 BACKOFF_BASE_MS, "create lease");
 }
 
 static void on_lease_done(struct kd_k8s_response *resp, struct kd_error *err, void *arg)
@@ -391,14 +402,8 @@ static void lease_renew(struct kd_node *n)
 	    .patch_type = KD_K8S_PATCH_MERGE,
 	    .body = patch,
 	};
-	struct kd_error *err = NULL;
-	n->lease_inflight = true;
-	if (kd_k8s_submit(n->agent->k8s, &req, on_lease_done, n, &err) < 0) {
-		n->lease_inflight = false;
-		kd_log_warn("node %s: renew lease: %s", n->name, kd_error_msg(err));
-		kd_error_free(err);
-		kd_loop_timer_start(n->lease_timer, BACKOFF_BASE_MS);
-	}
+	submit_heartbeat(n, &req, on_lease_done, &n->lease_inflight, n->lease_timer,
+	                 BACKOFF_BASE_MS, "renew lease");
 }
 
 /* ---- start / stop

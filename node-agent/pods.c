@@ -683,14 +683,6 @@ static void on_add(struct kd_informer *inf, struct json_object *obj, void *arg)
 	on_pod_upsert(arg, obj);
 }
 
-static void on_update(struct kd_informer *inf, struct json_object *old, struct json_object *obj,
-                      void *arg)
-{
-	(void)inf;
-	(void)old;
-	on_pod_upsert(arg, obj);
-}
-
 static void on_delete(struct kd_informer *inf, struct json_object *obj, void *arg)
 {
 	(void)inf;
@@ -768,7 +760,7 @@ int kd_node_pods_init(struct kd_node_agent *a, struct kd_error **err)
 	};
 	struct kd_informer_handlers h = {
 	    .on_add = on_add,
-	    .on_update = on_update,
+	    .on_update = kd_informer_update_as_add,
 	    .on_delete = on_delete,
 	    .on_synced = on_synced,
 	    .arg = a,

@@ -329,14 +329,6 @@ static void on_add(struct kd_informer *inf, struct json_object *obj, void *arg)
 	observe(arg, obj);
 }
 
-static void on_update(struct kd_informer *inf, struct json_object *old, struct json_object *obj,
-                      void *arg)
-{
-	(void)inf;
-	(void)old;
-	observe(arg, obj);
-}
-
 static void on_delete(struct kd_informer *inf, struct json_object *obj, void *arg)
 {
 	(void)inf;
@@ -521,7 +513,7 @@ int main(int argc, char **argv)
 	struct kd_informer_opts iopts = {
 	    .res = &kd_k8s_pods, .ns = cfg.ns, .label_selector = label};
 	struct kd_informer_handlers h = {.on_add = on_add,
-	                                 .on_update = on_update,
+	                                 .on_update = kd_informer_update_as_add,
 	                                 .on_delete = on_delete,
 	                                 .on_synced = on_synced,
 	                                 .arg = &b};

@@ -467,13 +467,6 @@ static void on_pod(struct kd_informer *inf, struct json_object *obj, void *arg)
 	check_done(b);
 }
 
-static void on_pod_update(struct kd_informer *inf, struct json_object *old, struct json_object *obj,
-                          void *arg)
-{
-	(void)old;
-	on_pod(inf, obj, arg);
-}
-
 static int st_held(void *ud, const char *source, struct kd_op_list *held, struct kd_error **err)
 {
 	(void)source;
@@ -570,7 +563,8 @@ int main(int argc, char **argv)
 	}
 	sel = kd_xasprintf("%s=%s", KD_KNATIVE_LABEL_REVISION, cfg.revision);
 	struct kd_informer_opts io = {.res = &kd_k8s_pods, .ns = cfg.ns, .label_selector = sel};
-	struct kd_informer_handlers ih = {.on_add = on_pod, .on_update = on_pod_update, .arg = &b};
+	struct kd_informer_handlers ih = {
+	    .on_add = on_pod, .on_update = kd_informer_update_as_add, .arg = &b};
 	if (kd_informer_new(b.k8s, &io, &ih, &b.inf, &err) < 0) {
 		kd_log_error("%s", kd_error_msg(err));
 		goto out;

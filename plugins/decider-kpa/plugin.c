@@ -449,18 +449,8 @@ static const struct kd_decider_ops kpa_ops = {
     .poke = kpa_op_poke,
 };
 
-static const struct kd_plugin kpa_plugin_desc = {
-    .abi_major = KD_PLUGIN_ABI_MAJOR,
-    .struct_size = sizeof(struct kd_plugin),
-    .name = "decider-kpa",
-    .build_sig = KD_PLUGIN_BUILD_SIG,
-    .kind = KD_PLUGIN_DECIDER,
+KD_PLUGIN_EXPORT(
+    "decider-kpa", KD_PLUGIN_DECIDER,
     .description = "Knative's KPA (stable/panic windows) with config-autoscaler's keys",
-    .options = kpa_options,
-    .config_size = sizeof(struct kpa_config),
-    .init = kpa_init,
-    .fini = kpa_fini,
-    .ops = &kpa_ops,
-};
-
-KD_PLUGIN_DEFINE(kpa_plugin_desc)
+    .options = kpa_options, .config_size = sizeof(struct kpa_config), .init = kpa_init,
+    .fini = kpa_fini, .ops = &kpa_ops)

@@ -67,6 +67,16 @@ struct rp_config {
 struct rp;
 struct sandbox;
 
+/* A process rp_child_start forked into a sandbox, watched until it exits: through its pidfd, or
+ * without pidfd_open (kernel < 5.3, valgrind) by polling waitpid(WNOHANG) every RP_POLL_MS. */
+struct rp_child {
+	pid_t pid;             /* 0: none */
+	int pidfd;             /* -1: none, or polled */
+	struct kd_timer *poll; /* created on first use; freed by rp_child_fini */
+	struct ctr *c;         /* what exited is called with */
+	void (*exited)(struct ctr *c, int code);
+};
+
 struct ctr {
 	struct sandbox *sb;
 	size_t idx;
@@ -85,13 +95,9 @@ struct ctr {
 	bool probe_sent;
 	char probe_buf[128];
 	size_t probe_len;
-	pid_t probe_pid;
-	int probe_pidfd; /* -1 while polled (no pidfd_open) */
-	struct kd_timer *probe_poll;
+	struct rp_child probe_proc; /* an exec probe's command */
 	/* process */
-	pid_t pid;
-	int pidfd;             /* -1 while polled (no pidfd_open) */
-	struct kd_timer *poll; /* waitpid(WNOHANG) every RP_POLL_MS without pidfd_open */
+	struct rp_child proc;
 	bool running, ready;
 	bool config_error; /* this container's spec caused sb->fail_reason (not its image) */
 	uint32_t restarts;
@@ -225,18 +231,17 @@ void rp_strv_free(char **v);
 char **rp_strv_dup(const char *const *v, size_t n);
 
 /* --- rp_spawn.c ------------------------------------------------------------------------------- */
-/* Forks a child that joins sb (netns, cgroup) and execs path (or argv[0] through PATH when path
- * is NULL), output appended to log_path (NULL: /dev/null). *pidfd_out is -1 when pidfd_open is
- * missing (poll waitpid instead). 0 or -errno. */
-int rp_spawn(const struct sandbox *sb, const char *path, char *const argv[], char *const envp[],
-             const char *log_path, pid_t *pid_out, int *pidfd_out);
-/* Reaps a child whose pidfd is readable: exit code (128+signal if killed), -1 if unknown. */
-int rp_reap(int pidfd, pid_t pid);
-/* Exit code of a waitpid status (128+signal if killed). */
-int rp_wait_code(int st);
-/* SIGKILLs and reaps a child (pidfd >= 0: through it, then closes it; else pid > 0). The caller
- * has removed the pidfd from the loop. */
-void rp_kill_reap(pid_t pid, int pidfd);
+/* Forks into ch a child of container c that joins c's sandbox (netns, cgroup) and execs path (or
+ * argv[0] through PATH when path is NULL), output appended to log_path (NULL: /dev/null), and
+ * watches it: its exit is reported once, on the loop, as exited(c, code) with ch->pid already 0
+ * (code: the exit status, 128+signal if killed, -1 if unknown). 0, or -errno: not started, or
+ * started but its pidfd could not be watched (it stays until rp_child_kill). */
+int rp_child_start(struct rp_child *ch, struct ctr *c, void (*exited)(struct ctr *c, int code),
+                   const char *path, char *const argv[], char *const envp[], const char *log_path);
+/* SIGKILLs and reaps ch's child, if any, without reporting it, and stops watching it. */
+void rp_child_kill(struct rp *rp, struct rp_child *ch);
+/* rp_child_kill, then frees the poll timer. */
+void rp_child_fini(struct rp *rp, struct rp_child *ch);
 
 /* --- rp_probe.c ------------------------------------------------------------------------------- */
 /* Copies the readiness probe of cs into c (and the HTTP headers from pc, the Pod's container;

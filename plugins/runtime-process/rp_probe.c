@@ -47,13 +47,7 @@ void rp_probe_cancel(struct ctr *c)
 		close(c->probe_fd);
 		c->probe_fd = -1;
 	}
-	if (c->probe_poll)
-		rp->host->timer_stop(c->probe_poll);
-	if (c->probe_pidfd >= 0)
-		rp->host->del_fd(rp->host->loop, c->probe_pidfd);
-	rp_kill_reap(c->probe_pid, c->probe_pidfd);
-	c->probe_pidfd = -1;
-	c->probe_pid = 0;
+	rp_child_kill(rp, &c->probe_proc);
 }
 
 /* One probe finished: thresholds, next probe, then (last) the sandbox readiness. */
@@ -156,34 +150,9 @@ static void on_probe_io(struct kd_loop *loop, int fd, unsigned events, void *arg
 
 static void exec_probe_done(struct ctr *c, int code)
 {
-	c->probe_pid = 0;
 	char why[96];
 	snprintf(why, sizeof(why), "command exited with code %d", code);
 	probe_result(c, code == 0, why);
-}
-
-static void on_exec_probe_poll(struct kd_loop *loop, struct kd_timer *t, void *arg)
-{
-	(void)loop;
-	struct ctr *c = arg;
-	int st = 0;
-	pid_t r = c->probe_pid > 0 ? waitpid(c->probe_pid, &st, WNOHANG) : -1;
-	if (r == 0) {
-		c->sb->rp->host->timer_start(t, RP_POLL_MS);
-		return;
-	}
-	exec_probe_done(c, r > 0 ? rp_wait_code(st) : -1);
-}
-
-static void on_exec_probe_exit(struct kd_loop *loop, int fd, unsigned events, void *arg)
-{
-	(void)events;
-	struct ctr *c = arg;
-	int code = rp_reap(fd, c->probe_pid);
-	c->sb->rp->host->del_fd(loop, fd);
-	close(fd);
-	c->probe_pidfd = -1;
-	exec_probe_done(c, code);
 }
 
 static void on_probe_timer(struct kd_loop *loop, struct kd_timer *t, void *arg)
@@ -200,17 +169,9 @@ static void on_probe_timer(struct kd_loop *loop, struct kd_timer *t, void *arg)
 	                      c->probe.timeout_ms ? c->probe.timeout_ms : RP_DEFAULT_TIMEOUT);
 	if (c->probe.type == KD_PROBE_EXEC) {
 		int rc = c->exec_argv && c->exec_argv[0]
-		             ? rp_spawn(sb, NULL, c->exec_argv, c->envp, NULL, &c->probe_pid,
-		                        &c->probe_pidfd)
+		             ? rp_child_start(&c->probe_proc, c, exec_probe_done, NULL,
+		                              c->exec_argv, c->envp, NULL)
 		             : -EINVAL;
-		if (rc == 0 && c->probe_pidfd >= 0 &&
-		    rp->host->add_fd(loop, c->probe_pidfd, KD_LOOP_IN, on_exec_probe_exit, c) < 0)
-			rc = -EIO;
-		if (rc == 0 && c->probe_pidfd < 0) {
-			if (!c->probe_poll)
-				c->probe_poll = rp->host->timer_new(loop, on_exec_probe_poll, c);
-			rp->host->timer_start(c->probe_poll, RP_POLL_MS);
-		}
 		if (rc < 0)
 			probe_result(c, false, "could not run the exec probe");
 		return;
@@ -254,8 +215,8 @@ void rp_probe_fini(struct ctr *c)
 	rp_probe_cancel(c);
 	rp->host->timer_free(c->probe_timer);
 	rp->host->timer_free(c->probe_timeout);
-	rp->host->timer_free(c->probe_poll);
-	c->probe_timer = c->probe_timeout = c->probe_poll = NULL;
+	rp_child_fini(rp, &c->probe_proc);
+	c->probe_timer = c->probe_timeout = NULL;
 	free(c->http_path);
 	free(c->probe_headers);
 	rp_strv_free(c->exec_argv);

@@ -17,9 +17,10 @@
 
 #include "rp.h"
 
-/* Only async-signal-safe calls in the child. */
-int rp_spawn(const struct sandbox *sb, const char *path, char *const argv[], char *const envp[],
-             const char *log_path, pid_t *pid_out, int *pidfd_out)
+/* Only async-signal-safe calls in the child. *pidfd_out is -1 when pidfd_open is missing (poll
+ * waitpid instead). 0 or -errno. */
+static int spawn(const struct sandbox *sb, const char *path, char *const argv[], char *const envp[],
+                 const char *log_path, pid_t *pid_out, int *pidfd_out)
 {
 	int out = log_path ? open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644) : -1;
 	if (out < 0)
@@ -86,7 +87,13 @@ int rp_spawn(const struct sandbox *sb, const char *path, char *const argv[], cha
 	return 0;
 }
 
-int rp_reap(int pidfd, pid_t pid)
+static int wait_code(int st)
+{
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Reaps a child whose pidfd is readable: exit code (128+signal if killed), -1 if unknown. */
+static int reap(int pidfd, pid_t pid)
 {
 	siginfo_t si;
 	memset(&si, 0, sizeof(si));
@@ -94,19 +101,16 @@ int rp_reap(int pidfd, pid_t pid)
 		int st = 0;
 		if (waitpid(pid, &st, WNOHANG) <= 0)
 			return -1;
-		return rp_wait_code(st);
+		return wait_code(st);
 	}
 	if (si.si_code == CLD_EXITED)
 		return si.si_status;
 	return 128 + si.si_status;
 }
 
-int rp_wait_code(int st)
-{
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-void rp_kill_reap(pid_t pid, int pidfd)
+/* SIGKILLs and reaps a child (pidfd >= 0: through it, then closes it; else pid > 0). The caller
+ * has removed the pidfd from the loop. */
+static void kill_reap(pid_t pid, int pidfd)
 {
 	if (pidfd >= 0) {
 		kill(pid, SIGKILL);
@@ -116,4 +120,69 @@ void rp_kill_reap(pid_t pid, int pidfd)
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0); /* just killed: immediate */
 	}
+}
+
+static void child_exited(struct rp_child *ch, int code)
+{
+	ch->pid = 0;
+	ch->exited(ch->c, code);
+}
+
+static void on_child_exit(struct kd_loop *loop, int fd, unsigned events, void *arg)
+{
+	(void)events;
+	struct rp_child *ch = arg;
+	int code = reap(fd, ch->pid);
+	ch->c->sb->rp->host->del_fd(loop, fd);
+	close(fd);
+	ch->pidfd = -1;
+	child_exited(ch, code);
+}
+
+static void on_child_poll(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	(void)loop;
+	struct rp_child *ch = arg;
+	int st = 0;
+	pid_t r = ch->pid > 0 ? waitpid(ch->pid, &st, WNOHANG) : -1;
+	if (r == 0) {
+		ch->c->sb->rp->host->timer_start(t, RP_POLL_MS);
+		return;
+	}
+	child_exited(ch, r > 0 ? wait_code(st) : -1);
+}
+
+int rp_child_start(struct rp_child *ch, struct ctr *c, void (*exited)(struct ctr *c, int code),
+                   const char *path, char *const argv[], char *const envp[], const char *log_path)
+{
+	const struct kd_host *host = c->sb->rp->host;
+	ch->c = c;
+	ch->exited = exited;
+	int rc = spawn(c->sb, path, argv, envp, log_path, &ch->pid, &ch->pidfd);
+	if (rc < 0)
+		return rc;
+	if (ch->pidfd >= 0)
+		return host->add_fd(host->loop, ch->pidfd, KD_LOOP_IN, on_child_exit, ch);
+	if (!ch->poll)
+		ch->poll = host->timer_new(host->loop, on_child_poll, ch);
+	host->timer_start(ch->poll, RP_POLL_MS);
+	return 0;
+}
+
+void rp_child_kill(struct rp *rp, struct rp_child *ch)
+{
+	if (ch->poll)
+		rp->host->timer_stop(ch->poll);
+	if (ch->pidfd >= 0)
+		rp->host->del_fd(rp->host->loop, ch->pidfd);
+	kill_reap(ch->pid, ch->pidfd);
+	ch->pidfd = -1;
+	ch->pid = 0;
+}
+
+void rp_child_fini(struct rp *rp, struct rp_child *ch)
+{
+	rp_child_kill(rp, ch);
+	rp->host->timer_free(ch->poll);
+	ch->poll = NULL;
 }

@@ -179,37 +179,11 @@ static void on_restart_timer(struct kd_loop *loop, struct kd_timer *t, void *arg
 	ctr_start(c);
 }
 
-static void ctr_exited(struct ctr *c, int code);
-
-static void on_ctr_exit(struct kd_loop *loop, int fd, unsigned events, void *arg)
-{
-	(void)events;
-	struct ctr *c = arg;
-	int code = rp_reap(fd, c->pid);
-	c->sb->rp->host->del_fd(loop, fd);
-	close(fd);
-	c->pidfd = -1;
-	ctr_exited(c, code);
-}
-
-static void on_ctr_poll(struct kd_loop *loop, struct kd_timer *t, void *arg)
-{
-	(void)loop;
-	struct ctr *c = arg;
-	int st = 0;
-	pid_t r = c->pid > 0 ? waitpid(c->pid, &st, WNOHANG) : -1;
-	if (r == 0) {
-		c->sb->rp->host->timer_start(t, RP_POLL_MS);
-		return;
-	}
-	ctr_exited(c, r > 0 ? rp_wait_code(st) : -1);
-}
-
+/* The container's process exited (rp_child: reported once, on the loop). */
 static void ctr_exited(struct ctr *c, int code)
 {
 	struct sandbox *sb = c->sb;
 	struct rp *rp = sb->rp;
-	c->pid = 0;
 	c->running = false;
 	c->ready = false;
 	c->succ = c->fail = 0;
@@ -254,15 +228,7 @@ static void ctr_exited(struct ctr *c, int code)
 static void ctr_start(struct ctr *c)
 {
 	struct sandbox *sb = c->sb;
-	struct rp *rp = sb->rp;
-	int rc = rp_spawn(sb, c->path, c->argv, c->envp, c->log_path, &c->pid, &c->pidfd);
-	if (rc == 0 && c->pidfd >= 0) {
-		rc = rp->host->add_fd(rp->host->loop, c->pidfd, KD_LOOP_IN, on_ctr_exit, c);
-	} else if (rc == 0) {
-		if (!c->poll)
-			c->poll = rp->host->timer_new(rp->host->loop, on_ctr_poll, c);
-		rp->host->timer_start(c->poll, RP_POLL_MS);
-	}
+	int rc = rp_child_start(&c->proc, c, ctr_exited, c->path, c->argv, c->envp, c->log_path);
 	if (rc < 0) {
 		char msg[256];
 		snprintf(msg, sizeof(msg), "start container %s (%s): %s", c->name, c->path,
@@ -286,10 +252,7 @@ static void ctr_fini(struct rp *rp, struct ctr *c)
 {
 	rp_probe_fini(c);
 	rp->host->timer_free(c->restart_timer);
-	rp->host->timer_free(c->poll);
-	if (c->pidfd >= 0)
-		rp->host->del_fd(rp->host->loop, c->pidfd);
-	rp_kill_reap(c->pid, c->pidfd);
+	rp_child_fini(rp, &c->proc);
 	free(c->name);
 	free(c->image);
 	free(c->path);
@@ -389,8 +352,8 @@ static void maybe_finalize(struct sandbox *sb)
 static void kill_all(struct sandbox *sb, int sig)
 {
 	for (size_t i = 0; i < sb->n; i++)
-		if (sb->ctrs[i].running && sb->ctrs[i].pid > 0)
-			kill(sb->ctrs[i].pid, sig);
+		if (sb->ctrs[i].running && sb->ctrs[i].proc.pid > 0)
+			kill(sb->ctrs[i].proc.pid, sig);
 }
 
 static void on_end_timer(struct kd_loop *loop, struct kd_timer *t, void *arg)
@@ -511,7 +474,7 @@ static int build_sandbox(struct rp *rp, const struct kd_sandbox_spec *spec, stru
 		struct ctr *c = &sb->ctrs[i];
 		c->sb = sb;
 		c->idx = i;
-		c->pidfd = c->probe_fd = c->probe_pidfd = -1;
+		c->proc.pidfd = c->probe_proc.pidfd = c->probe_fd = -1;
 		c->last_exit = -1;
 	}
 	for (size_t i = 0; i < spec->n_containers; i++) {
@@ -656,13 +619,7 @@ static int rp_status(void *state, const char *key, struct kd_sandbox_status *out
 	struct sandbox *sb = kd_strmap_get(&rp->table, key);
 	if (!sb)
 		return -ENOENT;
-	memset(out, 0, sizeof(*out));
-	out->phase = sb->phase;
-	memcpy(out->pod_ip, sb->ip, sizeof(out->pod_ip));
-	if (sb->uid)
-		snprintf(out->uid, sizeof(out->uid), "%s", sb->uid);
-	out->created_ms = sb->created_ms;
-	out->ready_ms = sb->ready_ms;
+	kd_sandbox_status_set(out, sb->phase, sb->ip, sb->uid, sb->created_ms, sb->ready_ms);
 	return 0;
 }
 
@@ -691,7 +648,7 @@ static int rp_container_status(void *state, const char *key, size_t index,
 		         sb->fail_reason ? sb->fail_reason : c->reason);
 	snprintf(out->message, sizeof(out->message), "%s",
 	         sb->fail_msg && (!c->path || c->config_error) ? sb->fail_msg : c->message);
-	out->pid = c->running ? c->pid : 0;
+	out->pid = c->running ? c->proc.pid : 0;
 	return 0;
 }
 
@@ -776,19 +733,9 @@ static int rp_init(const struct kd_host *host, const void *config, void **state,
 	return 0;
 }
 
-static const struct kd_plugin rp_plugin = {
-    .abi_major = KD_PLUGIN_ABI_MAJOR,
-    .struct_size = sizeof(struct kd_plugin),
-    .name = "runtime-process",
-    .build_sig = KD_PLUGIN_BUILD_SIG,
-    .kind = KD_PLUGIN_RUNTIME,
-    .description = "real sandboxes: a network namespace + veth per pod, containers as local "
-                   "processes (Knative queue-proxy + user program)",
-    .options = rp_options,
-    .config_size = sizeof(struct rp_config),
-    .init = rp_init,
-    .fini = rp_fini,
-    .ops = &rp_ops,
-};
-
-KD_PLUGIN_DEFINE(rp_plugin)
+KD_PLUGIN_EXPORT("runtime-process", KD_PLUGIN_RUNTIME,
+                 .description =
+                     "real sandboxes: a network namespace + veth per pod, containers as local "
+                     "processes (Knative queue-proxy + user program)",
+                 .options = rp_options, .config_size = sizeof(struct rp_config), .init = rp_init,
+                 .fini = rp_fini, .ops = &rp_ops)

@@ -307,13 +307,7 @@ static int sim_status(void *state, const char *key, struct kd_sandbox_status *ou
 	struct sandbox *sb = kd_strmap_get(&s->sandboxes, key);
 	if (!sb)
 		return -ENOENT;
-	memset(out, 0, sizeof(*out));
-	out->phase = sb->phase;
-	memcpy(out->pod_ip, sb->ip, sizeof(out->pod_ip));
-	if (sb->uid)
-		snprintf(out->uid, sizeof(out->uid), "%s", sb->uid);
-	out->created_ms = sb->created_ms;
-	out->ready_ms = sb->ready_ms;
+	kd_sandbox_status_set(out, sb->phase, sb->ip, sb->uid, sb->created_ms, sb->ready_ms);
 	return 0;
 }
 
@@ -370,19 +364,9 @@ static int sim_init(const struct kd_host *host, const void *config, void **state
 	return 0;
 }
 
-static const struct kd_plugin sim_plugin = {
-    .abi_major = KD_PLUGIN_ABI_MAJOR,
-    .struct_size = sizeof(struct kd_plugin),
-    .name = "runtime-sim",
-    .build_sig = KD_PLUGIN_BUILD_SIG,
-    .kind = KD_PLUGIN_RUNTIME,
-    .description = "simulated sandboxes: unique pod IPs, ready after a configurable delay, "
-                   "no processes",
-    .options = sim_options,
-    .config_size = sizeof(struct sim_config),
-    .init = sim_init,
-    .fini = sim_fini,
-    .ops = &sim_ops,
-};
-
-KD_PLUGIN_DEFINE(sim_plugin)
+KD_PLUGIN_EXPORT("runtime-sim", KD_PLUGIN_RUNTIME,
+                 .description =
+                     "simulated sandboxes: unique pod IPs, ready after a configurable delay, "
+                     "no processes",
+                 .options = sim_options, .config_size = sizeof(struct sim_config), .init = sim_init,
+                 .fini = sim_fini, .ops = &sim_ops)

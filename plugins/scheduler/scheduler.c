@@ -656,19 +656,9 @@ static const struct kd_scheduler_ops sch_ops = {
     .place_batch = sch_place_batch,
 };
 
-static const struct kd_plugin sch_plugin_desc = {
-    .abi_major = KD_PLUGIN_ABI_MAJOR,
-    .struct_size = sizeof(struct kd_plugin),
-    .name = "scheduler",
-    .build_sig = KD_PLUGIN_BUILD_SIG,
-    .kind = KD_PLUGIN_SCHEDULER,
-    .description = "binds instances to nodes: resource fit (counting ephemeral instances), "
-                   "selectors, taints; least-allocated or spread",
-    .options = sch_options,
-    .config_size = sizeof(struct sch_config),
-    .init = sch_init,
-    .fini = sch_fini,
-    .ops = &sch_ops,
-};
-
-KD_PLUGIN_DEFINE(sch_plugin_desc)
+KD_PLUGIN_EXPORT("scheduler", KD_PLUGIN_SCHEDULER,
+                 .description =
+                     "binds instances to nodes: resource fit (counting ephemeral instances), "
+                     "selectors, taints; least-allocated or spread",
+                 .options = sch_options, .config_size = sizeof(struct sch_config), .init = sch_init,
+                 .fini = sch_fini, .ops = &sch_ops)

@@ -303,18 +303,8 @@ static const struct kd_workload_ops wl_ops = {
     .forget = wl_forget,
 };
 
-static const struct kd_plugin wl_plugin_desc = {
-    .abi_major = KD_PLUGIN_ABI_MAJOR,
-    .struct_size = sizeof(struct kd_plugin),
-    .name = "workload",
-    .build_sig = KD_PLUGIN_BUILD_SIG,
-    .kind = KD_PLUGIN_WORKLOAD,
+KD_PLUGIN_EXPORT(
+    "workload", KD_PLUGIN_WORKLOAD,
     .description = "desired scale -> unique instance names (owner, template hash) and victims",
-    .options = wl_options,
-    .config_size = sizeof(struct wl_config),
-    .init = wl_init,
-    .fini = wl_fini,
-    .ops = &wl_ops,
-};
-
-KD_PLUGIN_DEFINE(wl_plugin_desc)
+    .options = wl_options, .config_size = sizeof(struct wl_config), .init = wl_init,
+    .fini = wl_fini, .ops = &wl_ops)

@@ -301,6 +301,61 @@ static void token_is_reread_when_the_file_changes(void **state)
 	kd_test_httpd_rmrf(dir);
 }
 
+/* kd_k8s_config_dup copies every buffer (PEM data by length, with a NUL after it) and every
+ * scalar; the copy and the original are freed independently (ASan and valgrind see the rest). */
+static void config_dup_is_deep(void **state)
+{
+	(void)state;
+	struct kd_k8s_config *s = kd_k8s_config_new("https://10.0.0.1:443");
+	s->ca_file = strdup("/ca.crt");
+	s->ca_data = malloc(8);
+	memcpy(s->ca_data, "CA\0tail", 8); /* binary: a NUL inside */
+	s->ca_len = 7;
+	s->insecure_skip_tls_verify = true;
+	s->cert_file = strdup("/c.crt");
+	s->cert_data = strdup("CERT");
+	s->cert_len = 4;
+	s->key_file = strdup("/c.key");
+	s->key_data = strdup("KEY");
+	s->key_len = 3;
+	s->token = strdup("tok");
+	s->token_file = strdup("/token");
+	free(s->namespace);
+	s->namespace = strdup("team-a");
+	s->source = strdup("kubeconfig /x");
+	struct kd_k8s_config *d = kd_k8s_config_dup(s);
+	char **sv[] = {&s->server, &s->ca_file,    &s->cert_file, &s->key_file,
+	               &s->token,  &s->token_file, &s->namespace, &s->source};
+	char **dv[] = {&d->server, &d->ca_file,    &d->cert_file, &d->key_file,
+	               &d->token,  &d->token_file, &d->namespace, &d->source};
+	for (size_t i = 0; i < sizeof(sv) / sizeof(sv[0]); i++) {
+		assert_ptr_not_equal(*sv[i], *dv[i]);
+		assert_string_equal(*sv[i], *dv[i]);
+	}
+	assert_ptr_not_equal(d->ca_data, s->ca_data);
+	assert_int_equal(d->ca_len, 7);
+	assert_memory_equal(d->ca_data, "CA\0tail", 8); /* 7 bytes and the NUL */
+	assert_int_equal(d->cert_len, 4);
+	assert_string_equal(d->cert_data, "CERT");
+	assert_int_equal(d->key_len, 3);
+	assert_string_equal(d->key_data, "KEY");
+	assert_true(d->insecure_skip_tls_verify);
+	kd_k8s_config_free(s);
+	assert_string_equal(d->token, "tok"); /* still there after the original is gone */
+	kd_k8s_config_free(d);
+
+	/* NULL members stay NULL */
+	struct kd_k8s_config *e = kd_k8s_config_new(NULL);
+	struct kd_k8s_config *f = kd_k8s_config_dup(e);
+	assert_string_equal(f->server, "");
+	assert_null(f->ca_file);
+	assert_null(f->ca_data);
+	assert_null(f->token);
+	assert_null(f->source);
+	kd_k8s_config_free(e);
+	kd_k8s_config_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -313,6 +368,7 @@ int main(void)
 	    cmocka_unit_test(in_cluster_missing_env_is_enoent),
 	    cmocka_unit_test(auto_config_falls_back_to_in_cluster_then_home),
 	    cmocka_unit_test(token_is_reread_when_the_file_changes),
+	    cmocka_unit_test(config_dup_is_deep),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,11 +5,14 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "kd/log.h"
 #include "kd/loop.h"
 
 struct io_state {
@@ -350,6 +353,40 @@ static void running_is_true_only_inside_callbacks(void **state)
 	kd_loop_free(loop);
 }
 
+static void run_main_inside(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	(void)t;
+	int *status = arg;
+	*status = kd_loop_run_main(loop); /* from a callback: cannot run */
+	kd_loop_stop(loop);
+}
+
+/* kd_loop_run_main: 0 after a stop; 1, with the reason logged, when the loop cannot run. */
+static void run_main_returns_an_exit_status(void **state)
+{
+	(void)state;
+	struct kd_loop *loop = kd_loop_new();
+	kd_loop_stop(loop);
+	assert_int_equal(kd_loop_run_main(loop), 0);
+
+	char *logs = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&logs, &len);
+	assert_non_null(f);
+	kd_log_set_stream(f);
+	int status = -1;
+	struct kd_timer *t = kd_loop_timer_new(loop, run_main_inside, &status);
+	kd_loop_timer_start(t, 0);
+	assert_int_equal(kd_loop_run_main(loop), 0);
+	kd_log_set_stream(NULL);
+	fclose(f);
+	assert_int_equal(status, 1);
+	assert_non_null(strstr(logs, "event loop: Resource deadlock avoided"));
+	free(logs);
+	kd_loop_timer_free(t);
+	kd_loop_free(loop);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -364,6 +401,7 @@ int main(void)
 	    cmocka_unit_test(run_attached_defers_our_callbacks),
 	    cmocka_unit_test(free_waits_for_holds),
 	    cmocka_unit_test(running_is_true_only_inside_callbacks),
+	    cmocka_unit_test(run_main_returns_an_exit_status),
 	};
 	return cmocka_run_group_tests_name("kd_loop", tests, NULL, NULL);
 }

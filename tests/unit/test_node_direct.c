@@ -431,7 +431,7 @@ static void direct_upsert_runs_one_sandbox_whatever_is_duplicated_or_written_bac
 	/* the written-back Pod through the watch: same sandbox, now persisted and patched Ready */
 	kd_autojson json_object *api_pod = written_back(0, "u-wb-1");
 	on_add(NULL, api_pod, &H.a);
-	on_update(NULL, api_pod, api_pod, &H.a);
+	h_pod_update(api_pod, api_pod, &H.a);
 	assert_int_equal(rt_created(&H.rt, KEY), 1);
 	assert_int_equal(H.rt.start_calls, 1);
 	assert_int_equal(kd_node_pods_state(&H.a, KEY, "kd-node-1"),

@@ -2,8 +2,8 @@
  * its orchestration (pods.c, direct.c) for real: test_node_pods.c and test_node_direct.c.
  *
  *  - The node-agent sources are compiled into the test (their statics are reachable: the tests
- *    call the pod informer's handlers on_add/on_update/on_delete and the instance channel's
- *    ch_apply directly, as the informer and kd_chan would).
+ *    call the pod informer's handlers on_add/on_delete (h_pod_update for its on_update) and the
+ *    instance channel's ch_apply directly, as the informer and kd_chan would).
  *  - A fake runtime plugin (struct kd_runtime_ops) that records every start and stop and
  *    delivers sandbox events only when the test says so (rt_emit), never from inside start or
  *    stop, as the runtime contract (kd/stage.h) requires. It refuses a second sandbox for a live
@@ -31,6 +31,14 @@
 
 /* Not every test uses every helper. */
 #define H_FN static KD_UNUSED
+
+/* An update (MODIFIED, or a relist) as the pod informer delivers it: its on_update is
+ * kd_informer_update_as_add, which hands the new version to on_add. */
+H_FN void h_pod_update(struct json_object *old, struct json_object *obj, void *arg)
+{
+	(void)old;
+	on_add(NULL, obj, arg);
+}
 
 /* ---- fake runtime --------------------------------------------------------------------------- */
 

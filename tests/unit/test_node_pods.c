@@ -107,8 +107,8 @@ static void lifecycle_start_ready_patch_then_graceful_delete_with_uid(void **sta
 	assert_string_equal(sb->uid, "u1");
 	assert_int_equal(kd_node_pods_state(a, NS "/p1", "kd-node-0"),
 	                 KD_NODE_POD_EXISTS | KD_NODE_POD_PERSISTED | KD_NODE_POD_SAME_NODE);
-	on_update(NULL, obj, obj, a); /* MODIFIED and relists only update the entry */
-	on_update(NULL, obj, obj, a);
+	h_pod_update(obj, obj, a); /* MODIFIED and relists only update the entry */
+	h_pod_update(obj, obj, a);
 	assert_int_equal(H.rt.start_calls, 1);
 	assert_int_equal(H.a.n_started, 1);
 
@@ -133,7 +133,7 @@ static void lifecycle_start_ready_patch_then_graceful_delete_with_uid(void **sta
 	assert_string_equal(str_at(cs, "containerID"), cid);
 	assert_non_null(kd_json_get(cs, "state.running"));
 	assert_int_equal(a->n_ready_patched, 1);
-	on_update(NULL, obj, obj, a); /* already patched: no second write */
+	h_pod_update(obj, obj, a); /* already patched: no second write */
 	assert_false(h_pod(NS "/p1")->patch_inflight);
 
 	/* terminating: the sandbox stops with the pod's grace period; no DELETE before it ended */
@@ -141,13 +141,13 @@ static void lifecycle_start_ready_patch_then_graceful_delete_with_uid(void **sta
 	    "p1", "u1", "kd-node-0", "Always",
 	    "\"deletionTimestamp\":\"2025-01-01T00:00:00Z\",\"deletionGracePeriodSeconds\":7",
 	    "\"phase\":\"Running\"");
-	on_update(NULL, obj, del, a);
+	h_pod_update(obj, del, a);
 	assert_true(sb->stop_called);
 	assert_int_equal(sb->grace_ms, 7000);
 	assert_int_equal(kd_node_pods_state(a, NS "/p1", NULL) & KD_NODE_POD_STOPPING,
 	                 KD_NODE_POD_STOPPING);
 	assert_false(h_pod(NS "/p1")->delete_inflight);
-	on_update(NULL, del, del, a); /* repeated: one stop */
+	h_pod_update(del, del, a); /* repeated: one stop */
 	assert_int_equal(H.rt.stop_calls, 1);
 
 	/* ended: DELETE with grace 0 and the uid precondition, then the entry goes */
@@ -228,7 +228,7 @@ static void failure_with_restart_never_is_failed_and_never_restarts(void **state
 	assert_int_equal(int_at(cs, "state.terminated.exitCode"), 1);
 	/* final: neither a relist, a MODIFIED event nor the node becoming ready restarts it */
 	assert_true(h_pod(NS "/p3")->final);
-	on_update(NULL, obj, obj, &H.a);
+	h_pod_update(obj, obj, &H.a);
 	kd_node_pods_node_ready(&H.a, &H.a.nodes[0]);
 	assert_int_equal(rt_created(&H.rt, NS "/p3"), 1);
 	assert_false(h_pod(NS "/p3")->restart_timer &&
@@ -251,7 +251,7 @@ static void start_error_is_create_pod_sandbox_error_and_retried(void **state)
 	assert_string_equal(str_at(cs, "state.waiting.reason"), "CreatePodSandboxError");
 	assert_string_equal(str_at(cs, "state.waiting.message"),
 	                    "no address left in 10.244.0.0/24");
-	on_update(NULL, obj, obj, &H.a); /* a retry is scheduled: an event does not start early */
+	h_pod_update(obj, obj, &H.a); /* a retry is scheduled: an event does not start early */
 	assert_int_equal(H.rt.start_calls, 1);
 	restart_now(NS "/p4");
 	RUN_UNTIL(rt_created(&H.rt, NS "/p4") == 1);
@@ -276,7 +276,7 @@ static void invalid_spec_is_reported_and_never_started(void **state)
 	kd_autojson json_object *w = api_body("PATCH", STATUS_PATH("p5"), 0);
 	assert_string_equal(str_at(w, "status.phase"), "Pending");
 	assert_string_equal(condition(w, "Ready"), "False");
-	on_update(NULL, obj, obj, &H.a);
+	h_pod_update(obj, obj, &H.a);
 	assert_int_equal(H.rt.start_calls, 0);
 	h_fini();
 }
@@ -291,10 +291,10 @@ static void same_name_new_uid_waits_for_the_old_sandbox(void **state)
 	on_add(NULL, old, &H.a);
 	rt_emit(&H.rt, NS "/p6", KD_RUNTIME_STARTED, NULL, NULL, 0);
 	struct rt_sandbox *first = rt_live(&H.rt, NS "/p6");
-	on_update(NULL, old, neu, &H.a);
+	h_pod_update(old, neu, &H.a);
 	assert_true(first->stop_called);
 	assert_int_equal(first->grace_ms, 0);
-	on_update(NULL, neu, neu, &H.a); /* repeated: no second stop, no start */
+	h_pod_update(neu, neu, &H.a); /* repeated: no second stop, no start */
 	assert_int_equal(H.rt.stop_calls, 1);
 	assert_int_equal(rt_created(&H.rt, NS "/p6"), 1);
 	assert_int_equal(H.rt.start_calls, 1);

@@ -350,6 +350,9 @@ static void rig_start_idle(struct rig *r, phase_fn list, phase_fn watch, unsigne
 	rig_start_ex(r, list, watch, 0, idle_s);
 }
 
+/* The next rig's informer has kd_informer_update_as_add as its on_update (reset by each start). */
+static bool rig_update_as_add;
+
 static void rig_start_ex(struct rig *r, phase_fn list, phase_fn watch, size_t max_event,
                          unsigned idle_s)
 {
@@ -373,7 +376,10 @@ static void rig_start_ex(struct rig *r, phase_fn list, phase_fn watch, size_t ma
 	                                .idle_timeout_s = idle_s,
 	                                .backoff_base_ms = 10,
 	                                .backoff_cap_ms = 40};
-	struct kd_informer_handlers h = {on_add, on_update, on_delete, on_synced, &r->obs};
+	struct kd_informer_handlers h = {on_add,
+	                                 rig_update_as_add ? kd_informer_update_as_add : on_update,
+	                                 on_delete, on_synced, &r->obs};
+	rig_update_as_add = false;
 	assert_int_equal(kd_informer_new(r->c, &opts, &h, &r->inf, NULL), 0);
 	assert_int_equal(kd_informer_start(r->inf), 0);
 	assert_int_equal(kd_informer_start(r->inf), -EALREADY);
@@ -510,6 +516,21 @@ static void informer_lists_watches_and_applies_split_events(void **state)
 	assert_non_null(strstr(wq, "labelSelector=app%3Dweb"));
 	assert_non_null(strstr(wq, "fieldSelector=spec.nodeName%3Dn1"));
 	assert_non_null(strstr(wq, "timeoutSeconds="));
+	rig_stop(&r);
+}
+
+/* The same events with kd_informer_update_as_add: the MODIFIED a reaches on_add, as a@12. */
+static void informer_update_as_add_passes_the_new_version_to_on_add(void **state)
+{
+	(void)state;
+	struct rig r;
+	rig_update_as_add = true;
+	rig_start(&r, list_ab, watch_split, 0);
+	rig_run(&r, rv_is_20);
+	assert_string_equal(r.obs.log, "+a@10 +b@10 synced +c@11 +a@12 -b ");
+	assert_int_equal(r.obs.adds, 4);
+	assert_int_equal(r.obs.updates, 0);
+	assert_int_equal(r.obs.deletes, 1);
 	rig_stop(&r);
 }
 
@@ -784,6 +805,7 @@ int main(void)
 	    cmocka_unit_test(decoder_enforces_event_size_cap),
 	    cmocka_unit_test(decoder_finish_reports_truncated_event),
 	    cmocka_unit_test(informer_lists_watches_and_applies_split_events),
+	    cmocka_unit_test(informer_update_as_add_passes_the_new_version_to_on_add),
 	    cmocka_unit_test(informer_relists_on_410_and_deletes_vanished_objects),
 	    cmocka_unit_test(informer_reconnects_from_last_resource_version),
 	    cmocka_unit_test(informer_relists_after_malformed_or_oversize_event),

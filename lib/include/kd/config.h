@@ -78,52 +78,30 @@ struct kd_config_option {
 	(offsetof(T, field) +                                                                      \
 	 0 * sizeof(                                                                               \
 	         char[__builtin_types_compatible_p(__typeof__(((T *)0)->field), ctype) ? 1 : -1]))
+/* An option of type t for T.field, whose C type must be ctype, then the extra initializers. */
+#define KD__OPT(k, t, T, field, ctype, ...)                                                        \
+	{                                                                                          \
+		.key = (k), .type = (t), .offset = KD__OPT_OFFSET(T, field, ctype), __VA_ARGS__    \
+	}
 
 /* Table helpers. Extra designated initializers may follow: .def, .help, .env, .required,
  * .has_min/.min, .has_max/.max, .choices, .metavar. Example:
  *   KD_OPT_DURATION("ready-delay", struct sim_cfg, ready_delay_ms, .def = "0ms",
  *                   .help = "delay between started and ready"), */
-#define KD_OPT_STRING(k, T, f, ...)                                                                \
-	{                                                                                          \
-		.key = (k), .type = KD_CONFIG_STRING, .offset = KD__OPT_OFFSET(T, f, char *),      \
-		__VA_ARGS__                                                                        \
-	}
-#define KD_OPT_INT(k, T, f, ...)                                                                   \
-	{                                                                                          \
-		.key = (k), .type = KD_CONFIG_INT, .offset = KD__OPT_OFFSET(T, f, int64_t),        \
-		__VA_ARGS__                                                                        \
-	}
-#define KD_OPT_UINT(k, T, f, ...)                                                                  \
-	{                                                                                          \
-		.key = (k), .type = KD_CONFIG_UINT, .offset = KD__OPT_OFFSET(T, f, uint64_t),      \
-		__VA_ARGS__                                                                        \
-	}
-#define KD_OPT_DOUBLE(k, T, f, ...)                                                                \
-	{                                                                                          \
-		.key = (k), .type = KD_CONFIG_DOUBLE, .offset = KD__OPT_OFFSET(T, f, double),      \
-		__VA_ARGS__                                                                        \
-	}
-#define KD_OPT_BOOL(k, T, f, ...)                                                                  \
-	{                                                                                          \
-		.key = (k), .type = KD_CONFIG_BOOL, .offset = KD__OPT_OFFSET(T, f, bool),          \
-		__VA_ARGS__                                                                        \
-	}
-#define KD_OPT_DURATION(k, T, f, ...)                                                              \
-	{                                                                                          \
-		.key = (k), .type = KD_CONFIG_DURATION, .offset = KD__OPT_OFFSET(T, f, uint64_t),  \
-		__VA_ARGS__                                                                        \
-	}
+#define KD_OPT_STRING(k, T, f, ...)   KD__OPT(k, KD_CONFIG_STRING, T, f, char *, __VA_ARGS__)
+#define KD_OPT_INT(k, T, f, ...)      KD__OPT(k, KD_CONFIG_INT, T, f, int64_t, __VA_ARGS__)
+#define KD_OPT_UINT(k, T, f, ...)     KD__OPT(k, KD_CONFIG_UINT, T, f, uint64_t, __VA_ARGS__)
+#define KD_OPT_DOUBLE(k, T, f, ...)   KD__OPT(k, KD_CONFIG_DOUBLE, T, f, double, __VA_ARGS__)
+#define KD_OPT_BOOL(k, T, f, ...)     KD__OPT(k, KD_CONFIG_BOOL, T, f, bool, __VA_ARGS__)
+#define KD_OPT_DURATION(k, T, f, ...) KD__OPT(k, KD_CONFIG_DURATION, T, f, uint64_t, __VA_ARGS__)
+#define KD_OPT_STRLIST(k, T, f, ...)                                                               \
+	KD__OPT(k, KD_CONFIG_STRLIST, T, f, struct kd_strlist, __VA_ARGS__)
 #define KD_OPT_ENUM(k, T, f, ...)                                                                  \
 	{                                                                                          \
 		.key = (k), .type = KD_CONFIG_ENUM,                                                \
 		.offset = offsetof(T, f) +                                                         \
 		          0 * sizeof(char[sizeof(((T *)0)->f) == sizeof(int) ? 1 : -1]),           \
 		__VA_ARGS__                                                                        \
-	}
-#define KD_OPT_STRLIST(k, T, f, ...)                                                               \
-	{                                                                                          \
-		.key = (k), .type = KD_CONFIG_STRLIST,                                             \
-		.offset = KD__OPT_OFFSET(T, f, struct kd_strlist), __VA_ARGS__                     \
 	}
 
 /* Flags for the parse functions. */

@@ -78,6 +78,9 @@ KD_API int kd_loop_post(struct kd_loop *loop, kd_loop_post_cb fn, void *arg);
 KD_API int kd_loop_run_once(struct kd_loop *loop, int timeout_ms);
 /* Runs until kd_loop_stop is called. Returns 0 or -errno. Not from inside a callback. */
 KD_API int kd_loop_run(struct kd_loop *loop);
+/* kd_loop_run for a component's main(): returns its exit status, 0 when the loop was stopped, or
+ * 1 after logging why it could not run ("event loop: ..."). */
+KD_API int kd_loop_run_main(struct kd_loop *loop);
 /* Thread-safe: makes kd_loop_run return after the current iteration. */
 KD_API void kd_loop_stop(struct kd_loop *loop);
 /* One non-blocking iteration in which only the libraries attached through kd_loop_uv run their

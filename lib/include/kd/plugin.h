@@ -136,6 +136,20 @@ KD_EXPORT const struct kd_plugin *kd_plugin_entry(void);
 	{                                                                                          \
 		return &(desc);                                                                    \
 	}
+/* A plugin's descriptor and its kd_plugin_entry in one: the members every plugin sets alike
+ * (abi_major, struct_size, build_sig) are filled in, then name and kind, then the designated
+ * initializers given (description, options, config_size, init, fini, ops):
+ *   KD_PLUGIN_EXPORT("runtime-sim", KD_PLUGIN_RUNTIME, .description = "...", .init = sim_init,
+ *                    .fini = sim_fini, .ops = &sim_ops)
+ * At file scope, once per plugin, without a trailing semicolon. */
+#define KD_PLUGIN_EXPORT(name_, kind_, ...)                                                        \
+	static const struct kd_plugin kd__plugin_desc = {.abi_major = KD_PLUGIN_ABI_MAJOR,         \
+	                                                 .struct_size = sizeof(struct kd_plugin),  \
+	                                                 .name = (name_),                          \
+	                                                 .build_sig = KD_PLUGIN_BUILD_SIG,         \
+	                                                 .kind = (kind_),                          \
+	                                                 __VA_ARGS__};                             \
+	KD_PLUGIN_DEFINE(kd__plugin_desc)
 
 /* --- build signature ------------------------------------------------------------------------- */
 #if defined(__clang__)

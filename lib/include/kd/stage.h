@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "kd/common.h"
 #include "kd/config.h"
 #include "kd/error.h"
 
@@ -126,6 +127,13 @@ struct kd_sandbox_status {
 	uint64_t created_ms;       /* loop time of start() */
 	uint64_t ready_ms;         /* loop time of READY, 0 before */
 };
+
+/* What a runtime's status op answers for a live sandbox: *out (caller storage) is zeroed, then
+ * given phase, the times, and copies of pod_ip and uid (truncated to the fields; NULL or "":
+ * left ""). */
+KD_API void kd_sandbox_status_set(struct kd_sandbox_status *out, enum kd_sandbox_phase phase,
+                                  const char *pod_ip, const char *uid, uint64_t created_ms,
+                                  uint64_t ready_ms);
 
 /* One container of a live sandbox (kubelet's ContainerStatus, reduced). Versioned by
  * struct_size (not part of the build signature): members are only appended. */

@@ -93,6 +93,11 @@ struct kd_informer_handlers {
 	void *arg;
 };
 
+/* An on_update for informers whose on_add takes every version of an object: calls the informer's
+ * on_add with the new version (old is not passed on). `.on_update = kd_informer_update_as_add`. */
+KD_API void kd_informer_update_as_add(struct kd_informer *inf, struct json_object *old,
+                                      struct json_object *obj, void *arg);
+
 struct kd_informer_opts {
 	const struct kd_k8s_resource *res; /* required; borrowed, must outlive the informer */
 	const char *ns;                    /* NULL/"": all namespaces (copied) */
