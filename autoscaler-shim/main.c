@@ -44,8 +44,9 @@ static const struct kd_config_option options[] = {
                   .help = "scheduler plugin (name or path)"),
     KD_OPT_STRING("scheduler-config", C, scheduler_config, .metavar = "JSON",
                   .help = "scheduler plugin configuration, a JSON object"),
-    KD_OPT_STRING("stats-bind", C, stats_bind, .def = "0.0.0.0", .metavar = "ADDR",
-                  .help = "address of the stats WebSocket (Knative activator format and JSON)"),
+    KD_OPT_STRING("stats-bind", C, stats_bind, .def = "127.0.0.1", .metavar = "ADDR",
+                  .help = "address of the stats WebSocket (Knative activator format and JSON); "
+                          "0.0.0.0 to take stats from other hosts (then set --chan-token)"),
     KD_OPT_UINT("stats-port", C, stats_port, .def = "8080", .has_max = true, .max = 65535,
                 .help = "port of the stats WebSocket (0: ephemeral)"),
     KD_OPT_STRING("activator-ips", C, activator_ips, .metavar = "IP[,IP...]",
@@ -60,7 +61,8 @@ static const struct kd_config_option options[] = {
     KD_OPT_UINT("admin-port", C, admin_port, .def = "0", .has_max = true, .max = 65535,
                 .help = "port of /healthz, /readyz and /metrics (0: no admin server)"),
     KD_OPT_STRING("chan-token", C, chan_token, .env = "KD_CHAN_TOKEN", .metavar = "TOKEN",
-                  .help = "bearer token of the direct channels (empty: no authentication)"),
+                  .help = "bearer token of the direct channels and the stats WebSocket "
+                          "(empty: none; scale messages then only from loopback peers)"),
     KD_OPT_DURATION("tick", C, tick_ms, .def = "2s", .has_min = true, .min = 10,
                     .help = "decision period (Knative's is 2s); pokes decide at once"),
     KD_OPT_DURATION("scale-hold", C, scale_hold_ms, .def = "10m",
