@@ -93,6 +93,33 @@ static void config_free(const struct kd_as_dcfg *d, void *c)
 	free(c);
 }
 
+/* Sets one ConfigMap value as Knative parses it: booleans with Go's strconv.ParseBool (1, t, T,
+ * TRUE, true, True and their false forms; kd's "yes"/"on" would be refused by Knative), everything
+ * else with the option's own parser. 0 or -errno with *err. */
+static int set_key(const struct kd_as_dcfg *d, void *c, const char *key, const char *value,
+                   struct kd_error **err)
+{
+	const struct kd_config_option *o = d->desc->options;
+	const struct kd_config_option *opt = kd_config_find(o, key);
+	if (opt && opt->type == KD_CONFIG_BOOL) {
+		static const char *const yes[] = {"1", "t", "T", "TRUE", "true", "True"};
+		static const char *const no[] = {"0", "f", "F", "FALSE", "false", "False"};
+		for (size_t i = 0; i < KD_ARRAY_SIZE(yes); i++) {
+			if (strcmp(value, yes[i]) == 0)
+				return kd_config_set(o, c, NULL, key, "true", err);
+			if (strcmp(value, no[i]) == 0)
+				return kd_config_set(o, c, NULL, key, "false", err);
+		}
+		return kd_error_set(
+		    err, EINVAL, 0,
+		    "option \"%s\": \"%s\" is not a boolean (Knative reads it with "
+		    "Go's strconv.ParseBool: true, false, True, False, TRUE, FALSE, t, "
+		    "f, T, F, 1, 0)",
+		    key, value);
+	}
+	return kd_config_set(o, c, NULL, key, value, err);
+}
+
 /* Layers 1 + layer (key -> string, borrowed) + 3 into a new struct (owned), or NULL with *err
  * (a value of layer that does not parse). */
 static void *compose(const struct kd_as_dcfg *d, json_object *layer, struct kd_error **err)
@@ -104,7 +131,7 @@ static void *compose(const struct kd_as_dcfg *d, json_object *layer, struct kd_e
 	{
 		if (rc < 0)
 			break;
-		rc = kd_config_set(o, c, d->what, key, json_object_get_string(val), err);
+		rc = set_key(d, c, key, json_object_get_string(val), err);
 	}
 	if (rc == 0)
 		rc = kd_config_parse_json(o, c, "--decider-config", d->over,
@@ -244,7 +271,7 @@ static void apply(struct kd_as_dcfg *d, json_object *data)
 		if (was && strcmp(was, v) == 0)
 			continue;
 		kd_autoerr struct kd_error *perr = NULL;
-		if (kd_config_set(o, scratch, NULL, wkey, v, &perr) < 0) {
+		if (set_key(d, scratch, wkey, v, &perr) < 0) {
 			log_refused(d, wkey, v, kd_error_msg(perr), was);
 			continue;
 		}

@@ -11,8 +11,9 @@
  *    deleted ConfigMap go back to the defaults; --decider-config overrides the ConfigMap;
  *    kd_as_initial_scale follows initial-scale / allow-zero-initial-scale;
  *  - `_example` ignored: not parsed, not logged, not counted;
- *  - bad values: one that does not parse and one the decider refuses are each logged with key and
- *    value and keep their previous value, while a good key of the same update is applied. */
+ *  - bad values: one that does not parse (also a boolean Go's ParseBool, Knative's parser, refuses)
+ *    and one the decider refuses are each logged with key and value and keep their previous
+ *    value, while a good key of the same update is applied. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -286,8 +287,8 @@ static void update_is_applied_without_restart(void **state)
 	/* enable-scale-to-zero false: the idle revision is held at 1 from the next decision */
 	push_and_wait(f, "MODIFIED",
 	              "\"target-burst-capacity\":\"-1\",\"max-scale\":\"7\","
-	              "\"enable-scale-to-zero\":\"false\",\"scale-to-zero-grace-period\":\"2m\"",
-	              2);
+	              "\"enable-scale-to-zero\":\"False\",\"scale-to-zero-grace-period\":\"2m\"",
+	              2); /* "False": Go's strconv.ParseBool, as Knative reads it */
 	assert_false(cfg(f)->enable_scale_to_zero);
 	assert_int_equal(idle_decision(f, "demo/a-00001", 1002 * SEC), 1);
 	/* --decider-config wins over the ConfigMap */
@@ -299,7 +300,7 @@ static void update_is_applied_without_restart(void **state)
 	assert_int_equal(kd_as_initial_scale(&f->as, 4), 4);
 	push_and_wait(f, "MODIFIED",
 	              "\"target-burst-capacity\":\"-1\",\"max-scale\":\"7\","
-	              "\"enable-scale-to-zero\":\"false\",\"initial-scale\":\"0\","
+	              "\"enable-scale-to-zero\":\"False\",\"initial-scale\":\"0\","
 	              "\"allow-zero-initial-scale\":\"true\"",
 	              3); /* initial-scale, allow-zero..., grace period removed */
 	assert_int_equal(cfg(f)->initial_scale, 0);
@@ -360,15 +361,18 @@ static void bad_value_keeps_the_previous_one(void **state)
 	 * (must be > 1); panic-window-percentage is fine */
 	push_and_wait(f, "MODIFIED",
 	              "\"stable-window\":\"abc\",\"panic-window-percentage\":\"20\","
-	              "\"max-scale-up-rate\":\"1\"",
-	              3);
+	              "\"max-scale-up-rate\":\"1\",\"enable-scale-to-zero\":\"yes\"",
+	              4);
 	kd_autofree char *logs = captured_logs();
 	assert_int_equal(cfg(f)->stable_window_ms, 30 * SEC);
 	assert_true(cfg(f)->max_scale_up_rate == 1000);
 	assert_true(cfg(f)->panic_window_percentage == 20);
 	uint64_t applied, refused;
 	kd_as_dcfg_counts(&f->as, &applied, &refused);
-	assert_int_equal(refused, 2);
+	assert_int_equal(refused, 3);
+	assert_true(cfg(f)->enable_scale_to_zero); /* "yes": not a Go boolean, Knative refuses it */
+	assert_non_null(strstr(logs, "enable-scale-to-zero=\"yes\" refused: option "
+	                             "\"enable-scale-to-zero\": \"yes\" is not a boolean"));
 	assert_non_null(strstr(logs, "config-autoscaler knative-serving/config-autoscaler: "
 	                             "stable-window=\"abc\" refused: "));
 	assert_non_null(strstr(logs, "; keeping \"30s\""));
