@@ -1758,7 +1758,7 @@ int kd_chan_lws_add_bearer(struct lws *wsi, const char *token, void *in, size_t 
 
 bool kd_chan_lws_peer_loopback(struct lws *wsi, char *buf, size_t len)
 {
-	struct sockaddr_storage ss;
+	struct sockaddr_storage ss = {0};
 	socklen_t sl = sizeof(ss);
 	int fd = (int)lws_get_socket_fd(wsi);
 	if (buf && len)
