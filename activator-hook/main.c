@@ -39,7 +39,8 @@ static const struct kd_config_option options[] = {
                 .help = "port of the status channel (0: ephemeral); give it to kd-node as a "
                         "second --status-addr"),
     KD_OPT_STRING("chan-token", C, chan_token, .env = "KD_CHAN_TOKEN", .metavar = "TOKEN",
-                  .help = "bearer token of the status channel (empty: no authentication)"),
+                  .help = "bearer token of the status channel, also sent to kd-autoscaler's "
+                          "stats WebSocket (empty: no authentication)"),
     KD_OPT_STRING("autoscaler", C, autoscaler, .metavar = "HOST:PORT",
                   .help = "kd-autoscaler's stats WebSocket (its --stats-port): pokes and "
                           "concurrency go there (empty: none, revisions at zero stay there)"),

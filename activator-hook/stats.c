@@ -5,7 +5,9 @@
  * over the period and the requests received; a poke (one stat at once, concurrency >= 1) when a
  * request arrives for a revision without a routable instance, so the decider acts without
  * waiting for a tick. Reconnects with jittered backoff; frames made while disconnected are
- * dropped except the latest poke per revision (the next period reports again anyway). */
+ * dropped except the latest poke per revision (the next period reports again anyway). With
+ * --chan-token the upgrade carries it as a bearer token (kd-autoscaler requires it from
+ * non-loopback peers when it has one). */
 #include <errno.h>
 #include <libwebsockets.h>
 #include <string.h>
@@ -144,6 +146,8 @@ static int stats_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void 
 	if (!st)
 		return lws_callback_http_dummy(wsi, reason, user, in, len);
 	switch (reason) {
+	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+		return kd_chan_lws_add_bearer(wsi, st->a->cfg.chan_token, in, len) < 0 ? -1 : 0;
 	case LWS_CALLBACK_CLIENT_ESTABLISHED:
 		st->open = true;
 		st->attempt = 0;

@@ -1,7 +1,8 @@
 /* autoscaler-shim/admin.c: kd-autoscaler's admin server (--admin-bind/--admin-port; port 0 turns
- * it off): /healthz (the loop runs), /readyz (every informer listed and decisions applied: the
- * channels handshook once, see nodes.c), /metrics (Prometheus text: decisions, pokes, instances
- * by state, revisions, channels, API client requests). On lib/http, the process's loop. */
+ * it off): /healthz (the loop runs), /readyz (every informer listed, config-autoscaler read, and
+ * decisions applied: the channels handshook once, see nodes.c), /metrics (Prometheus text:
+ * decisions, pokes, instances by state, revisions, channels, config-autoscaler changes, API
+ * client requests). On lib/http, the process's loop. */
 #include <stdio.h>
 #include <string.h>
 
@@ -69,6 +70,12 @@ static char *metrics(struct kd_as *as)
 	    (unsigned long long)as->revs.n);
 	add(&o, "kd_autoscaler_channels", "gauge", "Instance channels to kd-nodes.", NULL,
 	    (unsigned long long)as->chans.n);
+	uint64_t applied, refused;
+	kd_as_dcfg_counts(as, &applied, &refused);
+	add(&o, "kd_autoscaler_config_changes_total", "counter",
+	    "config-autoscaler keys changed, by result (a refused value keeps the previous one).",
+	    "{result=\"applied\"}", applied);
+	add_sample(&o, "kd_autoscaler_config_changes_total", "{result=\"refused\"}", refused);
 	struct kd_k8s_stats st, wst;
 	kd_k8s_get_stats(as->k8s, &st);
 	kd_k8s_get_stats(as->k8s_w, &wst);
@@ -94,6 +101,8 @@ static void on_admin(void *ud, struct kd_http_req *req)
 		kd_http_req_respond(req, 200, "text/plain", "ok\n", 3);
 	} else if (plen == 7 && strncmp(path, "/readyz", 7) == 0) {
 		const char *why = !synced(as) ? "not ready: informers not listed yet\n"
+		                  : !kd_as_dcfg_ready(as)
+		                      ? "not ready: config-autoscaler not read yet\n"
 		                  : !as->warm ? "not ready: instance channels not handshaked yet\n"
 		                              : NULL;
 		if (why)

@@ -18,6 +18,8 @@
  *  - status.c: the status channel (kd_chan_down) where kd-nodes report readiness.
  *  - stats.c: the stats WebSocket (Knative WireStatMessages and our JSON; kd/wirestat.h).
  *  - objects.c: pure builders (objects.h).
+ *  - cfgmap.c: the decider's configuration layers (defaults < config-autoscaler ConfigMap <
+ *    --decider-config < revision annotations), the ConfigMap's informer and reconfigure.
  *  - main.c: options, clients, plugins, signals.
  */
 #ifndef KD_AUTOSCALER_H
@@ -51,6 +53,8 @@ struct kd_as_cfg {
 	char *source;
 	char *decider;
 	char *decider_config;
+	char *knative_namespace; /* where config-autoscaler lives */
+	char *config_autoscaler; /* its name, or "": not read */
 	char *workload;
 	char *workload_config;
 	char *scheduler;
@@ -65,7 +69,7 @@ struct kd_as_cfg {
 	char *chan_token;
 	uint64_t tick_ms;
 	uint64_t scale_hold_ms;
-	uint64_t initial_scale;
+	char *initial_scale; /* override of the decider's initial-scale, or NULL */
 	double write_qps;
 	uint64_t write_burst;
 	uint64_t sync_delay_ms;
@@ -161,6 +165,7 @@ struct kd_as {
 	struct kd_wb *wb;
 	struct kd_chan_down *status_down;
 	struct kd_as_stats *stats;
+	struct kd_as_dcfg *dcfg; /* cfgmap.c */
 	struct kd_http_server *admin;
 	struct kd_timer *tick, *sync_timer, *warm_timer;
 	bool warm; /* decisions are applied (see nodes.c check_warm) */
@@ -274,6 +279,34 @@ void kd_as_chain_flush(struct kd_as *as);
 /* ---- status.c: the status channel server ---- */
 int kd_as_status_start(struct kd_as *as, struct kd_error **err);
 void kd_as_status_stop(struct kd_as *as);
+
+/* ---- cfgmap.c: the decider's configuration ---- */
+struct kd_as_dcfg;
+/* How long decisions wait for config-autoscaler to be listed once. */
+#define KD_AS_DCFG_WAIT_MS 10000
+/* Reads --decider-config and --initial-scale (layer 3) into as->dcfg; before the decider is
+ * loaded. -EINVAL with *err (bad JSON, both given): a bad option. as->dcfg is set either way
+ * (kd_as_dcfg_stop frees it). */
+int kd_as_dcfg_new(struct kd_as *as, struct kd_error **err);
+/* Layer 3 as the JSON text to load the decider with. Returns owned; free(). */
+char *kd_as_dcfg_loader_json(const struct kd_as *as);
+/* After the decider is loaded: starts the ConfigMap informer (when --config-autoscaler is set
+ * and the decider has reconfigure). */
+int kd_as_dcfg_start(struct kd_as *as, struct kd_error **err);
+/* Stops the informer, frees as->dcfg; before the decider is unloaded. */
+void kd_as_dcfg_stop(struct kd_as *as);
+/* Whether the decider may decide: config-autoscaler was listed once (or is not read, or was
+ * waited for KD_AS_DCFG_WAIT_MS). */
+bool kd_as_dcfg_ready(const struct kd_as *as);
+/* The decider's configuration in force (a struct of its config_size; borrowed until the next
+ * ConfigMap change), or NULL before the decider is loaded. */
+const void *kd_as_dcfg_current(const struct kd_as *as);
+/* ConfigMap changes applied and refused so far. */
+void kd_as_dcfg_counts(const struct kd_as *as, uint64_t *applied, uint64_t *refused);
+/* Knative's GetInitialScale: the revision's initial-scale annotation (annotated; -1: none) if
+ * set and (> 0 or allow-zero-initial-scale), else the configured initial-scale (1 when the
+ * decider has no such option). */
+int32_t kd_as_initial_scale(const struct kd_as *as, int32_t annotated);
 
 /* ---- stats.c ---- */
 struct kd_as_stats;

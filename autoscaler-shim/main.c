@@ -35,7 +35,18 @@ static const struct kd_config_option options[] = {
     KD_OPT_STRING("decider", C, decider, .def = "decider-kpa", .metavar = "PLUGIN",
                   .help = "decider plugin (name or path)"),
     KD_OPT_STRING("decider-config", C, decider_config, .metavar = "JSON",
-                  .help = "decider configuration (config-autoscaler keys), a JSON object"),
+                  .help = "decider configuration overrides (config-autoscaler keys), a JSON "
+                          "object; precedence: built-in defaults < the --config-autoscaler "
+                          "ConfigMap < this < a revision's autoscaling.knative.dev/* "
+                          "annotations"),
+    KD_OPT_STRING("knative-namespace", C, knative_namespace, .def = "knative-serving",
+                  .metavar = "NS", .help = "namespace of Knative's --config-autoscaler"),
+    KD_OPT_STRING("config-autoscaler", C, config_autoscaler, .def = "config-autoscaler",
+                  .metavar = "NAME",
+                  .help = "Knative's autoscaler ConfigMap, read and watched: its keys (not "
+                          "_example) configure the decider, changes apply without a restart, "
+                          "invalid values are logged and the previous value kept (empty: not "
+                          "read)"),
     KD_OPT_STRING("workload", C, workload, .def = "workload", .metavar = "PLUGIN",
                   .help = "workload plugin (name or path)"),
     KD_OPT_STRING("workload-config", C, workload_config, .metavar = "JSON",
@@ -44,8 +55,9 @@ static const struct kd_config_option options[] = {
                   .help = "scheduler plugin (name or path)"),
     KD_OPT_STRING("scheduler-config", C, scheduler_config, .metavar = "JSON",
                   .help = "scheduler plugin configuration, a JSON object"),
-    KD_OPT_STRING("stats-bind", C, stats_bind, .def = "0.0.0.0", .metavar = "ADDR",
-                  .help = "address of the stats WebSocket (Knative activator format and JSON)"),
+    KD_OPT_STRING("stats-bind", C, stats_bind, .def = "127.0.0.1", .metavar = "ADDR",
+                  .help = "address of the stats WebSocket (Knative activator format and JSON); "
+                          "0.0.0.0 to take stats from other hosts (then set --chan-token)"),
     KD_OPT_UINT("stats-port", C, stats_port, .def = "8080", .has_max = true, .max = 65535,
                 .help = "port of the stats WebSocket (0: ephemeral)"),
     KD_OPT_STRING("activator-ips", C, activator_ips, .metavar = "IP[,IP...]",
@@ -60,14 +72,16 @@ static const struct kd_config_option options[] = {
     KD_OPT_UINT("admin-port", C, admin_port, .def = "0", .has_max = true, .max = 65535,
                 .help = "port of /healthz, /readyz and /metrics (0: no admin server)"),
     KD_OPT_STRING("chan-token", C, chan_token, .env = "KD_CHAN_TOKEN", .metavar = "TOKEN",
-                  .help = "bearer token of the direct channels (empty: no authentication)"),
+                  .help = "bearer token of the direct channels and the stats WebSocket "
+                          "(empty: none; scale messages then only from loopback peers)"),
     KD_OPT_DURATION("tick", C, tick_ms, .def = "2s", .has_min = true, .min = 10,
                     .help = "decision period (Knative's is 2s); pokes decide at once"),
     KD_OPT_DURATION("scale-hold", C, scale_hold_ms, .def = "10m",
                     .help = "how long a direct scale message overrides the decider"),
-    KD_OPT_UINT("initial-scale", C, initial_scale, .def = "1",
-                .help = "config-autoscaler initial-scale, for ScaleTargetInitialized when "
-                        "the revision has no initial-scale annotation"),
+    KD_OPT_STRING("initial-scale", C, initial_scale, .metavar = "N",
+                  .help = "override of config-autoscaler initial-scale, the same as "
+                          "\"initial-scale\" in --decider-config (not both); default: the "
+                          "ConfigMap's, else 1"),
     KD_OPT_DOUBLE("write-qps", C, write_qps, .def = "100", .has_min = true, .min = 0,
                   .help = "client-side QPS of write-back (Services, Endpoints, status); 0: "
                           "unlimited"),
@@ -150,6 +164,11 @@ int main(int argc, char **argv)
 	}
 	if (parse_ips(&as, as.cfg.activator_ips) < 0)
 		goto out;
+	if (kd_as_dcfg_new(&as, &err) < 0) { /* --decider-config, --initial-scale */
+		kd_log_error("%s", kd_error_msg(err));
+		status = 2;
+		goto out;
+	}
 	if (as.cfg.kubeconfig && *as.cfg.kubeconfig)
 		rc = kd_k8s_config_from_kubeconfig(as.cfg.kubeconfig, as.cfg.context, &kcfg, &err);
 	else
@@ -169,8 +188,10 @@ int main(int argc, char **argv)
 	}
 	kd_host_init(&as.host, as.loop, "kd-autoscaler");
 	as.host.k8s = as.k8s;
-	if (load(&as, as.cfg.decider, KD_PLUGIN_DECIDER, as.cfg.decider_config, &as.decider_h,
-	         &err) < 0 ||
+	char *dcfg_json = kd_as_dcfg_loader_json(&as);
+	rc = load(&as, as.cfg.decider, KD_PLUGIN_DECIDER, dcfg_json, &as.decider_h, &err);
+	free(dcfg_json);
+	if (rc < 0 ||
 	    load(&as, as.cfg.workload, KD_PLUGIN_WORKLOAD, as.cfg.workload_config, &as.workload_h,
 	         &err) < 0 ||
 	    load(&as, as.cfg.scheduler, KD_PLUGIN_SCHEDULER, as.cfg.scheduler_config,
@@ -192,9 +213,9 @@ int main(int argc, char **argv)
 		kd_log_error("signalfd: %s", strerror(errno));
 		goto out;
 	}
-	if (kd_as_admin_start(&as, &err) < 0 || kd_as_status_start(&as, &err) < 0 ||
-	    kd_as_nodes_init(&as, &err) < 0 || kd_as_stats_start(&as, &err) < 0 ||
-	    kd_as_pa_start(&as, &err) < 0) {
+	if (kd_as_dcfg_start(&as, &err) < 0 || kd_as_admin_start(&as, &err) < 0 ||
+	    kd_as_status_start(&as, &err) < 0 || kd_as_nodes_init(&as, &err) < 0 ||
+	    kd_as_stats_start(&as, &err) < 0 || kd_as_pa_start(&as, &err) < 0) {
 		kd_log_error("%s", kd_error_msg(err));
 		goto out;
 	}
@@ -216,6 +237,7 @@ out:
 	kd_as_status_stop(&as);
 	kd_as_insts_clear(&as);
 	kd_as_nodes_stop(&as);
+	kd_as_dcfg_stop(&as);
 	kd_k8s_free(as.k8s_w);
 	kd_k8s_free(as.k8s);
 	kd_plugin_unload(as.scheduler_h);

@@ -11,7 +11,9 @@
  * are no-ops. SKSReady turns True once the three SKS objects were written successfully.
  *
  * Status semantics follow Knative (pa_lifecycle.go, kpa.go computeActiveCondition): minReady =
- * max(min-scale, initial-scale) until ScaleTargetInitialized, then max(min-scale, 1);
+ * max(min-scale, initial-scale) until ScaleTargetInitialized, then max(min-scale, 1), with
+ * initial-scale as GetInitialScale reads it (kd_as_initial_scale: the annotation, 0 only with
+ * allow-zero-initial-scale, else the decider's configured initial-scale, cfgmap.c);
  * ScaleTargetInitialized latches once ready >= minReady with a serviceName; Active is False
  * NoTraffic at want 0, Unknown Queued while ready < minReady and want > 0, True when ready >=
  * minReady. Bad input overrides Active: a decider failure (e.g. unknown metric annotation) gives
@@ -600,8 +602,8 @@ static void sync_rev(struct kd_as *as, struct kd_as_rev *rev)
 	const char *reach = kd_json_get_string(rev->pa, "spec.reachability");
 	if (reach && strcmp(reach, "Unreachable") == 0)
 		min_scale = 0;
-	int32_t initial = ann_int(rev->pa, "autoscaling.knative.dev/initial-scale",
-	                          (int32_t)as->cfg.initial_scale);
+	int32_t initial =
+	    kd_as_initial_scale(as, ann_int(rev->pa, "autoscaling.knative.dev/initial-scale", -1));
 	int32_t min_ready = rev->initialized ? KD_MAX(min_scale, 1) : KD_MAX(min_scale, initial);
 	if ((int32_t)ready >= min_ready && st.service_name)
 		rev->initialized = true;
@@ -680,6 +682,9 @@ void kd_as_decide(struct kd_as *as, struct kd_as_rev *rev, const char *why)
 	as->decisions++;
 	if (rev->manual >= 0 && now < rev->manual_until) {
 		desired = rev->manual;
+	} else if (!kd_as_dcfg_ready(as)) {
+		/* config-autoscaler not read yet: no decision (as with no data) */
+		rev->manual = -1;
 	} else {
 		rev->manual = -1;
 		int64_t cc = 0;

@@ -1,9 +1,18 @@
 /* autoscaler-shim/stats.c: the stats WebSocket of kd-autoscaler. Plain WebSocket on
- * --stats-bind:--stats-port, any path, no subprotocol (what Knative's activator dials:
- * ws://autoscaler.<ns>.svc:8080). Binary frames are Knative WireStatMessages, text frames our JSON
- * (kd/wirestat.h). Pings are answered by libwebsockets. A message that does not decode is logged
- * and dropped (Knative's server does the same); the connection stays. Messages for revisions that
- * are not ours are ignored. Runs on the process kd_loop through kd_chan_lws. */
+ * --stats-bind:--stats-port (127.0.0.1:8080 by default), any path, no subprotocol (what Knative's
+ * activator dials: ws://autoscaler.<ns>.svc:8080). Binary frames are Knative WireStatMessages, text
+ * frames our JSON (kd/wirestat.h). Pings are answered by libwebsockets. A message that does not
+ * decode is logged and dropped (Knative's server does the same); the connection stays. Messages
+ * for revisions that are not ours are ignored. Runs on the process kd_loop through kd_chan_lws.
+ *
+ * Authentication (the channels' bearer token, --chan-token, kd/chan.h kd_chan_lws_check_bearer):
+ *  - a peer is authenticated when it sent the token, or, with no token configured, when it is on
+ *    loopback;
+ *  - with a token, an upgrade with a wrong token, or with none from a non-loopback peer, is
+ *    refused (401): stats from the network need the token too; an unauthenticated loopback peer
+ *    may send stats;
+ *  - "scale" messages (which override the decider for --scale-hold) are applied only from an
+ *    authenticated peer; others are refused with a log line naming the peer. */
 #include <errno.h>
 #include <libwebsockets.h>
 #include <string.h>
@@ -18,7 +27,8 @@ struct kd_as_stats {
 	struct kd_as *as;
 	struct kd_chan_lws *lws;
 	int port;
-	uint64_t frames, bad_frames, stats, scales;
+	const char *token; /* --chan-token (borrowed from the config), or NULL */
+	uint64_t frames, bad_frames, stats, scales, refused, refused_upgrades;
 };
 
 struct sconn {
@@ -26,7 +36,31 @@ struct sconn {
 	size_t len, cap;
 	bool binary;
 	bool oversize;
+	bool checked;  /* the upgrade filter ran (authed, peer set) */
+	bool authed;   /* may send scale messages */
+	char peer[64]; /* peer address */
 };
+
+/* The upgrade filter: returns 0 to accept (c->authed set), -1 after a 401. */
+static int check_peer(struct kd_as_stats *st, struct lws *wsi, struct sconn *c)
+{
+	char peer[64];
+	bool loopback = kd_chan_lws_peer_loopback(wsi, peer, sizeof(peer));
+	enum kd_chan_auth a = kd_chan_lws_check_bearer(wsi, st->token);
+	if (a == KD_CHAN_AUTH_WRONG || (a == KD_CHAN_AUTH_MISSING && !loopback)) {
+		st->refused_upgrades++;
+		kd_log_warn("stats: upgrade from %s refused: %s bearer token (401)", peer,
+		            a == KD_CHAN_AUTH_WRONG ? "wrong" : "missing");
+		lws_return_http_status(wsi, HTTP_STATUS_UNAUTHORIZED, NULL);
+		return -1;
+	}
+	if (c) {
+		c->checked = true;
+		c->authed = a == KD_CHAN_AUTH_OK || (a == KD_CHAN_AUTH_NONE && loopback);
+		snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	}
+	return 0;
+}
 
 static void handle(struct kd_as_stats *st, struct sconn *c)
 {
@@ -47,6 +81,16 @@ static void handle(struct kd_as_stats *st, struct sconn *c)
 	for (size_t i = 0; i < l.n; i++) {
 		const struct kd_statmsg *m = &l.v[i];
 		if (m->type == KD_STATMSG_SCALE) {
+			if (!c->authed) {
+				st->refused++;
+				kd_log_warn("stats: scale %s/%s to %d from %s refused: %s", m->ns,
+				            m->revision, m->desired, c->peer,
+				            st->token
+				                ? "the peer sent no bearer token (--chan-token)"
+				                : "not a loopback peer (set --chan-token to "
+				                  "accept scale messages from the network)");
+				continue;
+			}
 			st->scales++;
 			kd_as_manual_scale(as, m->ns, m->revision, m->desired);
 			continue;
@@ -70,8 +114,16 @@ static int stats_cb(struct lws *wsi, enum lws_callback_reasons reason, void *use
 	struct lws_context *ctx = lws_get_context(wsi);
 	struct kd_as_stats *st = ctx ? lws_context_user(ctx) : NULL;
 	switch (reason) {
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+		return st && check_peer(st, wsi, c) < 0 ? 1 : 0;
 	case LWS_CALLBACK_ESTABLISHED:
-		memset(c, 0, sizeof(*c));
+		/* c was zeroed by libwebsockets and filled by the upgrade filter */
+		if (!c->checked) {
+			/* no filter ran: only what the socket says (no token seen) */
+			bool lo = kd_chan_lws_peer_loopback(wsi, c->peer, sizeof(c->peer));
+			c->checked = true;
+			c->authed = st && !st->token && lo;
+		}
 		return 0;
 	case LWS_CALLBACK_RECEIVE:
 		if (!st)
@@ -121,6 +173,7 @@ int kd_as_stats_start(struct kd_as *as, struct kd_error **err)
 {
 	struct kd_as_stats *st = kd_xcalloc(1, sizeof(*st));
 	st->as = as;
+	st->token = as->cfg.chan_token && *as->cfg.chan_token ? as->cfg.chan_token : NULL;
 	struct lws_context_creation_info info;
 	memset(&info, 0, sizeof(info));
 	info.port = (int)as->cfg.stats_port;
@@ -143,7 +196,9 @@ int kd_as_stats_start(struct kd_as *as, struct kd_error **err)
 		                    (int)as->cfg.stats_port);
 	}
 	as->stats = st;
-	kd_log_info("stats: WebSocket on %s:%d", info.iface ? info.iface : "*", st->port);
+	kd_log_info("stats: WebSocket on %s:%d (%s)", info.iface ? info.iface : "*", st->port,
+	            st->token ? "bearer token required, except stats from loopback"
+	                      : "no token: scale messages from loopback peers only");
 	return 0;
 }
 
@@ -156,10 +211,12 @@ void kd_as_stats_stop(struct kd_as *as)
 {
 	if (!as->stats)
 		return;
-	kd_log_info("stats: %llu frames (%llu dropped), %llu stats, %llu scale messages",
+	kd_log_info("stats: %llu frames (%llu dropped), %llu stats, %llu scale messages (%llu "
+	            "refused), %llu upgrades refused",
 	            (unsigned long long)as->stats->frames,
 	            (unsigned long long)as->stats->bad_frames, (unsigned long long)as->stats->stats,
-	            (unsigned long long)as->stats->scales);
+	            (unsigned long long)as->stats->scales, (unsigned long long)as->stats->refused,
+	            (unsigned long long)as->stats->refused_upgrades);
 	kd_chan_lws_free(as->stats->lws);
 	free(as->stats);
 	as->stats = NULL;

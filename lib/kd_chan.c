@@ -945,16 +945,10 @@ static int up_lws_cb_in(struct lws *wsi, enum lws_callback_reasons reason, void 
 	if (!up || (c && c->up != up))
 		return lws_callback_http_dummy(wsi, reason, user, in, len);
 	switch (reason) {
-	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
-		if (!up->x.token)
-			break;
-		unsigned char **p = in, *end = *p + len;
-		kd_autofree char *v = kd_xasprintf("Bearer %s", up->x.token);
-		if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_AUTHORIZATION,
-		                                 (unsigned char *)v, (int)strlen(v), p, end))
+	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+		if (kd_chan_lws_add_bearer(wsi, up->x.token, in, len) < 0)
 			return -1;
 		break;
-	}
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
 		if (!c)
 			break;
@@ -1390,15 +1384,6 @@ static int down_keep_cb(void *ud, const char *source, const char *key, struct kd
 	return d->user_cbs.keep ? d->user_cbs.keep(d->ud, source, key, err) : 0;
 }
 
-static bool token_ok(const char *want, const char *got, size_t got_len)
-{
-	size_t wl = strlen(want);
-	unsigned diff = (unsigned)(wl ^ got_len);
-	for (size_t i = 0; i < got_len; i++)
-		diff |= (unsigned char)got[i] ^ (unsigned char)(i < wl ? want[i] : 0);
-	return diff == 0;
-}
-
 /* Upgrade filter: path and bearer token. Returns 0 to accept. */
 static int down_filter(struct kd_chan_down *d, struct lws *wsi)
 {
@@ -1411,16 +1396,12 @@ static int down_filter(struct kd_chan_down *d, struct lws *wsi)
 		lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
 		return -1;
 	}
-	if (!d->x.token)
-		return 0;
-	char auth[1024];
-	int n = lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION);
-	if (n > 7 && strncasecmp(auth, "Bearer ", 7) == 0 &&
-	    token_ok(d->x.token, auth + 7, (size_t)n - 7))
+	enum kd_chan_auth a = kd_chan_lws_check_bearer(wsi, d->x.token);
+	if (a == KD_CHAN_AUTH_OK || a == KD_CHAN_AUTH_NONE)
 		return 0;
 	d->st.rejected++;
 	kd_log_warn("chan downstream: upgrade refused: %s bearer token (401)",
-	            n > 0 ? "wrong" : "missing");
+	            a == KD_CHAN_AUTH_WRONG ? "wrong" : "missing");
 	lws_return_http_status(wsi, HTTP_STATUS_UNAUTHORIZED, NULL);
 	return -1;
 }
@@ -1736,4 +1717,72 @@ void kd_chan_lws_free(struct kd_chan_lws *l)
 	if (!l)
 		return;
 	ctx_destroy(l->loop, &l->ctx, free, l);
+}
+
+/* ---- helpers for other lws users ------------------------------------------------------------ */
+
+static bool token_ok(const char *want, const char *got, size_t got_len)
+{
+	size_t wl = strlen(want);
+	unsigned diff = (unsigned)(wl ^ got_len);
+	for (size_t i = 0; i < got_len; i++)
+		diff |= (unsigned char)got[i] ^ (unsigned char)(i < wl ? want[i] : 0);
+	return diff == 0;
+}
+
+enum kd_chan_auth kd_chan_lws_check_bearer(struct lws *wsi, const char *token)
+{
+	if (!token || !*token)
+		return KD_CHAN_AUTH_NONE;
+	char auth[1024];
+	int n = lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION);
+	if (n <= 0)
+		return KD_CHAN_AUTH_MISSING;
+	if (n > 7 && strncasecmp(auth, "Bearer ", 7) == 0 &&
+	    token_ok(token, auth + 7, (size_t)n - 7))
+		return KD_CHAN_AUTH_OK;
+	return KD_CHAN_AUTH_WRONG;
+}
+
+int kd_chan_lws_add_bearer(struct lws *wsi, const char *token, void *in, size_t len)
+{
+	if (!token || !*token)
+		return 0;
+	unsigned char **p = in, *end = *p + len;
+	kd_autofree char *v = kd_xasprintf("Bearer %s", token);
+	return lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, (unsigned char *)v,
+	                                    (int)strlen(v), p, end)
+	           ? -1
+	           : 0;
+}
+
+bool kd_chan_lws_peer_loopback(struct lws *wsi, char *buf, size_t len)
+{
+	struct sockaddr_storage ss = {0};
+	socklen_t sl = sizeof(ss);
+	int fd = (int)lws_get_socket_fd(wsi);
+	if (buf && len)
+		snprintf(buf, len, "?");
+	if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
+		return false;
+	if (ss.ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+		if (buf && len)
+			inet_ntop(AF_INET, &a->sin_addr, buf, (socklen_t)len);
+		return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+		if (buf && len)
+			inet_ntop(AF_INET6, &a->sin6_addr, buf, (socklen_t)len);
+		if (IN6_IS_ADDR_LOOPBACK(&a->sin6_addr))
+			return true;
+		return IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) && a->sin6_addr.s6_addr[12] == 127;
+	}
+	if (ss.ss_family == AF_UNIX) {
+		if (buf && len)
+			snprintf(buf, len, "unix");
+		return true;
+	}
+	return false;
 }

@@ -49,6 +49,7 @@ struct bench_cfg {
 	uint64_t timeout_ms;
 	char *json_out;
 	char *activator_admin;
+	char *chan_token;
 };
 
 #define C struct bench_cfg
@@ -68,6 +69,10 @@ static const struct kd_config_option options[] = {
     KD_OPT_STRING("json", C, json_out, .metavar = "FILE", .help = "write results as JSON"),
     KD_OPT_STRING("activator-admin", C, activator_admin, .metavar = "HOST:PORT",
                   .help = "kd-activator's admin server: time routable in its routing table too"),
+    KD_OPT_STRING("chan-token", C, chan_token, .env = "KD_CHAN_TOKEN", .metavar = "TOKEN",
+                  .help = "kd-autoscaler's --chan-token, sent as a bearer token with the scale "
+                          "messages (empty: none; kd-autoscaler then takes them from loopback "
+                          "only)"),
     KD_CONFIG_END,
 };
 #undef C
@@ -121,7 +126,8 @@ static double since_ms(const struct bench *b)
 
 /* ---- the scale message: a minimal blocking WebSocket client (loopback, one frame) ---------- */
 
-static int ws_send_text(const char *addr, const char *text, struct kd_error **err)
+static int ws_send_text(const char *addr, const char *token, const char *text,
+                        struct kd_error **err)
 {
 	char *host = NULL;
 	int port = 0;
@@ -144,12 +150,18 @@ static int ws_send_text(const char *addr, const char *text, struct kd_error **er
 		rc = kd_error_set(err, errno, 0, "connect %s: %s", addr, strerror(errno));
 		goto out;
 	}
-	char req[512];
+	bool auth = token && *token;
+	char req[1024];
 	int n = snprintf(req, sizeof(req),
 	                 "GET / HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: "
 	                 "Upgrade\r\nSec-WebSocket-Key: a2RiZW5jaHNjYWxlcG9kcw==\r\n"
-	                 "Sec-WebSocket-Version: 13\r\n\r\n",
-	                 addr);
+	                 "Sec-WebSocket-Version: 13\r\n%s%s%s\r\n",
+	                 addr, auth ? "Authorization: Bearer " : "", auth ? token : "",
+	                 auth ? "\r\n" : "");
+	if (n < 0 || (size_t)n >= sizeof(req)) {
+		rc = kd_error_set(err, EMSGSIZE, 0, "upgrade request too long (--chan-token)");
+		goto out;
+	}
 	if (write(fd, req, (size_t)n) != n) {
 		rc = kd_error_set(err, EIO, 0, "write upgrade: %s", strerror(errno));
 		goto out;
@@ -211,7 +223,7 @@ static int send_scale(struct bench *b, long n)
 	         "{\"type\":\"scale\",\"namespace\":\"%s\",\"revision\":\"%s\",\"desired\":%ld}",
 	         b->cfg->ns, b->cfg->revision, n);
 	kd_autoerr struct kd_error *err = NULL;
-	if (ws_send_text(b->cfg->stats_addr, msg, &err) < 0) {
+	if (ws_send_text(b->cfg->stats_addr, b->cfg->chan_token, msg, &err) < 0) {
 		kd_log_error("scale message: %s", kd_error_msg(err));
 		return -1;
 	}

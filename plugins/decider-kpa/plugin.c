@@ -1,8 +1,9 @@
 /* plugins/decider-kpa/plugin.c: the kd decider plugin around kpa.c (Knative's KPA).
  *
  * Config: the keys of Knative's config-autoscaler ConfigMap, same names, same defaults, same
- * validation (a copy of its `data`, minus the `_example` block, is a valid plugin config: JSON
- * strings are accepted for every value). Per revision, Knative's
+ * validation (JSON strings are accepted for every value). kd-autoscaler reads and watches that
+ * ConfigMap itself (ignoring `_example`, as Knative does) and hands every change to the
+ * reconfigure op; its --decider-config takes the same keys, as overrides. Per revision, Knative's
  * autoscaling.knative.dev/<key> annotations override them (metric, target,
  * target-utilization-percentage, target-burst-capacity, window, panic-window-percentage,
  * panic-threshold-percentage, scale-down-delay, initial-scale, activation-scale, min-scale,
@@ -43,7 +44,9 @@ struct kpa_rev {
 
 struct kpa_plugin {
 	const struct kd_host *host;
-	struct kpa_config cfg; /* finalized copy; pod_autoscaler_class borrowed from the host */
+	struct kpa_config cfg; /* finalized copy; pod_autoscaler_class borrowed from the host's
+	                          init config, or class after a reconfigure */
+	char *class;           /* owned copy of the last reconfigure's pod-autoscaler-class */
 	struct kpa_rev **revs;
 	size_t n, cap;
 };
@@ -403,6 +406,24 @@ static int kpa_op_decide(void *state, const char *revision, const struct kd_scal
 	return 0;
 }
 
+/* A new cluster config: validated like init's; revisions keep their windows and pick the new
+ * values up in their next decide (kpa_spec_equal -> kpa_state_update). */
+static int kpa_op_reconfigure(void *state, const void *config, struct kd_error **err)
+{
+	struct kpa_plugin *p = state;
+	if (!p || !config)
+		return kd_error_set(err, EINVAL, 0, "reconfigure: config required");
+	struct kpa_config cfg = *(const struct kpa_config *)config;
+	int rc = kpa_config_finalize(&cfg, err);
+	if (rc < 0)
+		return rc;
+	free(p->class);
+	p->class = cfg.pod_autoscaler_class ? kd_xstrdup(cfg.pod_autoscaler_class) : NULL;
+	cfg.pod_autoscaler_class = p->class;
+	p->cfg = cfg;
+	return 0;
+}
+
 static void kpa_op_forget(void *state, const char *revision)
 {
 	struct kpa_plugin *p = state;
@@ -438,6 +459,7 @@ static void kpa_fini(void *state)
 	for (size_t i = 0; i < p->n; i++)
 		rev_free(p->revs[i]);
 	free(p->revs);
+	free(p->class);
 	free(p);
 }
 
@@ -447,6 +469,7 @@ static const struct kd_decider_ops kpa_ops = {
     .decide = kpa_op_decide,
     .forget = kpa_op_forget,
     .poke = kpa_op_poke,
+    .reconfigure = kpa_op_reconfigure,
 };
 
 KD_PLUGIN_EXPORT(

@@ -6,7 +6,8 @@ kd-autoscaler's stats endpoint and checks that a ping is answered with a pong.
   kd_ws.py HOST PORT poke  NS REVISION   send Knative's binary WireStatMessages poke
                                          (average_concurrent_requests 1, request_count 1)
   kd_ws.py HOST PORT ping                ping, exit 0 iff a pong with the same payload arrives
-Exit 1 on any failure (message on stderr). Every socket operation has a 5 s timeout."""
+Exit 1 on any failure (message on stderr). Every socket operation has a 5 s timeout.
+With $KD_CHAN_TOKEN set, the upgrade carries it as a bearer token (kd-autoscaler --chan-token)."""
 import base64
 import os
 import socket
@@ -17,9 +18,11 @@ import sys
 def connect(host, port):
     s = socket.create_connection((host, int(port)), timeout=5)
     key = base64.b64encode(os.urandom(16)).decode()
+    token = os.environ.get("KD_CHAN_TOKEN", "")
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
     s.sendall((f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-               "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+               f"Sec-WebSocket-Version: 13\r\n{auth}\r\n").encode())
     resp = b""
     while b"\r\n\r\n" not in resp:
         chunk = s.recv(4096)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Bad input: the API Server refuses kd-autoscaler's writes for a while. kd-autoscaler runs with
-# its own client certificate whose RBAC lets it read everything it watches and write PA status,
+# its own client certificate whose RBAC lets it read everything it watches (config-autoscaler
+# included) and write PA status,
 # Endpoints, Events and Deployments, but not create Services. Its PodAutoscaler then says
 # SKSReady False / WriteFailed naming the refused write (403 Forbidden), a WriteFailed Warning
 # event exists, and serviceName stays empty (Knative keeps the Revision not ready). Once the
@@ -31,7 +32,7 @@ rules:
   resources: [deployments, deployments/scale]
   verbs: [get, list, watch, patch]
 - apiGroups: [""]
-  resources: [pods, nodes, services]
+  resources: [pods, nodes, services, configmaps]
   verbs: [get, list, watch]
 - apiGroups: [""]
   resources: [pods]

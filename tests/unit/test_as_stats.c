@@ -3,9 +3,15 @@
  * table (pa.c) is replaced by recording doubles of kd_as_record / kd_as_manual_scale. Checked:
  * binary WireStatMessages (also fragmented) become samples, JSON scale messages become direct
  * decisions, entries without a stat are skipped, undecodable frames are dropped without closing
- * the connection, and pings are answered with pongs carrying the same payload. */
+ * the connection, and pings are answered with pongs carrying the same payload. Authentication:
+ * without --chan-token, scale messages are applied from loopback peers only (stats from anyone);
+ * with it, scale messages need the bearer token, a wrong token or a network peer without one is
+ * refused at the upgrade (401), and a loopback peer without it may still send stats. A network
+ * peer is this host's first non-loopback IPv4 address (the test is skipped without one). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -117,26 +123,40 @@ static void send_frame(struct fx *f, bool fin, unsigned opcode, const void *payl
 	free(body);
 }
 
-static int setup(void **state)
+/* Starts the stats server (bind address, --chan-token or NULL). */
+static struct fx *fx_new(const char *bind, const char *token)
 {
 	struct fx *f = kd_xcalloc(1, sizeof(*f));
+	f->fd = -1;
 	f->as.loop = kd_loop_new();
-	f->as.cfg.stats_bind = kd_xstrdup("127.0.0.1");
+	f->as.cfg.stats_bind = kd_xstrdup(bind);
 	f->as.cfg.stats_port = 0;
+	f->as.cfg.chan_token = token ? kd_xstrdup(token) : NULL;
 	kd_autoerr struct kd_error *err = NULL;
 	if (kd_as_stats_start(&f->as, &err) < 0)
 		fail_msg("stats start: %s", kd_error_msg(err));
-	int port = kd_as_stats_port(&f->as);
-	assert_true(port > 0);
+	assert_true(kd_as_stats_port(&f->as) > 0);
+	n_samples = n_scales = 0;
+	return f;
+}
+
+/* Connects (a new connection replaces the previous one) from/to ip and sends the upgrade, with
+ * `Authorization: <auth>` when auth is not NULL. Returns the HTTP status of the answer. */
+static int fx_upgrade(struct fx *f, const char *ip, const char *auth)
+{
+	if (f->fd >= 0)
+		close(f->fd);
 	f->fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_port = htons((uint16_t)kd_as_stats_port(&f->as))};
+	assert_int_equal(inet_pton(AF_INET, ip, &sa.sin_addr), 1);
 	assert_int_equal(connect(f->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	const char *up =
+	kd_autofree char *up = kd_xasprintf(
 	    "GET / HTTP/1.1\r\nHost: autoscaler.knative-serving.svc.cluster.local:8080\r\n"
 	    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
 	    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-	    "Sec-WebSocket-Version: 13\r\n\r\n";
+	    "Sec-WebSocket-Version: 13\r\n%s%s%s\r\n",
+	    auth ? "Authorization: " : "", auth ? auth : "", auth ? "\r\n" : "");
 	client_send(f, up, strlen(up));
 	char resp[1024];
 	size_t got = 0;
@@ -148,22 +168,35 @@ static int setup(void **state)
 			got += (size_t)r;
 	}
 	assert_true(got > 12);
-	assert_memory_equal(resp, "HTTP/1.1 101", 12);
-	/* RFC 6455's own example key/accept pair */
-	assert_non_null(memmem(resp, got, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", 28));
-	n_samples = n_scales = 0;
+	assert_memory_equal(resp, "HTTP/1.", 7); /* lws answers a refusal in HTTP/1.0 */
+	int status = atoi(resp + 9);
+	if (status == 101) /* RFC 6455's own example key/accept pair */
+		assert_non_null(memmem(resp, got, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", 28));
+	return status;
+}
+
+static void fx_free(struct fx *f)
+{
+	if (f->fd >= 0)
+		close(f->fd);
+	kd_as_stats_stop(&f->as);
+	free(f->as.cfg.stats_bind);
+	free(f->as.cfg.chan_token);
+	kd_loop_free(f->as.loop);
+	free(f);
+}
+
+static int setup(void **state)
+{
+	struct fx *f = fx_new("127.0.0.1", NULL);
+	assert_int_equal(fx_upgrade(f, "127.0.0.1", NULL), 101);
 	*state = f;
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	struct fx *f = *state;
-	close(f->fd);
-	kd_as_stats_stop(&f->as);
-	free(f->as.cfg.stats_bind);
-	kd_loop_free(f->as.loop);
-	free(f);
+	fx_free(*state);
 	return 0;
 }
 
@@ -251,6 +284,135 @@ static void ping_gets_pong(void **state)
 	assert_memory_equal(payload, "kd-ping", 7);
 }
 
+/* This host's first non-loopback IPv4 address, or false. */
+static bool network_ip(char *buf, size_t len)
+{
+	struct ifaddrs *ifs = NULL;
+	bool found = false;
+	if (getifaddrs(&ifs) < 0)
+		return false;
+	for (struct ifaddrs *i = ifs; i && !found; i = i->ifa_next) {
+		if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !(i->ifa_flags & IFF_UP) ||
+		    (i->ifa_flags & IFF_LOOPBACK))
+			continue;
+		const struct sockaddr_in *a = (const struct sockaddr_in *)i->ifa_addr;
+		found = inet_ntop(AF_INET, &a->sin_addr, buf, (socklen_t)len) != NULL;
+	}
+	freeifaddrs(ifs);
+	return found;
+}
+
+static const char scale_msg[] =
+    "{\"type\":\"scale\",\"namespace\":\"demo\",\"revision\":\"hello-00001\",\"desired\":3}";
+
+/* Sends one stat and one scale message; pumps until the stat arrived. */
+static void send_stat_and_scale(struct fx *f)
+{
+	size_t n = 0;
+	uint8_t *b = poke_frame("demo", "hello-00001", 1.0, &n);
+	send_frame(f, true, 1, scale_msg, strlen(scale_msg));
+	send_frame(f, true, 2, b, n);
+	free(b);
+	size_t want = n_samples + 1;
+	for (int i = 0; i < 200 && n_samples < want; i++)
+		kd_loop_run_once(f->as.loop, 5);
+	assert_int_equal(n_samples, want);
+}
+
+static char *logbuf;
+static size_t loglen;
+static FILE *log_stream;
+
+static void capture_logs(void)
+{
+	log_stream = open_memstream(&logbuf, &loglen);
+	assert_non_null(log_stream);
+	kd_log_set_stream(log_stream);
+}
+
+static char *captured_logs(void)
+{
+	kd_log_set_stream(NULL);
+	fclose(log_stream);
+	log_stream = NULL;
+	char *s = logbuf;
+	logbuf = NULL;
+	return s;
+}
+
+static void no_token_scale_only_from_loopback(void **state)
+{
+	(void)state;
+	char ip[INET_ADDRSTRLEN];
+	if (!network_ip(ip, sizeof(ip)))
+		skip();
+	struct fx *f = fx_new("0.0.0.0", NULL);
+	/* a network peer: stats are taken (Knative's activator sends no token), scale is not */
+	assert_int_equal(fx_upgrade(f, ip, NULL), 101);
+	capture_logs();
+	send_stat_and_scale(f);
+	kd_autofree char *logs = captured_logs();
+	assert_int_equal(n_scales, 0);
+	assert_int_equal(f->as.stats->refused, 1);
+	kd_autofree char *line =
+	    kd_xasprintf("stats: scale demo/hello-00001 to 3 from %s refused: not "
+	                 "a loopback peer",
+	                 ip);
+	assert_non_null(strstr(logs, line));
+	/* the same from loopback: applied */
+	assert_int_equal(fx_upgrade(f, "127.0.0.1", NULL), 101);
+	send_stat_and_scale(f);
+	assert_int_equal(n_scales, 1);
+	assert_int_equal(scales[0].desired, 3);
+	assert_int_equal(f->as.stats->refused, 1);
+	fx_free(f);
+}
+
+static void token_scale_needs_the_token(void **state)
+{
+	(void)state;
+	struct fx *f = fx_new("127.0.0.1", "s3cret");
+	/* loopback without the token: stats yes, scale refused */
+	assert_int_equal(fx_upgrade(f, "127.0.0.1", NULL), 101);
+	capture_logs();
+	send_stat_and_scale(f);
+	kd_autofree char *logs = captured_logs();
+	assert_int_equal(n_scales, 0);
+	assert_int_equal(f->as.stats->refused, 1);
+	assert_non_null(strstr(logs, "from 127.0.0.1 refused: the peer sent no bearer token"));
+	/* a wrong token is refused at the upgrade, even from loopback */
+	assert_int_equal(fx_upgrade(f, "127.0.0.1", "Bearer s3creT"), 401);
+	assert_int_equal(fx_upgrade(f, "127.0.0.1", "Basic s3cret"), 401);
+	assert_int_equal(f->as.stats->refused_upgrades, 2);
+	/* the token: scale applied */
+	assert_int_equal(fx_upgrade(f, "127.0.0.1", "Bearer s3cret"), 101);
+	send_stat_and_scale(f);
+	assert_int_equal(n_scales, 1);
+	assert_string_equal(scales[0].name, "hello-00001");
+	assert_int_equal(scales[0].desired, 3);
+	assert_int_equal(n_samples, 2);
+	fx_free(f);
+}
+
+static void token_network_peer_needs_the_token(void **state)
+{
+	(void)state;
+	char ip[INET_ADDRSTRLEN];
+	if (!network_ip(ip, sizeof(ip)))
+		skip();
+	struct fx *f = fx_new("0.0.0.0", "s3cret");
+	/* no token from the network: refused before any frame (stats too) */
+	assert_int_equal(fx_upgrade(f, ip, NULL), 401);
+	assert_int_equal(f->as.stats->refused_upgrades, 1);
+	assert_int_equal(n_samples, 0);
+	/* with it: stats and scale */
+	assert_int_equal(fx_upgrade(f, ip, "bearer s3cret"), 101);
+	send_stat_and_scale(f);
+	assert_int_equal(n_scales, 1);
+	assert_int_equal(f->as.stats->refused, 0);
+	fx_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -258,6 +420,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(fragmented_message_is_reassembled, setup, teardown),
 	    cmocka_unit_test_setup_teardown(json_scale_and_bad_frames, setup, teardown),
 	    cmocka_unit_test_setup_teardown(ping_gets_pong, setup, teardown),
+	    cmocka_unit_test(no_token_scale_only_from_loopback),
+	    cmocka_unit_test(token_scale_needs_the_token),
+	    cmocka_unit_test(token_network_peer_needs_the_token),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -421,6 +421,63 @@ static void initial_scale_until_initialized(void **state)
 	kd_plugin_unload(f.h);
 }
 
+/* A config struct from JSON through the plugin's own table (what kd-autoscaler builds). */
+static struct kpa_config *cfg_from(const struct kd_plugin_handle *h, const char *json)
+{
+	const struct kd_plugin *d = kd_plugin_desc(h);
+	struct kpa_config *c = kd_xcalloc(1, d->config_size);
+	struct kd_error *err = NULL;
+	if (kd_config_parse_json_str(d->options, c, "test", json, 0, &err) < 0)
+		fail_msg("config %s: %s", json, kd_error_msg(err));
+	return c;
+}
+
+static void cfg_free(const struct kd_plugin_handle *h, struct kpa_config *c)
+{
+	kd_config_free(kd_plugin_desc(h)->options, c);
+	free(c);
+}
+
+/* reconfigure: a new config applies from the next decide, windows kept; an invalid one is
+ * refused with Knative's message and the previous one stays. */
+static void reconfigure_applies_and_refuses(void **state)
+{
+	(void)state;
+	struct fx f;
+	fx_load(&f, "{\"target-burst-capacity\": \"-1\"}");
+	assert_true(KD_HAS_MEMBER(f.o, struct kd_decider_ops, reconfigure));
+	assert_non_null(f.o->reconfigure);
+	rec(&f, REV, 1000000, 700);
+	assert_int_equal(dec(&f, REV, 1000000, 1).desired, 10); /* 700 / (100 * 0.7) */
+	/* target 50 per pod: the same window now reads 700 / 35 = 20 */
+	struct kpa_config *c1 =
+	    cfg_from(f.h, "{\"target-burst-capacity\": \"-1\", "
+	                  "\"container-concurrency-target-percentage\": \"35\"}");
+	struct kd_error *err = NULL;
+	assert_int_equal(f.o->reconfigure(f.st, c1, &err), 0);
+	assert_null(err);
+	cfg_free(f.h, c1);
+	assert_int_equal(dec(&f, REV, 1002000, 10).desired, 20);
+	/* invalid (max-scale-up-rate must be > 1): refused, 35 % still in force */
+	struct kpa_config *bad =
+	    cfg_from(f.h, "{\"target-burst-capacity\": \"-1\", \"max-scale-up-rate\": \"1\"}");
+	assert_int_equal(f.o->reconfigure(f.st, bad, &err), -EINVAL);
+	assert_non_null(err);
+	assert_non_null(strstr(kd_error_msg(err), "max-scale-up-rate"));
+	kd_error_free(err);
+	err = NULL;
+	cfg_free(f.h, bad);
+	assert_int_equal(dec(&f, REV, 1004000, 20).desired, 20);
+	/* enable-scale-to-zero false: the idle revision is held at 1 */
+	struct kpa_config *c2 = cfg_from(
+	    f.h, "{\"target-burst-capacity\": \"-1\", \"enable-scale-to-zero\": \"false\"}");
+	assert_int_equal(f.o->reconfigure(f.st, c2, NULL), 0);
+	assert_int_equal(dec(&f, "default/idle-00001", 1004000, 0).desired, 1);
+	cfg_free(f.h, c2); /* borrowed for the call only */
+	assert_int_equal(dec(&f, "default/idle-00001", 1006000, 0).desired, 1);
+	kd_plugin_unload(f.h);
+}
+
 static void forget_drops_the_revision(void **state)
 {
 	(void)state;
@@ -451,6 +508,7 @@ int main(void)
 	    cmocka_unit_test(pa_spec_facts),
 	    cmocka_unit_test(scale_to_zero_disabled_keeps_one),
 	    cmocka_unit_test(initial_scale_until_initialized),
+	    cmocka_unit_test(reconfigure_applies_and_refuses),
 	    cmocka_unit_test(forget_drops_the_revision),
 	};
 	return cmocka_run_group_tests(tests, setup_all, teardown_all);

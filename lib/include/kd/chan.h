@@ -204,4 +204,25 @@ KD_API struct lws_context *kd_chan_lws_context(const struct kd_chan_lws *l);
  * callbacks may still see the close of their connections, never new data). */
 KD_API void kd_chan_lws_free(struct kd_chan_lws *l);
 
+/* The channels' bearer-token authentication, for other WebSocket endpoints of a process (the
+ * stats WebSocket of kd-autoscaler and its client in kd-activator): one token, sent as
+ * "Authorization: Bearer <token>" on the upgrade, compared in constant time. */
+struct lws;
+enum kd_chan_auth {
+	KD_CHAN_AUTH_NONE = 0,    /* no token configured: nothing to check */
+	KD_CHAN_AUTH_OK = 1,      /* the upgrade carries the token */
+	KD_CHAN_AUTH_MISSING = 2, /* a token is configured; the upgrade has no Authorization */
+	KD_CHAN_AUTH_WRONG = 3,   /* it has one, not "Bearer <token>" */
+};
+/* Checks the Authorization header of a server connection during its upgrade
+ * (LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION) against token (borrowed; NULL or "": none). */
+KD_API enum kd_chan_auth kd_chan_lws_check_bearer(struct lws *wsi, const char *token);
+/* Adds the Authorization header to a client upgrade, from
+ * LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER (in, len: the callback's). token NULL or "": adds
+ * nothing. 0, or -1 when it does not fit. */
+KD_API int kd_chan_lws_add_bearer(struct lws *wsi, const char *token, void *in, size_t len);
+/* True if the peer of the connection is on this host's loopback (127.0.0.0/8, ::1, a v4-mapped
+ * 127.x, a Unix socket). Writes the peer's address text to buf (len bytes; "?" if unknown). */
+KD_API bool kd_chan_lws_peer_loopback(struct lws *wsi, char *buf, size_t len);
+
 #endif /* KD_CHAN_H */

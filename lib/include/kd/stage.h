@@ -215,6 +215,14 @@ struct kd_decider_ops {
 	 * of waiting for the next tick (the revision is at zero, or unknown, and the sample shows
 	 * load). 1 yes, 0 no. Optional (check KD_HAS_MEMBER and NULL). */
 	int (*poke)(void *state, const char *revision, const struct kd_metric_sample *sample);
+	/* Replaces the plugin's configuration while it runs (kd-autoscaler: config-autoscaler
+	 * changed). config is a struct of the descriptor's config_size filled from its options
+	 * table, as init gets it, but borrowed for the call only (copy what is kept, strings
+	 * included). Validated as init validates: on failure -EINVAL with *err, and the
+	 * previous configuration stays in force. Kept per revision (metric windows, panic state);
+	 * new values apply from each revision's next decide. Optional (check KD_HAS_MEMBER and
+	 * NULL): without it the configuration given to init is final. */
+	int (*reconfigure)(void *state, const void *config, struct kd_error **err);
 };
 
 /* ==== workload =============================================================================== */
