@@ -125,6 +125,14 @@ static bool pod_ready(struct json_object *pod)
 
 static void next_run(struct bench *b);
 
+static struct json_object *ms_array(const double *v, size_t n)
+{
+	struct json_object *a = json_object_new_array_ext((int)n);
+	for (size_t i = 0; i < n; i++)
+		json_object_array_add(a, json_object_new_double(v[i]));
+	return a;
+}
+
 static void finish_run(struct bench *b, bool ok)
 {
 	kd_loop_timer_stop(b->deadline);
@@ -157,6 +165,11 @@ static void finish_run(struct bench *b, bool ok)
 		json_object_object_add(r, "routable_p90_ms", json_object_new_double(e90));
 		json_object_object_add(r, "routable_p100_ms", json_object_new_double(e100));
 	}
+	struct json_object *smp = json_object_new_object(); /* every sample, sorted */
+	json_object_object_add(smp, "ready_ms", ms_array(b->ready_ms, b->n_ready));
+	if (b->cfg->service)
+		json_object_object_add(smp, "routable_ms", ms_array(b->routable_ms, b->n_routable));
+	json_object_object_add(r, "samples", smp);
 	json_object_object_add(r, "ready_p50_ms", json_object_new_double(r50));
 	json_object_object_add(r, "ready_p90_ms", json_object_new_double(r90));
 	json_object_object_add(r, "ready_p100_ms", json_object_new_double(r100));

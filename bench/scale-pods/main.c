@@ -296,6 +296,14 @@ static long read_routes(struct bench *b)
 
 static void next_run(struct bench *b);
 
+static struct json_object *ms_array(const double *v, size_t n)
+{
+	struct json_object *a = json_object_new_array_ext((int)n);
+	for (size_t i = 0; i < n; i++)
+		json_object_array_add(a, json_object_new_double(v[i]));
+	return a;
+}
+
 static void finish_run(struct bench *b, bool ok)
 {
 	kd_loop_timer_stop(b->deadline);
@@ -327,6 +335,13 @@ static void finish_run(struct bench *b, bool ok)
 	if (b->cfg->activator_admin)
 		json_object_object_add(r, "activator_routable",
 		                       json_object_new_int64((int64_t)b->n_act));
+	/* every sample, sorted, for the report's timelines */
+	struct json_object *smp = json_object_new_object();
+	json_object_object_add(smp, "chain_ms", ms_array(b->chain_ms, b->n_chain));
+	json_object_object_add(smp, "ready_ms", ms_array(b->api_ms, b->n_api));
+	if (b->cfg->activator_admin)
+		json_object_object_add(smp, "routable_ms", ms_array(b->act_ms, b->n_act));
+	json_object_object_add(r, "samples", smp);
 	double p100 = pct(b->chain_ms, b->n_chain, 100);
 	json_object_object_add(
 	    r, "chain_rate_per_s",

@@ -65,7 +65,12 @@ exec 9>/var/lock/kd-autoscaler-it.lock
 flock -w 900 9 || die "another kd-autoscaler test holds /var/lock/kd-autoscaler-it.lock"
 
 NS="kd-bench-sp-$(date +%s)"
-WORK="$(mktemp -d /tmp/kd-bench-sp.XXXXXX)"
+if [[ -n "${KD_BENCH_OUT:-}" ]]; then # bench/ab: the report folder of this scenario
+	WORK="$KD_BENCH_OUT"
+	mkdir -p "$WORK"
+else
+	WORK="$(mktemp -d /tmp/kd-bench-sp.XXXXXX)"
+fi
 AS_PID=""
 DN_PID=""
 ACT_PID=""
