@@ -73,7 +73,8 @@ int main(int argc, char **argv)
 	        "kubedirect activator: the data plane of kubedirect-class revisions; holds "
 	        "requests for a revision at zero, wakes it through kd-autoscaler, and forwards "
 	        "to its instances the moment kd-node reports them ready",
-	    .version = "kd-activator " KD_ACT_VERSION,
+	    .version = KD_ACT_VERSION,
+	    .commit = KD_GIT_COMMIT,
 	};
 	int rc = kd_config_main(options, &a.cfg, &cli, argc, argv);
 	if (rc >= 0)

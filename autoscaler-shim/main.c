@@ -130,7 +130,8 @@ int main(int argc, char **argv)
 	    .prog = "kd-autoscaler",
 	    .summary = "kubedirect autoscaler: reconciles PodAutoscalers of its class and scales "
 	               "their revisions through direct channels to kd-node",
-	    .version = "kd-autoscaler " KD_AS_VERSION,
+	    .version = KD_AS_VERSION,
+	    .commit = KD_GIT_COMMIT,
 	};
 	int rc = kd_config_main(options, &as.cfg, &cli, argc, argv);
 	if (rc >= 0)

@@ -52,7 +52,8 @@ int main(int argc, char **argv)
 	    .summary =
 	        "kubedirect gateway: a Knative ingress class; routes requests by Host and path "
 	        "to the Services the Ingresses split traffic between, and makes Routes Ready",
-	    .version = "kd-gateway " KD_GW_VERSION,
+	    .version = KD_GW_VERSION,
+	    .commit = KD_GIT_COMMIT,
 	};
 	int rc = kd_config_main(options, &g.cfg, &cli, argc, argv);
 	if (rc >= 0)

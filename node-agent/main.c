@@ -172,7 +172,8 @@ int main(int argc, char **argv)
 	    .prog = "kd-node",
 	    .summary = "kubedirect node agent: registers Nodes, keeps them Ready and runs the pods "
 	               "bound to them through a runtime plugin (kubelet-compatible mode)",
-	    .version = "kd-node " KD_NODE_VERSION,
+	    .version = KD_NODE_VERSION,
+	    .commit = KD_GIT_COMMIT,
 	};
 	int rc = kd_config_main(options, &cfg, &cli, argc, argv);
 	if (rc >= 0)
