@@ -19,7 +19,10 @@ targets=$(printf '%s\n%s\n' "$rules" "$phony" | grep -v '^$' | grep -v '^FORCE$'
 [ "$(printf '%s\n' "$targets" | wc -l)" -ge 20 ] && ok "found the targets" ||
 	not_ok "found the targets" "only: $targets"
 
-help=$(make -s --no-print-directory help 2>&1) || not_ok "make help runs" "$help"
+# a make of its own (not the jobserver of a `make test` this runs under)
+help=$(env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s --no-print-directory help 2>"${TMPDIR:-/tmp}/kd-make-help.err$$") ||
+	not_ok "make help runs" "$(cat "${TMPDIR:-/tmp}/kd-make-help.err$$")"
+rm -f "${TMPDIR:-/tmp}/kd-make-help.err$$"
 undocumented=()
 for t in $targets; do
 	# a help line: two spaces, the target's names (t among them), the description
