@@ -13,18 +13,16 @@ static void put(struct kd_prom *p, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(NULL, 0, fmt, ap);
+	char *s = kd_xvasprintf(fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		abort();
-	if (p->len + (size_t)n + 1 > p->cap) {
-		p->cap = KD_MAX(p->cap * 2, p->len + (size_t)n + 1 + 256);
+	size_t n = strlen(s);
+	if (p->len + n + 1 > p->cap) {
+		p->cap = KD_MAX(p->cap * 2, p->len + n + 1 + 256);
 		p->buf = kd_xrealloc(p->buf, p->cap);
 	}
-	va_start(ap, fmt);
-	vsnprintf(p->buf + p->len, p->cap - p->len, fmt, ap);
-	va_end(ap);
-	p->len += (size_t)n;
+	memcpy(p->buf + p->len, s, n + 1);
+	p->len += n;
+	free(s);
 }
 
 void kd_prom_family(struct kd_prom *p, const char *name, const char *type, const char *help)
