@@ -1,11 +1,8 @@
-# kubedirect: plain-Make build (Redis style). `make help` lists the targets.
-#   make                 libkd (static + shared), every plugin (.so), every shim, bench tools
-#   make test            unit tests, one cmocka binary per module, each its own process
-#   make check           -Werror build + unit tests under SANITIZER=address,undefined
-#   make lint            clang-tidy + cppcheck       make format / format-check
-#   make fuzz            libFuzzer targets (clang)   make deps: Debian packages (apt-get)
-# Variables: BUILD=dir (default build), SANITIZER=address|undefined|address,undefined, WERROR=1,
-#            V=1 (verbose), O=-O2 (optimisation).
+# kubedirect: plain-Make build (Redis style). `make help` lists every target with what it does,
+# generated from the `## ` comment on the target's line.
+# Variables: BUILD=dir (default build), SANITIZER=address|undefined|address,undefined,
+#            WERROR=1, V=1 (verbose), O=-O2 (optimisation), JOBS=n (test-all),
+#            FUZZ_TIME=s (fuzz), N, R, SEQ, REPEATS (benchmarks: see their targets).
 
 BUILD ?= build
 CC ?= cc
@@ -77,6 +74,8 @@ BENCH_BINS := $(foreach b,$(BENCH_NAMES),$(BUILD)/bench/$(b)/$(b))
 # --- tests -------------------------------------------------------------------------------------
 TEST_SRCS := $(wildcard tests/unit/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+# Shell tests of the build itself (tests/unit/test_*.sh): "ok NAME" / "not ok NAME" lines.
+TEST_SCRIPTS := $(wildcard tests/unit/test_*.sh)
 TEST_SUPPORT_SRCS := $(wildcard tests/support/*.c)
 TEST_SUPPORT_OBJS := $(TEST_SUPPORT_SRCS:%.c=$(BUILD)/%.o)
 FIXTURE_SRCS := $(wildcard tests/fixtures/plugins/*.c)
@@ -100,15 +99,15 @@ ALL_C := $(LIB_SRCS) $(wildcard plugins/*/*.c) $(foreach c,$(COMPONENTS),$(wildc
 ALL_H := $(shell find lib plugins autoscaler-shim node-agent activator-hook ingress-gateway functions bench tests \
 	-name '*.h' 2>/dev/null)
 
-.PHONY: valgrind test-all all lib plugins bins test test-unit check lint format format-check fuzz fuzz-build deps \
+.PHONY: FORCE valgrind test-all all lib plugins bins test test-unit check lint format format-check fuzz fuzz-build deps \
 	clean help test-integration rig-up rig-down rig-status bench-chan bench-scale-pods bench-cold-burst bench-cold-request bench-http-proxy ab
 .DEFAULT_GOAL := all
 .SECONDARY:
 
-all: lib plugins bins $(FUNC_BINS) $(BENCH_BINS)
-lib: $(LIBKD_A) $(LIBKD_SO)
-plugins: $(PLUGIN_SOS)
-bins: $(BINS)
+all: lib plugins bins $(FUNC_BINS) $(BENCH_BINS) ## libkd, plugins, the four components, functions, benches
+lib: $(LIBKD_A) $(LIBKD_SO) ## libkd only: build/lib/libkd.a and libkd.so
+plugins: $(PLUGIN_SOS) ## the stage plugins: build/plugins/kd-<name>.so
+bins: $(BINS) ## the components: build/bin/kd-{autoscaler,node,...}
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -148,6 +147,16 @@ $(BUILD)/$(2): $(patsubst %.c,$(BUILD)/%.o,$(wildcard $(1)/*.c)) $(LIBKD_A)
 	$$(Q)$$(CC) -o $$@ $$(filter %.o,$$^) $(LIBKD_A) $$(LDFLAGS_ALL) $$(LIBS)
 endef
 $(foreach c,$(COMPONENTS),$(if $(wildcard $(call comp_dir,$(c))/*.c),$(eval $(call bin_rule,$(call comp_dir,$(c)),bin/$(call comp_bin,$(c))))))
+# --version prints the commit: -DKD_GIT_COMMIT for the components' main.c only (a new commit
+# recompiles those four objects), rebuilt when $(BUILD)/git-commit changes.
+GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+MAIN_OBJS := $(foreach c,$(COMPONENTS),$(BUILD)/$(call comp_dir,$(c))/main.o)
+$(MAIN_OBJS): CPPFLAGS += -DKD_GIT_COMMIT=\"$(GIT_COMMIT)\"
+$(MAIN_OBJS): $(BUILD)/git-commit
+$(BUILD)/git-commit: FORCE
+	@mkdir -p $(dir $@)
+	@[ "$$(cat $@ 2>/dev/null)" = "$(GIT_COMMIT)" ] || echo "$(GIT_COMMIT)" >$@
+FORCE:
 # Sample functions: standalone programs (no libkd) on libmicrohttpd, compiled straight from their
 # sources plus the shared server functions/*.c, so the binary $(BUILD)/functions/<name> does not
 # collide with an object folder of the same name.
@@ -178,22 +187,22 @@ $(BUILD)/tests/fixtures/%.so: tests/fixtures/plugins/%.c
 	@$(if $(Q),echo "  FIXTURE $@")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(PLUGIN_CFLAGS) -shared -o $@ $< $(LDFLAGS_ALL)
 
-test-unit test: all $(TEST_BINS) $(FIXTURE_SOS) $(HARNESS_BINS)
-	$(Q)BUILD=$(BUILD) tests/run-unit.sh $(TEST_BINS)
+test-unit test: all $(TEST_BINS) $(FIXTURE_SOS) $(HARNESS_BINS) ## unit tests (cmocka binaries, tests/unit/*.sh), no rig
+	$(Q)BUILD=$(BUILD) tests/run-unit.sh $(TEST_BINS) $(TEST_SCRIPTS)
 
-check:
+check: ## -Werror build + unit tests under ASan+UBSan (build-san)
 	$(MAKE) WERROR=1 SANITIZER=address,undefined BUILD=$(BUILD)-san test
 
 # Every unit-test binary under valgrind (memcheck, leaks are errors).
 VALGRIND ?= valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99
-valgrind: all $(TEST_BINS) $(FIXTURE_SOS) $(HARNESS_BINS)
+valgrind: all $(TEST_BINS) $(FIXTURE_SOS) $(HARNESS_BINS) ## unit tests under valgrind memcheck (leaks are errors)
 	$(Q)BUILD=$(BUILD) KD_TEST_WRAPPER="$(VALGRIND)" tests/run-unit.sh $(TEST_BINS)
 
 # The README test command: format, lint, -Werror + sanitizer unit tests, valgrind, and the
 # integration tests on the embedded cluster (rig/up builds the pinned upstream binaries once).
 # Steps run one after another (each builds with -j$(JOBS)); output stays readable.
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
-test-all:
+test-all: ## format-check lint check valgrind test-integration
 	$(MAKE) --no-print-directory format-check
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory -j$(JOBS) check
@@ -209,9 +218,9 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $(filter %.c,$^) $(LIBS)
 # A fuzz target of a component's pure module (a .c with its own header) is linked with its source.
 $(BUILD)/fuzz/fuzz_act_identify: activator-hook/ident.c activator-hook/ident.h
-fuzz-build: $(FUZZ_BINS)
+fuzz-build: $(FUZZ_BINS) ## build the libFuzzer targets (clang) into build/fuzz
 # Runs each target for FUZZ_TIME seconds on its corpus (tests/fuzz/corpus/<name>).
-fuzz: fuzz-build
+fuzz: fuzz-build ## run each libFuzzer target FUZZ_TIME seconds
 	$(Q)for f in $(FUZZ_BINS); do n=$$(basename $$f); c=$(BUILD)/fuzz/corpus-$$n; mkdir -p $$c; \
 		seeds=tests/fuzz/corpus/$$n; [ -d $$seeds ] || seeds=; \
 		echo "fuzz: $$n for $(FUZZ_TIME)s"; \
@@ -220,7 +229,7 @@ fuzz: fuzz-build
 # --- lint and format -------------------------------------------------------------------------
 TIDY_SRCS := $(filter-out tests/fuzz/%,$(ALL_C))
 LINT_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
-lint:
+lint: ## clang-tidy and cppcheck on every C file
 	$(Q)printf '%s\n' $(TIDY_SRCS) | xargs -P $(LINT_JOBS) -n 4 sh -c \
 		'clang-tidy --quiet "$$@" -- $(CPPFLAGS) $(TEST_CPPFLAGS) -std=gnu11 $(PKG_CFLAGS) 2>&1' _ \
 		| grep -v -E '^[0-9]+ warnings? (and [0-9]+ errors? )?generated\.$$' | tee $(BUILD)-tidy.log; \
@@ -230,55 +239,59 @@ lint:
 		$(ALL_C)
 	@echo "lint: clean"
 
-format:
+format: ## clang-format every C file and header in place
 	$(Q)clang-format -i $(ALL_C) $(ALL_H)
-format-check:
+format-check: ## fail if a C file or header is not clang-formatted
 	$(Q)clang-format --dry-run --Werror $(ALL_C) $(ALL_H) && echo "format: clean"
 
-deps:
+deps: ## Debian packages, and Go >= 1.25 if none (scripts/deps.sh)
 	$(Q)scripts/deps.sh
 
 # --- the embedded cluster and integration tests ----------------------------------------------
-rig-up:
+rig-up: ## start the embedded cluster (rig/up; builds it once)
 	$(Q)rig/up
-rig-down:
+rig-down: ## stop the embedded cluster (rig/down)
 	$(Q)rig/down
-rig-status:
+rig-status: ## show what of the embedded cluster runs (rig/status)
 	$(Q)rig/status
-test-integration: all
+test-integration: all ## shell tests on the rig's API Server (KD_IT_FILTER=)
 	$(Q)BUILD=$(BUILD) tests/integration/run.sh
 
 # Direct-channel benchmarks (bench/chan): delta round trip vs raw WebSocket echo, batched ops/s,
 # handshake time with held objects. BENCH_CHAN_ARGS passes options (see bench/chan/chan.c).
-bench-chan: $(BUILD)/bench/chan/chan
+bench-chan: $(BUILD)/bench/chan/chan ## channel benchmark: RTT, batched ops/s, handshake
 	$(Q)$(BUILD)/bench/chan/chan $(BENCH_CHAN_ARGS)
 
 # scale-pods, both arms in one run on the rig (bench/scale-pods/run.sh): N=50,200,500 (a list).
 # The main job: the embedded cluster plus the A/B comparison (both control-plane settings).
-ab: all
+ab: all ## A/B on the rig: scale-pods, both settings (N=)
 	$(Q)N="$(N)" BUILD=$(BUILD) bench/ab
 
-bench-scale-pods: all
+bench-scale-pods: all ## scale-pods 0 -> N on the rig, both arms (N=50,200,500)
 	$(Q)N="$(N)" BUILD=$(BUILD) bench/scale-pods/run.sh
 
 # lib/http's proxy hop on loopback (bench/http-proxy/run.sh): wrk direct vs through it, no rig.
-bench-http-proxy: $(BUILD)/bench/http-proxy/http-proxy $(BUILD)/functions/hello
+bench-http-proxy: $(BUILD)/bench/http-proxy/http-proxy $(BUILD)/functions/hello ## lib/http proxy hop on loopback with wrk (no rig)
 	$(Q)BUILD=$(BUILD) bench/http-proxy/run.sh
 
 # cold-burst, both arms in one run on the rig (bench/cold-burst/run.sh): R concurrent first
 # requests to a Service at zero through kd-activator vs Knative's activator, then the warm path.
-bench-cold-burst: all
+bench-cold-burst: all ## first requests at zero, kd vs Knative (R=, REPEATS=)
 	$(Q)R="$(R)" REPEATS="$(REPEATS)" BUILD=$(BUILD) bench/cold-burst/run.sh
 
 # the vanilla arm's cold requests through Knative's activator, tuned and default control plane
 # (bench/cold-request/run.sh; restarts the rig per setting): SEQ sequential + 10 concurrent.
-bench-cold-request: all
+bench-cold-request: all ## vanilla cold requests, both settings (SEQ=, REPEATS=)
 	$(Q)SEQ="$(SEQ)" REPEATS="$(REPEATS)" BUILD=$(BUILD) bench/cold-request/run.sh
 
-clean:
+clean: ## remove build/ and build-san/
 	rm -rf $(BUILD) $(BUILD)-san
 
-help:
-	@sed -n '1,9p' Makefile | sed 's/^# \{0,1\}//'
+help: ## list the targets and what they do
+	@echo "Targets (make TARGET):"
+	@sed -n 's/^\([a-zA-Z][a-zA-Z0-9_ -]*\):.* ## \(.*\)$$/\1\t\2/p' Makefile | \
+		awk -F '\t' '{ printf "  %-20s %s\n", $$1, $$2 }'
+	@echo "Variables:"
+	@sed -n '/^# Variables:/,/^$$/p' Makefile | sed -e 's/^# Variables: /  /' -e 's/^#  */    /' -e '/^$$/d'
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

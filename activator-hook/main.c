@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "activator.h"
+#include "kd/check.h"
 #include "kd/log.h"
 
 #define KD_ACT_VERSION "0.1.0"
@@ -64,6 +65,27 @@ static const struct kd_config_option options[] = {
 };
 #undef C
 
+/* Options checked as a whole before anything starts (kd_config_cli.check; a refusal exits 2). */
+static int check_options(void *p, struct kd_error **err)
+{
+	const struct kd_act_cfg *c = p;
+	if (c->namespace && *c->namespace &&
+	    kd_check_dns_label("--namespace", c->namespace, err) < 0)
+		return -EINVAL;
+	/* data and admin servers are lib/http (IPv4 or IPv6), the status channel libwebsockets */
+	if (kd_check_ip("--bind", c->bind, false, err) < 0 ||
+	    kd_check_ip("--admin-bind", c->admin_bind, false, err) < 0 ||
+	    kd_check_ip("--status-bind", c->status_bind, true, err) < 0)
+		return -EINVAL;
+	if (c->autoscaler && *c->autoscaler &&
+	    kd_hostport_parse("--autoscaler", c->autoscaler, NULL, NULL, err) < 0)
+		return -EINVAL;
+	if (c->pod_name && *c->pod_name &&
+	    kd_check_dns_subdomain("--pod-name", c->pod_name, err) < 0)
+		return -EINVAL;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct kd_act a;
@@ -74,7 +96,9 @@ int main(int argc, char **argv)
 	        "kubedirect activator: the data plane of kubedirect-class revisions; holds "
 	        "requests for a revision at zero, wakes it through kd-autoscaler, and forwards "
 	        "to its instances the moment kd-node reports them ready",
-	    .version = "kd-activator " KD_ACT_VERSION,
+	    .version = KD_ACT_VERSION,
+	    .commit = KD_GIT_COMMIT,
+	    .check = check_options,
 	};
 	int rc = kd_config_main(options, &a.cfg, &cli, argc, argv);
 	if (rc >= 0)

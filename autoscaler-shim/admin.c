@@ -2,12 +2,13 @@
  * it off): /healthz (the loop runs), /readyz (every informer listed, config-autoscaler read, and
  * decisions applied: the channels handshook once, see nodes.c), /metrics (Prometheus text:
  * decisions, pokes, instances by state, revisions, channels, config-autoscaler changes, API
- * client requests). On lib/http, the process's loop. */
+ * client requests and responses by status class; kd/prom.h). On lib/http, the process's loop. */
 #include <stdio.h>
 #include <string.h>
 
 #include "autoscaler.h"
 #include "kd/log.h"
+#include "kd/prom.h"
 
 static bool synced(const struct kd_as *as)
 {
@@ -18,39 +19,20 @@ static bool synced(const struct kd_as *as)
 	return true;
 }
 
-struct out {
-	char *s;
-};
-
-static void add(struct out *o, const char *name, const char *type, const char *help,
-                const char *labels, unsigned long long v)
+static char *metrics(struct kd_as *as, size_t *len)
 {
-	char *n = kd_xasprintf("%s# HELP %s %s\n# TYPE %s %s\n%s%s %llu\n", o->s ? o->s : "", name,
-	                       help, name, type, name, labels ? labels : "", v);
-	free(o->s);
-	o->s = n;
-}
-
-static void add_sample(struct out *o, const char *name, const char *labels, unsigned long long v)
-{
-	char *n = kd_xasprintf("%s%s%s %llu\n", o->s, name, labels, v);
-	free(o->s);
-	o->s = n;
-}
-
-static char *metrics(struct kd_as *as)
-{
-	struct out o = {0};
-	add(&o, "kd_autoscaler_decisions_total", "counter", "Scale decisions applied.", NULL,
-	    as->decisions);
-	add(&o, "kd_autoscaler_pokes_total", "counter",
-	    "Immediate decisions on a stat for a revision without instances.", NULL, as->pokes);
-	add(&o, "kd_autoscaler_instances_created_total", "counter",
-	    "Instances sent to a kd-node for creation.", NULL, as->created);
-	add(&o, "kd_autoscaler_instances_cancelled_total", "counter",
-	    "Instances cancelled before they reached the API Server.", NULL, as->cancelled);
-	add(&o, "kd_autoscaler_instances_deleted_total", "counter", "Persisted instances deleted.",
-	    NULL, as->deleted);
+	struct kd_prom p = {0};
+	kd_prom_add(&p, "kd_autoscaler_decisions_total", "counter", "Scale decisions applied.",
+	            NULL, as->decisions);
+	kd_prom_add(&p, "kd_autoscaler_pokes_total", "counter",
+	            "Immediate decisions on a stat for a revision without instances.", NULL,
+	            as->pokes);
+	kd_prom_add(&p, "kd_autoscaler_instances_created_total", "counter",
+	            "Instances sent to a kd-node for creation.", NULL, as->created);
+	kd_prom_add(&p, "kd_autoscaler_instances_cancelled_total", "counter",
+	            "Instances cancelled before they reached the API Server.", NULL, as->cancelled);
+	kd_prom_add(&p, "kd_autoscaler_instances_deleted_total", "counter",
+	            "Persisted instances deleted.", NULL, as->deleted);
 	unsigned long long ready = 0, starting = 0, deleting = 0;
 	size_t pos = 0;
 	struct kd_as_inst *inst;
@@ -62,34 +44,24 @@ static char *metrics(struct kd_as *as)
 		else
 			starting++;
 	}
-	add(&o, "kd_autoscaler_instances", "gauge", "Instances by state.", "{state=\"ready\"}",
-	    ready);
-	add_sample(&o, "kd_autoscaler_instances", "{state=\"starting\"}", starting);
-	add_sample(&o, "kd_autoscaler_instances", "{state=\"deleting\"}", deleting);
-	add(&o, "kd_autoscaler_revisions", "gauge", "PodAutoscalers of our class.", NULL,
-	    (unsigned long long)as->revs.n);
-	add(&o, "kd_autoscaler_channels", "gauge", "Instance channels to kd-nodes.", NULL,
-	    (unsigned long long)as->chans.n);
+	kd_prom_add(&p, "kd_autoscaler_instances", "gauge", "Instances by state.",
+	            "{state=\"ready\"}", ready);
+	kd_prom_sample(&p, "kd_autoscaler_instances", "{state=\"starting\"}", starting);
+	kd_prom_sample(&p, "kd_autoscaler_instances", "{state=\"deleting\"}", deleting);
+	kd_prom_add(&p, "kd_autoscaler_revisions", "gauge", "PodAutoscalers of our class.", NULL,
+	            (unsigned long long)as->revs.n);
+	kd_prom_add(&p, "kd_autoscaler_channels", "gauge", "Instance channels to kd-nodes.", NULL,
+	            (unsigned long long)as->chans.n);
 	uint64_t applied, refused;
 	kd_as_dcfg_counts(as, &applied, &refused);
-	add(&o, "kd_autoscaler_config_changes_total", "counter",
-	    "config-autoscaler keys changed, by result (a refused value keeps the previous one).",
-	    "{result=\"applied\"}", applied);
-	add_sample(&o, "kd_autoscaler_config_changes_total", "{result=\"refused\"}", refused);
-	struct kd_k8s_stats st, wst;
-	kd_k8s_get_stats(as->k8s, &st);
-	kd_k8s_get_stats(as->k8s_w, &wst);
-	add(&o, "kd_autoscaler_api_requests_total", "counter", "HTTP requests to the API Server.",
-	    "{client=\"main\"}", st.requests);
-	add_sample(&o, "kd_autoscaler_api_requests_total", "{client=\"write-back\"}", wst.requests);
-	add(&o, "kd_autoscaler_api_throttled_total", "counter",
-	    "Requests delayed by the client's rate limit.", "{client=\"main\"}", st.throttled);
-	add_sample(&o, "kd_autoscaler_api_throttled_total", "{client=\"write-back\"}",
-	           wst.throttled);
-	add(&o, "kd_autoscaler_api_pending", "gauge", "API calls in flight.", "{client=\"main\"}",
-	    st.pending);
-	add_sample(&o, "kd_autoscaler_api_pending", "{client=\"write-back\"}", wst.pending);
-	return o.s;
+	kd_prom_add(&p, "kd_autoscaler_config_changes_total", "counter",
+	            "config-autoscaler keys changed, by result (a refused value keeps the previous one).",
+	            "{result=\"applied\"}", applied);
+	kd_prom_sample(&p, "kd_autoscaler_config_changes_total", "{result=\"refused\"}", refused);
+	struct kd_k8s *clients[] = {as->k8s, as->k8s_w};
+	const char *const names[] = {"main", "write-back"};
+	kd_prom_k8s_clients(&p, "kd_autoscaler", clients, names, KD_ARRAY_SIZE(clients));
+	return kd_prom_take(&p, len);
 }
 
 static void on_admin(void *ud, struct kd_http_req *req)
@@ -110,8 +82,9 @@ static void on_admin(void *ud, struct kd_http_req *req)
 		else
 			kd_http_req_respond(req, 200, "text/plain", "ready\n", 6);
 	} else if (plen == 8 && strncmp(path, "/metrics", 8) == 0) {
-		char *m = metrics(as);
-		kd_http_req_respond(req, 200, "text/plain; version=0.0.4", m, strlen(m));
+		size_t len = 0;
+		char *m = metrics(as, &len);
+		kd_http_req_respond(req, 200, KD_PROM_CONTENT_TYPE, m, len);
 		free(m);
 	} else {
 		static const char m[] = "kd-autoscaler admin: /healthz, /readyz, /metrics\n";

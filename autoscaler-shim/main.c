@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "autoscaler.h"
+#include "kd/check.h"
 #include "kd/log.h"
 
 #define KD_AS_VERSION "0.1.0"
@@ -125,6 +126,40 @@ static int parse_ips(struct kd_as *as, const char *list)
 	return 0;
 }
 
+/* --class values kd-autoscaler must never take: Knative's own autoscalers reconcile those PAs. */
+static const char *const knative_classes[] = {"kpa.autoscaling.knative.dev",
+                                              "hpa.autoscaling.knative.dev"};
+
+/* Options checked as a whole before anything starts (kd_config_cli.check; a refusal exits 2). */
+static int check_options(void *p, struct kd_error **err)
+{
+	const struct kd_as_cfg *c = p;
+	for (size_t i = 0; i < KD_ARRAY_SIZE(knative_classes); i++)
+		if (strcmp(c->pa_class, knative_classes[i]) == 0)
+			return kd_error_set(
+			    err, EINVAL, 0,
+			    "--class: \"%s\" is Knative's own class (its autoscaler "
+			    "reconciles those PodAutoscalers); use %s or another class "
+			    "of ours",
+			    c->pa_class, KD_PA_CLASS);
+	if (c->namespace && *c->namespace &&
+	    kd_check_dns_label("--namespace", c->namespace, err) < 0)
+		return -EINVAL;
+	/* the stats and status servers are libwebsockets (IPv4 here), the admin one lib/http */
+	if (kd_check_ip("--stats-bind", c->stats_bind, true, err) < 0 ||
+	    kd_check_ip("--status-bind", c->status_bind, true, err) < 0 ||
+	    kd_check_ip("--admin-bind", c->admin_bind, false, err) < 0)
+		return -EINVAL;
+	if (c->activator_ips && *c->activator_ips) {
+		kd_autofree char *copy = kd_xstrdup(c->activator_ips);
+		char *save = NULL;
+		for (char *ip = strtok_r(copy, ",", &save); ip; ip = strtok_r(NULL, ",", &save))
+			if (kd_check_ip("--activator-ips", ip, false, err) < 0)
+				return -EINVAL;
+	}
+	return 0;
+}
+
 static int load(struct kd_as *as, const char *ref, enum kd_plugin_kind kind, const char *cfg,
                 struct kd_plugin_handle **h, struct kd_error **err)
 {
@@ -144,7 +179,9 @@ int main(int argc, char **argv)
 	    .prog = "kd-autoscaler",
 	    .summary = "kubedirect autoscaler: reconciles PodAutoscalers of its class and scales "
 	               "their revisions through direct channels to kd-node",
-	    .version = "kd-autoscaler " KD_AS_VERSION,
+	    .version = KD_AS_VERSION,
+	    .commit = KD_GIT_COMMIT,
+	    .check = check_options,
 	};
 	int rc = kd_config_main(options, &as.cfg, &cli, argc, argv);
 	if (rc >= 0)

@@ -3,7 +3,6 @@
  * gateway and admin servers) on one kd_loop until SIGINT or SIGTERM.
  * Exit status: 0 after a signal, 1 on a runtime failure at start (unusable kubeconfig, an address
  * that cannot be bound), 2 on bad options. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,6 +12,7 @@
 #include <unistd.h>
 
 #include "gateway.h"
+#include "kd/check.h"
 #include "kd/config.h"
 #include "kd/log.h"
 
@@ -43,6 +43,17 @@ static const struct kd_config_option options[] = {
 };
 #undef C
 
+/* Options checked as a whole before anything starts (kd_config_cli.check; a refusal exits 2). */
+static int check_options(void *p, struct kd_error **err)
+{
+	const struct kd_gw_cfg *c = p;
+	if (kd_check_ip("--public-ip", c->public_ip, false, err) < 0 ||
+	    kd_check_ip("--bind", c->bind, false, err) < 0 ||
+	    kd_check_ip("--admin-bind", c->admin_bind, false, err) < 0)
+		return -EINVAL;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct kd_gw g;
@@ -52,22 +63,14 @@ int main(int argc, char **argv)
 	    .summary =
 	        "kubedirect gateway: a Knative ingress class; routes requests by Host and path "
 	        "to the Services the Ingresses split traffic between, and makes Routes Ready",
-	    .version = "kd-gateway " KD_GW_VERSION,
+	    .version = KD_GW_VERSION,
+	    .commit = KD_GIT_COMMIT,
+	    .check = check_options,
 	};
 	int rc = kd_config_main(options, &g.cfg, &cli, argc, argv);
 	if (rc >= 0)
 		return rc;
 	kd_autoerr struct kd_error *err = NULL;
-	struct in_addr a4;
-	struct in6_addr a6;
-	if (inet_pton(AF_INET, g.cfg.public_ip, &a4) != 1 &&
-	    inet_pton(AF_INET6, g.cfg.public_ip, &a6) != 1) {
-		fprintf(stderr,
-		        "kd-gateway: --public-ip %s: not an IPv4 or IPv6 address (see --help)\n",
-		        g.cfg.public_ip);
-		kd_config_free(options, &g.cfg);
-		return 2;
-	}
 	kd_log_init("kd-gateway", (enum kd_log_level)g.cfg.log_level,
 	            (enum kd_log_format)g.cfg.log_format);
 	signal(SIGPIPE, SIG_IGN);

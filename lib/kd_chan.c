@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "kd/check.h"
 #include "kd/log.h"
 
 #define PING_MS_DEFAULT      1000u
@@ -147,31 +148,47 @@ static void ctx_destroy(struct kd_loop *loop, struct lws_context **pctx, ctx_don
 	done(arg);
 }
 
-/* lws 4.1.6 on a foreign loop frees a context whose listen socket failed to bind while that
- * socket's wsi is still on the loop: the next iteration reads freed memory. So the address is
- * tried first, and a context is created only for an address that can be bound. iface: an IPv4
- * address (NULL: 0.0.0.0); port 0 (ephemeral) needs no check. 0, or -errno with *err naming the
- * address ("listen 0.0.0.0:8080: Address already in use"). */
+/* lws 4.1.6 on a foreign loop keeps a context whose listen socket failed to bind (no default
+ * vhost), and destroying that context with its handles still on the loop reads freed memory (a
+ * taken port segfaulted kd-autoscaler). So the address is tried first (kd_listen_probe), and a
+ * context is created only for an address that can be bound. iface: an IPv4 address (NULL:
+ * 0.0.0.0; lws listens on IPv4 only here); port 0 (ephemeral) needs no check. 0, or -errno with
+ * *err naming the address ("listen 0.0.0.0:8080: Address already in use"). */
 static int probe_listen(const char *iface, int port, struct kd_error **err)
 {
 	const char *addr = iface && *iface ? iface : "0.0.0.0";
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1)
+	struct in_addr a4;
+	if (inet_pton(AF_INET, addr, &a4) != 1)
 		return kd_error_set(err, EINVAL, 0, "listen %s:%d: not an IPv4 address", addr,
 		                    port);
-	if (port == 0)
-		return 0;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return kd_error_set(err, errno, 0, "listen %s:%d: socket: %s", addr, port,
-		                    strerror(errno));
-	int one = 1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)); /* as lws does */
-	int rc = 0;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0)
-		rc = kd_error_set(err, errno, 0, "listen %s:%d: %s", addr, port, strerror(errno));
-	close(fd);
-	return rc;
+	return kd_listen_probe(addr, port, err);
+}
+
+/* The port the context's default vhost listens on, or -1 (no such vhost: its bind failed). */
+static int ctx_listen_port(struct lws_context *ctx)
+{
+	struct lws_vhost *vh = ctx ? lws_get_vhost_by_name(ctx, "default") : NULL;
+	int port = vh ? lws_get_vhost_listen_port(vh) : -1;
+	return port > 0 ? port : -1;
+}
+
+/* A context whose listener failed although the probe passed (the address was taken in
+ * between): destroying it is the crash above, so it is left as it is, once, on the way out of a
+ * process that cannot serve. Its memory stays allocated; nothing of it runs again. */
+static struct lws_context *abandoned[16]; /* kept reachable: a deliberate leak, not a lost one */
+static pthread_mutex_t abandoned_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void ctx_abandon(struct lws_context **pctx)
+{
+	kd_log_debug("chan: leaving an lws context undestroyed (its listener failed)");
+	pthread_mutex_lock(&abandoned_mu);
+	for (size_t i = 0; i < KD_ARRAY_SIZE(abandoned); i++)
+		if (!abandoned[i]) {
+			abandoned[i] = *pctx;
+			break;
+		}
+	pthread_mutex_unlock(&abandoned_mu);
+	*pctx = NULL;
 }
 
 /* Outside any lws callback, lets lws finish what a close started (peers then see a close
@@ -1591,11 +1608,13 @@ struct kd_chan_down *kd_chan_down_new(struct kd_loop *loop, const struct kd_chan
 		}
 	}
 	d->ctx = lws_create_context(&info);
-	struct lws_vhost *vh = d->ctx ? lws_get_vhost_by_name(d->ctx, "default") : NULL;
-	d->port = vh ? lws_get_vhost_listen_port(vh) : -1;
+	d->port = ctx_listen_port(d->ctx);
 	if (!d->ctx || d->port <= 0) {
-		kd_error_set(err, EADDRINUSE, 0, "chan downstream: cannot listen on %s:%d",
+		kd_error_set(err, EADDRINUSE, 0,
+		             "chan downstream: listen %s:%d: cannot bind (taken after the probe?)",
 		             info.iface, opts->port);
+		if (d->ctx)
+			ctx_abandon(&d->ctx);
 		kd_chan_down_free(d);
 		return NULL;
 	}
@@ -1681,6 +1700,7 @@ int kd_chan_down_send_raw(struct kd_chan_down *d, const char *buf, size_t len)
 struct kd_chan_lws {
 	struct kd_loop *loop;
 	struct lws_context *ctx;
+	bool listen; /* a server context: its default vhost listens */
 };
 
 struct kd_chan_lws *kd_chan_lws_new(struct kd_loop *loop, struct lws_context_creation_info *info,
@@ -1699,11 +1719,20 @@ struct kd_chan_lws *kd_chan_lws_new(struct kd_loop *loop, struct lws_context_cre
 	info->foreign_loops = NULL;
 	info->pcontext = NULL;
 	if (!l->ctx) {
-		kd_error_set(err, EADDRINUSE, 0, "lws: cannot create context (port %d)",
-		             info->port);
+		kd_error_set(err, EIO, 0, "lws: cannot create context (port %d)", info->port);
 		kd_chan_lws_free(l);
 		return NULL;
 	}
+	if (info->port != CONTEXT_PORT_NO_LISTEN && ctx_listen_port(l->ctx) < 0) {
+		const char *addr = info->iface && *info->iface ? info->iface : "0.0.0.0";
+		kd_error_set(err, EADDRINUSE, 0,
+		             "listen %s:%d: cannot bind (taken after the probe?)", addr,
+		             info->port);
+		ctx_abandon(&l->ctx);
+		kd_chan_lws_free(l);
+		return NULL;
+	}
+	l->listen = info->port != CONTEXT_PORT_NO_LISTEN;
 	return l;
 }
 
@@ -1716,6 +1745,9 @@ void kd_chan_lws_free(struct kd_chan_lws *l)
 {
 	if (!l)
 		return;
+	/* a listener that went away is the lws crash of probe_listen: never destroy that */
+	if (l->listen && l->ctx && ctx_listen_port(l->ctx) < 0)
+		ctx_abandon(&l->ctx);
 	ctx_destroy(l->loop, &l->ctx, free, l);
 }
 

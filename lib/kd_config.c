@@ -712,7 +712,8 @@ int kd_config_parse_argv(const struct kd_config_option *opts, void *cfg,
 			return KD_CONFIG_HELP_SHOWN;
 		}
 		if (strcmp(a, "--version") == 0 && cli && cli->version) {
-			fprintf(out, "%s %s\n", cli->prog ? cli->prog : "", cli->version);
+			fprintf(out, "%s %s (%s)\n", cli->prog ? cli->prog : "", cli->version,
+			        cli->commit && *cli->commit ? cli->commit : "unknown");
 			fflush(out);
 			return KD_CONFIG_VERSION_SHOWN;
 		}
@@ -853,7 +854,43 @@ static void range_text(struct sb *b, const struct kd_config_option *o)
 		sb_printf(b, "at most %g", o->max);
 }
 
-#define HELP_COL 32
+#define HELP_COL   32
+#define HELP_WIDTH 80
+
+/* Appends text word-wrapped to HELP_WIDTH columns: the first line continues a line already at
+ * column `col`, the following ones are indented by `indent`. A word longer than a line stands
+ * alone on its line. Ends with a newline. */
+static void sb_wrapped(struct sb *b, const char *text, size_t col, size_t indent)
+{
+	const char *p = text;
+	bool first_word = true;
+	while (*p) {
+		while (*p == ' ')
+			p++;
+		if (!*p)
+			break;
+		size_t w = strcspn(p, " ");
+		if (!first_word && col + 1 + w > HELP_WIDTH) {
+			sb_printf(b, "\n%*s", (int)indent, "");
+			col = indent;
+			first_word = true;
+		}
+		if (!first_word) {
+			sb_printf(b, " ");
+			col++;
+		}
+		sb_printf(b, "%.*s", (int)w, p);
+		col += w;
+		p += w;
+		first_word = false;
+	}
+	sb_printf(b, "\n");
+}
+
+/* The line every program's --help ends with: kd_config_main's 0 and 2, and 1 for what fails
+ * after the options were accepted (a port taken, an unusable kubeconfig, a plugin refused). */
+static const char exit_status_text[] =
+    "Exit status: 0 on success, 1 on a runtime failure, 2 on bad options (usage).";
 
 char *kd_config_help(const struct kd_config_option *opts, const struct kd_config_cli *cli)
 {
@@ -861,7 +898,7 @@ char *kd_config_help(const struct kd_config_option *opts, const struct kd_config
 	sb_printf(&b, "Usage: %s [OPTIONS]%s%s\n", cli && cli->prog ? cli->prog : "program",
 	          cli && cli->args ? " " : "", cli && cli->args ? cli->args : "");
 	if (cli && cli->summary)
-		sb_printf(&b, "%s\n", cli->summary);
+		sb_wrapped(&b, cli->summary, 0, 0);
 	sb_printf(&b, "\nOptions:\n");
 	for (size_t i = 0; opts && opts[i].key; i++) {
 		const struct kd_config_option *o = &opts[i];
@@ -890,17 +927,24 @@ char *kd_config_help(const struct kd_config_option *opts, const struct kd_config
 			sb_printf(&right, "%s(%s)", right.len ? " " : "", extra.s);
 		free(extra.s);
 		size_t len = strlen(left);
-		if (!right.len)
+		if (!right.len) {
 			sb_printf(&b, "%s\n", left);
-		else if (len + 2 > HELP_COL)
-			sb_printf(&b, "%s\n%*s%s\n", left, HELP_COL, "", right.s);
-		else
-			sb_printf(&b, "%s%*s%s\n", left, (int)(HELP_COL - len), "", right.s);
+		} else if (len + 2 > HELP_COL) {
+			sb_printf(&b, "%s\n%*s", left, HELP_COL, "");
+			sb_wrapped(&b, right.s, HELP_COL, HELP_COL);
+		} else {
+			sb_printf(&b, "%s%*s", left, (int)(HELP_COL - len), "");
+			sb_wrapped(&b, right.s, HELP_COL, HELP_COL);
+		}
 		free(right.s);
 	}
 	sb_printf(&b, "  -h, --help%*sshow this help and exit\n", HELP_COL - 12, "");
 	if (cli && cli->version)
 		sb_printf(&b, "  --version%*sshow the version and exit\n", HELP_COL - 11, "");
+	if (cli) {
+		sb_printf(&b, "\n");
+		sb_wrapped(&b, exit_status_text, 0, 0);
+	}
 	return sb_take(&b);
 }
 
@@ -969,6 +1013,8 @@ int kd_config_main(const struct kd_config_option *opts, void *cfg, const struct 
 {
 	struct kd_error *err = NULL;
 	int rc = kd_config_parse_argv(opts, cfg, cli, argc, argv, 0, NULL, &err);
+	if (rc == 0 && cli->check)
+		rc = cli->check(cfg, &err);
 	if (rc == 0)
 		return -1;
 	kd_config_free(opts, cfg);

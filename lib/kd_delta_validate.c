@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kd/check.h"
 #include "kd/delta.h"
 #include "kd/strmap.h"
 #include "kd_delta_priv.h"
@@ -74,44 +75,6 @@ static bool is_alnum(char c)
 	return is_lower_alnum(c) || (c >= 'A' && c <= 'Z');
 }
 
-/* DNS-1123 label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, 1..63. NULL when fine, else why not. */
-static const char *dns_label_why(const char *s, size_t len)
-{
-	if (len == 0)
-		return "is empty";
-	if (len > 63)
-		return "is longer than 63 characters";
-	for (size_t i = 0; i < len; i++)
-		if (!is_lower_alnum(s[i]) && s[i] != '-')
-			return "has a character outside [a-z0-9-]";
-	if (s[0] == '-' || s[len - 1] == '-')
-		return "must start and end with [a-z0-9]";
-	return NULL;
-}
-
-/* DNS-1123 subdomain: labels joined by '.', 1..253. */
-static const char *dns_subdomain_why(const char *s, size_t len)
-{
-	if (len == 0)
-		return "is empty";
-	if (len > 253)
-		return "is longer than 253 characters";
-	size_t start = 0;
-	for (size_t i = 0; i <= len; i++) {
-		if (i == len || s[i] == '.') {
-			if (i == start)
-				return "has an empty DNS label";
-			for (size_t k = start; k < i; k++)
-				if (!is_lower_alnum(s[k]) && s[k] != '-')
-					return "has a character outside [a-z0-9.-]";
-			if (s[start] == '-' || s[i - 1] == '-')
-				return "has a DNS label not starting and ending with [a-z0-9]";
-			start = i + 1;
-		}
-	}
-	return NULL;
-}
-
 /* Quotes at most 64 bytes of s for error messages, escaping non-printables. Writes into buf. */
 const char *kd__quote(char *buf, size_t bufsz, const char *s, size_t len)
 {
@@ -148,11 +111,11 @@ int kd_key_check(const char *key, size_t len, struct kd_error **err)
 	if (memchr(name, '/', namelen))
 		return kd_error_set(err, EINVAL, 0, "key %s has more than one '/'",
 		                    kd__quote(q, sizeof(q), key, len));
-	const char *why = dns_label_why(key, nslen);
+	const char *why = kd_dns_label_why(key, nslen);
 	if (why)
 		return kd_error_set(err, EINVAL, 0, "key %s: namespace %s",
 		                    kd__quote(q, sizeof(q), key, len), why);
-	why = dns_subdomain_why(name, namelen);
+	why = kd_dns_subdomain_why(name, namelen);
 	if (why)
 		return kd_error_set(err, EINVAL, 0, "key %s: name %s",
 		                    kd__quote(q, sizeof(q), key, len), why);
@@ -189,7 +152,7 @@ static const char *kv_key_why(const char *s)
 	const char *slash = strchr(s, '/');
 	const char *name = s;
 	if (slash) {
-		if (dns_subdomain_why(s, (size_t)(slash - s)))
+		if (kd_dns_subdomain_why(s, (size_t)(slash - s)))
 			return "has a prefix that is not a DNS subdomain";
 		name = slash + 1;
 	}
@@ -311,7 +274,7 @@ static int check_op(struct kd__vctx *c, const struct kd_op *op, bool upsert_only
 		if ((why = charset_why(t->kind, 63, "", false)))
 			return kd__vfail(c, EINVAL, "tmpl kind %s %s",
 			                 kd__quote(q, sizeof(q), t->kind, strlen(t->kind)), why);
-		if ((why = dns_subdomain_why(t->name, strlen(t->name))))
+		if ((why = kd_dns_subdomain_why(t->name, strlen(t->name))))
 			return kd__vfail(c, EINVAL, "tmpl name %s %s",
 			                 kd__quote(q, sizeof(q), t->name, strlen(t->name)), why);
 		if ((why = charset_why(t->uid, 128, "-", false)))
@@ -326,7 +289,7 @@ static int check_op(struct kd__vctx *c, const struct kd_op *op, bool upsert_only
 	} else if (op->tmpl.kind || op->tmpl.name || op->tmpl.uid || op->tmpl.hash) {
 		return kd__vfail(c, EINVAL, "tmpl fields set without KD_OP_HAS_TMPL");
 	}
-	if (op->node && (why = dns_subdomain_why(op->node, strlen(op->node))))
+	if (op->node && (why = kd_dns_subdomain_why(op->node, strlen(op->node))))
 		return kd__vfail(c, EINVAL, "node %s %s",
 		                 kd__quote(q, sizeof(q), op->node, strlen(op->node)), why);
 	if ((op->has & KD_OP_HAS_CTIME) && (op->ctime_ms < 1 || op->ctime_ms > KD_INT_MAX))

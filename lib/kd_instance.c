@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kd/check.h"
 #include "kd/hash.h"
 #include "kd/instance.h"
 #include "kd/json.h"
@@ -492,40 +493,12 @@ void kd_instance_status_held_op(const char *key, struct kd_op *op)
 
 int kd_instance_addr_parse(const char *addr, char **host, int *port, struct kd_error **err)
 {
-	if (!addr || !*addr)
-		return kd_error_set(err, EINVAL, 0, "channel address is empty");
-	const char *colon;
-	kd_autofree char *h = NULL;
-	if (addr[0] == '[') {
-		const char *rb = strchr(addr, ']');
-		if (!rb || rb[1] != ':')
-			return kd_error_set(err, EINVAL, 0,
-			                    "channel address \"%s\": expected [v6]:port", addr);
-		h = kd_xstrndup(addr + 1, (size_t)(rb - addr - 1));
-		struct in6_addr a6;
-		if (inet_pton(AF_INET6, h, &a6) != 1)
-			return kd_error_set(err, EINVAL, 0,
-			                    "channel address \"%s\": bad IPv6 literal", addr);
-		colon = rb + 1;
-	} else {
-		colon = strrchr(addr, ':');
-		if (!colon || colon == addr || strchr(addr, ':') != colon)
-			return kd_error_set(err, EINVAL, 0,
-			                    "channel address \"%s\": expected host:port", addr);
-		h = kd_xstrndup(addr, (size_t)(colon - addr));
-		for (const char *p = h; *p; p++)
-			if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-			      (*p >= '0' && *p <= '9') || *p == '.' || *p == '-'))
-				return kd_error_set(err, EINVAL, 0,
-				                    "channel address \"%s\": bad host", addr);
-	}
-	char *end = NULL;
-	errno = 0;
-	long p = strtol(colon + 1, &end, 10);
-	if (errno || !end || *end || colon[1] < '0' || colon[1] > '9' || p < 1 || p > 65535)
-		return kd_error_set(err, EINVAL, 0, "channel address \"%s\": bad port", addr);
+	char *h = NULL;
+	int p = 0;
+	int rc = kd_hostport_parse("channel address", addr, &h, &p, err);
+	if (rc < 0)
+		return rc;
 	*host = h;
-	h = NULL;
-	*port = (int)p;
+	*port = p;
 	return 0;
 }

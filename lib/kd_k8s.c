@@ -193,6 +193,7 @@ struct kd_k8s {
 	struct xlist queue, active;
 	bool closing;
 	struct kd_k8s_stats stats;
+	uint64_t responses[KD_K8S_RESPONSE_CLASSES]; /* kd_k8s_get_responses */
 };
 
 static void xlist_push(struct xlist *l, struct xfer *x)
@@ -365,6 +366,19 @@ void kd_k8s_get_stats(const struct kd_k8s *c, struct kd_k8s_stats *out)
 	out->requests = __atomic_load_n(&c->stats.requests, __ATOMIC_RELAXED);
 	out->throttled = __atomic_load_n(&c->stats.throttled, __ATOMIC_RELAXED);
 	out->pending = __atomic_load_n(&c->stats.pending, __ATOMIC_RELAXED);
+}
+
+void kd_k8s_get_responses(const struct kd_k8s *c, uint64_t out[KD_K8S_RESPONSE_CLASSES])
+{
+	for (size_t i = 0; i < KD_K8S_RESPONSE_CLASSES; i++)
+		out[i] = __atomic_load_n(&c->responses[i], __ATOMIC_RELAXED);
+}
+
+/* Counts one finished exchange for kd_k8s_get_responses. */
+static void count_response(struct kd_k8s *c, long status)
+{
+	size_t cls = status >= 100 && status < 600 ? (size_t)(status / 100) : 0;
+	__atomic_add_fetch(&c->responses[cls], 1, __ATOMIC_RELAXED);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -899,6 +913,7 @@ int kd_k8s_do(struct kd_k8s *c, const struct kd_k8s_request *req, struct json_ob
 		CURLcode cc = curl_easy_perform(c->sync_easy);
 		long status = 0;
 		curl_easy_getinfo(c->sync_easy, CURLINFO_RESPONSE_CODE, &status);
+		count_response(c, status);
 		struct json_object *body = NULL;
 		rc = xfer_result(c, x, cc, status, &body, err);
 		if (rc < 0) {
@@ -1079,6 +1094,7 @@ static void complete_xfer(struct kd_k8s *c, struct xfer *x, CURLcode cc)
 {
 	long status = 0;
 	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+	count_response(c, status);
 	if (x->is_stream) {
 		xlist_remove(&c->active, x);
 		x->active = false;

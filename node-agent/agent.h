@@ -25,6 +25,7 @@
 #include <json-c/json.h>
 
 #include "kd/config.h"
+#include "kd/http.h"
 #include "kd/k8s.h"
 #include "kd/loop.h"
 #include "kd/plugin.h"
@@ -64,8 +65,10 @@ struct kd_node_cfg {
 	char *chan_token;        /* bearer token of both channels, or NULL */
 	double direct_write_qps; /* write-back client (Pod creates) */
 	uint64_t direct_write_burst;
-	int log_level;  /* enum kd_log_level */
-	int log_format; /* enum kd_log_format */
+	char *admin_bind;    /* admin server (admin.c) address */
+	uint64_t admin_port; /* its port; 0: no admin server */
+	int log_level;       /* enum kd_log_level */
+	int log_format;      /* enum kd_log_format */
 };
 
 /* One node served by this process. */
@@ -106,6 +109,9 @@ struct kd_node_agent {
 	struct kd_direct *direct; /* direct mode, or NULL (direct.h) */
 	char *channel_addr;       /* published on every Node (KD_ANNOT_CHANNEL_ADDR), or NULL */
 
+	struct kd_http_server *admin; /* admin.c, or NULL */
+	bool api_ok;                  /* the API Server answered once (main.c's wait is over) */
+
 	struct kd_informer *pods_inf;
 	struct kd_strmap pods; /* "ns/name" -> struct kd_pod * (owned; keys: kd_pod.key) */
 	bool stopping;
@@ -114,7 +120,21 @@ struct kd_node_agent {
 	uint64_t n_started, n_ready_patched, n_deleted, n_failed, n_patch_errors;
 };
 
+/* admin.c: /healthz, /readyz, /metrics on --admin-bind:--admin-port (lib/http). */
+/* Starts it unless --admin-port is 0. 0 or -errno with *err naming the address. */
+int kd_node_admin_start(struct kd_node_agent *a, struct kd_error **err);
+void kd_node_admin_stop(struct kd_node_agent *a);
+/* Why kd-node is not ready (static text), or NULL when it is: the API Server reached, the pod
+ * informer (and in direct mode the Deployment informer) listed, every status channel
+ * handshaken. */
+const char *kd_node_not_ready_why(struct kd_node_agent *a);
+/* The /metrics text (owned; free), its length in *len. */
+char *kd_node_metrics(struct kd_node_agent *a, size_t *len);
+
 /* nodes.c */
+/* Checks the options the node table is built from (CIDRs, node count against them, node names)
+ * without building it: kd-node refuses them at start (exit 2). 0 or -errno with *err. */
+int kd_node_nodes_check(const struct kd_node_cfg *cfg, struct kd_error **err);
 /* Allocates the node table from cfg (names, CIDRs, IPs). 0 or -EINVAL with *err (bad CIDR, too
  * many nodes for the CIDR). */
 int kd_node_nodes_init(struct kd_node_agent *a, struct kd_error **err);
@@ -151,6 +171,13 @@ int kd_node_pods_state(struct kd_node_agent *a, const char *key, const char *nod
  * a persisted one stops at once and is DELETEd (grace 0, uid precondition). Returns 0
  * (ephemeral), 1 (persisted) or -ENOENT (no entry). reason borrowed, may be NULL. */
 int kd_node_pods_direct_stop(struct kd_node_agent *a, const char *key, const char *reason);
+/* The pod table by state, for /metrics: ready (sandbox live and ready), starting (live, not
+ * ready yet), stopping (stop requested or terminating), waiting (no live sandbox: restart
+ * backoff, terminal, or not started yet); managed counts the kubedirect instances among all. */
+struct kd_node_pod_counts {
+	uint64_t ready, starting, stopping, waiting, managed;
+};
+void kd_node_pods_count(struct kd_node_agent *a, struct kd_node_pod_counts *out);
 /* Stops the informer, frees every pod entry (sandboxes are left to the runtime's fini). */
 void kd_node_pods_fini(struct kd_node_agent *a);
 

@@ -706,6 +706,33 @@ void kd_node_direct_log_stats(struct kd_node_agent *a)
 	            d->n_status_sent);
 }
 
+bool kd_node_direct_get_stats(struct kd_node_agent *a, struct kd_node_direct_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	struct kd_direct *d = D(a);
+	if (!d)
+		return false;
+	out->ops = d->n_ops;
+	out->started = d->n_started;
+	out->refused = d->n_refused;
+	out->cancelled = d->n_cancelled;
+	out->deleted = d->n_deleted;
+	out->timeouts = d->n_timeouts;
+	out->status_sent = d->n_status_sent;
+	if (d->wb) {
+		struct kd_wb_counters c;
+		kd_wb_get_counters(d->wb, &c);
+		out->wb_queue = c.ephemeral + c.persisting + c.failed;
+		out->wb_creates = c.creates_issued;
+	}
+	out->wb_failed = d->n_wb_failed;
+	out->status_chans = d->n_stups;
+	for (size_t i = 0; i < d->n_stups; i++)
+		out->status_chans_ready += d->stups[i].up && kd_chan_up_ready(d->stups[i].up);
+	out->tmpl_synced = d->deploy_inf && kd_informer_synced(d->deploy_inf);
+	return true;
+}
+
 int kd_node_direct_new(struct kd_node_agent *a, const struct kd_k8s_config *kcfg,
                        struct kd_error **err)
 {

@@ -71,6 +71,17 @@ void kd_node_direct_start(struct kd_node_agent *a);
 void kd_node_direct_free(struct kd_node_agent *a);
 /* Logs the counters (info). */
 void kd_node_direct_log_stats(struct kd_node_agent *a);
+/* Direct mode's numbers for /metrics (admin.c). */
+struct kd_node_direct_stats {
+	uint64_t ops, started, refused, cancelled, deleted, timeouts; /* instance channel ops */
+	uint64_t status_sent; /* status ops sent upstream, all channels */
+	uint64_t wb_queue; /* write-back entries not yet persisted (queued, in flight, backoff) */
+	uint64_t wb_creates, wb_failed;
+	size_t status_chans, status_chans_ready; /* --status-addr channels, those handshaken */
+	bool tmpl_synced;                        /* the Deployment informer has listed */
+};
+/* Fills *out; false (out zeroed) when direct mode is off. */
+bool kd_node_direct_get_stats(struct kd_node_agent *a, struct kd_node_direct_stats *out);
 
 /* ---- hooks called by pods.c (no-ops when direct mode is off) -------------------------------- */
 

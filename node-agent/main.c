@@ -1,22 +1,24 @@
 /* node-agent/main.c: kd-node entry point: options (--help generated from the table), logging,
  * Kubernetes clients, the runtime plugin, then nodes.c and pods.c on one kd_loop until SIGINT or
- * SIGTERM. Exit status: 0 after a signal (or --help, --version), 2 on bad options, 1 on a runtime
- * failure (unusable kubeconfig, a runtime plugin the loader refuses: its message is printed, the
- * loop failing).
+ * SIGTERM. Exit status: 0 after a signal (or --help, --version), 2 on bad options (checked
+ * before anything starts: quantities, CIDRs, node names, addresses), 1 on a runtime failure
+ * (unusable kubeconfig, a runtime plugin the loader refuses, a listening port taken: its
+ * message is printed, the loop failing).
  *
  * An unreachable API Server at start is not fatal: kd-node waits, retrying with jittered
- * backoff and saying so on every attempt, until the namespace kube-node-lease can be read. */
+ * backoff and saying so on every attempt, until the namespace kube-node-lease can be read. The
+ * listening ports are checked before that wait, and the admin server answers during it. */
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/signalfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
 #include "direct.h"
+#include "kd/check.h"
 #include "kd/json.h"
 #include "kd/log.h"
 
@@ -88,6 +90,10 @@ static const struct kd_config_option options[] = {
                           "status patches (0: unlimited)"),
     KD_OPT_UINT("direct-write-burst", C, direct_write_burst, .def = "1000",
                 .help = "burst of the write-back of instance Pods"),
+    KD_OPT_STRING("admin-bind", C, admin_bind, .def = "0.0.0.0", .metavar = "ADDR",
+                  .help = "address of /healthz, /readyz and /metrics"),
+    KD_OPT_UINT("admin-port", C, admin_port, .def = "0", .has_max = true, .max = 65535,
+                .help = "port of /healthz, /readyz and /metrics (0: no admin server)"),
     KD_OPT_LOGGING(C, log_level, log_format),
     KD_CONFIG_END,
 };
@@ -96,24 +102,55 @@ static const struct kd_config_option options[] = {
 static const struct kd_k8s_resource namespaces_res = {
     .group = "", .version = "v1", .resource = "namespaces", .namespaced = false};
 
-static volatile sig_atomic_t got_signal;
-
-static void on_signal_early(int sig)
+/* Options checked as a whole before anything starts (kd_config_cli.check; a refusal exits 2):
+ * what would otherwise fail only after the API Server answered, or never (a quantity the API
+ * Server refuses in every Node status). */
+static int check_options(void *p, struct kd_error **err)
 {
-	got_signal = sig;
+	const struct kd_node_cfg *c = p;
+	int rc;
+	if ((rc = kd_check_quantity("--cpu", c->cpu, true, NULL, err)) < 0 ||
+	    (rc = kd_check_quantity("--memory", c->memory, false, NULL, err)) < 0 ||
+	    (rc = kd_node_nodes_check(c, err)) < 0)
+		return rc;
+	/* the instance channel is libwebsockets (IPv4 here), the admin server lib/http */
+	if (kd_check_ip("--direct-bind", c->direct_bind, true, err) < 0 ||
+	    kd_check_ip("--admin-bind", c->admin_bind, false, err) < 0)
+		return -EINVAL;
+	if (c->direct_addr && *c->direct_addr &&
+	    kd_hostport_parse("--direct-addr", c->direct_addr, NULL, NULL, err) < 0)
+		return -EINVAL;
+	if (c->status_addr && *c->status_addr) {
+		kd_autofree char *copy = kd_xstrdup(c->status_addr);
+		char *save = NULL;
+		for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+			if (kd_hostport_parse("--status-addr", t, NULL, NULL, err) < 0)
+				return -EINVAL;
+	}
+	return 0;
 }
 
-/* Waits until the API Server answers GET namespaces/kube-node-lease. 0, or -EINTR on a signal. */
-static int wait_for_api_server(struct kd_k8s *c, const char *server)
+static void on_wait_timer(struct kd_loop *loop, struct kd_timer *t, void *arg)
 {
+	(void)t;
+	(void)arg;
+	kd_loop_stop(loop);
+}
+
+/* Waits until the API Server answers GET namespaces/kube-node-lease, running the loop between
+ * attempts (the admin server answers, a signal stops the wait). 0, or -EINTR on a signal. */
+static int wait_for_api_server(struct kd_node_agent *a)
+{
+	struct kd_timer *t = kd_loop_timer_new(a->loop, on_wait_timer, NULL);
+	int rc = 0;
 	for (unsigned attempt = 0;; attempt++) {
 		kd_autoerr struct kd_error *err = NULL;
-		if (kd_k8s_get(c, &namespaces_res, NULL, KD_NODE_LEASE_NAMESPACE, NULL, &err) ==
-		    0) {
+		if (kd_k8s_get(a->k8s, &namespaces_res, NULL, KD_NODE_LEASE_NAMESPACE, NULL,
+		               &err) == 0) {
 			if (attempt)
-				kd_log_info("API Server %s is up (after %u retries)", server,
+				kd_log_info("API Server %s is up (after %u retries)", a->server,
 				            attempt);
-			return 0;
+			break;
 		}
 		uint64_t ms = kd_backoff_ms(attempt, 500, 10000);
 		const char *why = err->errnum == ENOENT
@@ -121,14 +158,17 @@ static int wait_for_api_server(struct kd_k8s *c, const char *server)
 		                  : err->http_status ? "API Server answered with an error"
 		                                     : "API Server unreachable";
 		kd_log_warn("waiting for API Server %s: %s: %s; retrying in %llu ms (attempt %u)",
-		            server, why, kd_error_msg(err), (unsigned long long)ms, attempt + 1);
-		struct timespec ts = {.tv_sec = (time_t)(ms / 1000),
-		                      .tv_nsec = (long)(ms % 1000) * 1000000L};
-		while (!got_signal && nanosleep(&ts, &ts) < 0 && errno == EINTR)
-			;
-		if (got_signal)
-			return -EINTR;
+		            a->server, why, kd_error_msg(err), (unsigned long long)ms, attempt + 1);
+		kd_loop_timer_start(t, ms);
+		if (!a->stopping)
+			kd_loop_run(a->loop);
+		if (a->stopping) {
+			rc = -EINTR;
+			break;
+		}
 	}
+	kd_loop_timer_free(t);
+	return rc;
 }
 
 static void on_signalfd(struct kd_loop *loop, int fd, unsigned events, void *arg)
@@ -172,7 +212,9 @@ int main(int argc, char **argv)
 	    .prog = "kd-node",
 	    .summary = "kubedirect node agent: registers Nodes, keeps them Ready and runs the pods "
 	               "bound to them through a runtime plugin (kubelet-compatible mode)",
-	    .version = "kd-node " KD_NODE_VERSION,
+	    .version = KD_NODE_VERSION,
+	    .commit = KD_GIT_COMMIT,
+	    .check = check_options,
 	};
 	int rc = kd_config_main(options, &cfg, &cli, argc, argv);
 	if (rc >= 0)
@@ -235,16 +277,8 @@ int main(int argc, char **argv)
 	a.runtime_version = kd_xasprintf("%s://%s", a.runtime_name, KD_NODE_VERSION);
 	kd_log_info("runtime plugin %s loaded from %s", a.runtime_name, kd_plugin_path(a.runtime));
 
-	/* signals: a flag while waiting synchronously, then a signalfd on the loop */
-	struct sigaction sa = {.sa_handler = on_signal_early};
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	/* signals: a signalfd on the loop from here on, the wait for the API Server included */
 	signal(SIGPIPE, SIG_IGN);
-	if (wait_for_api_server(a.k8s, a.server) < 0) {
-		kd_log_info("stopped by signal %d before the API Server was reachable", got_signal);
-		status = 0;
-		goto out;
-	}
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
@@ -255,10 +289,23 @@ int main(int argc, char **argv)
 		kd_log_error("signalfd: %s", strerror(errno));
 		goto out;
 	}
-	if (got_signal) {
+	/* The listening addresses before the wait: a taken port is a permanent error that must
+	 * fail now, not after the API Server answered. The instance channel is probed (bound
+	 * when direct mode starts), the admin server listens from here on. */
+	if (cfg.direct && kd_listen_probe(cfg.direct_bind, (int)cfg.direct_port, &err) < 0) {
+		kd_log_error("instance channel: %s", kd_error_msg(err));
+		goto out;
+	}
+	if (kd_node_admin_start(&a, &err) < 0) {
+		kd_log_error("%s", kd_error_msg(err));
+		goto out;
+	}
+	if (wait_for_api_server(&a) < 0) {
+		kd_log_info("stopped by a signal before the API Server was reachable");
 		status = 0;
 		goto out;
 	}
+	a.api_ok = true;
 
 	if (kd_node_pods_init(&a, &err) < 0) {
 		kd_log_error("%s", kd_error_msg(err));
@@ -283,6 +330,7 @@ int main(int argc, char **argv)
 
 out:
 	a.stopping = true;
+	kd_node_admin_stop(&a);
 	if (a.pods_inf) {
 		kd_informer_free(a.pods_inf);
 		a.pods_inf = NULL;

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "kd/check.h"
 #include "kd/json.h"
 #include "kd/log.h"
 
@@ -24,6 +25,29 @@ static void register_step_get(struct kd_node *n);
 static void lease_renew(struct kd_node *n);
 static void status_post(struct kd_node *n);
 static void on_register_timer(struct kd_loop *loop, struct kd_timer *t, void *arg);
+
+int kd_node_nodes_check(const struct kd_node_cfg *cfg, struct kd_error **err)
+{
+	struct kd_node_cidr base = {0}, ipnet = {0}, sub = {0};
+	if (kd_node_cidr_parse(cfg->pod_cidr, &base, err) < 0)
+		return kd_error_wrap(err, "--pod-cidr");
+	if (kd_node_cidr_parse(cfg->node_ip_cidr, &ipnet, err) < 0)
+		return kd_error_wrap(err, "--node-ip-cidr");
+	if (cfg->nodes == 0)
+		return kd_error_set(err, EINVAL, 0, "--nodes must be at least 1");
+	/* the last node has the highest index: the longest name, the last subnet and address */
+	uint64_t last = cfg->node_index_base + cfg->nodes - 1;
+	kd_autofree char *name = kd_xasprintf("%s-%" PRIu64, cfg->node_prefix, last);
+	if (kd_check_dns_subdomain("--node-prefix (node name)", name, err) < 0)
+		return -EINVAL;
+	if (kd_node_cidr_subnet(&base, (unsigned)cfg->node_cidr_prefix, last, &sub, err) < 0)
+		return kd_error_wrap(err, "--pod-cidr %s for node %s", cfg->pod_cidr, name);
+	uint32_t ip;
+	if (kd_node_cidr_host(&ipnet, last + 1, &ip) < 0)
+		return kd_error_set(err, ERANGE, 0, "--node-ip-cidr %s: no address for node %s",
+		                    cfg->node_ip_cidr, name);
+	return 0;
+}
 
 int kd_node_nodes_init(struct kd_node_agent *a, struct kd_error **err)
 {

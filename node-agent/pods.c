@@ -775,6 +775,24 @@ void kd_node_pods_start(struct kd_node_agent *a)
 	kd_informer_start(a->pods_inf);
 }
 
+void kd_node_pods_count(struct kd_node_agent *a, struct kd_node_pod_counts *out)
+{
+	memset(out, 0, sizeof(*out));
+	size_t pos = 0;
+	struct kd_pod *p;
+	while ((p = kd_strmap_next(&a->pods, &pos))) {
+		if (p->sandbox && (p->stop_requested || p->terminating))
+			out->stopping++;
+		else if (p->sandbox && p->ready)
+			out->ready++;
+		else if (p->sandbox)
+			out->starting++;
+		else
+			out->waiting++;
+		out->managed += p->managed;
+	}
+}
+
 void kd_node_pods_fini(struct kd_node_agent *a)
 {
 	if (a->pods_inf)

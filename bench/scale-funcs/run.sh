@@ -23,7 +23,7 @@ set -euo pipefail
 SCEN=scale-funcs
 case "${1:-}" in
 -h | --help)
-	sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
 	exit 0
 	;;
 "") ;;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # kd-node on bad input: an unreachable API Server at start is retried with backoff and a clear log
 # line (the process stays up and exits 0 on SIGTERM); an invalid runtime configuration, an unknown
-# runtime plugin and a malformed --pod-cidr exit non-zero with the loader's / parser's message;
+# runtime plugin exit 1 and a malformed --pod-cidr exits 2 (checked before anything starts), each
+# with the loader's / parser's message;
 # once the API Server is reachable the same binary registers its node.
 . "$(dirname "$0")/lib.sh"
 
@@ -50,7 +51,7 @@ expect_eq "unknown runtime plugin exits 1" 1 "$rc"
 check "message says where it looked" grep -q 'plugin "no-such-runtime" not found (tried ' "$TMP/rt.log"
 rc=0
 "$BIN" --kubeconfig "$KD_KUBECONFIG" --node-prefix it-bad --pod-cidr 10.244.0.1/16 >"$TMP/cidr.log" 2>&1 || rc=$?
-expect_eq "malformed --pod-cidr exits 1" 1 "$rc"
+expect_eq "malformed --pod-cidr is a usage error: exits 2" 2 "$rc"
 check "message explains the CIDR" grep -q 'host bits set' "$TMP/cidr.log"
 absent() { ! kc get node it-bad-0 >/dev/null 2>&1; }
 check "nothing was registered by the failed runs" absent

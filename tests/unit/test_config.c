@@ -267,14 +267,22 @@ static void help_and_version_return_distinct_codes(void **state)
 	assert_non_null(strstr(buf, "\n  --count=INT                   how many (default: 3; range "
 	                            "1..100)\n"));
 	assert_non_null(strstr(buf, "\n  --[no-]verbose                talk more\n"));
+	/* wrapped at 80 columns, the rest at the help column */
 	assert_non_null(strstr(buf, "\n  --delay=DURATION              wait this long (default: "
-	                            "250ms; at least 10ms; env: KD_TEST_DELAY)\n"));
+	                            "250ms; at least 10ms;\n"
+	                            "                                env: KD_TEST_DELAY)\n"));
 	assert_non_null(strstr(buf, "\n  --mode=fast|safe|slow         how (default: safe)\n"));
 	assert_non_null(strstr(buf,
 	                       "\n  --token=SECRET                bearer token (required; env: "
 	                       "KD_TEST_TOKEN)\n"));
 	assert_non_null(strstr(buf, "\n  -h, --help                    show this help and exit\n"));
-	assert_non_null(strstr(buf, "\nkd-test 1.2.3\n"));
+	/* "<prog> <version> (<commit>)", the program named once */
+	assert_non_null(strstr(buf, "\nkd-test 1.2.3 (unknown)\n"));
+	assert_null(strstr(buf, "kd-test kd-test"));
+	/* the exit status footer ends the help */
+	assert_non_null(strstr(buf,
+	                       "\n\nExit status: 0 on success, 1 on a runtime failure, 2 on bad "
+	                       "options (usage).\n"));
 	free(buf);
 
 	/* without a version string, --version is an unknown option */
@@ -501,7 +509,8 @@ static void config_main_says_go_on_exit_0_or_exit_2_once(void **state)
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *out = open_memstream(&buf, &len);
-	struct kd_config_cli cli = {.prog = "kd-test", .version = "kd-test 1", .out = out};
+	struct kd_config_cli cli = {
+	    .prog = "kd-test", .version = "1", .commit = "abc1234", .out = out};
 	struct cfg c;
 	char *ok[] = {"kd-test", "--token=t", NULL};
 	assert_int_equal(kd_config_main(opts, &c, &cli, 2, ok), -1);
@@ -512,7 +521,7 @@ static void config_main_says_go_on_exit_0_or_exit_2_once(void **state)
 	char *version[] = {"kd-test", "--version", NULL};
 	assert_int_equal(kd_config_main(opts, &c, &cli, 2, version), 0);
 	fclose(out);
-	assert_non_null(strstr(buf, "kd-test 1"));
+	assert_non_null(strstr(buf, "\nkd-test 1 (abc1234)\n"));
 	free(buf);
 	/* bad options: 2, and "(see --help)" once even when the parser's message has it already */
 	char *errbuf = NULL;
@@ -534,6 +543,108 @@ static void config_main_says_go_on_exit_0_or_exit_2_once(void **state)
 	free(errbuf);
 }
 
+/* cli.check: refused (exit 2, its message, cfg freed); accepted: go on */
+static int check_count_even(void *cfg, struct kd_error **err)
+{
+	const struct cfg *c = cfg;
+	if (c->count % 2)
+		return kd_error_set(err, EINVAL, 0, "--count: %lld is odd", (long long)c->count);
+	return 0;
+}
+
+static void config_main_runs_the_check_and_exits_2_on_refusal(void **state)
+{
+	(void)state;
+	struct kd_config_cli cli = {.prog = "kd-test", .check = check_count_even};
+	struct cfg c;
+	char *even[] = {"kd-test", "--token=t", "--count=4", NULL};
+	assert_int_equal(kd_config_main(opts, &c, &cli, 3, even), -1);
+	kd_config_free(opts, &c);
+	char *errbuf = NULL;
+	size_t errlen = 0;
+	FILE *err = open_memstream(&errbuf, &errlen);
+	FILE *saved = stderr;
+	stderr = err;
+	char *odd[] = {"kd-test", "--token=t", "--count=5", NULL};
+	int rc = kd_config_main(opts, &c, &cli, 3, odd);
+	stderr = saved;
+	fclose(err);
+	assert_int_equal(rc, 2);
+	assert_null(c.token); /* freed */
+	assert_string_equal(errbuf, "kd-test: --count: 5 is odd (see --help)\n");
+	free(errbuf);
+}
+
+struct wide {
+	char *a;
+	char *long_name_that_pushes_the_help_to_the_next_line;
+	bool b;
+};
+static const struct kd_config_option wide_opts[] = {
+    KD_OPT_STRING("a", struct wide, a, .def = "x",
+                  .help = "a help text long enough to need three lines at eighty columns: it "
+                          "goes on and on about what the option does, and then some more, "
+                          "until it is done"),
+    KD_OPT_STRING("long-name-that-pushes-the-help-to-the-next-line", struct wide,
+                  long_name_that_pushes_the_help_to_the_next_line, .metavar = "VALUE",
+                  .help = "the help starts on its own line at the help column and still wraps "
+                          "at eighty columns like every other"),
+    KD_OPT_BOOL("b", struct wide, b,
+                .help = "https://example.invalid/a/word/longer/than/the/forty-eight/columns/"
+                        "of/the/help/text stays whole"),
+    KD_CONFIG_END,
+};
+
+/* Every line of --help fits 80 columns; continuation lines start at the help column; no word
+ * is lost or split. */
+static void help_wraps_at_80_columns(void **state)
+{
+	(void)state;
+	struct kd_config_cli cli = {
+	    .prog = "kd-wide",
+	    .summary = "A summary sentence that is much longer than one line of a terminal, so "
+	               "that it has to be wrapped like the option help texts are wrapped.",
+	    .version = "1"};
+	kd_autofree char *h = kd_config_help(wide_opts, &cli);
+	size_t n_lines = 0, n_cont = 0;
+	for (const char *l = h; *l;) {
+		const char *nl = strchr(l, '\n');
+		assert_non_null(nl);
+		size_t len = (size_t)(nl - l);
+		bool url = strstr(l, "https://") && strstr(l, "https://") < nl;
+		if (!url)
+			assert_true(len <= 80);
+		if (len > 32 && strncmp(l, "                                ", 32) == 0 &&
+		    l[32] != ' ')
+			n_cont++;
+		n_lines++;
+		l = nl + 1;
+	}
+	assert_true(n_cont >= 3);
+	/* the words in order, single-spaced once the wrap is undone */
+	struct sb_words {
+		char s[4096];
+	} w = {{0}};
+	size_t o = 0;
+	for (const char *p = h; *p && o + 1 < sizeof(w.s); p++) {
+		char ch = *p == '\n' ? ' ' : *p;
+		if (ch == ' ' && o && w.s[o - 1] == ' ')
+			continue;
+		w.s[o++] = ch;
+	}
+	assert_non_null(strstr(w.s, "a help text long enough to need three lines at eighty "
+	                            "columns: it goes on and on about what the option does, and "
+	                            "then some more, until it is done (default: x)"));
+	assert_non_null(strstr(w.s, " https://example.invalid/a/word/longer/than/the/forty-eight/"
+	                            "columns/of/the/help/text stays whole "));
+	assert_non_null(strstr(w.s, "A summary sentence that is much longer than one line of a "
+	                            "terminal, so that it has to be wrapped like the option help "
+	                            "texts are wrapped. Options:"));
+	assert_non_null(strstr(h, "\n  --long-name-that-pushes-the-help-to-the-next-line=VALUE\n"
+	                          "                                the help starts"));
+	assert_true(n_lines > 10);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -551,6 +662,8 @@ int main(void)
 	    cmocka_unit_test_setup(table_validation_catches_mistakes, setup),
 	    cmocka_unit_test_setup(markdown_documents_every_option, setup),
 	    cmocka_unit_test_setup(config_main_says_go_on_exit_0_or_exit_2_once, setup),
+	    cmocka_unit_test_setup(config_main_runs_the_check_and_exits_2_on_refusal, setup),
+	    cmocka_unit_test(help_wraps_at_80_columns),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

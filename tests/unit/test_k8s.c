@@ -459,6 +459,12 @@ static void non_2xx_map_to_errno_reason_and_message(void **state)
 	assert_string_equal(err->msg, "get pods default/s502-plain: HTTP 502: upstream exploded");
 	assert_null(err->reason);
 	kd_error_free(err);
+	/* every answer counted by class: 6 + 1 (the create) 4xx, 2 5xx, nothing else */
+	uint64_t by_class[KD_K8S_RESPONSE_CLASSES];
+	kd_k8s_get_responses(c, by_class);
+	assert_int_equal(by_class[4], 7);
+	assert_int_equal(by_class[5], 2);
+	assert_int_equal(by_class[0] + by_class[1] + by_class[2] + by_class[3], 0);
 	kd_k8s_free(c);
 	kd_test_httpd_stop(srv);
 }
@@ -547,6 +553,10 @@ static void connection_refused_names_server(void **state)
 	assert_non_null(strstr(err->msg, "get nodes n1: "));
 	assert_non_null(strstr(err->msg, url));
 	kd_error_free(err);
+	uint64_t by_class[KD_K8S_RESPONSE_CLASSES];
+	kd_k8s_get_responses(c, by_class);
+	assert_int_equal(by_class[0], 1); /* no HTTP status: counted apart */
+	assert_int_equal(by_class[2] + by_class[4] + by_class[5], 0);
 	kd_k8s_free(c);
 	kd_k8s_config_free(cfg);
 }

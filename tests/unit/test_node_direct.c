@@ -644,6 +644,57 @@ static void direct_failed_write_back_stops_the_sandbox_and_reports_gone(void **s
 	h_fini();
 }
 
+/* The admin server's /readyz reason and /metrics text follow the agent: not ready until the API
+ * Server answered, the informers listed and every status channel is up; instances by state,
+ * direct ops and the write-back queue counted. */
+static void admin_readiness_and_metrics_follow_the_agent(void **state)
+{
+	(void)state;
+	h_init(2, NULL, true, deployment_json);
+	assert_string_equal(kd_node_not_ready_why(&H.a), "not ready: waiting for the API Server");
+	H.a.api_ok = true;
+	assert_string_equal(kd_node_not_ready_why(&H.a), "not ready: pod informer not listed yet");
+	h_sync_pods();
+	assert_string_equal(kd_node_not_ready_why(&H.a),
+	                    "not ready: Deployment informer not listed yet");
+	h_sync_templates();
+	/* the harness's status channel never connects */
+	assert_string_equal(kd_node_not_ready_why(&H.a),
+	                    "not ready: status channels not all connected");
+
+	struct kd_op op;
+	upsert_op(INST, "kd-node-1", "hello-00001-deployment", "d-uid-1", &op);
+	api_hold_post(true); /* the write-back stays in flight: queue depth 1 */
+	assert_int_equal(apply(&op, NULL, 0), 0);
+	size_t len = 0;
+	kd_autofree char *m = kd_node_metrics(&H.a, &len);
+	assert_int_equal(len, strlen(m));
+	assert_non_null(strstr(m, "\nkd_node_nodes{state=\"up\"} 0\n")); /* no Lease yet */
+	assert_non_null(strstr(m, "\nkd_node_nodes{state=\"down\"} 2\n"));
+	assert_non_null(strstr(m, "\nkd_node_pods{state=\"starting\"} 1\n"));
+	assert_non_null(strstr(m, "\nkd_node_pods{state=\"ready\"} 0\n"));
+	assert_non_null(strstr(m, "\nkd_node_instances 1\n"));
+	assert_non_null(strstr(m, "\nkd_node_sandboxes_started_total 1\n"));
+	assert_non_null(strstr(m, "\nkd_node_direct_ops_total 1\n"));
+	assert_non_null(strstr(m, "\nkd_node_direct_started_total 1\n"));
+	assert_non_null(strstr(m, "\nkd_node_writeback_queue 1\n"));
+	assert_non_null(strstr(m, "\nkd_node_status_channels{state=\"connecting\"} 1\n"));
+	assert_non_null(strstr(m, "\nkd_node_api_requests_total{client=\"write-back\"} "));
+	assert_non_null(strstr(m, "kd_node_api_responses_total{client=\"main\",code=\"2xx\"} "));
+	rt_emit(&H.rt, KEY, KD_RUNTIME_READY, NULL, NULL, 0);
+	kd_autofree char *m2 = kd_node_metrics(&H.a, NULL);
+	assert_non_null(strstr(m2, "\nkd_node_pods{state=\"ready\"} 1\n"));
+	assert_non_null(strstr(m2, "\nkd_node_status_ops_sent_total 0\n")); /* queued only */
+
+	/* without status channels (no --status-addr) the informers are enough */
+	H.a.direct->n_stups = 0;
+	assert_null(kd_node_not_ready_why(&H.a));
+	H.a.direct->n_stups = 1;
+	api_hold_post(false);
+	kd_op_fini(&op);
+	h_fini();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -663,6 +714,7 @@ int main(void)
 	        direct_op_before_pod_sync_waits_and_adopted_instance_is_not_started_twice),
 	    cmocka_unit_test(direct_cancelled_create_that_lands_is_deleted_and_never_started),
 	    cmocka_unit_test(direct_failed_write_back_stops_the_sandbox_and_reports_gone),
+	    cmocka_unit_test(admin_readiness_and_metrics_follow_the_agent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,9 +1,9 @@
 /* test_node_harness.h: the surroundings of kd-node on loopback, for the unit tests that drive
  * its orchestration (pods.c, direct.c) for real: test_node_pods.c and test_node_direct.c.
  *
- *  - The node-agent sources are compiled into the test (their statics are reachable: the tests
- *    call the pod informer's handlers on_add/on_delete (h_pod_update for its on_update) and the
- *    instance channel's ch_apply directly, as the informer and kd_chan would).
+ *  - The node-agent sources (admin.c too) are compiled into the test (their statics are
+ *    reachable: the tests call the pod informer's handlers on_add/on_delete (h_pod_update for its
+ *    on_update) and the instance channel's ch_apply directly, as the informer and kd_chan would).
  *  - A fake runtime plugin (struct kd_runtime_ops) that records every start and stop and
  *    delivers sandbox events only when the test says so (rt_emit), never from inside start or
  *    stop, as the runtime contract (kd/stage.h) requires. It refuses a second sandbox for a live
@@ -19,6 +19,7 @@
 
 #include <pthread.h>
 
+#include "../../node-agent/admin.c"     /* NOLINT(bugprone-suspicious-include) */
 #include "../../node-agent/direct.c"    /* NOLINT(bugprone-suspicious-include) */
 #include "../../node-agent/directops.c" /* NOLINT(bugprone-suspicious-include) */
 #include "../../node-agent/nodes.c"     /* NOLINT(bugprone-suspicious-include) */

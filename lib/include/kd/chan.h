@@ -193,13 +193,17 @@ struct kd_chan_lws;
 
 /* Creates an lws context from info (borrowed; the caller fills protocols, port, iface, user ...;
  * this function adds LWS_SERVER_OPTION_LIBUV, the foreign loop kd_loop_uv(loop) and pcontext).
+ * A server context (info->port not CONTEXT_PORT_NO_LISTEN) is returned only listening: a taken
+ * or bad address is NULL with *err naming it ("listen 0.0.0.0:8080: Address already in use").
  * Returns owned (kd_chan_lws_free), or NULL with *err. */
 KD_API struct kd_chan_lws *kd_chan_lws_new(struct kd_loop *loop,
                                            struct lws_context_creation_info *info,
                                            struct kd_error **err);
 /* Borrowed; valid until kd_chan_lws_free. */
 KD_API struct lws_context *kd_chan_lws_context(const struct kd_chan_lws *l);
-/* Destroys the context (closing its connections). NULL is fine. Not from inside one of its own
+/* Destroys the context (closing its connections). NULL is fine. A server context whose
+ * listener is gone is left undestroyed instead (lws 4.1 would read freed memory; see
+ * kd_chan.c probe_listen). Not from inside one of its own
  * lws callbacks. From inside another loop callback, lws finishes on the loop (the protocol
  * callbacks may still see the close of their connections, never new data). */
 KD_API void kd_chan_lws_free(struct kd_chan_lws *l);

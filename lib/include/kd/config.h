@@ -117,14 +117,27 @@ enum {
 #define KD_CONFIG_HELP_SHOWN    1
 #define KD_CONFIG_VERSION_SHOWN 2
 
-/* Describes the program for argv parsing and --help. All borrowed. */
+/* The git commit a program was built from: the Makefile passes -DKD_GIT_COMMIT="<short hash>"
+ * to the mains ("unknown" outside a git checkout). */
+#ifndef KD_GIT_COMMIT
+#define KD_GIT_COMMIT "unknown"
+#endif
+
+/* Describes the program for argv parsing and --help. All borrowed. --help ends with the exit
+ * status line (0 success, 1 runtime failure, 2 bad options) and wraps at 80 columns. */
 struct kd_config_cli {
 	const char *prog;    /* "kd-node" */
-	const char *summary; /* one line under the usage line, or NULL */
-	const char
-	    *version;     /* printed by --version, or NULL (then --version is an unknown option) */
-	const char *args; /* positional arguments in the usage line ("[FILE...]"), or NULL */
-	FILE *out;        /* where --help/--version print; NULL: stdout */
+	const char *summary; /* a sentence under the usage line (wrapped), or NULL */
+	/* "0.1.0": --version prints "<prog> <version> (<commit>)"; NULL: --version is an
+	 * unknown option */
+	const char *version;
+	const char *args;   /* positional arguments in the usage line ("[FILE...]"), or NULL */
+	FILE *out;          /* where --help/--version print; NULL: stdout */
+	const char *commit; /* for --version, usually KD_GIT_COMMIT; NULL: "unknown" */
+	/* kd_config_main only: checks the parsed cfg as a whole (names, quantities, addresses,
+	 * values refused in combination). 0, or -errno with *err naming the option: the program
+	 * exits 2 with "<prog>: <message> (see --help)". NULL: none. */
+	int (*check)(void *cfg, struct kd_error **err);
 };
 
 /* Checks a table against the struct it fills: keys unique and well-formed, types known, enum
@@ -162,9 +175,10 @@ KD_API int kd_config_parse_argv(const struct kd_config_option *opts, void *cfg,
                                 const struct kd_config_cli *cli, int argc, char *const *argv,
                                 unsigned flags, int *first_arg, struct kd_error **err);
 
-/* The start of a component's main(): kd_config_parse_argv (no positional arguments). Returns -1
- * to go on, else the status the program exits with at once: 0 after --help or --version, 2 on
- * bad options, after printing "<prog>: <reason> (see --help)" on stderr and freeing cfg. */
+/* The start of a component's main(): kd_config_parse_argv (no positional arguments), then
+ * cli->check. Returns -1 to go on, else the status the program exits with at once: 0 after
+ * --help or --version, 2 on bad options (or a failed check), after printing "<prog>: <reason>
+ * (see --help)" on stderr and freeing cfg. */
 KD_API int kd_config_main(const struct kd_config_option *opts, void *cfg,
                           const struct kd_config_cli *cli, int argc, char *const *argv);
 

@@ -84,6 +84,11 @@ struct kd_k8s_stats {
 	uint64_t pending;   /* async calls submitted and not completed */
 };
 KD_API void kd_k8s_get_stats(const struct kd_k8s *c, struct kd_k8s_stats *out);
+/* Completed exchanges by outcome (safe to read from any thread): out[0] ended without an HTTP
+ * status (connection refused, TLS, timeout), out[1..5] answered 1xx..5xx; watch streams count
+ * once, when they end. */
+#define KD_K8S_RESPONSE_CLASSES 6
+KD_API void kd_k8s_get_responses(const struct kd_k8s *c, uint64_t out[KD_K8S_RESPONSE_CLASSES]);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Resources and paths                                                                         */

@@ -1,0 +1,41 @@
+/* kd/prom.h: the Prometheus text exposition format (version 0.0.4) built in memory, for the
+ * /metrics of the admin servers: metric families (# HELP, # TYPE) and their samples, and the
+ * API client families every component exposes from its kd_k8s clients. Not thread-safe. */
+#ifndef KD_PROM_H
+#define KD_PROM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kd/common.h"
+
+struct kd_k8s;
+
+#define KD_PROM_CONTENT_TYPE "text/plain; version=0.0.4"
+
+/* A text being built; zero-initialise, then kd_prom_take (or kd_prom_fini). */
+struct kd_prom {
+	char *buf;
+	size_t len, cap;
+};
+
+/* Starts a family: "# HELP name help" and "# TYPE name type" (type "counter" or "gauge"). */
+KD_API void kd_prom_family(struct kd_prom *p, const char *name, const char *type, const char *help);
+/* One sample "name{labels} v"; labels: "{k=\"v\",...}" as written, or NULL / "" for none. */
+KD_API void kd_prom_sample(struct kd_prom *p, const char *name, const char *labels, uint64_t v);
+/* A family with its first sample. */
+KD_API void kd_prom_add(struct kd_prom *p, const char *name, const char *type, const char *help,
+                        const char *labels, uint64_t v);
+
+/* The families of n API clients, each sample labelled client="<names[i]>": <prefix>_api_
+ * requests_total, _api_throttled_total, _api_pending and _api_responses_total{code="2xx",...;
+ * "error": no HTTP status} (kd_k8s_get_stats, kd_k8s_get_responses). A NULL client is skipped. */
+KD_API void kd_prom_k8s_clients(struct kd_prom *p, const char *prefix,
+                                struct kd_k8s *const *clients, const char *const *names, size_t n);
+
+/* The text (owned; free(); "" when nothing was added); p is empty again. */
+KD_API char *kd_prom_take(struct kd_prom *p, size_t *len);
+/* Frees what p holds. */
+KD_API void kd_prom_fini(struct kd_prom *p);
+
+#endif /* KD_PROM_H */

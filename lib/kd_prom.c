@@ -1,0 +1,108 @@
+/* lib/kd_prom.c: Prometheus text exposition (kd/prom.h). */
+#include "kd/prom.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kd/k8s.h"
+
+static void put(struct kd_prom *p, const char *fmt, ...) KD_PRINTF(2, 3);
+static void put(struct kd_prom *p, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *s = kd_xvasprintf(fmt, ap);
+	va_end(ap);
+	size_t n = strlen(s);
+	if (p->len + n + 1 > p->cap) {
+		p->cap = KD_MAX(p->cap * 2, p->len + n + 1 + 256);
+		p->buf = kd_xrealloc(p->buf, p->cap);
+	}
+	memcpy(p->buf + p->len, s, n + 1);
+	p->len += n;
+	free(s);
+}
+
+void kd_prom_family(struct kd_prom *p, const char *name, const char *type, const char *help)
+{
+	put(p, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+void kd_prom_sample(struct kd_prom *p, const char *name, const char *labels, uint64_t v)
+{
+	put(p, "%s%s %llu\n", name, labels ? labels : "", (unsigned long long)v);
+}
+
+void kd_prom_add(struct kd_prom *p, const char *name, const char *type, const char *help,
+                 const char *labels, uint64_t v)
+{
+	kd_prom_family(p, name, type, help);
+	kd_prom_sample(p, name, labels, v);
+}
+
+void kd_prom_k8s_clients(struct kd_prom *p, const char *prefix, struct kd_k8s *const *clients,
+                         const char *const *names, size_t n)
+{
+	static const char *const classes[KD_K8S_RESPONSE_CLASSES] = {"error", "1xx", "2xx",
+	                                                             "3xx",   "4xx", "5xx"};
+	struct kd_k8s_stats st[8];
+	uint64_t resp[8][KD_K8S_RESPONSE_CLASSES];
+	n = KD_MIN(n, KD_ARRAY_SIZE(st));
+	for (size_t i = 0; i < n; i++) {
+		if (!clients[i])
+			continue;
+		kd_k8s_get_stats(clients[i], &st[i]);
+		kd_k8s_get_responses(clients[i], resp[i]);
+	}
+	static const struct {
+		const char *suffix, *type, *help;
+	} fam[] = {
+	    {"api_requests_total", "counter", "HTTP requests to the API Server."},
+	    {"api_throttled_total", "counter", "Requests delayed by the client's rate limit."},
+	    {"api_pending", "gauge", "API calls in flight."},
+	    {"api_responses_total", "counter",
+	     "Finished API exchanges by HTTP status class (error: no HTTP status)."},
+	};
+	for (size_t f = 0; f < KD_ARRAY_SIZE(fam); f++) {
+		char name[128], labels[128];
+		snprintf(name, sizeof(name), "%s_%s", prefix, fam[f].suffix);
+		kd_prom_family(p, name, fam[f].type, fam[f].help);
+		for (size_t i = 0; i < n; i++) {
+			if (!clients[i])
+				continue;
+			if (f == 3) {
+				for (size_t k = 0; k < KD_K8S_RESPONSE_CLASSES; k++) {
+					snprintf(labels, sizeof(labels),
+					         "{client=\"%s\",code=\"%s\"}", names[i],
+					         classes[k]);
+					kd_prom_sample(p, name, labels, resp[i][k]);
+				}
+				continue;
+			}
+			uint64_t v = f == 0   ? st[i].requests
+			             : f == 1 ? st[i].throttled
+			                      : st[i].pending;
+			snprintf(labels, sizeof(labels), "{client=\"%s\"}", names[i]);
+			kd_prom_sample(p, name, labels, v);
+		}
+	}
+}
+
+char *kd_prom_take(struct kd_prom *p, size_t *len)
+{
+	char *s = p->buf ? p->buf : kd_xstrdup("");
+	if (len)
+		*len = p->len;
+	p->buf = NULL;
+	p->len = p->cap = 0;
+	return s;
+}
+
+void kd_prom_fini(struct kd_prom *p)
+{
+	free(p->buf);
+	p->buf = NULL;
+	p->len = p->cap = 0;
+}
