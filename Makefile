@@ -100,7 +100,7 @@ ALL_H := $(shell find lib plugins autoscaler-shim node-agent activator-hook ingr
 	-name '*.h' 2>/dev/null)
 
 .PHONY: FORCE valgrind test-all all lib plugins bins test test-unit check lint format format-check fuzz fuzz-build deps \
-	clean help test-integration rig-up rig-down rig-status bench-chan bench-scale-pods bench-cold-burst bench-cold-request bench-http-proxy ab
+	clean help test-integration rig-up rig-down rig-status bench-chan bench-scale-pods bench-cold-burst bench-scale-funcs bench-cold-request bench-http-proxy ab
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -262,11 +262,13 @@ test-integration: all ## shell tests on the rig's API Server (KD_IT_FILTER=)
 bench-chan: $(BUILD)/bench/chan/chan ## channel benchmark: RTT, batched ops/s, handshake
 	$(Q)$(BUILD)/bench/chan/chan $(BENCH_CHAN_ARGS)
 
-# scale-pods, both arms in one run on the rig (bench/scale-pods/run.sh): N=50,200,500 (a list).
-# The main job: the embedded cluster plus the A/B comparison (both control-plane settings).
-ab: all ## A/B on the rig: scale-pods, both settings (N=)
-	$(Q)N="$(N)" BUILD=$(BUILD) bench/ab
+# The main job (bench/ab): the embedded cluster plus the A/B comparison, both control-plane
+# settings: scale-pods (N=), cold-burst (R=) and scale-funcs (K=) through kd-gateway, REPEATS=;
+# report.json, summary and plots in the folder printed last.
+ab: all ## A/B: scale-pods, cold-burst, scale-funcs, both settings
+	$(Q)N="$(N)" R="$(R)" K="$(K)" REPEATS="$(REPEATS)" BUILD=$(BUILD) bench/ab
 
+# scale-pods, both arms in one run on the rig (bench/scale-pods/run.sh): N=50,200,500 (a list).
 bench-scale-pods: all ## scale-pods 0 -> N on the rig, both arms (N=50,200,500)
 	$(Q)N="$(N)" BUILD=$(BUILD) bench/scale-pods/run.sh
 
@@ -278,6 +280,11 @@ bench-http-proxy: $(BUILD)/bench/http-proxy/http-proxy $(BUILD)/functions/hello 
 # requests to a Service at zero through kd-activator vs Knative's activator, then the warm path.
 bench-cold-burst: all ## first requests at zero, kd vs Knative (R=, REPEATS=)
 	$(Q)R="$(R)" REPEATS="$(REPEATS)" BUILD=$(BUILD) bench/cold-burst/run.sh
+
+# scale-funcs, both arms in one run on the rig (bench/scale-funcs/run.sh): K Services at zero, one
+# first request each at once.
+bench-scale-funcs: all ## K Services 0 -> 1 at once, kd vs Knative (K=, REPEATS=)
+	$(Q)K="$(K)" REPEATS="$(REPEATS)" DOOR="$(DOOR)" BUILD=$(BUILD) bench/scale-funcs/run.sh
 
 # the vanilla arm's cold requests through Knative's activator, tuned and default control plane
 # (bench/cold-request/run.sh; restarts the rig per setting): SEQ sequential + 10 concurrent.

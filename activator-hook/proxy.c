@@ -462,7 +462,8 @@ static void routes_json(struct kd_act *a, struct buf *b)
 			        in->chan_ready  ? "kd-node"
 			        : in->api_ready ? "endpoints"
 			                        : "none",
-			        in->inflight, in->max_inflight, (unsigned long long)in->routable_since_ms);
+			        in->inflight, in->max_inflight,
+			        (unsigned long long)in->routable_since_ms);
 		}
 		bprintf(b, "]}");
 	}

@@ -119,10 +119,10 @@ static void on_tick(struct kd_loop *loop, struct kd_timer *t, void *arg)
 		kd_act_stats_touch(a, r);
 		bool busy = r->inflight || r->qlen || r->window_reqs;
 		/* Every request of a kd revision passes here (its public Endpoints point at us for
-		 * good), so we are its only source of concurrency: report it every period while it has
-		 * instances, zeros included, which is what lets the decider scale it to zero. Knative's
-		 * own activator reports once after traffic ends because Knative's autoscaler also
-		 * scrapes the pods; nothing scrapes kd's instances. */
+		 * good), so we are its only source of concurrency: report it every period while it
+		 * has instances, zeros included, which is what lets the decider scale it to zero.
+		 * Knative's own activator reports once after traffic ends because Knative's
+		 * autoscaler also scrapes the pods; nothing scrapes kd's instances. */
 		if (busy || r->active || r->n_insts)
 			fill(st, &msgs[n++], r, r->conc_ms / period, (double)r->window_reqs);
 		r->active = busy;

@@ -54,9 +54,10 @@ static char *metrics(struct kd_as *as, size_t *len)
 	            (unsigned long long)as->chans.n);
 	uint64_t applied, refused;
 	kd_as_dcfg_counts(as, &applied, &refused);
-	kd_prom_add(&p, "kd_autoscaler_config_changes_total", "counter",
-	            "config-autoscaler keys changed, by result (a refused value keeps the previous one).",
-	            "{result=\"applied\"}", applied);
+	kd_prom_add(
+	    &p, "kd_autoscaler_config_changes_total", "counter",
+	    "config-autoscaler keys changed, by result (a refused value keeps the previous one).",
+	    "{result=\"applied\"}", applied);
 	kd_prom_sample(&p, "kd_autoscaler_config_changes_total", "{result=\"refused\"}", refused);
 	struct kd_k8s *clients[] = {as->k8s, as->k8s_w};
 	const char *const names[] = {"main", "write-back"};

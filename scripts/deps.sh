@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PKGS=(build-essential pkg-config libcurl4-openssl-dev libjson-c-dev libwebsockets-dev
 	libwebsockets-evlib-uv libuv1-dev libmicrohttpd-dev
 	libcmocka-dev libssl-dev libyaml-dev clang clang-tidy clang-format cppcheck valgrind libclang-rt-14-dev
-	openssl iproute2 curl procps psmisc python3 etcd-server util-linux jq wrk)
+	openssl iproute2 curl procps psmisc python3 etcd-server util-linux jq wrk gnuplot-nox)
 missing=()
 for p in "${PKGS[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

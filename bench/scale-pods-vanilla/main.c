@@ -152,15 +152,16 @@ static void finish_run(struct bench *b, bool ok)
 	       b100 = pct(b->bound_ms, b->n_bound, 100);
 	printf("%6ld  %9.0f %9.0f %9.0f   %9.0f %9.0f %9.0f   %9.0f %9.0f %9.0f   %9.0f %9.0f "
 	       "%9.0f   %5zu%s\n",
-	       b->target, e50, e90, e100, r50, r90, r100, b50, b90, b100, c50, c90, c100, b->n_ready,
-	       ok ? "" : "  TIMEOUT");
+	       b->target, e50, e90, e100, r50, r90, r100, b50, b90, b100, c50, c90, c100,
+	       b->n_ready, ok ? "" : "  TIMEOUT");
 	fflush(stdout);
 	struct json_object *r = json_object_new_object();
 	json_object_object_add(r, "n", json_object_new_int64(b->target));
 	json_object_object_add(r, "ready", json_object_new_int64((int64_t)b->n_ready));
 	json_object_object_add(r, "ok", json_object_new_boolean(ok));
 	if (b->cfg->service) {
-		json_object_object_add(r, "routable", json_object_new_int64((int64_t)b->n_routable));
+		json_object_object_add(r, "routable",
+		                       json_object_new_int64((int64_t)b->n_routable));
 		json_object_object_add(r, "routable_p50_ms", json_object_new_double(e50));
 		json_object_object_add(r, "routable_p90_ms", json_object_new_double(e90));
 		json_object_object_add(r, "routable_p100_ms", json_object_new_double(e100));
@@ -298,8 +299,8 @@ static void observe_endpoints(struct bench *b, struct json_object *ep)
 		    kd_json_get_array(json_object_array_get_idx(subsets, i), "addresses");
 		size_t na = addrs ? json_object_array_length(addrs) : 0;
 		for (size_t j = 0; j < na; j++) {
-			const char *uid =
-			    kd_json_get_string(json_object_array_get_idx(addrs, j), "targetRef.uid");
+			const char *uid = kd_json_get_string(json_object_array_get_idx(addrs, j),
+			                                     "targetRef.uid");
 			struct json_object *v = NULL;
 			if (!uid || !json_object_object_get_ex(b->seen, uid, &v))
 				continue; /* not a pod of this run (or not seen yet: next update) */
@@ -549,9 +550,10 @@ int main(int argc, char **argv)
 	b.seen = json_object_new_object();
 	printf("deployment %s/%s, times in ms from the scale request (watch-observed)\n", cfg.ns,
 	       cfg.name);
-	printf("%6s  %9s %9s %9s   %9s %9s %9s   %9s %9s %9s   %9s %9s %9s   %5s\n", "N", "route-p50",
-	       "route-p90", "route-max", "ready-p50", "ready-p90", "ready-max", "bound-p50",
-	       "bound-p90", "bound-max", "creat-p50", "creat-p90", "creat-max", "ready");
+	printf("%6s  %9s %9s %9s   %9s %9s %9s   %9s %9s %9s   %9s %9s %9s   %5s\n", "N",
+	       "route-p50", "route-p90", "route-max", "ready-p50", "ready-p90", "ready-max",
+	       "bound-p50", "bound-p90", "bound-max", "creat-p50", "creat-p90", "creat-max",
+	       "ready");
 	next_run(&b);
 	kd_informer_start(b.inf);
 	if (b.ep_inf)
