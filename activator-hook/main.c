@@ -97,16 +97,13 @@ int main(int argc, char **argv)
 	        "requests for a revision at zero, wakes it through kd-autoscaler, and forwards "
 	        "to its instances the moment kd-node reports them ready",
 	    .version = KD_ACT_VERSION,
-	    .commit = KD_GIT_COMMIT,
 	    .check = check_options,
+	    KD_CONFIG_CLI_COMPONENT(a.cfg),
 	};
 	int rc = kd_config_main(options, &a.cfg, &cli, argc, argv);
 	if (rc >= 0)
 		return rc;
 	kd_autoerr struct kd_error *err = NULL;
-	kd_log_init("kd-activator", (enum kd_log_level)a.cfg.log_level,
-	            (enum kd_log_format)a.cfg.log_format);
-	signal(SIGPIPE, SIG_IGN);
 	if (!a.cfg.pod_name || !*a.cfg.pod_name) {
 		char host[256] = "";
 		gethostname(host, sizeof(host) - 1);

@@ -180,16 +180,13 @@ int main(int argc, char **argv)
 	    .summary = "kubedirect autoscaler: reconciles PodAutoscalers of its class and scales "
 	               "their revisions through direct channels to kd-node",
 	    .version = KD_AS_VERSION,
-	    .commit = KD_GIT_COMMIT,
 	    .check = check_options,
+	    KD_CONFIG_CLI_COMPONENT(as.cfg),
 	};
 	int rc = kd_config_main(options, &as.cfg, &cli, argc, argv);
 	if (rc >= 0)
 		return rc;
 	kd_autoerr struct kd_error *err = NULL;
-	kd_log_init("kd-autoscaler", (enum kd_log_level)as.cfg.log_level,
-	            (enum kd_log_format)as.cfg.log_format);
-	signal(SIGPIPE, SIG_IGN);
 
 	int status = 1;
 	int sfd = -1;

@@ -64,16 +64,13 @@ int main(int argc, char **argv)
 	        "kubedirect gateway: a Knative ingress class; routes requests by Host and path "
 	        "to the Services the Ingresses split traffic between, and makes Routes Ready",
 	    .version = KD_GW_VERSION,
-	    .commit = KD_GIT_COMMIT,
 	    .check = check_options,
+	    KD_CONFIG_CLI_COMPONENT(g.cfg),
 	};
 	int rc = kd_config_main(options, &g.cfg, &cli, argc, argv);
 	if (rc >= 0)
 		return rc;
 	kd_autoerr struct kd_error *err = NULL;
-	kd_log_init("kd-gateway", (enum kd_log_level)g.cfg.log_level,
-	            (enum kd_log_format)g.cfg.log_format);
-	signal(SIGPIPE, SIG_IGN);
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
 
 	int status = 1;

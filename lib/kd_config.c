@@ -1,9 +1,11 @@
 /* kd_config.c: declarative option tables: parsing from every source, --help and Markdown. */
 #include "kd/config.h"
+#include "kd/log.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1015,8 +1017,14 @@ int kd_config_main(const struct kd_config_option *opts, void *cfg, const struct 
 	int rc = kd_config_parse_argv(opts, cfg, cli, argc, argv, 0, NULL, &err);
 	if (rc == 0 && cli->check)
 		rc = cli->check(cfg, &err);
-	if (rc == 0)
+	if (rc == 0) {
+		if (cli->log_level && cli->log_format)
+			kd_log_init(cli->prog, (enum kd_log_level) * cli->log_level,
+			            (enum kd_log_format) * cli->log_format);
+		if (cli->ignore_sigpipe)
+			signal(SIGPIPE, SIG_IGN);
 		return -1;
+	}
 	kd_config_free(opts, cfg);
 	if (rc > 0)
 		return 0;

@@ -215,13 +215,14 @@ int main(int argc, char **argv)
 	    .version = KD_NODE_VERSION,
 	    .commit = KD_GIT_COMMIT,
 	    .check = check_options,
+	    .log_level = &cfg.log_level,
+	    .log_format = &cfg.log_format,
+	    .ignore_sigpipe = false,
 	};
 	int rc = kd_config_main(options, &cfg, &cli, argc, argv);
 	if (rc >= 0)
 		return rc;
 	kd_autoerr struct kd_error *err = NULL;
-	kd_log_init("kd-node", (enum kd_log_level)cfg.log_level,
-	            (enum kd_log_format)cfg.log_format);
 
 	int status = 1;
 	struct kd_node_agent a;

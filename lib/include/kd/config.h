@@ -138,7 +138,20 @@ struct kd_config_cli {
 	 * values refused in combination). 0, or -errno with *err naming the option: the program
 	 * exits 2 with "<prog>: <message> (see --help)". NULL: none. */
 	int (*check)(void *cfg, struct kd_error **err);
+	/* kd_config_main only: the cfg's KD_OPT_LOGGING fields (enum kd_log_level / kd_log_format
+	 * values). When set, a successful kd_config_main starts logging as prog at that level and
+	 * format (kd_log_init). NULL: the caller starts logging itself. */
+	const int *log_level, *log_format;
+	/* kd_config_main only: ignore SIGPIPE once the options are good (a network daemon reads
+	 * EPIPE from the write instead of dying; children of the process inherit it). */
+	bool ignore_sigpipe;
 };
+
+/* The kd_config_cli fields every component sets alike, after its .prog/.summary/.version/.check:
+ * --version's commit, logging from the cfg's KD_OPT_LOGGING fields, SIGPIPE ignored. */
+#define KD_CONFIG_CLI_COMPONENT(cfg)                                                               \
+	.commit = KD_GIT_COMMIT, .log_level = &(cfg).log_level, .log_format = &(cfg).log_format,   \
+	.ignore_sigpipe = true
 
 /* Checks a table against the struct it fills: keys unique and well-formed, types known, enum
  * choices present, fields inside cfg_size, defaults parse. The plugin loader runs it on every
@@ -176,7 +189,8 @@ KD_API int kd_config_parse_argv(const struct kd_config_option *opts, void *cfg,
                                 unsigned flags, int *first_arg, struct kd_error **err);
 
 /* The start of a component's main(): kd_config_parse_argv (no positional arguments), then
- * cli->check. Returns -1 to go on, else the status the program exits with at once: 0 after
+ * cli->check, then (cli->log_level) logging and (cli->ignore_sigpipe) SIGPIPE. Returns -1 to go
+ * on, else the status the program exits with at once: 0 after
  * --help or --version, 2 on bad options (or a failed check), after printing "<prog>: <reason>
  * (see --help)" on stderr and freeing cfg. */
 KD_API int kd_config_main(const struct kd_config_option *opts, void *cfg,
