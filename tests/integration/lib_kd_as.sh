@@ -86,7 +86,7 @@ dn_start() {
 	local prefix="$1" base="$2" count="$3" bin i
 	bin="$(dirname "$(as_bin)")/kd-node"
 	[[ -x "$bin" ]] || die "kd-node not built"
-	"$bin" --help | grep -q -- '--direct' || die "kd-node has no direct mode"
+	grep -q -- '--direct' <<<"$("$bin" --help)" || die "kd-node has no direct mode"
 	DN_LOG="$(mktemp /tmp/kd-node-it.XXXXXX.log)"
 	ip netns exec kd-cp env KD_PLUGIN_DIR="$(cd "$(dirname "$bin")/../plugins" && pwd)" "$bin" \
 		--kubeconfig "$KD_KUBECONFIG" --nodes "$count" --node-prefix "$prefix" \
