@@ -47,12 +47,15 @@ kd_go_find() {
 	cands+=("$KD_GO_ROOT/bin/go")
 	# shellcheck disable=SC2206 # a list of paths without spaces
 	cands+=(${KD_GO_CANDIDATES-/usr/local/go/bin/go /var/cache/kubedirect/go/bin/go})
+	KD_GO_TOO_OLD="" # "PATH goVERSION" of each candidate that runs but is older than KD_GO_MIN
+	local v
 	for c in "${cands[@]}"; do
 		[[ -x "$c" ]] || continue
-		if kd_go_version_ok "$c" >/dev/null; then
+		if v="$(kd_go_version_ok "$c")"; then
 			echo "$c"
 			return 0
 		fi
+		[[ -n "$v" ]] && KD_GO_TOO_OLD+="${KD_GO_TOO_OLD:+; }$c go$v"
 	done
 	return 1
 }

@@ -66,7 +66,7 @@ log "ok: the component log is kept"
 assert_nothing_left "crashed component"
 
 # rig/build: no Go, too old a Go, and a failing compile each give a clear message
-expect_fail "rig/build without Go" "Go not found" env KD_GO="$TMP/none/go" KD_CACHE="$TMP/bc" "$REPO/rig/build" kubectl
+expect_fail "rig/build without Go" "no Go >= 1.25 found" env KD_GO="$TMP/none/go" KD_GO_ROOT="$TMP/none" KD_GO_CANDIDATES="" PATH=/usr/sbin:/usr/bin:/sbin:/bin KD_CACHE="$TMP/bc" "$REPO/rig/build" kubectl
 mkdir -p "$TMP/fakego"
 printf 'module k8s.io/kubernetes\n\ngo 1.25.0\n\nrequire (\n\tk8s.io/api v0.0.0\n)\n' >"$TMP/fakego/k8s.mod"
 cat >"$TMP/fakego/go" <<FAKE
@@ -81,8 +81,9 @@ build*) echo "fake compile error" >&2; exit 1 ;;
 esac
 FAKE
 chmod +x "$TMP/fakego/go"
-expect_fail "rig/build with Go 1.19" "go1\.19\.8, need Go >= 1\.25" \
-	env FAKE_GOVERSION=go1.19.8 KD_GO="$TMP/fakego/go" KD_CACHE="$TMP/bc" "$REPO/rig/build" kubectl
+expect_fail "rig/build with Go 1.19" "no Go >= 1\.25 found \(too old: $TMP/fakego/go go1\.19\.8\)" \
+	env FAKE_GOVERSION=go1.19.8 KD_GO="$TMP/fakego/go" KD_GO_ROOT="$TMP/none" KD_GO_CANDIDATES="" \
+	PATH=/usr/sbin:/usr/bin:/sbin:/bin KD_CACHE="$TMP/bc" "$REPO/rig/build" kubectl
 expect_fail "rig/build reports a failed compile with its log" \
 	"build of kube-scheduler failed; see $TMP/bc/logs/k8s-$KD_K8S_VERSION-kube-scheduler.log" \
 	env KD_GO="$TMP/fakego/go" KD_CACHE="$TMP/bc" "$REPO/rig/build" kube-scheduler
