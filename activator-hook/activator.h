@@ -113,7 +113,11 @@ struct kd_act {
 	struct kd_loop *loop;
 	struct kd_k8s *k8s;
 	bool stopping;
-	struct kd_strmap revs;  /* "ns/name" -> struct kd_act_rev * (owned) */
+	const char
+	    *api_server;       /* borrowed from the kubeconfig (main.c), for the log; may be NULL */
+	uint64_t start_ms;     /* loop ms when the informers were started */
+	bool serving;          /* both informers listed once ("serving revisions" logged) */
+	struct kd_strmap revs; /* "ns/name" -> struct kd_act_rev * (owned) */
 	struct kd_strmap insts; /* "ns/pod" -> struct kd_act_inst * (owned) */
 	struct kd_informer *rev_inf, *ep_inf;
 	struct kd_chan_down *status_down;

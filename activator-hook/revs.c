@@ -292,11 +292,31 @@ static void ep_delete(struct kd_informer *inf, json_object *obj, void *arg)
 		ep_apply(a, r, NULL);
 }
 
+/* The first time both informers have listed: the "serving revisions" line. */
+static void note_synced(struct kd_act *a)
+{
+	if (a->serving || !kd_act_revs_synced(a))
+		return;
+	a->serving = true;
+	kd_log_info("serving revisions of class %s in %s via %s (informers synced in %llu ms)",
+	            a->cfg.pa_class,
+	            a->cfg.namespace && *a->cfg.namespace ? a->cfg.namespace : "all namespaces",
+	            a->api_server ? a->api_server : "?",
+	            (unsigned long long)(kd_loop_now_ms(a->loop) - a->start_ms));
+}
+
+static void ep_synced(struct kd_informer *inf, void *arg)
+{
+	(void)inf;
+	note_synced(arg);
+}
+
 /* A revision became known after its Endpoints were listed: read them from the cache. */
 static void rev_synced(struct kd_informer *inf, void *arg)
 {
 	(void)inf;
 	struct kd_act *a = arg;
+	note_synced(a);
 	kd_log_info("routes: %zu revision(s) of class %s", a->revs.n, a->cfg.pa_class);
 	/* requests held for revisions the API does not know get their 404 now */
 	size_t pos = 0;
@@ -409,10 +429,12 @@ int kd_act_revs_start(struct kd_act *a, struct kd_error **err)
 	struct kd_informer_handlers eh = {.on_add = ep_add,
 	                                  .on_update = kd_informer_update_as_add,
 	                                  .on_delete = ep_delete,
+	                                  .on_synced = ep_synced,
 	                                  .arg = a};
 	if (kd_informer_new(a->k8s, &ro, &rh, &a->rev_inf, err) < 0 ||
 	    kd_informer_new(a->k8s, &eo, &eh, &a->ep_inf, err) < 0)
 		return kd_error_wrap(err, "informers");
+	a->start_ms = kd_loop_now_ms(a->loop);
 	kd_informer_start(a->rev_inf);
 	kd_informer_start(a->ep_inf);
 	return 0;

@@ -10,13 +10,26 @@
 #include "kd/log.h"
 #include "kd/prom.h"
 
-static bool synced(const struct kd_as *as)
+bool kd_as_informers_synced(const struct kd_as *as)
 {
 	struct kd_informer *infs[] = {as->pa_inf, as->deploy_inf, as->pod_inf, as->node_inf};
 	for (size_t i = 0; i < KD_ARRAY_SIZE(infs); i++)
 		if (!infs[i] || !kd_informer_synced(infs[i]))
 			return false;
 	return true;
+}
+
+void kd_as_note_synced(struct kd_as *as)
+{
+	if (as->reconciling || !kd_as_informers_synced(as))
+		return;
+	as->reconciling = true;
+	kd_log_info("reconciling PodAutoscalers of class %s in %s via %s (informers synced in %llu "
+	            "ms)",
+	            as->cfg.pa_class,
+	            as->cfg.namespace && *as->cfg.namespace ? as->cfg.namespace : "all namespaces",
+	            as->api_server ? as->api_server : "?",
+	            (unsigned long long)(kd_loop_now_ms(as->loop) - as->start_ms));
 }
 
 static char *metrics(struct kd_as *as, size_t *len)
@@ -73,11 +86,11 @@ static void on_admin(void *ud, struct kd_http_req *req)
 	if (plen == 8 && strncmp(path, "/healthz", 8) == 0) {
 		kd_http_req_respond(req, 200, "text/plain", "ok\n", 3);
 	} else if (plen == 7 && strncmp(path, "/readyz", 7) == 0) {
-		const char *why = !synced(as) ? "not ready: informers not listed yet\n"
-		                  : !kd_as_dcfg_ready(as)
-		                      ? "not ready: config-autoscaler not read yet\n"
-		                  : !as->warm ? "not ready: instance channels not handshaked yet\n"
-		                              : NULL;
+		const char *why =
+		    !kd_as_informers_synced(as) ? "not ready: informers not listed yet\n"
+		    : !kd_as_dcfg_ready(as)     ? "not ready: config-autoscaler not read yet\n"
+		    : !as->warm ? "not ready: instance channels not handshaked yet\n"
+		                : NULL;
 		if (why)
 			kd_http_req_respond(req, 503, "text/plain", why, strlen(why));
 		else

@@ -816,6 +816,7 @@ static void on_synced(struct kd_informer *inf, void *arg)
 	if (kd_informer_synced(as->pa_inf) && kd_informer_synced(as->pod_inf) &&
 	    kd_informer_synced(as->deploy_inf))
 		kd_as_nodes_start(as);
+	kd_as_note_synced(as);
 }
 
 static int informer(struct kd_as *as, const struct kd_k8s_resource *res, const char *selector,
