@@ -84,12 +84,12 @@ static void inst_changed(struct kd_act *a, struct kd_act_inst *inst)
 	struct kd_act_rev *r = inst->rev;
 	if (now && !inst->routable_since_ms) {
 		inst->routable_since_ms = kd_loop_now_ms(a->loop);
-		kd_log_debug("route %s: %s at %s routable (%s)", r->key, inst->key, inst->ip,
-		             inst->chan_ready ? "kd-node" : "Endpoints");
+		kd_log_key_debug(r->key, "route: %s at %s routable (%s)", inst->key, inst->ip,
+		                 inst->chan_ready ? "kd-node" : "Endpoints");
 		kd_act_dispatch(a, r);
 	} else if (!now && inst->routable_since_ms) {
 		inst->routable_since_ms = 0;
-		kd_log_debug("route %s: %s no longer routable", r->key, inst->key);
+		kd_log_key_debug(r->key, "route: %s no longer routable", inst->key);
 	}
 	if (!now && !inst->chan_ready && !inst->api_ready && inst->inflight == 0)
 		inst_free(a, inst);
@@ -187,9 +187,10 @@ static void rev_upsert(struct kd_informer *inf, json_object *obj, void *arg)
 	r->timeout_ms = timeout_s > 0 ? (uint64_t)timeout_s * 1000u : a->cfg.default_timeout_ms;
 	r->draining = false;
 	if (!was) {
-		kd_log_info(
-		    "route %s: revision of our class (containerConcurrency %u, timeout %llu s)",
-		    r->key, r->cc, (unsigned long long)(r->timeout_ms / 1000u));
+		kd_log_key_info(
+		    r->key,
+		    "route: revision of our class (containerConcurrency %u, timeout %llu s)", r->cc,
+		    (unsigned long long)(r->timeout_ms / 1000u));
 		/* its Endpoints may have been listed before the revision was known */
 		kd_autofree char *ep = kd_xasprintf("%s-private", name);
 		json_object *cached = a->ep_inf ? kd_informer_get(a->ep_inf, ns, ep) : NULL;
@@ -212,7 +213,7 @@ static void rev_delete(struct kd_informer *inf, json_object *obj, void *arg)
 
 void kd_act_rev_drain(struct kd_act *a, struct kd_act_rev *r, int status, const char *why)
 {
-	kd_log_info("route %s: %s; %zu held request(s) answered %d", r->key, why, r->qlen, status);
+	kd_log_key_info(r->key, "route: %s; %zu held request(s) answered %d", why, r->qlen, status);
 	r->known = false;
 	r->draining = true;
 	kd_act_dispatch(a, r); /* answers every held request: the revision is gone */
