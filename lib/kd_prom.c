@@ -25,6 +25,48 @@ static void put(struct kd_prom *p, const char *fmt, ...)
 	free(s);
 }
 
+const double kd_prom_latency_le[KD_PROM_LATENCY_BUCKETS] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+
+void kd_prom_hist_init(struct kd_prom_hist *h, const double *le, size_t n)
+{
+	memset(h, 0, sizeof(*h));
+	h->le = le;
+	h->n = KD_MIN(n, (size_t)KD_PROM_HIST_MAX);
+}
+
+void kd_prom_hist_observe(struct kd_prom_hist *h, double v)
+{
+	size_t i = 0;
+	while (i < h->n && v > h->le[i])
+		i++;
+	h->counts[i]++;
+	h->count++;
+	h->sum += v;
+}
+
+void kd_prom_histogram(struct kd_prom *p, const char *name, const char *help, const char *labels,
+                       const struct kd_prom_hist *h)
+{
+	const char *l = labels && *labels ? labels : "";
+	const char *sep = *l ? "," : "";
+	kd_prom_family(p, name, "histogram", help);
+	uint64_t cum = 0;
+	for (size_t i = 0; i < h->n; i++) {
+		cum += h->counts[i];
+		put(p, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, l, sep, h->le[i],
+		    (unsigned long long)cum);
+	}
+	put(p, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, l, sep, (unsigned long long)h->count);
+	if (*l) {
+		put(p, "%s_sum{%s} %.9g\n", name, l, h->sum);
+		put(p, "%s_count{%s} %llu\n", name, l, (unsigned long long)h->count);
+	} else {
+		put(p, "%s_sum %.9g\n", name, h->sum);
+		put(p, "%s_count %llu\n", name, (unsigned long long)h->count);
+	}
+}
+
 void kd_prom_family(struct kd_prom *p, const char *name, const char *type, const char *help)
 {
 	put(p, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
