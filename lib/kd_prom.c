@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kd/chan.h"
 #include "kd/k8s.h"
 
 static void put(struct kd_prom *p, const char *fmt, ...) KD_PRINTF(2, 3);
@@ -129,6 +130,45 @@ void kd_prom_k8s_clients(struct kd_prom *p, const char *prefix, struct kd_k8s *c
 			snprintf(labels, sizeof(labels), "{client=\"%s\"}", names[i]);
 			kd_prom_sample(p, name, labels, v);
 		}
+	}
+}
+
+void kd_prom_chans(struct kd_prom *p, const char *prefix, const char *up_kind,
+                   const char *down_kind)
+{
+	const char *kinds[2] = {up_kind, down_kind};
+	static const char *const ends[2] = {"up", "down"};
+	struct kd_chan_totals t[2];
+	kd_chan_get_totals(KD_CHAN_END_UP, &t[0]);
+	kd_chan_get_totals(KD_CHAN_END_DOWN, &t[1]);
+	char name[128], labels[160];
+	snprintf(name, sizeof(name), "%s_chan_connects_total", prefix);
+	kd_prom_family(p, name, "counter",
+	               "Channel connections established (upstream) or accepted (downstream).");
+	for (int e = 0; e < 2; e++) {
+		if (!kinds[e])
+			continue;
+		snprintf(labels, sizeof(labels), "{channel=\"%s\",end=\"%s\"}", kinds[e], ends[e]);
+		kd_prom_sample(p, name, labels, t[e].connects);
+	}
+	if (up_kind) {
+		snprintf(name, sizeof(name), "%s_chan_reconnects_total", prefix);
+		kd_prom_family(p, name, "counter",
+		               "Upstream channel connections after each channel's first.");
+		snprintf(labels, sizeof(labels), "{channel=\"%s\",end=\"up\"}", up_kind);
+		kd_prom_sample(p, name, labels, t[0].reconnects);
+	}
+	snprintf(name, sizeof(name), "%s_chan_frames_total", prefix);
+	kd_prom_family(p, name, "counter", "Channel WebSocket frames, by direction.");
+	for (int e = 0; e < 2; e++) {
+		if (!kinds[e])
+			continue;
+		snprintf(labels, sizeof(labels), "{channel=\"%s\",end=\"%s\",direction=\"in\"}",
+		         kinds[e], ends[e]);
+		kd_prom_sample(p, name, labels, t[e].frames_in);
+		snprintf(labels, sizeof(labels), "{channel=\"%s\",end=\"%s\",direction=\"out\"}",
+		         kinds[e], ends[e]);
+		kd_prom_sample(p, name, labels, t[e].frames_out);
 	}
 }
 

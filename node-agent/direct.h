@@ -49,6 +49,7 @@
 #include "kd/delta.h"
 #include "kd/error.h"
 #include "kd/k8s.h"
+#include "kd/prom.h"
 
 #define KD_DIRECT_WAIT_MS         10000
 #define KD_DIRECT_TOMB_MS         60000
@@ -77,6 +78,8 @@ struct kd_node_direct_stats {
 	uint64_t status_sent; /* status ops sent upstream, all channels */
 	uint64_t wb_queue; /* write-back entries not yet persisted (queued, in flight, backoff) */
 	uint64_t wb_creates, wb_failed;
+	uint64_t wb_queued;             /* write-back entries waiting for a batch or a write slot */
+	struct kd_prom_hist wb_latency; /* queued -> the API's answer (kd_wb_get_latency) */
 	size_t status_chans, status_chans_ready; /* --status-addr channels, those handshaken */
 	bool tmpl_synced;                        /* the Deployment informer has listed */
 };

@@ -58,6 +58,13 @@ KD_API void kd_prom_histogram(struct kd_prom *p, const char *name, const char *h
 KD_API void kd_prom_k8s_clients(struct kd_prom *p, const char *prefix,
                                 struct kd_k8s *const *clients, const char *const *names, size_t n);
 
+/* The channel families of the process (kd_chan_get_totals), labelled channel="<kind>" and
+ * end="up|down": <prefix>_chan_connects_total, _chan_reconnects_total (upstream only) and
+ * _chan_frames_total{direction="in|out"}. up_kind / down_kind: what the process's upstream /
+ * downstream ends carry ("instance", "status"), or NULL if it has none of that end. */
+KD_API void kd_prom_chans(struct kd_prom *p, const char *prefix, const char *up_kind,
+                          const char *down_kind);
+
 /* The text (owned; free(); "" when nothing was added); p is empty again. */
 KD_API char *kd_prom_take(struct kd_prom *p, size_t *len);
 /* Frees what p holds. */
