@@ -1,5 +1,5 @@
 /* activator-hook/activator.h: kd-activator's internal header: the data plane of kubedirect-class
- * revisions (DESIGN.md sections 2 and 9). One process, one kd_loop:
+ * revisions (docs/ARCHITECTURE.md sections 1 and 2). One process, one kd_loop:
  *  - revs.c:  the routing table. Revisions of our class from the API (Revision informer: timeout,
  *             containerConcurrency), their ready instances from kd-node's status stream (a
  *             kd_chan_down on --status-port, the node -> activator leg: same epochs and handshake

@@ -1,6 +1,6 @@
 /* autoscaler-shim/autoscaler.h: shared state of kd-autoscaler, the PodAutoscaler reconciler of
- * the kubedirect class (DESIGN.md sections 2-5), and the interface between its files. Everything
- * runs on one kd_loop:
+ * the kubedirect class (docs/ARCHITECTURE.md sections 1-4), and the interface between its files.
+ * Everything runs on one kd_loop:
  *  - pa.c: informers (PodAutoscalers of our class, template Deployments, managed Pods), the
  *    per-revision table, the decision tick and pokes, and the write-back of the public/private
  *    Services, public Endpoints, PA status and the Deployment's replica annotation through

@@ -1,5 +1,5 @@
-/* node-agent/direct.h: kd-node's direct mode (DESIGN.md sections 4, 5 and 7; wire contract in
- * kd/instance.h). With --direct, the same process that serves API-bound pods also:
+/* node-agent/direct.h: kd-node's direct mode (docs/ARCHITECTURE.md sections 1, 3 and 4; wire
+ * contract in kd/instance.h). With --direct, the same process that serves API-bound pods also:
  *  - runs ONE kd_chan downstream server (the instance channel) for all its nodes and publishes
  *    its "host:port" on each of its Node objects (annotation KD_ANNOT_CHANNEL_ADDR);
  *  - on an upsert op for one of its nodes builds the Pod from the revision's template Deployment

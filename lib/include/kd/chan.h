@@ -1,5 +1,5 @@
-/* kd/chan.h: the WebSocket transport of the direct channels (DESIGN.md section 4): an upstream
- * end (WebSocket client, one per destination) and a downstream end (WebSocket server, many
+/* kd/chan.h: the WebSocket transport of the direct channels (docs/ARCHITECTURE.md section 3): an
+ * upstream end (WebSocket client, one per destination) and a downstream end (WebSocket server, many
  * sources), both on the process's one kd_loop, carrying kd_msg frames (kd/delta.h) and driving
  * the handshake state machines (kd/handshake.h).
  *

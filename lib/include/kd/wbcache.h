@@ -1,9 +1,9 @@
-/* kd/wbcache.h: the hierarchical write-back cache of a chain stage (DESIGN.md section 5).
- * Each object a stage produces gets an entry keyed "namespace/name" that moves
- * ephemeral -> persisting -> persisted, and leaves the cache only after its persisted copy has been
- * observed through the stage's own watch. Writes are asynchronous, batched, concurrency- and
- * rate-limited, and retried with jittered backoff; the cache never speaks HTTP itself but drives a
- * writer interface (struct kd_wb_writer) that a stage adapts to its Kubernetes client.
+/* kd/wbcache.h: the hierarchical write-back cache of a chain stage (docs/ARCHITECTURE.md section
+ * 4). Each object a stage produces gets an entry keyed "namespace/name" that moves ephemeral ->
+ * persisting -> persisted, and leaves the cache only after its persisted copy has been observed
+ * through the stage's own watch. Writes are asynchronous, batched, concurrency- and rate-limited,
+ * and retried with jittered backoff; the cache never speaks HTTP itself but drives a writer
+ * interface (struct kd_wb_writer) that a stage adapts to its Kubernetes client.
  *
  * States (enum kd_wb_state):
  *   EPHEMERAL  put() but no write issued yet: the object exists only in the chain.
