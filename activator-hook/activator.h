@@ -1,5 +1,5 @@
 /* activator-hook/activator.h: kd-activator's internal header: the data plane of kubedirect-class
- * revisions (DESIGN.md sections 2 and 9). One process, one kd_loop:
+ * revisions (docs/ARCHITECTURE.md sections 1 and 2). One process, one kd_loop:
  *  - revs.c:  the routing table. Revisions of our class from the API (Revision informer: timeout,
  *             containerConcurrency), their ready instances from kd-node's status stream (a
  *             kd_chan_down on --status-port, the node -> activator leg: same epochs and handshake
@@ -113,7 +113,11 @@ struct kd_act {
 	struct kd_loop *loop;
 	struct kd_k8s *k8s;
 	bool stopping;
-	struct kd_strmap revs;  /* "ns/name" -> struct kd_act_rev * (owned) */
+	const char
+	    *api_server;       /* borrowed from the kubeconfig (main.c), for the log; may be NULL */
+	uint64_t start_ms;     /* loop ms when the informers were started */
+	bool serving;          /* both informers listed once ("serving revisions" logged) */
+	struct kd_strmap revs; /* "ns/name" -> struct kd_act_rev * (owned) */
 	struct kd_strmap insts; /* "ns/pod" -> struct kd_act_inst * (owned) */
 	struct kd_informer *rev_inf, *ep_inf;
 	struct kd_chan_down *status_down;

@@ -129,14 +129,13 @@ int main(int argc, char **argv)
 		kd_log_error("signals: %s", strerror(-sfd));
 		goto out;
 	}
+	a.api_server = kcfg->server;
 	if (kd_act_proxy_start(&a, &err) < 0 || kd_act_revs_start(&a, &err) < 0 ||
 	    kd_act_stats_start(&a, &err) < 0) {
 		kd_log_error("%s", kd_error_msg(err));
 		goto out;
 	}
-	kd_log_info("serving revisions of class %s in %s via %s", a.cfg.pa_class,
-	            a.cfg.namespace && *a.cfg.namespace ? a.cfg.namespace : "all namespaces",
-	            kcfg->server);
+	/* "serving revisions ..." is logged once both informers have listed (revs.c) */
 	status = kd_loop_run_main(a.loop);
 
 out:

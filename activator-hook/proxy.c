@@ -132,10 +132,12 @@ static void held_timeout(struct kd_loop *loop, struct kd_timer *t, void *arg)
 	struct kd_act *a = h->a;
 	struct kd_act_rev *r = h->rev;
 	r->timeouts++;
-	kd_log_warn("route %s: request %s held %llu ms without a ready instance (%zu routable, %zu "
-	            "queued): 503",
-	            r->key, kd_http_req_target(h->req), (unsigned long long)(r->timeout_ms),
-	            kd_act_rev_routable(r), r->qlen);
+	kd_log_key_warn(
+	    r->key,
+	    "route: request %s held %llu ms without a ready instance (%zu routable, %zu "
+	    "queued): 503",
+	    kd_http_req_target(h->req), (unsigned long long)(r->timeout_ms), kd_act_rev_routable(r),
+	    r->qlen);
 	held_answer(h, 503,
 	            "kd-activator: revision %s has no ready instance after %llu s (its "
 	            "timeoutSeconds)",
@@ -149,7 +151,7 @@ static void held_abort(void *ud, struct kd_http_req *req)
 	struct kd_act_held *h = ud;
 	struct kd_act *a = h->a;
 	struct kd_act_rev *r = h->rev;
-	kd_log_debug("route %s: client went away while its request was held", r->key);
+	kd_log_key_debug(r->key, "route: client went away while its request was held");
 	h->req = NULL; /* freed by the server when this returns */
 	unqueue(h);
 	kd_loop_timer_free(h->timer);
@@ -186,10 +188,10 @@ static void fwd_done(void *ud, struct kd_http_req *req, const struct kd_http_fwd
 		/* Never reached the instance: safe to send elsewhere. Skip this one for a second.
 		 */
 		inst->bad_until_ms = kd_loop_now_ms(a->loop) + 1000u;
-		kd_log_warn("route %s: %s at %s:%llu refused the request (%s)%s", r->key, inst->key,
-		            inst->ip, (unsigned long long)a->cfg.instance_port,
-		            res->error ? res->error : "connect failed",
-		            h->tries <= a->cfg.retries ? "; retrying" : "");
+		kd_log_key_warn(r->key, "route: %s at %s:%llu refused the request (%s)%s",
+		                inst->key, inst->ip, (unsigned long long)a->cfg.instance_port,
+		                res->error ? res->error : "connect failed",
+		                h->tries <= a->cfg.retries ? "; retrying" : "");
 		kd_act_inst_release(a, inst);
 		if (h->tries <= a->cfg.retries) {
 			r->retried++;
@@ -204,11 +206,11 @@ static void fwd_done(void *ud, struct kd_http_req *req, const struct kd_http_fwd
 		return;
 	}
 	if (res->client_aborted)
-		kd_log_debug("route %s: client went away during the forward to %s", r->key,
-		             inst->key);
+		kd_log_key_debug(r->key, "route: client went away during the forward to %s",
+		                 inst->key);
 	else if (!res->upstream_ok)
-		kd_log_warn("route %s: %s at %s failed mid-request: %s (client got %d)", r->key,
-		            inst->key, inst->ip, res->error ? res->error : "?", res->status);
+		kd_log_key_warn(r->key, "route: %s at %s failed mid-request: %s (client got %d)",
+		                inst->key, inst->ip, res->error ? res->error : "?", res->status);
 	count_status(r, res->status);
 	hist_add(&a->proxy_latency, (double)(kd_now_ns() - h->t0_ns) / 1e9);
 	kd_act_inst_release(a, inst);
@@ -230,8 +232,8 @@ static void forward(struct kd_act_held *h, struct kd_act_inst *inst)
 	struct kd_http_fwd_opts o = {.timeout_ms = (unsigned)KD_MIN(r->timeout_ms, UINT32_MAX)};
 	int rc = kd_http_req_forward(h->req, inst->ip, (int)a->cfg.instance_port, &o, fwd_done, h);
 	if (rc < 0) {
-		kd_log_error("route %s: forward to %s at %s: %s", r->key, inst->key, inst->ip,
-		             strerror(-rc));
+		kd_log_key_error(r->key, "route: forward to %s at %s: %s", inst->key, inst->ip,
+		                 strerror(-rc));
 		inst->inflight--;
 		r->inflight--;
 		h->inst = NULL;
@@ -302,7 +304,7 @@ static void on_request(void *ud, struct kd_http_req *req)
 	if (r->qlen >= a->cfg.queue_depth) {
 		r->rejected++;
 		count_status(r, 503);
-		kd_log_warn("route %s: queue full (%zu held): 503", r->key, r->qlen);
+		kd_log_key_warn(r->key, "route: queue full (%zu held): 503", r->qlen);
 		respondf(req, 503, "kd-activator: revision %s has %zu requests waiting already",
 		         r->key, r->qlen);
 		return;

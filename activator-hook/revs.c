@@ -84,12 +84,12 @@ static void inst_changed(struct kd_act *a, struct kd_act_inst *inst)
 	struct kd_act_rev *r = inst->rev;
 	if (now && !inst->routable_since_ms) {
 		inst->routable_since_ms = kd_loop_now_ms(a->loop);
-		kd_log_debug("route %s: %s at %s routable (%s)", r->key, inst->key, inst->ip,
-		             inst->chan_ready ? "kd-node" : "Endpoints");
+		kd_log_key_debug(r->key, "route: %s at %s routable (%s)", inst->key, inst->ip,
+		                 inst->chan_ready ? "kd-node" : "Endpoints");
 		kd_act_dispatch(a, r);
 	} else if (!now && inst->routable_since_ms) {
 		inst->routable_since_ms = 0;
-		kd_log_debug("route %s: %s no longer routable", r->key, inst->key);
+		kd_log_key_debug(r->key, "route: %s no longer routable", inst->key);
 	}
 	if (!now && !inst->chan_ready && !inst->api_ready && inst->inflight == 0)
 		inst_free(a, inst);
@@ -187,9 +187,10 @@ static void rev_upsert(struct kd_informer *inf, json_object *obj, void *arg)
 	r->timeout_ms = timeout_s > 0 ? (uint64_t)timeout_s * 1000u : a->cfg.default_timeout_ms;
 	r->draining = false;
 	if (!was) {
-		kd_log_info(
-		    "route %s: revision of our class (containerConcurrency %u, timeout %llu s)",
-		    r->key, r->cc, (unsigned long long)(r->timeout_ms / 1000u));
+		kd_log_key_info(
+		    r->key,
+		    "route: revision of our class (containerConcurrency %u, timeout %llu s)", r->cc,
+		    (unsigned long long)(r->timeout_ms / 1000u));
 		/* its Endpoints may have been listed before the revision was known */
 		kd_autofree char *ep = kd_xasprintf("%s-private", name);
 		json_object *cached = a->ep_inf ? kd_informer_get(a->ep_inf, ns, ep) : NULL;
@@ -212,7 +213,7 @@ static void rev_delete(struct kd_informer *inf, json_object *obj, void *arg)
 
 void kd_act_rev_drain(struct kd_act *a, struct kd_act_rev *r, int status, const char *why)
 {
-	kd_log_info("route %s: %s; %zu held request(s) answered %d", r->key, why, r->qlen, status);
+	kd_log_key_info(r->key, "route: %s; %zu held request(s) answered %d", why, r->qlen, status);
 	r->known = false;
 	r->draining = true;
 	kd_act_dispatch(a, r); /* answers every held request: the revision is gone */
@@ -292,11 +293,31 @@ static void ep_delete(struct kd_informer *inf, json_object *obj, void *arg)
 		ep_apply(a, r, NULL);
 }
 
+/* The first time both informers have listed: the "serving revisions" line. */
+static void note_synced(struct kd_act *a)
+{
+	if (a->serving || !kd_act_revs_synced(a))
+		return;
+	a->serving = true;
+	kd_log_info("serving revisions of class %s in %s via %s (informers synced in %llu ms)",
+	            a->cfg.pa_class,
+	            a->cfg.namespace && *a->cfg.namespace ? a->cfg.namespace : "all namespaces",
+	            a->api_server ? a->api_server : "?",
+	            (unsigned long long)(kd_loop_now_ms(a->loop) - a->start_ms));
+}
+
+static void ep_synced(struct kd_informer *inf, void *arg)
+{
+	(void)inf;
+	note_synced(arg);
+}
+
 /* A revision became known after its Endpoints were listed: read them from the cache. */
 static void rev_synced(struct kd_informer *inf, void *arg)
 {
 	(void)inf;
 	struct kd_act *a = arg;
+	note_synced(a);
 	kd_log_info("routes: %zu revision(s) of class %s", a->revs.n, a->cfg.pa_class);
 	/* requests held for revisions the API does not know get their 404 now */
 	size_t pos = 0;
@@ -409,10 +430,12 @@ int kd_act_revs_start(struct kd_act *a, struct kd_error **err)
 	struct kd_informer_handlers eh = {.on_add = ep_add,
 	                                  .on_update = kd_informer_update_as_add,
 	                                  .on_delete = ep_delete,
+	                                  .on_synced = ep_synced,
 	                                  .arg = a};
 	if (kd_informer_new(a->k8s, &ro, &rh, &a->rev_inf, err) < 0 ||
 	    kd_informer_new(a->k8s, &eo, &eh, &a->ep_inf, err) < 0)
 		return kd_error_wrap(err, "informers");
+	a->start_ms = kd_loop_now_ms(a->loop);
 	kd_informer_start(a->rev_inf);
 	kd_informer_start(a->ep_inf);
 	return 0;

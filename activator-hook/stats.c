@@ -97,7 +97,7 @@ void kd_act_stats_poke(struct kd_act *a, struct kd_act_rev *r)
 {
 	struct kd_act_stats *st = a->stats;
 	a->pokes++;
-	kd_log_debug("route %s: no routable instance: poking kd-autoscaler", r->key);
+	kd_log_key_debug(r->key, "route: no routable instance: poking kd-autoscaler");
 	if (!st)
 		return;
 	struct kd_statmsg m;

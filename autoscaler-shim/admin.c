@@ -1,8 +1,9 @@
 /* autoscaler-shim/admin.c: kd-autoscaler's admin server (--admin-bind/--admin-port; port 0 turns
  * it off): /healthz (the loop runs), /readyz (every informer listed, config-autoscaler read, and
  * decisions applied: the channels handshook once, see nodes.c), /metrics (Prometheus text:
- * decisions, pokes, instances by state, revisions, channels, config-autoscaler changes, API
- * client requests and responses by status class; kd/prom.h). On lib/http, the process's loop. */
+ * decisions, pokes, instances by state, revisions, channels, channel connects, reconnects and
+ * frames, write-back queue depth and latency, config-autoscaler changes, API client requests
+ * and responses by status class; kd/prom.h). On lib/http, the process's loop. */
 #include <stdio.h>
 #include <string.h>
 
@@ -10,13 +11,26 @@
 #include "kd/log.h"
 #include "kd/prom.h"
 
-static bool synced(const struct kd_as *as)
+bool kd_as_informers_synced(const struct kd_as *as)
 {
 	struct kd_informer *infs[] = {as->pa_inf, as->deploy_inf, as->pod_inf, as->node_inf};
 	for (size_t i = 0; i < KD_ARRAY_SIZE(infs); i++)
 		if (!infs[i] || !kd_informer_synced(infs[i]))
 			return false;
 	return true;
+}
+
+void kd_as_note_synced(struct kd_as *as)
+{
+	if (as->reconciling || !kd_as_informers_synced(as))
+		return;
+	as->reconciling = true;
+	kd_log_info("reconciling PodAutoscalers of class %s in %s via %s (informers synced in %llu "
+	            "ms)",
+	            as->cfg.pa_class,
+	            as->cfg.namespace && *as->cfg.namespace ? as->cfg.namespace : "all namespaces",
+	            as->api_server ? as->api_server : "?",
+	            (unsigned long long)(kd_loop_now_ms(as->loop) - as->start_ms));
 }
 
 static char *metrics(struct kd_as *as, size_t *len)
@@ -59,6 +73,21 @@ static char *metrics(struct kd_as *as, size_t *len)
 	    "config-autoscaler keys changed, by result (a refused value keeps the previous one).",
 	    "{result=\"applied\"}", applied);
 	kd_prom_sample(&p, "kd_autoscaler_config_changes_total", "{result=\"refused\"}", refused);
+	if (as->wb) {
+		struct kd_wb_counters c;
+		kd_wb_get_counters(as->wb, &c);
+		kd_prom_add(&p, "kd_autoscaler_writeback_queue_depth", "gauge",
+		            "Write-back entries waiting for a batch or a write slot.", NULL,
+		            c.queued);
+		kd_prom_add(&p, "kd_autoscaler_writeback_in_flight", "gauge",
+		            "Write-back writes sent and not answered.", NULL, c.in_flight);
+		struct kd_prom_hist lat;
+		kd_wb_get_latency(as->wb, &lat);
+		kd_prom_histogram(&p, "kd_autoscaler_writeback_latency_seconds",
+		                  "Time from a write being queued to the API Server's answer.",
+		                  NULL, &lat);
+	}
+	kd_prom_chans(&p, "kd_autoscaler", "instance", "status");
 	struct kd_k8s *clients[] = {as->k8s, as->k8s_w};
 	const char *const names[] = {"main", "write-back"};
 	kd_prom_k8s_clients(&p, "kd_autoscaler", clients, names, KD_ARRAY_SIZE(clients));
@@ -73,11 +102,11 @@ static void on_admin(void *ud, struct kd_http_req *req)
 	if (plen == 8 && strncmp(path, "/healthz", 8) == 0) {
 		kd_http_req_respond(req, 200, "text/plain", "ok\n", 3);
 	} else if (plen == 7 && strncmp(path, "/readyz", 7) == 0) {
-		const char *why = !synced(as) ? "not ready: informers not listed yet\n"
-		                  : !kd_as_dcfg_ready(as)
-		                      ? "not ready: config-autoscaler not read yet\n"
-		                  : !as->warm ? "not ready: instance channels not handshaked yet\n"
-		                              : NULL;
+		const char *why =
+		    !kd_as_informers_synced(as) ? "not ready: informers not listed yet\n"
+		    : !kd_as_dcfg_ready(as)     ? "not ready: config-autoscaler not read yet\n"
+		    : !as->warm ? "not ready: instance channels not handshaked yet\n"
+		                : NULL;
 		if (why)
 			kd_http_req_respond(req, 503, "text/plain", why, strlen(why));
 		else

@@ -73,8 +73,8 @@ void kd_as_chain_apply(struct kd_as *as, struct kd_as_rev *rev, int32_t desired)
 	memset(&plan, 0, sizeof(plan));
 	kd_autoerr struct kd_error *err = NULL;
 	if (kd_as_plan_make(as, rev, desired, &plan, &err) < 0) {
-		kd_log_error("chain: %s: workload plan for %d: %s", rev->key, desired,
-		             kd_error_msg(err));
+		kd_log_key_error(rev->key, "chain: workload plan for %d: %s", desired,
+		                 kd_error_msg(err));
 		return;
 	}
 	for (size_t i = 0; i < plan.n_create; i++) {
@@ -91,7 +91,7 @@ void kd_as_chain_apply(struct kd_as *as, struct kd_as_rev *rev, int32_t desired)
 		free(rev->sched_error);
 		rev->sched_error = plan.sched_error;
 		plan.sched_error = NULL;
-		kd_log_warn("chain: %s: %s", rev->key, rev->sched_error);
+		kd_log_key_warn(rev->key, "chain: %s", rev->sched_error);
 		kd_as_event(as, rev->pa, "Warning", "FailedScheduling", "%s", rev->sched_error);
 	}
 	for (size_t i = 0; i < plan.n_cancel; i++) {
@@ -115,8 +115,8 @@ void kd_as_chain_apply(struct kd_as *as, struct kd_as_rev *rev, int32_t desired)
 	}
 	size_t victims = plan.n_cancel + plan.n_del;
 	if (plan.n_create || victims)
-		kd_log_info("chain: %s: desired %d: +%zu -%zu", rev->key, desired, plan.n_create,
-		            victims);
+		kd_log_key_info(rev->key, "chain: desired %d: +%zu -%zu", desired, plan.n_create,
+		                victims);
 	bool changed = plan.n_create || victims || !plan.placed_all;
 	kd_as_plan_fini(&plan);
 	kd_as_chain_flush(as);
@@ -132,7 +132,8 @@ void kd_as_chain_sweep(struct kd_as *as)
 	while ((inst = kd_strmap_next(&as->insts, &pos))) {
 		if (inst->deleting && inst->delete_at && now >= inst->delete_at) {
 			inst->delete_at = 0;
-			kd_log_info(
+			kd_log_key_info(
+			    inst->rev ? inst->rev->key : NULL,
 			    "chain: %s still in the API after its delete op; deleting it there",
 			    inst->key);
 			kd_as_delete_through_api(as, inst, false);

@@ -1,6 +1,6 @@
 /* autoscaler-shim/autoscaler.h: shared state of kd-autoscaler, the PodAutoscaler reconciler of
- * the kubedirect class (DESIGN.md sections 2-5), and the interface between its files. Everything
- * runs on one kd_loop:
+ * the kubedirect class (docs/ARCHITECTURE.md sections 1-4), and the interface between its files.
+ * Everything runs on one kd_loop:
  *  - pa.c: informers (PodAutoscalers of our class, template Deployments, managed Pods), the
  *    per-revision table, the decision tick and pokes, and the write-back of the public/private
  *    Services, public Endpoints, PA status and the Deployment's replica annotation through
@@ -170,11 +170,21 @@ struct kd_as {
 	struct kd_timer *tick, *sync_timer, *warm_timer;
 	bool warm; /* decisions are applied (see nodes.c check_warm) */
 	bool stopping;
+	const char
+	    *api_server;   /* borrowed from the kubeconfig (main.c), for the log; may be NULL */
+	uint64_t start_ms; /* loop ms when the informers were started */
+	bool reconciling;  /* every informer listed once (the "reconciling" line logged) */
 	uint64_t decisions, pokes, created, cancelled, deleted;
 };
 
 /* ---- admin.c: /healthz, /readyz, /metrics on --admin-port (0: off) ---- */
 int kd_as_admin_start(struct kd_as *as, struct kd_error **err);
+/* True once every informer (PodAutoscalers, Deployments, Pods, Nodes) has listed once; what
+ * /readyz checks first. */
+bool kd_as_informers_synced(const struct kd_as *as);
+/* Called from each informer's on_synced: the first time all have listed, logs "reconciling
+ * PodAutoscalers of class X in NS (informers synced in N ms)" and sets as->reconciling. */
+void kd_as_note_synced(struct kd_as *as);
 void kd_as_admin_stop(struct kd_as *as);
 
 /* ---- pa.c ---- */

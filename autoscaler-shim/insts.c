@@ -112,8 +112,9 @@ static void account_bound(struct kd_as *as, struct kd_as_inst *inst, json_object
 	if (own) {
 		kd_pod_view_apply(&pv, &req);
 	} else {
-		kd_log_warn("chain: pod %s: %s; counting its template's requests", inst->key,
-		            kd_error_msg(err));
+		kd_log_key_warn(inst->rev ? inst->rev->key : NULL,
+		                "chain: pod %s: %s; counting its template's requests", inst->key,
+		                kd_error_msg(err));
 		if (inst->rev && inst->rev->deploy && !inst->rev->tmpl_error)
 			kd_pod_view_apply(&inst->rev->tmpl, &req);
 	}
@@ -139,7 +140,7 @@ struct kd_as_inst *kd_as_inst_observe(struct kd_as *as, json_object *pod)
 		}
 		inst = kd_as_inst_new(as, rev, &d);
 		inst->chan = kd_as_chan_for_node(as, inst->d.node);
-		kd_log_info("chain: adopted %s on %s", inst->key, inst->d.node);
+		kd_log_key_info(rev->key, "chain: adopted %s on %s", inst->key, inst->d.node);
 	}
 	if (!inst->observed && inst->d.node)
 		account_bound(as, inst, pod);

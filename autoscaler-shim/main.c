@@ -247,15 +247,15 @@ int main(int argc, char **argv)
 		kd_log_error("signalfd: %s", strerror(errno));
 		goto out;
 	}
+	as.api_server = kcfg->server;
+	as.start_ms = kd_loop_now_ms(as.loop);
 	if (kd_as_dcfg_start(&as, &err) < 0 || kd_as_admin_start(&as, &err) < 0 ||
 	    kd_as_status_start(&as, &err) < 0 || kd_as_nodes_init(&as, &err) < 0 ||
 	    kd_as_stats_start(&as, &err) < 0 || kd_as_pa_start(&as, &err) < 0) {
 		kd_log_error("%s", kd_error_msg(err));
 		goto out;
 	}
-	kd_log_info("reconciling PodAutoscalers of class %s in %s via %s", as.cfg.pa_class,
-	            as.cfg.namespace && *as.cfg.namespace ? as.cfg.namespace : "all namespaces",
-	            kcfg->server);
+	/* "reconciling ..." is logged once every informer has listed (kd_as_note_synced) */
 	status = kd_loop_run_main(as.loop);
 	kd_log_info("decisions %llu, pokes %llu, instances created %llu, cancelled %llu, deleted "
 	            "%llu",

@@ -397,6 +397,7 @@ static void on_nodes_synced(struct kd_informer *inf, void *arg)
 {
 	(void)inf;
 	check_warm(arg);
+	kd_as_note_synced(arg);
 }
 
 int kd_as_nodes_init(struct kd_as *as, struct kd_error **err)

@@ -173,8 +173,8 @@ static void on_pa(struct kd_informer *inf, json_object *pa, void *arg)
 	struct kd_as_rev *rev = kd_as_rev_find(as, ns, name);
 	if (!ours(as, pa)) {
 		if (rev) { /* given back to Knative: stop managing it, touch nothing more */
-			kd_log_info("pa %s/%s: class is no longer %s; forgetting it", ns, name,
-			            as->cfg.pa_class);
+			kd_log_key_info(rev->key, "pa: class is no longer %s; forgetting it",
+			                as->cfg.pa_class);
 			rev_free(as, rev, true);
 		}
 		return;
@@ -193,7 +193,7 @@ static void on_pa(struct kd_informer *inf, json_object *pa, void *arg)
 		rev->desired = -1;
 		rev->manual = -1;
 		kd_strmap_put(&as->revs, rev->key, rev);
-		kd_log_info("pa %s: ours (class %s)", rev->key, as->cfg.pa_class);
+		kd_log_key_info(rev->key, "pa: ours (class %s)", as->cfg.pa_class);
 	}
 	if (rev->pa)
 		json_object_put(rev->pa);
@@ -228,7 +228,7 @@ static void on_pa_delete(struct kd_informer *inf, json_object *pa, void *arg)
 	                                       kd_json_get_string(pa, "metadata.name"));
 	if (!rev)
 		return;
-	kd_log_info("pa %s deleted: cancelling its instances", rev->key);
+	kd_log_key_info(rev->key, "pa deleted: cancelling its instances");
 	rev_free(as, rev, true);
 }
 
@@ -264,8 +264,8 @@ static void rev_set_deploy(struct kd_as *as, struct kd_as_rev *rev, json_object 
 	if (kd_pod_view_init(&rev->tmpl, kd_json_get_object(dep, "spec.template.spec"), &verr) <
 	    0) {
 		rev->tmpl_error = kd_xstrdup(kd_error_msg(verr));
-		kd_log_warn("template %s/%s: spec.template.spec: %s", rev->ns,
-		            kd_json_get_string(dep, "metadata.name"), rev->tmpl_error);
+		kd_log_key_warn(rev->key, "template %s: spec.template.spec: %s",
+		                kd_json_get_string(dep, "metadata.name"), rev->tmpl_error);
 	}
 	int64_t replicas = 0;
 	const char *rv = kd_json_get_string(dep, "metadata.resourceVersion");
@@ -274,8 +274,9 @@ static void rev_set_deploy(struct kd_as *as, struct kd_as_rev *rev, json_object 
 	    (!rev->scaled_rv || strcmp(rev->scaled_rv, rv) != 0)) {
 		free(rev->scaled_rv);
 		rev->scaled_rv = kd_xstrdup(rv);
-		kd_log_info("template %s/%s: replicas %lld -> 0 (instances come from the chain)",
-		            rev->ns, dname, (long long)replicas);
+		kd_log_key_info(rev->key,
+		                "template %s: replicas %lld -> 0 (instances come from the chain)",
+		                dname, (long long)replicas);
 		kd_autojson json_object *patch = json_tokener_parse("{\"spec\":{\"replicas\":0}}");
 		struct kd_k8s_request req = {.verb = KD_K8S_PATCH,
 		                             .res = &kd_k8s_deployments,
@@ -579,10 +580,11 @@ static void sync_rev(struct kd_as *as, struct kd_as_rev *rev)
 	/* status */
 	uint32_t ready = kd_as_rev_ready(as, rev);
 	if (rev->ready_since_ms && rev->desired > 0 && ready >= (uint32_t)rev->desired) {
-		kd_log_info("pa %s: %u/%d instances ready through the chain %llu ms after the "
-		            "decision",
-		            rev->key, ready, rev->desired,
-		            (unsigned long long)(kd_loop_now_ms(as->loop) - rev->ready_since_ms));
+		kd_log_key_info(
+		    rev->key,
+		    "pa: %u/%d instances ready through the chain %llu ms after the decision", ready,
+		    rev->desired,
+		    (unsigned long long)(kd_loop_now_ms(as->loop) - rev->ready_since_ms));
 		rev->ready_since_ms = 0;
 	}
 	kd_autofree char *k_pub = kd_xasprintf("svc:%s/%s", rev->ns, rev->name);
@@ -713,7 +715,7 @@ void kd_as_decide(struct kd_as *as, struct kd_as_rev *rev, const char *why)
 		if (rc < 0) {
 			const char *msg = kd_error_msg(err);
 			if (!rev->decide_error || strcmp(rev->decide_error, msg) != 0) {
-				kd_log_warn("pa %s: decision failed: %s", rev->key, msg);
+				kd_log_key_warn(rev->key, "pa: decision failed: %s", msg);
 				free(rev->decide_error);
 				rev->decide_error = kd_xstrdup(msg);
 				kd_as_event(as, rev->pa, "Warning", "DecisionFailed", "%s", msg);
@@ -743,7 +745,7 @@ void kd_as_decide(struct kd_as *as, struct kd_as_rev *rev, const char *why)
 		return;
 	}
 	if (desired != rev->desired) {
-		kd_log_info("pa %s: desired %d -> %d (%s)", rev->key, rev->desired, desired, why);
+		kd_log_key_info(rev->key, "pa: desired %d -> %d (%s)", rev->desired, desired, why);
 		rev->ready_since_ms = desired > rev->desired ? now : 0; /* scale-out timing */
 		kd_as_rev_dirty(as, rev);
 	}
@@ -816,6 +818,7 @@ static void on_synced(struct kd_informer *inf, void *arg)
 	if (kd_informer_synced(as->pa_inf) && kd_informer_synced(as->pod_inf) &&
 	    kd_informer_synced(as->deploy_inf))
 		kd_as_nodes_start(as);
+	kd_as_note_synced(as);
 }
 
 static int informer(struct kd_as *as, const struct kd_k8s_resource *res, const char *selector,

@@ -347,6 +347,19 @@ static struct kd_chan_stats *conn_st(struct conn *c)
 	return c->side == SIDE_UP ? &c->up->st : &c->down->st;
 }
 
+/* Process-wide counters by end (kd_chan_get_totals); the loop's thread only. */
+static struct kd_chan_totals totals[2];
+
+static struct kd_chan_totals *conn_tot(struct conn *c)
+{
+	return &totals[c->side == SIDE_UP ? KD_CHAN_END_UP : KD_CHAN_END_DOWN];
+}
+
+void kd_chan_get_totals(enum kd_chan_end end, struct kd_chan_totals *out)
+{
+	*out = totals[end == KD_CHAN_END_DOWN ? KD_CHAN_END_DOWN : KD_CHAN_END_UP];
+}
+
 /* Asks lws for a WRITEABLE callback on c. */
 static void conn_want_write(struct conn *c)
 {
@@ -536,12 +549,14 @@ static int write_frame(struct conn *c, char *buf, size_t len)
 				return -1;
 		}
 		conn_st(c)->frames_out++;
+		conn_tot(c)->frames_out++;
 		return 0;
 	}
 	int n = lws_write(c->wsi, (unsigned char *)buf + LWS_PRE, len, LWS_WRITE_TEXT);
 	if (n < (int)len)
 		return -1;
 	conn_st(c)->frames_out++;
+	conn_tot(c)->frames_out++;
 	return 0;
 }
 
@@ -641,6 +656,7 @@ static int rx_chunk(struct conn *c, const void *in, size_t len)
 	if (end) {
 		c->rx_in_msg = false;
 		conn_st(c)->frames_in++;
+		conn_tot(c)->frames_in++;
 		return 1;
 	}
 	return 0;
@@ -984,8 +1000,12 @@ static int up_lws_cb_in(struct lws *wsi, enum lws_callback_reasons reason, void 
 			break;
 		c->established = true;
 		up->state = UP_OPEN;
-		if (up->connected_once)
+		up->st.connects++;
+		totals[KD_CHAN_END_UP].connects++;
+		if (up->connected_once) {
 			up->st.reconnects++;
+			totals[KD_CHAN_END_UP].reconnects++;
+		}
 		up->connected_once = true;
 		conn_start_keepalive(c);
 		struct kd_msg_vec out = {0};
@@ -1488,6 +1508,8 @@ static int down_lws_cb_in(struct lws *wsi, enum lws_callback_reasons reason, voi
 		d->conns = c;
 		d->nconns++;
 		d->st.reconnects++;
+		d->st.connects++;
+		totals[KD_CHAN_END_DOWN].connects++;
 		lws_set_opaque_user_data(wsi, c);
 		conn_start_keepalive(c);
 		if (!d->reading) {

@@ -83,15 +83,10 @@ static void timestamp(char *buf, size_t len)
 	snprintf(buf + n, len - n, ".%03ldZ", ts.tv_nsec / 1000000);
 }
 
-void kd_log_write(enum kd_log_level level, const char *fmt, ...)
+static void vwrite(enum kd_log_level level, const char *key, const char *fmt, va_list ap)
 {
-	if (level > log_level)
-		return;
 	int saved = errno;
-	va_list ap;
-	va_start(ap, fmt);
 	kd_autofree char *msg = kd_xvasprintf(fmt, ap);
-	va_end(ap);
 	char ts[40];
 	timestamp(ts, sizeof(ts));
 	const char *comp = log_component ? log_component : "kubedirect";
@@ -102,6 +97,8 @@ void kd_log_write(enum kd_log_level level, const char *fmt, ...)
 		json_object_object_add(o, "level",
 		                       json_object_new_string(kd_log_level_name(level)));
 		json_object_object_add(o, "component", json_object_new_string(comp));
+		if (key)
+			json_object_object_add(o, KD_LOG_KEY_FIELD, json_object_new_string(key));
 		json_object_object_add(o, "msg", json_object_new_string(msg));
 		kd_autofree char *line = kd_xasprintf(
 		    "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
@@ -113,9 +110,31 @@ void kd_log_write(enum kd_log_level level, const char *fmt, ...)
 		snprintf(lvl, sizeof(lvl), "%s", kd_log_level_name(level));
 		for (char *p = lvl; *p; p++)
 			*p = (char)(*p - ('a' - 'A'));
-		kd_autofree char *line = kd_xasprintf("%s %-5s %s: %s\n", ts, lvl, comp, msg);
+		kd_autofree char *line =
+		    key ? kd_xasprintf("%s %-5s %s: [%s] %s\n", ts, lvl, comp, key, msg)
+		        : kd_xasprintf("%s %-5s %s: %s\n", ts, lvl, comp, msg);
 		fputs(line, out);
 	}
 	fflush(out);
 	errno = saved;
+}
+
+void kd_log_write(enum kd_log_level level, const char *fmt, ...)
+{
+	if (level > log_level)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vwrite(level, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void kd_log_key_write(enum kd_log_level level, const char *key, const char *fmt, ...)
+{
+	if (level > log_level)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vwrite(level, key, fmt, ap);
+	va_end(ap);
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kd/chan.h"
 #include "kd/k8s.h"
 
 static void put(struct kd_prom *p, const char *fmt, ...) KD_PRINTF(2, 3);
@@ -23,6 +24,48 @@ static void put(struct kd_prom *p, const char *fmt, ...)
 	memcpy(p->buf + p->len, s, n + 1);
 	p->len += n;
 	free(s);
+}
+
+const double kd_prom_latency_le[KD_PROM_LATENCY_BUCKETS] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+
+void kd_prom_hist_init(struct kd_prom_hist *h, const double *le, size_t n)
+{
+	memset(h, 0, sizeof(*h));
+	h->le = le;
+	h->n = KD_MIN(n, (size_t)KD_PROM_HIST_MAX);
+}
+
+void kd_prom_hist_observe(struct kd_prom_hist *h, double v)
+{
+	size_t i = 0;
+	while (i < h->n && v > h->le[i])
+		i++;
+	h->counts[i]++;
+	h->count++;
+	h->sum += v;
+}
+
+void kd_prom_histogram(struct kd_prom *p, const char *name, const char *help, const char *labels,
+                       const struct kd_prom_hist *h)
+{
+	const char *l = labels && *labels ? labels : "";
+	const char *sep = *l ? "," : "";
+	kd_prom_family(p, name, "histogram", help);
+	uint64_t cum = 0;
+	for (size_t i = 0; i < h->n; i++) {
+		cum += h->counts[i];
+		put(p, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, l, sep, h->le[i],
+		    (unsigned long long)cum);
+	}
+	put(p, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, l, sep, (unsigned long long)h->count);
+	if (*l) {
+		put(p, "%s_sum{%s} %.9g\n", name, l, h->sum);
+		put(p, "%s_count{%s} %llu\n", name, l, (unsigned long long)h->count);
+	} else {
+		put(p, "%s_sum %.9g\n", name, h->sum);
+		put(p, "%s_count %llu\n", name, (unsigned long long)h->count);
+	}
 }
 
 void kd_prom_family(struct kd_prom *p, const char *name, const char *type, const char *help)
@@ -87,6 +130,45 @@ void kd_prom_k8s_clients(struct kd_prom *p, const char *prefix, struct kd_k8s *c
 			snprintf(labels, sizeof(labels), "{client=\"%s\"}", names[i]);
 			kd_prom_sample(p, name, labels, v);
 		}
+	}
+}
+
+void kd_prom_chans(struct kd_prom *p, const char *prefix, const char *up_kind,
+                   const char *down_kind)
+{
+	const char *kinds[2] = {up_kind, down_kind};
+	static const char *const ends[2] = {"up", "down"};
+	struct kd_chan_totals t[2];
+	kd_chan_get_totals(KD_CHAN_END_UP, &t[0]);
+	kd_chan_get_totals(KD_CHAN_END_DOWN, &t[1]);
+	char name[128], labels[160];
+	snprintf(name, sizeof(name), "%s_chan_connects_total", prefix);
+	kd_prom_family(p, name, "counter",
+	               "Channel connections established (upstream) or accepted (downstream).");
+	for (int e = 0; e < 2; e++) {
+		if (!kinds[e])
+			continue;
+		snprintf(labels, sizeof(labels), "{channel=\"%s\",end=\"%s\"}", kinds[e], ends[e]);
+		kd_prom_sample(p, name, labels, t[e].connects);
+	}
+	if (up_kind) {
+		snprintf(name, sizeof(name), "%s_chan_reconnects_total", prefix);
+		kd_prom_family(p, name, "counter",
+		               "Upstream channel connections after each channel's first.");
+		snprintf(labels, sizeof(labels), "{channel=\"%s\",end=\"up\"}", up_kind);
+		kd_prom_sample(p, name, labels, t[0].reconnects);
+	}
+	snprintf(name, sizeof(name), "%s_chan_frames_total", prefix);
+	kd_prom_family(p, name, "counter", "Channel WebSocket frames, by direction.");
+	for (int e = 0; e < 2; e++) {
+		if (!kinds[e])
+			continue;
+		snprintf(labels, sizeof(labels), "{channel=\"%s\",end=\"%s\",direction=\"in\"}",
+		         kinds[e], ends[e]);
+		kd_prom_sample(p, name, labels, t[e].frames_in);
+		snprintf(labels, sizeof(labels), "{channel=\"%s\",end=\"%s\",direction=\"out\"}",
+		         kinds[e], ends[e]);
+		kd_prom_sample(p, name, labels, t[e].frames_out);
 	}
 }
 

@@ -67,7 +67,8 @@ struct entry {
 	struct dl all; /* wb->all, insertion order */
 	struct dl q;   /* wb->pending or wb->ready */
 	enum where where;
-	struct dl ev; /* wb->evict */
+	uint64_t queued_ns; /* kd_now_ns when queued for its next write, 0: not queued */
+	struct dl ev;       /* wb->evict */
 	uint64_t evict_at;
 	enum kd_wb_state state;
 	enum need need;
@@ -97,6 +98,7 @@ struct op {
 	enum rr_why rr; /* why a reread was started */
 	json_object *obj, *base;
 	uint64_t gen;
+	uint64_t queued_ns; /* the entry's queued_ns when the write was issued (0: a reread) */
 	bool issuing, sync_done;
 	enum kd_wb_result sync_res;
 	struct kd_error *sync_err;
@@ -112,7 +114,8 @@ struct kd_wb {
 	struct dl all, pending, ready, evict, ops;
 	size_t npending, nready;
 	struct kd_timer *flush_timer, *issue_timer, *evict_timer;
-	uint64_t tokens; /* micro-tokens */
+	struct kd_prom_hist latency; /* queued -> the writer's answer, seconds */
+	uint64_t tokens;             /* micro-tokens */
 	uint64_t last_refill_ms;
 	struct kd_wb_counters c;
 };
@@ -324,6 +327,7 @@ static void unqueue(struct entry *e)
 	e->wb->c.queued--;
 	dl_del(&e->q);
 	e->where = Q_NONE;
+	e->queued_ns = 0;
 }
 
 static void stop_backoff(struct entry *e)
@@ -349,6 +353,7 @@ static void schedule(struct entry *e)
 		return;
 	dl_add_tail(&wb->pending, &e->q);
 	e->where = Q_PENDING;
+	e->queued_ns = kd_now_ns();
 	wb->npending++;
 	wb->c.queued++;
 	if (wb->cfg.batch_size && wb->npending >= wb->cfg.batch_size)
@@ -365,9 +370,11 @@ static void make_ready(struct entry *e)
 		return;
 	if (e->where == Q_READY)
 		return;
+	uint64_t queued = e->queued_ns; /* from the pending queue: keeps its time */
 	unqueue(e);
 	dl_add_tail(&wb->ready, &e->q);
 	e->where = Q_READY;
+	e->queued_ns = queued ? queued : kd_now_ns();
 	wb->nready++;
 	wb->c.queued++;
 	kick_issue(wb);
@@ -823,6 +830,8 @@ static void write_finished(struct op *op, enum kd_wb_result res, const struct kd
 		return;
 	}
 	wb->c.in_flight--;
+	if (op->queued_ns)
+		kd_prom_hist_observe(&wb->latency, (double)(kd_now_ns() - op->queued_ns) / 1e9);
 	if (!e) {
 		wb->c.ignored_results++;
 		op_free(op);
@@ -875,7 +884,7 @@ static bool take_token(struct kd_wb *wb, uint64_t *wait_ms)
 	return false;
 }
 
-static void start_write(struct entry *e)
+static void start_write(struct entry *e, uint64_t queued_ns)
 {
 	struct kd_wb *wb = e->wb;
 	enum kd_wb_op kind = need_op(e->need);
@@ -884,6 +893,7 @@ static void start_write(struct entry *e)
 		e->attempt_op = kind;
 	}
 	struct op *op = op_new(e, kind);
+	op->queued_ns = queued_ns;
 	json_object *src = kind == KD_WB_OP_DELETE && e->observed ? e->observed : e->obj;
 	op->obj = json_object_get(src);
 	op->base = e->observed ? json_object_get(e->observed) : NULL;
@@ -928,8 +938,9 @@ static void issue(struct kd_wb *wb)
 			kd_loop_timer_start(wb->issue_timer, wait);
 			break;
 		}
+		uint64_t queued = e->queued_ns;
 		unqueue(e);
-		start_write(e);
+		start_write(e, queued);
 		any = true;
 	}
 	if (any && wb->w.flush)
@@ -1006,6 +1017,7 @@ struct kd_wb *kd_wb_new(struct kd_loop *loop, const struct kd_wb_config *cfg,
 	dl_init(&wb->ready);
 	dl_init(&wb->evict);
 	dl_init(&wb->ops);
+	kd_prom_hist_init(&wb->latency, kd_prom_latency_le, KD_PROM_LATENCY_BUCKETS);
 	wb->flush_timer = kd_loop_timer_new(loop, flush_cb, wb);
 	wb->issue_timer = kd_loop_timer_new(loop, issue_cb, wb);
 	wb->evict_timer = kd_loop_timer_new(loop, evict_cb, wb);
@@ -1248,6 +1260,11 @@ size_t kd_wb_size(const struct kd_wb *wb)
 void kd_wb_get_counters(const struct kd_wb *wb, struct kd_wb_counters *out)
 {
 	*out = wb->c;
+}
+
+void kd_wb_get_latency(const struct kd_wb *wb, struct kd_prom_hist *out)
+{
+	*out = wb->latency;
 }
 
 static const char *need_name(enum need n)

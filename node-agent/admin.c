@@ -3,7 +3,8 @@
  * waits for the API Server), /readyz (the API Server reached, the pod informer and in direct
  * mode the Deployment informer listed, every --status-addr channel handshaken), /metrics
  * (Prometheus text, kd/prom.h: nodes up, pods by state, sandbox and status counters, direct
- * mode's ops, status ops sent and write-back queue, API clients). On lib/http, the loop. */
+ * mode's ops, status ops sent, write-back queue, queue depth and latency histogram, channel
+ * connects, reconnects and frames, API clients). On lib/http, the loop. */
 #include <stdio.h>
 #include <string.h>
 
@@ -81,6 +82,13 @@ char *kd_node_metrics(struct kd_node_agent *a, size_t *len)
 		            "Pod creates issued by the write-back.", NULL, ds.wb_creates);
 		kd_prom_add(&p, "kd_node_writeback_failed_total", "counter",
 		            "Instance Pods whose create failed permanently.", NULL, ds.wb_failed);
+		kd_prom_add(&p, "kd_node_writeback_queue_depth", "gauge",
+		            "Write-back entries waiting for a batch or a write slot.", NULL,
+		            ds.wb_queued);
+		kd_prom_histogram(&p, "kd_node_writeback_latency_seconds",
+		                  "Time from a write being queued to the API Server's answer.",
+		                  NULL, &ds.wb_latency);
+		kd_prom_chans(&p, "kd_node", "status", "instance");
 	}
 	struct kd_k8s *clients[] = {a->k8s, a->k8s_pods, kd_node_direct_client(a)};
 	const char *const names[] = {"main", "pods", "write-back"};

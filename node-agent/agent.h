@@ -111,6 +111,7 @@ struct kd_node_agent {
 
 	struct kd_http_server *admin; /* admin.c, or NULL */
 	bool api_ok;                  /* the API Server answered once (main.c's wait is over) */
+	uint64_t pods_start_ms;       /* loop ms when the pod informer was started */
 
 	struct kd_informer *pods_inf;
 	struct kd_strmap pods; /* "ns/name" -> struct kd_pod * (owned; keys: kd_pod.key) */

@@ -724,6 +724,8 @@ bool kd_node_direct_get_stats(struct kd_node_agent *a, struct kd_node_direct_sta
 		kd_wb_get_counters(d->wb, &c);
 		out->wb_queue = c.ephemeral + c.persisting + c.failed;
 		out->wb_creates = c.creates_issued;
+		out->wb_queued = c.queued;
+		kd_wb_get_latency(d->wb, &out->wb_latency);
 	}
 	out->wb_failed = d->n_wb_failed;
 	out->status_chans = d->n_stups;

@@ -1,5 +1,5 @@
-/* node-agent/direct.h: kd-node's direct mode (DESIGN.md sections 4, 5 and 7; wire contract in
- * kd/instance.h). With --direct, the same process that serves API-bound pods also:
+/* node-agent/direct.h: kd-node's direct mode (docs/ARCHITECTURE.md sections 1, 3 and 4; wire
+ * contract in kd/instance.h). With --direct, the same process that serves API-bound pods also:
  *  - runs ONE kd_chan downstream server (the instance channel) for all its nodes and publishes
  *    its "host:port" on each of its Node objects (annotation KD_ANNOT_CHANNEL_ADDR);
  *  - on an upsert op for one of its nodes builds the Pod from the revision's template Deployment
@@ -49,6 +49,7 @@
 #include "kd/delta.h"
 #include "kd/error.h"
 #include "kd/k8s.h"
+#include "kd/prom.h"
 
 #define KD_DIRECT_WAIT_MS         10000
 #define KD_DIRECT_TOMB_MS         60000
@@ -77,6 +78,8 @@ struct kd_node_direct_stats {
 	uint64_t status_sent; /* status ops sent upstream, all channels */
 	uint64_t wb_queue; /* write-back entries not yet persisted (queued, in flight, backoff) */
 	uint64_t wb_creates, wb_failed;
+	uint64_t wb_queued;             /* write-back entries waiting for a batch or a write slot */
+	struct kd_prom_hist wb_latency; /* queued -> the API's answer (kd_wb_get_latency) */
 	size_t status_chans, status_chans_ready; /* --status-addr channels, those handshaken */
 	bool tmpl_synced;                        /* the Deployment informer has listed */
 };

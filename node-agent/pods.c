@@ -741,8 +741,9 @@ static void start_pending(struct kd_node_agent *a, struct kd_node *node)
 static void on_synced(struct kd_informer *inf, void *arg)
 {
 	struct kd_node_agent *a = arg;
-	kd_log_info("pod informer synced: %zu bound pods in the cluster, %zu on our %" PRIu64
-	            " nodes",
+	kd_log_info("pod informer synced in %llu ms: %zu bound pods in the cluster, %zu on our "
+	            "%" PRIu64 " nodes; running pods",
+	            (unsigned long long)(kd_loop_now_ms(a->loop) - a->pods_start_ms),
 	            kd_informer_count(inf), a->pods.n, a->cfg->nodes);
 	start_pending(a, NULL);
 }
@@ -772,6 +773,7 @@ int kd_node_pods_init(struct kd_node_agent *a, struct kd_error **err)
 
 void kd_node_pods_start(struct kd_node_agent *a)
 {
+	a->pods_start_ms = kd_loop_now_ms(a->loop);
 	kd_informer_start(a->pods_inf);
 }
 

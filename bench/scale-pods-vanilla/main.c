@@ -1,4 +1,5 @@
-/* bench/scale-pods-vanilla: the vanilla arm of DESIGN.md's `scale-pods` benchmark on the rig.
+/* bench/scale-pods-vanilla: the vanilla arm of the `scale-pods` benchmark (docs/ARCHITECTURE.md
+ * section 8) on the rig.
  *
  * For each N in --counts: scale a Deployment from 0 to N through its scale subresource and
  * record, through a pod watch (informer) started before the scale request, when each pod is

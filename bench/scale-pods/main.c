@@ -1,4 +1,4 @@
-/* bench/scale-pods: the kubedirect arm of DESIGN.md's `scale-pods` benchmark on the rig (the
+/* bench/scale-pods: the kubedirect arm of the `scale-pods` benchmark on the rig (the
  * vanilla arm is bench/scale-pods-vanilla; bench/scale-pods/run.sh runs both from one command).
  *
  * For each N in --counts: hand the decision "revision R: N instances" to kd-autoscaler (the JSON

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/scale-pods/run.sh: DESIGN.md's scale-pods benchmark, both arms in one run on the rig
+# bench/scale-pods/run.sh: the scale-pods benchmark (docs/ARCHITECTURE.md section 8), both arms in one run on the rig
 # (`make bench-scale-pods N=50,200,500 [BUILD=...]`).
 #
 # Setup (all ours, removed afterwards): a kd-node in direct mode serving 4 Nodes kd-bsp-160..163
@@ -27,7 +27,7 @@
 # write-back's writes (N creates, then N status patches), printed per N beside the kd arm's API
 # consistency (kd API Ready p100 after the decision) as `N=<n> api consistent: <ms> ceiling: <ms>`,
 # and `api p90 ratio <mode>: <x>` (vanilla / kd API Ready p90 at the largest N).
-# The ratio lines compare like with like (DESIGN.md section 9), never mixed:
+# The ratio lines compare like with like, never mixed:
 #  - `p90 ratio <mode>: <x>`: routable with routable, vanilla Endpoints p90 / kd-activator p90,
 #    at N=200 (else the largest N); the other mode's line says n/a;
 #  - `api p90 ratio <mode>: <x>`: Pod Ready with Pod Ready through a watch (KubeDirect's

@@ -313,7 +313,7 @@ REV5="$(rev_of vanilla)"
 wait_for "Revision $REV5 Ready (Knative's autoscaler)" 120 rev_ready "$REV5"
 code="$(req "$REV5" -o /dev/null -w '%{http_code}')"
 expect_eq "a KPA revision at kd-activator" 404 "$code"
-if grep -q "pa $NS/$REV5: ours" "$AS_LOG"; then die "kd-autoscaler took the KPA revision $REV5"; fi
+if grep -qF "[$NS/$REV5] pa: ours" "$AS_LOG"; then die "kd-autoscaler took the KPA revision $REV5"; fi
 pub5="$(kc -n "$NS" get endpoints "$REV5" -o jsonpath='{.subsets[*].addresses[*].ip}')"
 [[ " $pub5 " != *" 10.88.0.2 "* ]] || die "the KPA revision's public Endpoints point at kd-activator: $pub5"
 # and it still answers, from zero, through Knative's own activator (the same door: kd-gateway)

@@ -59,7 +59,7 @@ ORIG_SET=1
 kc -n "$KN_NS" patch configmap config-autoscaler --type merge -p '{"data":{"enable-scale-to-zero":"false"}}' >/dev/null
 wait_for "enable-scale-to-zero=false applied" 30 applied "$KN_NS/config-autoscaler" enable-scale-to-zero false
 wait_for "the idle revision is now decided 1 (PA desiredScale 1)" 30 desired_is 1
-check "decision logged as a tick decision 0 -> 1" grep -qF "pa $NS/$REV: desired 0 -> 1 (tick)" "$AS_LOG"
+check "decision logged as a tick decision 0 -> 1" grep -qF "[$NS/$REV] pa: desired 0 -> 1 (tick)" "$AS_LOG"
 check "the same kd-autoscaler process still runs" kill -0 "$PID1"
 expect_eq "it started once (no restart)" 1 "$(grep -c "reconciling PodAutoscalers" "$AS_LOG")"
 
@@ -103,7 +103,7 @@ d0="$(metric kd_autoscaler_decisions_total)"
 two_more() { (($(metric kd_autoscaler_decisions_total) >= d0 + 2)); }
 wait_for "two more decisions after the refused value" 30 two_more
 check "previous value kept: desiredScale still 1" desired_is 1
-check "no decision back to 0" bash -c "! grep -qF 'pa $NS/$REV: desired 1 -> 0' '$AS_LOG'"
+check "no decision back to 0" bash -c "! grep -qF '[$NS/$REV] pa: desired 1 -> 0' '$AS_LOG'"
 check "kd-autoscaler did not crash" kill -0 "$PID2"
 
 kc -n "$NS" patch configmap config-autoscaler --type merge -p '{"data":{"enable-scale-to-zero":"true"}}' >/dev/null

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Invariant 5 (DESIGN.md section 10): deleting a revision in the middle of a burst removes all its
+# Invariant 5 (docs/ARCHITECTURE.md section 5): deleting a revision in the middle of a burst removes all its
 # instances, ephemeral and persisted. A kd Service is scaled 0 -> 1000 through the chain
 # (kd-autoscaler + kd-node in direct mode, runtime-sim, 2 Nodes) and deleted at a random moment
 # of the burst (seed printed; KD_IT_SEED replays it). Then:

@@ -2,7 +2,7 @@
 # kd-node killed (SIGKILL) in the middle of a 0 -> 150 burst and started again converges: all 150
 # pods become Running and Ready, with 150 distinct pod IPs (pods made Ready before the crash keep
 # their address, the others get fresh ones that never collide with an adopted one), and scaling
-# back to 0 deletes them all (DESIGN.md invariants 1, 3 and 8 for the node stage).
+# back to 0 deletes them all (invariants 1, 3 and 8 of docs/ARCHITECTURE.md section 5, for the node stage).
 . "$(dirname "$0")/lib.sh"
 
 "$REPO/rig/kd-node-start"

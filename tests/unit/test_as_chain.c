@@ -51,6 +51,11 @@ void kd_as_event(struct kd_as *as, json_object *obj, const char *type, const cha
 	n_events++;
 }
 
+void kd_as_note_synced(struct kd_as *as)
+{
+	(void)as;
+}
+
 void kd_as_decide(struct kd_as *as, struct kd_as_rev *rev, const char *why)
 {
 	(void)as;

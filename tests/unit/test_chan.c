@@ -449,6 +449,9 @@ static void keepalive_detects_silent_peer(void **state)
 static void reconnect_after_server_restart_retransmits(void **state)
 {
 	struct fx *f = *state;
+	struct kd_chan_totals up0, down0, up1, down1;
+	kd_chan_get_totals(KD_CHAN_END_UP, &up0);
+	kd_chan_get_totals(KD_CHAN_END_DOWN, &down0);
 	start_down(f, NULL);
 	int port = kd_chan_down_port(f->down);
 	start_up(f, NULL);
@@ -473,6 +476,19 @@ static void reconnect_after_server_restart_retransmits(void **state)
 	assert_true(kd_chan_up_epoch(f->up) > e1);
 	assert_int_equal(kd_chan_up_stats(f->up)->retransmitted, 2);
 	assert_true(kd_chan_up_stats(f->up)->reconnects >= 1);
+	assert_int_equal(kd_chan_up_stats(f->up)->connects,
+	                 kd_chan_up_stats(f->up)->reconnects + 1);
+	/* the process-wide totals by end count the same connections and frames, the freed
+	 * downstream's included */
+	kd_chan_get_totals(KD_CHAN_END_UP, &up1);
+	kd_chan_get_totals(KD_CHAN_END_DOWN, &down1);
+	assert_int_equal(up1.connects - up0.connects, kd_chan_up_stats(f->up)->connects);
+	assert_int_equal(up1.reconnects - up0.reconnects, kd_chan_up_stats(f->up)->reconnects);
+	assert_int_equal(up1.frames_out - up0.frames_out, kd_chan_up_stats(f->up)->frames_out);
+	assert_int_equal(up1.frames_in - up0.frames_in, kd_chan_up_stats(f->up)->frames_in);
+	assert_true(down1.connects - down0.connects >= 2); /* one per downstream */
+	assert_int_equal(down1.reconnects, down0.reconnects);
+	assert_true(down1.frames_in - down0.frames_in > kd_chan_down_stats(f->down)->frames_in);
 	assert_int_equal(f->ds.applies, 5);
 	assert_int_equal(f->ds.dup_applies, 0);
 	for (int i = 3; i <= 7; i++) {

@@ -678,6 +678,17 @@ static void admin_readiness_and_metrics_follow_the_agent(void **state)
 	assert_non_null(strstr(m, "\nkd_node_direct_ops_total 1\n"));
 	assert_non_null(strstr(m, "\nkd_node_direct_started_total 1\n"));
 	assert_non_null(strstr(m, "\nkd_node_writeback_queue 1\n"));
+	/* the loop has not run since the op: the create waits for its batch, unanswered */
+	assert_non_null(strstr(m, "\nkd_node_writeback_queue_depth 1\n"));
+	assert_non_null(strstr(m, "\n# TYPE kd_node_writeback_latency_seconds histogram\n"));
+	assert_non_null(strstr(m, "\nkd_node_writeback_latency_seconds_bucket{le=\"+Inf\"} 0\n"));
+	assert_non_null(strstr(m, "\nkd_node_writeback_latency_seconds_count 0\n"));
+	assert_non_null(strstr(m, "\n# TYPE kd_node_chan_connects_total counter\n"));
+	assert_non_null(strstr(m, "\nkd_node_chan_connects_total{channel=\"status\",end=\"up\"} "));
+	assert_non_null(strstr(
+	    m, "\nkd_node_chan_frames_total{channel=\"instance\",end=\"down\",direction=\"in\"} "));
+	assert_non_null(
+	    strstr(m, "\nkd_node_chan_reconnects_total{channel=\"status\",end=\"up\"} "));
 	assert_non_null(strstr(m, "\nkd_node_status_channels{state=\"connecting\"} 1\n"));
 	assert_non_null(strstr(m, "\nkd_node_api_requests_total{client=\"write-back\"} "));
 	assert_non_null(strstr(m, "kd_node_api_responses_total{client=\"main\",code=\"2xx\"} "));

@@ -1,5 +1,6 @@
 /* tests/unit/test_prom.c: Prometheus text exposition (kd/prom.h): family headers, samples with
- * and without labels, and the API client families read from real kd_k8s clients. */
+ * and without labels, histograms (bucket edges inclusive, cumulative buckets, +Inf, sum and
+ * count, with and without labels), and the API client families read from real kd_k8s clients. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -37,6 +38,42 @@ static void families_and_samples(void **state)
 	kd_prom_family(&p, "kd_z", "gauge", "z");
 	kd_prom_fini(&p);
 	assert_null(p.buf);
+}
+
+static void histogram(void **state)
+{
+	(void)state;
+	static const double le[] = {0.01, 0.1, 1};
+	struct kd_prom_hist h;
+	kd_prom_hist_init(&h, le, KD_ARRAY_SIZE(le));
+	kd_prom_hist_observe(&h, 0.005);
+	kd_prom_hist_observe(&h, 0.01); /* on the edge: counts in le="0.01" */
+	kd_prom_hist_observe(&h, 0.5);
+	kd_prom_hist_observe(&h, 7);
+	assert_int_equal(h.count, 4);
+	struct kd_prom p = {0};
+	kd_prom_histogram(&p, "kd_x_seconds", "Time.", NULL, &h);
+	kd_prom_histogram(&p, "kd_y_seconds", "Time.", "end=\"up\"", &h);
+	kd_autofree char *s = kd_prom_take(&p, NULL);
+	assert_string_equal(s, "# HELP kd_x_seconds Time.\n"
+	                       "# TYPE kd_x_seconds histogram\n"
+	                       "kd_x_seconds_bucket{le=\"0.01\"} 2\n"
+	                       "kd_x_seconds_bucket{le=\"0.1\"} 2\n"
+	                       "kd_x_seconds_bucket{le=\"1\"} 3\n"
+	                       "kd_x_seconds_bucket{le=\"+Inf\"} 4\n"
+	                       "kd_x_seconds_sum 7.515\n"
+	                       "kd_x_seconds_count 4\n"
+	                       "# HELP kd_y_seconds Time.\n"
+	                       "# TYPE kd_y_seconds histogram\n"
+	                       "kd_y_seconds_bucket{end=\"up\",le=\"0.01\"} 2\n"
+	                       "kd_y_seconds_bucket{end=\"up\",le=\"0.1\"} 2\n"
+	                       "kd_y_seconds_bucket{end=\"up\",le=\"1\"} 3\n"
+	                       "kd_y_seconds_bucket{end=\"up\",le=\"+Inf\"} 4\n"
+	                       "kd_y_seconds_sum{end=\"up\"} 7.515\n"
+	                       "kd_y_seconds_count{end=\"up\"} 4\n");
+	/* the shared latency bounds are increasing */
+	for (size_t i = 1; i < KD_PROM_LATENCY_BUCKETS; i++)
+		assert_true(kd_prom_latency_le[i] > kd_prom_latency_le[i - 1]);
 }
 
 static void handler(struct kd_test_httpd_conn *conn, const struct kd_test_httpd_req *req, void *arg)
@@ -84,6 +121,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(families_and_samples),
+	    cmocka_unit_test(histogram),
 	    cmocka_unit_test(api_client_families),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -530,6 +530,9 @@ static void happy_path(void **state)
 	assert_int_equal(c.ephemeral + c.persisting, 0);
 	assert_int_equal(c.observed, 3);
 	assert_int_equal(c.retries + c.permanent_errors + c.ignored_results, 0);
+	struct kd_prom_hist lat;
+	kd_wb_get_latency(m->wb, &lat);
+	assert_int_equal(lat.count, 3); /* one latency per answered write */
 	assert_int_equal(m->n_persisted, 3);
 	assert_int_equal(m->bad_state_at_write, 0); /* PERSISTING while the create is in flight */
 	assert_int_equal(kd_wb_count(m->wb), 3);
@@ -893,6 +896,14 @@ static void cancel_ephemeral_makes_no_write(void **state)
 	assert_int_equal(m->nwrites, 1);
 	assert_int_equal(count_ops(m, "ns/a", KD_WB_OP_CREATE), 0);
 	assert_int_equal(counters(m).cancelled, 1);
+	/* the latency counts from the put: the 30 ms batch wait is in it; the cancelled entry,
+	 * never written, has none */
+	struct kd_prom_hist lat;
+	kd_wb_get_latency(m->wb, &lat);
+	assert_int_equal(lat.count, 1);
+	assert_true(lat.sum >= 0.029);
+	for (size_t i = 0; i < lat.n && lat.le[i] < 0.029; i++)
+		assert_int_equal(lat.counts[i], 0);
 	assert_int_equal(m->violations, 0);
 	mock_free(m);
 }

@@ -1,5 +1,5 @@
-/* kd/chan.h: the WebSocket transport of the direct channels (DESIGN.md section 4): an upstream
- * end (WebSocket client, one per destination) and a downstream end (WebSocket server, many
+/* kd/chan.h: the WebSocket transport of the direct channels (docs/ARCHITECTURE.md section 3): an
+ * upstream end (WebSocket client, one per destination) and a downstream end (WebSocket server, many
  * sources), both on the process's one kd_loop, carrying kd_msg frames (kd/delta.h) and driving
  * the handshake state machines (kd/handshake.h).
  *
@@ -72,7 +72,19 @@ struct kd_chan_stats {
 	uint64_t frames_in;     /* frames received */
 	uint64_t frames_out;    /* frames written (control + data) */
 	uint64_t eagain;        /* kd_chan_up_send calls refused with -EAGAIN */
+	uint64_t connects;      /* connections established (upstream) / accepted (downstream) */
 };
+
+/* Process-wide counters of every end of one kind (upstream: dialled channels; downstream:
+ * served ones), freed ends included: for /metrics. Loop thread only. */
+enum kd_chan_end { KD_CHAN_END_UP = 0, KD_CHAN_END_DOWN = 1 };
+struct kd_chan_totals {
+	uint64_t connects;   /* connections established / accepted */
+	uint64_t reconnects; /* upstream: connections after an end's first (downstream: 0) */
+	uint64_t frames_in;  /* WebSocket messages received (control and data) */
+	uint64_t frames_out; /* WebSocket messages written (control and data) */
+};
+KD_API void kd_chan_get_totals(enum kd_chan_end end, struct kd_chan_totals *out);
 
 /* Transport options common to both ends. Zero means the default given in brackets. */
 struct kd_chan_transport_opts {

@@ -1,5 +1,5 @@
-/* kd/delta.h: the message codec of the direct channels (DESIGN.md section 4): a C model of every
- * channel message (struct kd_msg, a tagged union; struct kd_op, one object change) and its
+/* kd/delta.h: the message codec of the direct channels (docs/ARCHITECTURE.md section 3): a C model
+ * of every channel message (struct kd_msg, a tagged union; struct kd_op, one object change) and its
  * strict JSON text-frame encoding (one message per WebSocket text frame, decoded with the strict
  * RFC 8259 parser of kd/jsonstrict.h; bench/delta/RESULTS.md compares it with a json-c decoder).
  * Implemented in lib/kd_delta.c (model), kd_delta_validate.c, kd_delta_encode.c (encoder and

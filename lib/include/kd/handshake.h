@@ -1,6 +1,6 @@
-/* kd/handshake.h: the two-round handshake and epoch fencing of the direct channels (DESIGN.md
- * sections 4 and 10.2) as pure state machines: no I/O, no clock except kd_epoch_mint, no
- * threads. The transport (kd_chan) decodes a frame (kd_msg_decode), feeds the message in, sends
+/* kd/handshake.h: the two-round handshake and epoch fencing of the direct channels
+ * (docs/ARCHITECTURE.md section 3) as pure state machines: no I/O, no clock except kd_epoch_mint,
+ * no threads. The transport (kd_chan) decodes a frame (kd_msg_decode), feeds the message in, sends
  * the messages appended to `out` (in order) and, when the call returns < 0, closes the
  * connection after sending them. Each object is single-threaded: use it from one kd_loop.
  *
@@ -23,7 +23,8 @@
  *   round recomputes what the downstream lacks from the upstream cache (`wanted`: every object
  *   it produced and has not yet seen persisted) and sends it as `resend`, and cancels what the
  *   downstream holds but the upstream no longer wants (`drop`). Nothing is lost, because an
- *   upstream keeps a cache entry until it observes the persisted object (DESIGN.md section 5).
+ *   upstream keeps a cache entry until it observes the persisted object (docs/ARCHITECTURE.md
+ * section 4).
  *
  * Downstream rules (per source, i.e. per upstream stage instance):
  * - hello with epoch > current epoch of that source installs the epoch in phase HANDSHAKING

@@ -1,5 +1,5 @@
-/* kd/instance.h: the shared instance model of the direct chain (DESIGN.md sections 3-5): how a
- * bound instance travels from kd-autoscaler (scheduler stage) to kd-node as a kd_op, how its
+/* kd/instance.h: the shared instance model of the direct chain (docs/ARCHITECTURE.md sections 3-4):
+ * how a bound instance travels from kd-autoscaler (scheduler stage) to kd-node as a kd_op, how its
  * readiness travels back, and the builder that turns (template Deployment + instance) into the
  * Pod kd-node writes back. Pure functions, no I/O; both kd-autoscaler and kd-node use them.
  *

@@ -22,6 +22,9 @@ enum kd_log_format {
 	KD_LOG_JSON = 1, /* {"ts":"...","level":"info","component":"kd-node","msg":"..."} */
 };
 
+/* The JSON field naming the object a line is about (Knative's logkey.Key), "<namespace>/<name>". */
+#define KD_LOG_KEY_FIELD "knative.dev/key"
+
 /* Sets the component name (copied; NULL: "kubedirect"), level and format. Defaults:
  * "kubedirect", INFO, TEXT, stderr. Safe to call again (the previous copy is freed); not
  * thread-safe against concurrent kd_log calls. */
@@ -49,6 +52,11 @@ static inline bool kd_log_enabled(enum kd_log_level level)
  * borrowed for the call. */
 KD_API void kd_log_write(enum kd_log_level level, const char *fmt, ...) KD_PRINTF(2, 3);
 
+/* As kd_log_write, for a line about one object: key "<namespace>/<name>" (borrowed; NULL: none)
+ * goes into the JSON field KD_LOG_KEY_FIELD, and in text before the message as "[ns/name] ". */
+KD_API void kd_log_key_write(enum kd_log_level level, const char *key, const char *fmt, ...)
+    KD_PRINTF(3, 4);
+
 #define kd_log_error(...) kd_log_write(KD_LOG_ERROR, __VA_ARGS__)
 #define kd_log_warn(...)  kd_log_write(KD_LOG_WARN, __VA_ARGS__)
 #define kd_log_info(...)  kd_log_write(KD_LOG_INFO, __VA_ARGS__)
@@ -61,6 +69,15 @@ KD_API void kd_log_write(enum kd_log_level level, const char *fmt, ...) KD_PRINT
 	do {                                                                                       \
 		if (kd_log_enabled(KD_LOG_TRACE))                                                  \
 			kd_log_write(KD_LOG_TRACE, __VA_ARGS__);                                   \
+	} while (0)
+
+#define kd_log_key_error(key, ...) kd_log_key_write(KD_LOG_ERROR, key, __VA_ARGS__)
+#define kd_log_key_warn(key, ...)  kd_log_key_write(KD_LOG_WARN, key, __VA_ARGS__)
+#define kd_log_key_info(key, ...)  kd_log_key_write(KD_LOG_INFO, key, __VA_ARGS__)
+#define kd_log_key_debug(key, ...)                                                                 \
+	do {                                                                                       \
+		if (kd_log_enabled(KD_LOG_DEBUG))                                                  \
+			kd_log_key_write(KD_LOG_DEBUG, key, __VA_ARGS__);                          \
 	} while (0)
 
 #endif /* KD_LOG_H */

@@ -1,9 +1,9 @@
-/* kd/wbcache.h: the hierarchical write-back cache of a chain stage (DESIGN.md section 5).
- * Each object a stage produces gets an entry keyed "namespace/name" that moves
- * ephemeral -> persisting -> persisted, and leaves the cache only after its persisted copy has been
- * observed through the stage's own watch. Writes are asynchronous, batched, concurrency- and
- * rate-limited, and retried with jittered backoff; the cache never speaks HTTP itself but drives a
- * writer interface (struct kd_wb_writer) that a stage adapts to its Kubernetes client.
+/* kd/wbcache.h: the hierarchical write-back cache of a chain stage (docs/ARCHITECTURE.md section
+ * 4). Each object a stage produces gets an entry keyed "namespace/name" that moves ephemeral ->
+ * persisting -> persisted, and leaves the cache only after its persisted copy has been observed
+ * through the stage's own watch. Writes are asynchronous, batched, concurrency- and rate-limited,
+ * and retried with jittered backoff; the cache never speaks HTTP itself but drives a writer
+ * interface (struct kd_wb_writer) that a stage adapts to its Kubernetes client.
  *
  * States (enum kd_wb_state):
  *   EPHEMERAL  put() but no write issued yet: the object exists only in the chain.
@@ -48,6 +48,7 @@
 #include "kd/common.h"
 #include "kd/error.h"
 #include "kd/loop.h"
+#include "kd/prom.h"
 
 struct kd_wb;
 
@@ -255,6 +256,9 @@ KD_API size_t kd_wb_count(const struct kd_wb *wb);
 /* Number of entries of any state. */
 KD_API size_t kd_wb_size(const struct kd_wb *wb);
 KD_API void kd_wb_get_counters(const struct kd_wb *wb, struct kd_wb_counters *out);
+/* Histogram (kd/prom.h, seconds, kd_prom_latency_le) of the time from an entry being queued for
+ * a write (put, or a retry after its backoff) to the writer's answer to that write. */
+KD_API void kd_wb_get_latency(const struct kd_wb *wb, struct kd_prom_hist *out);
 /* Writes the counters and one line per entry (key, state, pending op, attempts, error) to out. */
 KD_API void kd_wb_dump(const struct kd_wb *wb, FILE *out);
 
