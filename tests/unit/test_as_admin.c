@@ -18,6 +18,7 @@
 
 #include "../../autoscaler-shim/admin.c" /* NOLINT(bugprone-suspicious-include) */
 #include "kd_test_httpd.h"
+#include "kd_test_log.h"
 
 /* ---- doubles of cfgmap.c -------------------------------------------------------------------- */
 
@@ -50,10 +51,6 @@ static void handler(struct kd_test_httpd_conn *conn, const struct kd_test_httpd_
 		;
 	kd_test_httpd_end_chunked(conn);
 }
-
-static char *logbuf;
-static size_t loglen;
-static FILE *log_stream;
 
 static void on_synced(struct kd_informer *inf, void *arg)
 {
@@ -104,9 +101,7 @@ static void test_reconciling_after_first_sync(void **state)
 	as.cfg.namespace = "team-a";
 	as.api_server = kd_test_httpd_url(srv);
 	as.start_ms = kd_loop_now_ms(as.loop);
-	log_stream = open_memstream(&logbuf, &loglen);
-	assert_non_null(log_stream);
-	kd_log_set_stream(log_stream);
+	kd_test_log_capture();
 
 	new_informer(&as, &kd_k8s_podautoscalers, &as.pa_inf);
 	new_informer(&as, &kd_k8s_deployments, &as.deploy_inf);
@@ -118,18 +113,17 @@ static void test_reconciling_after_first_sync(void **state)
 	run_until_synced(&as, first, KD_ARRAY_SIZE(first));
 	for (int i = 0; i < 5; i++)
 		kd_loop_run_once(as.loop, 10);
-	fflush(log_stream);
 	assert_false(kd_as_informers_synced(&as)); /* Nodes not listed */
 	assert_false(as.reconciling);
-	assert_int_equal(count(logbuf ? logbuf : "", "reconciling"), 0);
+	assert_int_equal(count(kd_test_log_peek(), "reconciling"), 0);
 
 	assert_int_equal(kd_informer_start(as.node_inf), 0);
 	run_until_synced(&as, &as.node_inf, 1);
 	assert_true(kd_as_informers_synced(&as));
 	assert_true(as.reconciling);
 	kd_as_note_synced(&as); /* a later notification: no second line */
-	kd_log_set_stream(NULL);
-	fclose(log_stream);
+	kd_autofree char *logbuf = kd_test_log_take();
+	assert_non_null(logbuf);
 	assert_int_equal(count(logbuf, "reconciling"), 1);
 	kd_autofree char *want =
 	    kd_xasprintf("reconciling PodAutoscalers of class kd.kubedirect.dev in team-a via %s "
@@ -138,8 +132,6 @@ static void test_reconciling_after_first_sync(void **state)
 	if (!strstr(logbuf, want))
 		fail_msg("no start line %s in:\n%s", want, logbuf);
 	assert_non_null(strstr(logbuf, " ms)\n"));
-	free(logbuf);
-	logbuf = NULL;
 
 	kd_informer_free(as.pa_inf);
 	kd_informer_free(as.deploy_inf);

@@ -28,6 +28,7 @@
 #include "../../plugins/decider-kpa/kpa.h"
 #include "kd/kubeconfig.h"
 #include "kd_test_httpd.h"
+#include "kd_test_log.h"
 
 #define KPA_SO "" KD_BUILD_DIR "/plugins/kd-decider-kpa.so"
 #define SEC    1000
@@ -124,27 +125,6 @@ struct fx {
 	struct kd_test_httpd *srv;
 	struct kd_as as;
 };
-
-static char *logbuf;
-static size_t loglen;
-static FILE *log_stream;
-
-static void capture_logs(void)
-{
-	log_stream = open_memstream(&logbuf, &loglen);
-	assert_non_null(log_stream);
-	kd_log_set_stream(log_stream);
-}
-
-static char *captured_logs(void)
-{
-	kd_log_set_stream(NULL);
-	fclose(log_stream);
-	log_stream = NULL;
-	char *s = logbuf;
-	logbuf = NULL;
-	return s;
-}
 
 /* Starts everything with --decider-config over (or NULL); the list must be set. */
 static struct fx *fx_start(const char *over)
@@ -333,11 +313,11 @@ static void example_is_ignored(void **state)
 {
 	(void)state;
 	api_set_list(EXAMPLE ",\"stable-window\":\"20s\"");
-	capture_logs();
+	kd_test_log_capture();
 	struct fx *f = fx_start(NULL);
 	run_until(f, is_ready, "config-autoscaler listed");
 	push_and_wait(f, "MODIFIED", EXAMPLE ",\"stable-window\":\"40s\",\"no-such-key\":\"1\"", 1);
-	kd_autofree char *logs = captured_logs();
+	kd_autofree char *logs = kd_test_log_take();
 	assert_int_equal(cfg(f)->stable_window_ms, 40 * SEC);
 	assert_true(cfg(f)->container_concurrency_target_percentage == 70);
 	uint64_t applied, refused;
@@ -356,14 +336,14 @@ static void bad_value_keeps_the_previous_one(void **state)
 	api_set_list("\"stable-window\":\"30s\",\"panic-window-percentage\":\"10\"");
 	struct fx *f = fx_start(NULL);
 	run_until(f, is_ready, "config-autoscaler listed");
-	capture_logs();
+	kd_test_log_capture();
 	/* stable-window does not parse; max-scale-up-rate parses but the decider refuses it
 	 * (must be > 1); panic-window-percentage is fine */
 	push_and_wait(f, "MODIFIED",
 	              "\"stable-window\":\"abc\",\"panic-window-percentage\":\"20\","
 	              "\"max-scale-up-rate\":\"1\",\"enable-scale-to-zero\":\"yes\"",
 	              4);
-	kd_autofree char *logs = captured_logs();
+	kd_autofree char *logs = kd_test_log_take();
 	assert_int_equal(cfg(f)->stable_window_ms, 30 * SEC);
 	assert_true(cfg(f)->max_scale_up_rate == 1000);
 	assert_true(cfg(f)->panic_window_percentage == 20);

@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "../../autoscaler-shim/stats.c" /* NOLINT(bugprone-suspicious-include) */
+#include "kd_test_log.h"
 
 /* ---- doubles of pa.c ------------------------------------------------------------------------- */
 
@@ -319,27 +320,6 @@ static void send_stat_and_scale(struct fx *f)
 	assert_int_equal(n_samples, want);
 }
 
-static char *logbuf;
-static size_t loglen;
-static FILE *log_stream;
-
-static void capture_logs(void)
-{
-	log_stream = open_memstream(&logbuf, &loglen);
-	assert_non_null(log_stream);
-	kd_log_set_stream(log_stream);
-}
-
-static char *captured_logs(void)
-{
-	kd_log_set_stream(NULL);
-	fclose(log_stream);
-	log_stream = NULL;
-	char *s = logbuf;
-	logbuf = NULL;
-	return s;
-}
-
 static void no_token_scale_only_from_loopback(void **state)
 {
 	(void)state;
@@ -349,9 +329,9 @@ static void no_token_scale_only_from_loopback(void **state)
 	struct fx *f = fx_new("0.0.0.0", NULL);
 	/* a network peer: stats are taken (Knative's activator sends no token), scale is not */
 	assert_int_equal(fx_upgrade(f, ip, NULL), 101);
-	capture_logs();
+	kd_test_log_capture();
 	send_stat_and_scale(f);
-	kd_autofree char *logs = captured_logs();
+	kd_autofree char *logs = kd_test_log_take();
 	assert_int_equal(n_scales, 0);
 	assert_int_equal(f->as.stats->refused, 1);
 	kd_autofree char *line =
@@ -374,9 +354,9 @@ static void token_scale_needs_the_token(void **state)
 	struct fx *f = fx_new("127.0.0.1", "s3cret");
 	/* loopback without the token: stats yes, scale refused */
 	assert_int_equal(fx_upgrade(f, "127.0.0.1", NULL), 101);
-	capture_logs();
+	kd_test_log_capture();
 	send_stat_and_scale(f);
-	kd_autofree char *logs = captured_logs();
+	kd_autofree char *logs = kd_test_log_take();
 	assert_int_equal(n_scales, 0);
 	assert_int_equal(f->as.stats->refused, 1);
 	assert_non_null(strstr(logs, "from 127.0.0.1 refused: the peer sent no bearer token"));

@@ -18,6 +18,7 @@
 #include "kd/loop.h"
 #include "kd/watch.h"
 #include "kd_test_httpd.h"
+#include "kd_test_log.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* decoder                                                                                     */
@@ -307,28 +308,6 @@ static void on_synced(struct kd_informer *inf, void *arg)
 	logf_(o, "synced ");
 }
 
-/* Captures kd_log output of the informer (warnings name the reason). */
-static char *logbuf;
-static size_t loglen;
-static FILE *log_stream;
-
-static void capture_logs(void)
-{
-	log_stream = open_memstream(&logbuf, &loglen);
-	assert_non_null(log_stream);
-	kd_log_set_stream(log_stream);
-}
-
-static char *captured_logs(void)
-{
-	kd_log_set_stream(NULL);
-	fclose(log_stream);
-	log_stream = NULL;
-	char *s = logbuf;
-	logbuf = NULL;
-	return s;
-}
-
 struct rig {
 	struct kd_test_httpd *srv;
 	struct kd_loop *loop;
@@ -583,10 +562,10 @@ static void informer_relists_on_410_and_deletes_vanished_objects(void **state)
 {
 	(void)state;
 	struct rig r;
-	capture_logs();
+	kd_test_log_capture();
 	rig_start(&r, list_relist, watch_gone, 0);
 	rig_run(&r, three_watches);
-	kd_autofree char *logs = captured_logs();
+	kd_autofree char *logs = kd_test_log_take();
 	assert_non_null(
 	    strstr(logs, "watch pods in ns: 410 Gone (resourceVersion too old), relisting"));
 	assert_string_equal(r.obs.log, "+a@10 +b@10 synced -b ~a@10>30 +d@40 ");
@@ -639,10 +618,10 @@ static void informer_reconnects_from_last_resource_version(void **state)
 {
 	(void)state;
 	struct rig r;
-	capture_logs();
+	kd_test_log_capture();
 	rig_start(&r, list_one, watch_drop, 0);
 	rig_run(&r, three_watches);
-	kd_autofree char *logs = captured_logs();
+	kd_autofree char *logs = kd_test_log_take();
 	assert_non_null(strstr(logs, "reconnecting from resourceVersion 15 in"));
 	assert_string_equal(r.obs.log, "+a@10 synced +c@11 ~c@11>16 ");
 	struct kd_informer_stats st;
@@ -692,10 +671,10 @@ static void informer_relists_after_malformed_or_oversize_event(void **state)
 {
 	(void)state;
 	struct rig r;
-	capture_logs();
+	kd_test_log_capture();
 	rig_start(&r, list_relist, watch_malformed, 512);
 	rig_run(&r, three_lists);
-	kd_autofree char *logs = captured_logs();
+	kd_autofree char *logs = kd_test_log_take();
 	assert_non_null(strstr(logs, "watch pods in ns: watch event 2: malformed JSON"));
 	assert_non_null(strstr(logs, "watch event 1: exceeds the 512 byte limit; relisting in"));
 	/* c from the first watch disappears in the relist (list 2 only has a). */
@@ -733,10 +712,10 @@ static void informer_reconnects_after_idle_timeout(void **state)
 {
 	(void)state;
 	struct rig r;
-	capture_logs();
+	kd_test_log_capture();
 	rig_start_idle(&r, list_one, watch_silent, 1);
 	rig_run(&r, two_watches);
-	kd_autofree char *logs = captured_logs();
+	kd_autofree char *logs = kd_test_log_take();
 	assert_non_null(strstr(logs, "reconnecting from resourceVersion 11 in"));
 	struct kd_informer_stats st;
 	kd_informer_get_stats(r.inf, &st);
