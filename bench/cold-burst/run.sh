@@ -122,15 +122,11 @@ if [[ $DOOR == gateway ]]; then
 fi
 
 # 5. report
-DOOR="$DOOR" python3 - "$SAMPLES" "$OUT" "${SANDBOX_P50:-nan}" "${RLIST[*]}" "$REPEATS" <<'PY'
-import os, sys, re, statistics
+PYTHONPATH="$ARMS_REPO/bench/lib" DOOR="$DOOR" python3 - "$SAMPLES" "$OUT" "${SANDBOX_P50:-nan}" "${RLIST[*]}" "$REPEATS" <<'PY'
+import os, sys, re
 samples, out, sandbox, rlist, repeats = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split(), int(sys.argv[5])
 rows = [l.split('\t') for l in open(samples).read().splitlines() if l]
-def pct(xs, p):
-    xs = sorted(xs)
-    if not xs: return float('nan')
-    k = max(0, min(len(xs) - 1, int(round(p / 100.0 * len(xs) + 0.5)) - 1))
-    return xs[k]
+from kdstats import pct
 def ms(x): return x * 1000.0
 print(f"door: {os.environ.get('DOOR', 'activators')}")
 print("cold-burst: first requests to a Service at zero (ms; p50/p99/max over every request of every repeat;")
@@ -161,7 +157,6 @@ def wrk(name):
 print("warm path (wrk, 1 thread, 8 connections; one ready instance):")
 w = {}
 names = ['direct-kd', 'kd-activator', 'direct-vanilla', 'knative-activator']
-import os
 names += [n for n in ('gateway-kd', 'gateway-vanilla') if os.path.exists(f"{out}/wrk-{n}.txt")]
 for name in names:
     w[name] = wrk(name)

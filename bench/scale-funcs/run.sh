@@ -99,15 +99,11 @@ done
 say "$SCEN: rounds took $((SECONDS - T0)) s"
 
 # 3. report
-python3 - "$SAMPLES" "${KLIST[*]}" "$REPEATS" "$DOOR" <<'PY'
+PYTHONPATH="$ARMS_REPO/bench/lib" python3 - "$SAMPLES" "${KLIST[*]}" "$REPEATS" "$DOOR" <<'PY'
 import sys
 samples, klist, repeats, door = sys.argv[1], sys.argv[2].split(), int(sys.argv[3]), sys.argv[4]
 rows = [l.split('\t') for l in open(samples).read().splitlines() if l]
-def pct(xs, p):
-    xs = sorted(xs)
-    if not xs: return float('nan')
-    k = max(0, min(len(xs) - 1, int(round(p / 100.0 * len(xs) + 0.5)) - 1))
-    return xs[k]
+from kdstats import pct
 print(f"door: {door}")
 print("scale-funcs: K Services at zero, one first request each at once; ms until the p50/p90/p100")
 print("             Service answered (over every repeat); per-repeat p90 min-max; ok = answered 200")
