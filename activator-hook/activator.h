@@ -28,6 +28,7 @@
 #include "kd/http.h"
 #include "kd/k8s.h"
 #include "kd/loop.h"
+#include "kd/prom.h"
 #include "kd/strmap.h"
 #include "kd/watch.h"
 
@@ -100,14 +101,6 @@ struct kd_act_rev {
 	uint64_t requests, ok_2xx, resp_4xx, resp_5xx, timeouts, rejected, retried;
 };
 
-/* Latency histogram for /metrics (Prometheus buckets, seconds). */
-#define KD_ACT_NBUCKETS 14
-struct kd_act_hist {
-	uint64_t buckets[KD_ACT_NBUCKETS];
-	uint64_t count;
-	double sum_s;
-};
-
 struct kd_act {
 	struct kd_act_cfg cfg;
 	struct kd_loop *loop;
@@ -125,7 +118,7 @@ struct kd_act {
 	struct kd_act_stats *stats;
 	/* counters (/metrics) */
 	uint64_t unknown_revision, status_ops, api_updates, pokes, stats_sent;
-	struct kd_act_hist proxy_latency;
+	struct kd_prom_hist proxy_latency; /* request arrival -> end of the forwarded response */
 };
 
 /* ---- revs.c ---- */

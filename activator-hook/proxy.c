@@ -22,18 +22,6 @@ struct kd_act_held {
 	bool queued;
 };
 
-static const double bucket_le[KD_ACT_NBUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                  0.1,    0.25,  0.5,    1,     2.5,  5,     10};
-
-static void hist_add(struct kd_act_hist *h, double s)
-{
-	for (size_t i = 0; i < KD_ACT_NBUCKETS; i++)
-		if (s <= bucket_le[i])
-			h->buckets[i]++;
-	h->count++;
-	h->sum_s += s;
-}
-
 static void respondf(struct kd_http_req *req, int status, const char *fmt, ...) KD_PRINTF(3, 4);
 static void respondf(struct kd_http_req *req, int status, const char *fmt, ...)
 {
@@ -212,7 +200,7 @@ static void fwd_done(void *ud, struct kd_http_req *req, const struct kd_http_fwd
 		kd_log_key_warn(r->key, "route: %s at %s failed mid-request: %s (client got %d)",
 		                inst->key, inst->ip, res->error ? res->error : "?", res->status);
 	count_status(r, res->status);
-	hist_add(&a->proxy_latency, (double)(kd_now_ns() - h->t0_ns) / 1e9);
+	kd_prom_hist_observe(&a->proxy_latency, (double)(kd_now_ns() - h->t0_ns) / 1e9);
 	kd_act_inst_release(a, inst);
 	held_free(h);
 	kd_act_dispatch(a, r);
@@ -348,94 +336,95 @@ static void bprintf(struct buf *b, const char *fmt, ...)
 	free(piece);
 }
 
-static void metric_help(struct buf *b, const char *name, const char *type, const char *help)
+/* One family with a sample per revision: "name{namespace=..,revision=..[,extra]} v". */
+static void per_rev(struct kd_prom *p, struct kd_act *a, const char *name, const char *type,
+                    const char *help, uint64_t (*get)(const struct kd_act_rev *))
 {
-	bprintf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	kd_prom_family(p, name, type, help);
+	size_t pos = 0;
+	struct kd_act_rev *r;
+	while ((r = kd_strmap_next(&a->revs, &pos))) {
+		kd_autofree char *l =
+		    kd_xasprintf("{namespace=\"%s\",revision=\"%s\"}", r->ns, r->name);
+		kd_prom_sample(p, name, l, get(r));
+	}
 }
 
-static void metrics(struct kd_act *a, struct buf *b)
+static uint64_t rev_requests(const struct kd_act_rev *r)
 {
-	struct {
-		const char *name, *type, *help;
-		size_t off; /* offset of the uint64 in struct kd_act_rev; SIZE_MAX: computed */
-	} per_rev[] = {
-	    {"kd_activator_requests_total", "counter", "Requests received for the revision.",
-	     offsetof(struct kd_act_rev, requests)},
-	    {"kd_activator_timeouts_total", "counter",
-	     "Requests answered 503 after the revision's timeout without a ready instance.",
-	     offsetof(struct kd_act_rev, timeouts)},
-	    {"kd_activator_rejected_total", "counter",
-	     "Requests refused because the queue was full.", offsetof(struct kd_act_rev, rejected)},
-	    {"kd_activator_retries_total", "counter",
-	     "Requests sent again after an instance refused the connection.",
-	     offsetof(struct kd_act_rev, retried)},
-	};
-	for (size_t m = 0; m < KD_ARRAY_SIZE(per_rev); m++) {
-		metric_help(b, per_rev[m].name, per_rev[m].type, per_rev[m].help);
-		size_t pos = 0;
-		struct kd_act_rev *r;
-		while ((r = kd_strmap_next(&a->revs, &pos)))
-			bprintf(b, "%s{namespace=\"%s\",revision=\"%s\"} %llu\n", per_rev[m].name,
-			        r->ns, r->name,
-			        (unsigned long long)*(uint64_t *)((char *)r + per_rev[m].off));
-	}
-	metric_help(b, "kd_activator_responses_total", "counter", "Responses by status class.");
+	return r->requests;
+}
+static uint64_t rev_timeouts(const struct kd_act_rev *r)
+{
+	return r->timeouts;
+}
+static uint64_t rev_rejected(const struct kd_act_rev *r)
+{
+	return r->rejected;
+}
+static uint64_t rev_retried(const struct kd_act_rev *r)
+{
+	return r->retried;
+}
+static uint64_t rev_qlen(const struct kd_act_rev *r)
+{
+	return r->qlen;
+}
+static uint64_t rev_inflight(const struct kd_act_rev *r)
+{
+	return r->inflight;
+}
+static uint64_t rev_routable(const struct kd_act_rev *r)
+{
+	return kd_act_rev_routable(r);
+}
+
+static char *metrics(struct kd_act *a, size_t *len)
+{
+	struct kd_prom p = {0};
+	per_rev(&p, a, "kd_activator_requests_total", "counter",
+	        "Requests received for the revision.", rev_requests);
+	per_rev(&p, a, "kd_activator_timeouts_total", "counter",
+	        "Requests answered 503 after the revision's timeout without a ready instance.",
+	        rev_timeouts);
+	per_rev(&p, a, "kd_activator_rejected_total", "counter",
+	        "Requests refused because the queue was full.", rev_rejected);
+	per_rev(&p, a, "kd_activator_retries_total", "counter",
+	        "Requests sent again after an instance refused the connection.", rev_retried);
+	kd_prom_family(&p, "kd_activator_responses_total", "counter", "Responses by status class.");
 	size_t pos = 0;
 	struct kd_act_rev *r;
 	while ((r = kd_strmap_next(&a->revs, &pos))) {
 		const char *cls[] = {"2xx", "4xx", "5xx"};
 		uint64_t v[] = {r->ok_2xx, r->resp_4xx, r->resp_5xx};
-		for (int i = 0; i < 3; i++)
-			bprintf(b,
-			        "kd_activator_responses_total{namespace=\"%s\",revision=\"%s\","
-			        "code=\"%s\"} "
-			        "%llu\n",
-			        r->ns, r->name, cls[i], (unsigned long long)v[i]);
+		for (int i = 0; i < 3; i++) {
+			kd_autofree char *l =
+			    kd_xasprintf("{namespace=\"%s\",revision=\"%s\",code=\"%s\"}", r->ns,
+			                 r->name, cls[i]);
+			kd_prom_sample(&p, "kd_activator_responses_total", l, v[i]);
+		}
 	}
-	metric_help(b, "kd_activator_queue_depth", "gauge",
-	            "Requests held waiting for an instance.");
-	pos = 0;
-	while ((r = kd_strmap_next(&a->revs, &pos)))
-		bprintf(b, "kd_activator_queue_depth{namespace=\"%s\",revision=\"%s\"} %zu\n",
-		        r->ns, r->name, r->qlen);
-	metric_help(b, "kd_activator_inflight", "gauge",
-	            "Requests forwarded and not yet answered.");
-	pos = 0;
-	while ((r = kd_strmap_next(&a->revs, &pos)))
-		bprintf(b, "kd_activator_inflight{namespace=\"%s\",revision=\"%s\"} %u\n", r->ns,
-		        r->name, r->inflight);
-	metric_help(b, "kd_activator_ready_instances", "gauge",
-	            "Instances the activator routes to (ready per kd-node or Endpoints).");
-	pos = 0;
-	while ((r = kd_strmap_next(&a->revs, &pos)))
-		bprintf(b, "kd_activator_ready_instances{namespace=\"%s\",revision=\"%s\"} %zu\n",
-		        r->ns, r->name, kd_act_rev_routable(r));
-	struct {
-		const char *name, *help;
-		uint64_t v;
-	} global[] = {
-	    {"kd_activator_unknown_revision_total", "Requests for no known revision (404).",
-	     a->unknown_revision},
-	    {"kd_activator_status_ops_total", "Status ops applied from kd-node.", a->status_ops},
-	    {"kd_activator_endpoints_updates_total", "Endpoints objects applied.", a->api_updates},
-	    {"kd_activator_pokes_total", "Immediate stats sent for a revision without instances.",
-	     a->pokes},
-	    {"kd_activator_stats_sent_total", "Stat frames sent to kd-autoscaler.", a->stats_sent},
-	};
-	for (size_t i = 0; i < KD_ARRAY_SIZE(global); i++) {
-		metric_help(b, global[i].name, "counter", global[i].help);
-		bprintf(b, "%s %llu\n", global[i].name, (unsigned long long)global[i].v);
-	}
-	metric_help(b, "kd_activator_proxy_latency_seconds", "histogram",
-	            "Time from a request's arrival to the end of its forwarded response.");
-	for (size_t i = 0; i < KD_ACT_NBUCKETS; i++)
-		bprintf(b, "kd_activator_proxy_latency_seconds_bucket{le=\"%g\"} %llu\n",
-		        bucket_le[i], (unsigned long long)a->proxy_latency.buckets[i]);
-	bprintf(b, "kd_activator_proxy_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
-	        (unsigned long long)a->proxy_latency.count);
-	bprintf(b, "kd_activator_proxy_latency_seconds_sum %g\n", a->proxy_latency.sum_s);
-	bprintf(b, "kd_activator_proxy_latency_seconds_count %llu\n",
-	        (unsigned long long)a->proxy_latency.count);
+	per_rev(&p, a, "kd_activator_queue_depth", "gauge",
+	        "Requests held waiting for an instance.", rev_qlen);
+	per_rev(&p, a, "kd_activator_inflight", "gauge", "Requests forwarded and not yet answered.",
+	        rev_inflight);
+	per_rev(&p, a, "kd_activator_ready_instances", "gauge",
+	        "Instances the activator routes to (ready per kd-node or Endpoints).",
+	        rev_routable);
+	kd_prom_add(&p, "kd_activator_unknown_revision_total", "counter",
+	            "Requests for no known revision (404).", NULL, a->unknown_revision);
+	kd_prom_add(&p, "kd_activator_status_ops_total", "counter",
+	            "Status ops applied from kd-node.", NULL, a->status_ops);
+	kd_prom_add(&p, "kd_activator_endpoints_updates_total", "counter",
+	            "Endpoints objects applied.", NULL, a->api_updates);
+	kd_prom_add(&p, "kd_activator_pokes_total", "counter",
+	            "Immediate stats sent for a revision without instances.", NULL, a->pokes);
+	kd_prom_add(&p, "kd_activator_stats_sent_total", "counter",
+	            "Stat frames sent to kd-autoscaler.", NULL, a->stats_sent);
+	kd_prom_histogram(&p, "kd_activator_proxy_latency_seconds",
+	                  "Time from a request's arrival to the end of its forwarded response.",
+	                  NULL, &a->proxy_latency);
+	return kd_prom_take(&p, len);
 }
 
 /* {"revisions":[{"namespace","revision","known","queued","inflight","instances":[{"pod","ip",
@@ -489,8 +478,9 @@ static void on_admin(void *ud, struct kd_http_req *req)
 			         : !kd_informer_synced(a->ep_inf) ? "Endpoints not listed yet"
 			                                          : "status channel not listening");
 	} else if (plen == 8 && strncmp(path, "/metrics", 8) == 0) {
-		metrics(a, &b);
-		kd_http_req_respond(req, 200, "text/plain; version=0.0.4", b.s, b.len);
+		size_t len = 0;
+		kd_autofree char *text = metrics(a, &len);
+		kd_http_req_respond(req, 200, KD_PROM_CONTENT_TYPE, text, len);
 	} else if (plen == 13 && strncmp(path, "/debug/routes", 13) == 0) {
 		routes_json(a, &b);
 		kd_http_req_respond(req, 200, "application/json", b.s, b.len);
@@ -503,6 +493,7 @@ static void on_admin(void *ud, struct kd_http_req *req)
 
 int kd_act_proxy_start(struct kd_act *a, struct kd_error **err)
 {
+	kd_prom_hist_init(&a->proxy_latency, kd_prom_latency_le, KD_PROM_LATENCY_BUCKETS);
 	struct kd_http_server_opts o = {.bind_addr = a->cfg.bind, .port = (int)a->cfg.port};
 	a->http = kd_http_server_new(a->loop, &o, on_request, a, err);
 	if (!a->http)
