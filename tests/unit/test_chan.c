@@ -15,6 +15,7 @@
 #include "kd/chan.h"
 #include "kd/log.h"
 #include "kd/loop.h"
+#include "kd_test_loop.h"
 
 struct fx {
 	struct kd_loop *loop;
@@ -27,26 +28,13 @@ struct fx {
 	uint64_t last_acked_id;
 };
 
-static uint64_t now_ms(void)
-{
-	return kd_now_ns() / 1000000u;
-}
-
 /* Runs the loop until cond holds or ms elapse; evaluates to cond. */
-#define WAIT(f, cond, ms)                                                                          \
-	({                                                                                         \
-		uint64_t end_ = now_ms() + (ms);                                                   \
-		while (!(cond) && now_ms() < end_)                                                 \
-			kd_loop_run_once((f)->loop, 10);                                           \
-		(cond);                                                                            \
-	})
+#define WAIT(f, cond, ms) KD_TEST_WAIT((f)->loop, cond, ms)
 
 /* Runs the loop for ms milliseconds. */
 static void spin(struct fx *f, uint64_t ms)
 {
-	uint64_t end = now_ms() + ms;
-	while (now_ms() < end)
-		kd_loop_run_once(f->loop, 10);
+	kd_test_spin(f->loop, ms);
 }
 
 static void on_ready(void *ud, uint64_t epoch)
