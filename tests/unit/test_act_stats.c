@@ -1,8 +1,9 @@
-/* Unit tests for kd-activator's stats client (activator-hook/stats.c): the WebSocket upgrade it
- * sends to --autoscaler, read by a raw loopback listener standing in for kd-autoscaler's stats
- * endpoint. Checked: with --chan-token the upgrade carries "Authorization: Bearer <token>" (what
- * kd-autoscaler requires from non-loopback peers when it has a token); without one it carries no
- * Authorization header. */
+/* Unit tests for kd-activator's stats (activator-hook/stats.c, on lib/kd_statclient.c, whose
+ * transport test_statclient covers): the WebSocket upgrade it sends to --autoscaler, read by a raw
+ * loopback listener standing in for kd-autoscaler's stats endpoint. Checked: with --chan-token the
+ * upgrade carries "Authorization: Bearer <token>" (what kd-autoscaler requires from non-loopback
+ * peers when it has a token); without one it carries no Authorization header; until the
+ * WebSocket opens kd_act_stats_connected is false, and without --autoscaler it is true. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -38,6 +39,7 @@ static char *upgrade_sent(const char *token)
 	kd_autoerr struct kd_error *err = NULL;
 	if (kd_act_stats_start(&a, &err) < 0)
 		fail_msg("stats start: %s", kd_error_msg(err));
+	assert_false(kd_act_stats_connected(&a));
 
 	char buf[4096];
 	size_t got = 0;
@@ -84,11 +86,25 @@ static void no_token_no_authorization(void **state)
 	assert_null(strcasestr(req, "Authorization:"));
 }
 
+static void no_autoscaler_counts_as_connected(void **state)
+{
+	(void)state;
+	struct kd_act a;
+	memset(&a, 0, sizeof(a));
+	a.loop = kd_loop_new();
+	assert_int_equal(kd_act_stats_start(&a, NULL), 0);
+	assert_null(a.stats);
+	assert_true(kd_act_stats_connected(&a));
+	kd_act_stats_stop(&a);
+	kd_loop_free(a.loop);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(token_is_sent_as_bearer),
 	    cmocka_unit_test(no_token_no_authorization),
+	    cmocka_unit_test(no_autoscaler_counts_as_connected),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
