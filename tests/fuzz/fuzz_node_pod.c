@@ -1,16 +1,17 @@
 /* libFuzzer target for kd-node's handling of Pod objects read from the API Server
- * (node-agent/podspec.c and objects.c, compiled in): the bytes are parsed as JSON and, if that
- * works, turned into a runtime sandbox spec and into the running/waiting/failed status patches,
- * and checked for "already running". The bytes are also fed to the time and CIDR parsers. Nothing
- * may crash or leak; a running patch is only built for an object with a uid; a built spec has
- * exactly the pod's number of containers and a key "ns/name". */
+ * (kd_sandbox_view of lib/kd_runtimejson.c, and node-agent/objects.c compiled in): the bytes are
+ * parsed as JSON and, if that works, turned into a runtime sandbox spec and into the
+ * running/waiting/failed status patches, and checked for "already running". The bytes are also
+ * fed to the time and CIDR parsers. Nothing may crash or leak; a running patch is only built for
+ * an object with a uid; a built spec has exactly the pod's number of containers and a key
+ * "ns/name". */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../node-agent/objects.c" /* NOLINT(bugprone-suspicious-include) */
-#include "../../node-agent/podspec.c" /* NOLINT(bugprone-suspicious-include) */
+#include "kd/runtimejson.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -40,14 +41,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct json_object *pod = NULL;
 	if (kd_json_parse((const char *)data, size, 1u << 20, "fuzz", &pod, NULL) < 0)
 		return 0;
-	struct kd_sandbox_spec spec;
-	struct kd_node_spec_buf *buf = NULL;
-	if (kd_node_spec_from_pod(pod, "n", "10.244.0.0/24", &spec, &buf, NULL) == 0) {
+	struct kd_sandbox_view view;
+	if (kd_sandbox_view_init(&view, pod, "n", "10.244.0.0/24", NULL) == 0) {
 		struct json_object *ctrs = kd_json_get_array(pod, "spec.containers");
-		if (!ctrs || spec.n_containers != json_object_array_length(ctrs) || !spec.key ||
-		    !strchr(spec.key, '/'))
+		if (!ctrs || view.spec.n_containers != json_object_array_length(ctrs) ||
+		    !view.spec.key || !strchr(view.spec.key, '/'))
 			abort();
-		kd_node_spec_free(buf);
+		kd_sandbox_view_fini(&view);
 	}
 	struct kd_node_pod_info info = {
 	    .host_ip = "172.31.0.1",

@@ -1,50 +1,30 @@
-/* node-agent/podspec.c: translates a Pod object into the runtime's struct kd_sandbox_spec.
- * Strings are borrowed from the Pod; the arrays live in a kd_node_spec_buf. Unsupported pod
- * features (volumes, env valueFrom, named probe ports the container does not declare) are
- * skipped: the runtimes here do not need them. */
+/* lib/kd_runtimejson.c: Kubernetes JSON -> runtime stage inputs. See kd/runtimejson.h. */
+#include "kd/runtimejson.h"
+
 #include <errno.h>
+#include <json-c/json.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "agent.h"
+#include "kd/common.h"
 #include "kd/json.h"
 
-struct kd_node_spec_buf {
-	char *key; /* "ns/name" */
-	struct kd_container_spec *containers;
-	size_t n_containers;
-	/* per container: argv-like arrays, env, ports; freed together */
-	void **allocs;
-	size_t n_allocs;
-};
-
-static void *buf_alloc(struct kd_node_spec_buf *b, size_t n, size_t size)
+static void *buf_alloc(struct kd_sandbox_view *view, size_t n, size_t size)
 {
 	void *p = kd_xcalloc(n ? n : 1, size);
-	b->allocs = kd_xrealloc(b->allocs, (b->n_allocs + 1) * sizeof(*b->allocs));
-	b->allocs[b->n_allocs++] = p;
+	view->allocs = kd_xrealloc(view->allocs, (view->n_allocs + 1) * sizeof(*view->allocs));
+	view->allocs[view->n_allocs++] = p;
 	return p;
 }
 
-void kd_node_spec_free(struct kd_node_spec_buf *buf)
-{
-	if (!buf)
-		return;
-	for (size_t i = 0; i < buf->n_allocs; i++)
-		free(buf->allocs[i]);
-	free(buf->allocs);
-	free(buf->containers);
-	free(buf->key);
-	free(buf);
-}
-
-static const char *const *string_array(struct kd_node_spec_buf *b, struct json_object *arr,
+static const char *const *string_array(struct kd_sandbox_view *view, struct json_object *arr,
                                        size_t *n_out)
 {
 	size_t n = arr ? json_object_array_length(arr) : 0;
 	*n_out = 0;
 	if (!n)
 		return NULL;
-	const char **out = buf_alloc(b, n, sizeof(*out));
+	const char **out = buf_alloc(view, n, sizeof(*out));
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *s = json_object_array_get_idx(arr, i);
@@ -84,7 +64,7 @@ static uint16_t probe_port(struct json_object *port, struct json_object *ctr)
 	return 0;
 }
 
-static void fill_probe(struct kd_node_spec_buf *b, struct json_object *ctr, struct kd_probe *out)
+static void fill_probe(struct kd_sandbox_view *view, struct json_object *ctr, struct kd_probe *out)
 {
 	struct json_object *p = kd_json_get_object(ctr, "readinessProbe");
 	memset(out, 0, sizeof(*out));
@@ -101,7 +81,7 @@ static void fill_probe(struct kd_node_spec_buf *b, struct json_object *ctr, stru
 	} else if ((h = kd_json_get_object(p, "exec"))) {
 		out->type = KD_PROBE_EXEC;
 		out->exec_command =
-		    string_array(b, kd_json_get_array(h, "command"), &out->n_exec_command);
+		    string_array(view, kd_json_get_array(h, "command"), &out->n_exec_command);
 	}
 	out->initial_delay_ms = seconds_ms(p, "initialDelaySeconds");
 	out->period_ms = seconds_ms(p, "periodSeconds");
@@ -113,18 +93,18 @@ static void fill_probe(struct kd_node_spec_buf *b, struct json_object *ctr, stru
 		out->failure_threshold = (uint32_t)v;
 }
 
-static void fill_container(struct kd_node_spec_buf *b, struct json_object *ctr,
+static void fill_container(struct kd_sandbox_view *view, struct json_object *ctr,
                            struct kd_container_spec *out)
 {
 	out->name = kd_json_get_string(ctr, "name");
 	out->image = kd_json_get_string(ctr, "image");
-	out->command = string_array(b, kd_json_get_array(ctr, "command"), &out->n_command);
-	out->args = string_array(b, kd_json_get_array(ctr, "args"), &out->n_args);
+	out->command = string_array(view, kd_json_get_array(ctr, "command"), &out->n_command);
+	out->args = string_array(view, kd_json_get_array(ctr, "args"), &out->n_args);
 
 	struct json_object *env = kd_json_get_array(ctr, "env");
 	size_t ne = env ? json_object_array_length(env) : 0;
 	if (ne) {
-		struct kd_env_var *ev = buf_alloc(b, ne, sizeof(*ev));
+		struct kd_env_var *ev = buf_alloc(view, ne, sizeof(*ev));
 		size_t k = 0;
 		for (size_t i = 0; i < ne; i++) {
 			struct json_object *e = json_object_array_get_idx(env, i);
@@ -144,7 +124,7 @@ static void fill_container(struct kd_node_spec_buf *b, struct json_object *ctr,
 	struct json_object *ports = kd_json_get_array(ctr, "ports");
 	size_t np = ports ? json_object_array_length(ports) : 0;
 	if (np) {
-		struct kd_container_port *cp = buf_alloc(b, np, sizeof(*cp));
+		struct kd_container_port *cp = buf_alloc(view, np, sizeof(*cp));
 		size_t k = 0;
 		for (size_t i = 0; i < np; i++) {
 			struct json_object *p = json_object_array_get_idx(ports, i);
@@ -159,13 +139,13 @@ static void fill_container(struct kd_node_spec_buf *b, struct json_object *ctr,
 		out->ports = cp;
 		out->n_ports = k;
 	}
-	fill_probe(b, ctr, &out->readiness);
+	fill_probe(view, ctr, &out->readiness);
 }
 
-int kd_node_spec_from_pod(struct json_object *pod, const char *node, const char *pod_cidr,
-                          struct kd_sandbox_spec *spec, struct kd_node_spec_buf **buf,
-                          struct kd_error **err)
+int kd_sandbox_view_init(struct kd_sandbox_view *v, struct json_object *pod, const char *node,
+                         const char *pod_cidr, struct kd_error **err)
 {
+	memset(v, 0, sizeof(*v));
 	const char *ns = kd_json_get_string(pod, "metadata.namespace");
 	const char *name = kd_json_get_string(pod, "metadata.name");
 	if (!ns || !name)
@@ -175,15 +155,13 @@ int kd_node_spec_from_pod(struct json_object *pod, const char *node, const char 
 	if (!nc)
 		return kd_error_set(err, EINVAL, 0, "pod %s/%s: no containers", ns, name);
 
-	struct kd_node_spec_buf *b = kd_xcalloc(1, sizeof(*b));
-	b->containers = kd_xcalloc(nc, sizeof(*b->containers));
-	b->n_containers = nc;
+	v->containers = kd_xcalloc(nc, sizeof(*v->containers));
 	for (size_t i = 0; i < nc; i++)
-		fill_container(b, json_object_array_get_idx(ctrs, i), &b->containers[i]);
+		fill_container(v, json_object_array_get_idx(ctrs, i), &v->containers[i]);
 
-	b->key = kd_xasprintf("%s/%s", ns, name);
-	memset(spec, 0, sizeof(*spec));
-	spec->key = b->key;
+	v->key = kd_xasprintf("%s/%s", ns, name);
+	struct kd_sandbox_spec *spec = &v->spec;
+	spec->key = v->key;
 	spec->ns = ns;
 	spec->name = name;
 	spec->uid = kd_json_get_string(pod, "metadata.uid");
@@ -192,9 +170,20 @@ int kd_node_spec_from_pod(struct json_object *pod, const char *node, const char 
 	const char *ip = kd_json_get_string(pod, "status.podIP");
 	spec->pod_ip = ip && *ip ? ip : NULL;
 	spec->pod_cidr = pod_cidr;
-	spec->containers = b->containers;
+	spec->containers = v->containers;
 	spec->n_containers = nc;
 	spec->pod = pod;
-	*buf = b;
 	return 0;
+}
+
+void kd_sandbox_view_fini(struct kd_sandbox_view *v)
+{
+	if (!v)
+		return;
+	for (size_t i = 0; i < v->n_allocs; i++)
+		free(v->allocs[i]);
+	free(v->allocs);
+	free(v->containers);
+	free(v->key);
+	memset(v, 0, sizeof(*v));
 }

@@ -1,0 +1,460 @@
+/* Unit tests for lib/kd_runtimejson.c: Pod objects as the runtime's struct kd_sandbox_spec.
+ * Identity, address adoption and every container field; tables for what is refused (no name, no
+ * containers), env entries (without a value, valueFrom, without a name), ports, readiness probes
+ * (named ports, delays and thresholds out of range), init containers (not run) and odd or huge
+ * input (non-object containers, mixed arrays, thousands of entries, a megabyte string). */
+#include <errno.h>
+#include <json-c/json.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "kd/common.h"
+#include "kd/error.h"
+#include "kd/json.h"
+#include "kd/runtimejson.h"
+#include "kd/stage.h"
+
+static struct json_object *parse(const char *text)
+{
+	struct json_object *o = NULL;
+	struct kd_error *err = NULL;
+	if (kd_json_parse(text, strlen(text), 0, "test", &o, &err) < 0)
+		fail_msg("bad test JSON: %s", err->msg);
+	return o;
+}
+
+/* A Pod ns/p whose spec.containers is the JSON text ctrs. Owned. */
+static struct json_object *pod_with(const char *ctrs)
+{
+	kd_autofree char *s = kd_xasprintf("{\"metadata\":{\"name\":\"p\",\"namespace\":\"ns\","
+	                                   "\"uid\":\"u1\"},\"spec\":{\"containers\":%s}}",
+	                                   ctrs);
+	return parse(s);
+}
+
+/* The view of a Pod that must be accepted. */
+static void view_ok(struct kd_sandbox_view *v, struct json_object *pod)
+{
+	kd_autoerr struct kd_error *err = NULL;
+	int rc = kd_sandbox_view_init(v, pod, "n1", NULL, &err);
+	if (rc != 0)
+		fail_msg("refused: %s", kd_error_msg(err));
+	assert_non_null(v->spec.containers);
+}
+
+static bool is_empty(const struct kd_sandbox_view *v)
+{
+	static const struct kd_sandbox_view zero;
+	return memcmp(v, &zero, sizeof(zero)) == 0;
+}
+
+static void pod_becomes_sandbox_spec(void **state)
+{
+	(void)state;
+	kd_autojson struct json_object *pod = parse(
+	    "{\"metadata\":{\"name\":\"p\",\"namespace\":\"ns\",\"uid\":\"u1\"},\"spec\":{"
+	    "\"containers\":[{\"name\":\"user-container\",\"image\":\"dev.local/hello\","
+	    "\"command\":[\"/hello\"],\"args\":[\"-v\",\"2\"],\"env\":[{\"name\":\"PORT\","
+	    "\"value\":\"8080\"},{\"name\":\"POD_IP\",\"valueFrom\":{}}],\"ports\":[{\"name\":"
+	    "\"user-port\",\"containerPort\":8080,\"protocol\":\"TCP\"}]},{\"name\":"
+	    "\"queue-proxy\",\"image\":\"dev.local/queue\",\"ports\":[{\"name\":\"http-queueadm\","
+	    "\"containerPort\":8022}],\"readinessProbe\":{\"httpGet\":{\"path\":\"/\",\"port\":"
+	    "\"http-queueadm\"},\"periodSeconds\":1,\"failureThreshold\":3}}]},"
+	    "\"status\":{\"podIP\":\"10.244.3.9\"}}");
+	struct kd_sandbox_view v;
+	assert_int_equal(kd_sandbox_view_init(&v, pod, "kd-node-3", "10.244.3.0/24", NULL), 0);
+	const struct kd_sandbox_spec *spec = &v.spec;
+	assert_int_equal(spec->n_containers, 2);
+	if (spec->n_containers != 2 || !spec->containers)
+		return; /* not reached (the asserts fail first); keeps the analyzer informed */
+	assert_string_equal(spec->key, "ns/p");
+	assert_string_equal(spec->ns, "ns");
+	assert_string_equal(spec->name, "p");
+	assert_string_equal(spec->uid, "u1");
+	assert_string_equal(spec->node, "kd-node-3");
+	assert_string_equal(spec->pod_cidr, "10.244.3.0/24");
+	assert_string_equal(spec->pod_ip, "10.244.3.9");
+	assert_ptr_equal(spec->pod, pod);
+	const struct kd_container_spec *uc = &spec->containers[0];
+	assert_string_equal(uc->name, "user-container");
+	assert_string_equal(uc->image, "dev.local/hello");
+	assert_int_equal(uc->n_command, 1);
+	assert_string_equal(uc->command[0], "/hello");
+	assert_int_equal(uc->n_args, 2);
+	assert_string_equal(uc->args[0], "-v");
+	assert_string_equal(uc->args[1], "2");
+	assert_int_equal(uc->n_env, 2);
+	assert_string_equal(uc->env[0].name, "PORT");
+	assert_string_equal(uc->env[0].value, "8080");
+	assert_string_equal(uc->env[1].value, "");
+	assert_int_equal(uc->n_ports, 1);
+	assert_string_equal(uc->ports[0].name, "user-port");
+	assert_int_equal(uc->ports[0].container_port, 8080);
+	assert_string_equal(uc->ports[0].protocol, "TCP");
+	assert_int_equal(uc->readiness.type, KD_PROBE_NONE);
+	const struct kd_container_spec *qp = &spec->containers[1];
+	assert_null(qp->command);
+	assert_int_equal(qp->n_args, 0);
+	assert_int_equal(qp->n_env, 0);
+	assert_null(qp->ports[0].protocol);
+	assert_int_equal(qp->readiness.type, KD_PROBE_HTTP);
+	assert_string_equal(qp->readiness.http_path, "/");
+	assert_int_equal(qp->readiness.port, 8022); /* named port resolved */
+	assert_int_equal(qp->readiness.period_ms, 1000);
+	assert_int_equal(qp->readiness.failure_threshold, 3);
+	assert_int_equal(qp->readiness.success_threshold, 0);
+	kd_sandbox_view_fini(&v);
+	assert_true(is_empty(&v));
+	kd_sandbox_view_fini(&v); /* twice, and NULL: nothing */
+	kd_sandbox_view_fini(NULL);
+
+	/* no uid yet, an empty podIP: both NULL */
+	kd_autojson struct json_object *fresh =
+	    parse("{\"metadata\":{\"name\":\"p\",\"namespace\":\"ns\"},\"spec\":{\"containers\":"
+	          "[{\"name\":\"c\"}]},\"status\":{\"podIP\":\"\"}}");
+	view_ok(&v, fresh);
+	assert_null(v.spec.uid);
+	assert_null(v.spec.pod_ip);
+	assert_null(v.spec.pod_cidr);
+	assert_null(v.spec.containers[0].image);
+	kd_sandbox_view_fini(&v);
+}
+
+static void refused_pods_say_why(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *pod, *msg;
+	} bad[] = {
+	    {"{}", "pod without metadata.namespace/name"},
+	    {"{\"metadata\":{\"name\":\"p\"}}", "pod without metadata.namespace/name"},
+	    {"{\"metadata\":{\"namespace\":\"ns\"}}", "pod without metadata.namespace/name"},
+	    {"{\"metadata\":{\"name\":7,\"namespace\":\"ns\"}}",
+	     "pod without metadata.namespace/name"},
+	    {"\"a string\"", "pod without metadata.namespace/name"},
+	    {"[1,2]", "pod without metadata.namespace/name"},
+	    /* missing containers, in every shape */
+	    {"{\"metadata\":{\"name\":\"p\",\"namespace\":\"ns\"}}", "pod ns/p: no containers"},
+	    {"{\"metadata\":{\"name\":\"p\",\"namespace\":\"ns\"},\"spec\":{}}",
+	     "pod ns/p: no containers"},
+	    {"{\"metadata\":{\"name\":\"p\",\"namespace\":\"ns\"},\"spec\":{\"containers\":[]}}",
+	     "pod ns/p: no containers"},
+	    {"{\"metadata\":{\"name\":\"p\",\"namespace\":\"ns\"},\"spec\":{\"containers\":"
+	     "{\"name\":\"c\"}}}",
+	     "pod ns/p: no containers"},
+	    {"{\"metadata\":{\"name\":\"p\",\"namespace\":\"ns\"},\"spec\":{\"containers\":null}}",
+	     "pod ns/p: no containers"},
+	    /* init containers alone are not enough: they are not run */
+	    {"{\"metadata\":{\"name\":\"p\",\"namespace\":\"ns\"},\"spec\":{\"initContainers\":"
+	     "[{\"name\":\"init\"}]}}",
+	     "pod ns/p: no containers"},
+	};
+	for (size_t i = 0; i < KD_ARRAY_SIZE(bad); i++) {
+		kd_autojson struct json_object *pod = parse(bad[i].pod);
+		struct kd_sandbox_view v;
+		memset(&v, 0x5a, sizeof(v));
+		kd_autoerr struct kd_error *err = NULL;
+		int rc = kd_sandbox_view_init(&v, pod, "n", NULL, &err);
+		if (rc != -EINVAL || !err || strcmp(kd_error_msg(err), bad[i].msg) != 0)
+			fail_msg("case %zu (%s): rc %d, %s", i, bad[i].pod, rc, kd_error_msg(err));
+		assert_true(is_empty(&v)); /* left empty: nothing to fini */
+	}
+	struct kd_sandbox_view v;
+	assert_int_equal(kd_sandbox_view_init(&v, NULL, "n", NULL, NULL), -EINVAL);
+	assert_true(is_empty(&v));
+}
+
+/* "NAME=value;..." of a container's env. Owned. */
+static char *env_text(const struct kd_container_spec *c)
+{
+	char *s = kd_xstrdup("");
+	for (size_t i = 0; i < c->n_env; i++) {
+		char *n = kd_xasprintf("%s%s=%s;", s, c->env[i].name, c->env[i].value);
+		free(s);
+		s = n;
+	}
+	return s;
+}
+
+static void env_entries_table(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *env, *want;
+	} cases[] = {
+	    {"[{\"name\":\"A\",\"value\":\"1\"}]", "A=1;"},
+	    {"[{\"name\":\"A\"}]", "A=;"}, /* env without value: empty */
+	    {"[{\"name\":\"A\",\"value\":\"\"}]", "A=;"},
+	    {"[{\"name\":\"A\",\"value\":null}]", "A=;"},
+	    {"[{\"name\":\"A\",\"value\":5}]", "A=;"}, /* not a string: no value */
+	    /* valueFrom is not resolved: empty */
+	    {"[{\"name\":\"S\",\"valueFrom\":{\"secretKeyRef\":{\"name\":\"s\",\"key\":\"k\"}}}]",
+	     "S=;"},
+	    {"[{\"name\":\"C\",\"valueFrom\":{\"configMapKeyRef\":{\"name\":\"c\",\"key\":\"k\"}}}"
+	     "]",
+	     "C=;"},
+	    /* entries without a (string) name are skipped, the rest keep their order */
+	    {"[{\"value\":\"x\"},{\"name\":7,\"value\":\"y\"},{\"name\":\"B\",\"value\":\"2\"}]",
+	     "B=2;"},
+	    {"[1,\"x\",null,[],{\"name\":\"B\",\"value\":\"\"}]", "B=;"},
+	    /* duplicates are kept as given (the runtime lets the later one win) */
+	    {"[{\"name\":\"D\",\"value\":\"1\"},{\"name\":\"D\",\"value\":\"2\"}]", "D=1;D=2;"},
+	    /* values are taken as they are */
+	    {"[{\"name\":\"E\",\"value\":\"a=b; c\\u00e9\"}]", "E=a=b; c\xc3\xa9;"},
+	    {"[]", ""},
+	    {"{\"name\":\"A\",\"value\":\"1\"}", ""}, /* not an array */
+	    {"\"A=1\"", ""},
+	};
+	for (size_t i = 0; i < KD_ARRAY_SIZE(cases); i++) {
+		kd_autofree char *ctrs =
+		    kd_xasprintf("[{\"name\":\"c\",\"env\":%s}]", cases[i].env);
+		kd_autojson struct json_object *pod = pod_with(ctrs);
+		struct kd_sandbox_view v;
+		view_ok(&v, pod);
+		kd_autofree char *got = env_text(&v.spec.containers[0]);
+		if (strcmp(got, cases[i].want) != 0)
+			fail_msg("case %zu (%s): got \"%s\", want \"%s\"", i, cases[i].env, got,
+			         cases[i].want);
+		kd_sandbox_view_fini(&v);
+	}
+}
+
+static void ports_table(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *ports;
+		size_t n;
+		uint16_t first;
+		const char *name, *protocol;
+	} cases[] = {
+	    {"[{\"name\":\"http\",\"containerPort\":8080,\"protocol\":\"TCP\"}]", 1, 8080, "http",
+	     "TCP"},
+	    {"[{\"containerPort\":53,\"protocol\":\"UDP\"}]", 1, 53, NULL, "UDP"},
+	    {"[{\"containerPort\":\"9090\"}]", 1, 9090, NULL, NULL}, /* quoted int64 */
+	    {"[{\"containerPort\":1},{\"containerPort\":65535}]", 2, 1, NULL, NULL},
+	    /* out of range or missing: skipped */
+	    {"[{\"containerPort\":0},{\"containerPort\":65536},{\"containerPort\":-1},"
+	     "{\"name\":\"x\"},{\"containerPort\":\"http\"},{\"containerPort\":8.5},"
+	     "{\"containerPort\":7}]",
+	     1, 7, NULL, NULL},
+	    {"[]", 0, 0, NULL, NULL},
+	    {"{\"containerPort\":80}", 0, 0, NULL, NULL},
+	};
+	for (size_t i = 0; i < KD_ARRAY_SIZE(cases); i++) {
+		kd_autofree char *ctrs =
+		    kd_xasprintf("[{\"name\":\"c\",\"ports\":%s}]", cases[i].ports);
+		kd_autojson struct json_object *pod = pod_with(ctrs);
+		struct kd_sandbox_view v;
+		view_ok(&v, pod);
+		const struct kd_container_spec *c = &v.spec.containers[0];
+		if (c->n_ports != cases[i].n)
+			fail_msg("case %zu (%s): %zu ports, want %zu", i, cases[i].ports,
+			         c->n_ports, cases[i].n);
+		if (cases[i].n) {
+			assert_int_equal(c->ports[0].container_port, cases[i].first);
+			if (cases[i].name)
+				assert_string_equal(c->ports[0].name, cases[i].name);
+			else
+				assert_null(c->ports[0].name);
+			if (cases[i].protocol)
+				assert_string_equal(c->ports[0].protocol, cases[i].protocol);
+			else
+				assert_null(c->ports[0].protocol);
+		} else {
+			assert_null(c->ports);
+		}
+		kd_sandbox_view_fini(&v);
+	}
+}
+
+static void readiness_probes_table(void **state)
+{
+	(void)state;
+	static const char *const ports =
+	    "\"ports\":[{\"name\":\"http\",\"containerPort\":8080},{\"name\":\"big\","
+	    "\"containerPort\":70000},{\"name\":\"admin\",\"containerPort\":8022}]";
+	static const struct {
+		const char *probe;
+		enum kd_probe_type type;
+		uint16_t port;
+		const char *path;
+		size_t n_exec;
+		uint32_t delay_ms, period_ms, timeout_ms, success, failure;
+	} cases[] = {
+	    {"{\"httpGet\":{\"path\":\"/healthz\",\"port\":8080}}", KD_PROBE_HTTP, 8080, "/healthz",
+	     0, 0, 0, 0, 0, 0},
+	    /* a named probe port resolves through the container's ports */
+	    {"{\"httpGet\":{\"port\":\"admin\"}}", KD_PROBE_HTTP, 8022, NULL, 0, 0, 0, 0, 0, 0},
+	    {"{\"tcpSocket\":{\"port\":\"http\"}}", KD_PROBE_TCP, 8080, NULL, 0, 0, 0, 0, 0, 0},
+	    /* a name the container does not declare, or declares with a bad port: 0 */
+	    {"{\"httpGet\":{\"path\":\"/\",\"port\":\"nope\"}}", KD_PROBE_HTTP, 0, "/", 0, 0, 0, 0,
+	     0, 0},
+	    {"{\"tcpSocket\":{\"port\":\"big\"}}", KD_PROBE_TCP, 0, NULL, 0, 0, 0, 0, 0, 0},
+	    {"{\"tcpSocket\":{\"port\":\"8080\"}}", KD_PROBE_TCP, 0, NULL, 0, 0, 0, 0, 0, 0},
+	    {"{\"tcpSocket\":{\"port\":0}}", KD_PROBE_TCP, 0, NULL, 0, 0, 0, 0, 0, 0},
+	    {"{\"tcpSocket\":{\"port\":65536}}", KD_PROBE_TCP, 0, NULL, 0, 0, 0, 0, 0, 0},
+	    {"{\"tcpSocket\":{}}", KD_PROBE_TCP, 0, NULL, 0, 0, 0, 0, 0, 0},
+	    {"{\"exec\":{\"command\":[\"cat\",1,\"/tmp/ready\"]}}", KD_PROBE_EXEC, 0, NULL, 2, 0, 0,
+	     0, 0, 0},
+	    {"{\"exec\":{}}", KD_PROBE_EXEC, 0, NULL, 0, 0, 0, 0, 0, 0},
+	    /* httpGet wins over the others when several are given */
+	    {"{\"tcpSocket\":{\"port\":1},\"httpGet\":{\"port\":2}}", KD_PROBE_HTTP, 2, NULL, 0, 0,
+	     0, 0, 0, 0},
+	    /* delays and thresholds, in range and out of it (0: Kubernetes' default) */
+	    {"{\"tcpSocket\":{\"port\":1},\"initialDelaySeconds\":2,\"periodSeconds\":86400,"
+	     "\"timeoutSeconds\":1,\"successThreshold\":1,\"failureThreshold\":999}",
+	     KD_PROBE_TCP, 1, NULL, 0, 2000, 86400000, 1000, 1, 999},
+	    {"{\"tcpSocket\":{\"port\":1},\"initialDelaySeconds\":0,\"periodSeconds\":86401,"
+	     "\"timeoutSeconds\":-1,\"successThreshold\":0,\"failureThreshold\":1000}",
+	     KD_PROBE_TCP, 1, NULL, 0, 0, 0, 0, 0, 0},
+	    {"{\"tcpSocket\":{\"port\":1},\"periodSeconds\":\"5\",\"timeoutSeconds\":\"x\"}",
+	     KD_PROBE_TCP, 1, NULL, 0, 0, 5000, 0, 0, 0},
+	    /* no handler: no probe, the numbers are still read */
+	    {"{\"periodSeconds\":3}", KD_PROBE_NONE, 0, NULL, 0, 0, 3000, 0, 0, 0},
+	    {"{\"grpc\":{\"port\":9000}}", KD_PROBE_NONE, 0, NULL, 0, 0, 0, 0, 0, 0},
+	    {"[]", KD_PROBE_NONE, 0, NULL, 0, 0, 0, 0, 0, 0},
+	};
+	for (size_t i = 0; i < KD_ARRAY_SIZE(cases); i++) {
+		kd_autofree char *ctrs = kd_xasprintf("[{\"name\":\"c\",%s,\"readinessProbe\":%s}]",
+		                                      ports, cases[i].probe);
+		kd_autojson struct json_object *pod = pod_with(ctrs);
+		struct kd_sandbox_view v;
+		view_ok(&v, pod);
+		const struct kd_probe *p = &v.spec.containers[0].readiness;
+		if (p->type != cases[i].type || p->port != cases[i].port)
+			fail_msg("case %zu (%s): type %d port %u, want %d %u", i, cases[i].probe,
+			         p->type, p->port, cases[i].type, cases[i].port);
+		if (cases[i].path)
+			assert_string_equal(p->http_path, cases[i].path);
+		else
+			assert_null(p->http_path);
+		assert_int_equal(p->n_exec_command, cases[i].n_exec);
+		if (cases[i].n_exec == 2) {
+			assert_string_equal(p->exec_command[0], "cat");
+			assert_string_equal(p->exec_command[1], "/tmp/ready");
+		}
+		assert_int_equal(p->initial_delay_ms, cases[i].delay_ms);
+		assert_int_equal(p->period_ms, cases[i].period_ms);
+		assert_int_equal(p->timeout_ms, cases[i].timeout_ms);
+		assert_int_equal(p->success_threshold, cases[i].success);
+		assert_int_equal(p->failure_threshold, cases[i].failure);
+		kd_sandbox_view_fini(&v);
+	}
+
+	/* only the readiness probe is read; liveness and startup probes are not run */
+	kd_autojson struct json_object *pod =
+	    pod_with("[{\"name\":\"c\",\"livenessProbe\":{\"tcpSocket\":{\"port\":1}},"
+	             "\"startupProbe\":{\"exec\":{\"command\":[\"true\"]}}}]");
+	struct kd_sandbox_view v;
+	view_ok(&v, pod);
+	assert_int_equal(v.spec.containers[0].readiness.type, KD_PROBE_NONE);
+	kd_sandbox_view_fini(&v);
+}
+
+static void init_containers_are_not_run(void **state)
+{
+	(void)state;
+	kd_autojson struct json_object *pod = parse(
+	    "{\"metadata\":{\"name\":\"p\",\"namespace\":\"ns\"},\"spec\":{\"initContainers\":["
+	    "{\"name\":\"setup\",\"image\":\"busybox\",\"command\":[\"true\"]},{\"name\":"
+	    "\"sidecar\",\"image\":\"envoy\",\"restartPolicy\":\"Always\"}],\"containers\":["
+	    "{\"name\":\"user-container\",\"image\":\"dev.local/hello\"},{\"name\":\"queue-proxy\","
+	    "\"image\":\"dev.local/queue\"}]}}");
+	struct kd_sandbox_view v;
+	view_ok(&v, pod);
+	assert_int_equal(v.spec.n_containers, 2);
+	assert_string_equal(v.spec.containers[0].name, "user-container");
+	assert_string_equal(v.spec.containers[1].name, "queue-proxy");
+	kd_sandbox_view_fini(&v);
+}
+
+static void odd_and_huge_input(void **state)
+{
+	(void)state;
+	/* containers that are not objects stay in place, empty: indexes match spec.containers */
+	kd_autojson struct json_object *odd =
+	    pod_with("[1,\"x\",null,[],{\"name\":\"c\",\"image\":7,\"command\":\"/bin/sh\","
+	             "\"args\":[\"a\",null,2,{},\"b\"],\"env\":{\"A\":\"1\"},\"ports\":\"80\","
+	             "\"readinessProbe\":\"yes\"}]");
+	struct kd_sandbox_view v;
+	view_ok(&v, odd);
+	assert_int_equal(v.spec.n_containers, 5);
+	for (size_t i = 0; i < 4; i++) {
+		const struct kd_container_spec *c = &v.spec.containers[i];
+		assert_null(c->name);
+		assert_null(c->image);
+		assert_int_equal(c->n_command + c->n_args + c->n_env + c->n_ports, 0);
+		assert_int_equal(c->readiness.type, KD_PROBE_NONE);
+	}
+	const struct kd_container_spec *c = &v.spec.containers[4];
+	assert_string_equal(c->name, "c");
+	assert_null(c->image); /* not a string */
+	assert_null(c->command);
+	assert_int_equal(c->n_args, 2); /* the strings of a mixed array, in order */
+	assert_string_equal(c->args[0], "a");
+	assert_string_equal(c->args[1], "b");
+	assert_int_equal(c->n_env, 0);
+	assert_int_equal(c->n_ports, 0);
+	assert_int_equal(c->readiness.type, KD_PROBE_NONE);
+	kd_sandbox_view_fini(&v);
+
+	/* thousands of containers with hundreds of env entries each, and a 1 MiB image name */
+	enum { NC = 1000, NE = 20, BIG = 1 << 20 };
+	struct json_object *ctrs = json_object_new_array();
+	for (int i = 0; i < NC; i++) {
+		struct json_object *ct = json_object_new_object();
+		char name[32];
+		snprintf(name, sizeof(name), "c%d", i);
+		json_object_object_add(ct, "name", json_object_new_string(name));
+		struct json_object *env = json_object_new_array();
+		for (int j = 0; j < NE; j++) {
+			struct json_object *e = json_object_new_object();
+			char en[32];
+			snprintf(en, sizeof(en), "E%d_%d", i, j);
+			json_object_object_add(e, "name", json_object_new_string(en));
+			json_object_object_add(e, "value", json_object_new_string(name));
+			json_object_array_add(env, e);
+		}
+		json_object_object_add(ct, "env", env);
+		json_object_array_add(ctrs, ct);
+	}
+	char *big = kd_xmalloc(BIG + 1);
+	memset(big, 'i', BIG);
+	big[BIG] = '\0';
+	json_object_object_add(json_object_array_get_idx(ctrs, NC - 1), "image",
+	                       json_object_new_string(big));
+	free(big);
+	kd_autojson struct json_object *huge = pod_with("[]");
+	json_object_object_add(json_object_object_get(huge, "spec"), "containers", ctrs);
+	view_ok(&v, huge);
+	assert_int_equal(v.spec.n_containers, NC);
+	const struct kd_container_spec *last = &v.spec.containers[NC - 1];
+	assert_string_equal(last->name, "c999");
+	assert_int_equal(strlen(last->image), BIG);
+	assert_int_equal(last->n_env, NE);
+	assert_string_equal(last->env[NE - 1].name, "E999_19");
+	assert_string_equal(last->env[NE - 1].value, "c999");
+	kd_sandbox_view_fini(&v);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(pod_becomes_sandbox_spec),
+	    cmocka_unit_test(refused_pods_say_why),
+	    cmocka_unit_test(env_entries_table),
+	    cmocka_unit_test(ports_table),
+	    cmocka_unit_test(readiness_probes_table),
+	    cmocka_unit_test(init_containers_are_not_run),
+	    cmocka_unit_test(odd_and_huge_input),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
