@@ -8,6 +8,7 @@
 
 #include "kd/common.h"
 #include "kd/json.h"
+#include "kd/quantity.h"
 
 static void *buf_alloc(struct kd_sandbox_view *view, size_t n, size_t size)
 {
@@ -93,8 +94,26 @@ static void fill_probe(struct kd_sandbox_view *view, struct json_object *ctr, st
 		out->failure_threshold = (uint32_t)v;
 }
 
-static void fill_container(struct kd_sandbox_view *view, struct json_object *ctr,
-                           struct kd_container_spec *out)
+/* resources.limits of a container: a value that is not a quantity is an error, never "no
+ * limit". */
+static int fill_limits(struct json_object *ctr, struct kd_resources *out, struct kd_error **err)
+{
+	struct json_object *res = kd_json_get(ctr, "resources");
+	if (res && !json_object_is_type(res, json_type_object))
+		return kd_error_set(err, EINVAL, 0, "resources: not an object");
+	struct json_object *limits = kd_json_get(res, "limits");
+	if (limits && !json_object_is_type(limits, json_type_object))
+		return kd_error_set(err, EINVAL, 0, "resources.limits: not an object");
+	int rc = kd_quantity_member(limits, "cpu", true, "resources.limits", &out->cpu_milli, err);
+	if (rc == 0)
+		rc = kd_quantity_member(limits, "memory", false, "resources.limits",
+		                        &out->memory_bytes, err);
+	return rc;
+}
+
+/* Fills *out from spec.containers[index]; an error names the container. */
+static int fill_container(struct kd_sandbox_view *view, struct json_object *ctr, size_t index,
+                          struct kd_container_spec *out, struct kd_error **err)
 {
 	out->name = kd_json_get_string(ctr, "name");
 	out->image = kd_json_get_string(ctr, "image");
@@ -140,6 +159,14 @@ static void fill_container(struct kd_sandbox_view *view, struct json_object *ctr
 		out->n_ports = k;
 	}
 	fill_probe(view, ctr, &out->readiness);
+	int rc = fill_limits(ctr, &out->limits, err);
+	if (rc < 0) {
+		if (out->name)
+			kd_error_wrap(err, "container %s", out->name);
+		else
+			kd_error_wrap(err, "containers[%zu]", index);
+	}
+	return rc;
 }
 
 int kd_sandbox_view_init(struct kd_sandbox_view *v, struct json_object *pod, const char *node,
@@ -155,13 +182,21 @@ int kd_sandbox_view_init(struct kd_sandbox_view *v, struct json_object *pod, con
 	if (!nc)
 		return kd_error_set(err, EINVAL, 0, "pod %s/%s: no containers", ns, name);
 
-	v->containers = kd_xcalloc(nc, sizeof(*v->containers));
-	for (size_t i = 0; i < nc; i++)
-		fill_container(v, json_object_array_get_idx(ctrs, i), &v->containers[i]);
+	struct kd_sandbox_view nv = {0};
+	nv.containers = kd_xcalloc(nc, sizeof(*nv.containers));
+	for (size_t i = 0; i < nc; i++) {
+		int rc = fill_container(&nv, json_object_array_get_idx(ctrs, i), i,
+		                        &nv.containers[i], err);
+		if (rc < 0) {
+			kd_error_wrap(err, "pod %s/%s", ns, name);
+			kd_sandbox_view_fini(&nv);
+			return rc;
+		}
+	}
 
-	v->key = kd_xasprintf("%s/%s", ns, name);
-	struct kd_sandbox_spec *spec = &v->spec;
-	spec->key = v->key;
+	nv.key = kd_xasprintf("%s/%s", ns, name);
+	struct kd_sandbox_spec *spec = &nv.spec;
+	spec->key = nv.key;
 	spec->ns = ns;
 	spec->name = name;
 	spec->uid = kd_json_get_string(pod, "metadata.uid");
@@ -170,9 +205,10 @@ int kd_sandbox_view_init(struct kd_sandbox_view *v, struct json_object *pod, con
 	const char *ip = kd_json_get_string(pod, "status.podIP");
 	spec->pod_ip = ip && *ip ? ip : NULL;
 	spec->pod_cidr = pod_cidr;
-	spec->containers = v->containers;
+	spec->containers = nv.containers;
 	spec->n_containers = nc;
 	spec->pod = pod;
+	*v = nv;
 	return 0;
 }
 

@@ -198,11 +198,11 @@ int rp_net_socket_in(const struct rp *rp, int ns_fd, int *fd);
 /* --- rp_cgroup.c ------------------------------------------------------------------------------ */
 /* Decides once whether sandboxes get cgroups (rp->cgroups); logs why not. Never fatal. */
 void rp_cgroup_init(struct rp *rp);
-/* Adds the cpu/memory limits of pod container pc (borrowed; may be NULL) named ctr_name to
- * sb->cpu_milli/mem_bytes. A limit that is not a Kubernetes quantity: -EINVAL (or -ERANGE for an
- * overflow) and *msg (owned; free) names the container, the field and the value. */
-int rp_cgroup_add_limits(struct sandbox *sb, const char *ctr_name, struct json_object *pc,
-                         char **msg);
+/* Adds the cpu/memory limits of container ctr_name (kd_container_spec.limits, borrowed) to
+ * sb->cpu_milli/mem_bytes. A negative limit, or a sum beyond int64: -ERANGE and *msg (owned;
+ * free) names the container, the field and the value; sb is left unchanged. */
+int rp_cgroup_add_limits(struct sandbox *sb, const char *ctr_name,
+                         const struct kd_resources *limits, char **msg);
 /* Creates sb's cgroup if it has limits and cgroups are usable; never fatal (logs). */
 void rp_cgroup_create(struct rp *rp, struct sandbox *sb);
 void rp_cgroup_destroy(struct rp *rp, struct sandbox *sb);

@@ -20,9 +20,9 @@
  * keep-alive connections and ARP entries to them). The address gets the CIDR's prefix length on
  * eth0.
  *
- * Start: the spec is checked at once (image mapping: ErrImagePull; limits that are not
- * Kubernetes quantities: CreateContainerConfigError; both reported as FAILED from the setup
- * timer, with a message naming the image or the field and value); then, on the next loop
+ * Start: the spec is checked at once (image mapping: ErrImagePull; limits that are negative or
+ * sum beyond int64: CreateContainerConfigError; both reported as FAILED from the setup timer,
+ * with a message naming the image or the container, field and value); then, on the next loop
  * iteration, network, cgroup, processes; STARTED; READY once every container runs and passes.
  *
  * Failures, as a kubelet would report them:
@@ -460,7 +460,7 @@ static void on_setup_timer(struct kd_loop *loop, struct kd_timer *t, void *arg)
 
 /* --- ops -------------------------------------------------------------------------------------- */
 /* Fills sb's containers from spec. A spec the runtime cannot run as asked (an image that maps to
- * no executable, a limit that is not a quantity) is not an error here: sb->fail_reason/fail_msg
+ * no executable, limits out of range) is not an error here: sb->fail_reason/fail_msg
  * are set and the setup timer reports FAILED (the pod shows why, as from a kubelet). */
 static int build_sandbox(struct rp *rp, const struct kd_sandbox_spec *spec, struct sandbox *sb,
                          struct kd_error **err)
@@ -509,7 +509,7 @@ static int build_sandbox(struct rp *rp, const struct kd_sandbox_spec *spec, stru
 		if (rc < 0)
 			return rc;
 		char *msg = NULL;
-		if (rp_cgroup_add_limits(sb, c->name, pc, &msg) < 0) {
+		if (rp_cgroup_add_limits(sb, c->name, &cs->limits, &msg) < 0) {
 			if (!sb->fail_reason) {
 				sb->fail_reason = kd_xstrdup("CreateContainerConfigError");
 				sb->fail_msg = msg;

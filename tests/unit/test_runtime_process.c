@@ -12,9 +12,10 @@
  * and growing delays; a readiness probe that never passes (refused, HTTP 400) -> never READY,
  * message says why; exec probes run inside the sandbox (see its eth0 and pod IP); a stop then
  * start of the same key delivers EXITED before STARTED; a pooled
- * namespace serves a sandbox too; a limit that is not a Kubernetes quantity fails the sandbox
- * (CreateContainerConfigError naming the field and value) while valid ones start; a probe
- * without a port in the first of two containers is refused at start. */
+ * namespace serves a sandbox too; a negative limit, or limits whose sum over the containers is
+ * beyond int64, fail the sandbox (CreateContainerConfigError naming the container, field and
+ * value) while valid ones start; a probe without a port in the first of two containers is
+ * refused at start. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -650,56 +651,59 @@ static void bad_config_is_refused(void **state)
 	plugin = NULL;
 }
 
-static void bad_quantity_fails_the_sandbox_naming_field_and_value(void **state)
+static void limits_out_of_range_fail_the_sandbox_naming_field_and_value(void **state)
 {
 	(void)state;
 	SKIP_UNLESS_USABLE();
 	static const struct {
-		const char *key, *cpu, *memory, *field, *value;
+		const char *key;
+		int64_t cpu, memory;
+		size_t n_ctrs; /* the limits are those of each container */
+		const char *ctr, *field, *value, *why;
 	} bad[] = {
-	    {"default/badmem-1", "500m", "12Q", "resources.limits.memory", "12Q"},
-	    {"default/badcpu-1", "-1", "128Mi", "resources.limits.cpu", "-1"},
-	    {"default/badcpu-2", "1.5 cores", "128Mi", "resources.limits.cpu", "1.5 cores"},
+	    {"default/negcpu-1", -1, 128, 1, "user-container", "resources.limits.cpu", "-1",
+	     "negative"},
+	    {"default/negmem-1", 500, -5, 1, "user-container", "resources.limits.memory", "-5",
+	     "negative"},
+	    {"default/sumcpu-1", INT64_MAX, 0, 2, "second", "resources.limits.cpu",
+	     "9223372036854775807", "out of range"},
 	};
 	struct one o[KD_ARRAY_SIZE(bad) + 1];
-	struct json_object *pods[KD_ARRAY_SIZE(bad) + 1];
+	struct kd_container_spec cs[KD_ARRAY_SIZE(bad) + 1][2];
 	for (size_t i = 0; i <= KD_ARRAY_SIZE(bad); i++) {
 		bool good = i == KD_ARRAY_SIZE(bad);
-		const char *key = good ? "default/goodlim-1" : bad[i].key;
-		one_init(&o[i], key, "test.local/hello", NULL);
-		char js[512];
-		snprintf(js, sizeof(js),
-		         "{\"metadata\":{\"name\":\"%s\",\"namespace\":\"default\"},"
-		         "\"spec\":{\"containers\":[{\"name\":\"user-container\",\"resources\":"
-		         "{\"limits\":{\"cpu\":\"%s\",\"memory\":\"%s\"}}}]}}",
-		         o[i].name, good ? "500m" : bad[i].cpu, good ? "128Mi" : bad[i].memory);
-		pods[i] = json_tokener_parse(js);
-		assert_non_null(pods[i]);
-		o[i].spec.pod = pods[i];
+		one_init(&o[i], good ? "default/goodlim-1" : bad[i].key, "test.local/hello", NULL);
+		o[i].c.limits =
+		    good ? (struct kd_resources){.cpu_milli = 500, .memory_bytes = 128ll << 20}
+		         : (struct kd_resources){.cpu_milli = bad[i].cpu,
+		                                 .memory_bytes = bad[i].memory};
+		cs[i][0] = cs[i][1] = o[i].c;
+		cs[i][1].name = "second";
+		o[i].spec.containers = cs[i];
+		o[i].spec.n_containers = good ? 1 : bad[i].n_ctrs;
 		assert_int_equal(ops->start(rt, &o[i].spec, on_event, &events, NULL), 0);
 	}
 	for (size_t i = 0; i < KD_ARRAY_SIZE(bad); i++) {
 		const struct rec *f = run_until(KD_RUNTIME_FAILED, bad[i].key, 3000);
 		assert_non_null(f);
 		assert_string_equal(f->reason, "CreateContainerConfigError");
-		assert_non_null(strstr(f->message, bad[i].field));
-		char quoted[64];
-		snprintf(quoted, sizeof(quoted), "\"%s\"", bad[i].value);
-		assert_non_null(strstr(f->message, quoted));
-		assert_non_null(strstr(f->message, "user-container"));
+		char want[160];
+		snprintf(want, sizeof(want), "container %s: %s %s: ", bad[i].ctr, bad[i].field,
+		         bad[i].value);
+		if (!strstr(f->message, want) || !strstr(f->message, bad[i].why))
+			fail_msg("%s: \"%s\" does not say \"%s...%s\"", bad[i].key, f->message,
+			         want, bad[i].why);
 		assert_null(find_event(KD_RUNTIME_STARTED, bad[i].key));
 		struct kd_sandbox_status ss;
 		assert_int_equal(ops->status(rt, bad[i].key, &ss), -ENOENT);
 	}
-	/* valid quantities start (no writable cgroup v2 here: not limited, but not refused) */
+	/* valid limits start (no writable cgroup v2 here: not limited, but not refused) */
 	assert_non_null(run_until(KD_RUNTIME_READY, "default/goodlim-1", 3000));
 	assert_null(find_event(KD_RUNTIME_FAILED, "default/goodlim-1"));
 	assert_int_equal(veths_in_br(), 1);
 	assert_int_equal(ops->stop(rt, "default/goodlim-1", 1000, NULL), 0);
 	assert_non_null(run_until(KD_RUNTIME_EXITED, "default/goodlim-1", 3000));
 	assert_int_equal(veths_in_br(), 0);
-	for (size_t i = 0; i <= KD_ARRAY_SIZE(bad); i++)
-		json_object_put(pods[i]);
 }
 
 static void probe_without_port_in_first_container_is_refused(void **state)
@@ -738,8 +742,8 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(pooled_namespace_serves_a_sandbox, setup, teardown),
 	    cmocka_unit_test_setup_teardown(bad_config_is_refused, setup, teardown),
-	    cmocka_unit_test_setup_teardown(bad_quantity_fails_the_sandbox_naming_field_and_value,
-	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        limits_out_of_range_fail_the_sandbox_naming_field_and_value, setup, teardown),
 	    cmocka_unit_test_setup_teardown(probe_without_port_in_first_container_is_refused, setup,
 	                                    teardown),
 	};

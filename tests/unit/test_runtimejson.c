@@ -1,7 +1,8 @@
 /* Unit tests for lib/kd_runtimejson.c: Pod objects as the runtime's struct kd_sandbox_spec.
  * Identity, address adoption and every container field; tables for what is refused (no name, no
  * containers), env entries (without a value, valueFrom, without a name), ports, readiness probes
- * (named ports, delays and thresholds out of range), init containers (not run) and odd or huge
+ * (named ports, delays and thresholds out of range), limits (quantities, and bad ones refused
+ * naming pod, container, field and value), init containers (not run) and odd or huge
  * input (non-object containers, mixed arrays, thousands of entries, a megabyte string). */
 #include <errno.h>
 #include <json-c/json.h>
@@ -359,6 +360,90 @@ static void readiness_probes_table(void **state)
 	kd_sandbox_view_fini(&v);
 }
 
+static void limits_table(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *resources;
+		int64_t cpu, memory;
+	} ok[] = {
+	    {"{\"limits\":{\"cpu\":\"500m\",\"memory\":\"128Mi\"}}", 500, 128ll << 20},
+	    {"{\"limits\":{\"cpu\":2,\"memory\":1024}}", 2000, 1024}, /* JSON integers */
+	    {"{\"limits\":{\"cpu\":\"1.5\"}}", 1500, 0},
+	    {"{\"limits\":{\"memory\":\"1e3\",\"cpu\":null}}", 0, 1000},
+	    {"{\"limits\":{\"memory\":\"0\",\"nvidia.com/gpu\":\"lots\"}}", 0, 0},
+	    {"{\"limits\":{}}", 0, 0},
+	    {"{\"limits\":null}", 0, 0},
+	    {"{\"requests\":{\"cpu\":\"1\",\"memory\":\"1Gi\"}}", 0, 0}, /* not limits */
+	    {"{}", 0, 0},
+	    {"null", 0, 0},
+	};
+	for (size_t i = 0; i < KD_ARRAY_SIZE(ok); i++) {
+		kd_autofree char *ctrs =
+		    kd_xasprintf("[{\"name\":\"c\",\"resources\":%s}]", ok[i].resources);
+		kd_autojson struct json_object *pod = pod_with(ctrs);
+		struct kd_sandbox_view v;
+		view_ok(&v, pod);
+		const struct kd_resources *l = &v.spec.containers[0].limits;
+		if (l->cpu_milli != ok[i].cpu || l->memory_bytes != ok[i].memory || l->pods != 0)
+			fail_msg("case %zu (%s): cpu %lld memory %lld", i, ok[i].resources,
+			         (long long)l->cpu_milli, (long long)l->memory_bytes);
+		kd_sandbox_view_fini(&v);
+	}
+
+	/* a bad quantity is a clear error naming pod, container, field and value, never "no
+	 * limit" */
+	static const struct {
+		const char *ctrs;
+		int rc;
+		const char *msg;
+	} bad[] = {
+	    {"[{\"name\":\"c\",\"resources\":{\"limits\":{\"memory\":\"12Q\"}}}]", -EINVAL,
+	     "pod ns/p: container c: resources.limits.memory \"12Q\": not a quantity"},
+	    {"[{\"name\":\"c\",\"resources\":{\"limits\":{\"cpu\":\"-1\"}}}]", -EINVAL,
+	     "pod ns/p: container c: resources.limits.cpu \"-1\": not a quantity"},
+	    {"[{\"name\":\"c\",\"resources\":{\"limits\":{\"cpu\":\"1.5 cores\"}}}]", -EINVAL,
+	     "pod ns/p: container c: resources.limits.cpu \"1.5 cores\": not a quantity"},
+	    {"[{\"name\":\"c\",\"resources\":{\"limits\":{\"cpu\":\"\"}}}]", -EINVAL,
+	     "pod ns/p: container c: resources.limits.cpu \"\": not a quantity"},
+	    {"[{\"name\":\"c\",\"resources\":{\"limits\":{\"cpu\":-2}}}]", -EINVAL,
+	     "pod ns/p: container c: resources.limits.cpu \"-2\": not a quantity"},
+	    {"[{\"name\":\"c\",\"resources\":{\"limits\":{\"memory\":1.5}}}]", -EINVAL,
+	     "pod ns/p: container c: resources.limits.memory \"1.5\": not a quantity"},
+	    {"[{\"name\":\"c\",\"resources\":{\"limits\":{\"memory\":true}}}]", -EINVAL,
+	     "pod ns/p: container c: resources.limits.memory \"true\": not a quantity"},
+	    {"[{\"name\":\"c\",\"resources\":{\"limits\":{\"memory\":[\"1Gi\"]}}}]", -EINVAL,
+	     "pod ns/p: container c: resources.limits.memory \"[ \"1Gi\" ]\": not a quantity"},
+	    {"[{\"name\":\"c\",\"resources\":{\"limits\":{\"memory\":\"10Ei\"}}}]", -ERANGE,
+	     "pod ns/p: container c: resources.limits.memory \"10Ei\": out of range"},
+	    {"[{\"name\":\"c\",\"resources\":{\"limits\":{\"cpu\":9223372036854775807}}}]", -ERANGE,
+	     "pod ns/p: container c: resources.limits.cpu \"9223372036854775807\": out of range"},
+	    /* limits or resources that are not objects are refused too */
+	    {"[{\"name\":\"c\",\"resources\":{\"limits\":\"1Gi\"}}]", -EINVAL,
+	     "pod ns/p: container c: resources.limits: not an object"},
+	    {"[{\"name\":\"c\",\"resources\":[]}]", -EINVAL,
+	     "pod ns/p: container c: resources: not an object"},
+	    /* the failing container is named, or numbered when it has no name */
+	    {"[{\"name\":\"a\"},{\"name\":\"queue-proxy\",\"resources\":{\"limits\":"
+	     "{\"cpu\":\"x\"}}}]",
+	     -EINVAL,
+	     "pod ns/p: container queue-proxy: resources.limits.cpu \"x\": not a quantity"},
+	    {"[{\"name\":\"a\"},{\"resources\":{\"limits\":{\"cpu\":\"x\"}}}]", -EINVAL,
+	     "pod ns/p: containers[1]: resources.limits.cpu \"x\": not a quantity"},
+	};
+	for (size_t i = 0; i < KD_ARRAY_SIZE(bad); i++) {
+		kd_autojson struct json_object *pod = pod_with(bad[i].ctrs);
+		struct kd_sandbox_view v;
+		kd_autoerr struct kd_error *err = NULL;
+		int rc = kd_sandbox_view_init(&v, pod, "n", NULL, &err);
+		if (rc != bad[i].rc || strcmp(kd_error_msg(err), bad[i].msg) != 0)
+			fail_msg("case %zu (%s): rc %d, %s", i, bad[i].ctrs, rc, kd_error_msg(err));
+		assert_true(is_empty(&v));
+		/* without an error to fill the return code is the same */
+		assert_int_equal(kd_sandbox_view_init(&v, pod, "n", NULL, NULL), bad[i].rc);
+	}
+}
+
 static void init_containers_are_not_run(void **state)
 {
 	(void)state;
@@ -448,13 +533,10 @@ static void odd_and_huge_input(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(pod_becomes_sandbox_spec),
-	    cmocka_unit_test(refused_pods_say_why),
-	    cmocka_unit_test(env_entries_table),
-	    cmocka_unit_test(ports_table),
-	    cmocka_unit_test(readiness_probes_table),
-	    cmocka_unit_test(init_containers_are_not_run),
-	    cmocka_unit_test(odd_and_huge_input),
+	    cmocka_unit_test(pod_becomes_sandbox_spec),    cmocka_unit_test(refused_pods_say_why),
+	    cmocka_unit_test(env_entries_table),           cmocka_unit_test(ports_table),
+	    cmocka_unit_test(readiness_probes_table),      cmocka_unit_test(limits_table),
+	    cmocka_unit_test(init_containers_are_not_run), cmocka_unit_test(odd_and_huge_input),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

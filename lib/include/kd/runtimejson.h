@@ -3,16 +3,19 @@
  * objects as scheduler inputs: kd/schedjson.h.
  *
  * What is read, from spec.containers[] in order (init containers are not run): name, image,
- * command, args, env (name and value), ports (name, containerPort, protocol) and the readiness
+ * command, args, env (name and value), ports (name, containerPort, protocol), the readiness
  * probe (httpGet path and port, tcpSocket port, exec command, the delays in seconds and the
- * thresholds). A probe port is an integer or the name of one of that container's ports.
+ * thresholds) and resources.limits cpu and memory. A probe port is an integer or the name of one
+ * of that container's ports. Limits are Kubernetes quantities (kd_quantity_member, kd/quantity.h):
+ * one that is not, or a resources or resources.limits that is not an object, refuses the Pod; it
+ * never reads as "no limit".
  *
  * Unsupported or unusable parts are skipped, not refused (the runtimes here do not need them):
- * volumes and everything else not listed; an env entry without a name; env valueFrom (the
- * variable gets an empty value); a non-string entry of command, args or an exec probe; a port
- * outside 1..65535 or without containerPort; a probe port that names no port of the container
- * (port 0); probe delays outside 1..86400 s and thresholds outside 1..999 (0: Kubernetes'
- * default).
+ * volumes, requests, limits of other resources than cpu and memory, and everything else not
+ * listed; an env entry without a name; env valueFrom (the variable gets an empty value); a
+ * non-string entry of command, args or an exec probe; a port outside 1..65535 or without
+ * containerPort; a probe port that names no port of the container (port 0); probe delays outside
+ * 1..86400 s and thresholds outside 1..999 (0: Kubernetes' default).
  */
 #ifndef KD_RUNTIMEJSON_H
 #define KD_RUNTIMEJSON_H
@@ -41,8 +44,11 @@ struct kd_sandbox_view {
  * `node` with its pod CIDR (both borrowed, pod_cidr may be NULL: the runtime's default).
  * spec.key is "ns/name"; uid is metadata.uid (NULL if none); pod_ip is status.podIP when the
  * Pod already has one (adoption: a runtime re-registers that address), else NULL; spec.pod is
- * the Pod. 0, or -EINVAL with *err when the Pod has no metadata.namespace/name or no
- * containers; then *v is left empty and needs no fini. */
+ * the Pod. 0, or on bad input -EINVAL (-ERANGE: a limit beyond int64) with *err: a Pod without
+ * metadata.namespace/name ("pod without metadata.namespace/name"), without containers
+ * ("pod ns/p: no containers"), with a limit that is not a quantity
+ * ("pod ns/p: container c: resources.limits.memory \"12Q\": not a quantity"; a container
+ * without a name is "containers[i]"); then *v is left empty and needs no fini. */
 KD_API int kd_sandbox_view_init(struct kd_sandbox_view *v, struct json_object *pod,
                                 const char *node, const char *pod_cidr, struct kd_error **err);
 

@@ -22,6 +22,13 @@
 
 struct json_object;
 
+/* Resource amounts: a node's allocatable, a pod's requests, a container's limits. */
+struct kd_resources {
+	int64_t cpu_milli;
+	int64_t memory_bytes;
+	int64_t pods;
+};
+
 /* ==== runtime ================================================================================ */
 
 /* Longest textual IPv6 address plus NUL (INET6_ADDRSTRLEN). */
@@ -71,6 +78,9 @@ struct kd_container_spec {
 	const struct kd_container_port *ports;
 	size_t n_ports;
 	struct kd_probe readiness;
+	/* resources.limits: cpu_milli and memory_bytes, 0 where the container sets none (pods is
+	 * not used) */
+	struct kd_resources limits;
 };
 
 /* What a runtime starts: one pod sandbox. Everything borrowed for the duration of start(). */
@@ -321,12 +331,6 @@ struct kd_workload_ops {
 
 /* Longest node name (DNS subdomain, 253) plus NUL. */
 #define KD_NODE_NAME_MAX 254
-
-struct kd_resources {
-	int64_t cpu_milli;
-	int64_t memory_bytes;
-	int64_t pods;
-};
 
 /* One label or nodeSelector entry. Borrowed. */
 struct kd_label {
