@@ -94,6 +94,62 @@ static void fill_probe(struct kd_sandbox_view *view, struct json_object *ctr, st
 		out->failure_threshold = (uint32_t)v;
 }
 
+/* The downward API (env valueFrom.fieldRef.fieldPath) into ev: the Pod's own fields resolved
+ * now, the addresses as a source for the runtime. A path not supported, or a field the Pod does
+ * not have, leaves ev as it is; a missing label or annotation is "". */
+static void field_ref(struct json_object *pod, const char *path, struct kd_env_var *ev)
+{
+	static const char *const fields[] = {"metadata.name", "metadata.namespace", "metadata.uid",
+	                                     "spec.nodeName", "spec.serviceAccountName"};
+	static const struct {
+		const char *path;
+		enum kd_env_source source;
+	} sources[] = {
+	    {"status.podIP", KD_ENV_POD_IP},
+	    {"status.podIPs", KD_ENV_POD_IP},
+	    {"status.hostIP", KD_ENV_HOST_IP},
+	    {"status.hostIPs", KD_ENV_HOST_IP},
+	};
+	for (size_t i = 0; i < KD_ARRAY_SIZE(fields); i++) {
+		if (strcmp(path, fields[i]) == 0) {
+			const char *v = kd_json_get_string(pod, fields[i]);
+			if (v)
+				ev->value = v;
+			return;
+		}
+	}
+	for (size_t i = 0; i < KD_ARRAY_SIZE(sources); i++) {
+		if (strcmp(path, sources[i].path) == 0) {
+			ev->value = "";
+			ev->source = sources[i].source;
+			return;
+		}
+	}
+	static const struct {
+		const char *prefix, *map;
+	} maps[] = {
+	    {"metadata.labels['", "labels"},
+	    {"metadata.annotations['", "annotations"},
+	};
+	for (size_t i = 0; i < KD_ARRAY_SIZE(maps); i++) {
+		size_t pl = strlen(maps[i].prefix);
+		if (strncmp(path, maps[i].prefix, pl) != 0)
+			continue;
+		const char *q = strchr(path + pl, '\'');
+		if (!q)
+			return;
+		kd_autofree char *key = kd_xstrndup(path + pl, (size_t)(q - (path + pl)));
+		struct json_object *map =
+		    kd_json_get_object(kd_json_get_object(pod, "metadata"), maps[i].map);
+		struct json_object *v = NULL;
+		const char *s = NULL;
+		if (map && json_object_object_get_ex(map, key, &v))
+			s = json_object_get_string(v);
+		ev->value = s ? s : "";
+		return;
+	}
+}
+
 /* resources.limits of a container: a value that is not a quantity is an error, never "no
  * limit". */
 static int fill_limits(struct json_object *ctr, struct kd_resources *out, struct kd_error **err)
@@ -111,9 +167,10 @@ static int fill_limits(struct json_object *ctr, struct kd_resources *out, struct
 	return rc;
 }
 
-/* Fills *out from spec.containers[index]; an error names the container. */
-static int fill_container(struct kd_sandbox_view *view, struct json_object *ctr, size_t index,
-                          struct kd_container_spec *out, struct kd_error **err)
+/* Fills *out from spec.containers[index] of pod; an error names the container. */
+static int fill_container(struct kd_sandbox_view *view, struct json_object *pod,
+                          struct json_object *ctr, size_t index, struct kd_container_spec *out,
+                          struct kd_error **err)
 {
 	out->name = kd_json_get_string(ctr, "name");
 	out->image = kd_json_get_string(ctr, "image");
@@ -130,10 +187,12 @@ static int fill_container(struct kd_sandbox_view *view, struct json_object *ctr,
 			const char *name = kd_json_get_string(e, "name");
 			if (!name)
 				continue;
-			/* valueFrom (downward API, secrets) is not resolved: empty value */
 			const char *val = kd_json_get_string(e, "value");
 			ev[k].name = name;
 			ev[k].value = val ? val : "";
+			const char *fp = kd_json_get_string(e, "valueFrom.fieldRef.fieldPath");
+			if (fp)
+				field_ref(pod, fp, &ev[k]);
 			k++;
 		}
 		out->env = ev;
@@ -185,7 +244,7 @@ int kd_sandbox_view_init(struct kd_sandbox_view *v, struct json_object *pod, con
 	struct kd_sandbox_view nv = {0};
 	nv.containers = kd_xcalloc(nc, sizeof(*nv.containers));
 	for (size_t i = 0; i < nc; i++) {
-		int rc = fill_container(&nv, json_object_array_get_idx(ctrs, i), i,
+		int rc = fill_container(&nv, pod, json_object_array_get_idx(ctrs, i), i,
 		                        &nv.containers[i], err);
 		if (rc < 0) {
 			kd_error_wrap(err, "pod %s/%s", ns, name);

@@ -221,11 +221,11 @@ struct json_object *rp_pod_container(struct json_object *pod, const char *name);
 /* argv: command[0] (or path) then the other command entries, then args. Owned, NULL-terminated;
  * free with rp_strv_free. */
 char **rp_argv_build(const struct kd_container_spec *cs, const char *path);
-/* envp for a container (spec env with downward-API fieldRefs resolved from pod, then PATH,
- * HOSTNAME, PORT when absent). pc/pod borrowed, may be NULL. Owned; free with rp_strv_free. */
+/* envp for a container (spec env with the addresses filled in, then PATH, HOSTNAME, PORT when
+ * absent); have_pod: the spec came with a Pod object. Owned; free with rp_strv_free. */
 char **rp_env_build(const struct rp *rp, const struct sandbox *sb,
-                    const struct kd_container_spec *cs, struct json_object *pc,
-                    struct json_object *pod) __attribute__((nonnull(1, 2, 3)));
+                    const struct kd_container_spec *cs, bool have_pod)
+    __attribute__((nonnull(1, 2, 3)));
 void rp_strv_free(char **v);
 /* Owned NULL-terminated copy of n strings. */
 char **rp_strv_dup(const char *const *v, size_t n);

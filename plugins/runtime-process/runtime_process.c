@@ -501,7 +501,7 @@ static int build_sandbox(struct rp *rp, const struct kd_sandbox_spec *spec, stru
 		c->path = kd_xstrdup(path);
 		c->argv = rp_argv_build(cs, path);
 		struct json_object *pc = rp_pod_container(pod, cs->name);
-		c->envp = rp_env_build(rp, sb, cs, pc, pod);
+		c->envp = rp_env_build(rp, sb, cs, pod != NULL);
 		if (rp->cfg->log_dir && *rp->cfg->log_dir)
 			c->log_path = kd_xasprintf("%s/%s_%s_%s.log", rp->cfg->log_dir, sb->ns,
 			                           sb->name, c->name);

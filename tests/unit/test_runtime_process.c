@@ -6,7 +6,8 @@
  * support every test is skipped with a message.
  *
  * Covered: a sandbox running functions/hello answers on its pod IP over the veth from the
- * bridge's namespace, with the downward API resolved (K_REVISION from metadata.name); teardown
+ * bridge's namespace, its spec made from a Pod by kd_sandbox_view (kd/runtimejson.h) with the
+ * downward API resolved (metadata.name, a label, status.podIP by the runtime); teardown
  * leaves no process, namespace, veth or fd; unknown image -> FAILED ErrImagePull naming the
  * image; a binary that exits at once -> CrashLoopBackOff restarts with increasing restart count
  * and growing delays; a readiness probe that never passes (refused, HTTP 400) -> never READY,
@@ -42,6 +43,7 @@
 #include "kd/config.h"
 #include "kd/loop.h"
 #include "kd/plugin.h"
+#include "kd/runtimejson.h"
 #include "kd/stage.h"
 
 #define BR_NS_FMT "kdtp-%d"
@@ -357,20 +359,22 @@ static void hello_answers_on_pod_ip_and_teardown_leaves_nothing(void **state)
 	SKIP_UNLESS_USABLE();
 	int fds_before = count_fds();
 	assert_int_equal(veths_in_br(), 0);
-	struct one o;
-	one_init(&o, "default/hello-1", "test.local/hello", "uid-1");
-	/* K_REVISION from the downward API (metadata.name), as the Pod object says */
-	o.env[0] = (struct kd_env_var){.name = "K_REVISION", .value = ""};
-	o.c.env = o.env;
-	o.c.n_env = 1;
-	o.c.readiness = (struct kd_probe){.type = KD_PROBE_HTTP, .http_path = "/", .port = 8080};
+	/* the spec as kd-node makes it from the Pod; the downward API: K_REVISION (metadata.name)
+	 * and APP (a label) resolved from the Pod, MY_IP (status.podIP) by the runtime */
 	struct json_object *pod = json_tokener_parse(
-	    "{\"metadata\":{\"name\":\"hello-1\",\"namespace\":\"default\"},"
-	    "\"spec\":{\"containers\":[{\"name\":\"user-container\",\"env\":[{\"name\":"
-	    "\"K_REVISION\",\"valueFrom\":{\"fieldRef\":{\"fieldPath\":\"metadata.name\"}}}]}]}}");
+	    "{\"metadata\":{\"name\":\"hello-1\",\"namespace\":\"default\",\"uid\":\"uid-1\","
+	    "\"labels\":{\"app\":\"hello\"}},\"spec\":{\"containers\":[{\"name\":"
+	    "\"user-container\",\"image\":\"test.local/hello\",\"ports\":[{\"name\":\"http\","
+	    "\"containerPort\":8080}],\"readinessProbe\":{\"httpGet\":{\"path\":\"/\","
+	    "\"port\":\"http\"}},\"env\":[{\"name\":\"K_REVISION\",\"valueFrom\":{\"fieldRef\":"
+	    "{\"fieldPath\":\"metadata.name\"}}},{\"name\":\"MY_IP\",\"valueFrom\":{\"fieldRef\":"
+	    "{\"fieldPath\":\"status.podIP\"}}},{\"name\":\"APP\",\"valueFrom\":{\"fieldRef\":"
+	    "{\"fieldPath\":\"metadata.labels['app']\"}}}]}]}}");
 	assert_non_null(pod);
-	o.spec.pod = pod;
-	assert_int_equal(ops->start(rt, &o.spec, on_event, &events, NULL), 0);
+	struct kd_sandbox_view view;
+	assert_int_equal(kd_sandbox_view_init(&view, pod, "node-1", NULL, NULL), 0);
+	assert_int_equal(ops->start(rt, &view.spec, on_event, &events, NULL), 0);
+	kd_sandbox_view_fini(&view); /* the runtime copied what it keeps */
 	json_object_put(pod);
 	assert_int_equal(events.n, 0); /* nothing from inside start */
 	const struct rec *st = run_until(KD_RUNTIME_STARTED, "default/hello-1", 5000);
@@ -391,6 +395,21 @@ static void hello_answers_on_pod_ip_and_teardown_leaves_nothing(void **state)
 	assert_true(cs.pid > 0);
 	assert_int_equal(cs.restart_count, 0);
 	pid_t pid = (pid_t)cs.pid;
+	char envf[64], envs[4096];
+	snprintf(envf, sizeof(envf), "/proc/%d/environ", (int)pid);
+	int efd = open(envf, O_RDONLY | O_CLOEXEC);
+	assert_true(efd >= 0);
+	ssize_t en = read(efd, envs, sizeof(envs) - 1);
+	close(efd);
+	assert_true(en > 0);
+	envs[en] = '\0';
+	bool have_rev = false, have_ip = false, have_app = false;
+	for (const char *e = envs; e < envs + en; e += strlen(e) + 1) {
+		have_rev |= strcmp(e, "K_REVISION=hello-1") == 0;
+		have_ip |= strcmp(e, "MY_IP=10.77.0.2") == 0;
+		have_app |= strcmp(e, "APP=hello") == 0;
+	}
+	assert_true(have_rev && have_ip && have_app);
 	char p[64];
 	snprintf(p, sizeof(p), "/proc/%d/ns/net", (int)pid);
 	struct stat nst, own;

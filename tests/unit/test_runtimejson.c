@@ -1,6 +1,7 @@
 /* Unit tests for lib/kd_runtimejson.c: Pod objects as the runtime's struct kd_sandbox_spec.
  * Identity, address adoption and every container field; tables for what is refused (no name, no
- * containers), env entries (without a value, valueFrom, without a name), ports, readiness probes
+ * containers), env entries (without a value, the downward API, other valueFrom, without a
+ * name), ports, readiness probes
  * (named ports, delays and thresholds out of range), limits (quantities, and bad ones refused
  * naming pod, container, field and value), init containers (not run) and odd or huge
  * input (non-object containers, mixed arrays, thousands of entries, a megabyte string). */
@@ -172,17 +173,30 @@ static void refused_pods_say_why(void **state)
 	assert_true(is_empty(&v));
 }
 
-/* "NAME=value;..." of a container's env. Owned. */
+/* "NAME=value;..." of a container's env, "NAME=<pod-ip>;" and "NAME=<host-ip>;" for what the
+ * runtime fills (its value must be ""). Owned. */
 static char *env_text(const struct kd_container_spec *c)
 {
 	char *s = kd_xstrdup("");
 	for (size_t i = 0; i < c->n_env; i++) {
-		char *n = kd_xasprintf("%s%s=%s;", s, c->env[i].name, c->env[i].value);
+		const struct kd_env_var *e = &c->env[i];
+		const char *v = e->value;
+		if (e->source != KD_ENV_VALUE && *v)
+			v = "<runtime's with a value>";
+		else if (e->source == KD_ENV_POD_IP)
+			v = "<pod-ip>";
+		else if (e->source == KD_ENV_HOST_IP)
+			v = "<host-ip>";
+		char *n = kd_xasprintf("%s%s=%s;", s, e->name, v);
 		free(s);
 		s = n;
 	}
 	return s;
 }
+
+/* An env array with one fieldRef entry. */
+#define FR(name, path)                                                                             \
+	"[{\"name\":\"" name "\",\"valueFrom\":{\"fieldRef\":{\"fieldPath\":\"" path "\"}}}]"
 
 static void env_entries_table(void **state)
 {
@@ -195,12 +209,38 @@ static void env_entries_table(void **state)
 	    {"[{\"name\":\"A\",\"value\":\"\"}]", "A=;"},
 	    {"[{\"name\":\"A\",\"value\":null}]", "A=;"},
 	    {"[{\"name\":\"A\",\"value\":5}]", "A=;"}, /* not a string: no value */
-	    /* valueFrom is not resolved: empty */
+	    /* other valueFrom sources are not resolved: empty */
 	    {"[{\"name\":\"S\",\"valueFrom\":{\"secretKeyRef\":{\"name\":\"s\",\"key\":\"k\"}}}]",
 	     "S=;"},
 	    {"[{\"name\":\"C\",\"valueFrom\":{\"configMapKeyRef\":{\"name\":\"c\",\"key\":\"k\"}}}"
 	     "]",
 	     "C=;"},
+	    {"[{\"name\":\"R\",\"valueFrom\":{\"resourceFieldRef\":{\"resource\":\"limits.cpu\"}}}"
+	     "]",
+	     "R=;"},
+	    {"[{\"name\":\"V\",\"valueFrom\":{}}]", "V=;"},
+	    /* the downward API: the Pod's fields now, the addresses by the runtime */
+	    {FR("N", "metadata.name"), "N=p;"},
+	    {FR("NS", "metadata.namespace"), "NS=ns;"},
+	    {FR("U", "metadata.uid"), "U=u1;"},
+	    {FR("NODE", "spec.nodeName"), "NODE=kd-node-3;"},
+	    {FR("SA", "spec.serviceAccountName"), "SA=;"}, /* the Pod has none */
+	    {FR("L", "metadata.labels['app.kubernetes.io/name']"), "L=hello;"},
+	    {FR("L", "metadata.labels['serving.knative.dev/revision']"), "L=hello-00001;"},
+	    {FR("L", "metadata.labels['missing']"), "L=;"},
+	    {FR("L", "metadata.labels['app"), "L=;"}, /* no closing quote: not resolved */
+	    {FR("A", "metadata.annotations['note']"), "A=a 'quoted' note;"},
+	    {FR("IP", "status.podIP"), "IP=<pod-ip>;"},
+	    {FR("IPS", "status.podIPs"), "IPS=<pod-ip>;"},
+	    {FR("H", "status.hostIP"), "H=<host-ip>;"},
+	    {FR("HS", "status.hostIPs"), "HS=<host-ip>;"},
+	    {FR("X", "metadata.generateName"), "X=;"}, /* not supported */
+	    {FR("X", "metadata.labels"), "X=;"},
+	    {FR("X", ""), "X=;"},
+	    {"[{\"name\":\"X\",\"value\":\"kept\",\"valueFrom\":{\"fieldRef\":{\"fieldPath\":"
+	     "\"spec.schedulerName\"}}}]",
+	     "X=kept;"},
+	    {"[{\"name\":\"X\",\"valueFrom\":{\"fieldRef\":{\"fieldPath\":7}}}]", "X=;"},
 	    /* entries without a (string) name are skipped, the rest keep their order */
 	    {"[{\"value\":\"x\"},{\"name\":7,\"value\":\"y\"},{\"name\":\"B\",\"value\":\"2\"}]",
 	     "B=2;"},
@@ -214,9 +254,13 @@ static void env_entries_table(void **state)
 	    {"\"A=1\"", ""},
 	};
 	for (size_t i = 0; i < KD_ARRAY_SIZE(cases); i++) {
-		kd_autofree char *ctrs =
-		    kd_xasprintf("[{\"name\":\"c\",\"env\":%s}]", cases[i].env);
-		kd_autojson struct json_object *pod = pod_with(ctrs);
+		kd_autofree char *text = kd_xasprintf(
+		    "{\"metadata\":{\"name\":\"p\",\"namespace\":\"ns\",\"uid\":\"u1\",\"labels\":"
+		    "{\"app.kubernetes.io/name\":\"hello\",\"serving.knative.dev/revision\":"
+		    "\"hello-00001\"},\"annotations\":{\"note\":\"a 'quoted' note\"}},\"spec\":"
+		    "{\"nodeName\":\"kd-node-3\",\"containers\":[{\"name\":\"c\",\"env\":%s}]}}",
+		    cases[i].env);
+		kd_autojson struct json_object *pod = parse(text);
 		struct kd_sandbox_view v;
 		view_ok(&v, pod);
 		kd_autofree char *got = env_text(&v.spec.containers[0]);

@@ -34,9 +34,18 @@ struct kd_resources {
 /* Longest textual IPv6 address plus NUL (INET6_ADDRSTRLEN). */
 #define KD_IP_STRLEN 46
 
+/* Where an environment variable's value comes from: the spec, or what only the runtime knows
+ * (the downward API's status fields). */
+enum kd_env_source {
+	KD_ENV_VALUE = 0,   /* value */
+	KD_ENV_POD_IP = 1,  /* the sandbox's address (fieldRef status.podIP, status.podIPs) */
+	KD_ENV_HOST_IP = 2, /* the node's address (fieldRef status.hostIP, status.hostIPs) */
+};
+
 struct kd_env_var {
 	const char *name;
-	const char *value;
+	const char *value; /* KD_ENV_VALUE: the value; else "" */
+	enum kd_env_source source;
 };
 
 struct kd_container_port {
