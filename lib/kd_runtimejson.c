@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,34 @@ static const char *const *string_array(struct kd_sandbox_view *view, struct json
 		if (json_object_is_type(s, json_type_string))
 			out[k++] = json_object_get_string(s);
 	}
+	*n_out = k;
+	return out;
+}
+
+/* name and value of a {name, value} object (env entries, HTTP headers): false without a string
+ * name; a missing value is "". */
+static bool name_value(struct json_object *o, const char **name, const char **value)
+{
+	*name = kd_json_get_string(o, "name");
+	const char *v = kd_json_get_string(o, "value");
+	*value = v ? v : "";
+	return *name != NULL;
+}
+
+/* The HTTP headers of an array of {name, value} objects, those with a name. NULL (and 0) if
+ * none. */
+static const struct kd_http_header *http_headers(struct kd_sandbox_view *view,
+                                                 struct json_object *arr, size_t *n_out)
+{
+	size_t n = arr ? json_object_array_length(arr) : 0;
+	*n_out = 0;
+	if (!n)
+		return NULL;
+	struct kd_http_header *out = buf_alloc(view, n, sizeof(*out));
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (name_value(json_object_array_get_idx(arr, i), &out[k].name, &out[k].value))
+			k++;
 	*n_out = k;
 	return out;
 }
@@ -76,6 +105,8 @@ static void fill_probe(struct kd_sandbox_view *view, struct json_object *ctr, st
 		out->type = KD_PROBE_HTTP;
 		out->http_path = kd_json_get_string(h, "path");
 		out->port = probe_port(kd_json_get(h, "port"), ctr);
+		out->http_headers =
+		    http_headers(view, kd_json_get_array(h, "httpHeaders"), &out->n_http_headers);
 	} else if ((h = kd_json_get_object(p, "tcpSocket"))) {
 		out->type = KD_PROBE_TCP;
 		out->port = probe_port(kd_json_get(h, "port"), ctr);
@@ -184,12 +215,8 @@ static int fill_container(struct kd_sandbox_view *view, struct json_object *pod,
 		size_t k = 0;
 		for (size_t i = 0; i < ne; i++) {
 			struct json_object *e = json_object_array_get_idx(env, i);
-			const char *name = kd_json_get_string(e, "name");
-			if (!name)
+			if (!name_value(e, &ev[k].name, &ev[k].value))
 				continue;
-			const char *val = kd_json_get_string(e, "value");
-			ev[k].name = name;
-			ev[k].value = val ? val : "";
 			const char *fp = kd_json_get_string(e, "valueFrom.fieldRef.fieldPath");
 			if (fp)
 				field_ref(pod, fp, &ev[k]);
@@ -267,6 +294,11 @@ int kd_sandbox_view_init(struct kd_sandbox_view *v, struct json_object *pod, con
 	spec->containers = nv.containers;
 	spec->n_containers = nc;
 	spec->pod = pod;
+	const char *policy = kd_json_get_string(pod, "spec.restartPolicy");
+	if (policy && strcmp(policy, "Never") == 0)
+		spec->restart_policy = KD_RESTART_NEVER;
+	else if (policy && strcmp(policy, "OnFailure") == 0)
+		spec->restart_policy = KD_RESTART_ON_FAILURE;
 	*v = nv;
 	return 0;
 }

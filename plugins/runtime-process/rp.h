@@ -31,8 +31,6 @@
 #include "kd/strmap.h"
 #include "rp_netlink.h"
 
-struct json_object;
-
 #ifndef P_PIDFD
 #define P_PIDFD 3
 #endif
@@ -216,8 +214,6 @@ void rp_images_fini(struct rp *rp);
 const char *rp_image_lookup(const struct rp *rp, const char *image);
 
 /* --- rp_env.c --------------------------------------------------------------------------------- */
-/* The Pod's spec.containers[] entry called name, or NULL. Borrowed from pod. */
-struct json_object *rp_pod_container(struct json_object *pod, const char *name);
 /* argv: command[0] (or path) then the other command entries, then args. Owned, NULL-terminated;
  * free with rp_strv_free. */
 char **rp_argv_build(const struct kd_container_spec *cs, const char *path);
@@ -244,10 +240,10 @@ void rp_child_kill(struct rp *rp, struct rp_child *ch);
 void rp_child_fini(struct rp *rp, struct rp_child *ch);
 
 /* --- rp_probe.c ------------------------------------------------------------------------------- */
-/* Copies the readiness probe of cs into c (and the HTTP headers from pc, the Pod's container;
- * borrowed, may be NULL; pod says whether there is a Pod object). */
-int rp_probe_config(struct rp *rp, struct ctr *c, const struct kd_container_spec *cs,
-                    struct json_object *pc, const struct json_object *pod, struct kd_error **err);
+/* Copies the readiness probe of cs (and its HTTP headers) into c; have_pod: the spec came with a
+ * Pod object. A TCP or HTTP probe without a port: -EINVAL with *err. */
+int rp_probe_config(struct rp *rp, struct ctr *c, const struct kd_container_spec *cs, bool have_pod,
+                    struct kd_error **err);
 /* Runs the probe after after_ms (then every period). */
 void rp_probe_schedule(struct ctr *c, uint64_t after_ms);
 /* Stops a probe in flight and the schedule. */

@@ -6,12 +6,10 @@
  * SERVING_POD/SERVING_POD_IP/POD_NAME/POD_IP are filled. Added when absent: PATH, HOSTNAME (pod
  * name), PORT (the container's first port, for the sample functions).
  */
-#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "kd/json.h"
 #include "rp.h"
 
 struct envb {
@@ -34,19 +32,6 @@ static void env_set(struct envb *e, const char *name, const char *value, bool ov
 	e->v = kd_xrealloc(e->v, (e->n + 2) * sizeof(*e->v));
 	e->v[e->n++] = kd_xasprintf("%s=%s", name, value);
 	e->v[e->n] = NULL;
-}
-
-struct json_object *rp_pod_container(struct json_object *pod, const char *name)
-{
-	struct json_object *ctrs = pod ? kd_json_get_array(pod, "spec.containers") : NULL;
-	size_t n = ctrs ? json_object_array_length(ctrs) : 0;
-	for (size_t i = 0; name && i < n; i++) {
-		struct json_object *c = json_object_array_get_idx(ctrs, i);
-		const char *cn = kd_json_get_string(c, "name");
-		if (cn && strcmp(cn, name) == 0)
-			return c;
-	}
-	return NULL;
 }
 
 char **rp_env_build(const struct rp *rp, const struct sandbox *sb,

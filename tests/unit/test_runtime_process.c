@@ -7,16 +7,16 @@
  *
  * Covered: a sandbox running functions/hello answers on its pod IP over the veth from the
  * bridge's namespace, its spec made from a Pod by kd_sandbox_view (kd/runtimejson.h) with the
- * downward API resolved (metadata.name, a label, status.podIP by the runtime); teardown
- * leaves no process, namespace, veth or fd; unknown image -> FAILED ErrImagePull naming the
- * image; a binary that exits at once -> CrashLoopBackOff restarts with increasing restart count
- * and growing delays; a readiness probe that never passes (refused, HTTP 400) -> never READY,
- * message says why; exec probes run inside the sandbox (see its eth0 and pod IP); a stop then
- * start of the same key delivers EXITED before STARTED; a pooled
- * namespace serves a sandbox too; a negative limit, or limits whose sum over the containers is
- * beyond int64, fail the sandbox (CreateContainerConfigError naming the container, field and
- * value) while valid ones start; a probe without a port in the first of two containers is
- * refused at start. */
+ * downward API resolved (metadata.name, a label, status.podIP by the runtime); teardown leaves
+ * no process, namespace, veth or fd; unknown image -> FAILED ErrImagePull naming the image; a
+ * binary that exits at once -> CrashLoopBackOff restarts with increasing restart count and
+ * growing delays; restartPolicy Never (read from a Pod) ends the sandbox at the first exit; a
+ * readiness probe that never passes (refused, HTTP 400) -> never READY, message says why; exec
+ * probes run inside the sandbox (see its eth0 and pod IP); a stop then start of the same key
+ * delivers EXITED before STARTED; a pooled namespace serves a sandbox too; a negative limit, or
+ * limits whose sum over the containers is beyond int64, fail the sandbox
+ * (CreateContainerConfigError naming the container, field and value) while valid ones start; a
+ * probe without a port in the first of two containers is refused at start. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -508,6 +508,32 @@ static void exiting_binary_restarts_with_growing_backoff(void **state)
 	assert_int_equal(veths_in_br(), 0);
 }
 
+/* restartPolicy Never, as kd_sandbox_view reads it from the Pod: the first exit ends the sandbox
+ * (no CrashLoopBackOff restart). */
+static void restart_policy_never_ends_the_sandbox_at_the_first_exit(void **state)
+{
+	(void)state;
+	SKIP_UNLESS_USABLE();
+	struct json_object *pod = json_tokener_parse(
+	    "{\"metadata\":{\"name\":\"once-1\",\"namespace\":\"default\"},\"spec\":{"
+	    "\"restartPolicy\":\"Never\",\"containers\":[{\"name\":\"user-container\","
+	    "\"image\":\"test.local/false\"}]}}");
+	assert_non_null(pod);
+	struct kd_sandbox_view view;
+	assert_int_equal(kd_sandbox_view_init(&view, pod, "node-1", NULL, NULL), 0);
+	assert_int_equal(view.spec.restart_policy, KD_RESTART_NEVER);
+	assert_int_equal(ops->start(rt, &view.spec, on_event, &events, NULL), 0);
+	kd_sandbox_view_fini(&view);
+	json_object_put(pod);
+	const struct rec *f = run_until(KD_RUNTIME_FAILED, "default/once-1", 3000);
+	assert_non_null(f);
+	assert_string_equal(f->reason, "Error");
+	assert_non_null(strstr(f->message, "exited with code 1"));
+	struct kd_sandbox_status ss;
+	assert_int_equal(ops->status(rt, "default/once-1", &ss), -ENOENT);
+	assert_int_equal(veths_in_br(), 0);
+}
+
 static void failing_probe_keeps_sandbox_not_ready(void **state)
 {
 	(void)state;
@@ -755,6 +781,8 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(exiting_binary_restarts_with_growing_backoff, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(restart_policy_never_ends_the_sandbox_at_the_first_exit,
+	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(failing_probe_keeps_sandbox_not_ready, setup, teardown),
 	    cmocka_unit_test_setup_teardown(exec_probe_runs_in_the_sandbox, setup, teardown),
 	    cmocka_unit_test_setup_teardown(restart_of_same_key_reports_exit_before_start, setup,

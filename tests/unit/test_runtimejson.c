@@ -1,10 +1,10 @@
 /* Unit tests for lib/kd_runtimejson.c: Pod objects as the runtime's struct kd_sandbox_spec.
  * Identity, address adoption and every container field; tables for what is refused (no name, no
- * containers), env entries (without a value, the downward API, other valueFrom, without a
- * name), ports, readiness probes
- * (named ports, delays and thresholds out of range), limits (quantities, and bad ones refused
- * naming pod, container, field and value), init containers (not run) and odd or huge
- * input (non-object containers, mixed arrays, thousands of entries, a megabyte string). */
+ * containers), env entries (without a value, the downward API, other valueFrom, without a name),
+ * ports, readiness probes (named ports, delays and thresholds out of range, HTTP headers),
+ * restart policies, limits (quantities, and bad ones refused naming pod, container, field and
+ * value), init containers (not run) and odd or huge input (non-object containers, mixed arrays,
+ * thousands of entries, a megabyte string). */
 #include <errno.h>
 #include <json-c/json.h>
 #include <setjmp.h>
@@ -51,10 +51,13 @@ static void view_ok(struct kd_sandbox_view *v, struct json_object *pod)
 	assert_non_null(v->spec.containers);
 }
 
+/* Nothing owned, nothing to use: what a failed init and fini leave. */
 static bool is_empty(const struct kd_sandbox_view *v)
 {
-	static const struct kd_sandbox_view zero;
-	return memcmp(v, &zero, sizeof(zero)) == 0;
+	const struct kd_sandbox_spec *s = &v->spec;
+	return !v->key && !v->containers && !v->allocs && !v->n_allocs && !s->key && !s->ns &&
+	       !s->name && !s->uid && !s->node && !s->pod_ip && !s->pod_cidr && !s->containers &&
+	       !s->n_containers && !s->pod && s->restart_policy == KD_RESTART_ALWAYS;
 }
 
 static void pod_becomes_sandbox_spec(void **state)
@@ -488,6 +491,91 @@ static void limits_table(void **state)
 	}
 }
 
+/* "Name: value;..." of a probe's HTTP headers. Owned. */
+static char *headers_text(const struct kd_probe *p)
+{
+	char *s = kd_xstrdup("");
+	for (size_t i = 0; i < p->n_http_headers; i++) {
+		char *n =
+		    kd_xasprintf("%s%s: %s;", s, p->http_headers[i].name, p->http_headers[i].value);
+		free(s);
+		s = n;
+	}
+	return s;
+}
+
+static void probe_headers_table(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *headers, *want;
+	} cases[] = {
+	    {"[{\"name\":\"K-Network-Probe\",\"value\":\"queue\"}]", "K-Network-Probe: queue;"},
+	    {"[{\"name\":\"A\",\"value\":\"1\"},{\"name\":\"A\",\"value\":\"2\"}]", "A: 1;A: 2;"},
+	    {"[{\"name\":\"A\"},{\"name\":\"B\",\"value\":null},{\"name\":\"C\",\"value\":3}]",
+	     "A: ;B: ;C: ;"}, /* no (string) value: "" */
+	    {"[{\"value\":\"x\"},{\"name\":1,\"value\":\"y\"},2,null,{\"name\":\"D\",\"value\":"
+	     "\"d\"}]",
+	     "D: d;"}, /* entries without a (string) name are skipped */
+	    /* taken as they are: the runtime decides what it can send */
+	    {"[{\"name\":\"Bad\\r\\nName\",\"value\":\"v\\n\"}]", "Bad\r\nName: v\n;"},
+	    {"[]", ""},
+	    {"{\"name\":\"A\",\"value\":\"1\"}", ""},
+	};
+	for (size_t i = 0; i < KD_ARRAY_SIZE(cases); i++) {
+		kd_autofree char *ctrs =
+		    kd_xasprintf("[{\"name\":\"c\",\"readinessProbe\":{\"httpGet\":{\"port\":80,"
+		                 "\"httpHeaders\":%s}}}]",
+		                 cases[i].headers);
+		kd_autojson struct json_object *pod = pod_with(ctrs);
+		struct kd_sandbox_view v;
+		view_ok(&v, pod);
+		const struct kd_probe *p = &v.spec.containers[0].readiness;
+		kd_autofree char *got = headers_text(p);
+		if (strcmp(got, cases[i].want) != 0)
+			fail_msg("case %zu (%s): got \"%s\", want \"%s\"", i, cases[i].headers, got,
+			         cases[i].want);
+		if (!p->n_http_headers)
+			assert_null(p->http_headers);
+		kd_sandbox_view_fini(&v);
+	}
+	/* headers of another probe kind are not read */
+	kd_autojson struct json_object *pod =
+	    pod_with("[{\"name\":\"c\",\"readinessProbe\":{\"tcpSocket\":{\"port\":80,"
+	             "\"httpHeaders\":[{\"name\":\"A\",\"value\":\"1\"}]}}}]");
+	struct kd_sandbox_view v;
+	view_ok(&v, pod);
+	assert_int_equal(v.spec.containers[0].readiness.n_http_headers, 0);
+	kd_sandbox_view_fini(&v);
+}
+
+static void restart_policy_table(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *policy;
+		enum kd_restart_policy want;
+	} cases[] = {
+	    {"\"Always\"", KD_RESTART_ALWAYS}, {"\"OnFailure\"", KD_RESTART_ON_FAILURE},
+	    {"\"Never\"", KD_RESTART_NEVER},   {"null", KD_RESTART_ALWAYS},
+	    {"\"never\"", KD_RESTART_ALWAYS},  {"\"\"", KD_RESTART_ALWAYS},
+	    {"2", KD_RESTART_ALWAYS},          {"[\"Never\"]", KD_RESTART_ALWAYS},
+	};
+	for (size_t i = 0; i < KD_ARRAY_SIZE(cases); i++) {
+		kd_autofree char *text = kd_xasprintf("{\"metadata\":{\"name\":\"p\",\"namespace\":"
+		                                      "\"ns\"},\"spec\":{\"restartPolicy\":"
+		                                      "%s,\"containers\":[{\"name\":\"c\"}]}}",
+		                                      cases[i].policy);
+		kd_autojson struct json_object *pod = parse(text);
+		struct kd_sandbox_view v;
+		view_ok(&v, pod);
+		if (v.spec.restart_policy != cases[i].want)
+			fail_msg("case %zu (%s): %d, want %d", i, cases[i].policy,
+			         v.spec.restart_policy, cases[i].want);
+		kd_sandbox_view_fini(&v);
+	}
+}
+
 static void init_containers_are_not_run(void **state)
 {
 	(void)state;
@@ -579,7 +667,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(pod_becomes_sandbox_spec),    cmocka_unit_test(refused_pods_say_why),
 	    cmocka_unit_test(env_entries_table),           cmocka_unit_test(ports_table),
-	    cmocka_unit_test(readiness_probes_table),      cmocka_unit_test(limits_table),
+	    cmocka_unit_test(readiness_probes_table),      cmocka_unit_test(probe_headers_table),
+	    cmocka_unit_test(restart_policy_table),        cmocka_unit_test(limits_table),
 	    cmocka_unit_test(init_containers_are_not_run), cmocka_unit_test(odd_and_huge_input),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,13 +2,13 @@
  * struct kd_sandbox_spec a runtime plugin's start() takes. Pure functions, no I/O. The same
  * objects as scheduler inputs: kd/schedjson.h.
  *
- * What is read, from spec.containers[] in order (init containers are not run): name, image,
- * command, args, env (below), ports (name, containerPort, protocol), the readiness
- * probe (httpGet path and port, tcpSocket port, exec command, the delays in seconds and the
- * thresholds) and resources.limits cpu and memory. A probe port is an integer or the name of one
- * of that container's ports. Limits are Kubernetes quantities (kd_quantity_member, kd/quantity.h):
- * one that is not, or a resources or resources.limits that is not an object, refuses the Pod; it
- * never reads as "no limit".
+ * What is read: spec.restartPolicy, and from spec.containers[] in order (init containers are not
+ * run): name, image, command, args, env (below), ports (name, containerPort, protocol), the
+ * readiness probe (httpGet path, port and httpHeaders, tcpSocket port, exec command, the delays
+ * in seconds and the thresholds) and resources.limits cpu and memory. A probe port is an integer
+ * or the name of one of that container's ports. Limits are Kubernetes quantities
+ * (kd_quantity_member, kd/quantity.h): one that is not, or a resources or resources.limits that
+ * is not an object, refuses the Pod; it never reads as "no limit".
  *
  * Env: name and value, in order (the runtime lets a later duplicate win). The downward API's
  * valueFrom.fieldRef.fieldPath is resolved from the Pod for metadata.name, metadata.namespace,
@@ -18,11 +18,12 @@
  *
  * Unsupported or unusable parts are skipped, not refused (the runtimes here do not need them):
  * volumes, requests, limits of other resources than cpu and memory, and everything else not
- * listed; an env entry without a name; other valueFrom sources (secrets, config maps,
- * resourceFieldRef, other field paths: the variable keeps its value, normally empty); a
+ * listed; an env entry or probe header without a name; other valueFrom sources (secrets, config
+ * maps, resourceFieldRef, other field paths: the variable keeps its value, normally empty); a
  * non-string entry of command, args or an exec probe; a port outside 1..65535 or without
  * containerPort; a probe port that names no port of the container (port 0); probe delays outside
- * 1..86400 s and thresholds outside 1..999 (0: Kubernetes' default).
+ * 1..86400 s and thresholds outside 1..999 (0: Kubernetes' default); a restartPolicy other than
+ * Never and OnFailure (Always).
  */
 #ifndef KD_RUNTIMEJSON_H
 #define KD_RUNTIMEJSON_H

@@ -61,6 +61,12 @@ enum kd_probe_type {
 	KD_PROBE_EXEC = 3, /* run exec_command in the container, exit 0 is success */
 };
 
+/* An HTTP request header (a probe's httpGet.httpHeaders[]). */
+struct kd_http_header {
+	const char *name;
+	const char *value;
+};
+
 /* Readiness probe basics (Kubernetes' Probe; zero means Kubernetes' default). */
 struct kd_probe {
 	enum kd_probe_type type;
@@ -73,6 +79,8 @@ struct kd_probe {
 	uint32_t timeout_ms;
 	uint32_t success_threshold;
 	uint32_t failure_threshold;
+	const struct kd_http_header *http_headers; /* HTTP: sent with the request, in order */
+	size_t n_http_headers;
 };
 
 struct kd_container_spec {
@@ -92,6 +100,13 @@ struct kd_container_spec {
 	struct kd_resources limits;
 };
 
+/* The Pod's spec.restartPolicy. */
+enum kd_restart_policy {
+	KD_RESTART_ALWAYS = 0, /* Kubernetes' default */
+	KD_RESTART_ON_FAILURE = 1,
+	KD_RESTART_NEVER = 2,
+};
+
 /* What a runtime starts: one pod sandbox. Everything borrowed for the duration of start(). */
 struct kd_sandbox_spec {
 	const char *key;    /* "namespace/name": the instance identity (one sandbox per key) */
@@ -104,7 +119,10 @@ struct kd_sandbox_spec {
 	    *pod_cidr; /* the node's pod CIDR ("10.244.3.0/24"), or NULL: runtime's default */
 	const struct kd_container_spec *containers;
 	size_t n_containers;
-	struct json_object *pod; /* the full Pod object if the host has one, else NULL */
+	/* The full Pod object if the host has one, else NULL. The other members hold what a runtime
+	 * needs of it (kd/runtimejson.h makes them); this is for one that hands the Pod on. */
+	struct json_object *pod;
+	enum kd_restart_policy restart_policy;
 };
 
 enum kd_runtime_event_type {
