@@ -39,7 +39,9 @@ struct json_object;
 /* A Pod as runtime input. spec is ready for kd_runtime_ops.start. Its strings are borrowed from
  * the Pod given to kd_sandbox_view_init (keep that alive while spec is used), from `node` and
  * `pod_cidr` as given, or from the view (key); every array behind spec (containers, command,
- * args, env, ports, exec command) is owned by the view. The other members are the view's own. */
+ * args, env, ports, exec command, probe headers) is owned by the view. The other members are the
+ * view's own. A runtime copies what it keeps (kd/stage.h), so the view may be finished right
+ * after start(). */
 struct kd_sandbox_view {
 	struct kd_sandbox_spec spec;
 	char *key; /* "ns/name" */
@@ -56,7 +58,8 @@ struct kd_sandbox_view {
  * metadata.namespace/name ("pod without metadata.namespace/name"), without containers
  * ("pod ns/p: no containers"), with a limit that is not a quantity
  * ("pod ns/p: container c: resources.limits.memory \"12Q\": not a quantity"; a container
- * without a name is "containers[i]"); then *v is left empty and needs no fini. */
+ * without a name is "containers[i]") or resources that are not an object; then *v is left empty
+ * and needs no fini. */
 KD_API int kd_sandbox_view_init(struct kd_sandbox_view *v, struct json_object *pod,
                                 const char *node, const char *pod_cidr, struct kd_error **err);
 
