@@ -158,3 +158,23 @@ int kd_quantity_parse_json(struct json_object *v, bool milli, int64_t *out)
 	*out = q;
 	return 0;
 }
+
+int kd_quantity_member(struct json_object *map, const char *res, bool milli, const char *what,
+                       int64_t *out, struct kd_error **err)
+{
+	struct json_object *v = NULL;
+	if (!map || !json_object_is_type(map, json_type_object) ||
+	    !json_object_object_get_ex(map, res, &v) || !v) {
+		*out = 0;
+		return 0;
+	}
+	int rc = kd_quantity_parse_json(v, milli, out);
+	if (rc < 0) {
+		const char *s =
+		    json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+		return kd_error_set(err, -rc, 0, "%s.%s \"%s\": %s", what, res,
+		                    s ? s : json_object_to_json_string(v),
+		                    rc == -ERANGE ? "out of range" : "not a quantity");
+	}
+	return 0;
+}

@@ -70,20 +70,9 @@ static int string_map(struct json_object *map, const char *what, struct kd_label
 static int node_quantity(struct json_object *alloc, const char *node, const char *res, bool milli,
                          int64_t *out, struct kd_error **err)
 {
-	struct json_object *v = NULL;
-	*out = 0;
-	if (!alloc || !json_object_object_get_ex(alloc, res, &v) || !v)
-		return 0;
-	int64_t q = 0;
-	int rc = kd_quantity_parse_json(v, milli, &q);
-	if (rc < 0) {
-		const char *s = str_of(v);
-		return kd_error_set(err, -rc, 0, "node %s: status.allocatable.%s \"%s\": %s", node,
-		                    res, s ? s : json_object_to_json_string(v),
-		                    rc == -ERANGE ? "out of range" : "not a quantity");
-	}
-	*out = q;
-	return 0;
+	char what[320];
+	snprintf(what, sizeof(what), "node %s: status.allocatable", node);
+	return kd_quantity_member(alloc, res, milli, what, out, err);
 }
 
 int kd_node_view_init(struct kd_node_view *v, struct json_object *node, struct kd_error **err)

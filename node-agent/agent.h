@@ -182,14 +182,4 @@ void kd_node_pods_count(struct kd_node_agent *a, struct kd_node_pod_counts *out)
 /* Stops the informer, frees every pod entry (sandboxes are left to the runtime's fini). */
 void kd_node_pods_fini(struct kd_node_agent *a);
 
-/* podspec.c: the runtime's sandbox spec from a Pod object (pure; used by pods.c and tests). */
-struct kd_node_spec_buf; /* owns the arrays behind a kd_sandbox_spec */
-/* Fills *spec from pod (borrowed: strings point into pod, which must outlive *spec) for node
- * `node` with pod_cidr; *buf owns the arrays (free with kd_node_spec_free). 0, or -EINVAL with
- * *err when the pod has no name/namespace or no containers. */
-int kd_node_spec_from_pod(struct json_object *pod, const char *node, const char *pod_cidr,
-                          struct kd_sandbox_spec *spec, struct kd_node_spec_buf **buf,
-                          struct kd_error **err);
-void kd_node_spec_free(struct kd_node_spec_buf *buf);
-
 #endif /* KD_NODE_AGENT_H */

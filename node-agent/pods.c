@@ -39,6 +39,7 @@
 #include "kd/instance.h"
 #include "kd/json.h"
 #include "kd/log.h"
+#include "kd/runtimejson.h"
 
 #define PATCH_BACKOFF_BASE_MS 200
 #define PATCH_BACKOFF_CAP_MS  10000
@@ -517,11 +518,9 @@ static void pod_start(struct kd_pod *p)
 	struct kd_node_agent *a = p->a;
 	if (p->sandbox || p->terminating || p->gone || p->final || a->stopping)
 		return;
-	struct kd_sandbox_spec spec;
-	struct kd_node_spec_buf *buf = NULL;
+	struct kd_sandbox_view view;
 	struct kd_error *err = NULL;
-	if (kd_node_spec_from_pod(p->obj, p->node->name, p->node->pod_cidr, &spec, &buf, &err) <
-	    0) {
+	if (kd_sandbox_view_init(&view, p->obj, p->node->name, p->node->pod_cidr, &err) < 0) {
 		kd_log_error("pod %s: cannot run: %s", p->key, kd_error_msg(err));
 		p->final = true;
 		set_reason(p, "InvalidPodSpec", kd_error_msg(err));
@@ -529,8 +528,8 @@ static void pod_start(struct kd_pod *p)
 		request_patch(p, WANT_WAITING);
 		return;
 	}
-	int rc = a->rt->start(a->rt_state, &spec, on_runtime_event, a, &err);
-	kd_node_spec_free(buf);
+	int rc = a->rt->start(a->rt_state, &view.spec, on_runtime_event, a, &err);
+	kd_sandbox_view_fini(&view);
 	if (rc == -EBUSY) {
 		/* the runtime still runs an older pod of this name: stop it, start when it ends */
 		kd_log_warn("pod %s: %s; stopping the old sandbox first", p->key,

@@ -31,8 +31,6 @@
 #include "kd/strmap.h"
 #include "rp_netlink.h"
 
-struct json_object;
-
 #ifndef P_PIDFD
 #define P_PIDFD 3
 #endif
@@ -198,11 +196,11 @@ int rp_net_socket_in(const struct rp *rp, int ns_fd, int *fd);
 /* --- rp_cgroup.c ------------------------------------------------------------------------------ */
 /* Decides once whether sandboxes get cgroups (rp->cgroups); logs why not. Never fatal. */
 void rp_cgroup_init(struct rp *rp);
-/* Adds the cpu/memory limits of pod container pc (borrowed; may be NULL) named ctr_name to
- * sb->cpu_milli/mem_bytes. A limit that is not a Kubernetes quantity: -EINVAL (or -ERANGE for an
- * overflow) and *msg (owned; free) names the container, the field and the value. */
-int rp_cgroup_add_limits(struct sandbox *sb, const char *ctr_name, struct json_object *pc,
-                         char **msg);
+/* Adds the cpu/memory limits of container ctr_name (kd_container_spec.limits, borrowed) to
+ * sb->cpu_milli/mem_bytes. A negative limit, or a sum beyond int64: -ERANGE and *msg (owned;
+ * free) names the container, the field and the value; sb is left unchanged. */
+int rp_cgroup_add_limits(struct sandbox *sb, const char *ctr_name,
+                         const struct kd_resources *limits, char **msg);
 /* Creates sb's cgroup if it has limits and cgroups are usable; never fatal (logs). */
 void rp_cgroup_create(struct rp *rp, struct sandbox *sb);
 void rp_cgroup_destroy(struct rp *rp, struct sandbox *sb);
@@ -216,16 +214,14 @@ void rp_images_fini(struct rp *rp);
 const char *rp_image_lookup(const struct rp *rp, const char *image);
 
 /* --- rp_env.c --------------------------------------------------------------------------------- */
-/* The Pod's spec.containers[] entry called name, or NULL. Borrowed from pod. */
-struct json_object *rp_pod_container(struct json_object *pod, const char *name);
 /* argv: command[0] (or path) then the other command entries, then args. Owned, NULL-terminated;
  * free with rp_strv_free. */
 char **rp_argv_build(const struct kd_container_spec *cs, const char *path);
-/* envp for a container (spec env with downward-API fieldRefs resolved from pod, then PATH,
- * HOSTNAME, PORT when absent). pc/pod borrowed, may be NULL. Owned; free with rp_strv_free. */
+/* envp for a container (spec env with the addresses filled in, then PATH, HOSTNAME, PORT when
+ * absent); have_pod: the spec came with a Pod object. Owned; free with rp_strv_free. */
 char **rp_env_build(const struct rp *rp, const struct sandbox *sb,
-                    const struct kd_container_spec *cs, struct json_object *pc,
-                    struct json_object *pod) __attribute__((nonnull(1, 2, 3)));
+                    const struct kd_container_spec *cs, bool have_pod)
+    __attribute__((nonnull(1, 2, 3)));
 void rp_strv_free(char **v);
 /* Owned NULL-terminated copy of n strings. */
 char **rp_strv_dup(const char *const *v, size_t n);
@@ -244,10 +240,10 @@ void rp_child_kill(struct rp *rp, struct rp_child *ch);
 void rp_child_fini(struct rp *rp, struct rp_child *ch);
 
 /* --- rp_probe.c ------------------------------------------------------------------------------- */
-/* Copies the readiness probe of cs into c (and the HTTP headers from pc, the Pod's container;
- * borrowed, may be NULL; pod says whether there is a Pod object). */
-int rp_probe_config(struct rp *rp, struct ctr *c, const struct kd_container_spec *cs,
-                    struct json_object *pc, const struct json_object *pod, struct kd_error **err);
+/* Copies the readiness probe of cs (and its HTTP headers) into c; have_pod: the spec came with a
+ * Pod object. A TCP or HTTP probe without a port: -EINVAL with *err. */
+int rp_probe_config(struct rp *rp, struct ctr *c, const struct kd_container_spec *cs, bool have_pod,
+                    struct kd_error **err);
 /* Runs the probe after after_ms (then every period). */
 void rp_probe_schedule(struct ctr *c, uint64_t after_ms);
 /* Stops a probe in flight and the schedule. */

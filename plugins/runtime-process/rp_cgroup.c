@@ -1,13 +1,13 @@
-/* plugins/runtime-process/rp_cgroup.c: resource limits. If the Pod sets limits (cpu/memory,
- * summed over containers) and cgroup v2 is mounted and writable at the parent of `cgroup-root`,
- * the sandbox gets its own cgroup (cpu.max, memory.max) that its processes join before exec.
- * Otherwise one log line at init says sandboxes are not cgroup-limited. Limits are Kubernetes
- * quantities (kd_quantity_parse_json, kd/quantity.h): one that is not fails the sandbox at start
- * (CreateContainerConfigError naming the field and value), never "no limit".
+/* plugins/runtime-process/rp_cgroup.c: resource limits. If the spec sets limits (cpu/memory of
+ * kd_container_spec.limits, summed over containers) and cgroup v2 is mounted and writable at the
+ * parent of `cgroup-root`, the sandbox gets its own cgroup (cpu.max, memory.max) that its
+ * processes join before exec. Otherwise one log line at init says sandboxes are not
+ * cgroup-limited. The host reads the Pod's quantities (kd/runtimejson.h refuses one that is not);
+ * a negative limit or a sum beyond int64 fails the sandbox at start (CreateContainerConfigError
+ * naming the container, field and value), never "no limit".
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +15,6 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
-#include "kd/json.h"
-#include "kd/quantity.h"
 #include "rp.h"
 
 #ifndef CGROUP2_SUPER_MAGIC
@@ -69,36 +67,29 @@ void rp_cgroup_init(struct rp *rp)
 	rp->host->log(KD_LOG_INFO, "runtime-process: sandbox cgroups under %s", root);
 }
 
-/* Adds limits.<res> of resources (borrowed, may be NULL) to *acc. */
-static int add_limit(struct json_object *limits, const char *ctr_name, const char *res, bool milli,
-                     int64_t *acc, char **msg)
+static int add_limit(int64_t v, const char *ctr_name, const char *res, int64_t *acc, char **msg)
 {
-	struct json_object *v = NULL;
-	if (!limits || !json_object_object_get_ex(limits, res, &v) || !v)
+	if (v >= 0 && *acc <= INT64_MAX - v) {
+		*acc += v;
 		return 0;
-	int64_t q = 0;
-	int rc = kd_quantity_parse_json(v, milli, &q);
-	if (rc == 0 && *acc > INT64_MAX - q)
-		rc = -ERANGE;
-	if (rc < 0) {
-		const char *s =
-		    json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-		*msg = kd_xasprintf("container %s: resources.limits.%s \"%s\": %s", ctr_name, res,
-		                    s ? s : json_object_to_json_string(v),
-		                    rc == -ERANGE ? "out of range" : "not a Kubernetes quantity");
-		return rc;
 	}
-	*acc += q;
-	return 0;
+	*msg =
+	    kd_xasprintf("container %s: resources.limits.%s %lld: %s", ctr_name, res, (long long)v,
+	                 v < 0 ? "negative" : "sum over the containers out of range");
+	return -ERANGE;
 }
 
-int rp_cgroup_add_limits(struct sandbox *sb, const char *ctr_name, struct json_object *pc,
-                         char **msg)
+int rp_cgroup_add_limits(struct sandbox *sb, const char *ctr_name,
+                         const struct kd_resources *limits, char **msg)
 {
-	struct json_object *limits = pc ? kd_json_get_object(pc, "resources.limits") : NULL;
-	int rc = add_limit(limits, ctr_name, "cpu", true, &sb->cpu_milli, msg);
+	int64_t cpu = sb->cpu_milli, mem = sb->mem_bytes;
+	int rc = add_limit(limits->cpu_milli, ctr_name, "cpu", &cpu, msg);
 	if (rc == 0)
-		rc = add_limit(limits, ctr_name, "memory", false, &sb->mem_bytes, msg);
+		rc = add_limit(limits->memory_bytes, ctr_name, "memory", &mem, msg);
+	if (rc == 0) {
+		sb->cpu_milli = cpu;
+		sb->mem_bytes = mem;
+	}
 	return rc;
 }
 

@@ -1,18 +1,15 @@
 /* plugins/runtime-process/rp_env.c: what a container process is started with. argv: the mapped
  * executable is always what runs; argv[0] is command[0] if the spec has a command (its other
  * entries follow), else the executable's path; then args. Env: the spec's env (later duplicates
- * win), with valueFrom.fieldRef resolved from the Pod object as the downward API would
- * (metadata.name/namespace/uid/labels/annotations, spec.nodeName, spec.serviceAccountName,
- * status.podIP(s), status.hostIP = `host-ip`); without a Pod object, empty
+ * win; the host resolved the downward API from the Pod, kd/runtimejson.h), with the sandbox's
+ * address for KD_ENV_POD_IP and `host-ip` for KD_ENV_HOST_IP; without a Pod object, empty
  * SERVING_POD/SERVING_POD_IP/POD_NAME/POD_IP are filled. Added when absent: PATH, HOSTNAME (pod
  * name), PORT (the container's first port, for the sample functions).
  */
-#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "kd/json.h"
 #include "rp.h"
 
 struct envb {
@@ -37,84 +34,19 @@ static void env_set(struct envb *e, const char *name, const char *value, bool ov
 	e->v[e->n] = NULL;
 }
 
-/* Value of a downward-API fieldPath for this pod, or NULL if unsupported. Borrowed/static. */
-static const char *field_ref(const struct rp *rp, const struct sandbox *sb, struct json_object *pod,
-                             const char *path, char *buf, size_t buf_size)
-{
-	if (strcmp(path, "metadata.name") == 0)
-		return sb->name;
-	if (strcmp(path, "metadata.namespace") == 0)
-		return sb->ns;
-	if (strcmp(path, "metadata.uid") == 0)
-		return sb->uid ? sb->uid : kd_json_get_string(pod, "metadata.uid");
-	if (strcmp(path, "status.podIP") == 0 || strcmp(path, "status.podIPs") == 0)
-		return sb->ip;
-	if (strcmp(path, "status.hostIP") == 0 || strcmp(path, "status.hostIPs") == 0)
-		return rp->cfg->host_ip;
-	if (strcmp(path, "spec.nodeName") == 0)
-		return kd_json_get_string(pod, "spec.nodeName");
-	if (strcmp(path, "spec.serviceAccountName") == 0)
-		return kd_json_get_string(pod, "spec.serviceAccountName");
-	const char *m = NULL;
-	const char *obj = NULL;
-	if (strncmp(path, "metadata.labels['", 17) == 0) {
-		m = path + 17;
-		obj = "labels";
-	} else if (strncmp(path, "metadata.annotations['", 22) == 0) {
-		m = path + 22;
-		obj = "annotations";
-	}
-	if (m) {
-		const char *q = strchr(m, '\'');
-		if (!q)
-			return NULL;
-		snprintf(buf, buf_size, "%.*s", (int)(q - m), m);
-		struct json_object *meta = kd_json_get_object(pod, "metadata");
-		struct json_object *o = meta ? kd_json_get_object(meta, obj) : NULL;
-		struct json_object *v = NULL;
-		if (o && json_object_object_get_ex(o, buf, &v))
-			return json_object_get_string(v);
-		return "";
-	}
-	return NULL;
-}
-
-struct json_object *rp_pod_container(struct json_object *pod, const char *name)
-{
-	struct json_object *ctrs = pod ? kd_json_get_array(pod, "spec.containers") : NULL;
-	size_t n = ctrs ? json_object_array_length(ctrs) : 0;
-	for (size_t i = 0; name && i < n; i++) {
-		struct json_object *c = json_object_array_get_idx(ctrs, i);
-		const char *cn = kd_json_get_string(c, "name");
-		if (cn && strcmp(cn, name) == 0)
-			return c;
-	}
-	return NULL;
-}
-
 char **rp_env_build(const struct rp *rp, const struct sandbox *sb,
-                    const struct kd_container_spec *cs, struct json_object *pc,
-                    struct json_object *pod)
+                    const struct kd_container_spec *cs, bool have_pod)
 {
 	struct envb e = {0};
 	e.v = kd_xcalloc(1, sizeof(*e.v));
-	struct json_object *penv = pc ? kd_json_get_array(pc, "env") : NULL;
 	for (size_t i = 0; i < cs->n_env; i++) {
 		const char *name = cs->env[i].name;
 		const char *value = cs->env[i].value ? cs->env[i].value : "";
-		char buf[256];
-		size_t pn = penv ? json_object_array_length(penv) : 0;
-		for (size_t j = 0; j < pn; j++) {
-			struct json_object *pe = json_object_array_get_idx(penv, j);
-			const char *n = kd_json_get_string(pe, "name");
-			const char *fp = kd_json_get_string(pe, "valueFrom.fieldRef.fieldPath");
-			if (n && fp && strcmp(n, name) == 0) {
-				const char *v = field_ref(rp, sb, pod, fp, buf, sizeof(buf));
-				if (v)
-					value = v;
-			}
-		}
-		if (!pod && !*value) {
+		if (cs->env[i].source == KD_ENV_POD_IP)
+			value = sb->ip;
+		else if (cs->env[i].source == KD_ENV_HOST_IP)
+			value = rp->cfg->host_ip ? rp->cfg->host_ip : "";
+		if (!have_pod && !*value) {
 			if (strcmp(name, "SERVING_POD") == 0 || strcmp(name, "POD_NAME") == 0)
 				value = sb->name;
 			else if (strcmp(name, "SERVING_POD_IP") == 0 || strcmp(name, "POD_IP") == 0)

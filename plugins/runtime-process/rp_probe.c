@@ -1,8 +1,10 @@
 /* plugins/runtime-process/rp_probe.c: readiness probes, with kubelet semantics, all from inside
  * the sandbox's namespace to the pod IP:
- *  - HTTP GET (headers from the Pod's httpGet.httpHeaders, e.g. Knative's queue-proxy probe
- *    `K-Network-Probe: queue`, added for a container named queue-proxy when there is no Pod
- *    object; User-Agent kube-probe/1.35), 200..399 passes; TCP connect; exec (exit 0).
+ *  - HTTP GET (headers from the probe's http_headers, the Pod's httpGet.httpHeaders, e.g.
+ *    Knative's queue-proxy probe `K-Network-Probe: queue`, which is added for a container named
+ *    queue-proxy when there is no Pod object; a header with CR, LF or a colon in its name, or CR
+ *    or LF in its value, is left out; User-Agent kube-probe/1.35), 200..399 passes; TCP
+ *    connect; exec (exit 0).
  *  - initialDelay, period (0: 10 s), timeout (0: 1 s), success/failure thresholds as Kubernetes.
  *    Deviation for cold starts: until a container first passes, it is probed every
  *    `startup-probe-period` (default 50ms) when that is shorter than its period (0 disables).
@@ -13,7 +15,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <json-c/json.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,7 +24,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "kd/json.h"
 #include "rp.h"
 
 static uint32_t probe_period(const struct ctr *c)
@@ -224,12 +224,13 @@ void rp_probe_fini(struct ctr *c)
 	c->exec_argv = NULL;
 }
 
-int rp_probe_config(struct rp *rp, struct ctr *c, const struct kd_container_spec *cs,
-                    struct json_object *pc, const struct json_object *pod, struct kd_error **err)
+int rp_probe_config(struct rp *rp, struct ctr *c, const struct kd_container_spec *cs, bool have_pod,
+                    struct kd_error **err)
 {
 	c->probe = cs->readiness;
 	c->probe.http_path = NULL;
 	c->probe.exec_command = NULL;
+	c->probe.http_headers = NULL;
 	if (cs->readiness.http_path)
 		c->http_path = kd_xstrdup(cs->readiness.http_path);
 	if (cs->readiness.type == KD_PROBE_EXEC)
@@ -240,21 +241,17 @@ int rp_probe_config(struct rp *rp, struct ctr *c, const struct kd_container_spec
 		              c->name);
 	if (c->probe.type != KD_PROBE_HTTP)
 		return 0;
-	struct json_object *hh =
-	    pc ? kd_json_get_array(pc, "readinessProbe.httpGet.httpHeaders") : NULL;
-	size_t nh = hh ? json_object_array_length(hh) : 0;
 	char *h = kd_xstrdup("");
-	for (size_t j = 0; j < nh; j++) {
-		struct json_object *o = json_object_array_get_idx(hh, j);
-		const char *hn = kd_json_get_string(o, "name");
-		const char *hv = kd_json_get_string(o, "value");
+	for (size_t j = 0; j < cs->readiness.n_http_headers; j++) {
+		const char *hn = cs->readiness.http_headers[j].name;
+		const char *hv = cs->readiness.http_headers[j].value;
 		if (!hn || strpbrk(hn, "\r\n:") || (hv && strpbrk(hv, "\r\n")))
 			continue;
 		char *n2 = kd_xasprintf("%s%s: %s\r\n", h, hn, hv ? hv : "");
 		free(h);
 		h = n2;
 	}
-	if (!pod && strcmp(c->name, "queue-proxy") == 0) {
+	if (!have_pod && strcmp(c->name, "queue-proxy") == 0) {
 		free(h);
 		h = kd_xstrdup("K-Network-Probe: queue\r\n");
 	}

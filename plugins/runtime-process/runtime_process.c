@@ -20,9 +20,9 @@
  * keep-alive connections and ARP entries to them). The address gets the CIDR's prefix length on
  * eth0.
  *
- * Start: the spec is checked at once (image mapping: ErrImagePull; limits that are not
- * Kubernetes quantities: CreateContainerConfigError; both reported as FAILED from the setup
- * timer, with a message naming the image or the field and value); then, on the next loop
+ * Start: the spec is checked at once (image mapping: ErrImagePull; limits that are negative or
+ * sum beyond int64: CreateContainerConfigError; both reported as FAILED from the setup timer,
+ * with a message naming the image or the container, field and value); then, on the next loop
  * iteration, network, cgroup, processes; STARTED; READY once every container runs and passes.
  *
  * Failures, as a kubelet would report them:
@@ -32,7 +32,7 @@
  *  - After READY, the kd_runtime ABI has no "not ready any more" event: a container exit then
  *    fails the whole sandbox (the others get SIGTERM, 2 s grace, SIGKILL; FAILED reason Error,
  *    or Completed for exit code 0) and the host restarts the pod (kd-node: its own backoff).
- *  - restartPolicy Never (from the Pod): any container exit ends the sandbox.
+ *  - restartPolicy Never (kd_sandbox_spec.restart_policy): any container exit ends the sandbox.
  *
  * Stop: SIGTERM to every container, SIGKILL after grace_ms, then the veth is deleted, the
  * namespace fd closed, the cgroup removed, the address released and EXITED (reason Stopped)
@@ -41,7 +41,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <json-c/json.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -53,7 +52,6 @@
 #include "kd/common.h"
 #include "kd/config.h"
 #include "kd/ipam.h"
-#include "kd/json.h"
 #include "kd/plugin.h"
 #include "kd/stage.h"
 #include "kd/strmap.h"
@@ -460,14 +458,13 @@ static void on_setup_timer(struct kd_loop *loop, struct kd_timer *t, void *arg)
 
 /* --- ops -------------------------------------------------------------------------------------- */
 /* Fills sb's containers from spec. A spec the runtime cannot run as asked (an image that maps to
- * no executable, a limit that is not a quantity) is not an error here: sb->fail_reason/fail_msg
+ * no executable, limits out of range) is not an error here: sb->fail_reason/fail_msg
  * are set and the setup timer reports FAILED (the pod shows why, as from a kubelet). */
 static int build_sandbox(struct rp *rp, const struct kd_sandbox_spec *spec, struct sandbox *sb,
                          struct kd_error **err)
 {
-	struct json_object *pod = spec->pod;
-	const char *rpol = pod ? kd_json_get_string(pod, "spec.restartPolicy") : NULL;
-	sb->restart_never = rpol && strcmp(rpol, "Never") == 0;
+	bool have_pod = spec->pod != NULL;
+	sb->restart_never = spec->restart_policy == KD_RESTART_NEVER;
 	sb->ctrs = kd_xcalloc(spec->n_containers, sizeof(*sb->ctrs));
 	sb->n = spec->n_containers;
 	for (size_t i = 0; i < sb->n; i++) { /* all of them: sandbox_free may follow any error */
@@ -500,16 +497,15 @@ static int build_sandbox(struct rp *rp, const struct kd_sandbox_spec *spec, stru
 		}
 		c->path = kd_xstrdup(path);
 		c->argv = rp_argv_build(cs, path);
-		struct json_object *pc = rp_pod_container(pod, cs->name);
-		c->envp = rp_env_build(rp, sb, cs, pc, pod);
+		c->envp = rp_env_build(rp, sb, cs, have_pod);
 		if (rp->cfg->log_dir && *rp->cfg->log_dir)
 			c->log_path = kd_xasprintf("%s/%s_%s_%s.log", rp->cfg->log_dir, sb->ns,
 			                           sb->name, c->name);
-		int rc = rp_probe_config(rp, c, cs, pc, pod, err);
+		int rc = rp_probe_config(rp, c, cs, have_pod, err);
 		if (rc < 0)
 			return rc;
 		char *msg = NULL;
-		if (rp_cgroup_add_limits(sb, c->name, pc, &msg) < 0) {
+		if (rp_cgroup_add_limits(sb, c->name, &cs->limits, &msg) < 0) {
 			if (!sb->fail_reason) {
 				sb->fail_reason = kd_xstrdup("CreateContainerConfigError");
 				sb->fail_msg = msg;

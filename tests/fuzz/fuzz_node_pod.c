@@ -1,18 +1,37 @@
 /* libFuzzer target for kd-node's handling of Pod objects read from the API Server
- * (node-agent/podspec.c and objects.c, compiled in): the bytes are parsed as JSON and, if that
- * works, turned into a runtime sandbox spec and into the running/waiting/failed status patches,
- * and checked for "already running". The bytes are also fed to the time and CIDR parsers. Nothing
- * may crash or leak; a running patch is only built for an object with a uid; a built spec has
- * exactly the pod's number of containers and a key "ns/name". */
+ * (kd_sandbox_view of lib/kd_runtimejson.c, and node-agent/objects.c compiled in): the bytes are
+ * parsed as JSON and, if that works, turned into a runtime sandbox spec and into the
+ * running/waiting/failed status patches, and checked for "already running". The bytes are also
+ * fed to the time and CIDR parsers. Nothing may crash or leak; a running patch is only built for
+ * an object with a uid; a built spec has exactly the pod's number of containers, a key
+ * "ns/name", non-negative limits and complete env and header entries; a refused one says why. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../node-agent/objects.c" /* NOLINT(bugprone-suspicious-include) */
-#include "../../node-agent/podspec.c" /* NOLINT(bugprone-suspicious-include) */
+#include "kd/runtimejson.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* What a runtime may rely on in an accepted container: strings where there are entries, limits
+ * never negative, a runtime-filled env value empty. */
+static void check_container(const struct kd_container_spec *c)
+{
+	if (c->limits.cpu_milli < 0 || c->limits.memory_bytes < 0)
+		abort();
+	for (size_t j = 0; j < c->n_env; j++)
+		if (!c->env[j].name || !c->env[j].value ||
+		    (c->env[j].source != KD_ENV_VALUE && *c->env[j].value))
+			abort();
+	for (size_t j = 0; j < c->n_args; j++)
+		if (!c->args[j])
+			abort();
+	for (size_t j = 0; j < c->readiness.n_http_headers; j++)
+		if (!c->readiness.http_headers[j].name || !c->readiness.http_headers[j].value)
+			abort();
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -40,15 +59,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct json_object *pod = NULL;
 	if (kd_json_parse((const char *)data, size, 1u << 20, "fuzz", &pod, NULL) < 0)
 		return 0;
-	struct kd_sandbox_spec spec;
-	struct kd_node_spec_buf *buf = NULL;
-	if (kd_node_spec_from_pod(pod, "n", "10.244.0.0/24", &spec, &buf, NULL) == 0) {
+	struct kd_sandbox_view view;
+	struct kd_error *verr = NULL;
+	if (kd_sandbox_view_init(&view, pod, "n", "10.244.0.0/24", &verr) == 0) {
 		struct json_object *ctrs = kd_json_get_array(pod, "spec.containers");
-		if (!ctrs || spec.n_containers != json_object_array_length(ctrs) || !spec.key ||
-		    !strchr(spec.key, '/'))
+		if (!ctrs || view.spec.n_containers != json_object_array_length(ctrs) ||
+		    !view.spec.key || !strchr(view.spec.key, '/'))
 			abort();
-		kd_node_spec_free(buf);
+		for (size_t i = 0; i < view.spec.n_containers; i++)
+			check_container(&view.spec.containers[i]);
+		kd_sandbox_view_fini(&view);
+	} else if (!verr || !verr->msg || !*verr->msg) {
+		abort(); /* a refusal must say why */
 	}
+	kd_error_free(verr);
 	struct kd_node_pod_info info = {
 	    .host_ip = "172.31.0.1",
 	    .pod_ip = "10.244.0.2",

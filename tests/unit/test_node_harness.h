@@ -25,7 +25,6 @@
 #include "../../node-agent/nodes.c"     /* NOLINT(bugprone-suspicious-include) */
 #include "../../node-agent/objects.c"   /* NOLINT(bugprone-suspicious-include) */
 #include "../../node-agent/pods.c"      /* NOLINT(bugprone-suspicious-include) */
-#include "../../node-agent/podspec.c"   /* NOLINT(bugprone-suspicious-include) */
 #include "kd/json.h"
 #include "kd/log.h"
 #include "kd_test_httpd.h"

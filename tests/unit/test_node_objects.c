@@ -1,6 +1,6 @@
-/* Unit tests for the kd-node object builders (node-agent/objects.c and podspec.c, compiled into
- * this binary directly): Kubernetes time formats, IPv4 CIDR splitting, Node, Lease and Pod status
- * objects. */
+/* Unit tests for the kd-node object builders (node-agent/objects.c, compiled into this binary
+ * directly): Kubernetes time formats, IPv4 CIDR splitting, Node, Lease and Pod status objects.
+ * The runtime's sandbox spec from a Pod: test_runtimejson.c. */
 #include <errno.h>
 #include <regex.h>
 #include <setjmp.h>
@@ -11,7 +11,6 @@
 #include <cmocka.h>
 
 #include "../../node-agent/objects.c" /* NOLINT(bugprone-suspicious-include) */
-#include "../../node-agent/podspec.c" /* NOLINT(bugprone-suspicious-include) */
 
 /* 2023-11-14T22:13:20.123456789Z */
 #define T0 (1700000000ull * 1000000000ull + 123456789ull)
@@ -518,58 +517,6 @@ static void synthetic_ids_are_pinned(void **state)
 	assert_string_equal(e, "dev.local/hello@sha256:abc"); /* already pinned by digest */
 }
 
-/* ---- sandbox spec from a pod ---- */
-
-static void sandbox_spec_maps_containers_env_ports_probe_and_adopted_ip(void **state)
-{
-	(void)state;
-	kd_autojson struct json_object *pod = parse(
-	    "{\"metadata\":{\"name\":\"p\",\"namespace\":\"ns\",\"uid\":\"u1\"},\"spec\":{"
-	    "\"containers\":[{\"name\":\"user-container\",\"image\":\"dev.local/hello\","
-	    "\"command\":[\"/hello\"],\"args\":[\"-v\",\"2\"],\"env\":[{\"name\":\"PORT\","
-	    "\"value\":\"8080\"},{\"name\":\"POD_IP\",\"valueFrom\":{}}],\"ports\":[{\"name\":"
-	    "\"user-port\",\"containerPort\":8080,\"protocol\":\"TCP\"}]},{\"name\":"
-	    "\"queue-proxy\",\"image\":\"dev.local/queue\",\"ports\":[{\"name\":\"http-queueadm\","
-	    "\"containerPort\":8022}],\"readinessProbe\":{\"httpGet\":{\"path\":\"/\",\"port\":"
-	    "\"http-queueadm\"},\"periodSeconds\":1,\"failureThreshold\":3}}]},"
-	    "\"status\":{\"podIP\":\"10.244.3.9\"}}");
-	struct kd_sandbox_spec spec = {0};
-	struct kd_node_spec_buf *buf = NULL;
-	int rc = kd_node_spec_from_pod(pod, "kd-node-3", "10.244.3.0/24", &spec, &buf, NULL);
-	assert_int_equal(rc, 0);
-	assert_int_equal(spec.n_containers, 2);
-	if (rc != 0 || spec.n_containers != 2 || !spec.containers)
-		return; /* not reached (the asserts fail first); keeps the analyzer informed */
-	assert_string_equal(spec.key, "ns/p");
-	assert_string_equal(spec.uid, "u1");
-	assert_string_equal(spec.node, "kd-node-3");
-	assert_string_equal(spec.pod_cidr, "10.244.3.0/24");
-	assert_string_equal(spec.pod_ip, "10.244.3.9");
-	const struct kd_container_spec *uc = &spec.containers[0];
-	assert_string_equal(uc->name, "user-container");
-	assert_int_equal(uc->n_command, 1);
-	assert_string_equal(uc->command[0], "/hello");
-	assert_int_equal(uc->n_args, 2);
-	assert_int_equal(uc->n_env, 2);
-	assert_string_equal(uc->env[0].value, "8080");
-	assert_string_equal(uc->env[1].value, "");
-	assert_int_equal(uc->n_ports, 1);
-	assert_int_equal(uc->ports[0].container_port, 8080);
-	assert_int_equal(uc->readiness.type, KD_PROBE_NONE);
-	const struct kd_container_spec *qp = &spec.containers[1];
-	assert_int_equal(qp->readiness.type, KD_PROBE_HTTP);
-	assert_int_equal(qp->readiness.port, 8022); /* named port resolved */
-	assert_int_equal(qp->readiness.period_ms, 1000);
-	assert_int_equal(qp->readiness.failure_threshold, 3);
-	kd_node_spec_free(buf);
-
-	kd_autoerr struct kd_error *err = NULL;
-	kd_autojson struct json_object *empty =
-	    parse("{\"metadata\":{\"name\":\"p\",\"namespace\":\"ns\"},\"spec\":{}}");
-	assert_int_equal(kd_node_spec_from_pod(empty, "n", NULL, &spec, &buf, &err), -EINVAL);
-	assert_string_equal(kd_error_msg(err), "pod ns/p: no containers");
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -587,7 +534,6 @@ int main(void)
 	    cmocka_unit_test(running_ready_detection),
 	    cmocka_unit_test(synthetic_ids_are_stable_and_distinct),
 	    cmocka_unit_test(synthetic_ids_are_pinned),
-	    cmocka_unit_test(sandbox_spec_maps_containers_env_ports_probe_and_adopted_ip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,8 @@
 /* Unit tests of kd-node's pod lifecycle (node-agent/pods.c) in kubelet mode, on the loopback
  * harness (test_node_harness.h: fake runtime, scripted HTTP server): pending -> started -> ready
  * -> terminating -> gone, graceful deletion with the uid precondition, runtime failures
- * (CrashLoopBackOff, restartPolicy Never, start errors), same-name replacement, restart
+ * (CrashLoopBackOff, restartPolicy Never, start errors), invalid specs (no containers, a limit
+ * that is not a quantity) reported and never started, same-name replacement, restart
  * adoption, and the exact status patch sent in each state. */
 #include <errno.h>
 #include <setjmp.h>
@@ -281,6 +282,32 @@ static void invalid_spec_is_reported_and_never_started(void **state)
 	h_fini();
 }
 
+/* A limit that is not a quantity: the Pod is not run (under no runtime: never "no limit") and
+ * its status says which container, field and value. */
+static void bad_limit_is_reported_and_never_started(void **state)
+{
+	(void)state;
+	h_init(1, NULL, false, NULL);
+	h_sync_pods();
+	kd_autojson json_object *obj = NULL;
+	const char *s = "{\"metadata\":{\"name\":\"p5l\",\"namespace\":\"" NS "\",\"uid\":"
+	                "\"u5l\"},\"spec\":{\"nodeName\":\"kd-node-0\",\"containers\":[{\"name\":"
+	                "\"user-container\",\"image\":\"x\",\"resources\":{\"limits\":"
+	                "{\"memory\":\"12Q\"}}}]},\"status\":{}}";
+	assert_int_equal(kd_json_parse(s, strlen(s), 0, "pod", &obj, NULL), 0);
+	on_add(NULL, obj, &H.a);
+	assert_int_equal(H.rt.start_calls, 0);
+	assert_true(h_pod(NS "/p5l")->final);
+	RUN_UNTIL(api_count("PATCH", STATUS_PATH("p5l")) >= 1);
+	kd_autojson json_object *w = api_body("PATCH", STATUS_PATH("p5l"), 0);
+	json_object *cs = first_container_status(w);
+	assert_string_equal(str_at(cs, "state.waiting.reason"), "InvalidPodSpec");
+	assert_string_equal(str_at(cs, "state.waiting.message"),
+	                    "pod " NS "/p5l: container user-container: resources.limits.memory "
+	                    "\"12Q\": not a quantity");
+	h_fini();
+}
+
 static void same_name_new_uid_waits_for_the_old_sandbox(void **state)
 {
 	(void)state;
@@ -438,6 +465,7 @@ int main(void)
 	    cmocka_unit_test(failure_with_restart_never_is_failed_and_never_restarts),
 	    cmocka_unit_test(start_error_is_create_pod_sandbox_error_and_retried),
 	    cmocka_unit_test(invalid_spec_is_reported_and_never_started),
+	    cmocka_unit_test(bad_limit_is_reported_and_never_started),
 	    cmocka_unit_test(same_name_new_uid_waits_for_the_old_sandbox),
 	    cmocka_unit_test(deleted_from_api_stops_now_and_releases_without_delete),
 	    cmocka_unit_test(status_conflict_is_dropped_and_server_errors_are_retried),

@@ -1,6 +1,7 @@
 /* Unit tests for lib/kd_quantity.c: Kubernetes quantities as integers, rounded up as
  * resource.Quantity's Value()/MilliValue() do; malformed, negative and out-of-range text refused
- * without touching the output; the same from JSON values (strings, non-negative integers). */
+ * without touching the output; the same from JSON values (strings, non-negative integers) and
+ * from members of JSON objects (errors naming the member and its value). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -119,11 +120,56 @@ static void json_quantities_are_strings_or_non_negative_integers(void **state)
 	assert_int_equal(q, -7);
 }
 
+static void map_members_are_read_or_refused_with_their_name(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *map;
+		bool milli;
+		int rc;
+		int64_t want;
+		const char *msg;
+	} cases[] = {
+	    {"{\"cpu\":\"250m\"}", true, 0, 250, NULL},
+	    {"{\"cpu\":3}", true, 0, 3000, NULL},
+	    {"{\"cpu\":null}", true, 0, 0, NULL}, /* null: absent */
+	    {"{\"memory\":\"1Gi\"}", true, 0, 0, NULL},
+	    {"{}", true, 0, 0, NULL},
+	    {"[\"cpu\"]", true, 0, 0, NULL}, /* not an object: empty */
+	    {"\"cpu\"", true, 0, 0, NULL},
+	    {"{\"cpu\":\"lots\"}", true, -EINVAL, -7, "limits.cpu \"lots\": not a quantity"},
+	    {"{\"cpu\":-1}", true, -EINVAL, -7, "limits.cpu \"-1\": not a quantity"},
+	    {"{\"cpu\":{\"a\":1}}", true, -EINVAL, -7,
+	     "limits.cpu \"{ \"a\": 1 }\": not a quantity"},
+	    {"{\"cpu\":\"10E\"}", true, -ERANGE, -7, "limits.cpu \"10E\": out of range"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct json_object *map = json_tokener_parse(cases[i].map);
+		int64_t q = -7;
+		struct kd_error *err = NULL;
+		int rc = kd_quantity_member(map, "cpu", cases[i].milli, "limits", &q, &err);
+		const char *msg = err ? kd_error_msg(err) : NULL;
+		if (rc != cases[i].rc || q != cases[i].want ||
+		    (cases[i].msg ? !msg || strcmp(msg, cases[i].msg) != 0 : msg != NULL))
+			fail_msg("%s: rc %d value %lld error %s", cases[i].map, rc, (long long)q,
+			         msg ? msg : "none");
+		if (rc < 0) /* the same without an error to fill */
+			assert_int_equal(kd_quantity_member(map, "cpu", true, "limits", &q, NULL),
+			                 rc);
+		kd_error_free(err);
+		json_object_put(map);
+	}
+	int64_t q = -7;
+	assert_int_equal(kd_quantity_member(NULL, "cpu", true, "limits", &q, NULL), 0);
+	assert_int_equal(q, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(quantities_round_up_like_kubernetes),
 	    cmocka_unit_test(json_quantities_are_strings_or_non_negative_integers),
+	    cmocka_unit_test(map_members_are_read_or_refused_with_their_name),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

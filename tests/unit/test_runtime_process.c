@@ -6,15 +6,17 @@
  * support every test is skipped with a message.
  *
  * Covered: a sandbox running functions/hello answers on its pod IP over the veth from the
- * bridge's namespace, with the downward API resolved (K_REVISION from metadata.name); teardown
- * leaves no process, namespace, veth or fd; unknown image -> FAILED ErrImagePull naming the
- * image; a binary that exits at once -> CrashLoopBackOff restarts with increasing restart count
- * and growing delays; a readiness probe that never passes (refused, HTTP 400) -> never READY,
- * message says why; exec probes run inside the sandbox (see its eth0 and pod IP); a stop then
- * start of the same key delivers EXITED before STARTED; a pooled
- * namespace serves a sandbox too; a limit that is not a Kubernetes quantity fails the sandbox
- * (CreateContainerConfigError naming the field and value) while valid ones start; a probe
- * without a port in the first of two containers is refused at start. */
+ * bridge's namespace, its spec made from a Pod by kd_sandbox_view (kd/runtimejson.h) with the
+ * downward API resolved (metadata.name, a label, status.podIP by the runtime); teardown leaves
+ * no process, namespace, veth or fd; unknown image -> FAILED ErrImagePull naming the image; a
+ * binary that exits at once -> CrashLoopBackOff restarts with increasing restart count and
+ * growing delays; restartPolicy Never (read from a Pod) ends the sandbox at the first exit; a
+ * readiness probe that never passes (refused, HTTP 400) -> never READY, message says why; exec
+ * probes run inside the sandbox (see its eth0 and pod IP); a stop then start of the same key
+ * delivers EXITED before STARTED; a pooled namespace serves a sandbox too; a negative limit, or
+ * limits whose sum over the containers is beyond int64, fail the sandbox
+ * (CreateContainerConfigError naming the container, field and value) while valid ones start; a
+ * probe without a port in the first of two containers is refused at start. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -41,6 +43,7 @@
 #include "kd/config.h"
 #include "kd/loop.h"
 #include "kd/plugin.h"
+#include "kd/runtimejson.h"
 #include "kd/stage.h"
 
 #define BR_NS_FMT "kdtp-%d"
@@ -356,20 +359,22 @@ static void hello_answers_on_pod_ip_and_teardown_leaves_nothing(void **state)
 	SKIP_UNLESS_USABLE();
 	int fds_before = count_fds();
 	assert_int_equal(veths_in_br(), 0);
-	struct one o;
-	one_init(&o, "default/hello-1", "test.local/hello", "uid-1");
-	/* K_REVISION from the downward API (metadata.name), as the Pod object says */
-	o.env[0] = (struct kd_env_var){.name = "K_REVISION", .value = ""};
-	o.c.env = o.env;
-	o.c.n_env = 1;
-	o.c.readiness = (struct kd_probe){.type = KD_PROBE_HTTP, .http_path = "/", .port = 8080};
+	/* the spec as kd-node makes it from the Pod; the downward API: K_REVISION (metadata.name)
+	 * and APP (a label) resolved from the Pod, MY_IP (status.podIP) by the runtime */
 	struct json_object *pod = json_tokener_parse(
-	    "{\"metadata\":{\"name\":\"hello-1\",\"namespace\":\"default\"},"
-	    "\"spec\":{\"containers\":[{\"name\":\"user-container\",\"env\":[{\"name\":"
-	    "\"K_REVISION\",\"valueFrom\":{\"fieldRef\":{\"fieldPath\":\"metadata.name\"}}}]}]}}");
+	    "{\"metadata\":{\"name\":\"hello-1\",\"namespace\":\"default\",\"uid\":\"uid-1\","
+	    "\"labels\":{\"app\":\"hello\"}},\"spec\":{\"containers\":[{\"name\":"
+	    "\"user-container\",\"image\":\"test.local/hello\",\"ports\":[{\"name\":\"http\","
+	    "\"containerPort\":8080}],\"readinessProbe\":{\"httpGet\":{\"path\":\"/\","
+	    "\"port\":\"http\"}},\"env\":[{\"name\":\"K_REVISION\",\"valueFrom\":{\"fieldRef\":"
+	    "{\"fieldPath\":\"metadata.name\"}}},{\"name\":\"MY_IP\",\"valueFrom\":{\"fieldRef\":"
+	    "{\"fieldPath\":\"status.podIP\"}}},{\"name\":\"APP\",\"valueFrom\":{\"fieldRef\":"
+	    "{\"fieldPath\":\"metadata.labels['app']\"}}}]}]}}");
 	assert_non_null(pod);
-	o.spec.pod = pod;
-	assert_int_equal(ops->start(rt, &o.spec, on_event, &events, NULL), 0);
+	struct kd_sandbox_view view;
+	assert_int_equal(kd_sandbox_view_init(&view, pod, "node-1", NULL, NULL), 0);
+	assert_int_equal(ops->start(rt, &view.spec, on_event, &events, NULL), 0);
+	kd_sandbox_view_fini(&view); /* the runtime copied what it keeps */
 	json_object_put(pod);
 	assert_int_equal(events.n, 0); /* nothing from inside start */
 	const struct rec *st = run_until(KD_RUNTIME_STARTED, "default/hello-1", 5000);
@@ -390,6 +395,21 @@ static void hello_answers_on_pod_ip_and_teardown_leaves_nothing(void **state)
 	assert_true(cs.pid > 0);
 	assert_int_equal(cs.restart_count, 0);
 	pid_t pid = (pid_t)cs.pid;
+	char envf[64], envs[4096];
+	snprintf(envf, sizeof(envf), "/proc/%d/environ", (int)pid);
+	int efd = open(envf, O_RDONLY | O_CLOEXEC);
+	assert_true(efd >= 0);
+	ssize_t en = read(efd, envs, sizeof(envs) - 1);
+	close(efd);
+	assert_true(en > 0);
+	envs[en] = '\0';
+	bool have_rev = false, have_ip = false, have_app = false;
+	for (const char *e = envs; e < envs + en; e += strlen(e) + 1) {
+		have_rev |= strcmp(e, "K_REVISION=hello-1") == 0;
+		have_ip |= strcmp(e, "MY_IP=10.77.0.2") == 0;
+		have_app |= strcmp(e, "APP=hello") == 0;
+	}
+	assert_true(have_rev && have_ip && have_app);
 	char p[64];
 	snprintf(p, sizeof(p), "/proc/%d/ns/net", (int)pid);
 	struct stat nst, own;
@@ -485,6 +505,32 @@ static void exiting_binary_restarts_with_growing_backoff(void **state)
 	assert_null(find_event(KD_RUNTIME_FAILED, "default/crash-1")); /* the pod stays */
 	assert_int_equal(ops->stop(rt, "default/crash-1", 1000, NULL), 0);
 	assert_non_null(run_until(KD_RUNTIME_EXITED, "default/crash-1", 3000));
+	assert_int_equal(veths_in_br(), 0);
+}
+
+/* restartPolicy Never, as kd_sandbox_view reads it from the Pod: the first exit ends the sandbox
+ * (no CrashLoopBackOff restart). */
+static void restart_policy_never_ends_the_sandbox_at_the_first_exit(void **state)
+{
+	(void)state;
+	SKIP_UNLESS_USABLE();
+	struct json_object *pod = json_tokener_parse(
+	    "{\"metadata\":{\"name\":\"once-1\",\"namespace\":\"default\"},\"spec\":{"
+	    "\"restartPolicy\":\"Never\",\"containers\":[{\"name\":\"user-container\","
+	    "\"image\":\"test.local/false\"}]}}");
+	assert_non_null(pod);
+	struct kd_sandbox_view view;
+	assert_int_equal(kd_sandbox_view_init(&view, pod, "node-1", NULL, NULL), 0);
+	assert_int_equal(view.spec.restart_policy, KD_RESTART_NEVER);
+	assert_int_equal(ops->start(rt, &view.spec, on_event, &events, NULL), 0);
+	kd_sandbox_view_fini(&view);
+	json_object_put(pod);
+	const struct rec *f = run_until(KD_RUNTIME_FAILED, "default/once-1", 3000);
+	assert_non_null(f);
+	assert_string_equal(f->reason, "Error");
+	assert_non_null(strstr(f->message, "exited with code 1"));
+	struct kd_sandbox_status ss;
+	assert_int_equal(ops->status(rt, "default/once-1", &ss), -ENOENT);
 	assert_int_equal(veths_in_br(), 0);
 }
 
@@ -650,56 +696,59 @@ static void bad_config_is_refused(void **state)
 	plugin = NULL;
 }
 
-static void bad_quantity_fails_the_sandbox_naming_field_and_value(void **state)
+static void limits_out_of_range_fail_the_sandbox_naming_field_and_value(void **state)
 {
 	(void)state;
 	SKIP_UNLESS_USABLE();
 	static const struct {
-		const char *key, *cpu, *memory, *field, *value;
+		const char *key;
+		int64_t cpu, memory;
+		size_t n_ctrs; /* the limits are those of each container */
+		const char *ctr, *field, *value, *why;
 	} bad[] = {
-	    {"default/badmem-1", "500m", "12Q", "resources.limits.memory", "12Q"},
-	    {"default/badcpu-1", "-1", "128Mi", "resources.limits.cpu", "-1"},
-	    {"default/badcpu-2", "1.5 cores", "128Mi", "resources.limits.cpu", "1.5 cores"},
+	    {"default/negcpu-1", -1, 128, 1, "user-container", "resources.limits.cpu", "-1",
+	     "negative"},
+	    {"default/negmem-1", 500, -5, 1, "user-container", "resources.limits.memory", "-5",
+	     "negative"},
+	    {"default/sumcpu-1", INT64_MAX, 0, 2, "second", "resources.limits.cpu",
+	     "9223372036854775807", "out of range"},
 	};
 	struct one o[KD_ARRAY_SIZE(bad) + 1];
-	struct json_object *pods[KD_ARRAY_SIZE(bad) + 1];
+	struct kd_container_spec cs[KD_ARRAY_SIZE(bad) + 1][2];
 	for (size_t i = 0; i <= KD_ARRAY_SIZE(bad); i++) {
 		bool good = i == KD_ARRAY_SIZE(bad);
-		const char *key = good ? "default/goodlim-1" : bad[i].key;
-		one_init(&o[i], key, "test.local/hello", NULL);
-		char js[512];
-		snprintf(js, sizeof(js),
-		         "{\"metadata\":{\"name\":\"%s\",\"namespace\":\"default\"},"
-		         "\"spec\":{\"containers\":[{\"name\":\"user-container\",\"resources\":"
-		         "{\"limits\":{\"cpu\":\"%s\",\"memory\":\"%s\"}}}]}}",
-		         o[i].name, good ? "500m" : bad[i].cpu, good ? "128Mi" : bad[i].memory);
-		pods[i] = json_tokener_parse(js);
-		assert_non_null(pods[i]);
-		o[i].spec.pod = pods[i];
+		one_init(&o[i], good ? "default/goodlim-1" : bad[i].key, "test.local/hello", NULL);
+		o[i].c.limits =
+		    good ? (struct kd_resources){.cpu_milli = 500, .memory_bytes = 128ll << 20}
+		         : (struct kd_resources){.cpu_milli = bad[i].cpu,
+		                                 .memory_bytes = bad[i].memory};
+		cs[i][0] = cs[i][1] = o[i].c;
+		cs[i][1].name = "second";
+		o[i].spec.containers = cs[i];
+		o[i].spec.n_containers = good ? 1 : bad[i].n_ctrs;
 		assert_int_equal(ops->start(rt, &o[i].spec, on_event, &events, NULL), 0);
 	}
 	for (size_t i = 0; i < KD_ARRAY_SIZE(bad); i++) {
 		const struct rec *f = run_until(KD_RUNTIME_FAILED, bad[i].key, 3000);
 		assert_non_null(f);
 		assert_string_equal(f->reason, "CreateContainerConfigError");
-		assert_non_null(strstr(f->message, bad[i].field));
-		char quoted[64];
-		snprintf(quoted, sizeof(quoted), "\"%s\"", bad[i].value);
-		assert_non_null(strstr(f->message, quoted));
-		assert_non_null(strstr(f->message, "user-container"));
+		char want[160];
+		snprintf(want, sizeof(want), "container %s: %s %s: ", bad[i].ctr, bad[i].field,
+		         bad[i].value);
+		if (!strstr(f->message, want) || !strstr(f->message, bad[i].why))
+			fail_msg("%s: \"%s\" does not say \"%s...%s\"", bad[i].key, f->message,
+			         want, bad[i].why);
 		assert_null(find_event(KD_RUNTIME_STARTED, bad[i].key));
 		struct kd_sandbox_status ss;
 		assert_int_equal(ops->status(rt, bad[i].key, &ss), -ENOENT);
 	}
-	/* valid quantities start (no writable cgroup v2 here: not limited, but not refused) */
+	/* valid limits start (no writable cgroup v2 here: not limited, but not refused) */
 	assert_non_null(run_until(KD_RUNTIME_READY, "default/goodlim-1", 3000));
 	assert_null(find_event(KD_RUNTIME_FAILED, "default/goodlim-1"));
 	assert_int_equal(veths_in_br(), 1);
 	assert_int_equal(ops->stop(rt, "default/goodlim-1", 1000, NULL), 0);
 	assert_non_null(run_until(KD_RUNTIME_EXITED, "default/goodlim-1", 3000));
 	assert_int_equal(veths_in_br(), 0);
-	for (size_t i = 0; i <= KD_ARRAY_SIZE(bad); i++)
-		json_object_put(pods[i]);
 }
 
 static void probe_without_port_in_first_container_is_refused(void **state)
@@ -732,14 +781,16 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(exiting_binary_restarts_with_growing_backoff, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(restart_policy_never_ends_the_sandbox_at_the_first_exit,
+	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(failing_probe_keeps_sandbox_not_ready, setup, teardown),
 	    cmocka_unit_test_setup_teardown(exec_probe_runs_in_the_sandbox, setup, teardown),
 	    cmocka_unit_test_setup_teardown(restart_of_same_key_reports_exit_before_start, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(pooled_namespace_serves_a_sandbox, setup, teardown),
 	    cmocka_unit_test_setup_teardown(bad_config_is_refused, setup, teardown),
-	    cmocka_unit_test_setup_teardown(bad_quantity_fails_the_sandbox_naming_field_and_value,
-	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        limits_out_of_range_fail_the_sandbox_naming_field_and_value, setup, teardown),
 	    cmocka_unit_test_setup_teardown(probe_without_port_in_first_container_is_refused, setup,
 	                                    teardown),
 	};

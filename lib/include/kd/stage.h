@@ -22,14 +22,30 @@
 
 struct json_object;
 
+/* Resource amounts: a node's allocatable, a pod's requests, a container's limits. */
+struct kd_resources {
+	int64_t cpu_milli;
+	int64_t memory_bytes;
+	int64_t pods;
+};
+
 /* ==== runtime ================================================================================ */
 
 /* Longest textual IPv6 address plus NUL (INET6_ADDRSTRLEN). */
 #define KD_IP_STRLEN 46
 
+/* Where an environment variable's value comes from: the spec, or what only the runtime knows
+ * (the downward API's status fields). */
+enum kd_env_source {
+	KD_ENV_VALUE = 0,   /* value */
+	KD_ENV_POD_IP = 1,  /* the sandbox's address (fieldRef status.podIP, status.podIPs) */
+	KD_ENV_HOST_IP = 2, /* the node's address (fieldRef status.hostIP, status.hostIPs) */
+};
+
 struct kd_env_var {
 	const char *name;
-	const char *value;
+	const char *value; /* KD_ENV_VALUE: the value; else "" */
+	enum kd_env_source source;
 };
 
 struct kd_container_port {
@@ -45,6 +61,12 @@ enum kd_probe_type {
 	KD_PROBE_EXEC = 3, /* run exec_command in the container, exit 0 is success */
 };
 
+/* An HTTP request header (a probe's httpGet.httpHeaders[]). */
+struct kd_http_header {
+	const char *name;
+	const char *value;
+};
+
 /* Readiness probe basics (Kubernetes' Probe; zero means Kubernetes' default). */
 struct kd_probe {
 	enum kd_probe_type type;
@@ -57,6 +79,8 @@ struct kd_probe {
 	uint32_t timeout_ms;
 	uint32_t success_threshold;
 	uint32_t failure_threshold;
+	const struct kd_http_header *http_headers; /* HTTP: sent with the request, in order */
+	size_t n_http_headers;
 };
 
 struct kd_container_spec {
@@ -71,6 +95,16 @@ struct kd_container_spec {
 	const struct kd_container_port *ports;
 	size_t n_ports;
 	struct kd_probe readiness;
+	/* resources.limits: cpu_milli and memory_bytes, 0 where the container sets none (pods is
+	 * not used) */
+	struct kd_resources limits;
+};
+
+/* The Pod's spec.restartPolicy. */
+enum kd_restart_policy {
+	KD_RESTART_ALWAYS = 0, /* Kubernetes' default */
+	KD_RESTART_ON_FAILURE = 1,
+	KD_RESTART_NEVER = 2,
 };
 
 /* What a runtime starts: one pod sandbox. Everything borrowed for the duration of start(). */
@@ -85,7 +119,10 @@ struct kd_sandbox_spec {
 	    *pod_cidr; /* the node's pod CIDR ("10.244.3.0/24"), or NULL: runtime's default */
 	const struct kd_container_spec *containers;
 	size_t n_containers;
-	struct json_object *pod; /* the full Pod object if the host has one, else NULL */
+	/* The full Pod object if the host has one, else NULL. The other members hold what a runtime
+	 * needs of it (kd/runtimejson.h makes them); this is for one that hands the Pod on. */
+	struct json_object *pod;
+	enum kd_restart_policy restart_policy;
 };
 
 enum kd_runtime_event_type {
@@ -321,12 +358,6 @@ struct kd_workload_ops {
 
 /* Longest node name (DNS subdomain, 253) plus NUL. */
 #define KD_NODE_NAME_MAX 254
-
-struct kd_resources {
-	int64_t cpu_milli;
-	int64_t memory_bytes;
-	int64_t pods;
-};
 
 /* One label or nodeSelector entry. Borrowed. */
 struct kd_label {
