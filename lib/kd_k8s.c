@@ -791,6 +791,10 @@ static int setup_easy(struct kd_k8s *c, struct xfer *x, CURL *e, struct kd_error
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
 	curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
 	                 c->http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
+	/* HTTP/2: a burst of calls with no connection open waits for the first one to multiplex
+	 * on, instead of opening (and TLS-handshaking, on the loop) one connection per call. */
+	if (c->http2)
+		curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
 	if (x->is_stream) {
 		if (x->low_speed_s) {
 			curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
