@@ -18,6 +18,19 @@
  * (--node-selector defaults to kd-node's nodes), so the numbers measure the control plane:
  * deployment and replicaset controllers, scheduler, node agent status writes and the watch.
  *
+ * Knative mode (--knative-stats HOST:PORT): the pods are those of Knative Services (class
+ * kpa.autoscaling.knative.dev) that bench/scale-pods/run.sh created at zero, one per N
+ * (--revisions, --services, in the order of --counts), identical to the kd arm's except the
+ * class annotation. The decision is made by Knative's own autoscaler from the stat its activator
+ * would send: one WireStatMessages frame (kd/statclient.h) to the autoscaler's stat server with
+ * the revision's concurrency N, repeated every --stat-period while the run lasts. A stat for a
+ * revision at zero pokes the KPA into deciding at once (knative.dev/serving MultiScaler.Poke);
+ * with target 1 and target-utilization 100 % (the Services' annotations) it decides N, writes
+ * the PodAutoscaler and scales the revision's Deployment, and the ReplicaSet controller,
+ * kube-scheduler and the node agent follow. Routable is the pod's address in the ready
+ * addresses of the revision's private Endpoints (<revision>-private, which Knative's activator
+ * routes on). After a run the Service is deleted and the next N waits until its pods are gone.
+ *
  * Output: a table on stdout, and JSON (--json FILE). Exit 0 if every run reached N Ready pods
  * within --timeout, 1 otherwise. */
 #include <errno.h>
@@ -31,6 +44,7 @@
 #include "kd/k8s.h"
 #include "kd/log.h"
 #include "kd/loop.h"
+#include "kd/statclient.h"
 #include "kd/watch.h"
 
 struct bench_cfg {
@@ -45,6 +59,9 @@ struct bench_cfg {
 	char *json_out;
 	bool keep;
 	bool service;
+	char *knative_stats;
+	struct kd_strlist revisions, services;
+	uint64_t stat_period_ms;
 };
 
 #define C struct bench_cfg
@@ -68,6 +85,17 @@ static const struct kd_config_option options[] = {
     KD_OPT_BOOL("service", C, service, .def = "true",
                 .help = "also time \"routable\": each pod's IP first in the ready addresses of "
                         "a Service's Endpoints (as a Knative revision's private Service)"),
+    KD_OPT_STRING("knative-stats", C, knative_stats, .metavar = "HOST:PORT",
+                  .help = "Knative mode: scale the --revisions of Knative Services through "
+                          "Knative's autoscaler, by sending its stat server the stat its "
+                          "activator would (concurrency N); e.g. 10.88.0.12:8080 on the rig"),
+    KD_OPT_STRLIST("revisions", C, revisions,
+                   .help = "Knative mode: one KPA-class revision per --counts entry, at zero"),
+    KD_OPT_STRLIST("services", C, services,
+                   .help = "Knative mode: their Knative Services, deleted after their run"),
+    KD_OPT_DURATION("stat-period", C, stat_period_ms, .def = "1s",
+                    .help = "Knative mode: the stat is repeated this often during a run (the "
+                            "activator's reporting period)"),
     KD_CONFIG_END,
 };
 #undef C
@@ -90,7 +118,70 @@ struct bench {
 	struct kd_timer *deadline;
 	struct json_object *results; /* array */
 	int failures;
+	struct kd_statclient *stats; /* Knative mode */
+	struct kd_timer *stat_tick;  /* Knative mode: repeats the stat during a run */
+	unsigned deletes;            /* Knative mode: Service deletions not answered yet */
 };
+
+/* "a,b,c" (owned) */
+static char *join(const struct kd_strlist *l)
+{
+	size_t len = 1;
+	for (size_t i = 0; i < l->n; i++)
+		len += strlen(l->items[i]) + 1;
+	char *s = kd_xcalloc(1, len);
+	for (size_t i = 0; i < l->n; i++) {
+		if (i)
+			strcat(s, ",");
+		strcat(s, l->items[i]);
+	}
+	return s;
+}
+
+static const struct kd_k8s_resource ksvc_res = {
+    .group = "serving.knative.dev", .version = "v1", .resource = "services", .namespaced = true};
+
+static bool knative_mode(const struct bench *b)
+{
+	return b->cfg->knative_stats && *b->cfg->knative_stats;
+}
+
+/* The revision of the current run (Knative mode), else NULL. */
+static char *cur_revision(const struct bench *b)
+{
+	return knative_mode(b) && b->run < b->cfg->revisions.n ? b->cfg->revisions.items[b->run]
+	                                                       : NULL;
+}
+
+/* Knative mode: the stat Knative's activator sends for a revision with n requests in flight. */
+static int send_stat(struct bench *b, double concurrency)
+{
+	struct kd_statmsg m;
+	memset(&m, 0, sizeof(m));
+	m.type = KD_STATMSG_STAT;
+	m.ns = b->cfg->ns;
+	m.revision = cur_revision(b);
+	m.has_stat = true;
+	m.pod = "scale-pods-bench";
+	m.concurrency = concurrency;
+	m.requests = concurrency;
+	m.timestamp = (int64_t)(kd_wall_ns() / 1000000000ull);
+	int rc = kd_statclient_send(b->stats, &m, 1);
+	if (rc < 0)
+		kd_log_error("stat for %s/%s to Knative's autoscaler at %s: %s", m.ns, m.revision,
+		             b->cfg->knative_stats, strerror(-rc));
+	return rc;
+}
+
+static void on_stat_tick(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	(void)loop;
+	struct bench *b = arg;
+	if (b->phase != PH_SCALING)
+		return;
+	(void)send_stat(b, (double)b->target);
+	kd_loop_timer_start(t, b->cfg->stat_period_ms);
+}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -125,6 +216,7 @@ static bool pod_ready(struct json_object *pod)
 }
 
 static void next_run(struct bench *b);
+static void delete_service(struct bench *b, const char *name);
 
 static struct json_object *ms_array(const double *v, size_t n)
 {
@@ -181,9 +273,19 @@ static void finish_run(struct bench *b, bool ok)
 	json_object_object_add(r, "created_p50_ms", json_object_new_double(c50));
 	json_object_object_add(r, "created_p90_ms", json_object_new_double(c90));
 	json_object_object_add(r, "created_p100_ms", json_object_new_double(c100));
+	json_object_object_add(r, "decision",
+	                       json_object_new_string(knative_mode(b) ? "knative-autoscaler-stat"
+	                                                              : "deployment-scale"));
+	if (cur_revision(b))
+		json_object_object_add(r, "revision", json_object_new_string(cur_revision(b)));
 	json_object_array_add(b->results, r);
 	if (!ok)
 		b->failures++;
+	if (knative_mode(b)) {
+		kd_loop_timer_stop(b->stat_tick);
+		(void)send_stat(b, 0); /* the activator's last report after traffic */
+		delete_service(b, b->cfg->services.items[b->run]);
+	}
 	b->run++;
 	next_run(b);
 }
@@ -198,6 +300,41 @@ static void on_scale_done(struct kd_k8s_response *resp, struct kd_error *err, vo
 		kd_loop_stop(b->loop);
 		b->failures++;
 	}
+}
+
+static void on_deleted(struct kd_k8s_response *resp, struct kd_error *err, void *arg)
+{
+	(void)resp;
+	struct bench *b = arg;
+	if (err && err->errnum != ENOENT) {
+		kd_log_error("delete Knative Service in %s: %s", b->cfg->ns, kd_error_msg(err));
+		b->failures++;
+	}
+	if (--b->deletes == 0 && b->phase == PH_DONE)
+		kd_loop_stop(b->loop); /* the last run's Service is gone too */
+}
+
+/* Knative mode: the run's Service goes (its revision's Deployment and pods with it, by garbage
+ * collection), so the next N starts from no pod. */
+static void delete_service(struct bench *b, const char *name)
+{
+	kd_autojson struct json_object *opts = NULL;
+	struct kd_error *err = NULL;
+	const char *o = "{\"propagationPolicy\":\"Background\"}";
+	if (kd_json_parse(o, strlen(o), 0, "delete options", &opts, &err) == 0 &&
+	    kd_k8s_submit(b->k8s,
+	                  &(struct kd_k8s_request){.verb = KD_K8S_DELETE,
+	                                           .res = &ksvc_res,
+	                                           .ns = b->cfg->ns,
+	                                           .name = name,
+	                                           .body = opts},
+	                  on_deleted, b, &err) == 0) {
+		b->deletes++;
+		return;
+	}
+	kd_log_error("delete Knative Service %s/%s: %s", b->cfg->ns, name, kd_error_msg(err));
+	kd_error_free(err);
+	b->failures++;
 }
 
 static void scale_to(struct bench *b, long n)
@@ -239,7 +376,16 @@ static void start_scaling(struct bench *b)
 	json_object_put(b->seen);
 	b->seen = json_object_new_object();
 	b->t0_ns = kd_now_ns();
-	scale_to(b, b->target);
+	if (knative_mode(b)) {
+		if (send_stat(b, (double)b->target) < 0) {
+			b->failures++;
+			kd_loop_stop(b->loop);
+			return;
+		}
+		kd_loop_timer_start(b->stat_tick, b->cfg->stat_period_ms);
+	} else {
+		scale_to(b, b->target);
+	}
 	kd_loop_timer_start(b->deadline, b->cfg->timeout_ms);
 }
 
@@ -257,6 +403,10 @@ static void observe(struct bench *b, struct json_object *pod)
 		return;
 	const char *uid = kd_json_get_string(pod, "metadata.uid");
 	if (!uid || kd_json_get(pod, "metadata.deletionTimestamp"))
+		return;
+	const char *rev =
+	    kd_json_get_string(pod, "metadata.labels.serving\\.knative\\.dev/revision");
+	if (cur_revision(b) && (!rev || strcmp(rev, cur_revision(b)) != 0))
 		return;
 	double ms = (double)(kd_now_ns() - b->t0_ns) / 1e6;
 	struct json_object *v = NULL;
@@ -290,6 +440,10 @@ static void observe(struct bench *b, struct json_object *pod)
 static void observe_endpoints(struct bench *b, struct json_object *ep)
 {
 	if (b->phase != PH_SCALING)
+		return;
+	const char *rev =
+	    kd_json_get_string(ep, "metadata.labels.serving\\.knative\\.dev/revision");
+	if (cur_revision(b) && (!rev || strcmp(rev, cur_revision(b)) != 0))
 		return;
 	double ms = (double)(kd_now_ns() - b->t0_ns) / 1e6;
 	struct json_object *subsets = kd_json_get_array(ep, "subsets");
@@ -334,8 +488,19 @@ static void on_ep_update(struct kd_informer *inf, struct json_object *old, struc
 
 static void check_drained(struct bench *b)
 {
-	if (b->phase == PH_DRAIN && kd_informer_synced(b->inf) && kd_informer_count(b->inf) == 0)
+	if (b->phase == PH_DRAIN && kd_informer_synced(b->inf) && kd_informer_count(b->inf) == 0 &&
+	    (!knative_mode(b) || kd_statclient_connected(b->stats)))
 		start_scaling(b);
+}
+
+static void on_stats_state(void *ud, bool connected)
+{
+	struct bench *b = ud;
+	if (connected)
+		check_drained(b);
+	else if (b->phase == PH_SCALING)
+		kd_log_warn("connection to Knative's autoscaler lost during N=%ld (reconnecting)",
+		            b->target);
 }
 
 static void on_add(struct kd_informer *inf, struct json_object *obj, void *arg)
@@ -379,11 +544,13 @@ static void next_run(struct bench *b)
 {
 	if (b->run >= b->cfg->counts.n) {
 		b->phase = PH_DONE;
-		kd_loop_stop(b->loop);
+		if (b->deletes == 0)
+			kd_loop_stop(b->loop);
 		return;
 	}
 	b->phase = PH_DRAIN;
-	scale_to(b, 0);
+	if (!knative_mode(b))
+		scale_to(b, 0);
 	b->target = strtol(b->cfg->counts.items[b->run], NULL, 10);
 	kd_loop_timer_start(b->deadline, b->cfg->timeout_ms);
 	check_drained(b);
@@ -410,6 +577,8 @@ static int setup(struct bench *b, struct kd_error **err)
 		e = NULL;
 		return -EIO;
 	}
+	if (knative_mode(b))
+		return 0; /* the Knative Services' Deployments and private Services are Knative's */
 	kd_autofree char *sel = NULL;
 	if (cfg->node_selector && *cfg->node_selector) {
 		const char *eq = strchr(cfg->node_selector, '=');
@@ -507,6 +676,7 @@ int main(int argc, char **argv)
 	int status = 1;
 	kd_autofree char *label = NULL;
 	kd_autofree char *ep_field = NULL;
+	kd_autofree char *ep_label = NULL;
 	kd_autojson struct json_object *zero = NULL;
 	kd_autoerr struct kd_error *ez = NULL;
 	struct bench b;
@@ -524,7 +694,36 @@ int main(int argc, char **argv)
 		kd_log_error("%s", kd_error_msg(err));
 		goto out;
 	}
-	label = kd_xasprintf("app=%s", cfg.name);
+	if (knative_mode(&b)) {
+		if (cfg.revisions.n != cfg.counts.n || cfg.services.n != cfg.counts.n) {
+			kd_log_error(
+			    "--knative-stats: give one --revisions and one --services entry "
+			    "per --counts entry (%zu counts, %zu revisions, %zu services)",
+			    cfg.counts.n, cfg.revisions.n, cfg.services.n);
+			goto out;
+		}
+		if (cfg.stat_period_ms == 0) {
+			kd_log_error("--stat-period must be > 0");
+			goto out;
+		}
+		kd_autofree char *joined = join(&cfg.revisions);
+		label = kd_xasprintf("serving.knative.dev/revision in (%s)", joined);
+		ep_label = kd_xasprintf("serving.knative.dev/revision in "
+		                        "(%s),networking.internal.knative.dev/serviceType=Private",
+		                        joined);
+		struct kd_statclient_opts so = {.addr = cfg.knative_stats,
+		                                .peer = "Knative's autoscaler",
+		                                .on_state = on_stats_state,
+		                                .ud = &b};
+		b.stats = kd_statclient_new(b.loop, &so, &err);
+		if (!b.stats) {
+			kd_log_error("%s", kd_error_msg(err));
+			goto out;
+		}
+		b.stat_tick = kd_loop_timer_new(b.loop, on_stat_tick, &b);
+	} else {
+		label = kd_xasprintf("app=%s", cfg.name);
+	}
 	struct kd_informer_opts iopts = {
 	    .res = &kd_k8s_pods, .ns = cfg.ns, .label_selector = label};
 	struct kd_informer_handlers h = {.on_add = on_add,
@@ -538,8 +737,10 @@ int main(int argc, char **argv)
 	}
 	ep_field = kd_xasprintf("metadata.name=%s", cfg.name);
 	if (cfg.service) {
-		struct kd_informer_opts eopts = {
-		    .res = &kd_k8s_endpoints, .ns = cfg.ns, .field_selector = ep_field};
+		struct kd_informer_opts eopts = {.res = &kd_k8s_endpoints,
+		                                 .ns = cfg.ns,
+		                                 .field_selector = ep_label ? NULL : ep_field,
+		                                 .label_selector = ep_label};
 		struct kd_informer_handlers eh = {
 		    .on_add = on_ep, .on_update = on_ep_update, .arg = &b};
 		if (kd_informer_new(b.k8s, &eopts, &eh, &b.ep_inf, &err) < 0) {
@@ -549,8 +750,14 @@ int main(int argc, char **argv)
 	}
 	b.deadline = kd_loop_timer_new(b.loop, on_deadline, &b);
 	b.seen = json_object_new_object();
-	printf("deployment %s/%s, times in ms from the scale request (watch-observed)\n", cfg.ns,
-	       cfg.name);
+	if (knative_mode(&b))
+		printf("Knative Services in %s scaled by Knative's autoscaler; times in ms from "
+		       "the stat "
+		       "(concurrency N) sent to %s (watch-observed)\n",
+		       cfg.ns, cfg.knative_stats);
+	else
+		printf("deployment %s/%s, times in ms from the scale request (watch-observed)\n",
+		       cfg.ns, cfg.name);
 	printf("%6s  %9s %9s %9s   %9s %9s %9s   %9s %9s %9s   %9s %9s %9s   %5s\n", "N",
 	       "route-p50", "route-p90", "route-max", "ready-p50", "ready-p90", "ready-max",
 	       "bound-p50", "bound-p90", "bound-max", "creat-p50", "creat-p90", "creat-max",
@@ -567,6 +774,8 @@ int main(int argc, char **argv)
 			status = 1;
 		}
 	}
+	if (knative_mode(&b))
+		goto out; /* the Services were deleted after their runs */
 	zero = json_object_new_object();
 	json_object_object_add(zero, "spec", json_object_new_object());
 	json_object_object_add(kd_json_get(zero, "spec"), "replicas", json_object_new_int(0));
@@ -589,6 +798,8 @@ out:
 		kd_informer_free(b.ep_inf);
 	kd_k8s_free(b.k8s);
 	kd_loop_timer_free(b.deadline);
+	kd_loop_timer_free(b.stat_tick);
+	kd_statclient_free(b.stats);
 	json_object_put(b.seen);
 	free(b.created_ms);
 	free(b.bound_ms);

@@ -1,9 +1,8 @@
 /* bench/scale-pods: the kubedirect arm of the `scale-pods` benchmark on the rig (the
  * vanilla arm is bench/scale-pods-vanilla; bench/scale-pods/run.sh runs both from one command).
  *
- * For each N in --counts: hand the decision "revision R: N instances" to kd-autoscaler (the JSON
- * "scale" message on its stats WebSocket, what the decider would decide) and record, from the
- * moment the message is written:
+ * For each N in --counts: make kd-autoscaler decide "revision R: N instances" and record, from
+ * the moment the decision's input is written:
  *  (a) routable: when each instance is reported ready through the chain. This program serves a
  *      status channel (kd_chan downstream, --status-port) and the bench's kd-node reports to it
  *      as well as to kd-autoscaler (kd-node --status-addr AS,BENCH): the same status op, at the
@@ -14,7 +13,18 @@
  *      instance as ready in its routing table (its /debug/routes `routable_since_ms`, read once
  *      the run is complete: CLOCK_MONOTONIC ms, the clock this program times with). This is the
  *      "routable" the ratio uses: a request sent then is forwarded to the instance.
- * Then scales back to 0 and waits until every instance Pod is gone before the next N.
+ * The input (--decision):
+ *  - stat (default): the stat Knative's activator would send, concurrency N for the revision,
+ *    as one WireStatMessages frame (kd/statclient.h) on kd-autoscaler's stats WebSocket, repeated
+ *    every --stat-period during the run. kd's decider (plugins/decider-kpa, Knative's KPA
+ *    arithmetic) decides N at once (a poke: the revision has no instance), given the Services'
+ *    target 1 and target-utilization 100 %. bench/scale-pods-vanilla --knative-stats sends the
+ *    same frame to Knative's autoscaler for the vanilla arm. One revision per N (--revisions),
+ *    whose Knative Service (--services) is deleted after its run, so no run inherits a
+ *    decider's window from the one before.
+ *  - scale: the JSON "scale" message with the decision itself (the decider bypassed), one
+ *    --revision scaled back to 0 between runs.
+ * Then waits until every instance Pod is gone before the next N.
  *
  * Output: a table on stdout and JSON (--json FILE). Exit 0 if every run reached N on both
  * measures within --timeout, 1 otherwise. */
@@ -37,6 +47,7 @@
 #include "kd/k8s.h"
 #include "kd/log.h"
 #include "kd/loop.h"
+#include "kd/statclient.h"
 #include "kd/watch.h"
 
 struct bench_cfg {
@@ -50,6 +61,9 @@ struct bench_cfg {
 	char *json_out;
 	char *activator_admin;
 	char *chan_token;
+	char *decision;
+	struct kd_strlist revisions, services;
+	uint64_t stat_period_ms;
 };
 
 #define C struct bench_cfg
@@ -57,8 +71,17 @@ static const struct kd_config_option options[] = {
     KD_OPT_STRING("kubeconfig", C, kubeconfig, .env = "KUBECONFIG", .metavar = "FILE",
                   .help = "kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)"),
     KD_OPT_STRING("namespace", C, ns, .required = true, .help = "namespace of the revision"),
-    KD_OPT_STRING("revision", C, revision, .required = true,
-                  .help = "kd-class revision (= PodAutoscaler) to scale"),
+    KD_OPT_STRING("decision", C, decision, .def = "stat", .metavar = "stat|scale",
+                  .help = "stat: send the stat Knative's activator would (concurrency N), kd's "
+                          "decider decides; scale: hand kd-autoscaler the decision itself"),
+    KD_OPT_STRLIST("revisions", C, revisions,
+                   .help = "--decision stat: one kd-class revision per --counts entry, at zero"),
+    KD_OPT_STRLIST("services", C, services,
+                   .help = "--decision stat: their Knative Services, deleted after their run"),
+    KD_OPT_DURATION("stat-period", C, stat_period_ms, .def = "1s",
+                    .help = "--decision stat: the stat is repeated this often during a run"),
+    KD_OPT_STRING("revision", C, revision,
+                  .help = "--decision scale: the kd-class revision (= PodAutoscaler) to scale"),
     KD_OPT_STRING("stats-addr", C, stats_addr, .def = "127.0.0.1:8080", .metavar = "HOST:PORT",
                   .help = "kd-autoscaler's stats WebSocket"),
     KD_OPT_UINT("status-port", C, status_port, .def = "19482", .has_max = true, .max = 65535,
@@ -102,7 +125,23 @@ struct bench {
 	unsigned act_tries;
 	struct json_object *results;
 	int failures;
+	struct kd_statclient *stats; /* --decision stat */
+	struct kd_timer *stat_tick;
 };
+
+static bool stat_mode(const struct bench *b)
+{
+	return strcmp(b->cfg->decision, "stat") == 0;
+}
+
+/* The revision of the current run ("" after the last one). */
+static char *cur_revision(const struct bench *b)
+{
+	static char none[1];
+	if (!stat_mode(b))
+		return b->cfg->revision;
+	return b->run < b->cfg->revisions.n ? b->cfg->revisions.items[b->run] : none;
+}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -221,13 +260,78 @@ static int send_scale(struct bench *b, long n)
 	char msg[512];
 	snprintf(msg, sizeof(msg),
 	         "{\"type\":\"scale\",\"namespace\":\"%s\",\"revision\":\"%s\",\"desired\":%ld}",
-	         b->cfg->ns, b->cfg->revision, n);
+	         b->cfg->ns, cur_revision(b), n);
 	kd_autoerr struct kd_error *err = NULL;
 	if (ws_send_text(b->cfg->stats_addr, b->cfg->chan_token, msg, &err) < 0) {
 		kd_log_error("scale message: %s", kd_error_msg(err));
 		return -1;
 	}
 	return 0;
+}
+
+/* ---- the stat (--decision stat) ----------------------------------------------------------- */
+
+static int send_stat(struct bench *b, double concurrency)
+{
+	struct kd_statmsg m;
+	memset(&m, 0, sizeof(m));
+	m.type = KD_STATMSG_STAT;
+	m.ns = b->cfg->ns;
+	m.revision = cur_revision(b);
+	m.has_stat = true;
+	m.pod = "scale-pods-bench";
+	m.concurrency = concurrency;
+	m.requests = concurrency;
+	m.timestamp = (int64_t)(kd_wall_ns() / 1000000000ull);
+	int rc = kd_statclient_send(b->stats, &m, 1);
+	if (rc < 0)
+		kd_log_error("stat for %s/%s to kd-autoscaler at %s: %s", m.ns, m.revision,
+		             b->cfg->stats_addr, strerror(-rc));
+	return rc;
+}
+
+static void on_stat_tick(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	(void)loop;
+	struct bench *b = arg;
+	if (b->phase != PH_SCALING)
+		return;
+	(void)send_stat(b, (double)b->target);
+	kd_loop_timer_start(t, b->cfg->stat_period_ms);
+}
+
+static const struct kd_k8s_resource ksvc_res = {
+    .group = "serving.knative.dev", .version = "v1", .resource = "services", .namespaced = true};
+
+static void on_deleted(struct kd_k8s_response *resp, struct kd_error *err, void *arg)
+{
+	(void)resp;
+	struct bench *b = arg;
+	if (err && err->errnum != ENOENT) {
+		kd_log_error("delete Knative Service in %s: %s", b->cfg->ns, kd_error_msg(err));
+		b->failures++;
+	}
+}
+
+/* The run's Service goes, its revision's instances with it (invariant 5). */
+static void delete_service(struct bench *b, const char *name)
+{
+	kd_autojson struct json_object *opts = NULL;
+	struct kd_error *err = NULL;
+	const char *o = "{\"propagationPolicy\":\"Background\"}";
+	if (kd_json_parse(o, strlen(o), 0, "delete options", &opts, &err) < 0 ||
+	    kd_k8s_submit(b->k8s,
+	                  &(struct kd_k8s_request){.verb = KD_K8S_DELETE,
+	                                           .res = &ksvc_res,
+	                                           .ns = b->cfg->ns,
+	                                           .name = name,
+	                                           .body = opts},
+	                  on_deleted, b, &err) < 0) {
+		kd_log_error("delete Knative Service %s/%s: %s", b->cfg->ns, name,
+		             kd_error_msg(err));
+		kd_error_free(err);
+		b->failures++;
+	}
 }
 
 /* ---- kd-activator's routing table -------------------------------------------------------- */
@@ -276,7 +380,7 @@ static long read_routes(struct bench *b)
 		struct json_object *r = json_object_array_get_idx(revs, i);
 		const char *ns = kd_json_get_string(r, "namespace");
 		const char *name = kd_json_get_string(r, "revision");
-		if (!ns || !name || strcmp(ns, b->cfg->ns) || strcmp(name, b->cfg->revision))
+		if (!ns || !name || strcmp(ns, b->cfg->ns) || strcmp(name, cur_revision(b)))
 			continue;
 		struct json_object *insts = kd_json_get_array(r, "instances");
 		for (size_t k = 0; insts && k < json_object_array_length(insts); k++) {
@@ -314,6 +418,8 @@ static void finish_run(struct bench *b, bool ok)
 	struct json_object *r = json_object_new_object();
 	json_object_object_add(r, "n", json_object_new_int64(b->target));
 	json_object_object_add(r, "ok", json_object_new_boolean(ok));
+	json_object_object_add(r, "decision", json_object_new_string(b->cfg->decision));
+	json_object_object_add(r, "revision", json_object_new_string(cur_revision(b)));
 	json_object_object_add(r, "routable", json_object_new_int64((int64_t)b->n_chain));
 	json_object_object_add(r, "api_ready", json_object_new_int64((int64_t)b->n_api));
 	const double ps[] = {50, 90, 100};
@@ -361,7 +467,13 @@ static void finish_run(struct bench *b, bool ok)
 	fflush(stdout);
 	if (!ok)
 		b->failures++;
-	send_scale(b, 0);
+	if (stat_mode(b)) {
+		kd_loop_timer_stop(b->stat_tick);
+		(void)send_stat(b, 0); /* the activator's last report after traffic */
+		delete_service(b, b->cfg->services.items[b->run]);
+	} else {
+		send_scale(b, 0);
+	}
 	b->run++;
 	b->phase = PH_DRAIN;
 	kd_loop_timer_start(b->deadline, b->cfg->timeout_ms);
@@ -414,11 +526,13 @@ static void start_run(struct bench *b)
 	b->n_chain = b->n_api = 0;
 	b->phase = PH_SCALING;
 	b->t0_ns = kd_now_ns();
-	if (send_scale(b, b->target) < 0) {
+	if ((stat_mode(b) ? send_stat(b, (double)b->target) : send_scale(b, b->target)) < 0) {
 		b->failures++;
 		kd_loop_stop(b->loop);
 		return;
 	}
+	if (stat_mode(b))
+		kd_loop_timer_start(b->stat_tick, b->cfg->stat_period_ms);
 	kd_loop_timer_start(b->deadline, b->cfg->timeout_ms);
 }
 
@@ -439,7 +553,8 @@ static void on_poll(struct kd_loop *loop, struct kd_timer *t, void *arg)
 		return;
 	/* drained, and kd-node reports to us (else the first run would see statuses late) */
 	if (kd_informer_synced(b->inf) && kd_informer_count(b->inf) == 0 && b->chain_live == 0 &&
-	    b->hs_seen && kd_chan_down_conns(b->down) > 0) {
+	    b->hs_seen && kd_chan_down_conns(b->down) > 0 &&
+	    (!stat_mode(b) || kd_statclient_connected(b->stats))) {
 		kd_loop_timer_stop(b->deadline);
 		next_run(b);
 		return;
@@ -485,6 +600,10 @@ static void on_pod(struct kd_informer *inf, struct json_object *obj, void *arg)
 	struct bench *b = arg;
 	if (b->phase != PH_SCALING || !pod_ready(obj) ||
 	    kd_json_get(obj, "metadata.deletionTimestamp"))
+		return;
+	const char *rev =
+	    kd_json_get_string(obj, "metadata.labels.serving\\.knative\\.dev/revision");
+	if (!rev || strcmp(rev, cur_revision(b)) != 0)
 		return;
 	kd_autofree char *key = kd_informer_key(obj);
 	if (!key || json_object_object_get(b->api_seen, key) || (long)b->n_api >= b->target)
@@ -571,6 +690,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	kd_log_init("scale-pods", KD_LOG_INFO, KD_LOG_TEXT);
+	if (strcmp(cfg.decision, "stat") != 0 && strcmp(cfg.decision, "scale") != 0) {
+		fprintf(stderr, "scale-pods: --decision must be stat or scale, got '%s'\n",
+		        cfg.decision);
+		kd_config_free(options, &cfg);
+		return 1;
+	}
 	int status = 1;
 	struct bench b;
 	memset(&b, 0, sizeof(b));
@@ -588,7 +713,45 @@ int main(int argc, char **argv)
 		kd_log_error("%s", kd_error_msg(err));
 		goto out;
 	}
-	sel = kd_xasprintf("%s=%s", KD_KNATIVE_LABEL_REVISION, cfg.revision);
+	if (stat_mode(&b)) {
+		if (cfg.revisions.n != cfg.counts.n || cfg.services.n != cfg.counts.n) {
+			kd_log_error(
+			    "--decision stat: give one --revisions and one --services entry "
+			    "per --counts entry (%zu counts, %zu revisions, %zu services)",
+			    cfg.counts.n, cfg.revisions.n, cfg.services.n);
+			goto out;
+		}
+		if (cfg.stat_period_ms == 0) {
+			kd_log_error("--stat-period must be > 0");
+			goto out;
+		}
+		size_t len = sizeof(KD_KNATIVE_LABEL_REVISION " in ()");
+		for (size_t i = 0; i < cfg.revisions.n; i++)
+			len += strlen(cfg.revisions.items[i]) + 1;
+		sel = kd_xcalloc(1, len);
+		strcat(sel, KD_KNATIVE_LABEL_REVISION " in (");
+		for (size_t i = 0; i < cfg.revisions.n; i++) {
+			if (i)
+				strcat(sel, ",");
+			strcat(sel, cfg.revisions.items[i]);
+		}
+		strcat(sel, ")");
+		struct kd_statclient_opts so = {
+		    .addr = cfg.stats_addr, .token = cfg.chan_token, .peer = "kd-autoscaler"};
+		b.stats = kd_statclient_new(b.loop, &so, &err);
+		if (!b.stats) {
+			kd_log_error("%s", kd_error_msg(err));
+			goto out;
+		}
+		b.stat_tick = kd_loop_timer_new(b.loop, on_stat_tick, &b);
+	} else if (strcmp(cfg.decision, "scale") == 0 && cfg.revision && *cfg.revision) {
+		sel = kd_xasprintf("%s=%s", KD_KNATIVE_LABEL_REVISION, cfg.revision);
+	} else {
+		kd_log_error("--decision must be stat (with --revisions and --services) or scale "
+		             "(with --revision), got '%s'",
+		             cfg.decision);
+		goto out;
+	}
 	struct kd_informer_opts io = {.res = &kd_k8s_pods, .ns = cfg.ns, .label_selector = sel};
 	struct kd_informer_handlers ih = {
 	    .on_add = on_pod, .on_update = kd_informer_update_as_add, .arg = &b};
@@ -609,12 +772,19 @@ int main(int argc, char **argv)
 	kd_informer_start(b.inf);
 	/* start drained: scale to 0 first, wait for no pod and no status */
 	b.phase = PH_DRAIN;
-	if (send_scale(&b, 0) < 0)
+	if (!stat_mode(&b) && send_scale(&b, 0) < 0)
 		goto out;
 	kd_loop_timer_start(b.deadline, cfg.timeout_ms);
 	kd_loop_timer_start(b.poll, 1000); /* give kd-node's status channel time to connect */
-	printf("scale-pods (kd arm): %s/%s via kd-autoscaler %s; t0 = scale message written\n",
-	       cfg.ns, cfg.revision, cfg.stats_addr);
+	if (stat_mode(&b))
+		printf(
+		    "scale-pods (kd arm): %s, one revision per N, via kd-autoscaler %s; t0 = stat "
+		    "(concurrency N) written\n",
+		    cfg.ns, cfg.stats_addr);
+	else
+		printf(
+		    "scale-pods (kd arm): %s/%s via kd-autoscaler %s; t0 = scale message written\n",
+		    cfg.ns, cfg.revision, cfg.stats_addr);
 	fflush(stdout);
 	kd_loop_run(b.loop);
 	status = b.failures ? 1 : 0;
@@ -631,6 +801,8 @@ out:
 	kd_loop_timer_free(b.deadline);
 	kd_loop_timer_free(b.poll);
 	kd_loop_timer_free(b.act_poll);
+	kd_loop_timer_free(b.stat_tick);
+	kd_statclient_free(b.stats);
 	kd_k8s_free(b.k8s);
 	kd_k8s_config_free(kcfg);
 	json_object_put(b.results);

@@ -4,21 +4,27 @@
 #
 # Setup (all ours, removed afterwards): a kd-node in direct mode serving 4 Nodes kd-bsp-160..163
 # (runtime-sim, ready-delay 0 ms, kubelet status write limits per node of the rig's setting:
-# 200/400 tuned, 50/100 default; the kd instances' writes go through the write-back), labelled
-# kd-bench=<namespace>; a kd-autoscaler limited to the namespace; one kd-class Knative Service
-# (initial-scale 0, nodeSelector on those Nodes). Both arms start from the same event, a scale
-# decision for 0 -> N:
-#  - kd arm (bench/scale-pods): the decision handed to kd-autoscaler as the JSON "scale" message;
-#    chain = reported ready through the chain (kd-node's status op, which this benchmark receives
-#    too via kd-node --status-addr AS,BENCH,ACT); routable = held as ready in kd-activator's
-#    routing table (its /debug/routes, the data plane's own view); API Ready = seen Ready through
-#    a watch.
-#  - vanilla arm (bench/scale-pods-vanilla --pod-spec): the Deployment /scale write Knative's KPA
-#    would make, on a Deployment whose pod spec is the revision's (user-container + queue-proxy,
-#    as Knative's Deployment has), pinned to the same Nodes; routable = the pod's address first
-#    among the ready addresses of the Endpoints of a Service selecting the pods with the private
-#    Service's port (80 -> queue-proxy 8012): what Knative's activator routes on, written by the
-#    same Endpoints controller; API Ready = seen Ready through a watch.
+# 200/400 tuned, 50/100 default; the kd instances' writes go through the write-back, the vanilla
+# pods' through kd-node's kubelet mode), labelled kd-bench=<namespace>; a kd-autoscaler limited
+# to the namespace; per N two Knative Services at zero, kd-n<N>-r<i> (class kd.kubedirect.dev) and
+# vanilla-n<N>-r<i> (class kpa.autoscaling.knative.dev), identical except the class annotation
+# (target 1, target-utilization 100 %, nodeSelector on those Nodes). Both arms start from the
+# same input, the stat Knative's activator would send for N requests in flight, one protobuf
+# WireStatMessages frame, repeated every second during the run; each autoscaler decides N from
+# it at once (a stat for a revision at zero is a poke in both):
+#  - kd arm (bench/scale-pods --decision stat): the frame on kd-autoscaler's stats WebSocket;
+#    kd's decider decides, the chain places and starts; chain = reported ready through the chain
+#    (kd-node's status op, which this benchmark receives too via kd-node --status-addr
+#    AS,BENCH,ACT); routable = held as ready in kd-activator's routing table (its
+#    /debug/routes, the data plane's own view); API Ready = seen Ready through a watch.
+#  - vanilla arm (bench/scale-pods-vanilla --knative-stats): the same frame to Knative's
+#    autoscaler (its stat server, 10.88.0.12:8080 in kd-kn-as); the KPA decides and scales the
+#    revision's Deployment; ReplicaSet controller, kube-scheduler, kd-node in kubelet mode;
+#    routable = the pod's address first among the ready addresses of the revision's private
+#    Endpoints (<revision>-private, what Knative's activator routes on); API Ready = seen Ready
+#    through a watch.
+# Each arm's Service of an N is deleted after its run (no run inherits an autoscaler's window),
+# and the next N starts when its pods are gone.
 # The vanilla arm runs against the control plane as the rig runs it: "tuned" (rig/up's default,
 # KubeDirect's baseline tuning) or `KD_RIG_CLIENT_LIMITS=default rig/up` (upstream defaults); the
 # flags are in rig/README.md "Client limits". This script does not switch (that is a rig restart):
@@ -32,8 +38,6 @@
 #    at N=200 (else the largest N); the other mode's line says n/a;
 #  - `api p90 ratio <mode>: <x>`: Pod Ready with Pod Ready through a watch (KubeDirect's
 #    scale-pods metric), vanilla API Ready p90 / kd API Ready p90 at the largest N.
-# The vanilla arm is still a bare Deployment scaled by the /scale write, not a Knative Service
-# scaled by Knative's autoscaler (issue ab-bench).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 . "$REPO/rig/lib.sh"
@@ -64,6 +68,12 @@ done
 exec 9>/var/lock/kd-autoscaler-it.lock
 flock -w 900 9 || die "another kd-autoscaler test holds /var/lock/kd-autoscaler-it.lock"
 
+# a previous run's namespace still being deleted would load the API Server during this one
+t0=$SECONDS
+while kc get namespaces -o name | grep -q '^namespace/kd-bench-sp-'; do
+	((SECONDS - t0 < 180)) || die "a previous run's namespace kd-bench-sp-* is still there after 180 s"
+	sleep 1
+done
 NS="kd-bench-sp-$(date +%s)"
 if [[ -n "${KD_BENCH_OUT:-}" ]]; then # bench/ab: the report folder of this scenario
 	WORK="$KD_BENCH_OUT"
@@ -133,48 +143,75 @@ until grep -q "reconciling PodAutoscalers" "$WORK/kd-autoscaler.log"; do
 	sleep 0.2
 done
 
-kc -n "$NS" apply -f - >/dev/null <<EOT
+# One Knative Service per arm and N, all at zero, identical except the class annotation: target
+# 1 and target-utilization 100 % make both autoscalers (kd's decider-kpa and Knative's KPA)
+# decide N from a concurrency of N.
+IFS=, read -r -a NLIST <<<"$COUNTS"
+ksvc() { # NAME CLASS
+	cat <<EOT
 apiVersion: serving.knative.dev/v1
 kind: Service
 metadata:
-  name: kd
+  name: $1
 spec:
   template:
     metadata:
       annotations:
-        autoscaling.knative.dev/class: kd.kubedirect.dev
+        autoscaling.knative.dev/class: $2
         autoscaling.knative.dev/initial-scale: "0"
         autoscaling.knative.dev/min-scale: "0"
+        autoscaling.knative.dev/target: "1"
+        autoscaling.knative.dev/target-utilization-percentage: "100"
     spec:
       nodeSelector: {kd-bench: $NS}
       containers:
       - image: dev.local/hello
         ports:
         - containerPort: 8080
+---
 EOT
-t0=$SECONDS
-REV=""
-until [[ -n "$REV" && "$(kc -n "$NS" get revision "$REV" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]; do
-	((SECONDS - t0 < 120)) || die "revision not Ready"
-	REV="$(kc -n "$NS" get ksvc kd -o jsonpath='{.status.latestCreatedRevisionName}' 2>/dev/null || true)"
-	sleep 0.5
+}
+KD_REVS=() KD_SVCS=() VN_REVS=() VN_SVCS=()
+for i in "${!NLIST[@]}"; do # run i of N: kd-n<N>-r<i> and vanilla-n<N>-r<i> (an N may repeat)
+	KD_SVCS+=("kd-n${NLIST[$i]}-r$i") VN_SVCS+=("vanilla-n${NLIST[$i]}-r$i")
+	ksvc "${KD_SVCS[$i]}" kd.kubedirect.dev
+	ksvc "${VN_SVCS[$i]}" kpa.autoscaling.knative.dev
+done | kc -n "$NS" apply -f - >/dev/null
+for i in "${!NLIST[@]}"; do
+	KD_SVCS+=("kd-n${NLIST[$i]}-r$i") VN_SVCS+=("vanilla-n${NLIST[$i]}-r$i")
 done
-
-say "scale-pods: namespace $NS, revision $REV, counts $COUNTS, control plane client limits: $MODE"
+rev_ready() { # SERVICE: prints its revision once that is Ready
+	local r
+	r="$(kc -n "$NS" get ksvc "$1" -o jsonpath='{.status.latestCreatedRevisionName}' 2>/dev/null || true)"
+	[[ -n "$r" && "$(kc -n "$NS" get revision "$r" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]] && echo "$r"
+}
+t0=$SECONDS
+for s in "${KD_SVCS[@]}" "${VN_SVCS[@]}"; do
+	until r="$(rev_ready "$s")"; do
+		((SECONDS - t0 < 180)) || die "revision of $s not Ready at zero"
+		sleep 0.5
+	done
+	if [[ $s == kd-* ]]; then KD_REVS+=("$r"); else VN_REVS+=("$r"); fi
+done
+join() { local IFS=,; echo "$*"; }
+REV="${KD_REVS[0]}"
+say "scale-pods: namespace $NS, Services kd-n<N>-r<i> and vanilla-n<N>-r<i> for N in $COUNTS, control plane client limits: $MODE"
+# the vanilla pods are the revision's pods: same spec (user-container + queue-proxy) as the kd ones
+kc get --raw "/apis/apps/v1/namespaces/$NS/deployments/$REV-deployment" |
+	python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["spec"]["template"]["spec"]))' >"$WORK/podspec.json"
 
 ip netns exec kd-cp "$BUILD_DIR/bench/scale-pods/scale-pods" --kubeconfig "$KD_KUBECONFIG" \
-	--namespace "$NS" --revision "$REV" --stats-addr "127.0.0.1:$AS_STATS_PORT" \
+	--namespace "$NS" --decision stat --revisions "$(join "${KD_REVS[@]}")" \
+	--services "$(join "${KD_SVCS[@]}")" --stats-addr "127.0.0.1:$AS_STATS_PORT" \
 	--status-port "$BENCH_STATUS_PORT" --counts "$COUNTS" --json "$WORK/kd.json" \
 	--activator-admin "127.0.0.1:$ACT_ADMIN_PORT" ||
 	say "scale-pods: kd arm reported a failure (see above)"
 stop_pid "$AS_PID" # the vanilla arm runs with the chain idle
 AS_PID=""
-# the vanilla pods are the revision's pods: same spec (user-container + queue-proxy) as the kd ones
-kc get --raw "/apis/apps/v1/namespaces/$NS/deployments/$REV-deployment" |
-	python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["spec"]["template"]["spec"]))' >"$WORK/podspec.json"
+# the vanilla arm: the same stat to Knative's autoscaler (its stat server in kd-kn-as)
 "$BUILD_DIR/bench/scale-pods-vanilla/scale-pods-vanilla" --kubeconfig "$KD_KUBECONFIG" \
-	--namespace "$NS" --name vanilla --node-selector "kd-bench=$NS" --counts "$COUNTS" \
-	--pod-spec "$WORK/podspec.json" \
+	--namespace "$NS" --counts "$COUNTS" --knative-stats "${KD_NS_IP[kn-as]}:8080" \
+	--revisions "$(join "${VN_REVS[@]}")" --services "$(join "${VN_SVCS[@]}")" \
 	--json "$WORK/vanilla.json" >"$WORK/vanilla.txt" 2>&1 || say "scale-pods: vanilla arm reported a failure"
 cat "$WORK/vanilla.txt"
 # the API Server's own ceiling for the write-back's writes (same pod spec, same N), run with
