@@ -176,10 +176,15 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(TEST_SUPPORT_OBJS) $(LIBKD
 	$(Q)$(CC) -o $@ $(filter %.o,$^) $(LIBKD_A) $(LDFLAGS_ALL) $(LIBS) $(TEST_LIBS) -lcmocka
 # A test of a component's pure module (a .c with its own header, no I/O) links that module's object.
 $(BUILD)/tests/test_act_ident: $(BUILD)/activator-hook/ident.o
-# bench/trace's pure modules (parse, schedule, stats).
+# bench/trace's modules (parse, schedule, stats; the replay engine over curl multi). The binary
+# tests (test_trace_cli) run $(BUILD)/bench/trace/trace and $(BUILD)/functions/sleep.
 $(BUILD)/tests/test_trace_parse: $(BUILD)/bench/trace/trace_parse.o
 $(BUILD)/tests/test_trace_sched: $(BUILD)/bench/trace/trace_sched.o $(BUILD)/bench/trace/trace_parse.o
 $(BUILD)/tests/test_trace_stats: $(BUILD)/bench/trace/trace_stats.o
+$(BUILD)/tests/test_trace_replay: $(BUILD)/bench/trace/trace_replay.o \
+	$(BUILD)/bench/trace/trace_stats.o $(BUILD)/bench/trace/trace_sched.o \
+	$(BUILD)/bench/trace/trace_parse.o $(BUILD)/functions/sleep
+$(BUILD)/tests/test_trace_cli: $(BUILD)/bench/trace/trace $(BUILD)/functions/sleep
 
 $(BUILD)/tests/harness/%: $(BUILD)/tests/harness/%.o $(TEST_SUPPORT_OBJS) $(LIBKD_A)
 	@mkdir -p $(dir $@)
