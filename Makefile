@@ -227,6 +227,8 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $(filter %.c,$^) $(LIBS)
 # A fuzz target of a component's pure module (a .c with its own header) is linked with its source.
 $(BUILD)/fuzz/fuzz_act_identify: activator-hook/ident.c activator-hook/ident.h
+$(BUILD)/fuzz/fuzz_trace_parse: bench/trace/trace_parse.c bench/trace/trace_parse.h \
+	bench/trace/trace_sched.c bench/trace/trace_sched.h
 fuzz-build: $(FUZZ_BINS) ## build the libFuzzer targets (clang) into build/fuzz
 # Runs each target for FUZZ_TIME seconds on its corpus (tests/fuzz/corpus/<name>).
 fuzz: fuzz-build ## run each libFuzzer target FUZZ_TIME seconds
