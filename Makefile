@@ -2,7 +2,8 @@
 # generated from the `## ` comment on the target's line.
 # Variables: BUILD=dir (default build), SANITIZER=address|undefined|address,undefined,
 #            WERROR=1, V=1 (verbose), O=-O2 (optimisation), JOBS=n (test-all),
-#            FUZZ_TIME=s (fuzz), N, R, SEQ, REPEATS (benchmarks: see their targets).
+#            FUZZ_TIME=s (fuzz), N, R, K, SEQ, MINUTES, COMPRESS, REPEATS
+#            (benchmarks: see their targets).
 
 BUILD ?= build
 CC ?= cc
@@ -100,7 +101,7 @@ ALL_H := $(shell find lib plugins autoscaler-shim node-agent activator-hook ingr
 	-name '*.h' 2>/dev/null)
 
 .PHONY: FORCE valgrind test-all all lib plugins bins test test-unit check lint format format-check fuzz fuzz-build deps \
-	clean help test-integration rig-up rig-down rig-status bench-chan bench-scale-pods bench-cold-burst bench-scale-funcs bench-cold-request bench-http-proxy ab
+	clean help test-integration rig-up rig-down rig-status bench-chan bench-scale-pods bench-cold-burst bench-scale-funcs bench-trace bench-cold-request bench-http-proxy ab
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -176,6 +177,15 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(TEST_SUPPORT_OBJS) $(LIBKD
 	$(Q)$(CC) -o $@ $(filter %.o,$^) $(LIBKD_A) $(LDFLAGS_ALL) $(LIBS) $(TEST_LIBS) -lcmocka
 # A test of a component's pure module (a .c with its own header, no I/O) links that module's object.
 $(BUILD)/tests/test_act_ident: $(BUILD)/activator-hook/ident.o
+# bench/trace's modules (parse, schedule, stats; the replay engine over curl multi). The binary
+# tests (test_trace_cli) run $(BUILD)/bench/trace/trace and $(BUILD)/functions/sleep.
+$(BUILD)/tests/test_trace_parse: $(BUILD)/bench/trace/trace_parse.o
+$(BUILD)/tests/test_trace_sched: $(BUILD)/bench/trace/trace_sched.o $(BUILD)/bench/trace/trace_parse.o
+$(BUILD)/tests/test_trace_stats: $(BUILD)/bench/trace/trace_stats.o
+$(BUILD)/tests/test_trace_replay: $(BUILD)/bench/trace/trace_replay.o \
+	$(BUILD)/bench/trace/trace_stats.o $(BUILD)/bench/trace/trace_sched.o \
+	$(BUILD)/bench/trace/trace_parse.o $(BUILD)/functions/sleep
+$(BUILD)/tests/test_trace_cli: $(BUILD)/bench/trace/trace $(BUILD)/functions/sleep
 
 $(BUILD)/tests/harness/%: $(BUILD)/tests/harness/%.o $(TEST_SUPPORT_OBJS) $(LIBKD_A)
 	@mkdir -p $(dir $@)
@@ -218,6 +228,8 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $(filter %.c,$^) $(LIBS)
 # A fuzz target of a component's pure module (a .c with its own header) is linked with its source.
 $(BUILD)/fuzz/fuzz_act_identify: activator-hook/ident.c activator-hook/ident.h
+$(BUILD)/fuzz/fuzz_trace_parse: bench/trace/trace_parse.c bench/trace/trace_parse.h \
+	bench/trace/trace_sched.c bench/trace/trace_sched.h
 fuzz-build: $(FUZZ_BINS) ## build the libFuzzer targets (clang) into build/fuzz
 # Runs each target for FUZZ_TIME seconds on its corpus (tests/fuzz/corpus/<name>).
 fuzz: fuzz-build ## run each libFuzzer target FUZZ_TIME seconds
@@ -285,6 +297,14 @@ bench-cold-burst: all ## first requests at zero, kd vs Knative (R=, REPEATS=)
 # first request each at once.
 bench-scale-funcs: all ## K Services 0 -> 1 at once, kd vs Knative (K=, REPEATS=)
 	$(Q)K="$(K)" REPEATS="$(REPEATS)" DOOR="$(DOOR)" BUILD=$(BUILD) bench/scale-funcs/run.sh
+
+# trace, both arms in one run on the rig (bench/trace/run.sh): an Azure Functions trace replayed
+# by bench/trace (build/bench/trace/trace) against one functions/sleep Service per trace function
+# and arm, through kd-gateway; defaults: the 2019 example (TRACE=2021: the 2021 one), 4 functions,
+# MINUTES=10 of trace time compressed COMPRESS=10 times, REPEATS=1; about 3 minutes.
+bench-trace: all ## Azure trace replay, kd vs Knative (MINUTES=, REPEATS=)
+	$(Q)TRACE="$(TRACE)" MINUTES="$(MINUTES)" COMPRESS="$(COMPRESS)" REPEATS="$(REPEATS)" \
+		BUILD=$(BUILD) bench/trace/run.sh
 
 # the vanilla arm's cold requests through Knative's activator, tuned and default control plane
 # (bench/cold-request/run.sh; restarts the rig per setting): SEQ sequential + 10 concurrent.

@@ -1,8 +1,9 @@
-# bench/lib/arms.sh: the two arms of the request benchmarks (bench/cold-burst, bench/scale-funcs)
-# on the running rig, sourced by their run.sh. Both arms are Knative Services running
-# functions/hello in real sandboxes (plugins/runtime-process: own netns + veth, Knative's
-# queue-proxy in front of the function), identical except the class annotation, each on a Node of
-# its own served by a kd-node on this machine:
+# bench/lib/arms.sh: the two arms of the request benchmarks (bench/cold-burst, bench/scale-funcs,
+# bench/trace) on the running rig, sourced by their run.sh. Both arms are Knative Services running
+# a sample function (functions/hello unless ARMS_FUNCTION says otherwise) in real sandboxes
+# (plugins/runtime-process: own netns + veth, Knative's queue-proxy in front of the function),
+# identical except the class annotation, each on a Node of its own served by a kd-node on this
+# machine:
 #  - kd arm: class kd.kubedirect.dev; kd-activator (10.88.0.2:8012 in kd-cp) holds the first
 #    request, pokes kd-autoscaler, the chain places the instance on the direct-mode kd-node, which
 #    reports it ready to kd-activator over the status channel;
@@ -16,7 +17,10 @@
 #
 # The caller sets SCEN (its name, for messages), OUT (its report folder), and may set DOOR,
 # STARTUP_PROBE, BUILD/KD_BUILD_DIR, ARMS_MAX_PODS (per Node, default 250), ARMS_WINDOW (the
-# autoscaling window annotation of every Service, unset: Knative's default); then calls
+# autoscaling window annotation of every Service, unset: Knative's default), ARMS_IMAGE and
+# ARMS_FUNCTION (the Services' image, default dev.local/hello, and the functions/<name> binary
+# the sandboxes run for it, default hello: the runtime-config "images" maps one to the other;
+# bench/trace uses dev.local/sleep and sleep); then calls
 # arms_check, arms_setup, arms_create SERVICE..., arms_wait_ready; door_args ARM SERVICE sets
 # TARGET and HDRS. Services named kd-* are the kd arm, every other one vanilla. Everything it
 # creates (namespace, Nodes, processes, the config-features change) is undone on exit.
@@ -26,6 +30,8 @@ ARMS_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 DOOR="${DOOR:-activators}"
 STARTUP_PROBE="${STARTUP_PROBE:-5ms}" # runtime-process startup-probe-period, both arms (bench/sandbox's)
 ARMS_MAX_PODS="${ARMS_MAX_PODS:-250}"
+ARMS_IMAGE="${ARMS_IMAGE:-dev.local/hello}"
+ARMS_FUNCTION="${ARMS_FUNCTION:-hello}"
 _b="${BUILD:-build}"
 [[ $_b == /* ]] || _b="$ARMS_REPO/$_b"
 BUILD_DIR="${KD_BUILD_DIR:-$_b}"
@@ -51,9 +57,11 @@ ccurl() { cpx curl -sS "$@"; }
 # arms_check: the prerequisites, with one line saying what is missing
 arms_check() {
 	[[ $DOOR == activators || $DOOR == gateway ]] || { say "$SCEN: DOOR must be activators or gateway"; exit 2; }
+	[[ $ARMS_IMAGE =~ ^[a-z0-9./:_-]+$ ]] || { say "$SCEN: ARMS_IMAGE '$ARMS_IMAGE' is not an image name"; exit 2; }
+	[[ $ARMS_FUNCTION =~ ^[a-z0-9_-]+$ ]] || { say "$SCEN: ARMS_FUNCTION '$ARMS_FUNCTION' is not a functions/<name>"; exit 2; }
 	[[ $EUID -eq 0 ]] || die "must run as root (network namespaces)"
 	local b
-	for b in bin/kd-node bin/kd-autoscaler bin/kd-activator bin/kd-gateway functions/hello plugins/kd-runtime-process.so bench/sandbox/sandbox; do
+	for b in bin/kd-node bin/kd-autoscaler bin/kd-activator bin/kd-gateway "functions/$ARMS_FUNCTION" plugins/kd-runtime-process.so bench/sandbox/sandbox; do
 		[[ -e "$BUILD_DIR/$b" ]] || die "$BUILD_DIR/$b not built (make all)"
 	done
 	[[ -x "$QUEUE" ]] || die "$QUEUE missing (rig/build)"
@@ -143,7 +151,7 @@ EOF
 	act_ready() { [[ "$(ccurl -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ACT_ADMIN/readyz" 2>/dev/null)" == 200 ]]; }
 	wait_for "kd-activator /readyz" 30 act_ready
 	mkdir -p "$OUT/pods"
-	local rtcfg="{\"bridge-netns\":\"/proc/$$/ns/net\",\"images\":\"{\\\"dev.local/hello\\\":\\\"$BUILD_DIR/functions/hello\\\"}\",\"queue-bin\":\"$QUEUE\",\"log-dir\":\"$OUT/pods\",\"restart-backoff\":\"1s\",\"startup-probe-period\":\"$STARTUP_PROBE\"}"
+	local rtcfg="{\"bridge-netns\":\"/proc/$$/ns/net\",\"images\":\"{\\\"$ARMS_IMAGE\\\":\\\"$BUILD_DIR/functions/$ARMS_FUNCTION\\\"}\",\"queue-bin\":\"$QUEUE\",\"log-dir\":\"$OUT/pods\",\"restart-backoff\":\"1s\",\"startup-probe-period\":\"$STARTUP_PROBE\"}"
 	setsid ip netns exec kd-cp env KD_PLUGIN_DIR="$plug" "$BUILD_DIR/bin/kd-node" --kubeconfig "$KD_KUBECONFIG" \
 		--nodes 1 --node-prefix kd-cb --node-index-base 230 --pod-cidr 10.244.0.0/16 --max-pods "$ARMS_MAX_PODS" \
 		--runtime runtime-process --runtime-config "$rtcfg" --direct --direct-port 0 \
@@ -180,7 +188,7 @@ EOF
       tolerations:
       - {key: kubedirect.dev/runtime, operator: Equal, value: process, effect: NoSchedule}
       containers:
-      - image: dev.local/hello
+      - image: $ARMS_IMAGE
         ports: [{containerPort: 8080}]
 ---
 EOF
