@@ -216,7 +216,8 @@ int main(int argc, char **argv)
 	                            .qps = as.cfg.write_qps,
 	                            .burst = (unsigned)as.cfg.write_burst};
 	if (kd_k8s_new(kcfg, as.loop, &opts, &as.k8s, &err) < 0 ||
-	    kd_k8s_new(kcfg, as.loop, &wopts, &as.k8s_w, &err) < 0) {
+	    kd_k8s_new(kcfg, as.loop, &wopts, &as.k8s_w, &err) < 0 ||
+	    kd_k8s_warm(as.k8s_w, 4, &err) < 0) { /* connections open before the first burst */
 		kd_log_error("Kubernetes client: %s", kd_error_msg(err));
 		goto out;
 	}

@@ -139,6 +139,7 @@ struct xfer {
 	bool queued, active;
 	struct kd_k8s *c;
 	bool is_stream, is_list, closed;
+	bool warm; /* kd_k8s_warm's: opens its own connection (no PIPEWAIT) */
 	CURL *easy;
 	struct curl_slist *hdrs;
 	const char *method; /* static string */
@@ -791,10 +792,11 @@ static int setup_easy(struct kd_k8s *c, struct xfer *x, CURL *e, struct kd_error
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
 	curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
 	                 c->http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
-	/* HTTP/2: a burst of calls with no connection open waits for the first one to multiplex
-	 * on, instead of opening (and TLS-handshaking, on the loop) one connection per call. */
+	/* HTTP/2: a burst of calls waits for a connection being set up to multiplex on, instead of
+	 * opening (and TLS-handshaking, on the loop) one connection per call; kd_k8s_warm opens the
+	 * pool beforehand. */
 	if (c->http2)
-		curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+		curl_easy_setopt(e, CURLOPT_PIPEWAIT, x->warm ? 0L : 1L);
 	if (x->is_stream) {
 		if (x->low_speed_s) {
 			curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -1200,6 +1202,37 @@ int kd_k8s_submit(struct kd_k8s *c, const struct kd_k8s_request *req, kd_k8s_don
 	xlist_push(&c->queue, x);
 	x->queued = true;
 	__atomic_add_fetch(&c->stats.pending, 1, __ATOMIC_RELAXED);
+	kick(c, 0);
+	return 0;
+}
+
+static void warm_done(struct kd_k8s_response *resp, struct kd_error *err, void *arg)
+{
+	(void)resp;
+	(void)arg;
+	if (err)
+		kd_log_debug("k8s: warm-up connection: %s", kd_error_msg(err));
+}
+
+int kd_k8s_warm(struct kd_k8s *c, unsigned n, struct kd_error **err)
+{
+	if (!c->loop)
+		return kd_error_set(err, EINVAL, 0, "k8s: warm-up on a client without loop");
+	if (c->closing)
+		return kd_error_set(err, ECANCELED, 0, "k8s: client is shutting down");
+	n = KD_MIN(n, c->max_connections);
+	for (unsigned i = 0; i < n; i++) {
+		struct xfer *x = kd_xcalloc(1, sizeof(*x));
+		x->c = c;
+		x->warm = true;
+		x->method = "GET";
+		x->url_base = kd_xasprintf("%s/version?", c->cfg->server);
+		x->desc = kd_xstrdup("get /version (warm-up)");
+		x->cb = warm_done;
+		xlist_push(&c->queue, x);
+		x->queued = true;
+		__atomic_add_fetch(&c->stats.pending, 1, __ATOMIC_RELAXED);
+	}
 	kick(c, 0);
 	return 0;
 }

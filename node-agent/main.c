@@ -264,6 +264,11 @@ int main(int argc, char **argv)
 		kd_log_error("Kubernetes client: %s", kd_error_msg(err));
 		goto out;
 	}
+	/* open the write-back's connections now, not in the first burst (kd/k8s.h) */
+	if (kd_k8s_warm(a.k8s, 8, &err) < 0 || kd_k8s_warm(a.k8s_pods, 4, &err) < 0) {
+		kd_log_error("Kubernetes client: %s", kd_error_msg(err));
+		goto out;
+	}
 
 	kd_host_init(&a.host, a.loop, "kd-node");
 	a.host.k8s = a.k8s;

@@ -760,6 +760,61 @@ static void async_creates_scale_on_a_bounded_pool(void **state)
 	kd_test_httpd_stop(srv);
 }
 
+static void slow_version_handler(struct kd_test_httpd_conn *conn,
+                                 const struct kd_test_httpd_req *req, void *arg)
+{
+	int *versions = arg;
+	if (strcmp(req->path, "/version") == 0)
+		__atomic_add_fetch(versions, 1, __ATOMIC_RELAXED);
+	kd_test_httpd_sleep(conn, 100); /* the warm-up calls overlap: one connection each */
+	kd_test_httpd_respond(conn, 200, "application/json", "{\"major\":\"1\"}");
+}
+
+static void warm_opens_the_pool_before_the_first_calls(void **state)
+{
+	(void)state;
+	int versions = 0;
+	struct kd_test_httpd *srv =
+	    kd_test_httpd_start(slow_version_handler, &versions, NULL, NULL);
+	struct kd_loop *loop = kd_loop_new();
+	struct kd_k8s_opts opts = {.max_connections = 3};
+	struct kd_k8s *c = client_for(srv, loop, &opts);
+	assert_int_equal(kd_k8s_warm(c, 5, NULL), 0); /* capped at the pool size */
+	uint64_t deadline = kd_now_ns() + 5000000000ull;
+	while (__atomic_load_n(&versions, __ATOMIC_RELAXED) < 3 && kd_now_ns() < deadline)
+		kd_loop_run_once(loop, 50);
+	struct kd_k8s_stats st;
+	for (int i = 0; i < 100; i++) { /* the warm-up calls end */
+		kd_k8s_get_stats(c, &st);
+		if (st.pending == 0)
+			break;
+		kd_loop_run_once(loop, 50);
+	}
+	assert_int_equal(st.pending, 0);
+	assert_int_equal(__atomic_load_n(&versions, __ATOMIC_RELAXED), 3);
+	assert_int_equal(kd_test_httpd_connections(srv), 3);
+	/* the calls that follow find those connections open */
+	struct async_ctx ctx = {.c = c};
+	for (int i = 0; i < 3; i++) {
+		struct kd_k8s_request r = {
+		    .verb = KD_K8S_GET, .res = &kd_k8s_pods, .ns = "ns", .name = "p"};
+		assert_int_equal(kd_k8s_submit(c, &r, async_cb, &ctx, NULL), 0);
+	}
+	run_until(loop, &ctx.done, 3, 5000);
+	assert_int_equal(ctx.ok, 3);
+	assert_int_equal(kd_test_httpd_connections(srv), 3);
+	json_object_put(ctx.last_body);
+	kd_k8s_free(c);
+	/* a client without a loop cannot warm */
+	struct kd_k8s *sync_c = client_for(srv, NULL, NULL);
+	kd_autoerr struct kd_error *err = NULL;
+	assert_int_equal(kd_k8s_warm(sync_c, 1, &err), -EINVAL);
+	assert_non_null(strstr(kd_error_msg(err), "without loop"));
+	kd_k8s_free(sync_c);
+	kd_loop_free(loop);
+	kd_test_httpd_stop(srv);
+}
+
 static void async_errors_list_pagination_and_resubmit(void **state)
 {
 	(void)state;
@@ -1008,6 +1063,7 @@ int main(void)
 	    cmocka_unit_test(async_errors_list_pagination_and_resubmit),
 	    cmocka_unit_test(free_cancels_pending_calls),
 	    cmocka_unit_test(async_requires_loop),
+	    cmocka_unit_test(warm_opens_the_pool_before_the_first_calls),
 	    cmocka_unit_test(qps_limiter_spaces_requests),
 	    cmocka_unit_test(streams_deliver_close_abort_and_fail),
 	    cmocka_unit_test(tls_untrusted_ca_fails_with_clear_message),

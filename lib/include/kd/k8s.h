@@ -203,6 +203,13 @@ typedef void (*kd_k8s_done_cb)(struct kd_k8s_response *resp, struct kd_error *er
 KD_API int kd_k8s_submit(struct kd_k8s *c, const struct kd_k8s_request *req, kd_k8s_done_cb cb,
                          void *arg, struct kd_error **err);
 
+/* Opens n connections of the asynchronous pool now (n parallel GET /version, which every
+ * authenticated client may read; at most opts.max_connections), so that the first burst of calls
+ * multiplexes on open connections instead of waiting for TLS handshakes on the loop (HTTP/2:
+ * each connection carries up to 100 concurrent calls). Failures are logged at debug level only:
+ * the calls that follow open what they need. 0, or -errno with *err (no loop, shutting down). */
+KD_API int kd_k8s_warm(struct kd_k8s *c, unsigned n, struct kd_error **err);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Streams (used by kd/watch.h; usable for any long-running GET)                               */
 
