@@ -277,7 +277,7 @@ bench-chan: $(BUILD)/bench/chan/chan ## channel benchmark: RTT, batched ops/s, h
 # The main job (bench/ab): the embedded cluster plus the A/B comparison, both control-plane
 # settings: scale-pods (N=), cold-burst (R=) and scale-funcs (K=) through kd-gateway, REPEATS=;
 # report.json, summary and plots in the folder printed last.
-ab: all ## A/B: scale-pods, cold-burst, scale-funcs, both settings
+ab: all ## A/B comparison: every scenario, both settings
 	$(Q)N="$(N)" R="$(R)" K="$(K)" REPEATS="$(REPEATS)" BUILD=$(BUILD) bench/ab
 
 # scale-pods, both arms in one run on the rig (bench/scale-pods/run.sh): N=50,200,500 (a list).
