@@ -69,6 +69,14 @@ arms_check() {
 	command -v jq >/dev/null || die "jq missing (make deps)"
 	"$ARMS_REPO/rig/status" --quiet || die "the rig is not up (rig/up)"
 	mkdir -p "$OUT"
+	# A benchmark namespace still being deleted (the previous scenario's pods going, Endpoints
+	# churning) would slow both arms here, the vanilla arm most: wait until the cluster is quiet.
+	local t0=$SECONDS
+	while kc get namespaces -o name 2>/dev/null | grep -q '^namespace/kd-bench-'; do
+		((SECONDS - t0 < 300)) || die "a previous benchmark's namespace kd-bench-* is still there after 300 s"
+		sleep 2
+	done
+	((SECONDS - t0 < 2)) || say "$SCEN: waited $((SECONDS - t0)) s for the previous benchmark's namespaces to go"
 }
 
 NS="kd-bench-${SCEN:-arms}-$(date +%s)"

@@ -68,10 +68,10 @@ done
 exec 9>/var/lock/kd-autoscaler-it.lock
 flock -w 900 9 || die "another kd-autoscaler test holds /var/lock/kd-autoscaler-it.lock"
 
-# a previous run's namespace still being deleted would load the API Server during this one
+# a previous benchmark's namespace still being deleted would load the API Server during this one
 t0=$SECONDS
-while kc get namespaces -o name | grep -q '^namespace/kd-bench-sp-'; do
-	((SECONDS - t0 < 180)) || die "a previous run's namespace kd-bench-sp-* is still there after 180 s"
+while kc get namespaces -o name | grep -q '^namespace/kd-bench-'; do
+	((SECONDS - t0 < 180)) || die "a previous benchmark's namespace kd-bench-* is still there after 180 s"
 	sleep 1
 done
 NS="kd-bench-sp-$(date +%s)"
