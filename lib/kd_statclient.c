@@ -228,6 +228,27 @@ int kd_statclient_send(struct kd_statclient *c, const struct kd_statmsg *msgs, s
 	return 0;
 }
 
+int kd_statclient_send_stat(struct kd_statclient *c, const char *ns, const char *revision,
+                            const char *pod, double concurrency)
+{
+	char *ns_c = kd_xstrdup(ns), *rev_c = kd_xstrdup(revision), *pod_c = kd_xstrdup(pod);
+	struct kd_statmsg m = {
+	    .type = KD_STATMSG_STAT,
+	    .ns = ns_c,
+	    .revision = rev_c,
+	    .has_stat = true,
+	    .pod = pod_c,
+	    .concurrency = concurrency,
+	    .requests = concurrency,
+	    .timestamp = (int64_t)(kd_wall_ns() / 1000000000ull),
+	};
+	int rc = kd_statclient_send(c, &m, 1);
+	free(ns_c);
+	free(rev_c);
+	free(pod_c);
+	return rc;
+}
+
 bool kd_statclient_connected(const struct kd_statclient *c)
 {
 	return c->open;

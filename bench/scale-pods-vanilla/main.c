@@ -156,20 +156,11 @@ static char *cur_revision(const struct bench *b)
 /* Knative mode: the stat Knative's activator sends for a revision with n requests in flight. */
 static int send_stat(struct bench *b, double concurrency)
 {
-	struct kd_statmsg m;
-	memset(&m, 0, sizeof(m));
-	m.type = KD_STATMSG_STAT;
-	m.ns = b->cfg->ns;
-	m.revision = cur_revision(b);
-	m.has_stat = true;
-	m.pod = "scale-pods-bench";
-	m.concurrency = concurrency;
-	m.requests = concurrency;
-	m.timestamp = (int64_t)(kd_wall_ns() / 1000000000ull);
-	int rc = kd_statclient_send(b->stats, &m, 1);
+	int rc = kd_statclient_send_stat(b->stats, b->cfg->ns, cur_revision(b), "scale-pods-bench",
+	                                 concurrency);
 	if (rc < 0)
-		kd_log_error("stat for %s/%s to Knative's autoscaler at %s: %s", m.ns, m.revision,
-		             b->cfg->knative_stats, strerror(-rc));
+		kd_log_error("stat for %s/%s to Knative's autoscaler at %s: %s", b->cfg->ns,
+		             cur_revision(b), b->cfg->knative_stats, strerror(-rc));
 	return rc;
 }
 

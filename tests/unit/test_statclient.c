@@ -236,6 +236,17 @@ static void frames_arrive_binary_and_decode_to_what_was_sent(void **state)
 	/* one connection, no subprotocol asked for: the server's first protocol took it */
 	assert_int_equal(f->srv.conns, 1);
 	assert_int_equal(kd_statclient_send(f->c, one, 0), -EINVAL);
+	/* the activator's single stat */
+	assert_int_equal(kd_statclient_send_stat(f->c, "ns3", "rev-c", "scale-pods-bench", 50), 0);
+	assert_true(WAIT(f, f->srv.frames == 3, 3000));
+	assert_int_equal(f->srv.got.n, 4);
+	g = f->srv.got.v;
+	assert_string_equal(g[3].ns, "ns3");
+	assert_string_equal(g[3].revision, "rev-c");
+	assert_string_equal(g[3].pod, "scale-pods-bench");
+	assert_true(g[3].has_stat);
+	assert_true(g[3].concurrency == 50 && g[3].requests == 50);
+	assert_true(g[3].timestamp > 1763920000);
 }
 
 static void send_before_connect_is_enotconn(void **state)

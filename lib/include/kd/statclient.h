@@ -59,6 +59,12 @@ KD_API struct kd_statclient *kd_statclient_new(struct kd_loop *loop,
  * are waiting for the socket (dropped), -EINVAL for n == 0. */
 KD_API int kd_statclient_send(struct kd_statclient *c, const struct kd_statmsg *msgs, size_t n);
 
+/* One stat as Knative's activator reports it for a revision: pod, concurrency and requests
+ * (here the same count, the requests in flight over a 1 s period), the current time. Strings
+ * are borrowed. Returns as kd_statclient_send. */
+KD_API int kd_statclient_send_stat(struct kd_statclient *c, const char *ns, const char *revision,
+                                   const char *pod, double concurrency);
+
 /* True while the WebSocket is open. */
 KD_API bool kd_statclient_connected(const struct kd_statclient *c);
 
