@@ -12,6 +12,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include <dirent.h>
+#include <sys/stat.h>
+
 #include <json-c/json.h>
 
 /* ---- small string builder -------------------------------------------------------------------- */
@@ -688,15 +691,95 @@ int kd_config_parse_json_str(const struct kd_config_option *opts, void *cfg, con
 }
 
 /* --- argv ------------------------------------------------------------------------------------- */
-int kd_config_parse_argv(const struct kd_config_option *opts, void *cfg,
-                         const struct kd_config_cli *cli, int argc, char *const *argv,
-                         unsigned flags, int *first_arg, struct kd_error **err)
+/* Reads the options of a --config-dir: one file per option, named by its key, holding its value
+ * (a mounted ConfigMap: the keys are symlinks into "..data", which like every dotfile is
+ * skipped). Trailing whitespace is dropped. Unknown names are errors: a typo in a ConfigMap key
+ * must not be ignored silently. */
+#define CONFIG_DIR_FILE_MAX (64 * 1024)
+static int apply_config_dir(const struct kd_config_option *opts, void *cfg, const char *dir,
+                            bool *given, struct kd_error **err)
+{
+	struct dirent **names = NULL;
+	int n = scandir(dir, &names, NULL, alphasort);
+	if (n < 0)
+		return kd_error_set(err, errno, 0, "--config-dir %s: %s", dir, strerror(errno));
+	int rc = 0;
+	for (int i = 0; i < n; i++) {
+		const char *name = names[i]->d_name;
+		if (rc || name[0] == '.')
+			continue;
+		kd_autofree char *path = kd_xasprintf("%s/%s", dir, name);
+		struct stat st;
+		if (stat(path, &st) != 0) {
+			rc = kd_error_set(err, errno, 0, "--config-dir: %s: %s", path,
+			                  strerror(errno));
+			continue;
+		}
+		if (S_ISDIR(st.st_mode))
+			continue;
+		const struct kd_config_option *o = kd_config_find(opts, name);
+		if (!o) {
+			kd_autofree char *known = known_keys(opts);
+			rc = kd_error_set(err, EINVAL, 0,
+			                  "--config-dir: %s: unknown option \"%s\" (known: %s)",
+			                  path, name, known);
+			continue;
+		}
+		if (!S_ISREG(st.st_mode) || st.st_size > CONFIG_DIR_FILE_MAX) {
+			rc =
+			    kd_error_set(err, EINVAL, 0,
+			                 "--config-dir: %s: not a regular file of at most %d bytes",
+			                 path, CONFIG_DIR_FILE_MAX);
+			continue;
+		}
+		FILE *f = fopen(path, "re");
+		if (!f) {
+			rc = kd_error_set(err, errno, 0, "--config-dir: %s: %s", path,
+			                  strerror(errno));
+			continue;
+		}
+		kd_autofree char *value = kd_xmalloc(CONFIG_DIR_FILE_MAX + 1);
+		size_t len = fread(value, 1, CONFIG_DIR_FILE_MAX, f);
+		bool bad = ferror(f) != 0;
+		fclose(f);
+		if (bad) {
+			rc = kd_error_set(err, EIO, 0, "--config-dir: %s: read error", path);
+			continue;
+		}
+		while (len > 0 && isspace((unsigned char)value[len - 1]))
+			len--;
+		value[len] = '\0';
+		if (memchr(value, '\0', len)) {
+			rc = kd_error_set(err, EINVAL, 0, "--config-dir: %s: holds a NUL byte",
+			                  path);
+			continue;
+		}
+		kd_autofree char *label = kd_xasprintf("--config-dir %s", path);
+		rc = parse_value(o, cfg, value, label, err);
+		if (rc == 0)
+			given[o - opts] = true;
+	}
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return rc;
+}
+
+static int parse_argv_layers(const struct kd_config_option *opts, void *cfg,
+                             const struct kd_config_cli *cli, int argc, char *const *argv,
+                             unsigned flags, const char *config_dir, int *first_arg,
+                             struct kd_error **err)
 {
 	size_t nopts = count_opts(opts);
 	kd_autofree bool *given = kd_xcalloc(nopts + 1, sizeof(bool));
 	int rc = begin(opts, cfg, flags, given, err);
 	if (rc)
 		return rc;
+	if (config_dir) {
+		rc = apply_config_dir(opts, cfg, config_dir, given, err);
+		if (rc)
+			return rc;
+	}
 	FILE *out = cli && cli->out ? cli->out : stdout;
 	int i = 1;
 	for (; i < argc; i++) {
@@ -758,6 +841,13 @@ int kd_config_parse_argv(const struct kd_config_option *opts, void *cfg,
 	else if (i < argc)
 		return kd_error_set(err, EINVAL, 0, "unexpected argument \"%s\"", argv[i]);
 	return finish(opts, cfg, flags, given, true, NULL, err);
+}
+
+int kd_config_parse_argv(const struct kd_config_option *opts, void *cfg,
+                         const struct kd_config_cli *cli, int argc, char *const *argv,
+                         unsigned flags, int *first_arg, struct kd_error **err)
+{
+	return parse_argv_layers(opts, cfg, cli, argc, argv, flags, NULL, first_arg, err);
 }
 
 /* --- validation ------------------------------------------------------------------------------- */
@@ -940,6 +1030,15 @@ char *kd_config_help(const struct kd_config_option *opts, const struct kd_config
 		}
 		free(right.s);
 	}
+	if (cli && cli->config_dir) {
+		const char *left = "  --config-dir=DIR";
+		sb_printf(&b, "%s%*s", left, (int)(HELP_COL - strlen(left)), "");
+		sb_wrapped(&b,
+		           "read options from DIR, one file per option named by its key (a mounted "
+		           "ConfigMap); the command line wins over DIR, DIR over the environment "
+		           "(env: KD_CONFIG_DIR)",
+		           HELP_COL, HELP_COL);
+	}
 	sb_printf(&b, "  -h, --help%*sshow this help and exit\n", HELP_COL - 12, "");
 	if (cli && cli->version)
 		sb_printf(&b, "  --version%*sshow the version and exit\n", HELP_COL - 11, "");
@@ -1010,11 +1109,55 @@ char *kd_config_markdown(const struct kd_config_option *opts, const char *title)
 const char *const kd_config_log_levels[] = {"error", "warn", "info", "debug", "trace", NULL};
 const char *const kd_config_log_formats[] = {"text", "json", NULL};
 
+/* Takes --config-dir DIR / --config-dir=DIR out of argv (options before "--"), falling back to
+ * $KD_CONFIG_DIR; the other arguments go to args (borrowed), in order. */
+static int take_config_dir(int argc, char *const *argv, char **args, int *nargs, const char **dir,
+                           struct kd_error **err)
+{
+	*dir = getenv("KD_CONFIG_DIR");
+	if (*dir && !**dir)
+		*dir = NULL;
+	int n = 0;
+	bool opts_end = false;
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		if (i > 0 && !opts_end && strcmp(a, "--") == 0)
+			opts_end = true;
+		if (i == 0 || opts_end || strncmp(a, "--config-dir", 12) != 0 ||
+		    (a[12] != '\0' && a[12] != '=')) {
+			args[n++] = argv[i];
+			continue;
+		}
+		if (a[12] == '=') {
+			*dir = a + 13;
+		} else if (i + 1 < argc) {
+			*dir = argv[++i];
+		} else {
+			return kd_error_set(err, EINVAL, 0, "--config-dir: missing value");
+		}
+		if (!**dir)
+			return kd_error_set(err, EINVAL, 0, "--config-dir: empty directory name");
+	}
+	args[n] = NULL;
+	*nargs = n;
+	return 0;
+}
+
 int kd_config_main(const struct kd_config_option *opts, void *cfg, const struct kd_config_cli *cli,
                    int argc, char *const *argv)
 {
 	struct kd_error *err = NULL;
-	int rc = kd_config_parse_argv(opts, cfg, cli, argc, argv, 0, NULL, &err);
+	int rc = 0;
+	const char *dir = NULL;
+	kd_autofree char **args = kd_xcalloc((size_t)argc + 1, sizeof(char *));
+	int nargs = 0;
+	if (cli->config_dir)
+		rc = take_config_dir(argc, argv, args, &nargs, &dir, &err);
+	else
+		for (nargs = 0; nargs < argc; nargs++)
+			args[nargs] = argv[nargs];
+	if (rc == 0)
+		rc = parse_argv_layers(opts, cfg, cli, nargs, args, 0, dir, NULL, &err);
 	if (rc == 0 && cli->check)
 		rc = cli->check(cfg, &err);
 	if (rc == 0) {

@@ -218,6 +218,7 @@ int main(int argc, char **argv)
 	    .log_level = &cfg.log_level,
 	    .log_format = &cfg.log_format,
 	    .ignore_sigpipe = false,
+	    .config_dir = true,
 	};
 	int rc = kd_config_main(options, &cfg, &cli, argc, argv);
 	if (rc >= 0)

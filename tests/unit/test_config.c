@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <json-c/json.h>
@@ -543,6 +545,142 @@ static void config_main_says_go_on_exit_0_or_exit_2_once(void **state)
 	free(errbuf);
 }
 
+/* --config-dir: one file per key (a mounted ConfigMap with its ..data symlinks), layered as
+ * default < env < dir < argv; unknown keys and a missing directory exit 2 */
+static char *make_config_dir(void)
+{
+	char tmpl[] = "/tmp/kd-test-config-dir.XXXXXX";
+	char *dir = mkdtemp(tmpl);
+	assert_non_null(dir);
+	kd_autofree char *data = kd_xasprintf("%s/..2026_12_04", dir);
+	assert_int_equal(mkdir(data, 0755), 0);
+	static const char *const files[][2] = {
+	    {"count", "7\n"}, {"delay", "2s"}, {"token", "from-dir\n"}, {"name", "dir-name"}};
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		kd_autofree char *path = kd_xasprintf("%s/%s", data, files[i][0]);
+		FILE *f = fopen(path, "w");
+		assert_non_null(f);
+		fputs(files[i][1], f);
+		fclose(f);
+		kd_autofree char *target = kd_xasprintf("..data/%s", files[i][0]);
+		kd_autofree char *link = kd_xasprintf("%s/%s", dir, files[i][0]);
+		assert_int_equal(symlink(target, link), 0);
+	}
+	kd_autofree char *dotdata = kd_xasprintf("%s/..data", dir);
+	assert_int_equal(symlink("..2026_12_04", dotdata), 0);
+	return kd_xstrdup(dir);
+}
+
+static void remove_config_dir(const char *dir)
+{
+	kd_autofree char *cmd = kd_xasprintf("rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void config_dir_layers_between_env_and_argv(void **state)
+{
+	(void)state;
+	kd_autofree char *dir = make_config_dir();
+	struct kd_config_cli cli = {.prog = "kd-test", .config_dir = true};
+	struct cfg c;
+	setenv("KD_TEST_DELAY", "9s", 1);
+	setenv("KD_TEST_TOKEN", "from-env", 1);
+	char *argv[] = {"kd-test", "--config-dir", dir, "--name=from-argv", NULL};
+	assert_int_equal(kd_config_main(opts, &c, &cli, 4, argv), -1);
+	assert_int_equal(c.count, 7);             /* dir over default */
+	assert_int_equal(c.delay_ms, 2000);       /* dir over env */
+	assert_string_equal(c.token, "from-dir"); /* trailing newline dropped */
+	assert_string_equal(c.name, "from-argv"); /* argv over dir */
+	assert_int_equal(c.size, 4096);           /* untouched default */
+	kd_config_free(opts, &c);
+	/* $KD_CONFIG_DIR, and --config-dir=DIR */
+	setenv("KD_CONFIG_DIR", dir, 1);
+	char *argv2[] = {"kd-test", NULL};
+	assert_int_equal(kd_config_main(opts, &c, &cli, 1, argv2), -1);
+	assert_string_equal(c.name, "dir-name");
+	kd_config_free(opts, &c);
+	unsetenv("KD_CONFIG_DIR");
+	kd_autofree char *eq = kd_xasprintf("--config-dir=%s", dir);
+	char *argv3[] = {"kd-test", eq, "--count=2", NULL};
+	assert_int_equal(kd_config_main(opts, &c, &cli, 3, argv3), -1);
+	assert_int_equal(c.count, 2);
+	assert_string_equal(c.token, "from-dir");
+	kd_config_free(opts, &c);
+	unsetenv("KD_TEST_DELAY");
+	unsetenv("KD_TEST_TOKEN");
+	/* a program without cli.config_dir does not know the option */
+	struct kd_config_cli plain = {.prog = "kd-test"};
+	char *errbuf = NULL;
+	size_t errlen = 0;
+	FILE *err = open_memstream(&errbuf, &errlen);
+	FILE *saved = stderr;
+	stderr = err;
+	int rc_plain = kd_config_main(opts, &c, &plain, 3, argv3);
+	stderr = saved;
+	fclose(err);
+	assert_int_equal(rc_plain, 2);
+	assert_non_null(strstr(errbuf, "unknown option \"--config-dir\""));
+	free(errbuf);
+	remove_config_dir(dir);
+}
+
+static void config_dir_refuses_unknown_keys_bad_values_and_missing_dirs(void **state)
+{
+	(void)state;
+	kd_autofree char *dir = make_config_dir();
+	struct kd_config_cli cli = {.prog = "kd-test", .config_dir = true};
+	struct cfg c;
+	char *errbuf = NULL;
+	size_t errlen = 0;
+	FILE *err = open_memstream(&errbuf, &errlen);
+	FILE *saved = stderr;
+	stderr = err;
+	/* a typo in a ConfigMap key */
+	kd_autofree char *typo = kd_xasprintf("%s/cuont", dir);
+	FILE *f = fopen(typo, "w");
+	assert_non_null(f);
+	fputs("5", f);
+	fclose(f);
+	char *argv[] = {"kd-test", "--config-dir", dir, NULL};
+	int rc_typo = kd_config_main(opts, &c, &cli, 3, argv);
+	assert_int_equal(unlink(typo), 0);
+	/* a value out of range names the file */
+	kd_autofree char *count = kd_xasprintf("%s/..data/count", dir);
+	f = fopen(count, "w");
+	assert_non_null(f);
+	fputs("1000000", f);
+	fclose(f);
+	int rc_range = kd_config_main(opts, &c, &cli, 3, argv);
+	char *missing[] = {"kd-test", "--config-dir=/nonexistent/kd", NULL};
+	int rc_missing = kd_config_main(opts, &c, &cli, 2, missing);
+	char *novalue[] = {"kd-test", "--token=t", "--config-dir", NULL};
+	int rc_novalue = kd_config_main(opts, &c, &cli, 3, novalue);
+	stderr = saved;
+	fclose(err);
+	assert_int_equal(rc_typo, 2);
+	assert_int_equal(rc_range, 2);
+	assert_int_equal(rc_missing, 2);
+	assert_int_equal(rc_novalue, 2);
+	assert_non_null(strstr(errbuf, "cuont: unknown option \"cuont\" (known: name, count"));
+	assert_non_null(strstr(errbuf, "/count"));
+	assert_non_null(strstr(errbuf, "--config-dir /nonexistent/kd: No such file or directory"));
+	assert_non_null(strstr(errbuf, "--config-dir: missing value"));
+	free(errbuf);
+	remove_config_dir(dir);
+}
+
+static void help_lists_config_dir_when_the_program_accepts_it(void **state)
+{
+	(void)state;
+	struct kd_config_cli cli = {.prog = "kd-test", .config_dir = true};
+	kd_autofree char *help = kd_config_help(opts, &cli);
+	assert_non_null(strstr(help, "  --config-dir=DIR"));
+	assert_non_null(strstr(help, "KD_CONFIG_DIR"));
+	struct kd_config_cli plain = {.prog = "kd-test"};
+	kd_autofree char *help2 = kd_config_help(opts, &plain);
+	assert_null(strstr(help2, "--config-dir"));
+}
+
 /* cli.check: refused (exit 2, its message, cfg freed); accepted: go on */
 static int check_count_even(void *cfg, struct kd_error **err)
 {
@@ -664,6 +802,10 @@ int main(void)
 	    cmocka_unit_test_setup(config_main_says_go_on_exit_0_or_exit_2_once, setup),
 	    cmocka_unit_test_setup(config_main_runs_the_check_and_exits_2_on_refusal, setup),
 	    cmocka_unit_test(help_wraps_at_80_columns),
+	    cmocka_unit_test_setup(config_dir_layers_between_env_and_argv, setup),
+	    cmocka_unit_test_setup(config_dir_refuses_unknown_keys_bad_values_and_missing_dirs,
+	                           setup),
+	    cmocka_unit_test(help_lists_config_dir_when_the_program_accepts_it),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

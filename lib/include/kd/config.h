@@ -145,13 +145,18 @@ struct kd_config_cli {
 	/* kd_config_main only: ignore SIGPIPE once the options are good (a network daemon reads
 	 * EPIPE from the write instead of dying; children of the process inherit it). */
 	bool ignore_sigpipe;
+	/* kd_config_main only: accept --config-dir DIR (or $KD_CONFIG_DIR): one file per option,
+	 * named by its key and holding its value, as a ConfigMap mounted as a volume is. Dotfiles
+	 * and directories are skipped; any other name that is not an option is an error.
+	 * Precedence: default < environment < DIR < command line. */
+	bool config_dir;
 };
 
 /* The kd_config_cli fields every component sets alike, after its .prog/.summary/.version/.check:
  * --version's commit, logging from the cfg's KD_OPT_LOGGING fields, SIGPIPE ignored. */
 #define KD_CONFIG_CLI_COMPONENT(cfg)                                                               \
 	.commit = KD_GIT_COMMIT, .log_level = &(cfg).log_level, .log_format = &(cfg).log_format,   \
-	.ignore_sigpipe = true
+	.ignore_sigpipe = true, .config_dir = true
 
 /* Checks a table against the struct it fills: keys unique and well-formed, types known, enum
  * choices present, fields inside cfg_size, defaults parse. The plugin loader runs it on every
