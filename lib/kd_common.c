@@ -1,9 +1,12 @@
 /* kd_common.c: allocation helpers, clocks and backoff. */
 #include "kd/common.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static void oom(size_t n)
 {
@@ -101,4 +104,44 @@ uint64_t kd_backoff_ms(unsigned attempt, uint64_t base_ms, uint64_t cap_ms)
 	if (!seed)
 		seed = (unsigned)kd_now_ns();
 	return lo + (hi > lo ? (uint64_t)rand_r(&seed) % (hi - lo + 1) : 0);
+}
+
+int kd_read_file(const char *path, size_t max, char **out, size_t *out_len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	char *p = NULL;
+	size_t len = 0, cap = 0;
+	char tmp[8192];
+	for (;;) {
+		ssize_t n = read(fd, tmp, sizeof(tmp));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			int e = errno;
+			close(fd);
+			free(p);
+			return -e;
+		}
+		if (n == 0)
+			break;
+		if (len + (size_t)n > max) {
+			close(fd);
+			free(p);
+			return -EFBIG;
+		}
+		if (len + (size_t)n + 1 > cap) {
+			cap = (len + (size_t)n + 1) * 2;
+			p = kd_xrealloc(p, cap);
+		}
+		memcpy(p + len, tmp, (size_t)n);
+		len += (size_t)n;
+		p[len] = '\0';
+	}
+	close(fd);
+	*out = p ? p : kd_xstrdup("");
+	if (out_len)
+		*out_len = len;
+	return 0;
 }

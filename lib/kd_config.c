@@ -725,25 +725,19 @@ static int apply_config_dir(const struct kd_config_option *opts, void *cfg, cons
 			                  path, name, known);
 			continue;
 		}
-		if (!S_ISREG(st.st_mode) || st.st_size > CONFIG_DIR_FILE_MAX) {
+		kd_autofree char *value = NULL;
+		size_t len = 0;
+		int e = S_ISREG(st.st_mode) ? kd_read_file(path, CONFIG_DIR_FILE_MAX, &value, &len)
+		                            : -EINVAL;
+		if (e == -EINVAL || e == -EFBIG) {
 			rc =
 			    kd_error_set(err, EINVAL, 0,
 			                 "--config-dir: %s: not a regular file of at most %d bytes",
 			                 path, CONFIG_DIR_FILE_MAX);
 			continue;
 		}
-		FILE *f = fopen(path, "re");
-		if (!f) {
-			rc = kd_error_set(err, errno, 0, "--config-dir: %s: %s", path,
-			                  strerror(errno));
-			continue;
-		}
-		kd_autofree char *value = kd_xmalloc(CONFIG_DIR_FILE_MAX + 1);
-		size_t len = fread(value, 1, CONFIG_DIR_FILE_MAX, f);
-		bool bad = ferror(f) != 0;
-		fclose(f);
-		if (bad) {
-			rc = kd_error_set(err, EIO, 0, "--config-dir: %s: read error", path);
+		if (e < 0) {
+			rc = kd_error_set(err, -e, 0, "--config-dir: %s: %s", path, strerror(-e));
 			continue;
 		}
 		while (len > 0 && isspace((unsigned char)value[len - 1]))
@@ -1158,6 +1152,8 @@ int kd_config_main(const struct kd_config_option *opts, void *cfg, const struct 
 			args[nargs] = argv[nargs];
 	if (rc == 0)
 		rc = parse_argv_layers(opts, cfg, cli, nargs, args, 0, dir, NULL, &err);
+	else
+		kd_config_defaults(opts, cfg, NULL); /* cfg valid for kd_config_free below */
 	if (rc == 0 && cli->check)
 		rc = cli->check(cfg, &err);
 	if (rc == 0) {

@@ -20,47 +20,6 @@
 /* ------------------------------------------------------------------------------------------ */
 /* Files, base64                                                                               */
 
-/* Reads a whole file (at most max bytes) into an owned NUL-terminated buffer. 0 or -errno. */
-static int read_file(const char *path, size_t max, char **out, size_t *out_len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	char *p = NULL;
-	size_t len = 0, cap = 0;
-	char tmp[8192];
-	for (;;) {
-		ssize_t n = read(fd, tmp, sizeof(tmp));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			int e = errno;
-			close(fd);
-			free(p);
-			return -e;
-		}
-		if (n == 0)
-			break;
-		if (len + (size_t)n > max) {
-			close(fd);
-			free(p);
-			return -EFBIG;
-		}
-		if (len + (size_t)n + 1 > cap) {
-			cap = (len + (size_t)n + 1) * 2;
-			p = kd_xrealloc(p, cap);
-		}
-		memcpy(p + len, tmp, (size_t)n);
-		len += (size_t)n;
-		p[len] = '\0';
-	}
-	close(fd);
-	*out = p ? p : kd_xstrdup("");
-	if (out_len)
-		*out_len = len;
-	return 0;
-}
-
 static int b64val(unsigned char c)
 {
 	if (c >= 'A' && c <= 'Z')
@@ -333,7 +292,7 @@ int kd_k8s_config_from_kubeconfig(const char *path, const char *context, struct 
 	kd_autofree char *first = kd_xstrndup(path, strcspn(path, ":"));
 	kd_autofree char *text = NULL;
 	size_t len = 0;
-	int rc = read_file(first, MAX_CONFIG_FILE, &text, &len);
+	int rc = kd_read_file(first, MAX_CONFIG_FILE, &text, &len);
 	if (rc < 0)
 		return kd_error_set(err, -rc, 0, "kubeconfig %s: %s", first, strerror(-rc));
 	const char *slash = strrchr(first, '/');
@@ -490,7 +449,7 @@ int kd_k8s_config_in_cluster_at(const char *sa_dir, struct kd_k8s_config **out,
 	}
 	kd_autofree char *ns_path = kd_xasprintf("%s/namespace", sa_dir);
 	kd_autofree char *ns = NULL;
-	if (read_file(ns_path, 4096, &ns, NULL) == 0) {
+	if (kd_read_file(ns_path, 4096, &ns, NULL) == 0) {
 		size_t n = strlen(ns);
 		while (n > 0 && (ns[n - 1] == '\n' || ns[n - 1] == ' ' || ns[n - 1] == '\r'))
 			ns[--n] = '\0';
@@ -560,7 +519,7 @@ const char *kd_k8s_token_current(struct kd_k8s_token *t, const struct kd_k8s_con
 	    st.st_ino == t->st.st_ino)
 		return t->token;
 	char *text = NULL;
-	int rc = read_file(cfg->token_file, 1u << 20, &text, NULL);
+	int rc = kd_read_file(cfg->token_file, 1u << 20, &text, NULL);
 	if (rc < 0) {
 		if (t->token)
 			return t->token;

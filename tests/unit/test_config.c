@@ -505,6 +505,31 @@ static void markdown_documents_every_option(void **state)
 	assert_string_equal(empty, "No options.\n");
 }
 
+/* stderr captured into memory while kd_config_main prints its refusals. */
+struct captured {
+	char *buf;
+	size_t len;
+	FILE *mem, *saved;
+};
+
+static void capture_stderr(struct captured *c)
+{
+	c->buf = NULL;
+	c->len = 0;
+	c->mem = open_memstream(&c->buf, &c->len);
+	assert_non_null(c->mem);
+	c->saved = stderr;
+	stderr = c->mem;
+}
+
+/* Restores stderr; returns what was written (owned; free()). */
+static char *release_stderr(struct captured *c)
+{
+	stderr = c->saved;
+	fclose(c->mem);
+	return c->buf;
+}
+
 static void config_main_says_go_on_exit_0_or_exit_2_once(void **state)
 {
 	(void)state;
@@ -526,17 +551,13 @@ static void config_main_says_go_on_exit_0_or_exit_2_once(void **state)
 	assert_non_null(strstr(buf, "\nkd-test 1 (abc1234)\n"));
 	free(buf);
 	/* bad options: 2, and "(see --help)" once even when the parser's message has it already */
-	char *errbuf = NULL;
-	size_t errlen = 0;
-	FILE *err = open_memstream(&errbuf, &errlen);
-	FILE *saved = stderr;
-	stderr = err;
+	struct captured cap;
+	capture_stderr(&cap);
 	char *bad[] = {"kd-test", "--token=t", "--colour", NULL};
 	int rc = kd_config_main(opts, &c, &cli, 3, bad);
 	char *bad2[] = {"kd-test", "--token=t", "--count=lots", NULL};
 	int rc2 = kd_config_main(opts, &c, &cli, 3, bad2);
-	stderr = saved;
-	fclose(err);
+	char *errbuf = release_stderr(&cap);
 	assert_int_equal(rc, 2);
 	assert_int_equal(rc2, 2);
 	assert_non_null(strstr(errbuf, "kd-test: unknown option \"--colour\" (see --help)\n"));
@@ -610,14 +631,10 @@ static void config_dir_layers_between_env_and_argv(void **state)
 	unsetenv("KD_TEST_TOKEN");
 	/* a program without cli.config_dir does not know the option */
 	struct kd_config_cli plain = {.prog = "kd-test"};
-	char *errbuf = NULL;
-	size_t errlen = 0;
-	FILE *err = open_memstream(&errbuf, &errlen);
-	FILE *saved = stderr;
-	stderr = err;
+	struct captured cap;
+	capture_stderr(&cap);
 	int rc_plain = kd_config_main(opts, &c, &plain, 3, argv3);
-	stderr = saved;
-	fclose(err);
+	char *errbuf = release_stderr(&cap);
 	assert_int_equal(rc_plain, 2);
 	assert_non_null(strstr(errbuf, "unknown option \"--config-dir\""));
 	free(errbuf);
@@ -630,11 +647,8 @@ static void config_dir_refuses_unknown_keys_bad_values_and_missing_dirs(void **s
 	kd_autofree char *dir = make_config_dir();
 	struct kd_config_cli cli = {.prog = "kd-test", .config_dir = true};
 	struct cfg c;
-	char *errbuf = NULL;
-	size_t errlen = 0;
-	FILE *err = open_memstream(&errbuf, &errlen);
-	FILE *saved = stderr;
-	stderr = err;
+	struct captured cap;
+	capture_stderr(&cap);
 	/* a typo in a ConfigMap key */
 	kd_autofree char *typo = kd_xasprintf("%s/cuont", dir);
 	FILE *f = fopen(typo, "w");
@@ -655,8 +669,7 @@ static void config_dir_refuses_unknown_keys_bad_values_and_missing_dirs(void **s
 	int rc_missing = kd_config_main(opts, &c, &cli, 2, missing);
 	char *novalue[] = {"kd-test", "--token=t", "--config-dir", NULL};
 	int rc_novalue = kd_config_main(opts, &c, &cli, 3, novalue);
-	stderr = saved;
-	fclose(err);
+	char *errbuf = release_stderr(&cap);
 	assert_int_equal(rc_typo, 2);
 	assert_int_equal(rc_range, 2);
 	assert_int_equal(rc_missing, 2);
@@ -698,15 +711,11 @@ static void config_main_runs_the_check_and_exits_2_on_refusal(void **state)
 	char *even[] = {"kd-test", "--token=t", "--count=4", NULL};
 	assert_int_equal(kd_config_main(opts, &c, &cli, 3, even), -1);
 	kd_config_free(opts, &c);
-	char *errbuf = NULL;
-	size_t errlen = 0;
-	FILE *err = open_memstream(&errbuf, &errlen);
-	FILE *saved = stderr;
-	stderr = err;
+	struct captured cap;
+	capture_stderr(&cap);
 	char *odd[] = {"kd-test", "--token=t", "--count=5", NULL};
 	int rc = kd_config_main(opts, &c, &cli, 3, odd);
-	stderr = saved;
-	fclose(err);
+	char *errbuf = release_stderr(&cap);
 	assert_int_equal(rc, 2);
 	assert_null(c.token); /* freed */
 	assert_string_equal(errbuf, "kd-test: --count: 5 is odd (see --help)\n");

@@ -37,6 +37,10 @@ static inline void kd__freep(void *p)
 }
 #define kd_autofree __attribute__((cleanup(kd__freep)))
 
+/* Reads a whole file (at most max bytes; more: -EFBIG) into *out, owned and NUL-terminated
+ * (*out_len without the NUL; out_len may be NULL). 0 or -errno; *out set only on 0. */
+KD_API int kd_read_file(const char *path, size_t max, char **out, size_t *out_len);
+
 /* Clocks, in nanoseconds. kd_now_ns is CLOCK_MONOTONIC, kd_wall_ns is CLOCK_REALTIME. */
 KD_API uint64_t kd_now_ns(void);
 KD_API uint64_t kd_wall_ns(void);
