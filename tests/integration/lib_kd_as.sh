@@ -77,7 +77,8 @@ pa_cond() { kc -n "$1" get podautoscaler "$2" -o jsonpath="{.status.conditions[?
 # dn_start PREFIX INDEX_BASE COUNT: a kd-node of our own in direct mode (runtime-sim, ready after
 # 100 ms) serving COUNT nodes PREFIX-<INDEX_BASE+i>, reporting to our status channel; waits (60 s)
 # until they are Ready and publish their instance channel. May be called several times; DN_PID is
-# the last one's pid. Instance channel port: $DN_DIRECT_PORT when set, else ephemeral (0). dn_stop stops them all and deletes their Nodes (so no other kd-autoscaler
+# the last one's pid. Instance channel port: $DN_DIRECT_PORT when set, else ephemeral (0); admin
+# server (/metrics) on $DN_ADMIN_PORT when set, else none. dn_stop stops them all and deletes their Nodes (so no other kd-autoscaler
 # places instances on a dead channel). kd-node binary from $KD_BUILD_DIR/bin.
 DN_PID=""
 DN_PIDS=()
@@ -92,7 +93,8 @@ dn_start() {
 		--kubeconfig "$KD_KUBECONFIG" --nodes "$count" --node-prefix "$prefix" \
 		--node-index-base "$base" --max-pods 500 --runtime runtime-sim \
 		--runtime-config '{"ready-delay":"100ms"}' --direct --direct-port "${DN_DIRECT_PORT:-0}" \
-		--status-addr "127.0.0.1:$AS_STATUS_PORT" >"$DN_LOG" 2>&1 &
+		--status-addr "127.0.0.1:$AS_STATUS_PORT" ${DN_ADMIN_PORT:+--admin-port "$DN_ADMIN_PORT"} \
+		>"$DN_LOG" 2>&1 &
 	DN_PID=$!
 	DN_PIDS+=("$DN_PID")
 	local mine=()
