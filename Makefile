@@ -8,7 +8,7 @@
 BUILD ?= build
 CC ?= cc
 O ?= -O2
-PKGS := libcurl json-c libwebsockets yaml-0.1 libuv libmicrohttpd
+PKGS := libcurl json-c libwebsockets yaml-0.1 libuv libmicrohttpd gnutls
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(build-essential pkg-config libcurl4-openssl-dev libjson-c-dev libwebsockets-dev
-	libwebsockets-evlib-uv libuv1-dev libmicrohttpd-dev
+	libwebsockets-evlib-uv libuv1-dev libmicrohttpd-dev libgnutls28-dev
 	libcmocka-dev libssl-dev libyaml-dev clang clang-tidy clang-format cppcheck valgrind libclang-rt-14-dev
 	openssl iproute2 curl procps psmisc python3 etcd-server util-linux jq wrk gnuplot-nox)
 missing=()
