@@ -34,6 +34,16 @@ struct kd_http_server {
 	struct kd_loop *loop;
 	struct MHD_Daemon *d;
 	int epfd;
+	/* after kd_http_server_set_tls: the daemon of the previous certificate, no longer
+	 * accepting, serving its open connections until they end */
+	struct MHD_Daemon *old_d;
+	int old_epfd;
+	int lfd; /* the listening socket, ours (the daemons are given it) */
+	bool v6;
+	unsigned idle_timeout_s;
+	size_t body_max;
+	char *tls_cert, *tls_key; /* PEM, or NULL: plain HTTP */
+	char *old_cert, *old_key; /* old_d's, kept while it runs */
 	int port;
 	struct kd_timer *timer; /* libmicrohttpd's next timeout, or a 0-ms kick after a resume */
 	kd_http_handler_cb handler;
@@ -79,7 +89,10 @@ struct kd_http_req {
 	bool answered;   /* a response was queued (ours or the upstream's) */
 	bool fwd_over;   /* a reached forward ended (done was called) */
 	bool has_body;
+	bool headers_seen;  /* body_max mode: the first handler call happened */
 	long long body_len; /* Content-Length, or -1 (chunked / none) */
+	char *body;         /* body_max mode: the whole request body, NUL-terminated */
+	size_t body_got;
 	unsigned long long body_sent;
 	struct MHD_Response *pending; /* ours, waiting for a handler call to queue it */
 	int pending_status;
@@ -132,11 +145,26 @@ bool kd_http_hop_by_hop(const char *name, size_t len, const char *connection)
 
 /* ---- loop glue ------------------------------------------------------------------------------ */
 
+static void old_daemon_stop(struct kd_http_server *s);
+
 static void run_mhd(struct kd_http_server *s)
 {
 	MHD_run(s->d);
 	MHD_UNSIGNED_LONG_LONG to = 0;
-	if (MHD_get_timeout(s->d, &to) == MHD_YES)
+	bool have = MHD_get_timeout(s->d, &to) == MHD_YES;
+	if (s->old_d) {
+		MHD_run(s->old_d);
+		const union MHD_DaemonInfo *di =
+		    MHD_get_daemon_info(s->old_d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+		MHD_UNSIGNED_LONG_LONG old_to = 0;
+		if (!di || di->num_connections == 0)
+			old_daemon_stop(s); /* its last connection ended */
+		else if (MHD_get_timeout(s->old_d, &old_to) == MHD_YES && (!have || old_to < to)) {
+			to = old_to;
+			have = true;
+		}
+	}
+	if (have)
 		kd_loop_timer_start(s->timer, (uint64_t)to);
 	else
 		kd_loop_timer_stop(s->timer);
@@ -413,6 +441,7 @@ static void req_destroy(struct kd_http_req *r)
 		MHD_destroy_response(r->pending);
 	fwd_free(r->s, r->f);
 	free(r->target);
+	free(r->body);
 	buf_put(r->s, r->in);
 	buf_put(r->s, r->out);
 	free(r);
@@ -574,6 +603,62 @@ static void deliver(struct kd_http_req *r, const char *method)
 	s->handler(s->ud, r);
 }
 
+/* body_max mode: the request is delivered once its whole body is in (kd_http_req_body); a body
+ * over body_max is answered 413 at once when Content-Length says so, else the connection is
+ * closed when it grows past it. */
+static enum MHD_Result collect_body(struct kd_http_req *r, const char *method, const char *data,
+                                    size_t *data_size)
+{
+	size_t max = r->s->body_max;
+	if (!r->headers_seen) {
+		r->headers_seen = true;
+		r->method = method;
+		const char *cl = kd_http_req_header(r, "Content-Length");
+		long long v;
+		if (cl && kd_http_content_length(cl, strlen(cl), &v) == 0 && v > (long long)max) {
+			kd_log_warn("http: %s %s: body of %lld bytes refused (at most %zu)", method,
+			            r->target, v, max);
+			char msg[96];
+			int n = snprintf(msg, sizeof(msg), "request body over %zu bytes\n", max);
+			return queue(r, 413, text_response("text/plain", msg, (size_t)n));
+		}
+		r->body = kd_xmalloc(1);
+		r->body[0] = '\0';
+		return MHD_YES;
+	}
+	if (r->answered)
+		return MHD_YES;
+	if (r->delivered) { /* woken: the handler answered */
+		*data_size = 0;
+		goto answer;
+	}
+	if (*data_size > 0) {
+		if (*data_size > max - r->body_got) {
+			kd_log_warn("http: %s %s: body over %zu bytes; closing the connection",
+			            method, r->target, max);
+			return MHD_NO;
+		}
+		r->body = kd_xrealloc(r->body, r->body_got + *data_size + 1);
+		memcpy(r->body + r->body_got, data, *data_size);
+		r->body_got += *data_size;
+		r->body[r->body_got] = '\0';
+		*data_size = 0;
+		return MHD_YES;
+	}
+	r->body_done = true;
+	deliver(r, method);
+answer:;
+	enum MHD_Result ret = MHD_YES;
+	if (r->pending) {
+		struct MHD_Response *mr = r->pending;
+		r->pending = NULL;
+		ret = queue(r, r->pending_status, mr);
+	} else if (!r->answered) {
+		suspend(r); /* held until the handler answers */
+	}
+	return ret;
+}
+
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version, const char *data,
                                  size_t *data_size, void **con_cls)
@@ -588,6 +673,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 	r->suspended = false; /* we are being called: not suspended */
 	r->in_handler = true;
 	bool need_event = false; /* nothing to do until an event of ours */
+	if (r->s->body_max && !r->delivered) {
+		enum MHD_Result ret = collect_body(r, method, data, data_size);
+		r->in_handler = false;
+		return ret;
+	}
 	if (!r->delivered) {
 		deliver(r, method);
 		need_event = !r->pending && !r->f && !r->answered;
@@ -733,8 +823,8 @@ int kd_http_req_forward(struct kd_http_req *req, const char *ip, int port,
 	struct kd_http_server *s = req->s;
 	if (req->answered || req->pending || req->f || req->fwd_over)
 		return -EALREADY;
-	if (!ip || !*ip || port <= 0 || port > 65535 || !done)
-		return -EINVAL;
+	if (!ip || !*ip || port <= 0 || port > 65535 || !done || s->body_max)
+		return -EINVAL; /* a body_max server has taken the body already */
 	if (s->stopping)
 		return -ESHUTDOWN;
 	struct fwd *f = kd_xcalloc(1, sizeof(*f));
@@ -870,6 +960,104 @@ static int listen_on(const char *addr, int port, bool *v6, struct kd_error **err
 	return fd;
 }
 
+/* A daemon on s->lfd with s's settings (TLS when s->tls_cert is set); NULL when libmicrohttpd
+ * refuses (a bad certificate or key, for one). */
+static struct MHD_Daemon *daemon_start(struct kd_http_server *s, int *epfd)
+{
+	struct rlimit rl = {0};
+	unsigned limit = 4096;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		limit =
+		    (unsigned)KD_MAX((long long)rl.rlim_cur - 64, 16LL) / 2; /* half: upstreams */
+	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+	                 (s->v6 ? MHD_USE_IPv6 : 0) | (s->tls_cert ? MHD_USE_TLS : 0);
+	struct MHD_OptionItem tls[] = {
+	    {s->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, s->tls_cert},
+	    {MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls_key},
+	    {MHD_OPTION_END, 0, NULL},
+	};
+	/* each daemon its own descriptor of the socket: one that fails to start, or stops, closes
+	 * its own and never the one a sibling daemon listens on */
+	int fd = fcntl(s->lfd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0) {
+		kd_log_error("http: dup of the listening socket: %s", strerror(errno));
+		return NULL;
+	}
+	struct MHD_Daemon *d = MHD_start_daemon(
+	    flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, fd,
+	    MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+	    MHD_OPTION_CONNECTION_TIMEOUT, s->idle_timeout_s, MHD_OPTION_CONNECTION_LIMIT, limit,
+	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
+	if (!d) {
+		if (fcntl(fd, F_GETFD) >= 0)
+			close(fd); /* not closed by libmicrohttpd's failure path */
+		return NULL;
+	}
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_EPOLL_FD);
+	*epfd = di ? di->epoll_fd : -1;
+	int rc = *epfd >= 0 ? kd_loop_add_fd(s->loop, *epfd, KD_LOOP_IN, ep_cb, s) : -EBADF;
+	if (rc < 0) {
+		kd_log_error("http: cannot watch libmicrohttpd's epoll fd: %s", strerror(-rc));
+		MHD_stop_daemon(d); /* closes its descriptor of the socket */
+		return NULL;
+	}
+	return d;
+}
+
+/* Stops daemon d (watched through epfd): its held connections resumed first (libmicrohttpd
+ * must not be stopped with suspended ones), then every request completed (on_completed). It
+ * closes its own descriptor of the listening socket; s->lfd stays open. */
+static void daemon_stop(struct kd_http_server *s, struct MHD_Daemon *d, int epfd)
+{
+	if (!d)
+		return;
+	if (epfd >= 0)
+		kd_loop_del_fd(s->loop, epfd);
+	for (struct kd_http_req *r = s->reqs; r; r = r->next) {
+		const union MHD_ConnectionInfo *ci =
+		    r->suspended ? MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_DAEMON)
+		                 : NULL;
+		if (ci && ci->daemon == d) {
+			r->suspended = false;
+			MHD_resume_connection(r->conn);
+		}
+	}
+	bool was = s->stopping;
+	s->stopping = true; /* no resume from the completion callbacks */
+	MHD_run(d);         /* takes the resumed connections back */
+	MHD_stop_daemon(d);
+	s->stopping = was;
+}
+
+static void old_daemon_stop(struct kd_http_server *s)
+{
+	struct MHD_Daemon *d = s->old_d;
+	s->old_d = NULL;
+	daemon_stop(s, d, s->old_epfd);
+	s->old_epfd = -1;
+	free(s->old_cert);
+	free(s->old_key);
+	s->old_cert = s->old_key = NULL;
+}
+
+static int tls_set(struct kd_http_server *s, const char *cert, const char *key,
+                   struct kd_error **err)
+{
+	if (!cert != !key) {
+		kd_error_set(err, EINVAL, 0, "TLS needs both a certificate and a key");
+		return -EINVAL;
+	}
+	if (cert && (!strstr(cert, "-----BEGIN ") || !strstr(key, "-----BEGIN "))) {
+		kd_error_set(err, EINVAL, 0, "TLS certificate and key must be PEM");
+		return -EINVAL;
+	}
+	free(s->tls_cert);
+	free(s->tls_key);
+	s->tls_cert = cert ? kd_xstrdup(cert) : NULL;
+	s->tls_key = key ? kd_xstrdup(key) : NULL;
+	return 0;
+}
+
 struct kd_http_server *kd_http_server_new(struct kd_loop *loop,
                                           const struct kd_http_server_opts *opts,
                                           kd_http_handler_cb handler, void *ud,
@@ -879,49 +1067,38 @@ struct kd_http_server *kd_http_server_new(struct kd_loop *loop,
 	if (!opts)
 		opts = &defaults;
 	const char *addr = opts->bind_addr && *opts->bind_addr ? opts->bind_addr : "0.0.0.0";
-	bool v6 = false;
-	int lfd = listen_on(addr, opts->port, &v6, err);
-	if (lfd < 0)
-		return NULL;
 	struct kd_http_server *s = kd_xcalloc(1, sizeof(*s));
 	s->loop = loop;
 	s->handler = handler;
 	s->ud = ud;
 	s->epfd = -1;
+	s->old_epfd = -1;
+	s->body_max = opts->body_max;
+	s->idle_timeout_s = opts->idle_timeout_s ? opts->idle_timeout_s : 120;
 	s->connect_ms = opts->upstream_connect_ms ? opts->upstream_connect_ms : 2000;
+	if (tls_set(s, opts->tls_cert_pem, opts->tls_key_pem, err) < 0) {
+		free(s);
+		return NULL;
+	}
+	s->lfd = listen_on(addr, opts->port, &s->v6, err);
+	if (s->lfd < 0) {
+		free(s->tls_cert);
+		free(s->tls_key);
+		free(s);
+		return NULL;
+	}
 	struct sockaddr_storage ss;
 	memset(&ss, 0, sizeof(ss));
 	socklen_t sl = sizeof(ss);
-	if (getsockname(lfd, (struct sockaddr *)&ss, &sl) == 0)
+	if (getsockname(s->lfd, (struct sockaddr *)&ss, &sl) == 0)
 		s->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
 		                                         : ((struct sockaddr_in *)&ss)->sin_port);
-	struct rlimit rl = {0};
-	unsigned limit = 4096;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
-		limit =
-		    (unsigned)KD_MAX((long long)rl.rlim_cur - 64, 16LL) / 2; /* half: upstreams */
-	unsigned flags =
-	    MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
-	s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, s, MHD_OPTION_LISTEN_SOCKET, lfd,
-	                        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_COMPLETED,
-	                        on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
-	                        (unsigned)(opts->idle_timeout_s ? opts->idle_timeout_s : 120),
-	                        MHD_OPTION_CONNECTION_LIMIT, limit, MHD_OPTION_EXTERNAL_LOGGER,
-	                        mhd_log, NULL, MHD_OPTION_END);
-	if (!s->d) {
-		close(lfd);
-		free(s);
-		kd_error_set(err, EIO, 0, "listen %s:%d: libmicrohttpd did not start", addr,
-		             opts->port);
-		return NULL;
-	}
-	const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_EPOLL_FD);
-	s->epfd = di ? di->epoll_fd : -1;
 	s->timer = kd_loop_timer_new(loop, timer_cb, s);
-	int rc = s->epfd >= 0 ? kd_loop_add_fd(loop, s->epfd, KD_LOOP_IN, ep_cb, s) : -EBADF;
-	if (rc < 0) {
-		kd_error_set(err, -rc, 0, "listen %s:%d: cannot watch libmicrohttpd's epoll fd: %s",
-		             addr, opts->port, strerror(-rc));
+	s->d = daemon_start(s, &s->epfd);
+	if (!s->d) {
+		kd_error_set(err, EIO, 0, "listen %s:%d: libmicrohttpd did not start%s", addr,
+		             opts->port,
+		             s->tls_cert ? " (is the TLS certificate and key valid?)" : "");
 		kd_http_server_free(s);
 		return NULL;
 	}
@@ -932,35 +1109,84 @@ struct kd_http_server *kd_http_server_new(struct kd_loop *loop,
 	return s;
 }
 
+int kd_http_server_set_tls(struct kd_http_server *s, const char *cert_pem, const char *key_pem,
+                           struct kd_error **err)
+{
+	if (!s->tls_cert) {
+		kd_error_set(err, EINVAL, 0, "this server was started without TLS");
+		return -EINVAL;
+	}
+	if (!cert_pem || !key_pem) {
+		kd_error_set(err, EINVAL, 0, "TLS needs both a certificate and a key");
+		return -EINVAL;
+	}
+	char *old_cert = s->tls_cert, *old_key = s->tls_key;
+	s->tls_cert = s->tls_key = NULL;
+	if (tls_set(s, cert_pem, key_pem, err) < 0) {
+		s->tls_cert = old_cert;
+		s->tls_key = old_key;
+		return -EINVAL;
+	}
+	int epfd = -1;
+	struct MHD_Daemon *d = daemon_start(s, &epfd);
+	if (!d) { /* the new pair is refused: keep serving the old one */
+		free(s->tls_cert);
+		free(s->tls_key);
+		s->tls_cert = old_cert;
+		s->tls_key = old_key;
+		kd_error_set(err, EINVAL, 0,
+		             "libmicrohttpd refused the new TLS certificate and key; still serving "
+		             "the previous ones");
+		return -EINVAL;
+	}
+	/* the previous daemon stops accepting and finishes what it serves */
+	if (s->old_d)
+		old_daemon_stop(s);
+	s->old_cert = old_cert;
+	s->old_key = old_key;
+	MHD_socket q = MHD_quiesce_daemon(s->d);
+	if (q != MHD_INVALID_SOCKET)
+		close(q); /* its descriptor of the socket: the new daemon has its own */
+	s->old_d = s->d;
+	s->old_epfd = s->epfd;
+	s->d = d;
+	s->epfd = epfd;
+	kd_loop_timer_start(s->timer, 0);
+	return 0;
+}
+
+const char *kd_http_req_body(const struct kd_http_req *req, size_t *len)
+{
+	if (len)
+		*len = req->body ? req->body_got : 0;
+	return req->body;
+}
+
 void kd_http_server_free(struct kd_http_server *s)
 {
 	if (!s)
 		return;
 	s->stopping = true;
-	if (s->epfd >= 0)
-		kd_loop_del_fd(s->loop, s->epfd);
-	/* libmicrohttpd must not be stopped with suspended connections. */
-	for (struct kd_http_req *r = s->reqs; r; r = r->next) {
-		if (r->suspended) {
-			r->suspended = false;
-			MHD_resume_connection(r->conn);
-		}
-	}
-	if (s->d) {
-		MHD_run(s->d);         /* takes the resumed connections back */
-		MHD_stop_daemon(s->d); /* completes every request (on_completed) */
-	}
+	old_daemon_stop(s);
+	struct MHD_Daemon *d = s->d;
+	s->d = NULL;
+	daemon_stop(s, d, s->epfd);
+	s->epfd = -1;
 	for (struct kd_http_req *r = s->reqs, *next; r; r = next) {
 		next = r->next; /* requests never handed to a connection callback */
 		req_destroy(r);
 	}
 	s->reqs = NULL;
+	if (s->lfd >= 0)
+		close(s->lfd);
 	kd_curlm_free(s->cm);
 	while (s->n_easy)
 		curl_easy_cleanup(s->easy_pool[--s->n_easy]);
 	while (s->n_buf)
 		free(s->buf_pool[--s->n_buf]);
 	kd_loop_timer_free(s->timer);
+	free(s->tls_cert);
+	free(s->tls_key);
 	free(s);
 }
 

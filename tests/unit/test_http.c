@@ -16,17 +16,27 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "../../lib/kd_http_priv.h"
+#include "kd/certs.h"
 #include "kd/common.h"
 #include "kd/http.h"
 #include "kd/loop.h"
 #include "kd_test_httpd.h"
 
-enum mode { M_RESPOND, M_HOLD, M_HOLD_MANY, M_FORWARD, M_FORWARD_SET, M_FORWARD_DEAD_FIRST };
+enum mode {
+	M_RESPOND,
+	M_HOLD,
+	M_HOLD_MANY,
+	M_FORWARD,
+	M_FORWARD_SET,
+	M_FORWARD_DEAD_FIRST,
+	M_BODY, /* body_max server: answers with the body's length and its first bytes */
+};
 
 struct fx {
 	struct kd_loop *loop;
@@ -40,6 +50,7 @@ struct fx {
 	struct kd_http_req *held;
 	struct kd_http_req *held_list[64];
 	int n_held;
+	int handled;
 	bool held_forward; /* M_HOLD_MANY: forward the held requests (else answer 503) */
 };
 
@@ -110,7 +121,20 @@ static void answer_later(struct kd_loop *loop, struct kd_timer *t, void *arg)
 static void handler(void *ud, struct kd_http_req *req)
 {
 	struct fx *f = ud;
+	f->handled++;
 	switch (f->mode) {
+	case M_BODY: {
+		size_t len = 0;
+		const char *b = kd_http_req_body(req, &len);
+		assert_non_null(b);
+		assert_int_equal(b[len], '\0');
+		assert_int_equal(kd_http_req_forward(req, "127.0.0.1", 80, NULL, fwd_done, f),
+		                 -EINVAL);
+		char *body = kd_xasprintf("len=%zu head=%.8s", len, b);
+		kd_http_req_respond(req, 200, "text/plain", body, strlen(body));
+		free(body);
+		break;
+	}
 	case M_RESPOND: {
 		const char *rev = kd_http_req_header(req, "knative-serving-revision");
 		char *body =
@@ -237,6 +261,7 @@ struct call {
 	unsigned delay_ms; /* the client waits this long before sending */
 	CURLcode rc;
 	bool chunked_upload;
+	const char *ca_pem; /* https://localhost, trusting this CA only */
 };
 
 static size_t c_write(char *p, size_t s, size_t n, void *arg)
@@ -274,8 +299,20 @@ static void *client_main(void *arg)
 	struct call *c = arg;
 	CURL *e = curl_easy_init();
 	char url[256];
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", c->port, c->path);
+	snprintf(url, sizeof(url), "%s:%d%s", c->ca_pem ? "https://localhost" : "http://127.0.0.1",
+	         c->port, c->path);
 	curl_easy_setopt(e, CURLOPT_URL, url);
+	char resolve[64];
+	snprintf(resolve, sizeof(resolve), "localhost:%d:127.0.0.1", c->port);
+	struct curl_slist *res = curl_slist_append(NULL, resolve);
+	curl_easy_setopt(e, CURLOPT_RESOLVE, res);
+	struct curl_blob ca = {(void *)(uintptr_t)c->ca_pem, c->ca_pem ? strlen(c->ca_pem) : 0,
+	                       CURL_BLOB_COPY};
+	if (c->ca_pem) {
+		curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &ca);
+		curl_easy_setopt(e, CURLOPT_CAPATH, NULL);
+		curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+	}
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_PROXY, "");
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
@@ -302,6 +339,7 @@ static void *client_main(void *arg)
 	c->secs = (double)(kd_now_ns() - t0) / 1e9;
 	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &c->status);
 	curl_easy_cleanup(e);
+	curl_slist_free_all(res);
 	return NULL;
 }
 
@@ -620,6 +658,128 @@ static void taken_or_bad_address_is_a_clear_error(void **state)
 	kd_error_free(err);
 }
 
+/* A server with other options than setup's (replaces f->srv). */
+static void restart_server(struct fx *f, const struct kd_http_server_opts *o)
+{
+	kd_http_server_free(f->srv);
+	struct kd_error *err = NULL;
+	f->srv = kd_http_server_new(f->loop, o, handler, f, &err);
+	assert_null(err);
+	assert_non_null(f->srv);
+}
+
+static void body_server_delivers_the_whole_body_and_refuses_one_too_large(void **state)
+{
+	struct fx *f = *state;
+	struct kd_http_server_opts o = {.bind_addr = "127.0.0.1", .body_max = 300000};
+	restart_server(f, &o);
+	f->mode = M_BODY;
+	char *big = pattern(200000);
+	char *huge = pattern(300001);
+	struct call c[4] = {
+	    {.path = "/known", .body = big, .body_len = 200000},
+	    {.path = "/chunked", .body = big, .body_len = 200000, .chunked_upload = true},
+	    {.path = "/empty", .method = "POST", .body = "", .body_len = 0},
+	    {.path = "/huge", .body = huge, .body_len = 300001},
+	};
+	run_calls(f, c, 4);
+	char want[64];
+	snprintf(want, sizeof(want), "len=200000 head=%.8s", big);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(c[i].rc, CURLE_OK);
+		assert_int_equal(c[i].status, 200);
+		assert_string_equal(c[i].resp, want);
+	}
+	assert_int_equal(c[2].status, 200);
+	assert_string_equal(c[2].resp, "len=0 head=");
+	assert_int_equal(c[3].status, 413);
+	assert_non_null(strstr(c[3].resp, "over 300000 bytes"));
+	assert_int_equal(f->handled, 3); /* the refused one never reached the handler */
+	for (int i = 0; i < 4; i++)
+		call_fini(&c[i]);
+	free(big);
+	free(huge);
+}
+
+static void tls_serves_its_certificate_and_swaps_it_without_cutting_a_request(void **state)
+{
+	struct fx *f = *state;
+	static const char *const names[] = {"localhost"};
+	struct kd_certs a, b;
+	struct kd_error *err = NULL;
+	assert_int_equal(kd_certs_make(names, 1, time(NULL), 3600, &a, &err), 0);
+	assert_int_equal(kd_certs_make(names, 1, time(NULL), 3600, &b, &err), 0);
+	struct kd_http_server_opts o = {
+	    .bind_addr = "127.0.0.1", .tls_cert_pem = a.cert_pem, .tls_key_pem = a.key_pem};
+	restart_server(f, &o);
+	f->mode = M_RESPOND;
+	struct call plain = {.path = "/x", .ca_pem = a.ca_pem};
+	struct call other = {.path = "/x", .ca_pem = b.ca_pem};
+	run_calls(f, &plain, 1);
+	run_calls(f, &other, 1);
+	assert_int_equal(plain.rc, CURLE_OK);
+	assert_int_equal(plain.status, 200);
+	assert_int_equal(other.rc, CURLE_PEER_FAILED_VERIFICATION); /* a is served, not b */
+	call_fini(&plain);
+	call_fini(&other);
+
+	/* a request held across the swap finishes on the old certificate's connection */
+	f->mode = M_HOLD;
+	pthread_t th;
+	struct call held = {
+	    .path = "/held", .ca_pem = a.ca_pem, .port = kd_http_server_port(f->srv)};
+	assert_int_equal(pthread_create(&th, NULL, batch_main, &held), 0);
+	for (int i = 0; i < 2000 && !f->held; i++)
+		kd_loop_run_once(f->loop, 5);
+	assert_non_null(f->held);
+	kd_loop_timer_stop(f->later);
+	assert_int_equal(kd_http_server_set_tls(f->srv, b.cert_pem, b.key_pem, &err), 0);
+	assert_null(err);
+	/* refused pairs change nothing */
+	assert_int_equal(kd_http_server_set_tls(f->srv, "junk", b.key_pem, &err), -EINVAL);
+	assert_non_null(err);
+	kd_error_free(err);
+	err = NULL;
+	assert_int_equal(kd_http_server_set_tls(f->srv, a.cert_pem, b.key_pem, &err), -EINVAL);
+	assert_non_null(strstr(kd_error_msg(err), "previous"));
+	kd_error_free(err);
+	err = NULL;
+	kd_loop_timer_start(f->later, 0); /* answer_later: 503 */
+	for (;;) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 0;
+		ts.tv_nsec = ts.tv_nsec >= 999000000 ? ts.tv_nsec : ts.tv_nsec + 1000000;
+		if (pthread_timedjoin_np(th, NULL, &ts) == 0)
+			break;
+		kd_loop_run_once(f->loop, 5);
+	}
+	assert_int_equal(held.rc, CURLE_OK);
+	assert_int_equal(held.status, 503);
+	call_fini(&held);
+
+	f->mode = M_RESPOND;
+	struct call old = {.path = "/x", .ca_pem = a.ca_pem};
+	struct call now = {.path = "/x", .ca_pem = b.ca_pem};
+	run_calls(f, &old, 1);
+	run_calls(f, &now, 1);
+	assert_int_equal(old.rc, CURLE_PEER_FAILED_VERIFICATION);
+	assert_int_equal(now.rc, CURLE_OK);
+	assert_int_equal(now.status, 200);
+	call_fini(&old);
+	call_fini(&now);
+
+	/* a plain server has no certificate to swap; a bad pair at start is refused */
+	struct kd_http_server_opts bad = {
+	    .bind_addr = "127.0.0.1", .tls_cert_pem = a.cert_pem, .tls_key_pem = NULL};
+	assert_null(kd_http_server_new(f->loop, &bad, handler, f, &err));
+	assert_non_null(strstr(kd_error_msg(err), "both"));
+	kd_error_free(err);
+	err = NULL;
+	kd_certs_fini(&a);
+	kd_certs_fini(&b);
+}
+
 static void header_lines_content_length_and_hop_by_hop_are_parsed(void **state)
 {
 	(void)state;
@@ -672,6 +832,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(client_going_away_mid_forward_is_reported_once, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(taken_or_bad_address_is_a_clear_error, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        body_server_delivers_the_whole_body_and_refuses_one_too_large, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        tls_serves_its_certificate_and_swaps_it_without_cutting_a_request, setup, teardown),
 	    cmocka_unit_test(header_lines_content_length_and_hop_by_hop_are_parsed),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -37,6 +37,14 @@ struct kd_http_server_opts {
 	unsigned idle_timeout_s;      /* idle keep-alive connections closed after; 0: 120 */
 	unsigned max_upstream_conns;  /* idle upstream connections kept by the forwarder; 0: 256 */
 	unsigned upstream_connect_ms; /* forward connect timeout; 0: 2000 */
+	/* > 0: each request is delivered only once its whole body is in (kd_http_req_body), at
+	 * most body_max bytes: a larger Content-Length is answered 413, a chunked body growing
+	 * past it closes the connection. Such a server does not forward. 0: streamed bodies. */
+	size_t body_max;
+	/* HTTPS: the serving certificate (chain, leaf first) and its private key, PEM, copied.
+	 * Both NULL: plain HTTP. */
+	const char *tls_cert_pem;
+	const char *tls_key_pem;
 };
 
 /* Listens on bind_addr:port and serves on loop. Returns owned (kd_http_server_free) or NULL with
@@ -48,6 +56,11 @@ KD_API struct kd_http_server *kd_http_server_new(struct kd_loop *loop,
 /* Closes the listener and every connection; in-flight forwards are reported done with
  * client_aborted, held requests through their abort callbacks. NULL is a no-op. */
 KD_API void kd_http_server_free(struct kd_http_server *s);
+/* Serves a new certificate and key (PEM, copied) on a server started with TLS: new connections
+ * get them at once, connections already open finish on the previous pair (no request is cut).
+ * A pair libmicrohttpd refuses leaves the previous one served. 0, or -EINVAL with *err. */
+KD_API int kd_http_server_set_tls(struct kd_http_server *s, const char *cert_pem,
+                                  const char *key_pem, struct kd_error **err);
 /* The port listened on (the ephemeral one when opts.port was 0). */
 KD_API int kd_http_server_port(const struct kd_http_server *s);
 
@@ -57,6 +70,9 @@ KD_API const char *kd_http_req_method(const struct kd_http_req *req);
 KD_API const char *kd_http_req_target(const struct kd_http_req *req);
 /* The value of header `name` (case-insensitive), or NULL. */
 KD_API const char *kd_http_req_header(const struct kd_http_req *req, const char *name);
+/* body_max servers: the whole request body (NUL-terminated; *len its length, NUL bytes in it
+ * included), borrowed, valid while req is. NULL on other servers. */
+KD_API const char *kd_http_req_body(const struct kd_http_req *req, size_t *len);
 /* The client's address ("10.0.0.1"), or "" if unknown. */
 KD_API const char *kd_http_req_peer(const struct kd_http_req *req);
 
