@@ -176,6 +176,7 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(TEST_SUPPORT_OBJS) $(LIBKD
 	@$(if $(Q),echo "  TEST    $@")
 	$(Q)$(CC) -o $@ $(filter %.o,$^) $(LIBKD_A) $(LDFLAGS_ALL) $(LIBS) $(TEST_LIBS) -lcmocka
 # A test of a component's pure module (a .c with its own header, no I/O) links that module's object.
+$(BUILD)/tests/test_as_admission: $(BUILD)/autoscaler-shim/admission.o
 $(BUILD)/tests/test_act_ident: $(BUILD)/activator-hook/ident.o
 # bench/trace's modules (parse, schedule, stats; the replay engine over curl multi). The binary
 # tests (test_trace_cli) run $(BUILD)/bench/trace/trace and $(BUILD)/functions/sleep.
@@ -228,6 +229,7 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $(filter %.c,$^) $(LIBS)
 # A fuzz target of a component's pure module (a .c with its own header) is linked with its source.
 $(BUILD)/fuzz/fuzz_act_identify: activator-hook/ident.c activator-hook/ident.h
+$(BUILD)/fuzz/fuzz_admission: autoscaler-shim/admission.c autoscaler-shim/admission.h
 $(BUILD)/fuzz/fuzz_trace_parse: bench/trace/trace_parse.c bench/trace/trace_parse.h \
 	bench/trace/trace_sched.c bench/trace/trace_sched.h
 fuzz-build: $(FUZZ_BINS) ## build the libFuzzer targets (clang) into build/fuzz
