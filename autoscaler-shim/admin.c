@@ -87,6 +87,7 @@ static char *metrics(struct kd_as *as, size_t *len)
 		                  "Time from a write being queued to the API Server's answer.",
 		                  NULL, &lat);
 	}
+	kd_as_webhook_metrics(as, &p);
 	kd_prom_chans(&p, "kd_autoscaler", "instance", "status");
 	struct kd_k8s *clients[] = {as->k8s, as->k8s_w};
 	const char *const names[] = {"main", "write-back"};

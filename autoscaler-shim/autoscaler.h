@@ -67,6 +67,11 @@ struct kd_as_cfg {
 	char *admin_bind;
 	uint64_t admin_port;
 	char *chan_token;
+	uint64_t webhook_port; /* 0: no admission webhook */
+	char *webhook_bind;
+	char *webhook_service; /* NAME.NAMESPACE of the Service the API Server calls */
+	char *webhook_secret;  /* NAME.NAMESPACE of the Secret holding its certificate */
+	char *webhook_config;  /* the MutatingWebhookConfiguration whose caBundle is ours */
 	uint64_t tick_ms;
 	uint64_t scale_hold_ms;
 	char *initial_scale; /* override of the decider's initial-scale, or NULL */
@@ -167,6 +172,7 @@ struct kd_as {
 	struct kd_as_stats *stats;
 	struct kd_as_dcfg *dcfg; /* cfgmap.c */
 	struct kd_http_server *admin;
+	struct kd_as_webhook *webhook; /* webhook.c, or NULL */
 	struct kd_timer *tick, *sync_timer, *warm_timer;
 	bool warm; /* decisions are applied (see nodes.c check_warm) */
 	bool stopping;
@@ -186,6 +192,15 @@ bool kd_as_informers_synced(const struct kd_as *as);
  * PodAutoscalers of class X in NS (informers synced in N ms)" and sets as->reconciling. */
 void kd_as_note_synced(struct kd_as *as);
 void kd_as_admin_stop(struct kd_as *as);
+
+/* ---- webhook.c: the mutating admission webhook on --webhook-port (0: off) ---- */
+struct kd_prom;
+/* --webhook-service and --webhook-secret are NAME.NAMESPACE: 0, or -EINVAL with *err. */
+int kd_as_webhook_check(const char *service, const char *secret, struct kd_error **err);
+int kd_as_webhook_start(struct kd_as *as, struct kd_error **err);
+void kd_as_webhook_stop(struct kd_as *as);
+/* Its counters into p (nothing when the webhook is off). */
+void kd_as_webhook_metrics(const struct kd_as *as, struct kd_prom *p);
 
 /* ---- pa.c ---- */
 int kd_as_pa_start(struct kd_as *as, struct kd_error **err);

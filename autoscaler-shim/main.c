@@ -75,6 +75,21 @@ static const struct kd_config_option options[] = {
     KD_OPT_STRING("chan-token", C, chan_token, .env = "KD_CHAN_TOKEN", .metavar = "TOKEN",
                   .help = "bearer token of the direct channels and the stats WebSocket "
                           "(empty: none; scale messages then only from loopback peers)"),
+    KD_OPT_UINT("webhook-port", C, webhook_port, .def = "0", .has_max = true, .max = 65535,
+                .help = "HTTPS port of the admission webhook that creates kd revisions' "
+                        "Deployments with replicas 0 (0: no webhook)"),
+    KD_OPT_STRING("webhook-bind", C, webhook_bind, .def = "0.0.0.0", .metavar = "ADDR",
+                  .help = "address of the admission webhook"),
+    KD_OPT_STRING("webhook-service", C, webhook_service, .def = "kd-webhook.kubedirect",
+                  .metavar = "NAME.NAMESPACE",
+                  .help = "the Service the API Server calls the webhook through (the "
+                          "certificate's names)"),
+    KD_OPT_STRING("webhook-secret", C, webhook_secret, .def = "kd-webhook-certs.kubedirect",
+                  .metavar = "NAME.NAMESPACE",
+                  .help = "the Secret holding the webhook's certificate (made when missing)"),
+    KD_OPT_STRING("webhook-config", C, webhook_config, .def = "kubedirect.dev", .metavar = "NAME",
+                  .help = "the MutatingWebhookConfiguration whose caBundle kd-autoscaler "
+                          "writes"),
     KD_OPT_DURATION("tick", C, tick_ms, .def = "2s", .has_min = true, .min = 10,
                     .help = "decision period (Knative's is 2s); pokes decide at once"),
     KD_OPT_DURATION("scale-hold", C, scale_hold_ms, .def = "10m",
@@ -148,7 +163,10 @@ static int check_options(void *p, struct kd_error **err)
 	/* the stats and status servers are libwebsockets (IPv4 here), the admin one lib/http */
 	if (kd_check_ip("--stats-bind", c->stats_bind, true, err) < 0 ||
 	    kd_check_ip("--status-bind", c->status_bind, true, err) < 0 ||
-	    kd_check_ip("--admin-bind", c->admin_bind, false, err) < 0)
+	    kd_check_ip("--admin-bind", c->admin_bind, false, err) < 0 ||
+	    kd_check_ip("--webhook-bind", c->webhook_bind, false, err) < 0)
+		return -EINVAL;
+	if (c->webhook_port && kd_as_webhook_check(c->webhook_service, c->webhook_secret, err) < 0)
 		return -EINVAL;
 	if (c->activator_ips && *c->activator_ips) {
 		kd_autofree char *copy = kd_xstrdup(c->activator_ips);
@@ -252,7 +270,8 @@ int main(int argc, char **argv)
 	as.start_ms = kd_loop_now_ms(as.loop);
 	if (kd_as_dcfg_start(&as, &err) < 0 || kd_as_admin_start(&as, &err) < 0 ||
 	    kd_as_status_start(&as, &err) < 0 || kd_as_nodes_init(&as, &err) < 0 ||
-	    kd_as_stats_start(&as, &err) < 0 || kd_as_pa_start(&as, &err) < 0) {
+	    kd_as_stats_start(&as, &err) < 0 || kd_as_pa_start(&as, &err) < 0 ||
+	    kd_as_webhook_start(&as, &err) < 0) {
 		kd_log_error("%s", kd_error_msg(err));
 		goto out;
 	}
@@ -266,6 +285,7 @@ int main(int argc, char **argv)
 
 out:
 	as.stopping = true;
+	kd_as_webhook_stop(&as);
 	kd_as_admin_stop(&as);
 	kd_as_stats_stop(&as);
 	kd_as_pa_stop(&as);
