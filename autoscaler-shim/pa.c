@@ -739,13 +739,19 @@ void kd_as_decide(struct kd_as *as, struct kd_as_rev *rev, const char *why)
 		desired = (int32_t)persisted_desired;
 		why = "restored from status.desiredScale";
 	}
-	if (desired < 0 && rev->desired < 0 && !rev->initialized && kd_as_dcfg_ready(as)) {
-		/* a new revision: Knative creates its Deployment with replicas = initial-scale
-		 * (MakeDeployment); a kd revision's Deployment stays at 0 (the admission webhook,
-		 * or the template scaled to 0), so the initial scale is made through the chain */
-		desired = kd_as_initial_scale(
+	bool manual = rev->manual >= 0 && now < rev->manual_until;
+	if (!rev->initialized && !manual && kd_as_dcfg_ready(as)) {
+		/* until the revision first reached it, its initial scale is a floor: Knative
+		 * creates the Deployment with replicas = initial-scale (MakeDeployment) and keeps
+		 * it until ScaleTargetInitialized; a kd revision's Deployment stays at 0 (the
+		 * admission webhook, or the template scaled to 0), so the chain makes them */
+		const char *reach = kd_json_get_string(rev->pa, "spec.reachability");
+		int32_t initial = kd_as_initial_scale(
 		    as, ann_int(rev->pa, "autoscaling.knative.dev/initial-scale", -1));
-		why = "initial scale";
+		if ((!reach || strcmp(reach, "Unreachable") != 0) && initial > desired) {
+			desired = initial;
+			why = "initial scale";
+		}
 	}
 	if (desired < 0) {
 		/* no decision yet (no data): keep what runs; make sure status is written */

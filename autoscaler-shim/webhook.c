@@ -16,9 +16,10 @@
  *    (open connections finish on the old certificate). It is checked at start, after each
  *    rotation and every KD_WH_SYNC_MS; a JSON patch with a "test" on the webhook's name writes
  *    it (a reordered list is never patched at the wrong index).
- *  - The class: the Deployment's own autoscaling.knative.dev/class annotation when it has one
- *    (Knative copies the Revision's annotations), else the Revision named by its
- *    serving.knative.dev/revision label, read with a KD_WH_LOOKUP_MS budget. Whatever cannot be
+ *  - The class: the Revision named by the Deployment's serving.knative.dev/revision label, read
+ *    with a KD_WH_LOOKUP_MS budget (Knative filters autoscaling annotations out of the
+ *    Deployment, resources/meta.go deploymentAnnotations); a class annotation on the
+ *    Deployment itself, if any, is taken without the lookup. Whatever cannot be
  *    decided (the Revision unreadable, the budget spent) is allowed unchanged with a warning:
  *    failurePolicy Ignore semantics, the webhook never blocks Knative; pa.c scales such a
  *    template to 0 afterwards, as before the webhook.

@@ -16,7 +16,8 @@
  *  - min/max-scale bounds (kd_scale_input's, else the annotations', else the config's) and the
  *    initial-scale floor until the revision first reached max(min-scale, initial-scale) ready;
  *  - scale to zero: with enable-scale-to-zero false a 0 becomes 1; otherwise a revision that had
- *    instances is held at 1 until the decider has wanted 0 for max(scale-to-zero-grace-period,
+ *    instances (an output > 0, or ready ones: the host made the initial scale) is held at 1
+ *    until the decider has wanted 0 for max(scale-to-zero-grace-period,
  *    scale-to-zero-pod-retention-period) (Knative's "inactive for the grace period"; the activator
  *    probe is moot since kubedirect's activator hook is always in front of a revision at zero).
  *  - a revision that has several ready instances when its state is created starts in panic mode
@@ -382,7 +383,7 @@ static int kpa_op_decide(void *state, const char *revision, const struct kd_scal
 	if (desired == 0) {
 		if (!p->cfg.enable_scale_to_zero) {
 			desired = 1;
-		} else if (r->last_out > 0 || r->zero_pending) {
+		} else if (r->last_out > 0 || ready > 0 || r->zero_pending) {
 			uint64_t retention = v.has_retention
 			                         ? v.retention_ms
 			                         : p->cfg.scale_to_zero_pod_retention_period_ms;

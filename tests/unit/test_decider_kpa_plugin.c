@@ -478,6 +478,21 @@ static void reconfigure_applies_and_refuses(void **state)
 	kd_plugin_unload(f.h);
 }
 
+/* Instances the host made without an output of ours (its initial scale, or found at a
+ * restart) are held like any: wanting 0, the revision keeps 1 for the grace period (30 s). */
+static void ready_instances_without_an_output_are_held_for_the_grace_period(void **state)
+{
+	(void)state;
+	struct fx f;
+	fx_load(&f, "{\"target-burst-capacity\": \"-1\"}");
+	assert_int_equal(dec(&f, REV, 1000000, 1).desired, 1);
+	assert_int_equal(dec(&f, REV, 1029000, 1).desired, 1);
+	assert_int_equal(dec(&f, REV, 1031000, 1).desired, 0);
+	/* nothing ready and nothing wanted before: 0 at once */
+	assert_int_equal(dec(&f, "default/cold-00001", 1000000, 0).desired, 0);
+	kd_plugin_unload(f.h);
+}
+
 static void forget_drops_the_revision(void **state)
 {
 	(void)state;
@@ -488,8 +503,8 @@ static void forget_drops_the_revision(void **state)
 	assert_int_equal(dec(&f, REV, 1000000, 1).desired, 10);
 	f.o->forget(f.st, REV);
 	f.o->forget(f.st, "default/never-seen");
-	/* a new state: no history, no data -> 0 with TBC -1 */
-	assert_int_equal(dec(&f, REV, 1000000, 1).desired, 0);
+	/* a new state: no history, no data -> 0 with TBC -1 (no instance ready to hold) */
+	assert_int_equal(dec(&f, REV, 1000000, 0).desired, 0);
 	assert_int_equal(dec(&f, "default/other-00001", 1000000, 1).desired, 1);
 	kd_plugin_unload(f.h);
 }
@@ -509,6 +524,7 @@ int main(void)
 	    cmocka_unit_test(scale_to_zero_disabled_keeps_one),
 	    cmocka_unit_test(initial_scale_until_initialized),
 	    cmocka_unit_test(reconfigure_applies_and_refuses),
+	    cmocka_unit_test(ready_instances_without_an_output_are_held_for_the_grace_period),
 	    cmocka_unit_test(forget_drops_the_revision),
 	};
 	return cmocka_run_group_tests(tests, setup_all, teardown_all);
