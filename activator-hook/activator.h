@@ -50,6 +50,7 @@ struct kd_act_cfg {
 	char *status_bind;
 	uint64_t status_port;
 	char *chan_token;
+	bool insecure_channels;
 	char *autoscaler; /* host:port of kd-autoscaler's stats WebSocket; empty: no stats */
 	uint64_t instance_port;
 	uint64_t queue_depth;

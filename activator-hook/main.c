@@ -42,6 +42,9 @@ static const struct kd_config_option options[] = {
     KD_OPT_STRING("chan-token", C, chan_token, .env = "KD_CHAN_TOKEN", .metavar = "TOKEN",
                   .help = "bearer token of the status channel, also sent to kd-autoscaler's "
                           "stats WebSocket (empty: no authentication)"),
+    KD_OPT_BOOL("insecure-channels", C, insecure_channels,
+                .help = "run the channels without --chan-token inside a Kubernetes Pod "
+                        "(refused by default there)"),
     KD_OPT_STRING("autoscaler", C, autoscaler, .metavar = "HOST:PORT",
                   .help = "kd-autoscaler's stats WebSocket (its --stats-port): pokes and "
                           "concurrency go there (empty: none, revisions at zero stay there)"),
@@ -73,6 +76,8 @@ static int check_options(void *p, struct kd_error **err)
 	    kd_check_dns_label("--namespace", c->namespace, err) < 0)
 		return -EINVAL;
 	/* data and admin servers are lib/http (IPv4 or IPv6), the status channel libwebsockets */
+	if (kd_check_chan_token(c->chan_token, kd_in_pod(), c->insecure_channels, err) < 0)
+		return -EINVAL;
 	if (kd_check_ip("--bind", c->bind, false, err) < 0 ||
 	    kd_check_ip("--admin-bind", c->admin_bind, false, err) < 0 ||
 	    kd_check_ip("--status-bind", c->status_bind, true, err) < 0)

@@ -67,6 +67,7 @@ struct kd_as_cfg {
 	char *admin_bind;
 	uint64_t admin_port;
 	char *chan_token;
+	bool insecure_channels;
 	uint64_t webhook_port; /* 0: no admission webhook */
 	char *webhook_bind;
 	char *webhook_service; /* NAME.NAMESPACE of the Service the API Server calls */

@@ -75,6 +75,9 @@ static const struct kd_config_option options[] = {
     KD_OPT_STRING("chan-token", C, chan_token, .env = "KD_CHAN_TOKEN", .metavar = "TOKEN",
                   .help = "bearer token of the direct channels and the stats WebSocket "
                           "(empty: none; scale messages then only from loopback peers)"),
+    KD_OPT_BOOL("insecure-channels", C, insecure_channels,
+                .help = "run the channels without --chan-token inside a Kubernetes Pod "
+                        "(refused by default there)"),
     KD_OPT_UINT("webhook-port", C, webhook_port, .def = "0", .has_max = true, .max = 65535,
                 .help = "HTTPS port of the admission webhook that creates kd revisions' "
                         "Deployments with replicas 0 (0: no webhook)"),
@@ -165,6 +168,8 @@ static int check_options(void *p, struct kd_error **err)
 	    kd_check_ip("--status-bind", c->status_bind, true, err) < 0 ||
 	    kd_check_ip("--admin-bind", c->admin_bind, false, err) < 0 ||
 	    kd_check_ip("--webhook-bind", c->webhook_bind, false, err) < 0)
+		return -EINVAL;
+	if (kd_check_chan_token(c->chan_token, kd_in_pod(), c->insecure_channels, err) < 0)
 		return -EINVAL;
 	if (c->webhook_port && kd_as_webhook_check(c->webhook_service, c->webhook_secret, err) < 0)
 		return -EINVAL;

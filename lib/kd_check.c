@@ -145,6 +145,39 @@ int kd_check_ip(const char *what, const char *value, bool v4_only, struct kd_err
 	                    v4_only ? "IPv4" : "IPv4 or IPv6");
 }
 
+int kd_check_chan_token(const char *token, bool in_pod, bool insecure, struct kd_error **err)
+{
+	if (!token || !*token) {
+		if (in_pod && !insecure)
+			return kd_error_set(
+			    err, EINVAL, 0,
+			    "--chan-token: unset in a Kubernetes Pod: the channels would run "
+			    "unauthenticated on the cluster network; set it ($KD_CHAN_TOKEN, from "
+			    "the Secret kd-chan-token in manifests/) or pass --insecure-channels");
+		return 0;
+	}
+	size_t n = strlen(token);
+	if (n < KD_CHAN_TOKEN_MIN)
+		return kd_error_set(
+		    err, EINVAL, 0,
+		    "--chan-token: %zu characters, at least %d wanted (openssl rand "
+		    "-hex 32 makes one)",
+		    n, KD_CHAN_TOKEN_MIN);
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)token[i] <= ' ' || (unsigned char)token[i] == 0x7f)
+			return kd_error_set(err, EINVAL, 0,
+			                    "--chan-token: has a space or control character at %zu "
+			                    "(it is sent in an HTTP header)",
+			                    i);
+	return 0;
+}
+
+bool kd_in_pod(void)
+{
+	const char *h = getenv("KUBERNETES_SERVICE_HOST");
+	return h && *h;
+}
+
 int kd_listen_probe(const char *addr, int port, struct kd_error **err)
 {
 	const char *a = addr && *addr ? addr : "0.0.0.0";

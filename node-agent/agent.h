@@ -63,6 +63,7 @@ struct kd_node_cfg {
 	char *direct_addr;       /* "host:port" published on the Nodes (default: bind:port) */
 	char *status_addr;       /* kd-autoscaler's status channel "host:port" */
 	char *chan_token;        /* bearer token of both channels, or NULL */
+	bool insecure_channels;  /* no token in a Pod is fine */
 	double direct_write_qps; /* write-back client (Pod creates) */
 	uint64_t direct_write_burst;
 	char *admin_bind;    /* admin server (admin.c) address */

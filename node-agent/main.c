@@ -85,6 +85,9 @@ static const struct kd_config_option options[] = {
                           "(direct mode)"),
     KD_OPT_STRING("chan-token", C, chan_token, .env = "KD_CHAN_TOKEN", .metavar = "TOKEN",
                   .help = "bearer token of the instance and status channels (default: none)"),
+    KD_OPT_BOOL("insecure-channels", C, insecure_channels,
+                .help = "run the channels without --chan-token inside a Kubernetes Pod "
+                        "(refused by default there)"),
     KD_OPT_DOUBLE("direct-write-qps", C, direct_write_qps, .def = "0", .has_min = true, .min = 0,
                   .help = "client-side QPS of the write-back of instance Pods: creates and their "
                           "status patches (0: unlimited)"),
@@ -116,6 +119,9 @@ static int check_options(void *p, struct kd_error **err)
 	/* the instance channel is libwebsockets (IPv4 here), the admin server lib/http */
 	if (kd_check_ip("--direct-bind", c->direct_bind, true, err) < 0 ||
 	    kd_check_ip("--admin-bind", c->admin_bind, false, err) < 0)
+		return -EINVAL;
+	if (c->direct &&
+	    kd_check_chan_token(c->chan_token, kd_in_pod(), c->insecure_channels, err) < 0)
 		return -EINVAL;
 	if (c->direct_addr && *c->direct_addr &&
 	    kd_hostport_parse("--direct-addr", c->direct_addr, NULL, NULL, err) < 0)

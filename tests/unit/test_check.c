@@ -146,6 +146,37 @@ static int listener(int *port)
 	return fd;
 }
 
+static void chan_token_refused_unset_in_a_pod_short_or_with_spaces(void **state)
+{
+	(void)state;
+	struct kd_error *err = NULL;
+	/* unset: fine outside a Pod, refused inside one unless insecure */
+	assert_int_equal(kd_check_chan_token(NULL, false, false, NULL), 0);
+	assert_int_equal(kd_check_chan_token("", false, false, NULL), 0);
+	assert_int_equal(kd_check_chan_token(NULL, true, false, &err), -EINVAL);
+	assert_non_null(strstr(kd_error_msg(err), "--insecure-channels"));
+	kd_error_free(err);
+	err = NULL;
+	assert_int_equal(kd_check_chan_token("", true, true, NULL), 0);
+	/* set: long enough, no whitespace or control characters */
+	assert_int_equal(kd_check_chan_token("0123456789abcdef", true, false, NULL), 0);
+	assert_int_equal(kd_check_chan_token("short", false, false, &err), -EINVAL);
+	assert_non_null(strstr(kd_error_msg(err), "at least 16"));
+	kd_error_free(err);
+	err = NULL;
+	assert_int_equal(kd_check_chan_token("0123456789abcdef\n", false, false, &err), -EINVAL);
+	assert_non_null(strstr(kd_error_msg(err), "control character at 16"));
+	kd_error_free(err);
+	err = NULL;
+	assert_int_equal(kd_check_chan_token("01234567 89abcdef", false, false, &err), -EINVAL);
+	kd_error_free(err);
+	/* where it runs */
+	setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1", 1);
+	assert_true(kd_in_pod());
+	unsetenv("KUBERNETES_SERVICE_HOST");
+	assert_false(kd_in_pod());
+}
+
 static void listen_probe(void **state)
 {
 	(void)state;
@@ -172,6 +203,7 @@ int main(void)
 	    cmocka_unit_test(dns_names),
 	    cmocka_unit_test(quantities),
 	    cmocka_unit_test(hostports_and_ips),
+	    cmocka_unit_test(chan_token_refused_unset_in_a_pod_short_or_with_spaces),
 	    cmocka_unit_test(listen_probe),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -42,6 +42,17 @@ KD_API int kd_hostport_parse(const char *what, const char *value, char **host, i
  * IPv4/IPv6. 0 or -EINVAL with *err. */
 KD_API int kd_check_ip(const char *what, const char *value, bool v4_only, struct kd_error **err);
 
+/* The channels' bearer token (--chan-token / $KD_CHAN_TOKEN) at start. Set: at least
+ * KD_CHAN_TOKEN_MIN characters, no whitespace or control characters (it travels in an HTTP
+ * header). Unset: refused inside a Kubernetes Pod (in_pod: $KUBERNETES_SERVICE_HOST is set),
+ * where the channels cross a network others share, unless insecure (--insecure-channels); fine
+ * elsewhere (a private rig, loopback). 0 or -EINVAL with *err saying what to do. */
+#define KD_CHAN_TOKEN_MIN 16
+KD_API int kd_check_chan_token(const char *token, bool in_pod, bool insecure,
+                               struct kd_error **err);
+/* True when this process runs in a Kubernetes Pod ($KUBERNETES_SERVICE_HOST set). */
+KD_API bool kd_in_pod(void);
+
 /* Whether addr:port (IPv4 or IPv6 literal; NULL or "": 0.0.0.0) can be bound and listened on
  * now: a socket is bound with SO_REUSEADDR, as the servers do, and closed at once. Port 0 is
  * always fine. Lets a process fail at start on a taken port, before slow work (waiting for the
