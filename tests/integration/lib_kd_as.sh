@@ -18,10 +18,13 @@ dn_selector() {
 	echo "kubernetes.io/hostname in (${DN_NODES[*]})"
 }
 
-# EXIT trap of tests using these helpers: our kd-node, kd-autoscaler, then the namespace.
+# EXIT trap of tests using these helpers: our kd-node, kd-autoscaler, the test's own
+# $AS_CLEANUP_EXTRA command (cluster-scoped objects it made), then the namespace.
+AS_CLEANUP_EXTRA=""
 as_cleanup() {
 	dn_stop
 	as_stop
+	[[ -z "$AS_CLEANUP_EXTRA" ]] || $AS_CLEANUP_EXTRA || true
 	kc delete namespace "${IT_NS:-none}" --wait=false >/dev/null 2>&1 || true
 }
 

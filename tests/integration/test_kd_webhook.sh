@@ -20,12 +20,9 @@ kd_it_namespace kd-it-wh
 WH_PORT=$((AS_STATS_PORT + 5))
 AS_ADMIN_PORT=$((AS_STATS_PORT + 6))
 CFG="kd-it-webhook-$NS"
-cleanup_wh() {
-	as_cleanup
-	kc delete mutatingwebhookconfiguration "$CFG" --ignore-not-found >/dev/null 2>&1 || true
-}
+wh_cleanup() { kc delete mutatingwebhookconfiguration "$CFG" --ignore-not-found >/dev/null 2>&1; }
+AS_CLEANUP_EXTRA=wh_cleanup
 dn_start kd-wh 170 1
-trap cleanup_wh EXIT
 
 kc apply -f - >/dev/null <<EOT
 apiVersion: v1
