@@ -27,7 +27,7 @@ for c in "${comps[@]}"; do
 	args=(-f "images/$c/Containerfile" --build-arg "VERSION=$version" -t "$tag" "$ctx")
 	case "$engine" in
 	podman) podman build -q "${args[@]}" >/dev/null ;;
-	buildah) buildah bud -q "${args[@]}" >/dev/null ;;
+	buildah) buildah bud -q --layers "${args[@]}" >/dev/null ;;
 	docker) docker build -q "${args[@]}" >/dev/null ;;
 	esac
 	echo "images: built $tag"
@@ -36,7 +36,8 @@ echo "images: sizes"
 for c in "${comps[@]}"; do
 	tag="localhost/kubedirect/$c:$version"
 	case "$engine" in
-	podman | buildah) "$engine" images --format '  {{.Repository}}:{{.Tag}}  {{.Size}}' "$tag" ;;
-	docker) docker image ls --format '  {{.Repository}}:{{.Tag}}  {{.Size}}' "$tag" ;;
-	esac
+	podman) podman images --format '{{.Repository}}:{{.Tag}} {{.Size}}' "$tag" ;;
+	buildah) buildah images --format '{{.Name}}:{{.Tag}} {{.Size}}' "$tag" ;;
+	docker) docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' "$tag" ;;
+	esac | sed -e 's/^ *//' -e 's/  */ /g' -e 's/^/  /'
 done

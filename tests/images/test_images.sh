@@ -41,7 +41,7 @@ echo "images: engine $engine"
 
 if scripts/images.sh "${comps[@]}" >"$T/build" 2>&1; then
 	ok "scripts/images.sh builds the four images"
-	sed -n 's/^  localhost/  localhost/p' "$T/build"
+	grep -E '^ +localhost/' "$T/build"
 else
 	not_ok "scripts/images.sh builds the four images" "$(tail -5 "$T/build")"
 	finish
