@@ -101,7 +101,8 @@ ALL_H := $(shell find lib plugins autoscaler-shim node-agent activator-hook ingr
 	-name '*.h' 2>/dev/null)
 
 .PHONY: FORCE valgrind test-all all lib plugins bins test test-unit check lint format format-check fuzz fuzz-build deps \
-	clean help test-integration rig-up rig-down rig-status bench-chan bench-scale-pods bench-cold-burst bench-scale-funcs bench-trace bench-cold-request bench-http-proxy ab
+	clean help test-integration rig-up rig-down rig-status bench-chan bench-scale-pods bench-cold-burst bench-scale-funcs bench-trace bench-cold-request bench-http-proxy ab \
+	images test-images
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -260,6 +261,15 @@ format-check: ## fail if a C file or header is not clang-formatted
 
 deps: ## Debian packages, and Go >= 1.25 if none (scripts/deps.sh)
 	$(Q)scripts/deps.sh
+
+# --- container images (images/README.md): not needed by the rig, the tests or CI ---------------
+# localhost/kubedirect/<component>:<images/VERSION>, FROM scratch: the component, its plugins and
+# the shared libraries they need, staged from this build by scripts/image-rootfs.sh; built with
+# podman, else buildah, else docker (scripts/image-engine.sh; exit 2 when none is usable).
+images: plugins bins ## container images localhost/kubedirect/kd-*
+	$(Q)BUILD=$(BUILD) scripts/images.sh
+test-images: plugins bins ## build the images, run each through the engine
+	$(Q)BUILD=$(BUILD) tests/images/test_images.sh
 
 # --- the embedded cluster and integration tests ----------------------------------------------
 rig-up: ## start the embedded cluster (rig/up; builds it once)
