@@ -673,7 +673,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 	r->suspended = false; /* we are being called: not suspended */
 	r->in_handler = true;
 	bool need_event = false; /* nothing to do until an event of ours */
-	if (r->s->body_max && !r->delivered) {
+	if (r->s->body_max) {    /* a body server never forwards: collect_body does it all */
 		enum MHD_Result ret = collect_body(r, method, data, data_size);
 		r->in_handler = false;
 		return ret;

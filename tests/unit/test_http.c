@@ -130,6 +130,11 @@ static void handler(void *ud, struct kd_http_req *req)
 		assert_int_equal(b[len], '\0');
 		assert_int_equal(kd_http_req_forward(req, "127.0.0.1", 80, NULL, fwd_done, f),
 		                 -EINVAL);
+		if (strcmp(kd_http_req_target(req), "/hold") == 0) { /* answered by a timer */
+			f->held = req;
+			kd_loop_timer_start(f->later, 50);
+			break;
+		}
 		char *body = kd_xasprintf("len=%zu head=%.8s", len, b);
 		kd_http_req_respond(req, 200, "text/plain", body, strlen(body));
 		free(body);
@@ -676,13 +681,14 @@ static void body_server_delivers_the_whole_body_and_refuses_one_too_large(void *
 	f->mode = M_BODY;
 	char *big = pattern(200000);
 	char *huge = pattern(300001);
-	struct call c[4] = {
+	struct call c[5] = {
 	    {.path = "/known", .body = big, .body_len = 200000},
 	    {.path = "/chunked", .body = big, .body_len = 200000, .chunked_upload = true},
 	    {.path = "/empty", .method = "POST", .body = "", .body_len = 0},
 	    {.path = "/huge", .body = huge, .body_len = 300001},
+	    {.path = "/hold", .body = big, .body_len = 1000},
 	};
-	run_calls(f, c, 4);
+	run_calls(f, c, 5);
 	char want[64];
 	snprintf(want, sizeof(want), "len=200000 head=%.8s", big);
 	for (int i = 0; i < 2; i++) {
@@ -694,8 +700,10 @@ static void body_server_delivers_the_whole_body_and_refuses_one_too_large(void *
 	assert_string_equal(c[2].resp, "len=0 head=");
 	assert_int_equal(c[3].status, 413);
 	assert_non_null(strstr(c[3].resp, "over 300000 bytes"));
-	assert_int_equal(f->handled, 3); /* the refused one never reached the handler */
-	for (int i = 0; i < 4; i++)
+	assert_int_equal(c[4].status, 503); /* held with its body, answered later */
+	assert_string_equal(c[4].resp, "no instance\n");
+	assert_int_equal(f->handled, 4); /* the refused one never reached the handler */
+	for (int i = 0; i < 5; i++)
 		call_fini(&c[i]);
 	free(big);
 	free(huge);
