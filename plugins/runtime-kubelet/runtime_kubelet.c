@@ -11,8 +11,9 @@
  * Decisions:
  *  - Own Kubernetes client (asynchronous, HTTP/2, `qps`/`burst`) on the host's loop, with the
  *    connection settings of the host's client (kd-node's --kubeconfig) unless `kubeconfig` names
- *    another file (no host client either: in-cluster). Its own, so that fini completes its calls
- *    while the plugin is still loaded.
+ *    another file (no host client either: in-cluster). Made and driven through the host table's
+ *    Kubernetes services (kd_host.k8s_new ...: the host's libkd, so nothing of this .so stays in
+ *    the loop), and its own, so that fini completes its calls while the plugin is loaded.
  *  - One informer per node the host starts instances on, created with the first start there.
  *  - Adoption (rk_pod.h's rk_adopt_decide): a start finds the instance's Pod in the watch cache,
  *    or learns of it from a 409 AlreadyExists (then GETs it), or, when start() is given a uid
@@ -44,7 +45,6 @@
 #include "kd/common.h"
 #include "kd/config.h"
 #include "kd/json.h"
-#include "kd/k8s.h"
 #include "kd/plugin.h"
 #include "kd/stage.h"
 #include "kd/strmap.h"
@@ -197,17 +197,11 @@ static void set_uid(struct sandbox *sb, const char *uid)
 /* The watch of a node (created and started on first use). */
 static struct rk_watch *watch_for(struct rk *rk, const char *node, struct kd_error **err);
 
-static struct kd_informer *sb_informer(const struct sandbox *sb)
-{
-	const struct rk_watch *w = kd_strmap_get(&sb->rk->watches, sb->node);
-	return w ? w->inf : NULL;
-}
-
 /* The watch cache's copy of the sandbox's Pod (borrowed), or NULL. */
 static struct json_object *sb_cached(const struct sandbox *sb)
 {
-	struct kd_informer *inf = sb_informer(sb);
-	return inf ? kd_informer_get(inf, sb->ns, sb->name) : NULL;
+	const struct rk_watch *w = kd_strmap_get(&sb->rk->watches, sb->node);
+	return w ? sb->rk->host->informer_get(w->inf, sb->ns, sb->name) : NULL;
 }
 
 static void emit(struct sandbox *sb, enum kd_runtime_event_type type, const char *reason,
@@ -455,8 +449,7 @@ static void on_delete_done(struct kd_k8s_response *resp, struct kd_error *err, v
 		return;
 	}
 	sb->rk->n_deletes++;
-	sb->delete_sent = true;
-	stop_step(sb); /* the watch may have shown it gone already */
+	sb->delete_sent = true; /* the watch's DELETED ends it */
 }
 
 static void sb_submit(struct sandbox *sb, const struct kd_k8s_request *req, kd_k8s_done_cb cb,
@@ -464,7 +457,7 @@ static void sb_submit(struct sandbox *sb, const struct kd_k8s_request *req, kd_k
 {
 	struct kd_error *err = NULL;
 	sb->inflight = true;
-	if (kd_k8s_submit(sb->rk->k8s, req, cb, sb, &err) < 0) {
+	if (sb->rk->host->k8s_submit(sb->rk->k8s, req, cb, sb, &err) < 0) {
 		sb->inflight = false;
 		sb_retry(sb, what, err);
 		kd_error_free(err);
@@ -527,14 +520,9 @@ static void stop_step(struct sandbox *sb)
 	case SB_TRACKING:
 		break;
 	}
-	if (!sb->delete_sent) {
+	if (!sb->delete_sent)
 		do_delete(sb);
-		return;
-	}
-	struct kd_informer *inf = sb_informer(sb);
-	const char *cuid = kd_json_get_string(sb_cached(sb), "metadata.uid");
-	if (inf && kd_informer_synced(inf) && (!cuid || strcmp(cuid, sb->uid) != 0))
-		sb_finish(sb, KD_RUNTIME_EXITED, "Stopped", "sandbox stopped", 0);
+	/* else the watch's DELETED of our uid ends it (on_pod), or the stop timer */
 }
 
 static void sb_step(struct sandbox *sb)
@@ -629,6 +617,14 @@ static void on_watch_add(struct kd_informer *inf, struct json_object *obj, void 
 	on_pod(w->rk, obj, false);
 }
 
+static void on_watch_update(struct kd_informer *inf, struct json_object *old,
+                            struct json_object *obj, void *arg)
+{
+	(void)inf, (void)old;
+	struct rk_watch *w = arg;
+	on_pod(w->rk, obj, false);
+}
+
 static void on_watch_delete(struct kd_informer *inf, struct json_object *obj, void *arg)
 {
 	(void)inf;
@@ -640,13 +636,13 @@ static void on_watch_synced(struct kd_informer *inf, void *arg)
 {
 	struct rk_watch *w = arg;
 	LOG(w->rk, KD_LOG_INFO, "watching the kubedirect instances of node %s: %zu Pods", w->node,
-	    kd_informer_count(inf));
+	    w->rk->host->informer_count(inf));
 }
 
 static void watch_free(struct rk_watch *w)
 {
 	if (w->inf)
-		kd_informer_free(w->inf);
+		w->rk->host->informer_free(w->inf);
 	free(w->node);
 	free(w);
 }
@@ -664,13 +660,14 @@ static struct rk_watch *watch_for(struct rk *rk, const char *node, struct kd_err
 	    .res = &kd_k8s_pods, .label_selector = RK_LABEL_SELECTOR, .field_selector = fs};
 	struct kd_informer_handlers h = {
 	    .on_add = on_watch_add,
-	    .on_update = kd_informer_update_as_add,
+	    .on_update = on_watch_update,
 	    .on_delete = on_watch_delete,
 	    .on_synced = on_watch_synced,
 	    .arg = w,
 	};
 	struct kd_error *e = NULL;
-	if (kd_informer_new(rk->k8s, &opts, &h, &w->inf, &e) < 0 || kd_informer_start(w->inf) < 0) {
+	if (rk->host->informer_new(rk->k8s, &opts, &h, &w->inf, &e) < 0 ||
+	    rk->host->informer_start(w->inf) < 0) {
 		rk_err(rk, err, e ? e->errnum : EINVAL, "watch of node %s: %s", node,
 		       e ? kd_error_msg(e) : "cannot start");
 		kd_error_free(e);
@@ -818,7 +815,8 @@ static void rk_fini(void *state)
 	kd_strmap_fini(&rk->watches);
 	kill_all(&rk->live);
 	kill_all(&rk->dying);
-	kd_k8s_free(rk->k8s); /* completes the calls in flight (ECANCELED): frees their sandboxes */
+	rk->host->k8s_free(rk->k8s); /* completes the calls in flight (ECANCELED): frees their
+	                              * sandboxes */
 	kd_k8s_config_free(rk->kcfg);
 	free(rk);
 }
@@ -827,6 +825,13 @@ static int rk_init(const struct kd_host *host, const void *config, void **state,
                    struct kd_error **err)
 {
 	const struct rk_config *cfg = config;
+	if (!KD_HAS_MEMBER(host, struct kd_host, informer_count) || !host->k8s_new) {
+		host->error_set(err, ENOTSUP, 0,
+		                "the host (%s) offers no Kubernetes client services (struct "
+		                "kd_host.k8s_new ...): it is older than this plugin",
+		                host->component ? host->component : "?");
+		return -ENOTSUP;
+	}
 	struct rk *rk = kd_xcalloc(1, sizeof(*rk));
 	rk->host = host;
 	rk->cfg = cfg;
@@ -836,7 +841,7 @@ static int rk_init(const struct kd_host *host, const void *config, void **state,
 	if (cfg->kubeconfig && *cfg->kubeconfig)
 		rc = kd_k8s_config_from_kubeconfig(cfg->kubeconfig, NULL, &rk->kcfg, &e);
 	else if (host->k8s)
-		kcfg = kd_k8s_get_config(host->k8s);
+		kcfg = host->k8s_config(host->k8s);
 	else
 		rc = kd_k8s_config_auto(&rk->kcfg, &e);
 	if (rc == 0 && !kcfg)
@@ -848,7 +853,7 @@ static int rk_init(const struct kd_host *host, const void *config, void **state,
 	    .http2 = true, /* a burst of creates multiplexed on a few connections */
 	};
 	if (rc == 0)
-		rc = kd_k8s_new(kcfg, host->loop, &opts, &rk->k8s, &e);
+		rc = host->k8s_new(kcfg, host->loop, &opts, &rk->k8s, &e);
 	if (rc < 0) {
 		host->error_set(err, e ? e->errnum : EINVAL, 0, "Kubernetes client: %s",
 		                kd_error_msg(e));
