@@ -805,7 +805,8 @@ static void rk_fini(void *state)
 	if (!rk)
 		return;
 	rk->closing = true;
-	LOG(rk, KD_LOG_INFO,
+	bool busy = rk->n_creates || rk->n_adopted || rk->n_deletes || rk->n_refused || rk->live.n;
+	LOG(rk, busy ? KD_LOG_INFO : KD_LOG_DEBUG,
 	    "%llu Pods created, %llu adopted, %llu deleted, %llu refused; %zu left running",
 	    (unsigned long long)rk->n_creates, (unsigned long long)rk->n_adopted,
 	    (unsigned long long)rk->n_deletes, (unsigned long long)rk->n_refused, rk->live.n);
