@@ -13,7 +13,8 @@
 #    Scheduled event, no ReplicaSet owner, no pod-template-hash), the "kubelet" runs them (IPs from its podCIDR) and
 #    makes them Ready, the attached kd-node reports them ready on the status channel (its
 #    /metrics: N ready instances, status ops sent; Knative reports N) and patches no status;
-#  - SIGKILL of the attached kd-node and a restart on a new port: the annotation is restored,
+#  - SIGKILL of the attached kd-node and a restart on a new port (the Node named by
+#    $KD_NODE_NAME this time): the annotation is restored,
 #    the N Pods are adopted (same uids, none created), reported ready again;
 #  - N -> 0 deletes them; SIGTERM removes the annotation, the Node stays (Ready).
 # Own kd-autoscaler (random ports, lib_kd_as.sh) limited to our namespace and Node; our Node is
@@ -74,9 +75,13 @@ as_start --node-selector "kubernetes.io/hostname in ($NODE)"
 
 # --- the attached kd-node ---------------------------------------------------------------------
 ATT_PID=""
+# att_start [env]: the attached kd-node, named by --attach-node (or, with "env", by
+# $KD_NODE_NAME as a DaemonSet sets it)
 att_start() {
+	local pre=() how=(--attach-node "$NODE")
+	[[ "${1:-}" == env ]] && pre=(env "KD_NODE_NAME=$NODE") how=()
 	ATT_LOG="$(mktemp /tmp/kd-node-attach-it.XXXXXX.log)"
-	"${KDN[@]}" --attach-node "$NODE" --runtime runtime-kubelet --direct --direct-port 0 \
+	"${pre[@]}" "${KDN[@]}" "${how[@]}" --runtime runtime-kubelet --direct --direct-port 0 \
 		--status-addr "127.0.0.1:$AS_STATUS_PORT" --admin-bind 127.0.0.1 --admin-port "$ADMIN_PORT" \
 		--log-level debug >"$ATT_LOG" 2>&1 &
 	ATT_PID=$!
@@ -139,7 +144,7 @@ old_addr="$(annot)"
 kill -9 "$ATT_PID"
 wait "$ATT_PID" 2>/dev/null || true
 expect_eq "a killed kd-node leaves its annotation (no clean stop)" "$old_addr" "$(annot)"
-att_start
+att_start env
 [[ "$(annot)" != "$old_addr" ]] || log "note: the new ephemeral port equals the old one"
 wait_for "restarted: $N ready instances again" 60 ready_reported "$N"
 after="$(rev_pods -o json | jq -r '.items[] | "\(.metadata.name) \(.metadata.uid) \(.status.podIP)"' | sort)"
