@@ -14,6 +14,10 @@
  *    client with its own rate limit (--status-qps/--status-burst per node, like one kubelet
  *    each, times --nodes for the process), coalesced per pod, retried with backoff.
  *
+ * Attach mode (--attach-node NAME): the table holds one existing Node with a real kubelet; only
+ * its kubedirect instances are served, through a runtime that owns the Pod (runtime-kubelet),
+ * and only the channel annotation is written on the Node (nodes.c).
+ *
  * Two Kubernetes clients: `k8s` (watch, Node, Lease; not rate limited, so heartbeats never queue
  * behind a burst of pod writes) and `k8s_pods` (pod status patches and deletes, rate limited). */
 #ifndef KD_NODE_AGENT_H
