@@ -374,7 +374,8 @@ static void on_create_done(struct kd_k8s_response *resp, struct kd_error *err, v
 	}
 	if (!err) {
 		sb->rk->n_creates++;
-		const char *uid = kd_json_get_string(resp ? resp->body : NULL, "metadata.uid");
+		struct json_object *created = resp ? resp->body : NULL;
+		const char *uid = kd_json_get_string(created, "metadata.uid");
 		if (!uid) {
 			sb_fail(sb, "CreateFailed", "create pod %s: the answer has no metadata.uid",
 			        sb->key);
@@ -382,7 +383,7 @@ static void on_create_done(struct kd_k8s_response *resp, struct kd_error *err, v
 		}
 		set_uid(sb, uid);
 		LOG(sb->rk, KD_LOG_DEBUG, "%s: created on %s (uid %s)", sb->key, sb->node, sb->uid);
-		sb_track(sb, resp->body);
+		sb_track(sb, created);
 		return;
 	}
 	if (err->errnum == EEXIST) { /* look at what is there */
@@ -845,23 +846,27 @@ static int rk_init(const struct kd_host *host, const void *config, void **state,
 		kcfg = host->k8s_config(host->k8s);
 	else
 		rc = kd_k8s_config_auto(&rk->kcfg, &e);
-	if (rc == 0 && !kcfg)
+	if (!kcfg)
 		kcfg = rk->kcfg;
+	if (rc >= 0 && !kcfg) {
+		rc = -EINVAL;
+		host->error_set(&e, EINVAL, 0, "no connection settings");
+	}
 	struct kd_k8s_opts opts = {
 	    .user_agent = RK_USER_AGENT,
 	    .qps = cfg->qps,
 	    .burst = (unsigned)cfg->burst,
 	    .http2 = true, /* a burst of creates multiplexed on a few connections */
 	};
-	if (rc == 0)
+	if (rc >= 0)
 		rc = host->k8s_new(kcfg, host->loop, &opts, &rk->k8s, &e);
-	if (rc < 0) {
+	if (rc < 0 || !kcfg) {
 		host->error_set(err, e ? e->errnum : EINVAL, 0, "Kubernetes client: %s",
 		                kd_error_msg(e));
 		kd_error_free(e);
 		kd_k8s_config_free(rk->kcfg);
 		free(rk);
-		return rc;
+		return rc < 0 ? rc : -EINVAL;
 	}
 	LOG(rk, KD_LOG_DEBUG, "API Server %s, qps %g, burst %llu, stop-timeout %llu ms",
 	    kcfg->server, cfg->qps, (unsigned long long)cfg->burst,
