@@ -179,6 +179,9 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(TEST_SUPPORT_OBJS) $(LIBKD
 # A test of a component's pure module (a .c with its own header, no I/O) links that module's object.
 $(BUILD)/tests/test_as_admission: $(BUILD)/autoscaler-shim/admission.o
 $(BUILD)/tests/test_act_ident: $(BUILD)/activator-hook/ident.o
+# A plugin's pure module likewise; test_runtime_kubelet also loads the plugin (KD_PLUGIN_DIR).
+$(BUILD)/tests/test_runtime_kubelet: $(BUILD)/plugins/runtime-kubelet/rk_pod.o \
+	$(BUILD)/plugins/kd-runtime-kubelet.so
 # bench/trace's modules (parse, schedule, stats; the replay engine over curl multi). The binary
 # tests (test_trace_cli) run $(BUILD)/bench/trace/trace and $(BUILD)/functions/sleep.
 $(BUILD)/tests/test_trace_parse: $(BUILD)/bench/trace/trace_parse.o

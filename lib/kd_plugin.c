@@ -57,6 +57,16 @@ void kd_host_init(struct kd_host *host, struct kd_loop *loop, const char *compon
 	host->add_fd = kd_loop_add_fd;
 	host->mod_fd = kd_loop_mod_fd;
 	host->del_fd = kd_loop_del_fd;
+	host->k8s_new = kd_k8s_new;
+	host->k8s_free = kd_k8s_free;
+	host->k8s_config = kd_k8s_get_config;
+	host->k8s_submit = kd_k8s_submit;
+	host->informer_new = kd_informer_new;
+	host->informer_start = kd_informer_start;
+	host->informer_free = kd_informer_free;
+	host->informer_get = kd_informer_get;
+	host->informer_synced = kd_informer_synced;
+	host->informer_count = kd_informer_count;
 }
 
 /* --- search path ------------------------------------------------------------------------------ */

@@ -14,6 +14,10 @@
  *    client with its own rate limit (--status-qps/--status-burst per node, like one kubelet
  *    each, times --nodes for the process), coalesced per pod, retried with backoff.
  *
+ * Attach mode (--attach-node NAME): the table holds one existing Node with a real kubelet; only
+ * its kubedirect instances are served, through a runtime that owns the Pod (runtime-kubelet),
+ * and only the channel annotation is written on the Node (nodes.c).
+ *
  * Two Kubernetes clients: `k8s` (watch, Node, Lease; not rate limited, so heartbeats never queue
  * behind a burst of pod writes) and `k8s_pods` (pod status patches and deletes, rate limited). */
 #ifndef KD_NODE_AGENT_H
@@ -39,6 +43,8 @@
 struct kd_node_cfg {
 	char *kubeconfig;
 	char *context;
+	char *attach_node; /* attach to this existing Node (its real kubelet runs the Pods), or NULL
+	                    */
 	uint64_t nodes;
 	char *node_prefix;
 	uint64_t node_index_base;
@@ -80,7 +86,8 @@ struct kd_node {
 	char *pod_cidr;    /* ours, or the existing Node's (podCIDR is immutable once set) */
 	char *internal_ip; /* owned */
 	char *uid;         /* Node UID once known, else NULL */
-	bool registered;   /* Node exists and its status was posted */
+	bool registered;   /* Node exists and its status was posted (attach mode: it exists) */
+	bool published;    /* attach mode: our KD_ANNOT_CHANNEL_ADDR was written once */
 	bool lease_ok;     /* the last lease renewal succeeded */
 	unsigned attempt;  /* consecutive failures of the current step (backoff) */
 	uint64_t ready_since_ns;
@@ -105,6 +112,7 @@ struct kd_node_agent {
 	const struct kd_runtime_ops *rt;
 	void *rt_state;
 	const char *runtime_name; /* containerID scheme, e.g. "kd-sim" */
+	bool rt_owns_pod;         /* the runtime has KD_RUNTIME_CAP_OWNS_POD (runtime-kubelet) */
 	char *runtime_version;    /* nodeInfo.containerRuntimeVersion, owned */
 
 	struct kd_direct *direct; /* direct mode, or NULL (direct.h) */
@@ -134,6 +142,18 @@ const char *kd_node_not_ready_why(struct kd_node_agent *a);
 char *kd_node_metrics(struct kd_node_agent *a, size_t *len);
 
 /* nodes.c */
+/* Attach mode (--attach-node NAME): the node table holds that one Node, which exists and has a
+ * real kubelet. kd-node never creates, heartbeats or deletes it: it publishes its instance
+ * channel address on it (merge patch of KD_ANNOT_CHANNEL_ADDR, when direct mode starts, retried
+ * with backoff; a restarted kd-node writes its own address again) and removes the annotation on
+ * a clean shutdown (kd_node_nodes_detach). */
+/* The Node named by --attach-node (GET, retried while the API Server fails, the loop running
+ * between attempts): 0 with its podCIDR and InternalIP taken into the node table, -ENOENT with
+ * *err naming it when there is no such Node, -EINTR on a signal. */
+int kd_node_nodes_attach(struct kd_node_agent *a, struct kd_error **err);
+/* Removes our annotation from the attached Node (synchronous JSON patch, only while it still
+ * holds our address). Logs what happened; nothing when not attached or nothing was published. */
+void kd_node_nodes_detach(struct kd_node_agent *a);
 /* Checks the options the node table is built from (CIDRs, node count against them, node names)
  * without building it: kd-node refuses them at start (exit 2). 0 or -errno with *err. */
 int kd_node_nodes_check(const struct kd_node_cfg *cfg, struct kd_error **err);

@@ -61,6 +61,7 @@ struct kd_direct {
 	struct kd_chan_down *down;
 	struct kd_informer *deploy_inf;
 	struct kd_wbk8s *wbk8s;
+	struct kd_wb_writer wb_inner; /* kd_wbk8s's writer, behind wb_write */
 	json_object *delete_opts;
 	struct kd_wb *wb;
 
@@ -318,6 +319,33 @@ static void report_lost(struct kd_direct *d, const char *key, const char *reason
 
 /* ---- write-back ----------------------------------------------------------------------------- */
 
+/* The cache's writer: kd_wbk8s, except that with a runtime owning the Pod
+ * (KD_RUNTIME_CAP_OWNS_POD) the runtime creates and deletes it: a create or delete is then done
+ * at once without a request, and the entry waits to be observed as for a create of ours. */
+static int wb_write(void *ctx, const char *key, enum kd_wb_op op, json_object *obj,
+                    json_object *base, kd_wb_done_cb done, void *done_arg)
+{
+	struct kd_direct *d = ctx;
+	if (d->a->rt_owns_pod && (op == KD_WB_OP_CREATE || op == KD_WB_OP_DELETE)) {
+		done(done_arg, KD_WB_OK, NULL);
+		return 0;
+	}
+	return d->wb_inner.write(d->wb_inner.ctx, key, op, obj, base, done, done_arg);
+}
+
+static int wb_reread(void *ctx, const char *key, kd_wb_reread_cb cb, void *cb_arg)
+{
+	struct kd_direct *d = ctx;
+	return d->wb_inner.reread(d->wb_inner.ctx, key, cb, cb_arg);
+}
+
+static void wb_flush(void *ctx)
+{
+	struct kd_direct *d = ctx;
+	if (d->wb_inner.flush)
+		d->wb_inner.flush(d->wb_inner.ctx);
+}
+
 static void wb_failed(void *ctx, const char *key, enum kd_wb_op op, const struct kd_error *err)
 {
 	struct kd_direct *d = ctx;
@@ -485,9 +513,10 @@ static void apply_delete(struct kd_direct *d, const char *key, const char *reaso
 	case KD_DIRECT_CANCEL: {
 		enum kd_wb_state ws;
 		if (kd_wb_state(d->wb, key, &ws) == 0) {
-			if (ws == KD_WB_PERSISTING)
-				tomb_add(d,
-				         key); /* its create may land: ignore it, it is deleted */
+			/* its create may land: ignore it, it is deleted (a runtime owning the Pod
+			 * may have created it whatever the cache's state) */
+			if (ws == KD_WB_PERSISTING || a->rt_owns_pod)
+				tomb_add(d, key);
 			kd_wb_cancel(d->wb, key);
 		}
 		kd_node_pods_direct_stop(a, key, reason);
@@ -771,8 +800,10 @@ int kd_node_direct_new(struct kd_node_agent *a, const struct kd_k8s_config *kcfg
 	d->wbk8s = kd_wbk8s_new(d->k8s_wb, &route, 1, err);
 	if (!d->wbk8s)
 		goto fail;
-	struct kd_wb_writer w;
-	kd_wbk8s_writer(d->wbk8s, &w);
+	kd_wbk8s_writer(d->wbk8s, &d->wb_inner);
+	struct kd_wb_writer w = {.write = wb_write, .flush = wb_flush, .ctx = d};
+	if (d->wb_inner.reread)
+		w.reread = wb_reread;
 	struct kd_wb_callbacks cbs = {
 	    .persisted = wb_persisted, .failed = wb_failed, .removed = wb_removed, .ctx = d};
 	struct kd_wb_config wcfg = KD_WB_CONFIG_DEFAULT;

@@ -34,6 +34,10 @@
  *  - Status channel: source "kd-node:<first node name>"; wanted[] = a full status upsert of every
  *    live managed instance (ready or not), persisted() always false (kd/instance.h). Status ops
  *    are coalesced for KD_DIRECT_STATUS_FLUSH_MS and sent as one delta.
+ *  - A runtime owning the Pod (KD_RUNTIME_CAP_OWNS_POD: runtime-kubelet, --attach-node) creates
+ *    it itself from the Pod it is started with and deletes it on stop: the write-back cache
+ *    keeps its entry (held[], cancel, observation) but issues no create or delete (both
+ *    complete at once), and no status is patched (the kubelet writes it).
  *  - Restart: ephemeral instances are lost (the upstream's reconcile resends them: our held[] is
  *    empty); persisted ones are adopted by pods.c from the API as in kubelet mode and reported.
  *

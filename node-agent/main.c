@@ -27,6 +27,13 @@
 #define C struct kd_node_cfg
 static const struct kd_config_option options[] = {
     KD_OPT_KUBECONFIG(C, kubeconfig, context),
+    KD_OPT_STRING("attach-node", C, attach_node, .env = "KD_NODE_NAME", .metavar = "NAME",
+                  .help = "attach to the existing Node NAME, whose real kubelet runs its Pods "
+                          "(a DaemonSet pod per node: --attach-node $(NODE_NAME)): register, "
+                          "heartbeat and create no Node, only publish the instance channel on "
+                          "NAME; needs --direct and a runtime that hands Pods to the kubelet "
+                          "(runtime-kubelet); the Node options (--nodes to --status-interval) do "
+                          "not apply"),
     KD_OPT_UINT("nodes", C, nodes, .def = "1", .has_min = true, .min = 1, .has_max = true,
                 .max = 65536, .help = "number of Nodes this process registers and serves"),
     KD_OPT_STRING("node-prefix", C, node_prefix, .def = "kd-node", .required = true,
@@ -108,13 +115,76 @@ static const struct kd_k8s_resource namespaces_res = {
 /* Options checked as a whole before anything starts (kd_config_cli.check; a refusal exits 2):
  * what would otherwise fail only after the API Server answered, or never (a quantity the API
  * Server refuses in every Node status). */
+/* The options that describe Nodes kd-node registers itself: refused with --attach-node when
+ * set to anything but their defaults. */
+static const char *const own_node_options[] = {
+    "nodes",
+    "node-prefix",
+    "node-index-base",
+    "pod-cidr",
+    "node-cidr-prefix",
+    "node-ip-cidr",
+    "cpu",
+    "memory",
+    "max-pods",
+    "kubelet-version",
+    "lease-interval",
+    "status-interval",
+};
+
+/* The first option of own_node_options whose value in c is not its default, or NULL. */
+static const char *own_node_option_set(const struct kd_node_cfg *c)
+{
+	struct kd_node_cfg def;
+	memset(&def, 0, sizeof(def));
+	const char *found = NULL;
+	if (kd_config_defaults(options, &def, NULL) < 0)
+		return NULL;
+	for (size_t i = 0; i < KD_ARRAY_SIZE(own_node_options) && !found; i++) {
+		const struct kd_config_option *o = kd_config_find(options, own_node_options[i]);
+		const void *x = (const char *)c + o->offset, *y = (const char *)&def + o->offset;
+		if (o->type == KD_CONFIG_STRING) {
+			const char *sx = *(char *const *)x, *sy = *(char *const *)y;
+			if (strcmp(sx ? sx : "", sy ? sy : "") != 0)
+				found = o->key;
+		} else if (memcmp(x, y, sizeof(uint64_t)) != 0) { /* uint and duration fields */
+			found = o->key;
+		}
+	}
+	kd_config_free(options, &def);
+	return found;
+}
+
+/* --attach-node: a DNS-1123 name, direct mode, none of the own-Node options. */
+static int check_attach(const struct kd_node_cfg *c, struct kd_error **err)
+{
+	if (kd_check_dns_subdomain("--attach-node", c->attach_node, err) < 0)
+		return -EINVAL;
+	if (!c->direct)
+		return kd_error_set(
+		    err, EINVAL, 0,
+		    "--attach-node %s: kd-node serves only kubedirect instances on an "
+		    "attached Node (its kubelet runs every other Pod): add --direct",
+		    c->attach_node);
+	const char *own = own_node_option_set(c);
+	if (own)
+		return kd_error_set(err, EINVAL, 0,
+		                    "--%s describes Nodes kd-node registers itself; it cannot be "
+		                    "combined with --attach-node %s (that Node is its kubelet's)",
+		                    own, c->attach_node);
+	return 0;
+}
+
 static int check_options(void *p, struct kd_error **err)
 {
 	const struct kd_node_cfg *c = p;
 	int rc;
-	if ((rc = kd_check_quantity("--cpu", c->cpu, true, NULL, err)) < 0 ||
-	    (rc = kd_check_quantity("--memory", c->memory, false, NULL, err)) < 0 ||
-	    (rc = kd_node_nodes_check(c, err)) < 0)
+	if (c->attach_node && *c->attach_node) {
+		if ((rc = check_attach(c, err)) < 0)
+			return rc;
+	} else if ((rc = kd_check_quantity("--cpu", c->cpu, true, NULL, err)) < 0 ||
+	           (rc = kd_check_quantity("--memory", c->memory, false, NULL, err)) < 0 ||
+	           (rc = kd_node_nodes_check(c, err)) < 0)
 		return rc;
 	/* the instance channel is libwebsockets (IPv4 here), the admin server lib/http */
 	if (kd_check_ip("--direct-bind", c->direct_bind, true, err) < 0 ||
@@ -289,6 +359,28 @@ int main(int argc, char **argv)
 	a.runtime_name = kd_plugin_name(a.runtime);
 	a.runtime_version = kd_xasprintf("%s://%s", a.runtime_name, KD_NODE_VERSION);
 	kd_log_info("runtime plugin %s loaded from %s", a.runtime_name, kd_plugin_path(a.runtime));
+	a.rt_owns_pod = KD_HAS_MEMBER(a.rt, struct kd_runtime_ops, caps) &&
+	                (a.rt->caps & KD_RUNTIME_CAP_OWNS_POD);
+	bool attach = cfg.attach_node && *cfg.attach_node;
+	if (attach != a.rt_owns_pod) {
+		/* an option combination, refused as kd_config_main refuses one (exit 2) */
+		if (attach)
+			fprintf(
+			    stderr,
+			    "kd-node: --attach-node %s: runtime plugin %s runs sandboxes itself, "
+			    "so the Node's kubelet would run every instance a second time; use a "
+			    "runtime that hands Pods to the kubelet (runtime-kubelet) (see "
+			    "--help)\n",
+			    cfg.attach_node, a.runtime_name);
+		else
+			fprintf(
+			    stderr,
+			    "kd-node: --runtime %s hands Pods to a Node's real kubelet: it needs "
+			    "--attach-node NAME (see --help)\n",
+			    a.runtime_name);
+		status = 2;
+		goto out;
+	}
 
 	/* signals: a signalfd on the loop from here on, the wait for the API Server included */
 	signal(SIGPIPE, SIG_IGN);
@@ -319,6 +411,15 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	a.api_ok = true;
+	if (attach && (rc = kd_node_nodes_attach(&a, &err)) < 0) {
+		if (rc == -EINTR) {
+			kd_log_info("stopped by a signal before the Node was read");
+			status = 0;
+		} else {
+			kd_log_error("%s", kd_error_msg(err));
+		}
+		goto out;
+	}
 
 	if (kd_node_pods_init(&a, &err) < 0) {
 		kd_log_error("%s", kd_error_msg(err));
@@ -328,11 +429,16 @@ int main(int argc, char **argv)
 		kd_log_error("direct mode: %s", kd_error_msg(err));
 		goto out;
 	}
-	kd_log_info("serving %" PRIu64 " nodes %s-%" PRIu64 "..%s-%" PRIu64 " (pods %s, /%" PRIu64
-	            " per node, max %" PRIu64 " pods each) via %s",
-	            cfg.nodes, cfg.node_prefix, cfg.node_index_base, cfg.node_prefix,
-	            cfg.node_index_base + cfg.nodes - 1, cfg.pod_cidr, cfg.node_cidr_prefix,
-	            cfg.max_pods, a.server);
+	if (attach)
+		kd_log_info("serving the kubedirect instances of node %s through its kubelet "
+		            "(runtime %s) via %s",
+		            cfg.attach_node, a.runtime_name, a.server);
+	else
+		kd_log_info("serving %" PRIu64 " nodes %s-%" PRIu64 "..%s-%" PRIu64
+		            " (pods %s, /%" PRIu64 " per node, max %" PRIu64 " pods each) via %s",
+		            cfg.nodes, cfg.node_prefix, cfg.node_index_base, cfg.node_prefix,
+		            cfg.node_index_base + cfg.nodes - 1, cfg.pod_cidr, cfg.node_cidr_prefix,
+		            cfg.max_pods, a.server);
 	kd_node_nodes_start(&a);
 	kd_node_pods_start(&a);
 	kd_node_direct_start(&a);
@@ -340,6 +446,8 @@ int main(int argc, char **argv)
 	kd_loop_timer_start(stats, 10000);
 
 	status = kd_loop_run_main(a.loop);
+	if (status == 0)
+		kd_node_nodes_detach(&a); /* a clean stop: the Node no longer leads to us */
 
 out:
 	a.stopping = true;

@@ -7,7 +7,13 @@
  * the Lease is renewed every --lease-interval (merge patch of spec.renewTime; created with an
  * owner reference to the Node when missing) and the Node status (Ready heartbeat) re-posted every
  * --status-interval. Failures are logged with what failed and retried with jittered backoff; a
- * Node deleted behind our back (404 on a status patch) is registered again. */
+ * Node deleted behind our back (404 on a status patch) is registered again.
+ *
+ * Attach mode (--attach-node, agent.h): the one Node is someone else's (its real kubelet registers
+ * and heartbeats it). It is read once at start (it must exist), then only our annotation is
+ * written: merge-patched in when direct mode starts (retried with backoff), removed on a clean
+ * shutdown by a JSON patch that first tests that it still holds our address (a kd-node that
+ * replaced us keeps its own). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -15,6 +21,7 @@
 
 #include "agent.h"
 #include "kd/check.h"
+#include "kd/instance.h"
 #include "kd/json.h"
 #include "kd/log.h"
 
@@ -25,6 +32,8 @@ static void register_step_get(struct kd_node *n);
 static void lease_renew(struct kd_node *n);
 static void status_post(struct kd_node *n);
 static void on_register_timer(struct kd_loop *loop, struct kd_timer *t, void *arg);
+static void remember_node(struct kd_node *n, struct json_object *obj);
+static void attach_publish(struct kd_node *n);
 
 int kd_node_nodes_check(const struct kd_node_cfg *cfg, struct kd_error **err)
 {
@@ -49,9 +58,72 @@ int kd_node_nodes_check(const struct kd_node_cfg *cfg, struct kd_error **err)
 	return 0;
 }
 
+static void on_attach_wait(struct kd_loop *loop, struct kd_timer *t, void *arg)
+{
+	(void)t;
+	(void)arg;
+	kd_loop_stop(loop);
+}
+
+int kd_node_nodes_attach(struct kd_node_agent *a, struct kd_error **err)
+{
+	struct kd_node *n = &a->nodes[0];
+	struct kd_timer *t = kd_loop_timer_new(a->loop, on_attach_wait, NULL);
+	int rc = 0;
+	for (unsigned attempt = 0;; attempt++) {
+		kd_autoerr struct kd_error *e = NULL;
+		kd_autojson struct json_object *obj = NULL;
+		rc = kd_k8s_get(a->k8s, &kd_k8s_nodes, NULL, n->name, &obj, &e);
+		if (rc == 0) {
+			remember_node(n, obj);
+			const char *ip = kd_node_internal_ip(obj);
+			free(n->internal_ip);
+			n->internal_ip = ip ? kd_xstrdup(ip) : NULL;
+			break;
+		}
+		if (rc == -ENOENT) {
+			rc = kd_error_set(
+			    err, ENOENT, 0,
+			    "--attach-node %s: there is no Node %s (it must exist: its "
+			    "kubelet registers it)",
+			    n->name, n->name);
+			break;
+		}
+		uint64_t ms = kd_backoff_ms(attempt, BACKOFF_BASE_MS, BACKOFF_CAP_MS);
+		kd_log_warn("attach to node %s: get node: %s; retrying in %llu ms (attempt %u)",
+		            n->name, kd_error_msg(e), (unsigned long long)ms, attempt + 1);
+		kd_loop_timer_start(t, ms);
+		if (!a->stopping)
+			kd_loop_run(a->loop);
+		if (a->stopping) {
+			rc = -EINTR;
+			break;
+		}
+	}
+	kd_loop_timer_free(t);
+	if (rc == 0) {
+		/* Ready and registered are the kubelet's business: pods may start at once */
+		n->registered = true;
+		kd_log_info("attached to node %s (uid %s, podCIDR %s, InternalIP %s)", n->name,
+		            n->uid ? n->uid : "?", n->pod_cidr ? n->pod_cidr : "none",
+		            n->internal_ip ? n->internal_ip : "none");
+	}
+	return rc;
+}
+
 int kd_node_nodes_init(struct kd_node_agent *a, struct kd_error **err)
 {
 	struct kd_node_cfg *cfg = a->cfg;
+	if (cfg->attach_node && *cfg->attach_node) {
+		/* one Node, whose podCIDR and address kd_node_nodes_attach reads */
+		a->nodes = kd_xcalloc(1, sizeof(*a->nodes));
+		struct kd_node *n = &a->nodes[0];
+		n->agent = a;
+		n->name = kd_xstrdup(cfg->attach_node);
+		n->register_timer = kd_loop_timer_new(a->loop, on_register_timer, n);
+		kd_strmap_put(&a->by_name, n->name, n);
+		return 0;
+	}
 	struct kd_node_cidr base = {0}, ipnet = {0};
 	if (kd_node_cidr_parse(cfg->pod_cidr, &base, err) < 0)
 		return kd_error_wrap(err, "--pod-cidr");
@@ -107,11 +179,20 @@ void kd_node_params_for(const struct kd_node *n, struct kd_node_params *out)
 
 /* ---- timers ------------------------------------------------------------------------------- */
 
+static bool attached(const struct kd_node_agent *a)
+{
+	return a->cfg->attach_node && *a->cfg->attach_node;
+}
+
 static void on_register_timer(struct kd_loop *loop, struct kd_timer *t, void *arg)
 {
 	(void)loop;
 	(void)t;
-	register_step_get(arg);
+	struct kd_node *n = arg;
+	if (attached(n->agent))
+		attach_publish(n);
+	else
+		register_step_get(n);
 }
 
 static void on_lease_timer(struct kd_loop *loop, struct kd_timer *t, void *arg)
@@ -262,9 +343,10 @@ static void remember_node(struct kd_node *n, struct json_object *obj)
 		n->uid = kd_xstrdup(uid);
 	}
 	const char *cidr = kd_json_get_string(obj, "spec.podCIDR");
-	if (cidr && *cidr && strcmp(cidr, n->pod_cidr) != 0) {
-		kd_log_warn("node %s: keeps its existing podCIDR %s (ours would be %s)", n->name,
-		            cidr, n->pod_cidr);
+	if (cidr && *cidr && (!n->pod_cidr || strcmp(cidr, n->pod_cidr) != 0)) {
+		if (n->pod_cidr) /* attach mode has none of its own */
+			kd_log_warn("node %s: keeps its existing podCIDR %s (ours would be %s)",
+			            n->name, cidr, n->pod_cidr);
 		free(n->pod_cidr);
 		n->pod_cidr = kd_xstrdup(cidr);
 	}
@@ -430,11 +512,90 @@ static void lease_renew(struct kd_node *n)
 	                 BACKOFF_BASE_MS, "renew lease");
 }
 
+/* ---- attach mode ------------------------------------------------------------------------- */
+
+static void on_publish_done(struct kd_k8s_response *resp, struct kd_error *err, void *arg)
+{
+	(void)resp;
+	struct kd_node *n = arg;
+	n->register_inflight = false;
+	if (n->agent->stopping)
+		return;
+	if (err) {
+		uint64_t ms = kd_backoff_ms(n->attempt++, BACKOFF_BASE_MS, BACKOFF_CAP_MS);
+		kd_log_warn("node %s: publish annotation %s: %s%s; retrying in %llu ms", n->name,
+		            KD_ANNOT_CHANNEL_ADDR, kd_error_msg(err),
+		            err->errnum == ENOENT
+		                ? " (the Node was deleted; waiting for its kubelet "
+		                  "to register it again)"
+		                : "",
+		            (unsigned long long)ms);
+		n->lease_ok = false;
+		kd_loop_timer_start(n->register_timer, ms);
+		return;
+	}
+	n->attempt = 0;
+	n->lease_ok = true; /* "up": the kubelet keeps it Ready, our address is on it */
+	n->published = true;
+	kd_log_info("node %s: attached, instance channel %s published (annotation %s)", n->name,
+	            n->agent->channel_addr, KD_ANNOT_CHANNEL_ADDR);
+}
+
+/* Merge-patches our channel address onto the attached Node (asynchronous, retried). */
+static void attach_publish(struct kd_node *n)
+{
+	struct kd_node_agent *a = n->agent;
+	if (n->register_inflight || a->stopping || !a->channel_addr)
+		return;
+	kd_autojson struct json_object *patch = kd_node_build_channel_patch(a->channel_addr);
+	struct kd_k8s_request req = {
+	    .verb = KD_K8S_PATCH,
+	    .res = &kd_k8s_nodes,
+	    .name = n->name,
+	    .patch_type = KD_K8S_PATCH_MERGE,
+	    .body = patch,
+	};
+	struct kd_error *err = NULL;
+	n->register_inflight = true;
+	if (kd_k8s_submit(a->k8s, &req, on_publish_done, n, &err) < 0) {
+		n->register_inflight = false;
+		kd_log_warn("node %s: publish annotation %s: %s", n->name, KD_ANNOT_CHANNEL_ADDR,
+		            kd_error_msg(err));
+		kd_error_free(err);
+		kd_loop_timer_start(n->register_timer, BACKOFF_CAP_MS);
+	}
+}
+
+void kd_node_nodes_detach(struct kd_node_agent *a)
+{
+	if (!attached(a) || !a->nodes || !a->channel_addr)
+		return;
+	struct kd_node *n = &a->nodes[0];
+	kd_autojson struct json_object *ops = kd_node_build_channel_unpatch(a->channel_addr);
+	kd_autoerr struct kd_error *err = NULL;
+	int rc = kd_k8s_patch(a->k8s, &kd_k8s_nodes, NULL, n->name, NULL, KD_K8S_PATCH_JSON, ops,
+	                      NULL, &err);
+	if (rc == 0)
+		kd_log_info("node %s: detached, annotation %s removed", n->name,
+		            KD_ANNOT_CHANNEL_ADDR);
+	else if (err->http_status == 422 || rc == -ENOENT)
+		kd_log_info("node %s: detached; annotation %s left as it is (not our address %s, "
+		            "or the Node is gone): %s",
+		            n->name, KD_ANNOT_CHANNEL_ADDR, a->channel_addr, kd_error_msg(err));
+	else
+		kd_log_warn("node %s: remove annotation %s: %s", n->name, KD_ANNOT_CHANNEL_ADDR,
+		            kd_error_msg(err));
+}
+
 /* ---- start / stop
  * -------------------------------------------------------------------------------- */
 
 void kd_node_nodes_start(struct kd_node_agent *a)
 {
+	if (attached(a)) {
+		attach_publish(&a->nodes[0]);
+		return;
+	}
 	for (uint64_t i = 0; i < a->cfg->nodes; i++) {
 		register_step_get(&a->nodes[i]);
 	}

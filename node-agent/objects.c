@@ -400,6 +400,49 @@ struct json_object *kd_node_build_meta_patch(const struct kd_node_params *p,
 	return patch;
 }
 
+const char *kd_node_internal_ip(struct json_object *node)
+{
+	struct json_object *addrs = kd_json_get_array(node, "status.addresses");
+	size_t n = addrs ? json_object_array_length(addrs) : 0;
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *a = json_object_array_get_idx(addrs, i);
+		const char *type = kd_json_get_string(a, "type");
+		const char *addr = kd_json_get_string(a, "address");
+		if (type && addr && *addr && strcmp(type, "InternalIP") == 0)
+			return addr;
+	}
+	return NULL;
+}
+
+/* KD_ANNOT_CHANNEL_ADDR (kd/instance.h), and its JSON pointer ("/" escaped as "~1") */
+#define CHANNEL_ANNOT     "kubedirect.dev/channel-addr"
+#define CHANNEL_ANNOT_PTR "/metadata/annotations/kubedirect.dev~1channel-addr"
+
+struct json_object *kd_node_build_channel_patch(const char *addr)
+{
+	struct json_object *patch = json_object_new_object();
+	add_str(add_obj(add_obj(patch, "metadata"), "annotations"), CHANNEL_ANNOT, addr);
+	return patch;
+}
+
+static struct json_object *json_patch_op(const char *op, const char *path, const char *value)
+{
+	struct json_object *o = json_object_new_object();
+	add_str(o, "op", op);
+	add_str(o, "path", path);
+	if (value)
+		add_str(o, "value", value);
+	return o;
+}
+
+struct json_object *kd_node_build_channel_unpatch(const char *addr)
+{
+	struct json_object *ops = json_object_new_array();
+	json_object_array_add(ops, json_patch_op("test", CHANNEL_ANNOT_PTR, addr));
+	json_object_array_add(ops, json_patch_op("remove", CHANNEL_ANNOT_PTR, NULL));
+	return ops;
+}
+
 /* ---- Lease -------------------------------------------------------------------------------- */
 
 static void add_lease_spec(struct json_object *spec, const char *node, uint64_t now_wall_ns)

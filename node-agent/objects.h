@@ -102,6 +102,15 @@ struct json_object *kd_node_build_status_patch(const struct kd_node_params *p, u
 struct json_object *kd_node_build_meta_patch(const struct kd_node_params *p,
                                              struct json_object *existing);
 
+/* The Node's (borrowed) first status.addresses[] entry of type InternalIP (borrowed), or NULL. */
+const char *kd_node_internal_ip(struct json_object *node);
+/* Merge patch setting annotation KD_ANNOT_CHANNEL_ADDR to addr on a Node someone else registers
+ * (attach mode): {"metadata":{"annotations":{"kubedirect.dev/channel-addr":addr}}}. Owned. */
+struct json_object *kd_node_build_channel_patch(const char *addr);
+/* JSON patch removing that annotation only while it is still addr: [{"op":"test",...},
+ * {"op":"remove",...}] (a failed test is 422: someone else's address, or none). Owned. */
+struct json_object *kd_node_build_channel_unpatch(const char *addr);
+
 /* ---- Lease ------------------------------------------------------------------------------- */
 
 /* coordination.k8s.io/v1 Lease "<node>" in kube-node-lease: holderIdentity = node, duration

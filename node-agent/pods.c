@@ -28,7 +28,11 @@
  * through the rate-limited client a->k8s_pods (--status-qps, as a kubelet's), except for managed
  * instances in direct mode: their status patch is the second write of the write-back and goes
  * through its client (kd_node_direct_client: --direct-write-qps, HTTP/2). Failures other than
- * "pod gone" (404, or 409 on the uid precondition) are retried with jittered backoff. */
+ * "pod gone" (404, or 409 on the uid precondition) are retried with jittered backoff.
+ *
+ * A runtime with KD_RUNTIME_CAP_OWNS_POD (runtime-kubelet, --attach-node) hands the Pod to the
+ * node's real kubelet: only managed Pods (kubedirect instances) get an entry, no status is ever
+ * patched (the kubelet writes it), and the runtime's READY comes from the kubelet's status. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -241,6 +245,10 @@ static void send_patch(struct kd_pod *p)
 	struct kd_node_agent *a = p->a;
 	if (p->patch_inflight || a->stopping || p->gone || p->want == WANT_NONE)
 		return;
+	if (a->rt_owns_pod) {
+		p->patched = true; /* the node's kubelet writes the status of the Pods it runs */
+		return;
+	}
 	if (!p->uid)
 		return; /* a direct instance not written back yet: sent once the API shows it */
 	struct kd_node_pod_info info = {
@@ -605,8 +613,11 @@ static void on_pod_upsert(struct kd_node_agent *a, struct json_object *obj)
 	if (!ns || !name)
 		return;
 	bool deleting = kd_json_get(obj, "metadata.deletionTimestamp") != NULL;
-	kd_autofree char *key = kd_xasprintf("%s/%s", ns, name);
 	bool managed = kd_instance_pod_is_managed(obj);
+	if (!managed && a->rt_owns_pod)
+		return; /* the kubelet's Pod: a runtime that owns Pods runs kubedirect instances
+		           only */
+	kd_autofree char *key = kd_xasprintf("%s/%s", ns, name);
 	if (managed) {
 		kd_node_direct_observe(a, key, obj, false);
 		if (kd_node_direct_ignore(a, key))

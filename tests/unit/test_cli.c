@@ -272,7 +272,8 @@ static void taken_port_exits_1_naming_the_address(void **state)
 struct bad {
 	const char *bin;
 	const char *arg;
-	const char *msg; /* the whole stderr line after "<bin>: " */
+	const char *msg;     /* the whole stderr line after "<bin>: " */
+	const char *more[2]; /* further arguments, or NULL */
 };
 
 static const struct bad bad_cases[] = {
@@ -291,6 +292,22 @@ static const struct bad bad_cases[] = {
      "--node-prefix (node name): \"KD-0\" is not a DNS-1123 subdomain: has a character outside "
      "[a-z0-9.-]"},
     {"kd-node", "--direct-port=65536", "--direct-port: 65536 is above the maximum 65535"},
+    {"kd-node", "--attach-node=kd-n1",
+     "--attach-node kd-n1: kd-node serves only kubedirect instances on an attached Node (its "
+     "kubelet runs every other Pod): add --direct"},
+    {"kd-node", "--attach-node=KD",
+     "--attach-node: \"KD\" is not a DNS-1123 subdomain: has a "
+     "character outside [a-z0-9.-]"},
+    {"kd-node",
+     "--attach-node=kd-n1",
+     "--max-pods describes Nodes kd-node registers itself; it cannot be combined with "
+     "--attach-node kd-n1 (that Node is its kubelet's)",
+     {"--direct", "--max-pods=10"}},
+    {"kd-node",
+     "--attach-node=kd-n1",
+     "--lease-interval describes Nodes kd-node registers itself; it cannot be combined with "
+     "--attach-node kd-n1 (that Node is its kubelet's)",
+     {"--direct", "--lease-interval=5s"}},
     {"kd-autoscaler", "--class=kpa.autoscaling.knative.dev",
      "--class: \"kpa.autoscaling.knative.dev\" is Knative's own class (its autoscaler "
      "reconciles those PodAutoscalers); use kd.kubedirect.dev or another class of ours"},
@@ -319,7 +336,8 @@ static void bad_option_exits_2_with_one_line(void **state)
 		char kc[128];
 		snprintf(kc, sizeof(kc), "--kubeconfig=%s", kubeconfig);
 		bool gw = strcmp(c->bin, "kd-gateway") == 0 && strncmp(c->arg, "--public-ip", 11);
-		const char *args[] = {kc, c->arg, gw ? "--public-ip=127.0.0.1" : NULL, NULL};
+		const char *args[] = {kc, c->arg, gw ? "--public-ip=127.0.0.1" : c->more[0],
+		                      gw ? NULL : c->more[1], NULL};
 		struct proc p;
 		int rc = run(&p, c->bin, args);
 		char want[512];

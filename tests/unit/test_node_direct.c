@@ -644,6 +644,109 @@ static void direct_failed_write_back_stops_the_sandbox_and_reports_gone(void **s
 	h_fini();
 }
 
+/* Runs the agent's loop for about ms milliseconds (bounded): what was going to be sent is. */
+static void spin(unsigned ms)
+{
+	uint64_t end = kd_now_ns() + (uint64_t)ms * 1000000ull;
+	for (int i = 0; i < 10000 && kd_now_ns() < end; i++)
+		kd_loop_run_once(H.a.loop, 5);
+}
+
+/* A runtime owning the Pod (KD_RUNTIME_CAP_OWNS_POD, runtime-kubelet): it gets the built Pod and
+ * creates it itself; kd-node's write-back creates nothing, deletes nothing on a cancel, patches
+ * no status (the kubelet writes it), still reports readiness upstream and tracks the Pod through
+ * the watch; a Pod bound to the node that is not a kubedirect instance is not served. */
+static void direct_runtime_owning_the_pod_gets_no_write_back(void **state)
+{
+	(void)state;
+	flow_start(NULL);
+	H.a.rt_owns_pod = true;
+	h_sync_pods();
+	struct kd_op op;
+	upsert_op(INST, "kd-node-1", "hello-00001-deployment", "d-uid-1", &op);
+	assert_int_equal(apply(&op, NULL, 0), 0);
+	assert_int_equal(rt_created(&H.rt, KEY), 1);
+	enum kd_wb_state ws;
+	RUN_UNTIL(kd_wb_state(H.a.direct->wb, KEY, &ws) == 0 && ws == KD_WB_PERSISTING);
+	spin(50);
+	assert_int_equal(api_count("POST", PODS), 0); /* the runtime creates it */
+
+	/* ready: upstream at once, no status patch, also once the Pod is seen with its uid */
+	rt_emit(&H.rt, KEY, KD_RUNTIME_READY, NULL, NULL, 0);
+	const struct kd_op *st = last_status(KEY);
+	assert_non_null(st);
+	assert_true(st->ready);
+	json_object *api_pod = NULL;
+	assert_int_equal(json_object_deep_copy(h_pod(KEY)->obj, &api_pod, NULL), 0);
+	json_object_object_add(kd_json_get_object(api_pod, "metadata"), "uid",
+	                       json_object_new_string("u-rt-1"));
+	on_add(NULL, api_pod, &H.a);
+	h_pod_update(api_pod, api_pod, &H.a);
+	assert_int_equal(kd_wb_state(H.a.direct->wb, KEY, &ws), 0);
+	assert_int_equal(ws, KD_WB_PERSISTED);
+	assert_int_equal(kd_node_pods_state(&H.a, KEY, "kd-node-1"),
+	                 KD_NODE_POD_EXISTS | KD_NODE_POD_PERSISTED | KD_NODE_POD_SAME_NODE);
+	spin(50);
+	assert_int_equal(api_count("PATCH", "*"), 0);
+	assert_int_equal(H.rt.start_calls, 1);
+
+	/* someone else's Pod on the node: the kubelet's, not ours */
+	kd_autojson json_object *plain = parse(
+	    "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"plain\","
+	    "\"namespace\":\"demo\",\"uid\":\"u-plain\"},\"spec\":{\"nodeName\":\"kd-node-1\","
+	    "\"containers\":[{\"name\":\"c\",\"image\":\"i\"}]}}");
+	on_add(NULL, plain, &H.a);
+	assert_null(h_pod("demo/plain"));
+	assert_int_equal(H.rt.start_calls, 1);
+
+	/* an ephemeral instance cancelled: stopped, tombstoned (the runtime may have made its
+	 * Pod), and no delete from the write-back (the runtime's stop deletes it) */
+	struct kd_op op2, del;
+	upsert_op("hello-00001-kd-8", "kd-node-1", "hello-00001-deployment", "d-uid-1", &op2);
+	assert_int_equal(apply(&op2, NULL, 0), 0);
+	RUN_UNTIL(kd_wb_state(H.a.direct->wb, "demo/hello-00001-kd-8", &ws) == 0 &&
+	          ws == KD_WB_PERSISTING);
+	delete_op("demo/hello-00001-kd-8", &del);
+	assert_int_equal(apply(&del, NULL, 0), 0);
+	assert_true(rt_live(&H.rt, "demo/hello-00001-kd-8")->stop_called);
+	assert_true(kd_node_direct_ignore(&H.a, "demo/hello-00001-kd-8"));
+	rt_emit(&H.rt, "demo/hello-00001-kd-8", KD_RUNTIME_EXITED, "Stopped", NULL, 0);
+	RUN_UNTIL(kd_wb_state(H.a.direct->wb, "demo/hello-00001-kd-8", &ws) < 0);
+	spin(50);
+	assert_int_equal(api_count("DELETE", "*"), 0);
+	assert_int_equal(api_count("POST", PODS), 0);
+	json_object_put(api_pod);
+	kd_op_fini(&del);
+	kd_op_fini(&op2);
+	kd_op_fini(&op);
+	h_fini();
+}
+
+/* Attach mode's Node writes (objects.c): the InternalIP read from a Node, the merge patch that
+ * publishes the channel address and the JSON patch that removes it only while it is ours. */
+static void attach_mode_node_patches(void **state)
+{
+	(void)state;
+	kd_autojson json_object *node = parse(
+	    "{\"metadata\":{\"name\":\"n\"},\"status\":{\"addresses\":[{\"type\":\"Hostname\","
+	    "\"address\":\"n\"},{\"type\":\"InternalIP\",\"address\":\"10.0.0.7\"},{\"type\":"
+	    "\"InternalIP\",\"address\":\"10.0.0.8\"}]}}");
+	assert_string_equal(kd_node_internal_ip(node), "10.0.0.7");
+	kd_autojson json_object *bare = parse("{\"metadata\":{\"name\":\"n\"}}");
+	assert_null(kd_node_internal_ip(bare));
+	kd_autojson json_object *patch = kd_node_build_channel_patch("127.0.0.1:9470");
+	kd_autofree char *t = kd_json_dumps(patch);
+	assert_string_equal(t, "{\"metadata\":{\"annotations\":{\"kubedirect.dev/"
+	                       "channel-addr\":\"127.0.0.1:9470\"}}}");
+	kd_autojson json_object *unpatch = kd_node_build_channel_unpatch("127.0.0.1:9470");
+	kd_autofree char *u = kd_json_dumps(unpatch);
+	assert_string_equal(u,
+	                    "[{\"op\":\"test\",\"path\":\"/metadata/annotations/"
+	                    "kubedirect.dev~1channel-addr\",\"value\":\"127.0.0.1:9470\"},{\"op\":"
+	                    "\"remove\",\"path\":\"/metadata/annotations/"
+	                    "kubedirect.dev~1channel-addr\"}]");
+}
+
 /* The admin server's /readyz reason and /metrics text follow the agent: not ready until the API
  * Server answered, the informers listed and every status channel is up; instances by state,
  * direct ops and the write-back queue counted. */
@@ -725,6 +828,8 @@ int main(void)
 	        direct_op_before_pod_sync_waits_and_adopted_instance_is_not_started_twice),
 	    cmocka_unit_test(direct_cancelled_create_that_lands_is_deleted_and_never_started),
 	    cmocka_unit_test(direct_failed_write_back_stops_the_sandbox_and_reports_gone),
+	    cmocka_unit_test(direct_runtime_owning_the_pod_gets_no_write_back),
+	    cmocka_unit_test(attach_mode_node_patches),
 	    cmocka_unit_test(admin_readiness_and_metrics_follow_the_agent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

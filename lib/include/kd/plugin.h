@@ -13,8 +13,9 @@
  *    it.
  *  - build_sig must equal the host's KD_PLUGIN_BUILD_SIG: ABI major, compiler family and major
  *    version, pointer/long size, and the sizes of the data structures that cross the boundary
- *    without a struct_size of their own (config option, error, the kd/stage.h data structs; a
- *    few spelled out, all of them in a layout hash). A plugin built against another layout of
+ *    without a struct_size of their own (config option, error, the kd/stage.h data structs, the
+ *    kd/k8s.h and kd/watch.h ones of the host's Kubernetes services; a few spelled out, all of
+ *    them in a layout hash). A plugin built against another layout of
  *    those is refused. (The versioned structs are deliberately left out: they may grow.)
  *
  * Threading: load/unload and every plugin call happen on the host's loop thread.
@@ -31,9 +32,11 @@
 #include "kd/common.h"
 #include "kd/config.h"
 #include "kd/error.h"
+#include "kd/k8s.h"
 #include "kd/log.h"
 #include "kd/loop.h"
 #include "kd/stage.h"
+#include "kd/watch.h"
 
 #define KD_PLUGIN_ABI_MAJOR 1u
 
@@ -88,6 +91,29 @@ struct kd_host {
 	int (*add_fd)(struct kd_loop *loop, int fd, unsigned events, kd_loop_io_cb cb, void *arg);
 	int (*mod_fd)(struct kd_loop *loop, int fd, unsigned events);
 	int (*del_fd)(struct kd_loop *loop, int fd);
+	/* Kubernetes clients and informers (semantics of kd_k8s_new, kd_k8s_free,
+	 * kd_k8s_get_config, kd_k8s_submit, kd_informer_*; kd/k8s.h, kd/watch.h), run by the
+	 * host's libkd: a plugin's own copy of those would leave its code in the loop's sockets,
+	 * timers and close callbacks, which outlive the plugin's fini. A plugin that talks to the
+	 * API Server makes its own client with k8s_new (on `loop`; settings: k8s_config(k8s) of the
+	 * host's client, or its own, e.g. from a kubeconfig) and frees its informers and then the
+	 * client in fini (calls in flight complete there, with ECANCELED). Check
+	 * KD_HAS_MEMBER(host, struct kd_host, informer_count) before use. */
+	int (*k8s_new)(const struct kd_k8s_config *cfg, struct kd_loop *loop,
+	               const struct kd_k8s_opts *opts, struct kd_k8s **out, struct kd_error **err);
+	void (*k8s_free)(struct kd_k8s *c);
+	const struct kd_k8s_config *(*k8s_config)(const struct kd_k8s *c);
+	int (*k8s_submit)(struct kd_k8s *c, const struct kd_k8s_request *req, kd_k8s_done_cb cb,
+	                  void *arg, struct kd_error **err);
+	int (*informer_new)(struct kd_k8s *c, const struct kd_informer_opts *opts,
+	                    const struct kd_informer_handlers *handlers, struct kd_informer **out,
+	                    struct kd_error **err);
+	int (*informer_start)(struct kd_informer *inf);
+	void (*informer_free)(struct kd_informer *inf);
+	struct json_object *(*informer_get)(struct kd_informer *inf, const char *ns,
+	                                    const char *name);
+	bool (*informer_synced)(const struct kd_informer *inf);
+	size_t (*informer_count)(const struct kd_informer *inf);
 };
 
 /* Smallest host table the loader hands to plugins: the version 1 layout, ending with post.
@@ -95,8 +121,8 @@ struct kd_host {
 #define KD_HOST_MIN_SIZE (offsetof(struct kd_host, post) + sizeof(void (*)(void)))
 
 /* Fills *host with libkd's own services (kd_log_write, kd_error_set, kd_loop_timer_*,
- * kd_loop_now_ms, kd_loop_post) for `loop` (borrowed) and `component` (borrowed). k8s and host_arg
- * are NULL. */
+ * kd_loop_now_ms, kd_loop_post, kd_loop_*_fd, kd_k8s_*, kd_informer_*) for `loop` (borrowed)
+ * and `component` (borrowed). k8s and host_arg are NULL. */
 KD_API void kd_host_init(struct kd_host *host, struct kd_loop *loop, const char *component);
 
 /* The plugin descriptor. Returned by kd_plugin_entry; static and const, lives as long as the .so
@@ -181,7 +207,10 @@ KD_EXPORT const struct kd_plugin *kd_plugin_entry(void);
 	  sizeof(struct kd_pod_request) * 67 + sizeof(struct kd_owner_ref) * 71 +                  \
 	  sizeof(struct kd_instance_spec) * 73 + sizeof(struct kd_label) * 79 +                    \
 	  sizeof(struct kd_taint) * 83 + sizeof(struct kd_toleration) * 89 +                       \
-	  sizeof(struct kd_placement) * 97) &                                                      \
+	  sizeof(struct kd_placement) * 97 + sizeof(struct kd_k8s_config) * 101 +                  \
+	  sizeof(struct kd_k8s_opts) * 103 + sizeof(struct kd_k8s_request) * 107 +                 \
+	  sizeof(struct kd_k8s_response) * 109 + sizeof(struct kd_k8s_resource) * 113 +            \
+	  sizeof(struct kd_informer_opts) * 127 + sizeof(struct kd_informer_handlers) * 131) &     \
 	 0xffff)
 /* Characters of the signature: "kd1-g0c-p8l8-o0068e0020x0060-h1234" = ABI major, compiler
  * family/major (hex), pointer and long size, sizes of kd_config_option, kd_error and

@@ -207,7 +207,15 @@ struct kd_runtime_ops {
 	 * containerStatuses would show it. Unknown key: -ENOENT; index out of range: -ERANGE. */
 	int (*container_status)(void *state, const char *key, size_t index,
 	                        struct kd_container_status *out);
+	/* Optional (check KD_HAS_MEMBER; 0 when absent): KD_RUNTIME_CAP_* bits. */
+	uint32_t caps;
 };
+
+/* kd_runtime_ops.caps: the runtime writes the Pod itself. start() creates the bound Pod from
+ * kd_sandbox_spec.pod (or adopts it when it exists), stop() deletes it, and its status is the
+ * node's real kubelet's (runtime-kubelet). Its host creates no Pod, patches no Pod status, and
+ * hands it kubedirect instances only: every other Pod bound to the node is the kubelet's. */
+#define KD_RUNTIME_CAP_OWNS_POD 1u
 
 /* ==== decider ================================================================================ */
 
