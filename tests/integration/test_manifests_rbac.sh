@@ -6,7 +6,8 @@
 # for the webhook's Service, Secret and MutatingWebhookConfiguration, and none of their logs says
 # "forbidden":
 #  - kd-autoscaler makes its certificate Secret in kubedirect and writes the caBundle into the
-#    MutatingWebhookConfiguration kubedirect.dev (restricted here to our namespace); it reads
+#    MutatingWebhookConfiguration kubedirect.dev (restricted here to our namespace), which a
+#    second `kubectl apply` of the configuration keeps; it reads
 #    Knative's config-autoscaler (its Role in knative-serving); a kd Service with only the class
 #    annotation gets its Deployment created with replicas 0 (webhook, Revision read); scaled to
 #    2 through the chain, its revision becomes Ready (informers, public/private Services, public
@@ -102,8 +103,8 @@ subsets: [{addresses: [{ip: $CP_IP}], ports: [{name: https, port: $WH_PORT}]}]
 EOT
 kc create --dry-run=client -f "$TMP/main.yaml" -o json |
 	jq --arg ns "$NS" 'if .kind == "List" then .items[] else . end | select(.kind == "MutatingWebhookConfiguration") |
-		.webhooks[0].namespaceSelector = {matchLabels: {"kubernetes.io/metadata.name": $ns}}' |
-	kc apply -f - >/dev/null
+		.webhooks[0].namespaceSelector = {matchLabels: {"kubernetes.io/metadata.name": $ns}}' >"$TMP/mwc.json"
+kc apply -f "$TMP/mwc.json" >/dev/null
 log "MutatingWebhookConfiguration kubedirect.dev (namespaceSelector: $NS only)"
 
 # --- the components as their ServiceAccounts ----------------------------------------------------
@@ -136,6 +137,8 @@ bundle_ok() {
 	[[ -n "$b" && "$b" == "$(kc -n kubedirect get secret kd-webhook-certs -o jsonpath='{.data.ca-cert\.pem}')" ]]
 }
 wait_for "kd-autoscaler wrote the caBundle of kubedirect.dev" 30 bundle_ok
+kc apply -f "$TMP/mwc.json" >/dev/null
+check "kubectl apply of the configuration again keeps kd-autoscaler's caBundle" bundle_ok
 
 # --- a kd Service with only the class annotation, scaled through the chain ----------------------
 # (On main, decider-kpa decides 0 at once for a new kd revision without stats, so its initial
