@@ -34,6 +34,14 @@ void kd_as_dcfg_counts(const struct kd_as *as, uint64_t *applied, uint64_t *refu
 	*applied = *refused = 0;
 }
 
+/* ---- double of webhook.c (off: nothing to report) -------------------------------------------- */
+
+void kd_as_webhook_metrics(const struct kd_as *as, struct kd_prom *p)
+{
+	(void)as;
+	(void)p;
+}
+
 /* ---- the fake API Server: empty lists, watches held open ----------------------------------- */
 
 static void handler(struct kd_test_httpd_conn *conn, const struct kd_test_httpd_req *req, void *arg)

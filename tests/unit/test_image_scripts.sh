@@ -100,7 +100,7 @@ stage kd-gateway "$T/gw"
 plugins() { find "$1/plugins" -type f -printf '%f\n' | sort | paste -sd' ' -; }
 [ "$(plugins "$T/as")" = "kd-decider-kpa.so kd-scheduler.so kd-workload.so" ]
 verdict $? "kd-autoscaler: the decider, scheduler and workload plugins" "$(plugins "$T/as")"
-[ "$(plugins "$T/node")" = "kd-runtime-process.so kd-runtime-sim.so" ]
+[ "$(plugins "$T/node")" = "kd-runtime-kubelet.so kd-runtime-process.so kd-runtime-sim.so" ]
 verdict $? "kd-node: the runtime plugins" "$(plugins "$T/node")"
 [ -z "$(plugins "$T/gw")" ]
 verdict $? "kd-gateway: no plugin" "$(plugins "$T/gw")"
