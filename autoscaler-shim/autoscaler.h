@@ -67,6 +67,7 @@ struct kd_as_cfg {
 	char *admin_bind;
 	uint64_t admin_port;
 	char *chan_token;
+	char *chan_token_secret; /* NAME.NAMESPACE of the Secret holding it (made if missing) */
 	bool insecure_channels;
 	uint64_t webhook_port; /* 0: no admission webhook */
 	char *webhook_bind;
@@ -194,8 +195,13 @@ bool kd_as_informers_synced(const struct kd_as *as);
 void kd_as_note_synced(struct kd_as *as);
 void kd_as_admin_stop(struct kd_as *as);
 
+/* ---- token.c: --chan-token-secret, read (or made) once at start; 0 when not set ---- */
+int kd_as_chan_token_from_secret(struct kd_as *as, struct kd_error **err);
+
 /* ---- webhook.c: the mutating admission webhook on --webhook-port (0: off) ---- */
 struct kd_prom;
+/* value of option opt is NAME.NAMESPACE: 0, or -EINVAL with *err naming opt. */
+int kd_as_check_ref(const char *opt, const char *value, struct kd_error **err);
 /* --webhook-service and --webhook-secret are NAME.NAMESPACE: 0, or -EINVAL with *err. */
 int kd_as_webhook_check(const char *service, const char *secret, struct kd_error **err);
 int kd_as_webhook_start(struct kd_as *as, struct kd_error **err);

@@ -75,6 +75,9 @@ static const struct kd_config_option options[] = {
     KD_OPT_STRING("chan-token", C, chan_token, .env = "KD_CHAN_TOKEN", .metavar = "TOKEN",
                   .help = "bearer token of the direct channels and the stats WebSocket "
                           "(empty: none; scale messages then only from loopback peers)"),
+    KD_OPT_STRING("chan-token-secret", C, chan_token_secret, .metavar = "NAME.NAMESPACE",
+                  .help = "read --chan-token from key \"token\" of this Secret, made with a "
+                          "random token when missing (kd-activator and kd-node read the same)"),
     KD_OPT_BOOL("insecure-channels", C, insecure_channels,
                 .help = "run the channels without --chan-token inside a Kubernetes Pod "
                         "(refused by default there)"),
@@ -169,7 +172,11 @@ static int check_options(void *p, struct kd_error **err)
 	    kd_check_ip("--admin-bind", c->admin_bind, false, err) < 0 ||
 	    kd_check_ip("--webhook-bind", c->webhook_bind, false, err) < 0)
 		return -EINVAL;
-	if (kd_check_chan_token(c->chan_token, kd_in_pod(), c->insecure_channels, err) < 0)
+	bool from_secret = c->chan_token_secret && *c->chan_token_secret;
+	if (from_secret && kd_as_check_ref("--chan-token-secret", c->chan_token_secret, err) < 0)
+		return -EINVAL;
+	if (kd_check_chan_token(c->chan_token, kd_in_pod() && !from_secret, c->insecure_channels,
+	                        err) < 0)
 		return -EINVAL;
 	if (c->webhook_port && kd_as_webhook_check(c->webhook_service, c->webhook_secret, err) < 0)
 		return -EINVAL;
@@ -242,6 +249,10 @@ int main(int argc, char **argv)
 	    kd_k8s_new(kcfg, as.loop, &wopts, &as.k8s_w, &err) < 0 ||
 	    kd_k8s_warm(as.k8s_w, 4, &err) < 0) { /* connections open before the first burst */
 		kd_log_error("Kubernetes client: %s", kd_error_msg(err));
+		goto out;
+	}
+	if (kd_as_chan_token_from_secret(&as, &err) < 0) {
+		kd_log_error("%s", kd_error_msg(err));
 		goto out;
 	}
 	kd_host_init(&as.host, as.loop, "kd-autoscaler");

@@ -588,18 +588,19 @@ static int split_ref(const char *opt, const char *v, char **ns, char **name, str
 	return 0;
 }
 
-int kd_as_webhook_check(const char *service, const char *secret, struct kd_error **err)
+int kd_as_check_ref(const char *opt, const char *value, struct kd_error **err)
 {
 	char *a = NULL, *b = NULL;
-	int rc = split_ref("--webhook-service", service, &a, &b, err);
-	free(a);
-	free(b);
-	a = b = NULL;
-	if (rc == 0)
-		rc = split_ref("--webhook-secret", secret, &a, &b, err);
+	int rc = split_ref(opt, value, &a, &b, err);
 	free(a);
 	free(b);
 	return rc;
+}
+
+int kd_as_webhook_check(const char *service, const char *secret, struct kd_error **err)
+{
+	int rc = kd_as_check_ref("--webhook-service", service, err);
+	return rc < 0 ? rc : kd_as_check_ref("--webhook-secret", secret, err);
 }
 
 int kd_as_webhook_start(struct kd_as *as, struct kd_error **err)
