@@ -187,7 +187,7 @@ static int import_crt(gnutls_x509_crt_t *crt, const char *pem, const char *what,
 	int rc = gnutls_x509_crt_init(crt);
 	if (rc < 0)
 		return gt_fail(err, "init", rc);
-	gnutls_datum_t d = {(unsigned char *)(uintptr_t)pem, (unsigned)strlen(pem)};
+	gnutls_datum_t d = {(unsigned char *)pem, (unsigned)strlen(pem)};
 	rc = gnutls_x509_crt_import(*crt, &d, GNUTLS_X509_FMT_PEM);
 	if (rc < 0)
 		return kd_error_set(err, EINVAL, 0, "certificate: %s does not parse: %s", what,
@@ -213,7 +213,7 @@ int kd_certs_check(const struct kd_certs *c, const char *const *names, size_t n,
 		gt_fail(err, "init", rc);
 		goto out;
 	}
-	gnutls_datum_t kd = {(unsigned char *)(uintptr_t)c->key_pem, (unsigned)strlen(c->key_pem)};
+	gnutls_datum_t kd = {(unsigned char *)c->key_pem, (unsigned)strlen(c->key_pem)};
 	if ((rc = gnutls_x509_privkey_import2(key, &kd, GNUTLS_X509_FMT_PEM, NULL, 0)) < 0) {
 		kd_error_set(err, EINVAL, 0, "certificate: private key does not parse: %s",
 		             gnutls_strerror(rc));
@@ -284,7 +284,7 @@ void kd_certs_fini(struct kd_certs *c)
 
 char *kd_base64_encode(const void *data, size_t len)
 {
-	gnutls_datum_t in = {(unsigned char *)(uintptr_t)data, (unsigned)len};
+	gnutls_datum_t in = {(unsigned char *)data, (unsigned)len};
 	gnutls_datum_t out = {NULL, 0};
 	if (len == 0)
 		return kd_xstrdup("");
@@ -305,7 +305,7 @@ int kd_base64_decode(const char *text, size_t len, char **out, size_t *out_len)
 			*out_len = 0;
 		return 0;
 	}
-	gnutls_datum_t in = {(unsigned char *)(uintptr_t)text, (unsigned)len};
+	gnutls_datum_t in = {(unsigned char *)text, (unsigned)len};
 	gnutls_datum_t d = {NULL, 0};
 	if (len > UINT32_MAX || gnutls_base64_decode2(&in, &d) < 0) {
 		gnutls_free(d.data);

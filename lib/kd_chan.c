@@ -427,6 +427,7 @@ static void conn_close_after_flush(struct conn *c, int code, const char *fmt, ..
 		return;
 	va_list ap;
 	va_start(ap, fmt);
+	/* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): started on the line above */
 	vsnprintf(c->close_reason, sizeof(c->close_reason), fmt, ap);
 	va_end(ap);
 	c->close_code = code;
@@ -445,6 +446,7 @@ static int conn_close_now(struct conn *c, int code, const char *fmt, ...)
 	char reason[sizeof(c->close_reason)];
 	va_list ap;
 	va_start(ap, fmt);
+	/* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): started on the line above */
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
 	uint64_t epoch = c->side == SIDE_UP ? kd_hs_up_epoch(c->up->hs) : kd_hs_conn_epoch(c->hs);

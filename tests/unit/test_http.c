@@ -311,7 +311,7 @@ static void *client_main(void *arg)
 	snprintf(resolve, sizeof(resolve), "localhost:%d:127.0.0.1", c->port);
 	struct curl_slist *res = curl_slist_append(NULL, resolve);
 	curl_easy_setopt(e, CURLOPT_RESOLVE, res);
-	struct curl_blob ca = {(void *)(uintptr_t)c->ca_pem, c->ca_pem ? strlen(c->ca_pem) : 0,
+	struct curl_blob ca = {(void *)c->ca_pem, c->ca_pem ? strlen(c->ca_pem) : 0,
 	                       CURL_BLOB_COPY};
 	if (c->ca_pem) {
 		curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &ca);
