@@ -93,6 +93,8 @@ FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_CC ?= clang
 FUZZ_TIME ?= 60
+# each libFuzzer target's run in test-all (CI): bounded, from the seeds kept in tests/fuzz/corpus
+CI_FUZZ_TIME ?= 10
 
 ALL_C := $(LIB_SRCS) $(wildcard plugins/*/*.c) $(foreach c,$(COMPONENTS),$(wildcard $(call comp_dir,$(c))/*.c)) \
 	$(wildcard functions/*.c) $(wildcard functions/*/*.c) $(wildcard bench/*/*.c) $(TEST_SRCS) $(TEST_SUPPORT_SRCS) \
@@ -217,11 +219,12 @@ valgrind: all $(TEST_BINS) $(FIXTURE_SOS) $(HARNESS_BINS) ## unit tests under va
 # integration tests on the embedded cluster (rig/up builds the pinned upstream binaries once).
 # Steps run one after another (each builds with -j$(JOBS)); output stays readable.
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
-test-all: ## format-check lint check valgrind test-integration
+test-all: ## format-check lint check valgrind fuzz test-integration
 	$(MAKE) --no-print-directory format-check
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory -j$(JOBS) check
 	$(MAKE) --no-print-directory -j$(JOBS) valgrind
+	$(MAKE) --no-print-directory -j$(JOBS) fuzz FUZZ_TIME=$(CI_FUZZ_TIME)
 	$(MAKE) --no-print-directory -j$(JOBS) test-integration
 
 # --- fuzzing ---------------------------------------------------------------------------------
